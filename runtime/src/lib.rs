@@ -1,0 +1,1 @@
+//! podlab: a minimal pod runtime.
