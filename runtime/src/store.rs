@@ -1,0 +1,460 @@
+//! The embedded pod store: what the API server's etcd is to a cluster.
+//!
+//! One directory per pod under `<root>/pods/<namespace>/<name>/`:
+//! - `pod.json`     the applied Pod (spec + metadata), written by the CLI;
+//! - `status.json`  the pod's v1 `PodStatus`, written by the pod's shim;
+//! - `runtime.json` what the shim holds on the host (pids, netns, cgroups), for exec/describe/gc;
+//! - `events.jsonl` the pod's events, one JSON object per line.
+//!
+//! Records are replaced atomically (temp file + rename), and creating or
+//! removing a pod directory happens under an exclusive `flock` on `<root>/lock`,
+//! so concurrent `podlab` processes never see a half-written record.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: corrupt record: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("pods \"{name}\" not found in namespace \"{namespace}\"")]
+    NotFound { namespace: String, name: String },
+    #[error("pods \"{name}\" already exists in namespace \"{namespace}\"")]
+    AlreadyExists { namespace: String, name: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A namespaced pod name, `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PodKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PodKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        PodKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PodKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A Kubernetes event, as `kubectl describe` lists them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub time: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub from: String,
+    pub message: String,
+}
+
+impl Event {
+    pub fn normal(reason: &str, from: &str, message: impl Into<String>) -> Self {
+        Event {
+            time: now_rfc3339(),
+            type_: "Normal".into(),
+            reason: reason.into(),
+            from: from.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(reason: &str, from: &str, message: impl Into<String>) -> Self {
+        Event {
+            type_: "Warning".into(),
+            ..Event::normal(reason, from, message)
+        }
+    }
+}
+
+/// The current time as Kubernetes writes it (RFC 3339, second precision, UTC).
+pub fn now_rfc3339() -> String {
+    jiff_now().to_string()
+}
+
+/// The current time as the `Time` type of k8s-openapi.
+pub fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff_now())
+}
+
+/// Seconds since the epoch now (k8s-openapi's jiff is built without a clock).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+    // Kubernetes timestamps have second precision.
+    k8s_openapi::jiff::Timestamp::from_second(unix_now())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// An exclusive lock on the whole store, released when dropped.
+pub struct StoreLock {
+    _file: File,
+}
+
+/// Handle to one pod's directory.
+#[derive(Clone, Debug)]
+pub struct PodDir {
+    pub key: PodKey,
+    pub dir: PathBuf,
+}
+
+impl PodDir {
+    pub fn pod_file(&self) -> PathBuf {
+        self.dir.join("pod.json")
+    }
+    pub fn status_file(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    pub fn runtime_file(&self) -> PathBuf {
+        self.dir.join("runtime.json")
+    }
+    pub fn events_file(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+    pub fn log_file(&self, container: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{container}.log"))
+    }
+    pub fn container_dir(&self, container: &str) -> PathBuf {
+        self.dir.join("containers").join(container)
+    }
+    /// Mount point of the pod-wide tmpfs bound to every container's `/dev/shm`.
+    pub fn shm_dir(&self) -> PathBuf {
+        self.dir.join("shm")
+    }
+    /// Pod-level files bind-mounted into containers (`hostname`, `hosts`, `resolv.conf`).
+    pub fn etc_dir(&self) -> PathBuf {
+        self.dir.join("etc")
+    }
+
+    pub fn read_pod(&self) -> Result<Pod> {
+        read_json(&self.pod_file())
+    }
+    pub fn write_pod(&self, pod: &Pod) -> Result<()> {
+        write_json_atomic(&self.pod_file(), pod)
+    }
+    /// The status, or `None` when the shim has not written one yet.
+    pub fn read_status(&self) -> Result<Option<PodStatus>> {
+        read_json_opt(&self.status_file())
+    }
+    pub fn write_status(&self, status: &PodStatus) -> Result<()> {
+        write_json_atomic(&self.status_file(), status)
+    }
+    pub fn read_runtime<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        read_json_opt(&self.runtime_file())
+    }
+    pub fn write_runtime<T: Serialize>(&self, state: &T) -> Result<()> {
+        write_json_atomic(&self.runtime_file(), state)
+    }
+
+    /// Appends one event. A single `write` of one line to an `O_APPEND` file
+    /// keeps lines whole when the CLI and the shim append at the same time.
+    pub fn record_event(&self, event: &Event) -> Result<()> {
+        let path = self.events_file();
+        let mut line = serde_json::to_vec(event).map_err(|source| Error::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(&line).map_err(io_err(&path))
+    }
+
+    /// Events in the order they happened; a torn last line (crash mid-write) is skipped.
+    pub fn read_events(&self) -> Result<Vec<Event>> {
+        let path = self.events_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+}
+
+/// The store rooted at the state directory (`--root`, default `/run/podlab`).
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        let pods = root.join("pods");
+        fs::create_dir_all(&pods).map_err(io_err(&pods))?;
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the store-wide lock (blocking). Held only for short critical
+    /// sections: creating, claiming or removing pod directories.
+    pub fn lock(&self) -> Result<StoreLock> {
+        let path = self.root.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&path)(io::Error::last_os_error()));
+        }
+        Ok(StoreLock { _file: file })
+    }
+
+    pub fn pod_dir(&self, key: &PodKey) -> PodDir {
+        PodDir {
+            key: key.clone(),
+            dir: self.root.join("pods").join(&key.namespace).join(&key.name),
+        }
+    }
+
+    /// The pod's directory if the pod exists (its `pod.json` is present).
+    pub fn get(&self, key: &PodKey) -> Result<PodDir> {
+        let dir = self.pod_dir(key);
+        if dir.pod_file().exists() {
+            Ok(dir)
+        } else {
+            Err(Error::NotFound {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+            })
+        }
+    }
+
+    /// Creates the pod's record. The caller holds the store lock.
+    pub fn create(&self, _lock: &StoreLock, key: &PodKey, pod: &Pod) -> Result<PodDir> {
+        let dir = self.pod_dir(key);
+        if dir.pod_file().exists() {
+            return Err(Error::AlreadyExists {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+            });
+        }
+        fs::create_dir_all(dir.dir.join("logs")).map_err(io_err(&dir.dir))?;
+        dir.write_pod(pod)?;
+        Ok(dir)
+    }
+
+    /// Removes the pod's record and everything in its directory. Idempotent.
+    pub fn remove(&self, _lock: &StoreLock, key: &PodKey) -> Result<()> {
+        let dir = self.pod_dir(key);
+        match fs::remove_dir_all(&dir.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir.dir)(e)),
+        }
+        // Drop the namespace directory once its last pod is gone.
+        if let Some(ns_dir) = dir.dir.parent() {
+            let _ = fs::remove_dir(ns_dir);
+        }
+        Ok(())
+    }
+
+    /// Every pod in the store, optionally in one namespace, sorted by key.
+    pub fn list(&self, namespace: Option<&str>) -> Result<Vec<PodDir>> {
+        let pods = self.root.join("pods");
+        let mut out = Vec::new();
+        for ns in read_dir_names(&pods)? {
+            if namespace.is_some_and(|n| n != ns) {
+                continue;
+            }
+            for name in read_dir_names(&pods.join(&ns))? {
+                let dir = self.pod_dir(&PodKey::new(ns.clone(), name));
+                if dir.pod_file().exists() {
+                    out.push(dir);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if let Some(n) = entry.file_name().to_str() {
+                names.push(n.to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub fn read_json_opt<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Writes `value` as JSON to `path` so that readers see either the old or the
+/// new content, never a mix: a temp file in the same directory, then rename.
+pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn create_get_list_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let key = PodKey::new("default", "web");
+        store.create(&lock, &key, &pod("web")).unwrap();
+        let err = store.create(&lock, &key, &pod("web")).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        store
+            .create(&lock, &PodKey::new("other", "db"), &pod("db"))
+            .unwrap();
+
+        let got = store.get(&key).unwrap().read_pod().unwrap();
+        assert_eq!(got.metadata.name.as_deref(), Some("web"));
+        let all: Vec<_> = store
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.key.to_string())
+            .collect();
+        assert_eq!(all, ["default/web", "other/db"]);
+        assert_eq!(store.list(Some("other")).unwrap().len(), 1);
+
+        store.remove(&lock, &key).unwrap();
+        store.remove(&lock, &key).unwrap();
+        assert!(matches!(store.get(&key), Err(Error::NotFound { .. })));
+        assert!(!tmp.path().join("pods/default").exists());
+    }
+
+    #[test]
+    fn corrupt_record_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let dir = store
+            .create(&lock, &PodKey::new("default", "x"), &pod("x"))
+            .unwrap();
+        fs::write(dir.status_file(), b"{\"phase\": \"Runn").unwrap();
+        assert!(matches!(dir.read_status(), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn events_survive_a_torn_last_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let dir = store
+            .create(&lock, &PodKey::new("default", "x"), &pod("x"))
+            .unwrap();
+        dir.record_event(&Event::normal("Scheduled", "scheduler", "ok"))
+            .unwrap();
+        dir.record_event(&Event::warning("Failed", "kubelet", "bad"))
+            .unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.events_file())
+            .unwrap();
+        f.write_all(b"{\"time\":").unwrap();
+        let events = dir.read_events().unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+            ["Scheduled", "Failed"]
+        );
+        assert_eq!(events[1].type_, "Warning");
+    }
+}

@@ -1,0 +1,314 @@
+//! The narrow seam for privileged syscalls (mount, pivot_root, mknod,
+//! interface flags, process identity). Everything above it is plain logic.
+//! These functions are called only from single-threaded, re-exec'd podlab
+//! processes (shim, pause, container init) or the exec'ing CLI.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("mount {what} on {target}: {source}")]
+    Mount {
+        what: String,
+        target: PathBuf,
+        source: nix::Error,
+    },
+    #[error("unmount {target}: {source}")]
+    Unmount { target: PathBuf, source: nix::Error },
+    #[error("{op} {path}: {source}")]
+    Path {
+        op: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
+    #[error("{op}: {source}")]
+    Io { op: &'static str, source: io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    nix::mount::mount(source, target, fstype, flags, data).map_err(|e| Error::Mount {
+        what: fstype.or(source).unwrap_or("none").to_string(),
+        target: target.to_path_buf(),
+        source: e,
+    })
+}
+
+pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
+    nix::mount::mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| Error::Mount {
+        what: source.display().to_string(),
+        target: target.to_path_buf(),
+        source: e,
+    })?;
+    if readonly {
+        // A bind mount ignores MS_RDONLY on creation; it needs a remount.
+        mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Detaches a mount; a path that is not mounted is not an error (idempotent teardown).
+pub fn unmount(target: &Path) -> Result<()> {
+    match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(source) => Err(Error::Unmount {
+            target: target.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// True when `path` is a mount point in the caller's mount namespace.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == wanted)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t")
+}
+
+/// Makes `rootfs` the root of the calling process's mount namespace and
+/// drops the old root, so nothing of the host stays reachable.
+pub fn pivot_root(rootfs: &Path) -> Result<()> {
+    let path_err = |op, source| Error::Path {
+        op,
+        path: rootfs.to_path_buf(),
+        source,
+    };
+    nix::unistd::chdir(rootfs).map_err(|e| path_err("chdir", e))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; the
+    // lazy unmount then removes it without needing a directory for it.
+    nix::unistd::pivot_root(".", ".").map_err(|e| path_err("pivot_root", e))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(|e| path_err("umount old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| path_err("chdir /", e))
+}
+
+/// Creates a character device node (the container's minimal /dev).
+pub fn mknod_char(path: &Path, major: u64, minor: u64, mode: u32) -> Result<()> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    match mknod(
+        path,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(mode),
+        makedev(major, minor),
+    ) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Err(source) => {
+            return Err(Error::Path {
+                op: "mknod",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    // mknod's mode is filtered by the umask; set it exactly.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|source| Error::Path {
+        op: "chmod",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Brings the loopback interface of the caller's network namespace up.
+/// nix has no helper for interface flags, so this is the classic
+/// SIOCGIFFLAGS/SIOCSIFFLAGS pair on a datagram socket.
+pub fn loopback_up() -> Result<()> {
+    let io_err = |op| move |source| Error::Io { op, source };
+    // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io_err("socket")(io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
+    let sock: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the ioctls read and write the ifreq we own, for the lifetime of the call.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io_err("SIOCGIFFLAGS lo")(io::Error::last_os_error()));
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io_err("SIOCSIFFLAGS lo")(io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// A process identity that survives pid reuse: the pid plus its start time
+/// (field 22 of `/proc/<pid>/stat`, in clock ticks since boot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    pub fn of(pid: i32) -> Option<ProcessId> {
+        process_start_time(pid).map(|start_time| ProcessId { pid, start_time })
+    }
+
+    /// True while the very same process (not a reused pid) exists and is not a zombie.
+    pub fn is_alive(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => {
+                let (state, start) = parse_stat(&stat);
+                start == Some(self.start_time) && state != Some('Z') && state != Some('X')
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).1
+}
+
+/// (state, start time) from a `/proc/<pid>/stat` line. The command name may
+/// contain spaces and parentheses, so fields are counted after the last ')'.
+fn parse_stat(stat: &str) -> (Option<char>, Option<u64>) {
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return (None, None);
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().and_then(|s| s.chars().next());
+    // After the comm, the state is field 3; starttime is field 22.
+    let start = fields.get(22 - 3).and_then(|s| s.parse().ok());
+    (state, start)
+}
+
+/// Opens a pidfd, to wait for a process that is not our child without polling.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until `fd` is readable or `timeout` passes; returns true if readable.
+pub fn wait_readable(fd: &impl AsRawFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
+            }
+        };
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own, count 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(n > 0);
+    }
+}
+
+/// Clears FD_CLOEXEC so the descriptor survives exec (inherited pipes).
+pub fn clear_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number; no memory involved.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn set_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: as above.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn cstring(s: &str) -> std::result::Result<CString, io::Error> {
+    CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_handles_odd_command_names() {
+        let line =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_stat(line), (Some('S'), Some(98765)));
+        assert_eq!(parse_stat("garbage"), (None, None));
+    }
+
+    #[test]
+    fn own_process_identity_is_alive_and_a_wrong_start_time_is_not() {
+        let me = ProcessId::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        let other = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!other.is_alive());
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+    }
+}
