@@ -1,0 +1,38 @@
+//! Where podlab keeps its state and images, and the knobs tests turn.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_ROOT: &str = "/run/podlab";
+pub const DEFAULT_IMAGE_ROOT: &str = "/var/lib/podlab";
+/// Per-container pids limit when the manifest sets none (kubelet's
+/// podPidsLimit is usually set in the same range).
+pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
+/// The kubelet's initial crash back-off.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// State root (`--root`, `PODLAB_ROOT`).
+    pub root: PathBuf,
+    /// Image store root (`--image-root`, `PODLAB_IMAGE_ROOT`).
+    pub image_root: PathBuf,
+    /// `PODLAB_PIDS_LIMIT`.
+    pub default_pids: i64,
+    /// `PODLAB_BACKOFF_BASE_MS`: the first restart delay, so tests stay fast.
+    pub backoff_base: Duration,
+}
+
+impl Config {
+    pub fn new(root: PathBuf, image_root: PathBuf) -> Config {
+        let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok());
+        Config {
+            root,
+            image_root,
+            default_pids: env_num("PODLAB_PIDS_LIMIT").unwrap_or(DEFAULT_PIDS_LIMIT),
+            backoff_base: env_num("PODLAB_BACKOFF_BASE_MS")
+                .map(|ms| Duration::from_millis(ms.max(0) as u64))
+                .unwrap_or(DEFAULT_BACKOFF),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Deliberately broken runtime variants, to prove the conformance suite can
+//! fail (issue 3). Compiled in only with the `mutants` cargo feature; in a
+//! normal build `Mutant::from_env` is always `None`, whatever the environment.
+
+/// One pod property podlab breaks on purpose, chosen by `PODLAB_MUTANT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    NoSharedNet,
+    NoSharedUts,
+    NoSharedIpc,
+    PrivateShm,
+    NoMemoryLimit,
+    NoPidsLimit,
+    NoCpuLimit,
+    EarlyRunning,
+}
+
+impl Mutant {
+    pub const ALL: [(&'static str, Mutant); 8] = [
+        ("no-shared-net", Mutant::NoSharedNet),
+        ("no-shared-uts", Mutant::NoSharedUts),
+        ("no-shared-ipc", Mutant::NoSharedIpc),
+        ("private-shm", Mutant::PrivateShm),
+        ("no-memory-limit", Mutant::NoMemoryLimit),
+        ("no-pids-limit", Mutant::NoPidsLimit),
+        ("no-cpu-limit", Mutant::NoCpuLimit),
+        ("early-running", Mutant::EarlyRunning),
+    ];
+
+    pub fn parse(name: &str) -> Option<Mutant> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+    }
+
+    #[cfg(feature = "mutants")]
+    pub fn from_env() -> Option<Mutant> {
+        std::env::var("PODLAB_MUTANT")
+            .ok()
+            .and_then(|v| Self::parse(&v))
+    }
+
+    #[cfg(not(feature = "mutants"))]
+    pub fn from_env() -> Option<Mutant> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for (name, m) in Mutant::ALL {
+            assert_eq!(Mutant::parse(name), Some(m));
+        }
+        assert_eq!(Mutant::parse("nope"), None);
+    }
+
+    #[cfg(not(feature = "mutants"))]
+    #[test]
+    fn normal_builds_ignore_the_environment() {
+        assert_eq!(Mutant::from_env(), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! The node side of the pod network. Until CNI attachment lands (issue 4) a
+//! pod has loopback only, brought up by the pause in the pod's named netns;
+//! this module answers what the node is called and which IP it has.
+
+use std::ffi::CStr;
+use std::net::Ipv4Addr;
+
+/// The node name: the host's hostname, as kubelet defaults it.
+pub fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The node's IP for `status.hostIP`: the first IPv4 address of an up,
+/// non-loopback interface (kubelet picks the default-route address; this is
+/// the same on a one-interface machine, without sending any packet).
+pub fn host_ip() -> Option<String> {
+    interface_addresses()
+        .into_iter()
+        .find(|(name, ip)| name != "lo" && !ip.is_loopback())
+        .map(|(_, ip)| ip.to_string())
+}
+
+/// IPv4 addresses of the interfaces that are up, in the caller's netns.
+pub fn interface_addresses() -> Vec<(String, Ipv4Addr)> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` walks the list getifaddrs returned; every node is valid until freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_UP as u32 == 0 {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points to a sockaddr of its family.
+        if unsafe { (*ifa.ifa_addr).sa_family } as i32 != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: the family is AF_INET, so this is a sockaddr_in; the name is a C string.
+        let (addr, name) = unsafe {
+            let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+            (
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned(),
+            )
+        };
+        out.push((name, addr));
+    }
+    // SAFETY: frees exactly the list allocated above.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_listed_and_never_the_host_ip() {
+        let addrs = interface_addresses();
+        assert!(
+            addrs.iter().any(|(n, ip)| n == "lo" && ip.is_loopback()),
+            "{addrs:?}"
+        );
+        if let Some(ip) = host_ip() {
+            assert!(!ip.starts_with("127."), "{ip}");
+        }
+        assert!(!node_name().is_empty());
+    }
+}
