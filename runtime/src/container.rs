@@ -1,0 +1,624 @@
+//! One container: what it runs (resolved from the manifest and the image),
+//! and the init that turns a re-exec'd `podlab` process into it: join the
+//! pod's namespaces, build the root filesystem, pivot_root, exec.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Container;
+use nix::mount::MsFlags;
+use serde::{Deserialize, Serialize};
+
+use crate::image::ImageConfig;
+use crate::namespaces::{self, Plan};
+use crate::sys;
+
+/// The PATH a container gets when its image sets none (containerd's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Inherited descriptors of the init protocol with the shim.
+pub const REPORT_FD: i32 = 3;
+pub const GO_FD: i32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container {container}: no command: the manifest sets no command/args and the image has no Entrypoint/Cmd")]
+    NoCommand { container: String },
+    #[error("{0}")]
+    Namespaces(#[from] namespaces::Error),
+    #[error("{0}")]
+    Sys(#[from] sys::Error),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("executable file {0:?} not found in $PATH")]
+    NotFound(String),
+    #[error("exec {path}: {source}")]
+    Exec { path: String, source: nix::Error },
+    #[error("fork: {0}")]
+    Fork(nix::Error),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the process of a container is: argv, environment, working directory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+}
+
+impl Process {
+    /// Resolves the container's process by the Kubernetes rules:
+    /// `command` replaces the image's Entrypoint (and drops its Cmd), `args`
+    /// replaces Cmd; env is the image's, then the manifest's (later wins);
+    /// `$(VAR)` references in command/args/env are expanded from env.
+    pub fn resolve(container: &Container, image: &ImageConfig) -> Result<Process, Error> {
+        let command = container.command.clone().unwrap_or_default();
+        let args = container.args.clone().unwrap_or_default();
+        let (entry, cmd) = match (command.is_empty(), args.is_empty()) {
+            (true, true) => (image.entrypoint.clone(), image.cmd.clone()),
+            (true, false) => (image.entrypoint.clone(), args),
+            (false, true) => (command, Vec::new()),
+            (false, false) => (command, args),
+        };
+
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut set = |k: String, v: String, env: &mut BTreeMap<String, String>| {
+            if !env.contains_key(&k) {
+                order.push(k.clone());
+            }
+            env.insert(k, v);
+        };
+        for kv in &image.env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            set(k.to_string(), v.to_string(), &mut env);
+        }
+        for var in container.env.iter().flatten() {
+            let value = expand(var.value.as_deref().unwrap_or(""), &env);
+            set(var.name.clone(), value, &mut env);
+        }
+        if !env.contains_key("PATH") {
+            set("PATH".into(), DEFAULT_PATH.into(), &mut env);
+        }
+        let env_list = order
+            .iter()
+            .map(|k| format!("{k}={}", env.get(k).map(String::as_str).unwrap_or("")))
+            .collect();
+
+        let argv: Vec<String> = entry
+            .into_iter()
+            .chain(cmd)
+            .map(|a| expand(&a, &env))
+            .collect();
+        if argv.is_empty() {
+            return Err(Error::NoCommand {
+                container: container.name.clone(),
+            });
+        }
+        let cwd = container
+            .working_dir
+            .clone()
+            .filter(|d| !d.is_empty())
+            .or_else(|| image.working_dir.clone().filter(|d| !d.is_empty()))
+            .unwrap_or_else(|| "/".into());
+        Ok(Process {
+            args: argv,
+            env: env_list,
+            cwd,
+        })
+    }
+
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    }
+}
+
+/// Kubernetes' `$(VAR)` expansion: known variables are replaced, `$$` is a
+/// literal `$`, unknown references stay as written.
+fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) if env.contains_key(&body[..end]) => {
+                    out.push_str(&env[&body[..end]]);
+                    rest = &body[end + 1..];
+                }
+                _ => {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Everything the container init needs, written by the shim as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub name: String,
+    pub process: Process,
+    /// Unpacked image layers, bottom first.
+    pub layers: Vec<PathBuf>,
+    /// Per-container overlay upper/work dirs and mount point.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub rootfs: PathBuf,
+    pub pause_pid: i32,
+    pub share_pid: bool,
+    /// The pod's /dev/shm tmpfs on the host.
+    pub shm: PathBuf,
+    /// Pod-level `hostname`, `hosts`, `resolv.conf`.
+    pub etc: PathBuf,
+    pub readonly_rootfs: bool,
+    /// Deliberately broken variants (the `mutants` feature, for proving the
+    /// conformance suite can fail): a private /dev/shm, UTS, IPC or netns.
+    #[serde(default)]
+    pub private_shm: bool,
+    #[serde(default)]
+    pub private_uts: bool,
+    #[serde(default)]
+    pub private_ipc: bool,
+    #[serde(default)]
+    pub private_net: bool,
+}
+
+/// Entry point of `podlab __init CONFIG`: runs in a fresh process spawned by
+/// the shim, which put it in the container's cgroup before writing "go".
+/// Writes `pid <host pid>` of the container process to the report pipe, and
+/// an `error ...` line if anything fails before exec; EOF means exec'd.
+pub fn init_main(config_path: &Path) -> i32 {
+    // SAFETY: the shim passes these two descriptors; we take ownership once.
+    let mut report = unsafe { fs::File::from_raw_fd(REPORT_FD) };
+    let go = unsafe { OwnedFd::from_raw_fd(GO_FD) };
+    let result = (|| -> Result<(), Error> {
+        // Block until the shim has moved us into the container's cgroup.
+        let mut byte = [0u8; 1];
+        let _ = nix::unistd::read(&go, &mut byte);
+        drop(go);
+        let text = fs::read(config_path).map_err(io_err("read", config_path))?;
+        let cfg: InitConfig = serde_json::from_slice(&text).map_err(|e| Error::Io {
+            op: "parse",
+            path: config_path.to_path_buf(),
+            source: e.into(),
+        })?;
+        let mut plan = Plan::container(cfg.pause_pid, cfg.share_pid);
+        plan.break_sharing(cfg.private_uts, cfg.private_ipc, cfg.private_net);
+        plan.apply()?;
+        // The new PID namespace applies to children: fork once, the child is
+        // the container (PID 1 of its namespace); this process reports its
+        // pid and exits, and the shim (a subreaper) inherits the child.
+        // SAFETY: this process is single-threaded (a fresh exec of podlab).
+        match unsafe { nix::unistd::fork() }.map_err(Error::Fork)? {
+            nix::unistd::ForkResult::Parent { child } => {
+                let _ = writeln!(report, "pid {child}");
+                std::process::exit(0);
+            }
+            nix::unistd::ForkResult::Child => {
+                sys::set_cloexec(REPORT_FD).map_err(io_err("cloexec", Path::new("report")))?;
+                setup_rootfs(&cfg)?;
+                exec_process(&cfg.process)
+            }
+        }
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(report, "error {e}");
+            127
+        }
+    }
+}
+
+/// Builds the container's root: overlayfs over the image layers, /proc, a
+/// minimal /dev with the pod's shared /dev/shm, read-only /sys, the pod's
+/// /etc files; then pivot_root into it.
+fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
+    // Nothing mounted from here on may propagate back to the host.
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )?;
+    for d in [&cfg.upper, &cfg.work, &cfg.rootfs] {
+        fs::create_dir_all(d).map_err(io_err("mkdir", d))?;
+    }
+    // overlayfs lists lower dirs top first; images list layers bottom first.
+    let lower: Vec<String> = cfg
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        cfg.upper.display(),
+        cfg.work.display()
+    );
+    sys::mount(
+        Some("overlay"),
+        &cfg.rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&data),
+    )?;
+    let root = &cfg.rootfs;
+    let mkdir = |rel: &str| -> Result<PathBuf, Error> {
+        let p = root.join(rel);
+        fs::create_dir_all(&p).map_err(io_err("mkdir", &p))?;
+        Ok(p)
+    };
+
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    sys::mount(
+        Some("proc"),
+        &mkdir("proc")?,
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
+
+    let dev = mkdir("dev")?;
+    sys::mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        sys::mknod_char(&dev.join(name), major, minor, 0o666)?;
+    }
+    let pts = mkdir("dev/pts")?;
+    sys::mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let p = dev.join(link);
+        std::os::unix::fs::symlink(target, &p).map_err(io_err("symlink", &p))?;
+    }
+    let shm = mkdir("dev/shm")?;
+    if cfg.private_shm {
+        sys::mount(
+            Some("shm"),
+            &shm,
+            Some("tmpfs"),
+            nosuid_nodev_noexec,
+            Some("mode=1777,size=65536k"),
+        )?;
+    } else {
+        // One tmpfs for the whole pod: POSIX shared memory is shared between
+        // the pod's containers and nowhere else.
+        sys::bind(&cfg.shm, &shm, false)?;
+    }
+
+    let sysfs = mkdir("sys")?;
+    sys::mount(
+        Some("sysfs"),
+        &sysfs,
+        Some("sysfs"),
+        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        None,
+    )?;
+    mount_cgroups(&sysfs)?;
+
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let target = mkdir("etc")?.join(name);
+        if fs::symlink_metadata(&target).is_err() {
+            fs::write(&target, b"").map_err(io_err("create", &target))?;
+        }
+        sys::bind(&cfg.etc.join(name), &target, false)?;
+    }
+
+    if cfg.readonly_rootfs {
+        sys::mount(
+            None,
+            root,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    }
+    sys::pivot_root(root)?;
+    Ok(())
+}
+
+/// Mounts the container's view of its own cgroups read-only at
+/// /sys/fs/cgroup, like runc does for Kubernetes containers. The container
+/// has its own cgroup namespace, so the mounts are rooted at its own leaf.
+fn mount_cgroups(sysfs: &Path) -> Result<(), Error> {
+    let base = sysfs.join("fs/cgroup");
+    if !base.is_dir() {
+        return Ok(());
+    }
+    sys::mount(
+        Some("tmpfs"),
+        &base,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=64k"),
+    )?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+    for m in host_cgroup_mounts() {
+        let target = base.join(&m.dir);
+        fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
+        let fstype = if m.v2 { "cgroup2" } else { "cgroup" };
+        let data = if m.v2 { None } else { Some(m.options.as_str()) };
+        // A hierarchy the kernel will not mount here is left out rather than
+        // failing the container: the cgroup view is informational.
+        let _ = sys::mount(Some(fstype), &target, Some(fstype), flags, data);
+    }
+    sys::mount(
+        None,
+        &base,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        None,
+    )?;
+    Ok(())
+}
+
+struct CgroupMount {
+    dir: String,
+    options: String,
+    v2: bool,
+}
+
+/// The host's cgroup hierarchies that matter for limits, with the exact
+/// controller options they are mounted with (co-mounted controllers such as
+/// `cpu,cpuacct` must be mounted together).
+fn host_cgroup_mounts() -> Vec<CgroupMount> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split(' ');
+        let (fstype, _src, opts) = (r.next(), r.next(), r.next().unwrap_or(""));
+        let Some(mountpoint) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let Some(dir) = mountpoint.strip_prefix("/sys/fs/cgroup") else {
+            continue;
+        };
+        let dir = dir.trim_start_matches('/').to_string();
+        match fstype {
+            Some("cgroup2") if dir.is_empty() => out.push(CgroupMount {
+                dir,
+                options: String::new(),
+                v2: true,
+            }),
+            Some("cgroup") => {
+                let ctrls: Vec<&str> = opts
+                    .split(',')
+                    .filter(|o| matches!(*o, "memory" | "cpu" | "cpuacct" | "pids"))
+                    .collect();
+                if !ctrls.is_empty() {
+                    out.push(CgroupMount {
+                        dir,
+                        options: ctrls.join(","),
+                        v2: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Resolves `name` against PATH in the current root, like execvp, but with
+/// the container's PATH instead of ours.
+pub fn find_executable(name: &str, path_var: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return Some(name.to_string());
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .find_map(|dir| {
+            let candidate = format!("{dir}/{name}");
+            let meta = fs::metadata(&candidate).ok()?;
+            (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+        })
+}
+
+/// Prepared argv/envp for exec, built before any fork so the child only
+/// makes raw syscalls.
+pub struct ExecArgs {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: CString,
+}
+
+impl ExecArgs {
+    pub fn new(process: &Process) -> Result<ExecArgs, Error> {
+        let first = process.args.first().cloned().unwrap_or_default();
+        let path_var = process.env_value("PATH").unwrap_or(DEFAULT_PATH);
+        let path =
+            find_executable(&first, path_var).ok_or_else(|| Error::NotFound(first.clone()))?;
+        let c = |s: &str| {
+            sys::cstring(s).map_err(|source| Error::Io {
+                op: "argument",
+                path: PathBuf::from(s),
+                source,
+            })
+        };
+        Ok(ExecArgs {
+            path: c(&path)?,
+            argv: process
+                .args
+                .iter()
+                .map(|a| c(a))
+                .collect::<Result<_, _>>()?,
+            envp: process.env.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
+            cwd: c(&process.cwd)?,
+        })
+    }
+
+    /// chdir + execve; returns only on failure.
+    pub fn exec(&self) -> Error {
+        if let Err(source) = nix::unistd::chdir(self.cwd.as_c_str()) {
+            return Error::Exec {
+                path: format!("chdir {}", self.cwd.to_string_lossy()),
+                source,
+            };
+        }
+        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+            Err(source) => Error::Exec {
+                path: self.path.to_string_lossy().into_owned(),
+                source,
+            },
+            Ok(never) => match never {},
+        }
+    }
+}
+
+fn exec_process(process: &Process) -> Result<(), Error> {
+    let args = ExecArgs::new(process)?;
+    Err(args.exec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn container(command: &[&str], args: &[&str]) -> Container {
+        let v = |s: &[&str]| (!s.is_empty()).then(|| s.iter().map(|x| x.to_string()).collect());
+        Container {
+            name: "app".into(),
+            command: v(command),
+            args: v(args),
+            ..Default::default()
+        }
+    }
+
+    fn image() -> ImageConfig {
+        ImageConfig {
+            env: vec!["PATH=/bin".into(), "GREETING=hi".into()],
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["--default".into()],
+            working_dir: Some("/srv".into()),
+            user: None,
+        }
+    }
+
+    #[rstest]
+    #[case(&[], &[], &["/entry", "--default"])]
+    #[case(&[], &["x"], &["/entry", "x"])]
+    #[case(&["sh"], &[], &["sh"])]
+    #[case(&["sh"], &["-c", "true"], &["sh", "-c", "true"])]
+    fn command_and_args_follow_kubernetes_rules(
+        #[case] command: &[&str],
+        #[case] args: &[&str],
+        #[case] want: &[&str],
+    ) {
+        let p = Process::resolve(&container(command, args), &image()).unwrap();
+        assert_eq!(p.args, want);
+        assert_eq!(p.cwd, "/srv");
+    }
+
+    #[test]
+    fn manifest_env_overrides_image_env_and_expands_references() {
+        let mut c = container(&["echo", "$(GREETING) $$(GREETING) $(NOPE)"], &[]);
+        c.env = Some(vec![
+            k8s_openapi::api::core::v1::EnvVar {
+                name: "GREETING".into(),
+                value: Some("hello".into()),
+                ..Default::default()
+            },
+            k8s_openapi::api::core::v1::EnvVar {
+                name: "WHO".into(),
+                value: Some("$(GREETING) world".into()),
+                ..Default::default()
+            },
+        ]);
+        let p = Process::resolve(&c, &image()).unwrap();
+        assert_eq!(p.args[1], "hello $(GREETING) $(NOPE)");
+        assert_eq!(p.env, ["PATH=/bin", "GREETING=hello", "WHO=hello world"]);
+    }
+
+    #[test]
+    fn default_path_when_the_image_sets_none() {
+        let p = Process::resolve(&container(&["sh"], &[]), &ImageConfig::default()).unwrap();
+        assert_eq!(p.env_value("PATH"), Some(DEFAULT_PATH));
+        assert_eq!(p.cwd, "/");
+    }
+
+    #[test]
+    fn no_command_anywhere_is_an_error() {
+        let err = Process::resolve(&container(&[], &[]), &ImageConfig::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("container app: no command"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn executables_are_found_on_the_given_path() {
+        assert_eq!(
+            find_executable("sh", "/nonexistent:/bin").as_deref(),
+            Some("/bin/sh")
+        );
+        assert_eq!(find_executable("/x/y", "").as_deref(), Some("/x/y"));
+        assert_eq!(
+            find_executable("no-such-tool-podlab", "/bin:/usr/bin"),
+            None
+        );
+    }
+}
