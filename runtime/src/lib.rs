@@ -1,1 +1,25 @@
-//! podlab: a minimal pod runtime.
+//! podlab: a minimal, real Kubernetes pod runtime.
+//!
+//! The path of a pod, as in a cluster: [`manifest`] parses and validates what
+//! the user applies; [`api`] stores it ([`store`]), binds it to this node and
+//! hands it to its [`shim`] (the kubelet's part), which builds the
+//! [`sandbox`] (named netns + pause process), starts each [`container`] in
+//! its own [`cgroups`] leaf from an [`image`], and reports the [`lifecycle`].
+//! [`namespaces`] is the one place that decides which namespaces a process
+//! joins or creates; [`sys`] is the seam for privileged syscalls.
+
+pub mod api;
+pub mod cgroups;
+pub mod config;
+pub mod container;
+pub mod image;
+pub mod lifecycle;
+pub mod manifest;
+pub mod mutants;
+pub mod namespaces;
+pub mod network;
+pub mod quantity;
+pub mod sandbox;
+pub mod shim;
+pub mod store;
+pub mod sys;

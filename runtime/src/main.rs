@@ -1,1 +1,321 @@
-fn main() {}
+//! `podlab`: a kubectl-shaped CLI over a real, one-node pod runtime.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use podlab::config::{Config, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT};
+use podlab::store::PodKey;
+
+#[derive(Parser)]
+#[command(
+    name = "podlab",
+    version,
+    about = "Run real Kubernetes pods on this machine",
+    propagate_version = true
+)]
+struct Cli {
+    /// State directory (pods, their status and logs).
+    #[arg(long, global = true, env = "PODLAB_ROOT", default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Image store directory.
+    #[arg(long, global = true, env = "PODLAB_IMAGE_ROOT", default_value = DEFAULT_IMAGE_ROOT)]
+    image_root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Namespace {
+    /// The namespace (default: "default").
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+impl Namespace {
+    fn key(&self, name: &str) -> PodKey {
+        PodKey::new(
+            self.namespace.clone().unwrap_or_else(|| "default".into()),
+            name,
+        )
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create pods from a manifest (YAML or JSON; "-" reads stdin).
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Wait until the pods are Running (default 60s).
+        #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
+        wait: Option<Duration>,
+    },
+    /// List pods, or show one.
+    Get {
+        /// The resource type: pods (pod, po).
+        resource: String,
+        name: Option<String>,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Every namespace.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+        /// Output format: wide, json, yaml, name.
+        #[arg(short = 'o', long = "output")]
+        output: Option<String>,
+    },
+    /// Show a pod in detail: containers, limits, namespaces, cgroups, events.
+    Describe {
+        resource: String,
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Run a command in a container of a pod.
+    Exec {
+        name: String,
+        #[arg(short = 'c', long = "container")]
+        container: Option<String>,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Accepted for kubectl compatibility: stdin is always attached.
+        #[arg(short = 'i', long = "stdin")]
+        _stdin: bool,
+        /// Accepted for kubectl compatibility.
+        #[arg(short = 't', long = "tty")]
+        _tty: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a container's stdout and stderr.
+    Logs {
+        name: String,
+        #[arg(short = 'c', long = "container")]
+        container: Option<String>,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Delete pods: SIGTERM, the grace period, SIGKILL, then release everything.
+    Delete {
+        resource: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Seconds to wait after SIGTERM (default: the pod's terminationGracePeriodSeconds).
+        #[arg(long)]
+        grace_period: Option<i64>,
+        #[arg(long)]
+        ignore_not_found: bool,
+    },
+    /// Manage the image store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Release everything held by pods whose shim is gone.
+    Gc,
+    #[command(name = "__shim", hide = true)]
+    Shim { namespace: String, name: String },
+    #[command(name = "__pause", hide = true)]
+    Pause {
+        #[arg(long)]
+        netns: Option<PathBuf>,
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(long)]
+        share_pid: bool,
+    },
+    #[command(name = "__init", hide = true)]
+    Init { config: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI image layout directory or oci-archive tar.
+    Import {
+        path: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls,
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove an image name (and blobs nothing else uses).
+    #[command(alias = "remove")]
+    Rm { reference: String },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config = Config::new(cli.root, cli.image_root);
+    let code = match cli.command {
+        // The re-exec'd helpers report through their pipes, not through anyhow.
+        Command::Shim { namespace, name } => {
+            podlab::shim::shim_main(config, PodKey::new(namespace, name))
+        }
+        Command::Pause {
+            netns,
+            hostname,
+            share_pid,
+        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid),
+        Command::Init { config: path } => podlab::container::init_main(&path),
+        other => match run(&config, other) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn pods_resource(resource: &str) -> anyhow::Result<()> {
+    match resource {
+        "pod" | "pods" | "po" => Ok(()),
+        other => anyhow::bail!(
+            "the server doesn't have a resource type \"{other}\" (podlab knows only pods)"
+        ),
+    }
+}
+
+fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Apply { file, ns, wait } => {
+            let text = cli::read_manifest(&file)?;
+            for applied in podlab::api::apply(config, &text, &file, ns.namespace.as_deref(), wait)?
+            {
+                println!("{applied}");
+            }
+            Ok(0)
+        }
+        Command::Get {
+            resource,
+            name,
+            ns,
+            all_namespaces,
+            output,
+        } => {
+            pods_resource(&resource)?;
+            cli::get(
+                config,
+                name.as_deref(),
+                ns.namespace.as_deref(),
+                all_namespaces,
+                output.as_deref(),
+            )?;
+            Ok(0)
+        }
+        Command::Describe { resource, name, ns } => {
+            pods_resource(&resource)?;
+            cli::describe(config, &ns.key(&name))?;
+            Ok(0)
+        }
+        Command::Exec {
+            name,
+            container,
+            ns,
+            command,
+            ..
+        } => Ok(podlab::api::exec(
+            config,
+            &ns.key(&name),
+            container.as_deref(),
+            &command,
+        )?),
+        Command::Logs {
+            name,
+            container,
+            ns,
+        } => {
+            cli::logs(config, &ns.key(&name), container.as_deref())?;
+            Ok(0)
+        }
+        Command::Delete {
+            resource,
+            names,
+            ns,
+            grace_period,
+            ignore_not_found,
+        } => {
+            pods_resource(&resource)?;
+            let mut failed = false;
+            for name in names {
+                let key = ns.key(&name);
+                match podlab::api::delete(config, &key, grace_period) {
+                    Ok(()) => println!("pod \"{name}\" deleted"),
+                    Err(podlab::api::Error::Store(podlab::store::Error::NotFound { .. }))
+                        if ignore_not_found => {}
+                    Err(e) => {
+                        eprintln!("Error from server (NotFound): {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(i32::from(failed))
+        }
+        Command::Image(cmd) => {
+            cli::image(config, cmd)?;
+            Ok(0)
+        }
+        Command::Gc => {
+            let report = podlab::api::gc(config)?;
+            for key in &report.released {
+                println!("released pod/{} in namespace {}", key.name, key.namespace);
+            }
+            for key in &report.removed {
+                println!("removed pod/{} in namespace {}", key.name, key.namespace);
+            }
+            if report.released.is_empty() && report.removed.is_empty() {
+                println!("nothing to collect");
+            }
+            Ok(0)
+        }
+        Command::Shim { .. } | Command::Pause { .. } | Command::Init { .. } => Ok(2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubectl() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,482 @@
+//! What the API server, the scheduler and the kubelet's front door do for a
+//! one-node cluster: validate and store a pod, bind it to this node, hand it
+//! to its shim; delete it gracefully; garbage-collect pods whose shim died;
+//! enter a container for `exec`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroups;
+use crate::config::Config;
+use crate::container::{self, ExecArgs, Process};
+use crate::lifecycle;
+use crate::manifest;
+use crate::namespaces::Plan;
+use crate::network;
+use crate::shim::{self, RuntimeState};
+use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
+use crate::sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Manifest(#[from] manifest::Error),
+    #[error("{0}")]
+    Store(#[from] store::Error),
+    #[error("{0}")]
+    Shim(#[from] shim::Error),
+    #[error("{0}")]
+    Cgroups(#[from] cgroups::Error),
+    #[error("{0}")]
+    Container(#[from] container::Error),
+    #[error("{0}")]
+    Namespaces(#[from] crate::namespaces::Error),
+    #[error("The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (podlab: delete and re-apply the pod)")]
+    Immutable { name: String },
+    #[error("pod {key} did not become Running within {timeout:?}: {status}")]
+    WaitTimeout {
+        key: PodKey,
+        timeout: Duration,
+        status: String,
+    },
+    #[error("pod {key} failed to start: {message}")]
+    StartFailed { key: PodKey, message: String },
+    #[error("container {container} not found in pod {key}")]
+    NoSuchContainer { key: PodKey, container: String },
+    #[error("cannot exec into container {container} of pod {key}: it is not running")]
+    NotRunning { key: PodKey, container: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What `apply` did with one pod, as kubectl prints it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Created(PodKey),
+    Unchanged(PodKey),
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Applied::Created(k) => write!(f, "pod/{} created", k.name),
+            Applied::Unchanged(k) => write!(f, "pod/{} unchanged", k.name),
+        }
+    }
+}
+
+/// A random RFC 4122 version 4 UUID, for `metadata.uid`.
+pub fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    let filled = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if filled.is_err() {
+        // Never reached on Linux; fall back to time and pid rather than fail.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Validates every document first (a bad document 2 leaves nothing of
+/// document 1 behind), then stores and starts each pod. With `wait`, returns
+/// once every created pod is Running, or fails naming why not.
+pub fn apply(
+    config: &Config,
+    text: &str,
+    source: &str,
+    namespace: Option<&str>,
+    wait: Option<Duration>,
+) -> Result<Vec<Applied>> {
+    let mut pods = Vec::new();
+    for doc in manifest::parse(text, source)? {
+        let mut pod = doc.pod;
+        manifest::default_pod(&mut pod, namespace)?;
+        manifest::validate(&pod)?;
+        pods.push(pod);
+    }
+    let store = Store::open(&config.root)?;
+    let mut out = Vec::new();
+    let mut waiting = Vec::new();
+    for pod in pods {
+        let key = PodKey::new(
+            pod.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let lock = store.lock()?;
+        if let Ok(existing) = store.get(&key) {
+            let current = existing.read_pod()?;
+            if current.spec == pod.spec.as_ref().map(|s| with_node(s.clone()))
+                && current.metadata.labels == pod.metadata.labels
+            {
+                out.push(Applied::Unchanged(key));
+                continue;
+            }
+            return Err(Error::Immutable { name: key.name });
+        }
+        let (dir, notify) = create(config, &store, &lock, &key, pod)?;
+        drop(lock);
+        out.push(Applied::Created(key));
+        waiting.push((dir, notify));
+    }
+    if let Some(timeout) = wait {
+        for (dir, notify) in waiting {
+            wait_running(&dir, notify, timeout)?;
+        }
+    }
+    Ok(out)
+}
+
+fn with_node(mut spec: k8s_openapi::api::core::v1::PodSpec) -> k8s_openapi::api::core::v1::PodSpec {
+    spec.node_name = Some(network::node_name());
+    spec
+}
+
+/// Stores the pod bound to this node (the scheduler's decision on a
+/// one-node cluster) and starts its shim. On any failure the record is
+/// removed again: nothing half-created stays.
+fn create(
+    config: &Config,
+    store: &Store,
+    lock: &store::StoreLock,
+    key: &PodKey,
+    mut pod: Pod,
+) -> Result<(PodDir, File)> {
+    let now = now_time();
+    pod.metadata.uid = Some(new_uid());
+    pod.metadata.creation_timestamp = Some(now.clone());
+    pod.metadata.resource_version = Some("1".into());
+    pod.spec = pod.spec.map(with_node);
+    pod.status = None;
+    let dir = store.create(lock, key, &pod)?;
+    let started = (|| -> Result<File> {
+        dir.write_status(&lifecycle::initial_status(&now))?;
+        dir.record_event(&Event::normal(
+            "Scheduled",
+            "default-scheduler",
+            format!("Successfully assigned {key} to {}", network::node_name()),
+        ))?;
+        let (shim_id, notify) = shim::spawn(config, &dir)?;
+        store::write_json_atomic(&shim::shim_file(&dir), &shim_id)?;
+        Ok(notify)
+    })();
+    match started {
+        Ok(notify) => Ok((dir, notify)),
+        Err(e) => {
+            let _ = store.remove(lock, key);
+            Err(e)
+        }
+    }
+}
+
+/// Waits for the shim's first report (Running, or why not) with a deadline.
+fn wait_running(dir: &PodDir, notify: File, timeout: Duration) -> Result<()> {
+    let ready = sys::wait_readable(&notify, Some(timeout)).map_err(|e| Error::Io(e.to_string()))?;
+    let key = dir.key.clone();
+    if !ready {
+        let status = current_status(dir)
+            .map(|(p, s)| lifecycle::display_status(&p, &s))
+            .unwrap_or_default();
+        return Err(Error::WaitTimeout {
+            key,
+            timeout,
+            status,
+        });
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(notify).read_line(&mut line);
+    let line = line.trim();
+    if line == lifecycle::RUNNING || line == lifecycle::SUCCEEDED {
+        return Ok(());
+    }
+    let message = if line.is_empty() {
+        format!("the pod's shim exited; see {}", dir.shim_log().display())
+    } else {
+        line.to_string()
+    };
+    Err(Error::StartFailed { key, message })
+}
+
+/// The pod and its status as `get` shows it. A pod whose shim is gone while
+/// it should be running is reported `Unknown`, never a stale Running.
+pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
+    let pod = dir.read_pod()?;
+    let mut status = dir
+        .read_status()?
+        .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+    let phase = status.phase.clone().unwrap_or_default();
+    let active = phase == lifecycle::PENDING || phase == lifecycle::RUNNING;
+    if active && !shim::is_shim_alive(dir) && !just_created(dir) {
+        status.phase = Some(lifecycle::UNKNOWN.into());
+        status.reason = Some("ShimLost".into());
+        status.message = Some("the pod's shim is gone; `podlab gc` releases what it held".into());
+        for cs in status.container_statuses.iter_mut().flatten() {
+            cs.ready = false;
+        }
+    }
+    Ok((pod, status))
+}
+
+/// A record whose shim has not been recorded yet is being applied right now.
+fn just_created(dir: &PodDir) -> bool {
+    shim::read_shim(dir).is_none() && dir.dir.join("shim.log").exists() && {
+        let age = std::fs::metadata(dir.pod_file())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        age.is_some_and(|a| a < Duration::from_secs(5))
+    }
+}
+
+/// Graceful delete: marks the pod, asks its shim to stop it (SIGTERM, the
+/// grace period, SIGKILL), waits for the shim to exit, and releases anything
+/// a dead shim left behind.
+pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
+    let store = Store::open(&config.root)?;
+    let dir = store.get(key)?;
+    let mut pod = dir.read_pod()?;
+    let grace = grace
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0);
+    if pod.metadata.deletion_timestamp.is_none() {
+        pod.metadata.deletion_timestamp = Some(now_time());
+    }
+    pod.metadata.deletion_grace_period_seconds = Some(grace);
+    dir.write_pod(&pod)?;
+
+    if let Some(shim) = shim::read_shim(&dir).filter(|s| s.is_alive()) {
+        if let Ok(pidfd) = sys::pidfd_open(shim.pid) {
+            let _ = kill(Pid::from_raw(shim.pid), Signal::SIGTERM);
+            // The shim needs the grace period plus a moment to tear down.
+            let limit = Duration::from_secs(grace as u64 + 30);
+            let _ = sys::wait_readable(&pidfd, Some(limit));
+        }
+    }
+    // Whatever the shim did not finish (it crashed, or was never started).
+    let lock = store.lock()?;
+    if dir.pod_file().exists() {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let errors = shim::release(&cgroups::Manager::new()?, &dir, &uid);
+        if !errors.is_empty() {
+            return Err(Error::Io(format!(
+                "delete pod {key}: {}",
+                errors.join("; ")
+            )));
+        }
+        store.remove(&lock, key)?;
+    }
+    Ok(())
+}
+
+/// What `gc` released.
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub released: Vec<PodKey>,
+    pub removed: Vec<PodKey>,
+}
+
+/// Releases everything held by pods whose shim is gone (kill -9, a crash,
+/// a reboot of the state dir's tmpfs). A pod that was being deleted is
+/// removed; others stay, marked Failed with the reason, until deleted.
+/// Idempotent: a second run finds nothing to do.
+pub fn gc(config: &Config) -> Result<GcReport> {
+    let store = Store::open(&config.root)?;
+    let manager = cgroups::Manager::new()?;
+    let mut report = GcReport::default();
+    let lock = store.lock()?;
+    for dir in store.list(None)? {
+        if shim::is_shim_alive(&dir) {
+            continue;
+        }
+        let Ok(pod) = dir.read_pod() else { continue };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let held = holds_resources(&manager, &dir, &uid);
+        if held {
+            let errors = shim::release(&manager, &dir, &uid);
+            if !errors.is_empty() {
+                return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
+            }
+            report.released.push(dir.key.clone());
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            store.remove(&lock, &dir.key)?;
+            report.removed.push(dir.key.clone());
+            continue;
+        }
+        let mut status = dir.read_status().ok().flatten().unwrap_or_default();
+        if status.phase.as_deref() != Some(lifecycle::FAILED)
+            && status.phase.as_deref() != Some(lifecycle::SUCCEEDED)
+        {
+            status.phase = Some(lifecycle::FAILED.into());
+            status.reason = Some("ShimLost".into());
+            status.message = Some("the pod's shim died; podlab gc released its resources".into());
+            for cs in status.container_statuses.iter_mut().flatten() {
+                cs.ready = false;
+            }
+            dir.write_status(&status)?;
+            let _ = dir.record_event(&Event::warning(
+                "ShimLost",
+                "podlab-gc",
+                "The pod's shim died; released its sandbox",
+            ));
+        }
+    }
+    Ok(report)
+}
+
+fn holds_resources(manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
+    !uid.is_empty()
+        && (manager.pod(uid).paths().iter().any(|p| p.exists())
+            || sys::is_mount_point(&dir.shm_dir())
+            || crate::sandbox::netns_path(uid).exists())
+}
+
+/// Picks the container: the named one, or the first, as kubectl does.
+pub fn container_name(pod: &Pod, key: &PodKey, container: Option<&str>) -> Result<String> {
+    let names: Vec<&str> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    match container {
+        Some(c) if names.contains(&c) => Ok(c.to_string()),
+        Some(c) => Err(Error::NoSuchContainer {
+            key: key.clone(),
+            container: c.to_string(),
+        }),
+        None => names
+            .first()
+            .map(|s| s.to_string())
+            .ok_or_else(|| Error::NoSuchContainer {
+                key: key.clone(),
+                container: String::new(),
+            }),
+    }
+}
+
+/// Runs `argv` inside a running container: its cgroup, namespaces (mount
+/// last, so its root and /proc), environment and working directory. The
+/// calling process must be single-threaded (the `podlab` CLI is): it joins
+/// everything itself, then forks once so the child lands in the container's
+/// PID namespace. Returns the exit code (128+signal when killed).
+pub fn exec(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    argv: &[String],
+) -> Result<i32> {
+    let store = Store::open(&config.root)?;
+    let dir = store.get(key)?;
+    let pod = dir.read_pod()?;
+    let name = container_name(&pod, key, container)?;
+    let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
+    let not_running = || Error::NotRunning {
+        key: key.clone(),
+        container: name.clone(),
+    };
+    let ctr = state.containers.get(&name).ok_or_else(not_running)?;
+    let pid = ctr.pid.filter(|p| p.is_alive()).ok_or_else(not_running)?;
+
+    let leaf_name = format!("ctr-{name}");
+    cgroups::Manager::new()?
+        .pod(&state.uid)
+        .leaf(&leaf_name)
+        .add_process(std::process::id() as i32)?;
+    Plan::enter(pid.pid).apply()?;
+    let process = Process {
+        args: argv.to_vec(),
+        env: ctr.process.env.clone(),
+        cwd: ctr.process.cwd.clone(),
+    };
+    let args = ExecArgs::new(&process)?;
+    // SAFETY: the CLI is single-threaded; the child only chdirs and execs.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let err = args.exec();
+            let msg = format!("podlab exec: {err}\n");
+            // SAFETY: raw write and _exit only, as after any fork.
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+                libc::_exit(
+                    if matches!(
+                        err,
+                        container::Error::Exec {
+                            source: nix::Error::ENOENT,
+                            ..
+                        }
+                    ) {
+                        127
+                    } else {
+                        126
+                    },
+                );
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => loop {
+            match nix::sys::wait::waitpid(child, None) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) => continue,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::Io(format!("wait: {e}"))),
+            }
+        },
+        Err(e) => Err(Error::Io(format!("fork: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_v4_and_distinct() {
+        let a = new_uid();
+        let b = new_uid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn exec_picks_the_named_or_first_container() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]}
+        }))
+        .unwrap();
+        let key = PodKey::new("default", "p");
+        assert_eq!(container_name(&pod, &key, None).unwrap(), "a");
+        assert_eq!(container_name(&pod, &key, Some("b")).unwrap(), "b");
+        let err = container_name(&pod, &key, Some("c")).unwrap_err();
+        assert_eq!(err.to_string(), "container c not found in pod default/p");
+    }
+}

@@ -1,0 +1,461 @@
+//! What the CLI prints: kubectl-shaped tables, v1 objects and describe views.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use podlab::api;
+use podlab::config::Config;
+use podlab::image::ImageStore;
+use podlab::lifecycle;
+use podlab::namespaces::{ns_id, Kind};
+use podlab::shim::RuntimeState;
+use podlab::store::{PodDir, PodKey, Store};
+
+use crate::ImageCommand;
+
+/// Largest manifest podlab reads, like the API server's request limit.
+const MAX_MANIFEST: u64 = 3 * 1024 * 1024;
+
+pub fn read_manifest(file: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if file == "-" {
+        std::io::stdin()
+            .take(MAX_MANIFEST + 1)
+            .read_to_string(&mut text)
+            .context("reading the manifest from stdin")?;
+    } else {
+        std::fs::File::open(file)
+            .with_context(|| format!("the path \"{file}\" does not exist"))?
+            .take(MAX_MANIFEST + 1)
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading {file}"))?;
+    }
+    if text.len() as u64 > MAX_MANIFEST {
+        bail!(
+            "{file}: the manifest is larger than {} MiB",
+            MAX_MANIFEST >> 20
+        );
+    }
+    Ok(text)
+}
+
+/// A pod as `get -o json` prints it: the stored object with its status.
+fn pod_object(dir: &PodDir) -> anyhow::Result<Pod> {
+    let (mut pod, status) = api::current_status(dir)?;
+    pod.status = Some(status);
+    Ok(pod)
+}
+
+pub fn get(
+    config: &Config,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: Option<&str>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.root)?;
+    let ns = namespace.unwrap_or("default");
+    let dirs = match name {
+        Some(n) => vec![store.get(&PodKey::new(ns, n))?],
+        None => store.list(if all { None } else { Some(ns) })?,
+    };
+    let pods: Vec<Pod> = dirs.iter().map(pod_object).collect::<anyhow::Result<_>>()?;
+    let single = name.is_some();
+    match output {
+        Some("json") | Some("yaml") => {
+            let value = if single {
+                serde_json::to_value(&pods[0])?
+            } else {
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": pods,
+                    "metadata": {"resourceVersion": ""},
+                })
+            };
+            if output == Some("json") {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", serde_norway::to_string(&value)?);
+            }
+        }
+        Some("name") => {
+            for p in &pods {
+                println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""));
+            }
+        }
+        Some("wide") | None => {
+            if pods.is_empty() {
+                if all {
+                    eprintln!("No resources found");
+                } else {
+                    eprintln!("No resources found in {ns} namespace.");
+                }
+                return Ok(());
+            }
+            print!("{}", table(&pods, all, output == Some("wide")));
+        }
+        Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"),
+    }
+    Ok(())
+}
+
+fn table(pods: &[Pod], all: bool, wide: bool) -> String {
+    let mut rows = Vec::new();
+    let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+    if all {
+        header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.extend(["IP", "NODE"]);
+    }
+    rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    for pod in pods {
+        let status = pod.status.clone().unwrap_or_default();
+        let (ready, total) = lifecycle::ready_count(pod, &status);
+        let mut row = vec![
+            pod.metadata.name.clone().unwrap_or_default(),
+            format!("{ready}/{total}"),
+            lifecycle::display_status(pod, &status),
+            lifecycle::restarts(&status).to_string(),
+            age(pod.metadata.creation_timestamp.as_ref()),
+        ];
+        if all {
+            row.insert(0, pod.metadata.namespace.clone().unwrap_or_default());
+        }
+        if wide {
+            row.push(status.pod_ip.clone().unwrap_or_else(|| "<none>".into()));
+            row.push(
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+            );
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// kubectl's short ages: 42s, 5m, 3h, 2d.
+fn age(created: Option<&Time>) -> String {
+    let Some(t) = created else {
+        return "<unknown>".into();
+    };
+    let secs = (podlab::store::unix_now() - t.0.as_second()).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3600 * 2 => format!("{}m", s / 60),
+        s if s < 86400 * 2 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
+    let store = Store::open(&config.root)?;
+    let dir = store.get(key)?;
+    let (pod, status) = api::current_status(&dir)?;
+    let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
+    print!("{}", describe_text(&pod, &status, &state, &dir));
+    Ok(())
+}
+
+fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodDir) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let md = &pod.metadata;
+    let _ = writeln!(s, "Name:         {}", md.name.as_deref().unwrap_or(""));
+    let _ = writeln!(
+        s,
+        "Namespace:    {}",
+        md.namespace.as_deref().unwrap_or("default")
+    );
+    let _ = writeln!(s, "UID:          {}", md.uid.as_deref().unwrap_or(""));
+    let _ = writeln!(
+        s,
+        "Node:         {}/{}",
+        spec.node_name.as_deref().unwrap_or("<none>"),
+        status.host_ip.as_deref().unwrap_or("")
+    );
+    if let Some(t) = &status.start_time {
+        let _ = writeln!(s, "Start Time:   {}", t.0);
+    }
+    let labels = md.labels.clone().unwrap_or_default();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(
+        s,
+        "Labels:       {}",
+        if labels.is_empty() {
+            "<none>".into()
+        } else {
+            labels.join(",")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "Status:       {}",
+        lifecycle::display_status(pod, status)
+    );
+    if let Some(m) = &status.message {
+        let _ = writeln!(s, "Message:      {m}");
+    }
+    let _ = writeln!(
+        s,
+        "IP:           {}",
+        status.pod_ip.as_deref().unwrap_or("<none>")
+    );
+    let _ = writeln!(s, "Sandbox:");
+    if let Some(p) = state.pause {
+        let _ = writeln!(s, "  Pause PID:  {}", p.pid);
+        for k in [Kind::Net, Kind::Uts, Kind::Ipc, Kind::Pid] {
+            let _ = writeln!(
+                s,
+                "  {:<11} {}",
+                format!("{}:", k.proc_name()),
+                ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+            );
+        }
+    }
+    if let Some(n) = &state.netns {
+        let _ = writeln!(s, "  Netns:      {}", n.display());
+    }
+    let _ = writeln!(s, "  /dev/shm:   {}", dir.shm_dir().display());
+    if let Some(cg) = &state.pod_cgroup {
+        let _ = writeln!(
+            s,
+            "  Cgroup:     {cg} ({:?})",
+            state.cgroup_mode.unwrap_or(podlab::cgroups::Mode::V1)
+        );
+    }
+    let _ = writeln!(s, "Containers:");
+    for c in &spec.containers {
+        let cs = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .find(|x| x.name == c.name);
+        let rt = state.containers.get(&c.name);
+        let _ = writeln!(s, "  {}:", c.name);
+        let _ = writeln!(
+            s,
+            "    Image:          {}",
+            c.image.as_deref().unwrap_or("")
+        );
+        if let Some(cs) = cs {
+            let _ = writeln!(s, "    Image ID:       {}", cs.image_id);
+            let st = cs.state.clone().unwrap_or_default();
+            if let Some(r) = st.running {
+                let _ = writeln!(s, "    State:          Running");
+                if let Some(t) = r.started_at {
+                    let _ = writeln!(s, "      Started:      {}", t.0);
+                }
+            } else if let Some(w) = st.waiting {
+                let _ = writeln!(s, "    State:          Waiting");
+                let _ = writeln!(s, "      Reason:       {}", w.reason.unwrap_or_default());
+            } else if let Some(t) = st.terminated {
+                let _ = writeln!(s, "    State:          Terminated");
+                let _ = writeln!(s, "      Reason:       {}", t.reason.unwrap_or_default());
+                let _ = writeln!(s, "      Exit Code:    {}", t.exit_code);
+            }
+            let _ = writeln!(s, "    Ready:          {}", cs.ready);
+            let _ = writeln!(s, "    Restart Count:  {}", cs.restart_count);
+        }
+        if let Some(res) = &c.resources {
+            for (title, map) in [("Limits", &res.limits), ("Requests", &res.requests)] {
+                if let Some(m) = map {
+                    let _ = writeln!(s, "    {title}:");
+                    for (k, v) in m {
+                        let _ = writeln!(s, "      {k}: {}", v.0);
+                    }
+                }
+            }
+        }
+        if let Some(rt) = rt {
+            let _ = writeln!(s, "    Command:        {}", rt.process.args.join(" "));
+            if let Some(p) = rt.pid {
+                let _ = writeln!(s, "    PID:            {}", p.pid);
+                for k in [Kind::Mnt, Kind::Pid, Kind::Net, Kind::Uts, Kind::Ipc] {
+                    let _ = writeln!(
+                        s,
+                        "    {:<15} {}",
+                        format!("{}:", k.proc_name()),
+                        ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+                    );
+                }
+            }
+            let l = &rt.limits;
+            let show = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "max".into());
+            let _ = writeln!(
+                s,
+                "    Cgroup limits:  memory={} cpu.quota={}us/{}us cpu.shares={} pids={}",
+                show(l.memory_bytes),
+                show(l.cpu_quota_us),
+                l.cpu_period_us.unwrap_or(100_000),
+                l.cpu_shares
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                show(l.pids_max)
+            );
+            for (ctrl, path) in &rt.cgroup_paths {
+                let _ = writeln!(s, "    Cgroup {ctrl:<8} {}", path.display());
+            }
+        }
+    }
+    let _ = writeln!(s, "Conditions:");
+    let _ = writeln!(s, "  Type                        Status");
+    for c in status.conditions.iter().flatten() {
+        let _ = writeln!(s, "  {:<27} {}", c.type_, c.status);
+    }
+    let _ = writeln!(s, "Events:");
+    let events = dir.read_events().unwrap_or_default();
+    if events.is_empty() {
+        let _ = writeln!(s, "  <none>");
+    } else {
+        let _ = writeln!(
+            s,
+            "  {:<8} {:<22} {:<20} {:<26} Message",
+            "Type", "Reason", "From", "Time"
+        );
+        for e in events {
+            let _ = writeln!(
+                s,
+                "  {:<8} {:<22} {:<20} {:<26} {}",
+                e.type_, e.reason, e.from, e.time, e.message
+            );
+        }
+    }
+    s
+}
+
+pub fn logs(config: &Config, key: &PodKey, container: Option<&str>) -> anyhow::Result<()> {
+    let store = Store::open(&config.root)?;
+    let dir = store.get(key)?;
+    let pod = dir.read_pod()?;
+    let name = api::container_name(&pod, key, container)?;
+    let path = dir.log_file(&name);
+    match std::fs::File::open(&path) {
+        Ok(mut f) => {
+            std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "container \"{name}\" in pod \"{}\" is waiting to start",
+                key.name
+            )
+        }
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    }
+    Ok(())
+}
+
+pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
+    let store = ImageStore::open(&config.image_root)?;
+    match cmd {
+        ImageCommand::Import { path, name } => {
+            for img in store.import(Path::new(&path), name.as_deref())? {
+                println!("imported {} {}", img.reference, img.digest);
+            }
+        }
+        ImageCommand::Ls => {
+            let images = store.list()?;
+            let mut rows = vec![["IMAGE".to_string(), "DIGEST".into(), "SIZE".into()]];
+            for i in images {
+                let short = i
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                rows.push([i.reference, short, human_size(i.size)]);
+            }
+            let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+            for r in rows {
+                println!("{:<w0$}   {:<12}   {}", r[0], r[1], r[2]);
+            }
+        }
+        ImageCommand::Tag { source, target } => {
+            store.tag(&source, &target)?;
+            println!("tagged {source} as {target}");
+        }
+        ImageCommand::Rm { reference } => {
+            store.remove(&reference)?;
+            println!("untagged {reference}");
+        }
+    }
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1}KiB", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_kubectl_columns() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "podIP": "10.89.0.2", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": ""},
+                {"name": "b", "ready": false, "restartCount": 2, "image": "x", "imageID": "",
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]}
+        }))
+        .unwrap();
+        let t = table(&[pod], false, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAME"), "{t}");
+        assert!(lines[0].ends_with("IP          NODE"), "{t}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "web",
+                "1/2",
+                "CrashLoopBackOff",
+                "3",
+                cells[4],
+                "10.89.0.2",
+                "n1"
+            ]
+        );
+        assert!(cells[4].ends_with('d'));
+    }
+
+    #[test]
+    fn ages_are_short() {
+        let t = |s: i64| {
+            Time(k8s_openapi::jiff::Timestamp::from_second(podlab::store::unix_now() - s).unwrap())
+        };
+        assert_eq!(age(Some(&t(5))), "5s");
+        assert_eq!(age(Some(&t(600))), "10m");
+        assert_eq!(age(Some(&t(3 * 3600))), "3h");
+        assert_eq!(age(Some(&t(3 * 86400))), "3d");
+        assert_eq!(human_size(2048), "2.0KiB");
+    }
+}
