@@ -1,1 +1,50 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's one entry point (rust-analyzer style:
+//! plain Rust behind the `.cargo/config.toml` alias, no shell scripts).
+
+mod demo;
+mod doctor;
+mod fixtures;
+mod test;
+mod util;
+
+use anyhow::bail;
+
+const HELP: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  doctor [--install]      what this host offers and lacks; --install adds missing Debian packages
+  fixtures [--image-root DIR]
+                          build the probe and the fixture OCI images, import them into podlab's store
+  demo                    build, run a two-container pod and show what its containers share
+  test                    fmt, clippy, unit tests, then the privileged integration tests (as root)
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r),
+        None => {
+            print!("{HELP}");
+            return Ok(());
+        }
+    };
+    match task {
+        "doctor" => doctor::run(rest),
+        "fixtures" => fixtures::run(rest),
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}\n{HELP}"),
+    }
+}

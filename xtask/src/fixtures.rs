@@ -1,0 +1,155 @@
+//! `cargo xtask fixtures`: the static probe and two real OCI images built
+//! from Debian's busybox-static, imported into podlab's image store.
+//!
+//! - `podlab.local/busybox:latest`: busybox and its applets, PATH set, `sh`
+//!   as the default command (like the public busybox image);
+//! - `podlab.local/probe:latest`: the same layer plus `/usr/local/bin/probe`.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use podlab::image::{layout, ImageConfig};
+
+use crate::{doctor, util};
+
+pub const BUSYBOX_IMAGE: &str = "podlab.local/busybox:latest";
+pub const PROBE_IMAGE: &str = "podlab.local/probe:latest";
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let image_root = util::value(args, "--image-root");
+    build_and_import(image_root.as_deref())
+}
+
+/// Path of the static probe binary.
+pub fn probe_path() -> PathBuf {
+    util::root()
+        .join("target/probe")
+        .join(TARGET)
+        .join("release/probe")
+}
+
+/// Builds the probe as a static binary in its own target dir: a static-pie
+/// runs in an image that has no libc (`--target` keeps proc-macros dynamic).
+pub fn build_probe() -> anyhow::Result<PathBuf> {
+    util::step("building the static probe (fixtures/probe)");
+    util::run(
+        util::cargo()
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "podlab-probe",
+                "--target",
+                TARGET,
+                "--target-dir",
+            ])
+            .arg(util::root().join("target/probe")),
+    )?;
+    Ok(probe_path())
+}
+
+/// Builds the podlab binary (debug unless `release`) and returns its path.
+pub fn build_podlab(release: bool) -> anyhow::Result<PathBuf> {
+    util::step(&format!(
+        "building podlab ({})",
+        if release { "release" } else { "debug" }
+    ));
+    let mut cmd = util::cargo();
+    cmd.args(["build", "--quiet", "-p", "podlab", "--bin", "podlab"]);
+    if release {
+        cmd.arg("--release");
+    }
+    util::run(&mut cmd)?;
+    Ok(util::root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("podlab"))
+}
+
+pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
+    if !Path::new("/bin/busybox").exists() {
+        doctor::install()?;
+    }
+    let probe = build_probe()?;
+    let podlab = build_podlab(false)?;
+    let work = util::root().join("target/fixtures");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+
+    util::step("building the fixture images from /bin/busybox");
+    let rootfs = work.join("busybox-rootfs");
+    busybox_rootfs(&rootfs)?;
+    let base = layout::tar_gz_dir(&rootfs)?;
+    let probe_dir = work.join("probe-layer");
+    let bin = probe_dir.join("usr/local/bin");
+    fs::create_dir_all(&bin)?;
+    fs::copy(&probe, bin.join("probe")).with_context(|| format!("copy {}", probe.display()))?;
+    let probe_layer = layout::tar_gz_dir(&probe_dir)?;
+    let config = ImageConfig {
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    for (reference, layers) in [
+        (BUSYBOX_IMAGE, vec![base.clone()]),
+        (PROBE_IMAGE, vec![base, probe_layer]),
+    ] {
+        let dir = work.join(reference.replace(['/', ':'], "_"));
+        layout::write_layout(&dir, reference, &layers, &config)?;
+        let mut cmd = Command::new(&podlab);
+        if let Some(r) = image_root {
+            cmd.arg("--image-root").arg(r);
+        }
+        print!("{}", util::output(cmd.args(["image", "import"]).arg(&dir))?);
+    }
+    Ok(())
+}
+
+/// A busybox root: the static binary, one symlink per applet at the path
+/// busybox itself lists, and the few files every image has.
+fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "usr/local/bin",
+        "etc",
+        "root",
+        "home",
+        "var",
+        "proc",
+        "sys",
+        "dev",
+    ] {
+        fs::create_dir_all(root.join(d))?;
+    }
+    for d in ["tmp", "var/tmp"] {
+        fs::create_dir_all(root.join(d))?;
+        fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o1777))?;
+    }
+    fs::copy("/bin/busybox", root.join("bin/busybox")).context("copy /bin/busybox")?;
+    let list = util::output(Command::new("/bin/busybox").arg("--list-full"))?;
+    for applet in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let link = root.join(applet);
+        if applet == "bin/busybox" || link.exists() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        symlink("/bin/busybox", &link).with_context(|| format!("link {applet}"))?;
+    }
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    Ok(())
+}

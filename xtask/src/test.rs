@@ -1,0 +1,49 @@
+//! `cargo xtask test`: formatting, lints, unit tests, then the privileged
+//! integration tests through the real `podlab` binary.
+
+use crate::{doctor, fixtures, util};
+
+/// The image store the integration tests use, kept apart from the user's.
+pub fn test_image_root() -> std::path::PathBuf {
+    util::root().join("target/podlab-test/images")
+}
+
+pub fn run(_args: &[String]) -> anyhow::Result<()> {
+    let root = util::is_root();
+    if std::env::var("CI").as_deref() == Ok("true") && root {
+        doctor::install()?;
+    }
+    util::step("cargo fmt --check");
+    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    util::step("cargo clippy (warnings denied)");
+    util::run(util::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    let images = test_image_root();
+    if root {
+        fixtures::build_and_import(Some(&images.to_string_lossy()))?;
+    } else {
+        eprintln!(
+            "xtask: not root: the integration tests that create pods will SKIP (they need root for \
+             namespaces, cgroups and mounts); run `sudo cargo xtask test` for the full suite"
+        );
+    }
+    util::step("cargo test (unit and integration tests)");
+    util::run(
+        util::cargo()
+            .args(["test", "--workspace", "--", "--test-threads", "2"])
+            .env("PODLAB_IMAGE_ROOT", &images)
+            .env("PODLAB_PROBE", fixtures::probe_path()),
+    )?;
+    if !root {
+        eprintln!("xtask: done; privileged tests were skipped (not root)");
+    }
+    Ok(())
+}
