@@ -1,0 +1,156 @@
+//! The kubectl-shaped CLI through the real binary: status objects, tables,
+//! exec exit codes, logs, and refused manifests that create nothing.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn get_prints_v1_pod_objects_with_status() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("get");
+    let _g = p.pod(
+        &a,
+        &manifest(&a, &[("one", BUSYBOX, &["sleep", "3600"], None)]),
+    );
+    let pod = p.pod_json(&a);
+    assert_eq!(pod["apiVersion"], "v1");
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert!(pod["status"]["hostIP"].is_string(), "{pod}");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["name"], "one");
+    assert_eq!(cs["ready"], true);
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    let conds: Vec<(String, String)> = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert!(
+            conds.contains(&(t.to_string(), "True".to_string())),
+            "{t} not True: {conds:?}"
+        );
+    }
+    let list: serde_json::Value =
+        serde_json::from_slice(&p.run(&["get", "pods", "-o", "json"]).stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["metadata"]["name"], a.as_str());
+    let table = String::from_utf8(p.run(&["get", "pods", "-o", "wide"]).stdout).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    );
+    assert!(
+        table.lines().nth(1).unwrap().starts_with(&format!("{a} ")),
+        "{table}"
+    );
+    assert!(
+        table.contains("1/1") && table.contains("Running"),
+        "{table}"
+    );
+}
+
+#[test]
+fn exec_returns_the_command_exit_code_and_logs_capture_output() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("exec");
+    let cmd: &[&str] = &[
+        "sh",
+        "-c",
+        "echo started-$HOSTNAME; echo to-stderr >&2; exec sleep 3600",
+    ];
+    let _g = p.pod(&a, &manifest(&a, &[("one", BUSYBOX, cmd, None)]));
+    assert_eq!(
+        p.exec(&a, "one", &["sh", "-c", "exit 7"]).status.code(),
+        Some(7)
+    );
+    assert_eq!(
+        p.exec(&a, "one", &["sh", "-c", "kill -9 $$"]).status.code(),
+        Some(137)
+    );
+    assert_eq!(
+        p.exec(&a, "one", &["no-such-command"]).status.code(),
+        Some(127)
+    );
+    let out = p
+        .cmd()
+        .args(["exec", &a, "--", "cat"])
+        .write_stdin("from-stdin")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-stdin");
+    assert_eq!(p.exec_ok(&a, "one", &["pwd"]).trim(), "/");
+    let logs = eventually(std::time::Duration::from_secs(10), || {
+        let out = p.run(&["logs", &a]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.contains("to-stderr").then_some(s)
+    })
+    .expect("logs never showed the container's output");
+    assert!(logs.contains(&format!("started-{a}")), "{logs}");
+    let missing = p.run(&["exec", &a, "-c", "nope", "--", "true"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("container nope not found"));
+}
+
+#[test]
+fn bad_manifests_are_refused_and_create_nothing() {
+    // Refusal happens before anything privileged, so this runs unprivileged too.
+    let p = Podlab::new();
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: a\n    image: busybox\n    imagee: typo\n";
+    let out = p
+        .cmd()
+        .args(["apply", "-f", "-"])
+        .write_stdin(bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.containers[0].imagee"), "{err}");
+    let kind = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n";
+    let out = p
+        .cmd()
+        .args(["apply", "-f", "-"])
+        .write_stdin(kind)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Deployment"),
+        "{out:?}"
+    );
+    let pods = p.root.path().join("pods");
+    let entries = std::fs::read_dir(&pods).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        entries,
+        0,
+        "a refused manifest left state in {}",
+        pods.display()
+    );
+}
+
+#[test]
+fn unknown_pods_are_not_found() {
+    let p = Podlab::new();
+    let out = p.run(&["delete", "pod", "ghost"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pods \"ghost\" not found"),
+        "{out:?}"
+    );
+    assert!(p
+        .run(&["delete", "pod", "ghost", "--ignore-not-found"])
+        .status
+        .success());
+    let out = p.run(&["get", "deployments"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("doesn't have a resource type \"deployments\""));
+}

@@ -1,0 +1,268 @@
+//! Shared harness for the integration tests: each test gets its own state
+//! root (isolated stores side by side), the fixture image store prepared by
+//! `cargo xtask fixtures`, and pods that are deleted even when it fails.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+
+pub const BUSYBOX: &str = "podlab.local/busybox:latest";
+pub const PROBE: &str = "podlab.local/probe:latest";
+
+/// Why this test cannot run here, or None when it can.
+pub fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(
+            "needs root (namespaces, cgroups, mounts); run `sudo cargo xtask test`".into(),
+        );
+    }
+    let images = image_root();
+    if !images.join("oci/index.json").exists() {
+        return Some(format!(
+            "no fixture images in {} (PODLAB_IMAGE_ROOT); run `cargo xtask fixtures --image-root {}` or `cargo xtask test`",
+            images.display(),
+            images.display()
+        ));
+    }
+    None
+}
+
+/// Skips the calling test with a visible reason when it cannot run.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if let Some(reason) = common::skip_reason() {
+            eprintln!("SKIPPED {}: {reason}", module_path!());
+            return;
+        }
+    };
+}
+
+pub fn image_root() -> PathBuf {
+    std::env::var_os("PODLAB_IMAGE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/podlab-test/images")
+        })
+}
+
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{:x}{:x}", std::process::id() & 0xfff, n & 0xfffff)
+}
+
+/// One isolated podlab state root.
+pub struct Podlab {
+    pub root: tempfile::TempDir,
+}
+
+impl Podlab {
+    pub fn new() -> Podlab {
+        let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/podlab-test");
+        std::fs::create_dir_all(&base).expect("test dir");
+        Podlab {
+            root: tempfile::Builder::new()
+                .prefix("podlab-state-")
+                .tempdir_in(base)
+                .expect("tempdir"),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("podlab").expect("podlab binary");
+        c.arg("--root")
+            .arg(self.root.path())
+            .arg("--image-root")
+            .arg(image_root());
+        c.env("PODLAB_BACKOFF_BASE_MS", "200");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run podlab")
+    }
+
+    pub fn apply(&self, manifest: &str) -> Output {
+        self.cmd()
+            .args(["apply", "-f", "-", "--wait=60s"])
+            .write_stdin(manifest.to_string())
+            .output()
+            .expect("apply")
+    }
+
+    /// Applies a manifest that must succeed, and returns a guard that deletes the pod.
+    pub fn pod(&self, name: &str, manifest: &str) -> PodGuard<'_> {
+        let out = self.apply(manifest);
+        let guard = PodGuard {
+            podlab: self,
+            name: name.to_string(),
+        };
+        assert!(
+            out.status.success(),
+            "apply {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guard
+    }
+
+    pub fn exec(&self, pod: &str, container: &str, argv: &[&str]) -> Output {
+        let mut args = vec!["exec", pod, "-c", container, "--"];
+        args.extend_from_slice(argv);
+        self.run(&args)
+    }
+
+    /// stdout of a command that must succeed.
+    pub fn exec_ok(&self, pod: &str, container: &str, argv: &[&str]) -> String {
+        let out = self.exec(pod, container, argv);
+        assert!(
+            out.status.success(),
+            "exec {pod}/{container} {argv:?}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn probe(&self, pod: &str, container: &str, argv: &[&str]) -> serde_json::Value {
+        let mut full = vec!["probe"];
+        full.extend_from_slice(argv);
+        let out = self.exec_ok(pod, container, &full);
+        let first = out.lines().next().unwrap_or("");
+        serde_json::from_str(first)
+            .unwrap_or_else(|e| panic!("probe {argv:?} printed {out:?}: {e}"))
+    }
+
+    pub fn pod_json(&self, name: &str) -> serde_json::Value {
+        let out = self.run(&["get", "pod", name, "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "get {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("pod json")
+    }
+
+    pub fn uid(&self, name: &str) -> String {
+        self.pod_json(name)["metadata"]["uid"]
+            .as_str()
+            .expect("uid")
+            .to_string()
+    }
+
+    pub fn runtime_state(&self, name: &str) -> serde_json::Value {
+        let path = self
+            .root
+            .path()
+            .join("pods/default")
+            .join(name)
+            .join("runtime.json");
+        serde_json::from_slice(&std::fs::read(&path).expect("runtime.json")).expect("runtime json")
+    }
+
+    pub fn pod_dir(&self, name: &str) -> PathBuf {
+        self.root.path().join("pods/default").join(name)
+    }
+}
+
+pub struct PodGuard<'a> {
+    pub podlab: &'a Podlab,
+    pub name: String,
+}
+
+impl Drop for PodGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.podlab.run(&[
+            "delete",
+            "pod",
+            &self.name,
+            "--grace-period",
+            "0",
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A pod manifest with the given containers (name, image, command).
+pub fn manifest(name: &str, containers: &[(&str, &str, &[&str], Option<&str>)]) -> String {
+    let mut s = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n");
+    for (cname, image, command, memory) in containers {
+        let cmd: Vec<String> = command.iter().map(|c| format!("{c:?}")).collect();
+        s.push_str(&format!(
+            "  - name: {cname}\n    image: {image}\n    command: [{}]\n",
+            cmd.join(", ")
+        ));
+        if let Some(m) = memory {
+            s.push_str(&format!(
+                "    resources:\n      limits:\n        memory: {m}\n"
+            ));
+        }
+    }
+    s
+}
+
+/// Everything podlab may hold on the host for a pod uid; empty means clean.
+pub fn leftovers(uid: &str, pod_dir: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    let netns = PathBuf::from("/run/netns").join(format!("podlab-{uid}"));
+    if netns.exists() {
+        left.push(format!("netns {}", netns.display()));
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let p = e.path().join("podlab").join(format!("pod-{uid}"));
+            if p.exists() {
+                left.push(format!("cgroup {}", p.display()));
+            }
+        }
+    }
+    let p = PathBuf::from("/sys/fs/cgroup/podlab").join(format!("pod-{uid}"));
+    if p.exists() {
+        left.push(format!("cgroup {}", p.display()));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = pod_dir.to_string_lossy();
+    for line in mounts.lines() {
+        if line.contains(&*dir) || line.contains(uid) {
+            left.push(format!("mount {line}"));
+        }
+    }
+    if pod_dir.exists() {
+        left.push(format!("record {}", pod_dir.display()));
+    }
+    left
+}
+
+pub fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
