@@ -1,1 +1,2 @@
 //! podlab: a minimal pod runtime.
+pub mod image;
