@@ -15,9 +15,9 @@ use super::Error;
 /// come from untrusted manifests and become file names, so nothing else
 /// (no `/`, no `..`) may pass.
 pub(crate) fn is_sha256_digest(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// The hex part of a validated sha256 digest.
@@ -119,7 +119,8 @@ pub(crate) fn write_atomic_from(path: &Path, reader: &mut dyn Read) -> Result<u6
             .create_new(true)
             .open(&tmp)
             .map_err(io_err(format!("creating {}", tmp.display())))?;
-        let n = io::copy(reader, &mut file).map_err(io_err(format!("writing {}", tmp.display())))?;
+        let n =
+            io::copy(reader, &mut file).map_err(io_err(format!("writing {}", tmp.display())))?;
         file.flush()
             .and_then(|()| file.sync_all())
             .map_err(io_err(format!("syncing {}", tmp.display())))?;

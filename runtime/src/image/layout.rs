@@ -34,7 +34,11 @@ pub fn tar_gz_dir(dir: &Path) -> Result<Vec<u8>, Error> {
         .map_err(io_err(format!("compressing {}", dir.display())))
 }
 
-fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path, rel: &Path) -> Result<(), Error> {
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+) -> Result<(), Error> {
     let dir = root.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
         .map_err(io_err(format!("listing {}", dir.display())))?
@@ -45,7 +49,8 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path, rel: &Path)
     for name in names {
         let rel = rel.join(&name);
         let path = root.join(&rel);
-        let meta = fs::symlink_metadata(&path).map_err(io_err(format!("inspecting {}", path.display())))?;
+        let meta = fs::symlink_metadata(&path)
+            .map_err(io_err(format!("inspecting {}", path.display())))?;
         let mut header = tar::Header::new_gnu();
         header.set_mode(meta.permissions().mode() & 0o7777);
         header.set_uid(0);
@@ -56,18 +61,26 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path, rel: &Path)
         if file_type.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
-            builder.append_data(&mut header, &rel, io::empty()).map_err(packing)?;
+            builder
+                .append_data(&mut header, &rel, io::empty())
+                .map_err(packing)?;
             append_tree(builder, root, &rel)?;
         } else if file_type.is_symlink() {
-            let target = fs::read_link(&path).map_err(io_err(format!("reading {}", path.display())))?;
+            let target =
+                fs::read_link(&path).map_err(io_err(format!("reading {}", path.display())))?;
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_size(0);
-            builder.append_link(&mut header, &rel, &target).map_err(packing)?;
+            builder
+                .append_link(&mut header, &rel, &target)
+                .map_err(packing)?;
         } else if file_type.is_file() {
-            let file = fs::File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+            let file =
+                fs::File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(meta.len());
-            builder.append_data(&mut header, &rel, file).map_err(packing)?;
+            builder
+                .append_data(&mut header, &rel, file)
+                .map_err(packing)?;
         } else {
             return Err(Error::Invalid {
                 what: path.display().to_string(),
@@ -84,7 +97,12 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path, rel: &Path)
 /// annotation (written as given, so a bare tag like skopeo's is possible).
 /// An existing entry of the same name is replaced. Returns the manifest
 /// digest.
-pub fn write_layout(dir: &Path, reference: &str, layers: &[Vec<u8>], config: &ImageConfig) -> Result<String, Error> {
+pub fn write_layout(
+    dir: &Path,
+    reference: &str,
+    layers: &[Vec<u8>],
+    config: &ImageConfig,
+) -> Result<String, Error> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_err(format!("creating {}", blobs.display())))?;
     write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
@@ -143,7 +161,8 @@ pub fn write_layout(dir: &Path, reference: &str, layers: &[Vec<u8>], config: &Im
         .layers(layer_descriptors)
         .build()
         .map_err(spec_error)?;
-    let mut manifest_descriptor = write_blob(&blobs, MediaType::ImageManifest, &to_json(&manifest)?)?;
+    let mut manifest_descriptor =
+        write_blob(&blobs, MediaType::ImageManifest, &to_json(&manifest)?)?;
     manifest_descriptor.set_annotations(Some(HashMap::from([(
         REF_NAME.to_string(),
         reference.to_string(),
@@ -187,4 +206,3 @@ fn spec_error(e: impl std::fmt::Display) -> Error {
         reason: e.to_string(),
     }
 }
-

@@ -211,7 +211,9 @@ fn valid_registry(registry: &str) -> bool {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -277,7 +279,10 @@ mod tests {
     #[test]
     fn uppercase_error_says_why() {
         let err = normalize_reference("Busybox").unwrap_err().to_string();
-        assert!(err.contains("Busybox") && err.contains("lowercase"), "{err}");
+        assert!(
+            err.contains("Busybox") && err.contains("lowercase"),
+            "{err}"
+        );
     }
 
     #[rstest]

@@ -97,7 +97,14 @@ impl ImageStore {
     /// oci-archive tar (optionally gzipped). Images are named by their index
     /// annotations, or all by `name` when given.
     pub fn import(&self, src: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>, Error> {
-        let name = name.map(normalize_reference).transpose()?;
+        let name = name.map(Reference::parse).transpose()?;
+        if let Some(pinned) = name.as_ref().filter(|r| r.digest.is_some()) {
+            return Err(Error::InvalidReference {
+                reference: pinned.to_string(),
+                reason: "an image name cannot pin a digest".to_string(),
+            });
+        }
+        let name = name.map(|r| r.to_string());
         // One writer at a time, for the whole import: garbage collection by
         // a concurrent `remove` must not see our blobs before the index
         // refers to them.
@@ -158,7 +165,10 @@ impl ImageStore {
             return Err(Error::NotFound(src.to_string()));
         };
         let mut desc = index.manifests()[pos].clone();
-        desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), target.clone())])));
+        desc.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_string(),
+            target.clone(),
+        )])));
         let mut manifests = index.manifests().clone();
         manifests.retain(|d| ref_name(d) != Some(target.as_str()));
         manifests.push(desc);
@@ -291,22 +301,34 @@ impl ImageStore {
         parse_json(&bytes, &format!("manifest {digest}"))
     }
 
-    fn read_config(&self, manifest: &ImageManifest, manifest_digest: &str) -> Result<ImageConfiguration, Error> {
+    fn read_config(
+        &self,
+        manifest: &ImageManifest,
+        manifest_digest: &str,
+    ) -> Result<ImageConfiguration, Error> {
         let desc = manifest.config();
         let digest = desc.digest().to_string();
         let bytes = read_verified(&self.blob_path(&digest)?, &digest, desc.size(), JSON_LIMIT)?;
-        parse_json(&bytes, &format!("config {digest} of manifest {manifest_digest}"))
+        parse_json(
+            &bytes,
+            &format!("config {digest} of manifest {manifest_digest}"),
+        )
     }
 
     fn info(&self, reference: &str, desc: &Descriptor) -> Result<ImageInfo, Error> {
         let manifest = self.read_manifest(desc)?;
-        let config = self.read_config(&manifest, &desc.digest().to_string())?;
+        let config = self.read_config(&manifest, desc.digest().as_ref())?;
         Ok(image_info(reference, desc, &manifest, &config))
     }
 
     /// Imports the layout in `dir`; `origin` is what the user named, for
     /// messages. The caller holds the exclusive lock.
-    fn import_layout(&self, dir: &Path, origin: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>, Error> {
+    fn import_layout(
+        &self,
+        dir: &Path,
+        origin: &Path,
+        name: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, Error> {
         let src = origin.display().to_string();
         let index_path = dir.join("index.json");
         if !dir.join("oci-layout").is_file() || !index_path.is_file() {
@@ -378,7 +400,10 @@ impl ImageStore {
                 resolved.descriptor.size(),
                 resolved.descriptor.digest().clone(),
             );
-            desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), reference.clone())])));
+            desc.set_annotations(Some(HashMap::from([(
+                REF_NAME.to_string(),
+                reference.clone(),
+            )])));
             manifests.push(desc);
         }
         store_index.set_manifests(manifests);
@@ -402,7 +427,7 @@ impl ImageStore {
             )))?;
             store_verified(&dest, BufReader::new(file), &digest, layer.size())?;
         }
-        let config = self.blob_path(&resolved.manifest.config().digest().to_string())?;
+        let config = self.blob_path(resolved.manifest.config().digest().as_ref())?;
         if !config.exists() {
             write_atomic(&config, &resolved.config_bytes)?;
         }
@@ -422,7 +447,7 @@ impl ImageStore {
                 .chain(std::iter::once(manifest.config().digest()))
                 .chain(manifest.layers().iter().map(|l| l.digest()));
             for digest in digests {
-                keep.insert(digest_hex(&digest.to_string())?.to_string());
+                keep.insert(digest_hex(digest.as_ref())?.to_string());
             }
         }
         Ok(keep)
@@ -457,17 +482,15 @@ impl ImageStore {
             .and_then(|()| fs::set_permissions(&tmp, Permissions::from_mode(0o755)))
             .map_err(io_err(format!("creating {}", tmp.display())))?;
         let media_type = layer.media_type().to_string();
-        let result = unpack_blob(&blob, &media_type, &digest, layer.size(), Some(diff_id), &tmp)
-            .and_then(|_| {
-                match renameat2(AT_FDCWD, &tmp, AT_FDCWD, &final_dir, RenameFlags::RENAME_NOREPLACE) {
-                    Ok(()) => Ok(true),
-                    Err(Errno::EEXIST) => Ok(false),
-                    Err(errno) => Err(Error::Io {
-                        context: format!("moving layer {digest} into {}", final_dir.display()),
-                        source: errno.into(),
-                    }),
-                }
-            });
+        let result = unpack_blob(
+            &blob,
+            &media_type,
+            &digest,
+            layer.size(),
+            Some(diff_id),
+            &tmp,
+        )
+        .and_then(|_| move_into_place(&tmp, &final_dir));
         match result {
             Ok(true) => Ok(final_dir),
             Ok(false) | Err(_) => {
@@ -475,6 +498,26 @@ impl ImageStore {
                 result.map(|_| final_dir)
             }
         }
+    }
+}
+
+/// Renames the unpacked `tmp` to `final_dir` unless that exists already.
+/// Returns false when another preparer got there first; its directory is
+/// complete (it was renamed into place whole) and stays untouched.
+fn move_into_place(tmp: &Path, final_dir: &Path) -> Result<bool, Error> {
+    match renameat2(
+        AT_FDCWD,
+        tmp,
+        AT_FDCWD,
+        final_dir,
+        RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(Errno::EEXIST) => Ok(false),
+        Err(errno) => Err(Error::Io {
+            context: format!("moving {} into {}", tmp.display(), final_dir.display()),
+            source: errno.into(),
+        }),
     }
 }
 
@@ -486,10 +529,18 @@ struct SourceLayout<'a> {
 
 impl SourceLayout<'_> {
     fn blob(&self, digest: &str) -> Result<PathBuf, Error> {
-        Ok(self.dir.join("blobs").join("sha256").join(digest_hex(digest)?))
+        Ok(self
+            .dir
+            .join("blobs")
+            .join("sha256")
+            .join(digest_hex(digest)?))
     }
 
-    fn read_json<T: DeserializeOwned>(&self, desc: &Descriptor, what: &str) -> Result<(Vec<u8>, T), Error> {
+    fn read_json<T: DeserializeOwned>(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+    ) -> Result<(Vec<u8>, T), Error> {
         let digest = desc.digest().to_string();
         let bytes = read_verified(&self.blob(&digest)?, &digest, desc.size(), JSON_LIMIT)?;
         let value = parse_json(&bytes, &format!("{}: {what} {digest}", self.origin))?;
@@ -525,7 +576,7 @@ impl SourceLayout<'_> {
             let layer_digest = layer.digest().to_string();
             digest_hex(&layer_digest)?;
             // Refuse zstd & co. now rather than at the first pod start.
-            compression_of(&layer.media_type().to_string(), &layer_digest)?;
+            compression_of(layer.media_type().as_ref(), &layer_digest)?;
         }
         check_layer_count(&manifest, &config, &digest)?;
         Ok(Resolved {
@@ -538,7 +589,11 @@ impl SourceLayout<'_> {
     }
 }
 
-fn check_layer_count(manifest: &ImageManifest, config: &ImageConfiguration, digest: &str) -> Result<(), Error> {
+fn check_layer_count(
+    manifest: &ImageManifest,
+    config: &ImageConfiguration,
+    digest: &str,
+) -> Result<(), Error> {
     let (layers, diff_ids) = (manifest.layers().len(), config.rootfs().diff_ids().len());
     if layers == diff_ids {
         Ok(())
@@ -642,7 +697,12 @@ fn matching(index: &ImageIndex, query: &str) -> Result<Vec<usize>, Error> {
         .collect())
 }
 
-fn image_info(reference: &str, desc: &Descriptor, manifest: &ImageManifest, config: &ImageConfiguration) -> ImageInfo {
+fn image_info(
+    reference: &str,
+    desc: &Descriptor,
+    manifest: &ImageManifest,
+    config: &ImageConfiguration,
+) -> ImageInfo {
     let layers: u64 = manifest.layers().iter().map(|l| l.size()).sum();
     ImageInfo {
         reference: reference.to_string(),
@@ -713,7 +773,10 @@ fn extract_archive(src: &Path, dest: &Path) -> Result<(), Error> {
         Box::new(reader)
     };
     let mut archive = tar::Archive::new(stream);
-    for entry in archive.entries().map_err(io_err(format!("reading {what}")))? {
+    for entry in archive
+        .entries()
+        .map_err(io_err(format!("reading {what}")))?
+    {
         let mut entry = entry.map_err(io_err(format!("reading {what}")))?;
         if !matches!(
             entry.header().entry_type(),
@@ -738,7 +801,9 @@ fn extract_archive(src: &Path, dest: &Path) -> Result<(), Error> {
             [blobs, algorithm, digest]
                 if blobs == "blobs"
                     && !algorithm.is_empty()
-                    && algorithm.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    && algorithm
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                     && digest.bytes().all(|b| b.is_ascii_alphanumeric()) =>
             {
                 let dir = dest.join("blobs").join(algorithm);
@@ -747,11 +812,41 @@ fn extract_archive(src: &Path, dest: &Path) -> Result<(), Error> {
             }
             _ => continue,
         };
-        let mut out = File::create(&target).map_err(io_err(format!("creating {}", target.display())))?;
+        let mut out =
+            File::create(&target).map_err(io_err(format!("creating {}", target.display())))?;
         io::copy(&mut entry, &mut out).map_err(io_err(format!(
             "extracting {} from {what}",
             String::from_utf8_lossy(&raw)
         )))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losing_the_unpack_race_keeps_the_winner() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mine, theirs, fresh) = (
+            tmp.path().join("tmp-mine"),
+            tmp.path().join("final"),
+            tmp.path().join("fresh"),
+        );
+        fs::create_dir(&mine).unwrap();
+        fs::write(mine.join("mine"), "m").unwrap();
+        fs::create_dir(&theirs).unwrap();
+        fs::write(theirs.join("theirs"), "t").unwrap();
+
+        assert!(!move_into_place(&mine, &theirs).unwrap());
+        assert!(theirs.join("theirs").exists() && !theirs.join("mine").exists());
+        assert!(
+            mine.join("mine").exists(),
+            "the caller removes its own copy"
+        );
+
+        assert!(move_into_place(&mine, &fresh).unwrap());
+        assert!(fresh.join("mine").exists() && !mine.exists());
+    }
 }

@@ -214,10 +214,7 @@ impl Unpacker<'_> {
     }
 
     fn io(&self, entry: &str, what: &str) -> impl FnOnce(io::Error) -> Error {
-        io_err(format!(
-            "layer {}: {what} for entry {entry:?}",
-            self.layer
-        ))
+        io_err(format!("layer {}: {what} for entry {entry:?}", self.layer))
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Error> {
@@ -228,11 +225,15 @@ impl Unpacker<'_> {
         // by the tar crate; a global PAX header carries nothing we use.
         if matches!(
             kind,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             return Ok(());
         }
-        let rel = normalize(Path::new(OsStr::from_bytes(&raw))).map_err(|r| self.refuse(&name, r))?;
+        let rel =
+            normalize(Path::new(OsStr::from_bytes(&raw))).map_err(|r| self.refuse(&name, r))?;
         let Some(file_name) = rel.file_name().map(|n| n.as_bytes().to_vec()) else {
             // The root directory itself ("./"): the layer directory already
             // exists and its attributes are the runtime's business.
@@ -304,7 +305,10 @@ impl Unpacker<'_> {
                         name,
                         format!(
                             "its parent {} is a symlink",
-                            current.strip_prefix(self.root).unwrap_or(&current).display()
+                            current
+                                .strip_prefix(self.root)
+                                .unwrap_or(&current)
+                                .display()
                         ),
                     ));
                 }
@@ -313,14 +317,19 @@ impl Unpacker<'_> {
                         name,
                         format!(
                             "its parent {} is not a directory",
-                            current.strip_prefix(self.root).unwrap_or(&current).display()
+                            current
+                                .strip_prefix(self.root)
+                                .unwrap_or(&current)
+                                .display()
                         ),
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Explicit chmod: DirBuilder's mode is filtered by the umask.
                     DirBuilder::new()
                         .mode(0o755)
                         .create(&current)
+                        .and_then(|()| fs::set_permissions(&current, Permissions::from_mode(0o755)))
                         .map_err(self.io(name, "creating a parent directory"))?;
                 }
                 Err(e) => return Err(self.io(name, "inspecting a parent directory")(e)),
@@ -380,7 +389,12 @@ impl Unpacker<'_> {
         Ok((mode, mtime))
     }
 
-    fn regular<R: Read>(&mut self, rel: &Path, name: &str, entry: &mut tar::Entry<'_, R>) -> Result<(), Error> {
+    fn regular<R: Read>(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), Error> {
         self.ensure_parents(rel, name)?;
         let full = self.root.join(rel);
         self.clear(&full, name, false)?;
@@ -433,7 +447,12 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn symlink<R: Read>(&mut self, rel: &Path, name: &str, entry: &tar::Entry<'_, R>) -> Result<(), Error> {
+    fn symlink<R: Read>(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(), Error> {
         let Some(target) = entry.link_name_bytes() else {
             return Err(self.refuse(name, "symlink without a target"));
         };
@@ -443,7 +462,8 @@ impl Unpacker<'_> {
         self.clear(&full, name, false)?;
         // The target is stored verbatim: it is only ever resolved inside the
         // container's root filesystem.
-        std::os::unix::fs::symlink(&target, &full).map_err(self.io(name, "creating the symlink"))?;
+        std::os::unix::fs::symlink(&target, &full)
+            .map_err(self.io(name, "creating the symlink"))?;
         if let Some((uid, gid)) = self.ids(entry.header(), name)? {
             std::os::unix::fs::lchown(&full, Some(uid), Some(gid))
                 .map_err(self.io(name, "setting the owner"))?;
@@ -462,7 +482,12 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn hardlink<R: Read>(&mut self, rel: &Path, name: &str, entry: &tar::Entry<'_, R>) -> Result<(), Error> {
+    fn hardlink<R: Read>(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(), Error> {
         let Some(raw_target) = entry.link_name_bytes() else {
             return Err(self.refuse(name, "hard link without a target"));
         };
@@ -526,7 +551,14 @@ impl Unpacker<'_> {
                 .open(self.root.join(&dir.rel))
             {
                 Ok(file) => file,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP | libc::ENOENT)) => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOTDIR | libc::ELOOP | libc::ENOENT)
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(self.io(&name, "opening the directory")(e)),
             };
             file.set_permissions(Permissions::from_mode(dir.mode))
@@ -613,14 +645,15 @@ mod tests {
     fn raw_tar(entries: &[E<'_>]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for entry in entries {
-            let (path, kind, link, data, mode): (&str, EntryType, Option<&str>, &[u8], u32) = match *entry {
-                E::File(p, data, mode) => (p, EntryType::Regular, None, data, mode),
-                E::Dir(p, mode) => (p, EntryType::Directory, None, b"", mode),
-                E::Symlink(p, target) => (p, EntryType::Symlink, Some(target), b"", 0o777),
-                E::Hardlink(p, target) => (p, EntryType::Link, Some(target), b"", 0o644),
-                E::Char(p) => (p, EntryType::Char, None, b"", 0o666),
-                E::Fifo(p) => (p, EntryType::Fifo, None, b"", 0o644),
-            };
+            let (path, kind, link, data, mode): (&str, EntryType, Option<&str>, &[u8], u32) =
+                match *entry {
+                    E::File(p, data, mode) => (p, EntryType::Regular, None, data, mode),
+                    E::Dir(p, mode) => (p, EntryType::Directory, None, b"", mode),
+                    E::Symlink(p, target) => (p, EntryType::Symlink, Some(target), b"", 0o777),
+                    E::Hardlink(p, target) => (p, EntryType::Link, Some(target), b"", 0o644),
+                    E::Char(p) => (p, EntryType::Char, None, b"", 0o666),
+                    E::Fifo(p) => (p, EntryType::Fifo, None, b"", 0o644),
+                };
             let mut header = tar::Header::new_gnu();
             {
                 let old = header.as_old_mut();
@@ -692,7 +725,10 @@ mod tests {
     #[test]
     fn dotdot_escape_is_refused() {
         let (tmp, layer, _) = setup();
-        assert_refused(unpack(&[E::File("../escape", b"x", 0o644)], &layer), "../escape");
+        assert_refused(
+            unpack(&[E::File("../escape", b"x", 0o644)], &layer),
+            "../escape",
+        );
         assert_refused(
             unpack(&[E::File("a/../../escape", b"x", 0o644)], &layer),
             "a/../../escape",
@@ -708,25 +744,43 @@ mod tests {
         let outside_str = outside.to_str().unwrap();
         assert_refused(
             unpack(
-                &[E::Symlink("evil", outside_str), E::File("evil/x", b"pwned", 0o644)],
+                &[
+                    E::Symlink("evil", outside_str),
+                    E::File("evil/x", b"pwned", 0o644),
+                ],
                 &layer,
             ),
             "evil/x",
         );
         assert!(!outside.join("x").exists());
-        assert!(fs::symlink_metadata(layer.join("evil")).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(layer.join("evil"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
 
         // The literal attack from the brief, with a name only this test uses.
         let probe = format!("evil2/podlab-unpack-probe-{}", std::process::id());
         assert_refused(
-            unpack(&[E::Symlink("evil2", "/tmp"), E::File(&probe, b"pwned", 0o644)], &layer),
+            unpack(
+                &[
+                    E::Symlink("evil2", "/tmp"),
+                    E::File(&probe, b"pwned", 0o644),
+                ],
+                &layer,
+            ),
             &probe,
         );
         assert!(!Path::new("/tmp").join(&probe["evil2/".len()..]).exists());
 
         // A directory entry through the link is refused too.
         assert_refused(
-            unpack(&[E::Symlink("evil3", outside_str), E::Dir("evil3/sub/", 0o755)], &layer),
+            unpack(
+                &[
+                    E::Symlink("evil3", outside_str),
+                    E::Dir("evil3/sub/", 0o755),
+                ],
+                &layer,
+            ),
             "evil3/sub/",
         );
         assert!(!outside.join("sub").exists());
@@ -756,12 +810,19 @@ mod tests {
         assert_refused(unpack(&[E::Hardlink("h", "/etc/passwd")], &layer), "h");
         assert_refused(unpack(&[E::Hardlink("h", "../../etc/passwd")], &layer), "h");
         assert_refused(
-            unpack(&[E::Symlink("etc", "/etc"), E::Hardlink("h", "etc/passwd")], &layer),
+            unpack(
+                &[E::Symlink("etc", "/etc"), E::Hardlink("h", "etc/passwd")],
+                &layer,
+            ),
             "h",
         );
         assert!(!layer.join("h").exists());
 
-        let stats = unpack(&[E::File("f", b"data", 0o644), E::Hardlink("g", "./f")], &layer).unwrap();
+        let stats = unpack(
+            &[E::File("f", b"data", 0o644), E::Hardlink("g", "./f")],
+            &layer,
+        )
+        .unwrap();
         assert_eq!(stats.hardlinks, 1);
         let (f, g) = (
             fs::metadata(layer.join("f")).unwrap(),
@@ -798,12 +859,21 @@ mod tests {
         let ro = fs::metadata(layer.join("ro")).unwrap();
         assert_eq!(ro.mode() & 0o7777, 0o500);
         assert_eq!(ro.mtime(), MTIME as i64);
-        assert_eq!(fs::metadata(layer.join("ro/f")).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(
+            fs::metadata(layer.join("ro/f")).unwrap().mode() & 0o7777,
+            0o640
+        );
         let link = fs::symlink_metadata(layer.join("link")).unwrap();
-        assert_eq!(fs::read_link(layer.join("link")).unwrap(), Path::new("bin/su"));
+        assert_eq!(
+            fs::read_link(layer.join("link")).unwrap(),
+            Path::new("bin/su")
+        );
         assert_eq!(link.mtime(), MTIME as i64);
         // Implicit parents get a plain 0755.
-        assert_eq!(fs::metadata(layer.join("bin")).unwrap().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::metadata(layer.join("bin")).unwrap().mode() & 0o7777,
+            0o755
+        );
         if is_root() {
             assert_eq!((su.uid(), su.gid()), (1234, 2345));
             assert_eq!((link.uid(), link.gid()), (1234, 2345));
@@ -832,7 +902,10 @@ mod tests {
         assert!(motd.file_type().is_char_device());
         assert_eq!(motd.rdev(), 0);
         assert!(!layer.join("etc/.wh.motd").exists());
-        assert_eq!(opaque_xattr(&layer.join("d")).unwrap().as_deref(), Some(&b"y"[..]));
+        assert_eq!(
+            opaque_xattr(&layer.join("d")).unwrap().as_deref(),
+            Some(&b"y"[..])
+        );
         assert_eq!(opaque_xattr(&layer.join("etc")).unwrap(), None);
         assert!(!layer.join(".wh..wh.plnk").exists());
         assert!(!layer.join("d/.wh..wh..opq").exists());
@@ -885,11 +958,17 @@ mod tests {
         fs::create_dir(&dest).unwrap();
         let wrong = super::super::sha256_digest(b"other");
         let err = unpack_blob(&blob, media, &digest, size, Some(&wrong), &dest).unwrap_err();
-        assert!(matches!(err, Error::DiffIdMismatch { ref expected, .. } if *expected == wrong), "{err}");
+        assert!(
+            matches!(err, Error::DiffIdMismatch { ref expected, .. } if *expected == wrong),
+            "{err}"
+        );
 
         let dest = tmp.path().join("bad-digest");
         fs::create_dir(&dest).unwrap();
         let err = unpack_blob(&blob, media, &wrong, size, None, &dest).unwrap_err();
-        assert!(matches!(err, Error::DigestMismatch { ref digest, .. } if *digest == wrong), "{err}");
+        assert!(
+            matches!(err, Error::DigestMismatch { ref digest, .. } if *digest == wrong),
+            "{err}"
+        );
     }
 }
