@@ -1,0 +1,254 @@
+//! Content-addressing helpers shared by the store and the layout writer:
+//! sha256 hashing, digest validation and atomic file writes.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+use super::Error;
+
+/// True for `sha256:` followed by exactly 64 lowercase hex digits. Digests
+/// come from untrusted manifests and become file names, so nothing else
+/// (no `/`, no `..`) may pass.
+pub(crate) fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// The hex part of a validated sha256 digest.
+pub(crate) fn digest_hex(digest: &str) -> Result<&str, Error> {
+    if is_sha256_digest(digest) {
+        Ok(&digest["sha256:".len()..])
+    } else {
+        Err(Error::InvalidDigest(digest.to_string()))
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", to_hex(&Sha256::digest(bytes)))
+}
+
+/// A reader that hashes and counts everything read through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Reads what is left, then returns `(sha256:<hex>, bytes read)`.
+    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((
+            format!("sha256:{}", to_hex(&self.hasher.finalize())),
+            self.count,
+        ))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// A name no other thread or process picks at the same time: pid, a
+/// per-process counter and the clock. Callers still create with O_EXCL or
+/// mkdir, so a clash would be an error, never a shared file.
+pub(crate) fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}-{}-{nanos:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// Prefix of temporary files next to their final name; garbage collection
+/// removes leftovers of crashed writers.
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// Writes `path` atomically: a temporary file in the same directory (so the
+/// rename stays on one file system), fsync, then rename over the target.
+/// Readers see the old or the new content, never a partial file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_atomic_from(path, &mut &bytes[..]).map(|_| ())
+}
+
+/// Like [`write_atomic`] but streams from `reader`; returns the byte count.
+pub(crate) fn write_atomic_from(path: &Path, reader: &mut dyn Read) -> Result<u64, Error> {
+    let tmp = tmp_path_for(path);
+    let result = (|| {
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err(format!("creating {}", tmp.display())))?;
+        let n =
+            io::copy(reader, &mut file).map_err(io_err(format!("writing {}", tmp.display())))?;
+        file.flush()
+            .and_then(|()| file.sync_all())
+            .map_err(io_err(format!("syncing {}", tmp.display())))?;
+        fs::rename(&tmp, path).map_err(io_err(format!("renaming into {}", path.display())))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Copies a blob from `reader` to `path`, checking size and sha256 before the
+/// rename: a corrupt or truncated source never becomes a stored blob.
+pub(crate) fn store_verified(
+    path: &Path,
+    reader: impl Read,
+    digest: &str,
+    expected_size: u64,
+) -> Result<(), Error> {
+    let tmp = tmp_path_for(path);
+    let result = (|| {
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err(format!("creating {}", tmp.display())))?;
+        // Read at most one byte more than announced: enough to notice an
+        // oversized blob without copying an arbitrarily large one.
+        let mut hashing = HashingReader::new(reader.take(expected_size.saturating_add(1)));
+        io::copy(&mut hashing, &mut file).map_err(io_err(format!("copying blob {digest}")))?;
+        let (actual, size) = hashing
+            .finish()
+            .map_err(io_err(format!("copying blob {digest}")))?;
+        if size != expected_size {
+            return Err(Error::SizeMismatch {
+                digest: digest.to_string(),
+                expected: expected_size,
+                actual: size,
+            });
+        }
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                digest: digest.to_string(),
+                actual,
+            });
+        }
+        file.sync_all()
+            .map_err(io_err(format!("syncing {}", tmp.display())))?;
+        fs::rename(&tmp, path).map_err(io_err(format!("renaming into {}", path.display())))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a small blob (manifest, index, config) whole and checks it against
+/// its descriptor. `limit` bounds memory use on hostile input.
+pub(crate) fn read_verified(
+    path: &Path,
+    digest: &str,
+    expected_size: u64,
+    limit: u64,
+) -> Result<Vec<u8>, Error> {
+    if expected_size > limit {
+        return Err(Error::Invalid {
+            what: format!("blob {digest}"),
+            reason: format!("{expected_size} bytes is more than the {limit} allowed for JSON"),
+        });
+    }
+    let file = File::open(path).map_err(io_err(format!("opening blob {digest}")))?;
+    let mut bytes = Vec::new();
+    file.take(expected_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io_err(format!("reading blob {digest}")))?;
+    if bytes.len() as u64 != expected_size {
+        return Err(Error::SizeMismatch {
+            digest: digest.to_string(),
+            expected: expected_size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = sha256_digest(&bytes);
+    if actual != digest {
+        return Err(Error::DigestMismatch {
+            digest: digest.to_string(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn tmp_path_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{TMP_PREFIX}{name}-{}", unique_suffix()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_of_empty_input() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn hashing_reader_matches_one_shot_digest() {
+        let data = b"hello podlab".repeat(1000);
+        let (digest, size) = HashingReader::new(&data[..]).finish().unwrap();
+        assert_eq!(digest, sha256_digest(&data));
+        assert_eq!(size, data.len() as u64);
+    }
+
+    #[test]
+    fn digest_validation_rejects_paths() {
+        let hex = "a".repeat(64);
+        assert!(is_sha256_digest(&format!("sha256:{hex}")));
+        assert!(!is_sha256_digest(&format!("sha256:{}", "A".repeat(64))));
+        assert!(!is_sha256_digest("sha256:../../etc/passwd"));
+        assert!(!is_sha256_digest(&format!("sha512:{hex}")));
+        assert!(digest_hex("sha256:..").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! podlab's image store: OCI image layouts and oci-archives imported into a
+//! local OCI layout, with each layer unpacked once into a directory that
+//! serves as an overlayfs lower dir.
+//!
+//! On disk, under the store root:
+//! - `oci/`: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256`);
+//!   each `index.json` entry is one image name (the
+//!   `org.opencontainers.image.ref.name` annotation holds the full reference);
+//! - `layers/sha256/<hex>`: the unpacked layer whose blob has that digest;
+//! - `lock`: flock'd exclusively by writers (import, tag, remove) and shared
+//!   by readers (list, lookup, prepare), so several podlab processes can work
+//!   on one store.
+
+mod blob;
+pub mod layout;
+mod reference;
+mod store;
+pub mod unpack;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+
+pub use blob::sha256_digest;
+pub use reference::{normalize_reference, Reference};
+pub use store::ImageStore;
+
+/// Errors of the image store; messages name the reference, digest or tar
+/// entry involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("image {0} not found")]
+    NotFound(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid digest {0:?}: only sha256:<64 lowercase hex> is supported")]
+    InvalidDigest(String),
+    #[error("blob {digest} is corrupt: its content has digest {actual}")]
+    DigestMismatch { digest: String, actual: String },
+    #[error("blob {digest} is corrupt: expected {expected} bytes, found {actual}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("layer {digest}: its tar has digest {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("layer {digest}: unsupported media type {media_type}: {reason}")]
+    UnsupportedMediaType {
+        digest: String,
+        media_type: String,
+        reason: String,
+    },
+    #[error(
+        "{src}: image {digest} has no usable name (annotation: {annotation:?}); give it one with --name"
+    )]
+    NameRequired {
+        src: String,
+        digest: String,
+        annotation: Option<String>,
+    },
+    #[error("{src}: holds {count} images, so one --name cannot name them all")]
+    AmbiguousName { src: String, count: usize },
+    #[error("image index {digest}: no linux/amd64 manifest among its {count} entries")]
+    NoPlatform { digest: String, count: usize },
+    #[error("layer {layer}: refusing tar entry {entry:?}: {reason}")]
+    UnsafeEntry {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
+    #[error("layer {layer}: unsupported tar entry type {kind} for {entry:?}")]
+    UnsupportedEntry {
+        layer: String,
+        entry: String,
+        kind: String,
+    },
+    #[error(
+        "layer {layer}: cannot create {what} for entry {entry:?}: {source} \
+         (unpacking whiteouts needs root: CAP_MKNOD and CAP_SYS_ADMIN)"
+    )]
+    Privilege {
+        layer: String,
+        entry: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One named image in the store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    /// Full reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    /// `sha256:...` of the image manifest.
+    pub digest: String,
+    /// Bytes of manifest, config and (compressed) layers.
+    pub size: u64,
+    /// The config's `created` timestamp, when it has one.
+    pub created: Option<String>,
+}
+
+/// The parts of an image config that decide how a container starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageConfig {
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ImageConfig {
+    fn from_oci(config: Option<&oci_spec::image::Config>) -> Self {
+        let Some(config) = config else {
+            return ImageConfig::default();
+        };
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        ImageConfig {
+            env: config.env().clone().unwrap_or_default(),
+            entrypoint: config.entrypoint().clone().unwrap_or_default(),
+            cmd: config.cmd().clone().unwrap_or_default(),
+            working_dir: non_empty(config.working_dir()),
+            user: non_empty(config.user()),
+        }
+    }
+}
+
+/// An image ready to run: its layers unpacked, bottom layer first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedImage {
+    pub reference: String,
+    pub digest: String,
+    pub config: ImageConfig,
+    /// Unpacked layer directories, bottom layer first (overlayfs wants its
+    /// `lowerdir=` list the other way round: top first).
+    pub layers: Vec<std::path::PathBuf>,
+}
