@@ -24,17 +24,17 @@ use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Manifest(#[from] manifest::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Shim(#[from] shim::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Cgroups(#[from] cgroups::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Container(#[from] container::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Namespaces(#[from] crate::namespaces::Error),
     #[error("The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (podlab: delete and re-apply the pod)")]
     Immutable { name: String },
@@ -415,7 +415,15 @@ pub fn exec(
         env: ctr.process.env.clone(),
         cwd: ctr.process.cwd.clone(),
     };
-    let args = ExecArgs::new(&process)?;
+    let args = match ExecArgs::new(&process) {
+        Ok(a) => a,
+        // As a shell does: 127 for a command that is not there.
+        Err(e @ container::Error::NotFound(_)) => {
+            eprintln!("podlab exec: {e}");
+            return Ok(127);
+        }
+        Err(e) => return Err(e.into()),
+    };
     // SAFETY: the CLI is single-threaded; the child only chdirs and execs.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {

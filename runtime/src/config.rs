@@ -27,12 +27,19 @@ impl Config {
     pub fn new(root: PathBuf, image_root: PathBuf) -> Config {
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok());
         Config {
-            root,
-            image_root,
+            root: absolute(root),
+            image_root: absolute(image_root),
             default_pids: env_num("PODLAB_PIDS_LIMIT").unwrap_or(DEFAULT_PIDS_LIMIT),
             backoff_base: env_num("PODLAB_BACKOFF_BASE_MS")
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))
                 .unwrap_or(DEFAULT_BACKOFF),
         }
     }
+}
+
+/// The path with `..` and symlinks resolved when it exists, so that mount
+/// points under it compare equal to what /proc/self/mountinfo reports.
+fn absolute(path: PathBuf) -> PathBuf {
+    let _ = std::fs::create_dir_all(&path);
+    std::fs::canonicalize(&path).unwrap_or(path)
 }

@@ -28,9 +28,9 @@ pub const GO_FD: i32 = 4;
 pub enum Error {
     #[error("container {container}: no command: the manifest sets no command/args and the image has no Entrypoint/Cmd")]
     NoCommand { container: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Namespaces(#[from] namespaces::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] sys::Error),
     #[error("{op} {path}: {source}")]
     Io {

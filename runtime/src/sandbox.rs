@@ -23,9 +23,9 @@ pub const READY_FD: i32 = 3;
 pub enum Error {
     #[error("network namespace {name}: {message}")]
     Netns { name: String, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] sys::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Namespaces(#[from] namespaces::Error),
     #[error("{op} {path}: {source}")]
     Io {

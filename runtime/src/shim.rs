@@ -39,17 +39,17 @@ pub const NOTIFY_FD: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Sandbox(#[from] sandbox::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Cgroups(#[from] cgroups::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Image(#[from] crate::image::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Container(#[from] container::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Quantity(#[from] quantity::Error),
     #[error("{what}: {source}")]
     Io {
@@ -807,6 +807,17 @@ pub fn release(cgroups: &cgroups::Manager, dir: &PodDir, uid: &str) -> Vec<Strin
     let mut errors = Vec::new();
     if uid.is_empty() {
         return errors;
+    }
+    // The cgroups hold every process of the pod; the recorded pids are
+    // killed too, in case a process never made it into its cgroup.
+    if let Ok(Some(state)) = dir.read_runtime::<RuntimeState>() {
+        let pids = state
+            .pause
+            .into_iter()
+            .chain(state.containers.values().filter_map(|c| c.pid));
+        for p in pids.filter(|p| p.is_alive()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
     }
     if let Err(e) = cgroups.pod(uid).destroy() {
         errors.push(e.to_string());

@@ -88,6 +88,7 @@ pub fn is_mount_point(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let wanted = path.to_string_lossy();
     mounts
         .lines()

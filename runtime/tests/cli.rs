@@ -106,6 +106,11 @@ fn exec_returns_the_command_exit_code_and_logs_capture_output() {
 fn bad_manifests_are_refused_and_create_nothing() {
     // Refusal happens before anything privileged, so this runs unprivileged too.
     let p = Podlab::new();
+    // Should the refusal regress, the pod must not outlive the test.
+    let _guard = PodGuard {
+        podlab: &p,
+        name: "bad".into(),
+    };
     let bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: a\n    image: busybox\n    imagee: typo\n";
     let out = p
         .cmd()
