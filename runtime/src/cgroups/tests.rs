@@ -1,0 +1,699 @@
+//! Fixture trees (v2 and v1) in tempdirs, and the real v1 cgroupfs when
+//! run as root on a v1 host.
+
+use super::*;
+use rstest::rstest;
+use tempfile::TempDir;
+
+const MI: i64 = 1 << 20;
+
+/// No process can have this pid (it is above the kernel's PID_MAX_LIMIT).
+/// Fixtures never signal anything; this is a second safety belt.
+const FAKE_PID: i32 = 2_000_000_001;
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_owned()
+}
+
+fn words(p: &Path) -> BTreeSet<String> {
+    read(p).split_whitespace().map(str::to_owned).collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn fixture(mode: Mode) -> (TempDir, Manager) {
+    let dir = tempfile::tempdir().unwrap();
+    seed_fixture_root(mode, dir.path()).unwrap();
+    let m = Manager::with_root(mode, dir.path().to_path_buf());
+    (dir, m)
+}
+
+/// 250m CPU, 64Mi, 64 pids: the container of the brief.
+fn app_limits() -> Limits {
+    Limits::from_millis(Some(250), Some(250), Some(64 * MI), Some(64))
+}
+
+fn pod_limits() -> Limits {
+    Limits::from_millis(Some(500), Some(500), Some(128 * MI), Some(128))
+}
+
+mod v2_fixture {
+    use super::*;
+
+    #[test]
+    fn a_plain_directory_gets_the_fixture_backend() {
+        let (_t, m) = fixture(Mode::V2);
+        assert!(format!("{:?}", m.inner.backend).starts_with("Fixture"));
+        assert_eq!(m.mode(), Mode::V2);
+    }
+
+    #[test]
+    fn create_pod_enables_controllers_down_to_the_pod_and_writes_its_limits() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &pod_limits()).unwrap();
+        let root = t.path();
+        let podlab = root.join("podlab");
+        let pod_dir = podlab.join("pod-u1");
+        assert_eq!(pod.paths(), vec![pod_dir.clone()]);
+        assert_eq!(pod.relative_path(), "podlab/pod-u1");
+
+        let ours = set(&["cpu", "memory", "pids"]);
+        assert_eq!(words(&root.join("cgroup.subtree_control")), ours);
+        assert_eq!(words(&podlab.join("cgroup.subtree_control")), ours);
+        assert_eq!(words(&pod_dir.join("cgroup.subtree_control")), ours);
+        // The pod's own controllers came from podlab's subtree_control.
+        assert_eq!(words(&pod_dir.join("cgroup.controllers")), ours);
+
+        assert_eq!(read(&pod_dir.join("memory.max")), (128 * MI).to_string());
+        assert_eq!(read(&pod_dir.join("memory.swap.max")), "0");
+        assert_eq!(read(&pod_dir.join("cpu.max")), "50000 100000");
+        assert_eq!(
+            read(&pod_dir.join("cpu.weight")),
+            weight_from_shares(512).to_string()
+        );
+        assert_eq!(read(&pod_dir.join("pids.max")), "128");
+    }
+
+    #[test]
+    fn create_leaf_writes_every_file_and_reads_it_back() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let leaf = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let dir = t.path().join("podlab/pod-u1/ctr-app");
+
+        assert_eq!(read(&dir.join("memory.max")), "67108864");
+        assert_eq!(read(&dir.join("memory.swap.max")), "0");
+        assert_eq!(read(&dir.join("cpu.max")), "25000 100000");
+        assert_eq!(read(&dir.join("cpu.weight")), "10"); // shares 256
+        assert_eq!(read(&dir.join("pids.max")), "64");
+        // A leaf delegates nothing: processes go there.
+        assert_eq!(read(&dir.join("cgroup.subtree_control")), "");
+
+        let got = leaf.read_limits().unwrap();
+        assert_eq!(got.memory_bytes, Some(64 * MI));
+        assert_eq!(got.cpu_quota_us, Some(25_000));
+        assert_eq!(got.cpu_period_us, Some(100_000));
+        assert_eq!(got.pids_max, Some(64));
+        // Weight 10 comes back as the smallest shares giving weight 10.
+        let shares = got.cpu_shares.unwrap();
+        assert_eq!(weight_from_shares(shares), 10);
+        assert!(shares <= 256, "{shares}");
+    }
+
+    #[test]
+    fn a_leaf_without_limits_keeps_the_kernel_defaults() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let pause = pod.create_leaf("pause", &Limits::default()).unwrap();
+        let dir = t.path().join("podlab/pod-u1/pause");
+        assert_eq!(read(&dir.join("memory.max")), "max");
+        assert_eq!(read(&dir.join("memory.swap.max")), "max");
+        assert_eq!(read(&dir.join("cpu.max")), "max 100000");
+        assert_eq!(read(&dir.join("pids.max")), "max");
+        let got = pause.read_limits().unwrap();
+        assert_eq!(got.memory_bytes, None);
+        assert_eq!(got.cpu_quota_us, None);
+        assert_eq!(got.cpu_period_us, None);
+        assert_eq!(got.pids_max, None);
+        assert_eq!(got.cpu_shares.map(weight_from_shares), Some(100));
+    }
+
+    #[test]
+    fn unlimited_values_are_written_as_max() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let dir = t.path().join("podlab/pod-u1/ctr-a");
+        let limits = Limits {
+            memory_bytes: Some(-1),
+            cpu_quota_us: Some(-1),
+            cpu_period_us: Some(50_000),
+            cpu_shares: None,
+            pids_max: Some(-1),
+        };
+        let leaf = pod.create_leaf("ctr-a", &limits).unwrap();
+        assert_eq!(read(&dir.join("memory.max")), "max");
+        // No memory limit: swap is left alone.
+        assert_eq!(read(&dir.join("memory.swap.max")), "max");
+        assert_eq!(read(&dir.join("cpu.max")), "max 50000");
+        assert_eq!(read(&dir.join("pids.max")), "max");
+        assert_eq!(leaf.read_limits().unwrap().pids_max, None);
+    }
+
+    #[test]
+    fn a_controller_the_host_lacks_fails_before_anything_is_made() {
+        let (t, m) = fixture(Mode::V2);
+        fs::write(
+            t.path().join("cgroup.controllers"),
+            "cpuset cpu io memory\n",
+        )
+        .unwrap();
+        let err = m.create_pod("u1", &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::ControllerUnavailable { controller: "pids", dir } if dir == t.path()),
+            "{err}"
+        );
+        assert!(!t.path().join("podlab").exists());
+        // Nothing half-enabled either.
+        assert_eq!(read(&t.path().join("cgroup.subtree_control")), "");
+    }
+
+    #[test]
+    fn a_controller_missing_in_the_leaf_is_reported_and_the_leaf_removed() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        // Someone disabled pids for the pod's children behind our back.
+        let subtree = t.path().join("podlab/pod-u1/cgroup.subtree_control");
+        m.inner.backend.write(&subtree, "-pids").unwrap();
+        let err = pod.create_leaf("ctr-a", &app_limits()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::ControllerUnavailable {
+                    controller: "pids",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!pod.leaf("ctr-a").exists());
+        assert!(pod.exists());
+    }
+
+    #[test]
+    fn destroy_kills_waits_and_removes_every_directory() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &pod_limits()).unwrap();
+        pod.create_leaf("pause", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        app.add_process(FAKE_PID).unwrap();
+        assert_eq!(app.procs().unwrap(), vec![FAKE_PID]);
+        assert_eq!(pod.leaves().unwrap(), vec!["ctr-app", "pause"]);
+
+        // The fixture refuses rmdir while cgroup.procs lists a process, so
+        // success means the kill step emptied it first.
+        pod.destroy().unwrap();
+        assert!(
+            !t.path().join("podlab").exists(),
+            "last pod takes podlab along"
+        );
+        assert!(!pod.exists());
+        assert!(!app.exists());
+        assert_eq!(m.list_pods().unwrap(), Vec::<String>::new());
+        // Idempotent.
+        pod.destroy().unwrap();
+        m.pod("never-made").destroy().unwrap();
+    }
+
+    #[test]
+    fn destroy_removes_cgroups_nested_below_a_leaf() {
+        let (_t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &Limits::default()).unwrap();
+        let leaf_dir = app.paths()[0].1.clone();
+        // A container with its own cgroup namespace may make sub-cgroups.
+        m.inner.backend.mkdir(&leaf_dir.join("inner")).unwrap();
+        m.inner
+            .backend
+            .mkdir(&leaf_dir.join("inner/deeper"))
+            .unwrap();
+        pod.destroy().unwrap();
+        assert!(!pod.exists());
+    }
+
+    #[test]
+    fn destroy_of_one_pod_keeps_the_other_and_podlab() {
+        let (t, m) = fixture(Mode::V2);
+        let a = m.create_pod("a", &Limits::default()).unwrap();
+        let b = m.create_pod("b", &Limits::default()).unwrap();
+        b.create_leaf("pause", &Limits::default()).unwrap();
+        // Stray entries under podlab are not pods.
+        fs::create_dir(t.path().join("podlab/not-a-pod")).unwrap();
+        fs::write(t.path().join("podlab/pod-file"), "").unwrap();
+        assert_eq!(m.list_pods().unwrap(), vec!["a", "b"]);
+
+        a.destroy().unwrap();
+        assert_eq!(m.list_pods().unwrap(), vec!["b"]);
+        assert!(t.path().join("podlab").is_dir());
+        assert!(b.leaf("pause").exists());
+    }
+
+    #[test]
+    fn list_pods_without_podlab_is_empty() {
+        let (_t, m) = fixture(Mode::V2);
+        assert_eq!(m.list_pods().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn existing_cgroups_are_not_created_twice() {
+        let (_t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let err = m.create_pod("u1", &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::AlreadyExists(p) if p == "podlab/pod-u1"),
+            "{err}"
+        );
+        pod.create_leaf("pause", &Limits::default()).unwrap();
+        let err = pod.create_leaf("pause", &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::AlreadyExists(p) if p == "podlab/pod-u1/pause"),
+            "{err}"
+        );
+        // A failed second create must not have destroyed the first.
+        assert!(pod.leaf("pause").exists());
+    }
+
+    #[test]
+    fn leaves_need_their_pod() {
+        let (_t, m) = fixture(Mode::V2);
+        let err = m
+            .pod("ghost")
+            .create_leaf("pause", &Limits::default())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::NotFound(p) if p == "podlab/pod-ghost"),
+            "{err}"
+        );
+        let err = m
+            .pod("ghost")
+            .leaf("pause")
+            .add_process(FAKE_PID)
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_memory_events() {
+        let (_t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        assert_eq!(app.oom_kill_count().unwrap(), 0);
+        let events = app.paths()[0].1.join("memory.events");
+        fs::write(
+            &events,
+            "low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(app.oom_kill_count().unwrap(), 2);
+        fs::write(&events, "low 0\n").unwrap();
+        assert!(matches!(app.oom_kill_count(), Err(Error::Parse { .. })));
+    }
+
+    #[test]
+    fn leaf_paths_name_the_unified_hierarchy() {
+        let (t, m) = fixture(Mode::V2);
+        let leaf = m.pod("u1").leaf("ctr-app");
+        assert_eq!(leaf.relative_path(), "podlab/pod-u1/ctr-app");
+        assert_eq!(
+            leaf.paths(),
+            vec![("unified".to_owned(), t.path().join("podlab/pod-u1/ctr-app"))]
+        );
+    }
+}
+
+mod v1_fixture {
+    use super::*;
+
+    /// A v1 root with cpu and cpuacct co-mounted, like many distributions.
+    fn comounted() -> (TempDir, Manager) {
+        let dir = tempfile::tempdir().unwrap();
+        for h in ["memory", "cpu,cpuacct", "pids"] {
+            seed_fixture_v1_hierarchy(dir.path(), h).unwrap();
+        }
+        let m = Manager::with_root(Mode::V1, dir.path().to_path_buf());
+        (dir, m)
+    }
+
+    #[test]
+    fn separate_hierarchies_get_one_directory_each() {
+        let (t, m) = fixture(Mode::V1);
+        let pod = m.create_pod("u1", &pod_limits()).unwrap();
+        let paths: BTreeSet<PathBuf> = pod.paths().into_iter().collect();
+        let expected: BTreeSet<PathBuf> = ["memory", "cpu", "cpuacct", "pids"]
+            .iter()
+            .map(|h| {
+                t.path()
+                    .canonicalize()
+                    .unwrap()
+                    .join(h)
+                    .join("podlab/pod-u1")
+            })
+            .collect();
+        assert_eq!(paths, expected);
+        assert!(paths.iter().all(|p| p.is_dir()));
+        // No cpuset, freezer or other hierarchy is touched.
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn leaf_limits_go_to_the_v1_files_including_memsw() {
+        let (t, m) = comounted();
+        let pod = m.create_pod("u1", &pod_limits()).unwrap();
+        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let mem = root.join("memory/podlab/pod-u1/ctr-app");
+        let cpu = root.join("cpu,cpuacct/podlab/pod-u1/ctr-app");
+        let pids = root.join("pids/podlab/pod-u1/ctr-app");
+
+        assert_eq!(read(&mem.join("memory.limit_in_bytes")), "67108864");
+        assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), "67108864");
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "25000");
+        assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read(&cpu.join("cpu.shares")), "256");
+        assert_eq!(read(&pids.join("pids.max")), "64");
+        assert_eq!(app.read_limits().unwrap(), app_limits());
+
+        // Co-mounted controllers share a directory, listed under both names.
+        let paths = app.paths();
+        let names: Vec<&str> = paths.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["memory", "cpu", "cpuacct", "pids"]);
+        assert_eq!(paths[1].1, cpu);
+        assert_eq!(paths[2].1, cpu);
+        assert_eq!(pod.paths().len(), 3);
+
+        app.add_process(FAKE_PID).unwrap();
+        assert_eq!(app.procs().unwrap(), vec![FAKE_PID]);
+        pod.destroy().unwrap();
+        for h in ["memory", "cpu,cpuacct", "pids"] {
+            assert!(!root.join(h).join("podlab").exists(), "{h}");
+        }
+    }
+
+    #[test]
+    fn without_swap_accounting_memsw_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        seed_fixture_root(Mode::V1, dir.path()).unwrap();
+        fs::remove_file(dir.path().join("memory/memory.memsw.limit_in_bytes")).unwrap();
+        let m = Manager::with_root(Mode::V1, dir.path().to_path_buf());
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let mem = &app.paths()[0].1;
+        assert_eq!(read(&mem.join("memory.limit_in_bytes")), "67108864");
+        assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_oom_control() {
+        let (_t, m) = fixture(Mode::V1);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &Limits::default()).unwrap();
+        assert_eq!(app.oom_kill_count().unwrap(), 0);
+        let file = app.paths()[0].1.join("memory.oom_control");
+        fs::write(&file, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
+        assert_eq!(app.oom_kill_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_missing_hierarchy_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        seed_fixture_v1_hierarchy(dir.path(), "memory").unwrap();
+        seed_fixture_v1_hierarchy(dir.path(), "cpu").unwrap();
+        let m = Manager::with_root(Mode::V1, dir.path().to_path_buf());
+        let err = m.create_pod("u1", &Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotMounted {
+                    controller: "pids",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!dir.path().join("memory/podlab").exists());
+    }
+}
+
+mod names {
+    use super::*;
+
+    #[rstest]
+    #[case("")]
+    #[case(".")]
+    #[case("..")]
+    #[case("a/b")]
+    #[case("with space")]
+    #[case("line\nbreak")]
+    fn bad_pod_uids_are_refused(#[case] uid: &str) {
+        let (t, m) = fixture(Mode::V2);
+        let err = m.create_pod(uid, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidName {
+                    what: "pod uid",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!t.path().join("podlab").exists());
+    }
+
+    #[rstest]
+    #[case("app")]
+    #[case("ctr-")]
+    #[case("ctr-a/b")]
+    #[case("..")]
+    #[case("pause ")]
+    fn bad_leaf_names_are_refused(#[case] leaf: &str) {
+        let (_t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let err = pod.create_leaf(leaf, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidName { what: "leaf", .. }),
+            "{err}"
+        );
+        assert!(pod.leaves().unwrap().is_empty());
+    }
+
+    #[rstest]
+    #[case(0)]
+    #[case(-1)]
+    #[case(i32::MIN)]
+    fn pids_that_name_groups_or_the_caller_are_refused(#[case] pid: i32) {
+        let (_t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &Limits::default()).unwrap();
+        assert!(matches!(app.add_process(pid), Err(Error::InvalidPid(p)) if p == pid));
+        assert!(app.procs().unwrap().is_empty());
+    }
+}
+
+/// The real cgroupfs of a v1 host. Skipped (with a message) unless root on v1.
+mod host_v1 {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Child, Command};
+    use std::time::SystemTime;
+
+    fn host() -> Option<Manager> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping host cgroup test: not root");
+            return None;
+        }
+        match detect() {
+            Ok(Mode::V1) => Some(Manager::new().unwrap()),
+            other => {
+                eprintln!("skipping host cgroup test: host is {other:?}, not cgroup v1");
+                None
+            }
+        }
+    }
+
+    fn unique_uid(tag: &str) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("podlab-test-{tag}-{}-{nanos}", std::process::id())
+    }
+
+    /// Destroys the pod even when an assertion fails halfway.
+    struct Cleanup(PodCgroup);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Err(e) = self.0.destroy() {
+                eprintln!("cleanup of {}: {e}", self.0.relative_path());
+            }
+        }
+    }
+
+    /// Kills and reaps the child even when an assertion fails halfway.
+    struct Reap(Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Every path under /sys/fs/cgroup/*/podlab whose name contains `uid`.
+    fn leftovers(uid: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, uid: &str, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.to_string_lossy().contains(uid) {
+                    out.push(p.clone());
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&p, uid, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for h in fs::read_dir(DEFAULT_ROOT).unwrap().flatten() {
+            walk(&h.path().join(TOP), uid, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn pod_leaf_process_and_destroy_on_the_host() {
+        let Some(m) = host() else { return };
+        let uid = unique_uid("life");
+        let pod = m.create_pod(&uid, &pod_limits()).unwrap();
+        let guard = Cleanup(pod.clone());
+
+        let mem_pod = Path::new("/sys/fs/cgroup/memory/podlab").join(format!("pod-{uid}"));
+        let cpu_pod = Path::new("/sys/fs/cgroup/cpu/podlab").join(format!("pod-{uid}"));
+        let pids_pod = Path::new("/sys/fs/cgroup/pids/podlab").join(format!("pod-{uid}"));
+        assert!(pod.paths().contains(&mem_pod), "{:?}", pod.paths());
+        assert!(pod.paths().iter().all(|p| p.is_dir()));
+        assert_eq!(
+            read(&mem_pod.join("memory.limit_in_bytes")),
+            (128 * MI).to_string()
+        );
+        assert_eq!(read(&cpu_pod.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(&pids_pod.join("pids.max")), "128");
+        // Only the hierarchies podlab needs.
+        for skipped in [
+            "cpuset", "freezer", "devices", "blkio", "systemd", "unified",
+        ] {
+            let p = Path::new(DEFAULT_ROOT)
+                .join(skipped)
+                .join(TOP)
+                .join(format!("pod-{uid}"));
+            assert!(!p.exists(), "{}", p.display());
+        }
+
+        let pause = pod.create_leaf("pause", &Limits::default()).unwrap();
+        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        assert_eq!(app.read_limits().unwrap(), app_limits());
+        let mem_app = mem_pod.join("ctr-app");
+        assert_eq!(read(&mem_app.join("memory.limit_in_bytes")), "67108864");
+        if mem_app.join("memory.memsw.limit_in_bytes").exists() {
+            assert_eq!(
+                read(&mem_app.join("memory.memsw.limit_in_bytes")),
+                "67108864"
+            );
+        }
+        assert_eq!(app.oom_kill_count().unwrap(), 0);
+        assert_eq!(
+            app.paths()
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            ["memory", "cpu", "cpuacct", "pids"]
+        );
+
+        let child = Reap(Command::new("sleep").arg("30").spawn().unwrap());
+        let pid = i32::try_from(child.0.id()).unwrap();
+        app.add_process(pid).unwrap();
+        assert_eq!(app.procs().unwrap(), vec![pid]);
+        assert!(pause.procs().unwrap().is_empty());
+
+        let cgroup = read(Path::new(&format!("/proc/{pid}/cgroup")));
+        let want = format!("/{}", app.relative_path());
+        for controller in ["memory", "cpu", "cpuacct", "pids"] {
+            let line = cgroup
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|x| x == controller))
+                })
+                .unwrap_or_else(|| panic!("no {controller} line in {cgroup}"));
+            assert_eq!(line.splitn(3, ':').nth(2), Some(want.as_str()), "{line}");
+        }
+        assert!(m.list_pods().unwrap().contains(&uid));
+
+        pod.destroy().unwrap();
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "sleep survived destroy");
+            thread::sleep(POLL);
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+
+        assert_eq!(leftovers(&uid), Vec::<PathBuf>::new());
+        assert!(!pod.exists());
+        assert!(!m.list_pods().unwrap().contains(&uid));
+        pod.destroy().unwrap(); // idempotent
+        drop(guard);
+    }
+
+    #[test]
+    fn refused_and_clamped_values_fail_and_leave_no_leaf() {
+        let Some(m) = host() else { return };
+        let uid = unique_uid("refuse");
+        let pod = m.create_pod(&uid, &Limits::default()).unwrap();
+        let _guard = Cleanup(pod.clone());
+
+        // Below the kernel's 1 ms minimum: the write itself fails.
+        let too_small = Limits {
+            cpu_quota_us: Some(500),
+            cpu_period_us: Some(100_000),
+            ..Limits::default()
+        };
+        let err = pod.create_leaf("ctr-small", &too_small).unwrap_err();
+        assert!(matches!(err, Error::Cgroups { .. }), "{err}");
+        assert!(!pod.leaf("ctr-small").exists());
+
+        // The kernel silently raises shares below 2 to 2: only the read-back notices.
+        let clamped = Limits {
+            cpu_shares: Some(1),
+            ..Limits::default()
+        };
+        let err = pod.create_leaf("ctr-clamped", &clamped).unwrap_err();
+        assert!(
+            matches!(&err, Error::NotApplied { wanted, got, .. } if wanted == "1" && got == "2"),
+            "{err}"
+        );
+        assert!(!pod.leaf("ctr-clamped").exists());
+
+        pod.destroy().unwrap();
+        assert_eq!(leftovers(&uid), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn page_unaligned_memory_limits_are_accepted() {
+        let Some(m) = host() else { return };
+        let uid = unique_uid("pages");
+        let pod = m.create_pod(&uid, &Limits::default()).unwrap();
+        let _guard = Cleanup(pod.clone());
+        // "100M" in a manifest is 100000000 bytes, not a whole number of pages.
+        let limits = Limits {
+            memory_bytes: Some(100_000_000),
+            ..Limits::default()
+        };
+        let app = pod.create_leaf("ctr-app", &limits).unwrap();
+        let got = app.read_limits().unwrap().memory_bytes.unwrap();
+        assert!(got <= 100_000_000 && 100_000_000 - got < 65_536, "{got}");
+        pod.destroy().unwrap();
+        assert_eq!(leftovers(&uid), Vec::<PathBuf>::new());
+    }
+}
