@@ -1,1 +1,3 @@
 //! podlab: a minimal pod runtime.
+
+pub mod quantity;
