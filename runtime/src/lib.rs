@@ -1,3 +1,4 @@
 //! podlab: a minimal pod runtime.
 
+pub mod manifest;
 pub mod quantity;
