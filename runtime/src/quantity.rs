@@ -33,22 +33,22 @@ const SUFFIXES: &str =
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("invalid quantity \"\": a quantity must not be empty")]
+    #[error("quantity \"\" is empty")]
     Empty,
-    #[error("invalid quantity {input:?}: {reason}")]
+    #[error("quantity {input:?} {reason}")]
     Format { input: String, reason: String },
-    #[error("invalid quantity {input:?}: its magnitude is larger than 2^63-1")]
+    #[error("quantity {input:?} is larger than 2^63-1 in magnitude")]
     OutOfRange { input: String },
 }
 
 impl Error {
-    /// What is wrong, without the quantity itself: for messages that already
-    /// show the value (`Invalid value: "12x": ...`).
+    /// What is wrong, as a clause without the quantity itself ("has more
+    /// than one decimal point"), for messages that already show the value.
     pub fn reason(&self) -> String {
         match self {
-            Error::Empty => "must not be empty".to_string(),
+            Error::Empty => "is empty".to_string(),
             Error::Format { reason, .. } => reason.clone(),
-            Error::OutOfRange { .. } => "magnitude is larger than 2^63-1".to_string(),
+            Error::OutOfRange { .. } => "is larger than 2^63-1 in magnitude".to_string(),
         }
     }
 }
@@ -152,7 +152,7 @@ pub fn parse(s: &str) -> Result<Quantity, Error> {
         reason,
     };
     if s.chars().any(char::is_whitespace) {
-        return Err(bad("must not contain whitespace".to_string()));
+        return Err(bad("contains whitespace".to_string()));
     }
 
     let (negative, rest) = match s.as_bytes()[0] {
@@ -165,7 +165,7 @@ pub fn parse(s: &str) -> Result<Quantity, Error> {
         .unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(number_len);
     if !number.bytes().any(|b| b.is_ascii_digit()) {
-        return Err(bad("must start with a number".to_string()));
+        return Err(bad("does not start with a number".to_string()));
     }
     let (int_digits, frac_digits) = match number.split_once('.') {
         None => (number, ""),
@@ -245,7 +245,7 @@ pub fn parse(s: &str) -> Result<Quantity, Error> {
 
 /// Parses the `e3` / `E-2` suffix form into a power of ten.
 fn parse_exponent(suffix: &str) -> Result<i64, String> {
-    let unknown = || format!("unknown suffix {suffix:?} (expected {SUFFIXES})");
+    let unknown = || format!("has an unknown suffix {suffix:?} (expected {SUFFIXES})");
     let Some(exp) = suffix.strip_prefix(['e', 'E']) else {
         return Err(if suffix.contains('.') {
             "has more than one decimal point".to_string()
@@ -327,22 +327,22 @@ mod tests {
 
     #[rstest]
     #[case("1.2.3", "has more than one decimal point")]
-    #[case("12x", "unknown suffix \"x\"")]
-    #[case("12K", "unknown suffix \"K\"")] // only the binary Ki is upper case
-    #[case("12ki", "unknown suffix \"ki\"")]
-    #[case("12e", "unknown suffix \"e\"")]
-    #[case("12e+", "unknown suffix \"e+\"")]
-    #[case("12e1.5", "unknown suffix \"e1.5\"")]
-    #[case("12Mii", "unknown suffix \"Mii\"")]
-    #[case("Mi", "must start with a number")]
-    #[case(".", "must start with a number")]
-    #[case("-", "must start with a number")]
-    #[case("--1", "must start with a number")]
-    #[case("+-1", "must start with a number")]
-    #[case("1 Gi", "must not contain whitespace")]
-    #[case(" 1", "must not contain whitespace")]
-    #[case("1\n", "must not contain whitespace")]
-    #[case("", "must not be empty")]
+    #[case("12x", "has an unknown suffix \"x\"")]
+    #[case("12K", "has an unknown suffix \"K\"")] // only the binary Ki is upper case
+    #[case("12ki", "has an unknown suffix \"ki\"")]
+    #[case("12e", "has an unknown suffix \"e\"")]
+    #[case("12e+", "has an unknown suffix \"e+\"")]
+    #[case("12e1.5", "has an unknown suffix \"e1.5\"")]
+    #[case("12Mii", "has an unknown suffix \"Mii\"")]
+    #[case("Mi", "does not start with a number")]
+    #[case(".", "does not start with a number")]
+    #[case("-", "does not start with a number")]
+    #[case("--1", "does not start with a number")]
+    #[case("+-1", "does not start with a number")]
+    #[case("1 Gi", "contains whitespace")]
+    #[case(" 1", "contains whitespace")]
+    #[case("1\n", "contains whitespace")]
+    #[case("", "is empty")]
     fn refuses_malformed(#[case] input: &str, #[case] reason: &str) {
         let err = parse(input).unwrap_err();
         assert!(
