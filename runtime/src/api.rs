@@ -50,6 +50,8 @@ pub enum Error {
     NoSuchContainer { key: PodKey, container: String },
     #[error("cannot exec into container {container} of pod {key}: it is not running")]
     NotRunning { key: PodKey, container: String },
+    #[error("error: no objects passed to apply")]
+    NoObjects,
     #[error("{0}")]
     Io(String),
 }
@@ -113,6 +115,9 @@ pub fn apply(
         manifest::default_pod(&mut pod, namespace)?;
         manifest::validate(&pod)?;
         pods.push(pod);
+    }
+    if pods.is_empty() {
+        return Err(Error::NoObjects);
     }
     let store = Store::open(&config.root)?;
     let mut out = Vec::new();

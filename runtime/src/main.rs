@@ -187,7 +187,13 @@ fn main() {
         other => match run(&config, other) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // Some messages carry kubectl's own "error: " prefix already.
+                let msg = format!("{e:#}");
+                if msg.starts_with("error: ") || msg.starts_with("The ") {
+                    eprintln!("{msg}");
+                } else {
+                    eprintln!("error: {msg}");
+                }
                 1
             }
         },

@@ -883,3 +883,53 @@ pub fn read_shim(dir: &PodDir) -> Option<ProcessId> {
 pub fn is_shim_alive(dir: &PodDir) -> bool {
     read_shim(dir).is_some_and(|p| p.is_alive())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn container_resources_become_cgroup_limits() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "resources": {
+                "limits": {"memory": "64Mi", "cpu": "250m"},
+                "requests": {"cpu": "100m"}
+            }}]}
+        }));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let l = container_limits(c, 1024).unwrap();
+        assert_eq!(l.memory_bytes, Some(64 << 20));
+        assert_eq!(l.cpu_quota_us, Some(25_000));
+        assert_eq!(l.cpu_period_us, Some(100_000));
+        assert_eq!(l.cpu_shares, Some(102));
+        assert_eq!(l.pids_max, Some(1024));
+    }
+
+    #[test]
+    fn no_resources_means_only_the_default_pids_limit() {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),
+        );
+        let l = container_limits(&p.spec.as_ref().unwrap().containers[0], 77).unwrap();
+        assert_eq!(l.memory_bytes, None);
+        assert_eq!(l.cpu_quota_us, None);
+        assert_eq!(l.pids_max, Some(77));
+        assert_eq!(pod_limits(&p).unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn pod_level_limits_include_pids() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"resources": {"limits": {"pids": "64", "memory": "1Gi"}}, "containers": [{"name": "a"}]}
+        }));
+        let l = pod_limits(&p).unwrap();
+        assert_eq!(l.pids_max, Some(64));
+        assert_eq!(l.memory_bytes, Some(1 << 30));
+    }
+}

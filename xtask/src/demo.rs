@@ -97,13 +97,11 @@ fn tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {
     d.show(&["get", "pods", "-o", "wide"])?;
 
     say("Both containers are in the pause's network, UTS and IPC namespaces; mnt and pid are their own");
+    // busybox readlink takes one path, so loop in the container's shell.
     let ns = [
-        "readlink",
-        "/proc/self/ns/net",
-        "/proc/self/ns/uts",
-        "/proc/self/ns/ipc",
-        "/proc/self/ns/mnt",
-        "/proc/self/ns/pid",
+        "sh",
+        "-c",
+        "for n in net uts ipc mnt pid; do readlink /proc/self/ns/$n; done",
     ];
     let a: Vec<String> = d.exec("app", &ns)?.lines().map(String::from).collect();
     let b: Vec<String> = d.exec("sidecar", &ns)?.lines().map(String::from).collect();
