@@ -38,7 +38,10 @@ pub fn build_probe() -> anyhow::Result<PathBuf> {
     util::step("building the static probe (fixtures/probe)");
     util::run(
         util::cargo()
-            .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=symbols")
+            .env(
+                "RUSTFLAGS",
+                "-C target-feature=+crt-static -C strip=symbols",
+            )
             .args([
                 "build",
                 "--release",
