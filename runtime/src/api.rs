@@ -233,7 +233,9 @@ pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
         .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
     let phase = status.phase.clone().unwrap_or_default();
     let active = phase == lifecycle::PENDING || phase == lifecycle::RUNNING;
-    if active && !shim::is_shim_alive(dir) && !just_created(dir) {
+    // No recorded shim yet means `apply` is still handing the pod over.
+    let shim_lost = shim::read_shim(dir).is_some_and(|s| !s.is_alive());
+    if active && shim_lost {
         status.phase = Some(lifecycle::UNKNOWN.into());
         status.reason = Some("ShimLost".into());
         status.message = Some("the pod's shim is gone; `podlab gc` releases what it held".into());
@@ -242,17 +244,6 @@ pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
         }
     }
     Ok((pod, status))
-}
-
-/// A record whose shim has not been recorded yet is being applied right now.
-fn just_created(dir: &PodDir) -> bool {
-    shim::read_shim(dir).is_none() && dir.dir.join("shim.log").exists() && {
-        let age = std::fs::metadata(dir.pod_file())
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok());
-        age.is_some_and(|a| a < Duration::from_secs(5))
-    }
 }
 
 /// Graceful delete: marks the pod, asks its shim to stop it (SIGTERM, the

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodIP, PodStatus};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodStatus};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -456,9 +456,6 @@ impl Shim {
             None,
             &now_time(),
         );
-        if let Some(ip) = pod_ip_of(&self.status) {
-            self.status.pod_ips = Some(vec![PodIP { ip }]);
-        }
         Ok(())
     }
 
@@ -786,10 +783,6 @@ impl Shim {
         let _ = self.dir.write_status(&self.status);
         self.notify(&format!("Failed {message}"));
     }
-}
-
-fn pod_ip_of(status: &PodStatus) -> Option<String> {
-    status.pod_ip.clone()
 }
 
 fn read_all(fd: OwnedFd) -> Result<String, Error> {
