@@ -314,3 +314,30 @@ fn gc_cleans_up_after_a_killed_shim() {
     assert!(p.run(&["delete", "pod", &a]).status.success());
     assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
 }
+
+#[test]
+fn share_process_namespace_lets_containers_see_each_other() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("sharepid");
+    let m = manifest(
+        &a,
+        &[
+            ("one", BUSYBOX, &["sleep", "3601"], None),
+            ("two", BUSYBOX, &["sleep", "3602"], None),
+        ],
+    )
+    .replace("spec:\n", "spec:\n  shareProcessNamespace: true\n");
+    let _g = p.pod(&a, &m);
+    let ps = p.exec_ok(&a, "two", &["ps", "-o", "pid,args"]);
+    assert!(
+        ps.contains("sleep 3601"),
+        "two does not see one's process:\n{ps}"
+    );
+    // PID 1 is the pod's pause, which reaps every container's zombies.
+    let first = ps.lines().nth(1).unwrap_or("");
+    assert!(
+        first.trim_start().starts_with("1 ") && first.contains("__pause"),
+        "{ps}"
+    );
+}
