@@ -511,6 +511,15 @@ impl Validator {
                     None,
                     "",
                 );
+            } else if !mount.mount_path.starts_with('/') {
+                // podlab mounts inside the container's root; a relative
+                // target has no meaning there (kubelet refuses it too).
+                self.push(
+                    &format!("{mount_path}.mountPath"),
+                    FieldErrorKind::Invalid,
+                    quote(&mount.mount_path),
+                    "must be an absolute path",
+                );
             } else if !targets.insert(mount.mount_path.as_str()) {
                 self.push(
                     &format!("{mount_path}.mountPath"),
