@@ -405,6 +405,9 @@ pub fn exec(
         .pod(&state.uid)
         .leaf(&leaf_name)
         .add_process(std::process::id() as i32)?;
+    // Read on the host side: inside the container's mount namespace,
+    // /proc/self is not this process.
+    let host_caps = crate::security::HostCaps::read();
     Plan::enter(pid.pid).apply()?;
     let process = Process {
         args: argv.to_vec(),
@@ -420,10 +423,19 @@ pub fn exec(
         }
         Err(e) => return Err(e.into()),
     };
-    // SAFETY: the CLI is single-threaded; the child only chdirs and execs.
+    // SAFETY: the CLI is single-threaded; the child only makes raw
+    // syscalls (prctl, capset, setuid, close_range, chdir, execve).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            let err = args.exec();
+            // The exec'd process gets the container's own restrictions.
+            let err = match ctr
+                .security
+                .apply(&host_caps)
+                .and_then(|()| crate::security::close_fds_on_exec())
+            {
+                Ok(()) => args.exec(),
+                Err(e) => container::Error::Security(e),
+            };
             let msg = format!("podlab exec: {err}\n");
             // SAFETY: raw write and _exit only, as after any fork.
             unsafe {

@@ -44,6 +44,8 @@ pub enum Error {
     Exec { path: String, source: nix::Error },
     #[error("fork: {0}")]
     Fork(nix::Error),
+    #[error(transparent)]
+    Security(#[from] crate::security::Error),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -180,6 +182,9 @@ pub struct InitConfig {
     /// Pod-level `hostname`, `hosts`, `resolv.conf`.
     pub etc: PathBuf,
     pub readonly_rootfs: bool,
+    /// Capabilities, user and no_new_privs of the container's process.
+    #[serde(default)]
+    pub security: crate::security::Profile,
     /// Deliberately broken variants (the `mutants` feature, for proving the
     /// conformance suite can fail): a private /dev/shm, UTS, IPC or netns.
     #[serde(default)]
@@ -225,8 +230,9 @@ pub fn init_main(config_path: &Path) -> i32 {
             }
             nix::unistd::ForkResult::Child => {
                 sys::set_cloexec(REPORT_FD).map_err(io_err("cloexec", Path::new("report")))?;
+                let host_caps = crate::security::HostCaps::read();
                 setup_rootfs(&cfg)?;
-                exec_process(&cfg.process)
+                exec_process(&cfg.process, &cfg.security, &host_caps)
             }
         }
     })();
@@ -367,6 +373,9 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
             MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
             None,
         )?;
+    }
+    if !cfg.security.privileged {
+        crate::security::mask_paths(root)?;
     }
     sys::pivot_root(root)?;
     Ok(())
@@ -528,8 +537,14 @@ impl ExecArgs {
     }
 }
 
-fn exec_process(process: &Process) -> Result<(), Error> {
+fn exec_process(
+    process: &Process,
+    security: &crate::security::Profile,
+    host_caps: &crate::security::HostCaps,
+) -> Result<(), Error> {
     let args = ExecArgs::new(process)?;
+    security.apply(host_caps)?;
+    crate::security::close_fds_on_exec()?;
     Err(args.exec())
 }
 

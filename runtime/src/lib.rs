@@ -20,6 +20,7 @@ pub mod namespaces;
 pub mod network;
 pub mod quantity;
 pub mod sandbox;
+pub mod security;
 pub mod shim;
 pub mod store;
 pub mod sys;

@@ -188,7 +188,7 @@ fn main() {
             Ok(code) => code,
             Err(e) => {
                 // Some messages carry kubectl's own "error: " prefix already.
-                let msg = format!("{e:#}");
+                let msg = error_text(&e);
                 if msg.starts_with("error: ") || msg.starts_with("The ") {
                     eprintln!("{msg}");
                 } else {
@@ -199,6 +199,22 @@ fn main() {
         },
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, each cause added only when the message does
+/// not already say it (library errors include their source in their text).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+    }
+    msg
 }
 
 fn pods_resource(resource: &str) -> anyhow::Result<()> {

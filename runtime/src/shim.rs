@@ -51,6 +51,8 @@ pub enum Error {
     Container(#[from] container::Error),
     #[error(transparent)]
     Quantity(#[from] quantity::Error),
+    #[error(transparent)]
+    Security(#[from] crate::security::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -88,6 +90,8 @@ pub struct ContainerRuntime {
     pub limits: Limits,
     pub image: String,
     pub image_id: String,
+    #[serde(default)]
+    pub security: crate::security::Profile,
 }
 
 /// The cgroup limits of one container from its `resources`, with the
@@ -485,6 +489,7 @@ impl Shim {
         let hostname = fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
         process.env.push(format!("HOSTNAME={}", hostname.trim()));
 
+        let security = crate::security::Profile::from_context(spec.security_context.as_ref())?;
         let mut limits = container_limits(&spec, self.config.default_pids)?;
         self.mutant_limits(&mut limits);
         let pod_cg = self
@@ -523,6 +528,7 @@ impl Shim {
                 .as_ref()
                 .and_then(|s| s.read_only_root_filesystem)
                 .unwrap_or(false),
+            security: security.clone(),
             private_shm: self.mutant == Some(Mutant::PrivateShm),
             private_uts: self.mutant == Some(Mutant::NoSharedUts),
             private_ipc: self.mutant == Some(Mutant::NoSharedIpc),
@@ -601,6 +607,9 @@ impl Shim {
                     t.reason = Some("StartError".into());
                 }
                 c.status.ready = false;
+                // Its exit is already accounted for: the reaper must not
+                // overwrite the StartError.
+                c.pid = None;
                 self.event(Event::warning(
                     "Failed",
                     "kubelet",
@@ -620,6 +629,7 @@ impl Shim {
                 limits,
                 image: image.reference.clone(),
                 image_id: image.digest.clone(),
+                security,
             },
         );
         self.save_state()?;

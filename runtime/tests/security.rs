@@ -1,0 +1,140 @@
+//! A container cannot reach the host: containerd's default capabilities
+//! unless securityContext says otherwise, no inherited descriptors, masked
+//! and read-only kernel paths, and no way to the host's podlab binary.
+
+mod common;
+
+use common::*;
+
+fn caps(p: &Podlab, pod: &str, c: &str) -> serde_json::Value {
+    p.probe(pod, c, &["caps"])
+}
+
+const SECURE_POD: &str = r#"
+  - name: plain
+    image: podlab.local/probe:latest
+    command: [sleep, "3600"]
+  - name: locked
+    image: podlab.local/probe:latest
+    command: [sleep, "3600"]
+    securityContext:
+      runAsUser: 1000
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL], add: [NET_ADMIN]}
+  - name: privileged
+    image: podlab.local/probe:latest
+    command: [sleep, "3600"]
+    securityContext: {privileged: true}
+"#;
+
+fn secure_pod(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:{SECURE_POD}")
+}
+
+#[test]
+fn capabilities_follow_containerd_defaults_and_security_context() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("caps");
+    let _g = p.pod(&a, &secure_pod(&a));
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+    let plain = caps(&p, &a, "plain");
+    assert_eq!(plain["CapEff"], "00000000a80425fb", "{plain}");
+    assert_eq!(plain["CapBnd"], "00000000a80425fb", "{plain}");
+    assert_eq!(plain["CapInh"], "0000000000000000", "{plain}");
+    assert_eq!(plain["NoNewPrivs"], 0);
+
+    let locked = caps(&p, &a, "locked");
+    assert_eq!(locked["uid"], 1000, "{locked}");
+    assert_eq!(
+        locked["CapBnd"], "0000000000001000",
+        "only NET_ADMIN may stay: {locked}"
+    );
+    assert_eq!(
+        locked["CapEff"], "0000000000000000",
+        "a non-root user has no effective caps: {locked}"
+    );
+    assert_eq!(locked["NoNewPrivs"], 1, "{locked}");
+
+    let privileged = caps(&p, &a, "privileged");
+    let eff = u64::from_str_radix(privileged["CapEff"].as_str().unwrap(), 16).unwrap();
+    assert!(
+        eff & (1 << 21) != 0,
+        "privileged lacks CAP_SYS_ADMIN: {privileged}"
+    );
+}
+
+#[test]
+fn kernel_paths_are_read_only_and_no_host_fd_leaks_in() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("paths");
+    let _g = p.pod(&a, &secure_pod(&a));
+    let out = p.exec(
+        &a,
+        "plain",
+        &["sh", "-c", "echo x > /proc/sys/kernel/domainname"],
+    );
+    assert!(
+        !out.status.success(),
+        "/proc/sys is writable in an unprivileged container"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+        "{out:?}"
+    );
+    let out = p.exec(
+        &a,
+        "privileged",
+        &["sh", "-c", "echo podlab > /proc/sys/kernel/domainname"],
+    );
+    assert!(
+        out.status.success(),
+        "privileged containers see /proc/sys as the host does: {out:?}"
+    );
+
+    // The container's own process and an exec'd one hold only stdio.
+    let fds = p.exec_ok(&a, "plain", &["ls", "/proc/1/fd"]);
+    assert_eq!(
+        fds.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "pid 1 holds more: {fds}"
+    );
+    let probe = p.probe(&a, "plain", &["fds"]);
+    let n: Vec<i64> = probe["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fd"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        n,
+        [0, 1, 2],
+        "exec'd process inherited descriptors: {probe}"
+    );
+}
+
+#[test]
+fn no_process_in_the_container_is_the_host_podlab_binary() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("exe");
+    let _g = p.pod(&a, &secure_pod(&a));
+    // The class of runc CVE-2019-5736: a container that can open the
+    // runtime's binary through /proc/<pid>/exe can overwrite it.
+    let exes = p.exec_ok(
+        &a,
+        "plain",
+        &[
+            "sh",
+            "-c",
+            "for f in /proc/[0-9]*/exe; do readlink $f; done",
+        ],
+    );
+    assert!(!exes.is_empty());
+    assert!(
+        !exes.contains("podlab"),
+        "the host binary is reachable:\n{exes}"
+    );
+}
