@@ -228,9 +228,19 @@ fn wait_running(dir: &PodDir, notify: File, timeout: Duration) -> Result<()> {
 /// it should be running is reported `Unknown`, never a stale Running.
 pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
     let pod = dir.read_pod()?;
-    let mut status = dir
-        .read_status()?
-        .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+    let mut status = match dir.read_status() {
+        Ok(Some(s)) => s,
+        Ok(None) => lifecycle::initial_status(&now_time()),
+        // A torn status record (a crash mid-write on a filesystem without
+        // atomic rename) is reported, never a panic or a hidden pod.
+        Err(store::Error::Corrupt { path, source }) => PodStatus {
+            phase: Some(lifecycle::UNKNOWN.into()),
+            reason: Some("CorruptRecord".into()),
+            message: Some(format!("{}: {source}", path.display())),
+            ..Default::default()
+        },
+        Err(e) => return Err(e.into()),
+    };
     let phase = status.phase.clone().unwrap_or_default();
     let active = phase == lifecycle::PENDING || phase == lifecycle::RUNNING;
     // No recorded shim yet means `apply` is still handing the pod over.

@@ -307,6 +307,14 @@ impl Shim {
         if self.mutant == Some(Mutant::EarlyRunning) && self.state.pause.is_some() {
             phase = lifecycle::RUNNING;
         }
+        // A pod whose sandbox died stays Failed: its containers lost the
+        // namespaces the pod promised them.
+        if self.status.reason.as_deref() == Some("SandboxDied") {
+            phase = lifecycle::FAILED;
+            self.ctrs.iter_mut().for_each(|c| c.status.ready = false);
+            self.status.container_statuses =
+                Some(self.ctrs.iter().map(|c| c.status.clone()).collect());
+        }
         self.status.phase = Some(phase.into());
         let now = now_time();
         let all_ready = self.ctrs.iter().all(|c| c.status.ready);
@@ -676,8 +684,11 @@ impl Shim {
                     "kubelet",
                     "Pod sandbox died: the pause process exited",
                 ));
-                self.status.phase = Some(lifecycle::FAILED.into());
                 self.status.reason = Some("SandboxDied".into());
+                self.status.message =
+                    Some("the pause process holding the pod's namespaces exited".into());
+                // No restarts into namespaces that are gone.
+                self.ctrs.iter_mut().for_each(|c| c.restart_at = None);
                 continue;
             }
             let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) else {
@@ -715,7 +726,8 @@ impl Shim {
     /// starts at the configured base and doubles up to five minutes.
     fn schedule_restart(&mut self, i: usize, code: i32) {
         let policy = lifecycle::restart_policy(&self.pod).to_string();
-        let restart = policy == "Always" || (policy == "OnFailure" && code != 0);
+        let sandbox_lost = self.status.reason.as_deref() == Some("SandboxDied");
+        let restart = !sandbox_lost && (policy == "Always" || (policy == "OnFailure" && code != 0));
         let c = &mut self.ctrs[i];
         if !restart {
             return;
