@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's one entry point (rust-analyzer style:
 //! plain Rust behind the `.cargo/config.toml` alias, no shell scripts).
 
+mod bench;
 mod demo;
 mod doctor;
 mod fixtures;
@@ -18,6 +19,8 @@ tasks:
                           build the probe and the fixture OCI images, import them into podlab's store
   demo                    build, run a two-container pod and show what its containers share
   test                    fmt, clippy, unit tests, then the privileged integration tests (as root)
+  bench [--quick] [--report DIR]
+                          podlab against podman: start/delete latency, memory per pod, many pods
 ";
 
 fn main() {
@@ -41,6 +44,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "fixtures" => fixtures::run(rest),
         "demo" => demo::run(rest),
         "test" => test::run(rest),
+        "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

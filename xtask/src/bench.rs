@@ -1,0 +1,376 @@
+//! `cargo xtask bench [--quick] [--report DIR]`: podlab against podman in
+//! one run, on the same machine, the same two-container manifest and the
+//! same fixture image, with interleaved runs so both see the same load.
+//!
+//! Measures apply → Running and delete latency (median, p95), host memory
+//! per running podlab pod (shim + pause RSS), and many pods at once. Writes
+//! `bench.json` (with `start_ratio` and `delete_ratio` = podlab median /
+//! podman median) and `bench.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+
+use crate::{doctor, fixtures, util};
+
+const MANIFEST: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: NAME
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: app
+      image: podlab.local/busybox:latest
+      command: [\"sleep\", \"3600\"]
+    - name: sidecar
+      image: podlab.local/busybox:latest
+      command: [\"sleep\", \"3600\"]
+";
+
+struct Bench {
+    podlab: PathBuf,
+    state: PathBuf,
+    images: PathBuf,
+    podman: Option<Podman>,
+    work: PathBuf,
+}
+
+/// podman with a private configuration and storage: the host's own
+/// containers.conf and image store are never touched.
+struct Podman {
+    conf: PathBuf,
+    root: PathBuf,
+    runroot: PathBuf,
+}
+
+impl Podman {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", &self.conf)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.runroot)
+            .arg("--cgroup-manager=cgroupfs")
+            .arg("--events-backend=file");
+        c
+    }
+}
+
+fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(took)
+}
+
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut v = samples.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((v.len() - 1) as f64 * p).round() as usize;
+    v[idx.min(v.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Bench {
+    fn podlab(&self) -> Command {
+        let mut c = Command::new(&self.podlab);
+        c.arg("--root")
+            .arg(&self.state)
+            .arg("--image-root")
+            .arg(&self.images);
+        c
+    }
+
+    fn manifest(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = self.work.join(format!("{name}.yaml"));
+        std::fs::write(&path, MANIFEST.replace("NAME", name))?;
+        Ok(path)
+    }
+
+    fn podlab_start(&self, name: &str) -> anyhow::Result<Duration> {
+        let m = self.manifest(name)?;
+        timed(self.podlab().args(["apply", "--wait=60s", "-f"]).arg(m))
+    }
+
+    fn podlab_delete(&self, name: &str) -> anyhow::Result<Duration> {
+        timed(
+            self.podlab()
+                .args(["delete", "pod", name, "--grace-period", "0"]),
+        )
+    }
+
+    fn podman_start(&self, pm: &Podman, name: &str) -> anyhow::Result<Duration> {
+        let m = self.manifest(name)?;
+        // kube play returns once the pod's containers are started.
+        timed(pm.cmd().args(["kube", "play", "--network", "none"]).arg(m))
+    }
+
+    fn podman_delete(&self, pm: &Podman, name: &str) -> anyhow::Result<Duration> {
+        timed(pm.cmd().args(["pod", "rm", "--force", "--time", "0", name]))
+    }
+
+    /// Memory of the pod's shim and pause (`field` of smaps_rollup: Rss, or
+    /// Pss, which splits the shared podlab binary pages among all pods).
+    fn podlab_pod_mem_kib(&self, name: &str, field: &str) -> anyhow::Result<u64> {
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(
+            self.state
+                .join("pods/default")
+                .join(name)
+                .join("runtime.json"),
+        )?)?;
+        let mut total = 0;
+        for key in ["shim", "pause"] {
+            if let Some(pid) = state[key]["pid"].as_i64() {
+                total += mem_kib(pid, field)?;
+            }
+        }
+        Ok(total)
+    }
+}
+
+fn mem_kib(pid: i64, field: &str) -> anyhow::Result<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} of pid {pid}"))
+}
+
+fn setup_podman(work: &Path, images: &Path) -> anyhow::Result<Option<Podman>> {
+    if Command::new("podman").arg("--version").output().is_err() {
+        util::step("installing podman (Debian) for the comparison");
+        if !util::is_root() {
+            return Ok(None);
+        }
+        util::run(Command::new("apt-get").args(["update", "-qq"]))?;
+        util::run(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-qq", "podman", "runc"]),
+        )?;
+    }
+    let dir = work.join("podman");
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("containers.conf");
+    // crun refuses this host's hybrid cgroup hierarchy, and CAP_SYS_RESOURCE
+    // is missing, so ulimits must stay within the hard limits.
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+         [engine]\nruntime = \"runc\"\n",
+    )?;
+    let pm = Podman {
+        conf,
+        root: dir.join("storage"),
+        runroot: dir.join("run"),
+    };
+    // The same fixture image, from podlab's store layout through an OCI archive.
+    let layout = util::root().join("target/fixtures/podlab.local_busybox_latest");
+    ensure!(
+        layout.exists(),
+        "fixture layout {} missing",
+        layout.display()
+    );
+    let _ = images;
+    // `pull --quiet` prints the image id; name it as the manifest does.
+    let id = util::output(
+        pm.cmd()
+            .args(["pull", "--quiet"])
+            .arg(format!("oci:{}", layout.display())),
+    )?;
+    util::run(
+        pm.cmd()
+            .args(["tag", id.trim(), "podlab.local/busybox:latest"]),
+    )?;
+    Ok(Some(pm))
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    ensure!(util::is_root(), "the benchmark runs pods: run it as root");
+    let quick = util::flag(args, "--quick");
+    let report = util::value(args, "--report")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| util::root().join("target/bench"));
+    if !doctor::missing_packages().is_empty() {
+        doctor::install()?;
+    }
+    let podlab = fixtures::build_podlab(true)?;
+    let images = util::root().join("target/bench/images");
+    fixtures::build_and_import(Some(&images.to_string_lossy()))?;
+    let work = util::root().join("target/bench/work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let bench = Bench {
+        podlab,
+        state: work.join("state"),
+        images: images.clone(),
+        podman: setup_podman(&work, &images)?,
+        work: work.clone(),
+    };
+    let runs = if quick { 5 } else { 20 };
+    let many = if quick { 20 } else { 100 };
+
+    util::step(&format!(
+        "start/delete latency, {runs} interleaved runs each"
+    ));
+    let (mut pl_start, mut pl_del, mut pm_start, mut pm_del) = (vec![], vec![], vec![], vec![]);
+    let mut rss = Vec::new();
+    for i in 0..runs {
+        let name = format!("bench-{i}");
+        pl_start.push(bench.podlab_start(&name)?);
+        rss.push(bench.podlab_pod_mem_kib(&name, "Rss")?);
+        pl_del.push(bench.podlab_delete(&name)?);
+        if let Some(pm) = &bench.podman {
+            pm_start.push(bench.podman_start(pm, &name)?);
+            pm_del.push(bench.podman_delete(pm, &name)?);
+        }
+    }
+
+    util::step(&format!("{many} podlab pods at once"));
+    let start = Instant::now();
+    for i in 0..many {
+        bench.podlab_start(&format!("many-{i}"))?;
+    }
+    let many_up = start.elapsed();
+    let mut many_pss = 0;
+    for i in 0..many {
+        many_pss += bench.podlab_pod_mem_kib(&format!("many-{i}"), "Pss")?;
+    }
+    let start = Instant::now();
+    for i in 0..many {
+        bench.podlab_delete(&format!("many-{i}"))?;
+    }
+    let many_down = start.elapsed();
+
+    let ratio = |a: &[Duration], b: &[Duration]| {
+        (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
+    };
+    let rss_median = {
+        let mut v = rss.clone();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let json = serde_json::json!({
+        "machine": machine(),
+        "runs": runs,
+        "podlab": {
+            "start_ms": {"median": ms(percentile(&pl_start, 0.5)), "p95": ms(percentile(&pl_start, 0.95))},
+            "delete_ms": {"median": ms(percentile(&pl_del, 0.5)), "p95": ms(percentile(&pl_del, 0.95))},
+            "rss_per_pod_kib": rss_median,
+        },
+        "podman": bench.podman.as_ref().map(|_| serde_json::json!({
+            "start_ms": {"median": ms(percentile(&pm_start, 0.5)), "p95": ms(percentile(&pm_start, 0.95))},
+            "delete_ms": {"median": ms(percentile(&pm_del, 0.5)), "p95": ms(percentile(&pm_del, 0.95))},
+        })),
+        "start_ratio": ratio(&pl_start, &pm_start),
+        "delete_ratio": ratio(&pl_del, &pm_del),
+        "many_pods": {
+            "count": many,
+            "start_all_s": many_up.as_secs_f64(),
+            "delete_all_s": many_down.as_secs_f64(),
+            "pss_total_mib": many_pss as f64 / 1024.0,
+            "pss_per_pod_kib": many_pss / many as u64,
+        },
+    });
+    std::fs::create_dir_all(&report)?;
+    std::fs::write(
+        report.join("bench.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    let md = markdown(&json);
+    std::fs::write(report.join("bench.md"), &md)?;
+    print!("{md}");
+    println!("wrote {}", report.join("bench.json").display());
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpus} cores, {} GiB, Linux {}",
+        mem / 1024 / 1024,
+        kernel.trim()
+    )
+}
+
+fn markdown(j: &serde_json::Value) -> String {
+    let get = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let ratio = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    format!(
+        "| measure ({}) | podlab | podman |\n|---|---|---|\n\
+         | apply → Running, median ms | {} | {} |\n\
+         | apply → Running, p95 ms | {} | {} |\n\
+         | delete, median ms | {} | {} |\n\
+         | delete, p95 ms | {} | {} |\n\
+         | RSS of one pod's shim + pause, KiB | {} | - |\n\
+         | {} pods: all up in s / all deleted in s | {:.2} / {:.2} | - |\n\
+         | host memory per pod among them (PSS, shim + pause), KiB | {} | - |\n\n\
+         start_ratio = {}, delete_ratio = {}\n",
+        j["machine"].as_str().unwrap_or(""),
+        get(&j["podlab"]["start_ms"]["median"]),
+        get(&j["podman"]["start_ms"]["median"]),
+        get(&j["podlab"]["start_ms"]["p95"]),
+        get(&j["podman"]["start_ms"]["p95"]),
+        get(&j["podlab"]["delete_ms"]["median"]),
+        get(&j["podman"]["delete_ms"]["median"]),
+        get(&j["podlab"]["delete_ms"]["p95"]),
+        get(&j["podman"]["delete_ms"]["p95"]),
+        j["podlab"]["rss_per_pod_kib"],
+        j["many_pods"]["count"],
+        j["many_pods"]["start_all_s"].as_f64().unwrap_or(0.0),
+        j["many_pods"]["delete_all_s"].as_f64().unwrap_or(0.0),
+        j["many_pods"]["pss_per_pod_kib"],
+        ratio(&j["start_ratio"]),
+        ratio(&j["delete_ratio"]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_from_sorted_samples() {
+        let s: Vec<Duration> = [5, 1, 4, 2, 3]
+            .iter()
+            .map(|&x| Duration::from_millis(x))
+            .collect();
+        assert_eq!(percentile(&s, 0.5), Duration::from_millis(3));
+        assert_eq!(percentile(&s, 0.95), Duration::from_millis(5));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+}
