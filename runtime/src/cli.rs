@@ -223,6 +223,9 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         status.pod_ip.as_deref().unwrap_or("<none>")
     );
     let _ = writeln!(s, "Sandbox:");
+    if let Some(p) = state.shim {
+        let _ = writeln!(s, "  Shim PID:   {}", p.pid);
+    }
     if let Some(p) = state.pause {
         let _ = writeln!(s, "  Pause PID:  {}", p.pid);
         for k in [Kind::Net, Kind::Uts, Kind::Ipc, Kind::Pid] {

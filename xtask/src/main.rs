@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod doctor;
 mod fixtures;
+mod labs;
 mod test;
 mod util;
 
@@ -19,6 +20,8 @@ tasks:
                           build the probe and the fixture OCI images, import them into podlab's store
   demo                    build, run a two-container pod and show what its containers share
   test                    fmt, clippy, unit tests, then the privileged integration tests (as root)
+  lab check N             grade coursework lab N (docs/labs/) against the pods you made
+  labs                    run every lab as written, grade it, and check each grader fails on a clean state
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods
 ";
@@ -45,6 +48,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "demo" => demo::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "lab" => labs::check(args),
+        "labs" => labs::run_all(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
