@@ -48,6 +48,7 @@ impl Namespace {
 enum Command {
     /// Create pods from a manifest (YAML or JSON; "-" reads stdin).
     Apply {
+        /// The manifest file, or - for standard input.
         #[arg(short = 'f', long = "filename")]
         file: String,
         #[command(flatten)]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod docs;
 mod doctor;
 mod fixtures;
 mod labs;
@@ -21,6 +22,7 @@ tasks:
   demo                    build, run a two-container pod and show what its containers share
   test                    fmt, clippy, unit tests, then the privileged integration tests (as root)
   lab check N             grade coursework lab N (docs/labs/) against the pods you made
+  docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
   labs                    run every lab as written, grade it, and check each grader fails on a clean state
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods
@@ -50,6 +52,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "bench" => bench::run(rest),
         "lab" => labs::check(args),
         "labs" => labs::run_all(rest),
+        "docs" => docs::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

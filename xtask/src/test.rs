@@ -26,6 +26,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         "warnings",
     ]))?;
 
+    util::step("docs in sync with the code");
+    crate::docs::run(&["--check".to_string()])?;
     let images = test_image_root();
     if root {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
