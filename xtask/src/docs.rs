@@ -39,7 +39,9 @@ pub fn render(podlab: &Path) -> anyhow::Result<String> {
             Command::new(podlab)
                 .args(*cmd)
                 .arg("--help")
-                .env("COLUMNS", "100"),
+                .env("COLUMNS", "100")
+                .env_remove("PODLAB_ROOT")
+                .env_remove("PODLAB_IMAGE_ROOT"),
         )?;
         // Defaults that depend on the environment are not part of the reference.
         let help = help.replace(&util::root().display().to_string(), "<workspace>");
