@@ -6,6 +6,7 @@ mod demo;
 mod docs;
 mod doctor;
 mod fixtures;
+mod fuzz;
 mod labs;
 mod test;
 mod util;
@@ -22,6 +23,8 @@ tasks:
   demo                    build, run a two-container pod and show what its containers share
   test                    fmt, clippy, unit tests, then the privileged integration tests (as root)
   lab check N             grade coursework lab N (docs/labs/) against the pods you made
+  fuzz [--seconds N] [manifest|quantity|layer]
+                          run the cargo-fuzz targets for a bounded time each
   docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
   labs                    run every lab as written, grade it, and check each grader fails on a clean state
   bench [--quick] [--report DIR]
@@ -53,6 +56,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "lab" => labs::check(args),
         "labs" => labs::run_all(rest),
         "docs" => docs::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
