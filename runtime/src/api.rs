@@ -50,6 +50,8 @@ pub enum Error {
     NoSuchContainer { key: PodKey, container: String },
     #[error("cannot exec into container {container} of pod {key}: it is not running")]
     NotRunning { key: PodKey, container: String },
+    #[error("command timed out after {0:?}")]
+    ExecTimeout(Duration),
     #[error("error: no objects passed to apply")]
     NoObjects,
     #[error("{0}")]
@@ -364,15 +366,27 @@ fn holds_resources(manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool 
             || crate::sandbox::netns_path(uid).exists())
 }
 
-/// Picks the container: the named one, or the first, as kubectl does.
+/// Picks the container: the named one (an app or an init container), or
+/// the first app container, as kubectl does.
 pub fn container_name(pod: &Pod, key: &PodKey, container: Option<&str>) -> Result<String> {
     let names: Vec<&str> = pod
         .spec
         .as_ref()
         .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
         .unwrap_or_default();
+    let init: Vec<&str> = pod
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
     match container {
-        Some(c) if names.contains(&c) => Ok(c.to_string()),
+        Some(c) if names.contains(&c) || init.contains(&c) => Ok(c.to_string()),
         Some(c) => Err(Error::NoSuchContainer {
             key: key.clone(),
             container: c.to_string(),
@@ -397,6 +411,18 @@ pub fn exec(
     key: &PodKey,
     container: Option<&str>,
     argv: &[String],
+) -> Result<i32> {
+    exec_with_timeout(config, key, container, argv, None)
+}
+
+/// [`exec`], killing the command when it outlives `timeout` (exec probes
+/// and lifecycle hooks): [`Error::ExecTimeout`] then.
+pub fn exec_with_timeout(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    argv: &[String],
+    timeout: Option<Duration>,
 ) -> Result<i32> {
     let store = Store::open(&config.root)?;
     let dir = store.get(key)?;
@@ -465,16 +491,33 @@ pub fn exec(
                 );
             }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => loop {
-            match nix::sys::wait::waitpid(child, None) {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                Ok(_) => continue,
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(Error::Io(format!("wait: {e}"))),
-            }
-        },
+        Ok(nix::unistd::ForkResult::Parent { child }) => wait_child(child, timeout),
         Err(e) => Err(Error::Io(format!("fork: {e}"))),
+    }
+}
+
+/// Waits for the exec'd child; past `timeout` it is killed. A pidfd makes
+/// the deadline a poll timeout rather than a sleep loop.
+fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
+    if let Some(limit) = timeout {
+        let pidfd =
+            sys::pidfd_open(child.as_raw()).map_err(|e| Error::Io(format!("pidfd: {e}")))?;
+        let exited =
+            sys::wait_readable(&pidfd, Some(limit)).map_err(|e| Error::Io(e.to_string()))?;
+        if !exited {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(Error::ExecTimeout(limit));
+        }
+    }
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::Io(format!("wait: {e}"))),
+        }
     }
 }
 

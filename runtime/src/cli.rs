@@ -121,7 +121,7 @@ fn table(pods: &[Pod], all: bool, wide: bool) -> String {
             pod.metadata.name.clone().unwrap_or_default(),
             format!("{ready}/{total}"),
             lifecycle::display_status(pod, &status),
-            lifecycle::restarts(&status).to_string(),
+            lifecycle::restarts(pod, &status).to_string(),
             age(pod.metadata.creation_timestamp.as_ref()),
         ];
         if all {
@@ -424,7 +424,8 @@ mod tests {
             "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
             "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
             "status": {"phase": "Running", "podIP": "10.89.0.2", "containerStatuses": [
-                {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": ""},
+                {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
+                 "state": {"running": {}}},
                 {"name": "b", "ready": false, "restartCount": 2, "image": "x", "imageID": "",
                  "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
             ]}

@@ -21,6 +21,10 @@ pub struct Config {
     pub default_pids: i64,
     /// `PODLAB_BACKOFF_BASE_MS`: the first restart delay, so tests stay fast.
     pub backoff_base: Duration,
+    /// `PODLAB_BACKOFF_MAX_MS`: the longest back-off (kubelet: 5 minutes);
+    /// a container that ran twice as long since its last restart starts
+    /// over without back-off.
+    pub backoff_max: Duration,
 }
 
 impl Config {
@@ -33,6 +37,9 @@ impl Config {
             backoff_base: env_num("PODLAB_BACKOFF_BASE_MS")
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))
                 .unwrap_or(DEFAULT_BACKOFF),
+            backoff_max: env_num("PODLAB_BACKOFF_MAX_MS")
+                .map(|ms| Duration::from_millis(ms.max(0) as u64))
+                .unwrap_or(crate::lifecycle::MAX_BACKOFF),
         }
     }
 }

@@ -185,6 +185,9 @@ pub struct InitConfig {
     /// Capabilities, user and no_new_privs of the container's process.
     #[serde(default)]
     pub security: crate::security::Profile,
+    /// The pod's volumes this container mounts, parents before children.
+    #[serde(default)]
+    pub mounts: Vec<VolumeMount>,
     /// Deliberately broken variants (the `mutants` feature, for proving the
     /// conformance suite can fail): a private /dev/shm, UTS, IPC or netns.
     #[serde(default)]
@@ -195,6 +198,16 @@ pub struct InitConfig {
     pub private_ipc: bool,
     #[serde(default)]
     pub private_net: bool,
+}
+
+/// One `volumeMounts` entry, resolved by the shim to a host directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The volume's directory on the host (or a `subPath` inside it).
+    pub source: PathBuf,
+    /// The absolute path inside the container.
+    pub target: String,
+    pub readonly: bool,
 }
 
 /// Entry point of `podlab __init CONFIG`: runs in a fresh process spawned by
@@ -365,6 +378,12 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
         sys::bind(&cfg.etc.join(name), &target, false)?;
     }
 
+    for m in &cfg.mounts {
+        let target = resolve_in_root(root, &m.target)?;
+        fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
+        sys::bind(&m.source, &target, m.readonly)?;
+    }
+
     if cfg.readonly_rootfs {
         sys::mount(
             None,
@@ -379,6 +398,61 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     }
     sys::pivot_root(root)?;
     Ok(())
+}
+
+/// The host path of `path` inside the container's root, following
+/// symlinks as the container would see them: an absolute link target or a
+/// `..` never leaves `root`, so an image cannot aim a mount at the host.
+/// Missing directories on the way are created.
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf, Error> {
+    let mut pending: Vec<String> = path
+        .split('/')
+        .rev()
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(String::from)
+        .collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let here = resolved
+            .iter()
+            .fold(root.to_path_buf(), |p, c| p.join(c))
+            .join(&part);
+        match fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(Error::Io {
+                        op: "resolve",
+                        path: PathBuf::from(path),
+                        source: std::io::Error::from_raw_os_error(libc::ELOOP),
+                    });
+                }
+                let target = fs::read_link(&here).map_err(io_err("readlink", &here))?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                pending.extend(
+                    target
+                        .split('/')
+                        .rev()
+                        .filter(|c| !c.is_empty() && *c != ".")
+                        .map(String::from),
+                );
+            }
+            Ok(_) => resolved.push(part),
+            Err(_) => {
+                fs::create_dir_all(&here).map_err(io_err("mkdir", &here))?;
+                resolved.push(part);
+            }
+        }
+    }
+    Ok(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
 /// Mounts the container's view of its own cgroups read-only at
@@ -622,6 +696,35 @@ mod tests {
             err.to_string().contains("container app: no command"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mount_targets_stay_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rootfs");
+        fs::create_dir_all(root.join("usr/share")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("usr/share/up")).unwrap();
+        std::os::unix::fs::symlink("share", root.join("usr/rel")).unwrap();
+        assert_eq!(resolve_in_root(&root, "/data").unwrap(), root.join("data"));
+        assert!(
+            root.join("data").is_dir(),
+            "missing directories are created"
+        );
+        assert_eq!(
+            resolve_in_root(&root, "/escape/conf").unwrap(),
+            root.join("etc/conf")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "/usr/share/up/x").unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "/usr/rel/./y/../z").unwrap(),
+            root.join("usr/share/z")
+        );
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(resolve_in_root(&root, "/loop/a").is_err());
     }
 
     #[test]

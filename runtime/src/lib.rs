@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod mutants;
 pub mod namespaces;
 pub mod network;
+pub mod probe;
 pub mod quantity;
 pub mod sandbox;
 pub mod security;

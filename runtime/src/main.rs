@@ -133,6 +133,13 @@ enum Command {
     },
     #[command(name = "__init", hide = true)]
     Init { config: PathBuf },
+    /// Runs one probe or lifecycle hook for the pod's shim.
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        namespace: String,
+        name: String,
+        request: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +192,11 @@ fn main() {
             share_pid,
         } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid),
         Command::Init { config: path } => podlab::container::init_main(&path),
+        Command::Probe {
+            namespace,
+            name,
+            request,
+        } => podlab::probe::probe_main(&config, &PodKey::new(namespace, name), &request),
         other => match run(&config, other) {
             Ok(code) => code,
             Err(e) => {
@@ -319,7 +331,10 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Shim { .. } | Command::Pause { .. } | Command::Init { .. } => Ok(2),
+        Command::Shim { .. }
+        | Command::Pause { .. }
+        | Command::Init { .. }
+        | Command::Probe { .. } => Ok(2),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::image::ImageStore;
 use crate::lifecycle;
 use crate::mutants::Mutant;
 use crate::network;
+use crate::probe;
 use crate::quantity;
 use crate::sandbox;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
@@ -181,15 +182,191 @@ pub fn spawn_with_fds(
     cmd.spawn()
 }
 
+/// The part a container plays in the pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// A regular init container: runs to completion before the next one.
+    Init,
+    /// An init container with `restartPolicy: Always`: started in order,
+    /// then kept running beside the app containers.
+    Sidecar,
+    App,
+}
+
+/// Something the shim waits for on behalf of a container: a hook or probe
+/// helper process, or (`pid: None`) the timer of a `sleep` hook.
+#[derive(Debug)]
+struct Helper {
+    pid: Option<i32>,
+    /// When a timer ends, or when a helper has run too long.
+    deadline: Option<Instant>,
+    output: PathBuf,
+    started: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeKind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl ProbeKind {
+    fn title(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+}
+
+/// One probe of the current run of a container.
+struct ProbeRun {
+    kind: ProbeKind,
+    timing: probe::Timing,
+    action: probe::Action,
+    /// A kill after this probe fails uses this grace period when set.
+    grace: Option<i64>,
+    next_at: Instant,
+    helper: Option<Helper>,
+    successes: i32,
+    failures: i32,
+}
+
+/// A container being stopped: its preStop hook, then SIGTERM, then SIGKILL
+/// at the deadline.
+struct Stopping {
+    pre_stop: Option<Helper>,
+    deadline: Instant,
+    termed: bool,
+}
+
 struct Ctr {
+    role: Role,
     spec: Container,
     leaf: Option<cgroups::Leaf>,
     pid: Option<i32>,
-    started: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    run_since: Option<Instant>,
     oom_base: u64,
     status: ContainerStatus,
+    /// When to start it again after it stopped (the crash back-off).
     restart_at: Option<Instant>,
-    backoff: Duration,
+    backoff: lifecycle::BackOff,
+    /// When to try again after an image or create error.
+    retry_at: Option<Instant>,
+    retry_backoff: lifecycle::BackOff,
+    /// When a shown ErrImagePull turns into ImagePullBackOff.
+    pull_backoff_at: Option<Instant>,
+    pulled: bool,
+    /// A container was created at least once: the next start is a restart.
+    ran: bool,
+    /// It stopped and is not started again.
+    finished: bool,
+    post_start: Option<Helper>,
+    probes: Vec<ProbeRun>,
+    /// The startup probe passed (or there is none) in the current run.
+    probe_started: bool,
+    /// The readiness probe's verdict in the current run.
+    probe_ready: bool,
+    stopping: Option<Stopping>,
+}
+
+impl Ctr {
+    fn new(role: Role, spec: Container, config: &Config, pod_has_init: bool) -> Ctr {
+        let first = if role == Role::App && !pod_has_init {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        Ctr {
+            role,
+            status: ContainerStatus {
+                name: spec.name.clone(),
+                image: spec.image.clone().unwrap_or_default(),
+                state: Some(lifecycle::waiting(first, None)),
+                started: Some(false),
+                ..Default::default()
+            },
+            spec,
+            leaf: None,
+            pid: None,
+            started_at: None,
+            run_since: None,
+            oom_base: 0,
+            restart_at: None,
+            backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
+            retry_at: None,
+            retry_backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
+            pull_backoff_at: None,
+            pulled: false,
+            ran: false,
+            finished: false,
+            post_start: None,
+            probes: Vec::new(),
+            probe_started: false,
+            probe_ready: false,
+            stopping: None,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.pid.is_some()
+    }
+
+    /// Running, its postStart hook done and its startup probe passed.
+    fn is_started(&self) -> bool {
+        self.pid.is_some() && self.post_start.is_none() && self.probe_started
+    }
+
+    fn waiting_for_timer(&self) -> bool {
+        self.restart_at.is_some() || self.retry_at.is_some()
+    }
+
+    /// A regular init container that ran to a successful end.
+    fn completed(&self) -> bool {
+        self.finished
+            && self
+                .status
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+    }
+
+    /// Derives `started` and `ready` from what the shim knows.
+    fn refresh(&mut self) {
+        let started = self.is_started();
+        self.status.started = Some(started);
+        self.status.ready = match self.role {
+            // kubelet reports a completed init container as ready.
+            Role::Init => self.completed(),
+            _ => started && self.probe_ready,
+        };
+    }
+
+    fn probe_active(&self, kind: ProbeKind) -> bool {
+        self.pid.is_some()
+            && self.post_start.is_none()
+            && self.stopping.is_none()
+            && (kind == ProbeKind::Startup) != self.probe_started
+    }
+
+    /// Kills the helpers of the current run (their verdicts no longer matter).
+    fn drop_helpers(&mut self) {
+        let helpers = self
+            .probes
+            .drain(..)
+            .filter_map(|p| p.helper)
+            .chain(self.post_start.take())
+            .chain(self.stopping.as_mut().and_then(|s| s.pre_stop.take()));
+        for h in helpers {
+            if let Some(pid) = h.pid {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
 }
 
 pub struct Shim {
@@ -203,7 +380,12 @@ pub struct Shim {
     written: Option<PodStatus>,
     cgroups: cgroups::Manager,
     pod_cgroup: Option<cgroups::PodCgroup>,
+    /// Init containers (in order), then app containers.
     ctrs: Vec<Ctr>,
+    /// Every init container has completed (sidecars: started) once.
+    initialized: bool,
+    /// Deletion in progress: everything must be gone by this instant.
+    terminating: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
 }
@@ -228,6 +410,40 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
     }
 }
 
+/// The least time kubelet leaves between SIGTERM and SIGKILL after a
+/// preStop hook used up the grace period.
+const AFTER_HOOK: Duration = Duration::from_secs(2);
+
+/// Go's duration format, as kubelet messages print back-offs (`10s`, `5m0s`).
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let frac = if ms % 1000 == 0 {
+        String::new()
+    } else {
+        format!(".{:03}", ms % 1000)
+            .trim_end_matches('0')
+            .to_string()
+    };
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}{frac}s"),
+        (0, m, s) => format!("{m}m{s}{frac}s"),
+        (h, m, s) => format!("{h}h{m}m{s}{frac}s"),
+    }
+}
+
+/// The first KiB of a helper's output, trimmed: an event message.
+fn helper_output(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    if let Ok(f) = File::open(path) {
+        let _ = f.take(1024).read_to_string(&mut text);
+    }
+    text.trim().to_string()
+}
+
 impl Shim {
     fn new(config: Config, key: PodKey, notify: File) -> Result<Shim, Error> {
         let store = Store::open(&config.root)?;
@@ -237,34 +453,26 @@ impl Shim {
         let status = dir
             .read_status()?
             .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
-        let ctrs = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default()
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init = spec.init_containers.clone().unwrap_or_default();
+        let has_init = !init.is_empty();
+        let ctrs = init
             .into_iter()
-            .map(|spec| Ctr {
-                status: ContainerStatus {
-                    name: spec.name.clone(),
-                    image: spec.image.clone().unwrap_or_default(),
-                    state: Some(lifecycle::waiting("ContainerCreating", None)),
-                    started: Some(false),
-                    ..Default::default()
-                },
-                spec,
-                leaf: None,
-                pid: None,
-                started: None,
-                oom_base: 0,
-                restart_at: None,
-                backoff: config.backoff_base,
+            .map(|c| {
+                let role = if lifecycle::is_sidecar(&c) {
+                    Role::Sidecar
+                } else {
+                    Role::Init
+                };
+                Ctr::new(role, c, &config, has_init)
             })
+            .chain(
+                spec.containers
+                    .into_iter()
+                    .map(|c| Ctr::new(Role::App, c, &config, has_init)),
+            )
             .collect();
-        let share_pid = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.share_process_namespace)
-            .unwrap_or(false);
+        let share_pid = spec.share_process_namespace.unwrap_or(false);
         let state = RuntimeState {
             uid: uid.clone(),
             node: network::node_name(),
@@ -285,6 +493,8 @@ impl Shim {
             written: None,
             pod_cgroup: None,
             ctrs,
+            initialized: false,
+            terminating: None,
             notify: Some(notify),
         })
     }
@@ -299,34 +509,121 @@ impl Shim {
         }
     }
 
+    /// `name_namespace(uid)`, as kubelet names a pod in its messages.
+    fn pod_ref(&self) -> String {
+        format!(
+            "{}_{}({})",
+            self.dir.key.name, self.dir.key.namespace, self.uid
+        )
+    }
+
+    fn sandbox_lost(&self) -> bool {
+        self.status.reason.as_deref() == Some("SandboxDied")
+    }
+
+    fn grace(&self) -> Duration {
+        let secs = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        Duration::from_secs(secs.max(0) as u64)
+    }
+
+    fn statuses(&self, init: bool) -> Vec<ContainerStatus> {
+        self.ctrs
+            .iter()
+            .filter(|c| (c.role != Role::App) == init)
+            .map(|c| c.status.clone())
+            .collect()
+    }
+
+    fn current_phase(&self) -> &'static str {
+        lifecycle::phase(&self.pod, &self.statuses(true), &self.statuses(false))
+    }
+
+    fn pod_terminal(&self) -> bool {
+        matches!(
+            self.current_phase(),
+            lifecycle::SUCCEEDED | lifecycle::FAILED
+        )
+    }
+
     fn save_status(&mut self) -> Result<(), Error> {
-        self.status.container_statuses = Some(self.ctrs.iter().map(|c| c.status.clone()).collect());
-        let expected = self.ctrs.len();
-        let statuses: Vec<_> = self.ctrs.iter().map(|c| c.status.clone()).collect();
-        let mut phase = lifecycle::phase(lifecycle::restart_policy(&self.pod), &statuses, expected);
+        let lost = self.sandbox_lost();
+        for c in &mut self.ctrs {
+            c.refresh();
+            if lost {
+                // Its containers lost the namespaces the pod promised them.
+                c.status.ready = false;
+            }
+        }
+        let init = self.statuses(true);
+        let app = self.statuses(false);
+        let mut phase = lifecycle::phase(&self.pod, &init, &app);
+        self.status.init_container_statuses = (!init.is_empty()).then_some(init);
+        self.status.container_statuses = Some(app);
         if self.mutant == Some(Mutant::EarlyRunning) && self.state.pause.is_some() {
             phase = lifecycle::RUNNING;
         }
-        // A pod whose sandbox died stays Failed: its containers lost the
-        // namespaces the pod promised them.
-        if self.status.reason.as_deref() == Some("SandboxDied") {
+        // A pod whose sandbox died stays Failed.
+        if lost {
             phase = lifecycle::FAILED;
-            self.ctrs.iter_mut().for_each(|c| c.status.ready = false);
-            self.status.container_statuses =
-                Some(self.ctrs.iter().map(|c| c.status.clone()).collect());
         }
         self.status.phase = Some(phase.into());
-        let now = now_time();
-        let all_ready = self.ctrs.iter().all(|c| c.status.ready);
-        let reason = (!all_ready).then_some("ContainersNotReady");
-        lifecycle::set_condition(&mut self.status, "Initialized", true, None, &now);
-        lifecycle::set_condition(&mut self.status, "ContainersReady", all_ready, reason, &now);
-        lifecycle::set_condition(&mut self.status, "Ready", all_ready, reason, &now);
+        lifecycle::update_conditions(&self.pod, &mut self.status, &now_time());
         if self.written.as_ref() != Some(&self.status) {
             self.dir.write_status(&self.status)?;
             self.written = Some(self.status.clone());
         }
+        self.maybe_notify();
         Ok(())
+    }
+
+    /// Tells a waiting `apply --wait` the pod's first outcome: Running or a
+    /// final phase, or a state that needs the user (a missing image, a
+    /// crash loop). Progress (creating, initializing) is not an outcome.
+    fn maybe_notify(&mut self) {
+        if self.notify.is_none() {
+            return;
+        }
+        let phase = self.status.phase.clone().unwrap_or_default();
+        if phase == lifecycle::RUNNING || phase == lifecycle::SUCCEEDED {
+            self.notify(&phase);
+            return;
+        }
+        let shown = lifecycle::display_status(&self.pod, &self.status);
+        let stuck = [
+            "CrashLoopBackOff",
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "ErrImageNeverPull",
+            "InvalidImageName",
+            "CreateContainerError",
+        ]
+        .contains(&shown.trim_start_matches("Init:"));
+        if phase == lifecycle::FAILED || stuck {
+            let message = self
+                .status
+                .init_container_statuses
+                .iter()
+                .flatten()
+                .chain(self.status.container_statuses.iter().flatten())
+                .find_map(|c| {
+                    let st = c.state.as_ref()?;
+                    st.waiting
+                        .as_ref()
+                        .and_then(|w| w.message.clone())
+                        .or_else(|| st.terminated.as_ref().and_then(|t| t.message.clone()))
+                })
+                .or_else(|| self.status.message.clone());
+            let line = match message {
+                Some(m) => format!("{phase} {shown}: {m}"),
+                None => format!("{phase} {shown}"),
+            };
+            self.notify(&line);
+        }
     }
 
     fn save_state(&self) -> Result<(), Error> {
@@ -335,7 +632,9 @@ impl Shim {
 
     fn run(&mut self) -> Result<(), Error> {
         // Signals arrive through a signalfd, so the loop below needs no
-        // handlers and no sleeps: it waits on one descriptor with a timeout.
+        // handlers and no sleeps: it waits on one descriptor with a timeout,
+        // the nearest of the pod's timers (restarts, retries, probes, hooks,
+        // grace periods).
         let mut mask = SigSet::empty();
         for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
             mask.add(s);
@@ -354,24 +653,21 @@ impl Shim {
             .map(|ip| vec![k8s_openapi::api::core::v1::HostIP { ip }]);
         self.save_status()?;
         self.create_sandbox()?;
-        for i in 0..self.ctrs.len() {
-            self.start_container(i)?;
-        }
-        self.save_status()?;
-        let phase = self.status.phase.clone().unwrap_or_default();
-        if phase == lifecycle::RUNNING
-            || phase == lifecycle::SUCCEEDED
-            || phase == lifecycle::FAILED
-        {
-            self.notify(&phase);
-        } else {
-            let why = lifecycle::display_status(&self.pod, &self.status);
-            self.notify(&format!("{phase} {why}"));
-        }
+        self.prepare_volumes()?;
 
         loop {
-            let next = self.ctrs.iter().filter_map(|c| c.restart_at).min();
-            let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+            self.sync()?;
+            self.save_status()?;
+            if let Some(deadline) = self.terminating {
+                // Past the grace period (and the two seconds kubelet adds
+                // after a preStop hook) release() kills what is left.
+                if !self.ctrs.iter().any(Ctr::running) || Instant::now() >= deadline + AFTER_HOOK {
+                    return self.finish_termination();
+                }
+            }
+            let timeout = self
+                .next_deadline()
+                .map(|t| t.saturating_duration_since(Instant::now()));
             sys::wait_readable(&sigfd, timeout).map_err(io("wait for signals"))?;
             let mut terminate = false;
             while let Ok(Some(info)) = sigfd.read_signal() {
@@ -381,19 +677,647 @@ impl Shim {
                     _ => {}
                 }
             }
+            // Every exit is shown before anything restarts it.
+            self.save_status()?;
             if terminate {
-                return self.terminate(&sigfd);
+                self.begin_termination();
             }
-            let now = Instant::now();
-            for i in 0..self.ctrs.len() {
-                if self.ctrs[i].restart_at.is_some_and(|t| t <= now) {
-                    self.ctrs[i].restart_at = None;
-                    self.ctrs[i].status.restart_count += 1;
-                    self.start_container(i)?;
+            self.tick(Instant::now())?;
+        }
+    }
+
+    /// The nearest instant something is due.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut all: Vec<Instant> = self
+            .terminating
+            .map(|d| d + AFTER_HOOK)
+            .into_iter()
+            .collect();
+        for c in &self.ctrs {
+            all.extend(c.restart_at);
+            all.extend(c.retry_at);
+            all.extend(c.pull_backoff_at);
+            all.extend(c.post_start.as_ref().and_then(|h| h.deadline));
+            if let Some(s) = &c.stopping {
+                all.push(s.deadline);
+                all.extend(s.pre_stop.as_ref().and_then(|h| h.deadline));
+            }
+            for p in &c.probes {
+                match &p.helper {
+                    Some(h) => all.extend(h.deadline),
+                    None if c.probe_active(p.kind) => all.push(p.next_at),
+                    None => {}
                 }
             }
-            self.save_status()?;
         }
+        all.into_iter().min()
+    }
+
+    /// Starts what the pod's progress calls for: the next init container,
+    /// then the app containers (one after another while a postStart hook
+    /// runs); stops the sidecars once the app containers are done for good.
+    fn sync(&mut self) -> Result<(), Error> {
+        if self.terminating.is_some() || self.pod_terminal() {
+            self.stop_in_order();
+            return Ok(());
+        }
+        if self.sandbox_lost() {
+            return Ok(());
+        }
+        if !self.initialized {
+            for i in 0..self.ctrs.len() {
+                let done = |c: &Ctr| match c.role {
+                    Role::Init => c.completed(),
+                    Role::Sidecar => c.is_started(),
+                    Role::App => true,
+                };
+                if done(&self.ctrs[i]) {
+                    continue;
+                }
+                let c = &self.ctrs[i];
+                if !c.running() && !c.waiting_for_timer() && !c.finished {
+                    self.start_container(i)?;
+                }
+                if !done(&self.ctrs[i]) {
+                    return Ok(());
+                }
+            }
+            self.initialized = true;
+        }
+        for i in 0..self.ctrs.len() {
+            let c = &self.ctrs[i];
+            if c.role != Role::App {
+                continue;
+            }
+            // kubelet starts app containers in order, each after the
+            // postStart hook of the one before.
+            if c.post_start.is_some() {
+                break;
+            }
+            if !c.ran && !c.running() && !c.waiting_for_timer() && !c.finished {
+                self.start_container(i)?;
+                if self.ctrs[i].post_start.is_some() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops what still runs of a pod being deleted or done: app (and init)
+    /// containers first, then the sidecars one by one, last first.
+    fn stop_in_order(&mut self) {
+        let deadline = self
+            .terminating
+            .unwrap_or_else(|| Instant::now() + self.grace());
+        let others: Vec<usize> = (0..self.ctrs.len())
+            .filter(|&i| self.ctrs[i].role != Role::Sidecar && self.ctrs[i].running())
+            .collect();
+        for &i in &others {
+            self.stop_container(i, deadline, None);
+        }
+        if !others.is_empty() {
+            return;
+        }
+        let sidecars: Vec<usize> = (0..self.ctrs.len())
+            .rev()
+            .filter(|&i| self.ctrs[i].role == Role::Sidecar && self.ctrs[i].running())
+            .collect();
+        if let Some(&last) = sidecars.first() {
+            self.stop_container(last, deadline, None);
+        }
+        for c in &mut self.ctrs {
+            c.restart_at = None;
+            c.retry_at = None;
+            c.pull_backoff_at = None;
+        }
+    }
+
+    /// Deletion: no more restarts or probes; every container gets the grace
+    /// period (re-read, so a second delete can shorten it).
+    fn begin_termination(&mut self) {
+        let pod = self.dir.read_pod().unwrap_or_else(|_| self.pod.clone());
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0) as u64;
+        let deadline = Instant::now() + Duration::from_secs(grace);
+        if self.terminating.is_some_and(|d| d <= deadline) {
+            return;
+        }
+        self.terminating = Some(deadline);
+        for c in &mut self.ctrs {
+            c.restart_at = None;
+            c.retry_at = None;
+            c.pull_backoff_at = None;
+            if let Some(s) = &mut c.stopping {
+                s.deadline = s.deadline.min(deadline);
+                if let Some(h) = &mut s.pre_stop {
+                    h.deadline = Some(h.deadline.map_or(deadline, |d| d.min(deadline)));
+                }
+            }
+        }
+        self.stop_in_order();
+    }
+
+    fn finish_termination(&mut self) -> Result<(), Error> {
+        for c in &mut self.ctrs {
+            c.drop_helpers();
+        }
+        let mut errors = release(&self.cgroups, &self.dir, &self.uid);
+        errors.extend(release_volumes(&self.dir));
+        if !errors.is_empty() {
+            return Err(Error::Other(errors.join("; ")));
+        }
+        let lock = self.store.lock()?;
+        self.store.remove(&lock, &self.dir.key)?;
+        Ok(())
+    }
+
+    /// Handles what became due: hook and probe timers, grace periods,
+    /// retries and restarts.
+    fn tick(&mut self, now: Instant) -> Result<(), Error> {
+        for i in 0..self.ctrs.len() {
+            self.tick_stopping(i, now);
+            if self.ctrs[i]
+                .post_start
+                .as_ref()
+                .is_some_and(|h| h.pid.is_none() && h.deadline.is_some_and(|d| d <= now))
+            {
+                self.post_start_done(i, Ok(()));
+            }
+            self.tick_probes(i, now);
+            let c = &mut self.ctrs[i];
+            if c.pull_backoff_at.is_some_and(|t| t <= now) {
+                c.pull_backoff_at = None;
+                let image = c.spec.image.clone().unwrap_or_default();
+                let msg = format!("Back-off pulling image \"{image}\"");
+                c.status.state = Some(lifecycle::waiting("ImagePullBackOff", Some(msg.clone())));
+                self.event(Event::normal("BackOff", "kubelet", msg));
+                self.event(Event::warning(
+                    "Failed",
+                    "kubelet",
+                    "Error: ImagePullBackOff",
+                ));
+            }
+            if self.terminating.is_some() {
+                continue;
+            }
+            let c = &mut self.ctrs[i];
+            let due = |t: &mut Option<Instant>| {
+                let d = t.is_some_and(|t| t <= now);
+                if d {
+                    *t = None;
+                }
+                d
+            };
+            let retry = due(&mut c.retry_at);
+            let restart = due(&mut c.restart_at);
+            if (retry || restart) && !c.running() {
+                self.start_container(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick_stopping(&mut self, i: usize, now: Instant) {
+        let Some(s) = self.ctrs[i].stopping.as_mut() else {
+            return;
+        };
+        let hook_over = s
+            .pre_stop
+            .as_ref()
+            .is_some_and(|h| h.deadline.is_some_and(|d| d <= now));
+        if hook_over {
+            let timer = s.pre_stop.as_ref().is_some_and(|h| h.pid.is_none());
+            self.pre_stop_done(
+                i,
+                if timer {
+                    Ok(())
+                } else {
+                    Err("the hook did not finish within the grace period".into())
+                },
+            );
+            return;
+        }
+        let Some(s) = self.ctrs[i].stopping.as_mut() else {
+            return;
+        };
+        if s.termed && s.deadline <= now {
+            // Killed, and again every few seconds should anything linger.
+            s.deadline = now + Duration::from_secs(5);
+            self.kill_all(i);
+        }
+    }
+
+    fn tick_probes(&mut self, i: usize, now: Instant) {
+        for kind in [
+            ProbeKind::Startup,
+            ProbeKind::Liveness,
+            ProbeKind::Readiness,
+        ] {
+            // A verdict may stop the container and end its probes: look
+            // each probe up afresh.
+            let c = &self.ctrs[i];
+            let Some(k) = c.probes.iter().position(|p| p.kind == kind) else {
+                continue;
+            };
+            let p = &c.probes[k];
+            if let Some(h) = &p.helper {
+                if h.deadline.is_some_and(|d| d <= now) {
+                    if let Some(pid) = h.pid {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    let timeout = p.timing.timeout;
+                    self.probe_done(
+                        i,
+                        kind,
+                        Err(format!(
+                            "timeout: no answer within {}",
+                            go_duration(timeout)
+                        )),
+                    );
+                }
+                continue;
+            }
+            if !c.probe_active(kind) || p.next_at > now {
+                continue;
+            }
+            let request = probe::Request {
+                container: c.spec.name.clone(),
+                timeout_ms: Some(p.timing.timeout.as_millis() as u64),
+                action: p.action.clone(),
+            };
+            let tag = kind.title().to_lowercase();
+            let timeout = p.timing.timeout;
+            let name = c.spec.name.clone();
+            match self.spawn_helper(&name, &tag, &request, Some(timeout)) {
+                Ok(h) => self.ctrs[i].probes[k].helper = Some(h),
+                Err(e) => self.probe_done(i, kind, Err(e)),
+            }
+        }
+    }
+
+    /// Runs a probe or hook in a re-exec of podlab (`__probe`), its output
+    /// in a file under the pod's directory.
+    fn spawn_helper(
+        &self,
+        container: &str,
+        tag: &str,
+        request: &probe::Request,
+        timeout: Option<Duration>,
+    ) -> Result<Helper, String> {
+        let out_dir = self.dir.dir.join("probes");
+        fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+        let output = out_dir.join(format!("{container}.{tag}.out"));
+        let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
+        let child = Command::new(self_exe())
+            .arg("--root")
+            .arg(&self.config.root)
+            .arg("--image-root")
+            .arg(&self.config.image_root)
+            .arg("__probe")
+            .arg(&self.dir.key.namespace)
+            .arg(&self.dir.key.name)
+            .arg(json)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("spawn the probe helper: {e}"))?;
+        let pid = child.id() as i32;
+        // Reaped by the loop, like every child of the shim.
+        std::mem::forget(child);
+        let now = Instant::now();
+        Ok(Helper {
+            pid: Some(pid),
+            // The helper enforces the timeout itself; this is the backstop.
+            deadline: timeout.map(|t| now + t + Duration::from_secs(2)),
+            output,
+            started: now,
+        })
+    }
+
+    /// A probe's verdict: events, thresholds, and what they decide.
+    fn probe_done(&mut self, i: usize, kind: ProbeKind, result: Result<(), String>) {
+        let now = Instant::now();
+        let Some(k) = self.ctrs[i].probes.iter().position(|p| p.kind == kind) else {
+            return;
+        };
+        let name = self.ctrs[i].spec.name.clone();
+        let p = &mut self.ctrs[i].probes[k];
+        let started = p.helper.take().map(|h| h.started).unwrap_or(now);
+        p.next_at = (started + p.timing.period).max(now);
+        let timing = p.timing;
+        let grace = p.grace;
+        match &result {
+            Ok(()) => {
+                p.successes += 1;
+                p.failures = 0;
+            }
+            Err(_) => {
+                p.failures += 1;
+                p.successes = 0;
+            }
+        }
+        let (successes, failures) = (p.successes, p.failures);
+        if let Err(msg) = &result {
+            self.event(Event::warning(
+                "Unhealthy",
+                "kubelet",
+                format!("{} probe failed: {msg}", kind.title()),
+            ));
+        }
+        let c = &mut self.ctrs[i];
+        match kind {
+            ProbeKind::Startup if result.is_ok() => {
+                c.probe_started = true;
+                for p in &mut c.probes {
+                    p.next_at = p.next_at.max(now);
+                }
+            }
+            ProbeKind::Readiness if result.is_ok() && successes >= timing.success_threshold => {
+                c.probe_ready = true;
+            }
+            ProbeKind::Readiness if failures >= timing.failure_threshold => {
+                c.probe_ready = false;
+            }
+            ProbeKind::Startup | ProbeKind::Liveness
+                if result.is_err() && failures >= timing.failure_threshold =>
+            {
+                let grace = grace
+                    .map(|g| Duration::from_secs(g.max(0) as u64))
+                    .unwrap_or_else(|| self.grace());
+                let why = format!(
+                    "Container {name} failed {} probe, will be restarted",
+                    kind.title().to_lowercase()
+                );
+                self.stop_container(i, now + grace, Some(why));
+            }
+            _ => {}
+        }
+        self.ctrs[i].refresh();
+    }
+
+    /// Stops one container: preStop hook, SIGTERM, SIGKILL at `deadline`.
+    fn stop_container(&mut self, i: usize, deadline: Instant, why: Option<String>) {
+        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        let Some(pid) = c.pid else {
+            return;
+        };
+        if let Some(s) = &mut c.stopping {
+            s.deadline = s.deadline.min(deadline);
+            return;
+        }
+        // Probes end with the run; a pending postStart hook is abandoned.
+        c.drop_helpers();
+        let name = c.spec.name.clone();
+        let message = why.unwrap_or_else(|| format!("Stopping container {name}"));
+        self.event(Event::normal("Killing", "kubelet", message));
+        let c = &mut self.ctrs[i];
+        c.stopping = Some(Stopping {
+            pre_stop: None,
+            deadline,
+            termed: false,
+        });
+        if deadline <= now {
+            self.kill_all(i);
+            if let Some(s) = self.ctrs[i].stopping.as_mut() {
+                s.termed = true;
+                s.deadline = now + Duration::from_secs(5);
+            }
+            return;
+        }
+        let hook = c
+            .spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.clone())
+            .map(|h| probe::hook_action(&h, &c.spec, self.status.pod_ip.as_deref()));
+        match hook {
+            Some(Ok(probe::Hook::Sleep(d))) => {
+                if let Some(s) = self.ctrs[i].stopping.as_mut() {
+                    s.pre_stop = Some(Helper {
+                        pid: None,
+                        deadline: Some((now + d).min(deadline)),
+                        output: PathBuf::new(),
+                        started: now,
+                    });
+                }
+            }
+            Some(Ok(probe::Hook::Run(action))) => {
+                let request = probe::Request {
+                    container: name.clone(),
+                    timeout_ms: Some(deadline.saturating_duration_since(now).as_millis() as u64),
+                    action,
+                };
+                match self.spawn_helper(&name, "prestop", &request, None) {
+                    Ok(mut h) => {
+                        h.deadline = Some(deadline);
+                        if let Some(s) = self.ctrs[i].stopping.as_mut() {
+                            s.pre_stop = Some(h);
+                        }
+                    }
+                    Err(e) => self.pre_stop_done(i, Err(e)),
+                }
+            }
+            Some(Err(e)) => self.pre_stop_done(i, Err(e)),
+            None => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                if let Some(s) = self.ctrs[i].stopping.as_mut() {
+                    s.termed = true;
+                }
+            }
+        }
+    }
+
+    /// The preStop hook ended (or failed, or ran out of time): SIGTERM,
+    /// with at least two more seconds before SIGKILL, as kubelet gives.
+    fn pre_stop_done(&mut self, i: usize, result: Result<(), String>) {
+        let now = Instant::now();
+        let name = self.ctrs[i].spec.name.clone();
+        if let Err(msg) = result {
+            let pod_ref = self.pod_ref();
+            self.event(Event::warning(
+                "FailedPreStopHook",
+                "kubelet",
+                format!("PreStopHook failed for container \"{name}\" in pod \"{pod_ref}\": {msg}"),
+            ));
+        }
+        let c = &mut self.ctrs[i];
+        let Some(s) = c.stopping.as_mut() else {
+            return;
+        };
+        if let Some(pid) = s.pre_stop.take().and_then(|h| h.pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        s.termed = true;
+        s.deadline = s.deadline.max(now + AFTER_HOOK);
+        if let Some(pid) = c.pid {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+
+    /// SIGKILL to the container and everything in its cgroup (its exec'd
+    /// processes and hooks included).
+    fn kill_all(&mut self, i: usize) {
+        let c = &self.ctrs[i];
+        let mut pids: Vec<i32> = c.pid.into_iter().collect();
+        if let Some(leaf) = &c.leaf {
+            pids.extend(leaf.procs().unwrap_or_default());
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+
+    /// The postStart hook ended: the container now counts as running, or
+    /// is killed when the hook failed.
+    fn post_start_done(&mut self, i: usize, result: Result<(), String>) {
+        self.ctrs[i].post_start = None;
+        match result {
+            Ok(()) => self.on_running(i),
+            Err(msg) => {
+                let name = self.ctrs[i].spec.name.clone();
+                let pod_ref = self.pod_ref();
+                self.event(Event::warning(
+                    "FailedPostStartHook",
+                    "kubelet",
+                    format!(
+                        "PostStartHook failed for container \"{name}\" in pod \"{pod_ref}\": {msg}"
+                    ),
+                ));
+                let deadline = Instant::now() + self.grace();
+                self.stop_container(i, deadline, Some("FailedPostStartHook".into()));
+            }
+        }
+    }
+
+    /// The container runs (its postStart hook done): its probes begin.
+    fn on_running(&mut self, i: usize) {
+        let pod_ip = self.status.pod_ip.clone();
+        let c = &mut self.ctrs[i];
+        let since = c.run_since.unwrap_or_else(Instant::now);
+        if let Some(t) = &c.started_at {
+            c.status.state = Some(lifecycle::running(t));
+        }
+        let mut ignored = Vec::new();
+        c.probes.clear();
+        for (kind, spec) in [
+            (ProbeKind::Startup, c.spec.startup_probe.clone()),
+            (ProbeKind::Liveness, c.spec.liveness_probe.clone()),
+            (ProbeKind::Readiness, c.spec.readiness_probe.clone()),
+        ] {
+            let Some(spec) = spec else { continue };
+            match probe::probe_action(&spec, &c.spec, pod_ip.as_deref()) {
+                Ok(action) => {
+                    let timing = probe::Timing::of(&spec);
+                    c.probes.push(ProbeRun {
+                        kind,
+                        timing,
+                        action,
+                        grace: spec.termination_grace_period_seconds,
+                        next_at: since + timing.initial_delay,
+                        helper: None,
+                        successes: 0,
+                        failures: 0,
+                    });
+                }
+                Err(why) => ignored.push(format!(
+                    "podlab ignores the {} probe of container {}: {why}",
+                    kind.title().to_lowercase(),
+                    c.spec.name
+                )),
+            }
+        }
+        let has = |k: ProbeKind| c.probes.iter().any(|p| p.kind == k);
+        c.probe_started = !has(ProbeKind::Startup);
+        c.probe_ready = !has(ProbeKind::Readiness);
+        c.refresh();
+        for msg in ignored {
+            self.event(Event::warning("Unhealthy", "kubelet", msg));
+        }
+    }
+
+    /// Creates the pod's emptyDir volumes: a directory under the pod's
+    /// state, or a tmpfs for `medium: Memory` (sized by `sizeLimit`).
+    fn prepare_volumes(&mut self) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        for v in volumes {
+            let Some(empty) = &v.empty_dir else { continue };
+            let path = volume_dir(&self.dir, &v.name);
+            fs::create_dir_all(&path).map_err(io(format!("mkdir {}", path.display())))?;
+            if empty.medium.as_deref() == Some("Memory") {
+                let mut data = String::from("mode=0777");
+                if let Some(size) = &empty.size_limit {
+                    data.push_str(&format!(",size={}", quantity::memory_bytes(&size.0)?));
+                }
+                if !sys::is_mount_point(&path) {
+                    sys::mount(
+                        Some("podlab-emptydir"),
+                        &path,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                        Some(&data),
+                    )
+                    .map_err(|e| Error::Other(e.to_string()))?;
+                }
+            } else {
+                // Any user of any container may write to an emptyDir.
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
+                    .map_err(io(format!("chmod {}", path.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The container's volume mounts as host directories, parents first.
+    fn volume_mounts(&self, spec: &Container) -> Result<Vec<container::VolumeMount>, String> {
+        let volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        let mut mounts = Vec::new();
+        for m in spec.volume_mounts.iter().flatten() {
+            let Some(v) = volumes
+                .iter()
+                .find(|v| v.name == m.name && v.empty_dir.is_some())
+            else {
+                return Err(format!(
+                    "volume {:?} is not an emptyDir of this pod",
+                    m.name
+                ));
+            };
+            let mut source = volume_dir(&self.dir, &v.name);
+            if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                source = source.join(sub);
+                fs::create_dir_all(&source).map_err(|e| format!("subPath {sub}: {e}"))?;
+            }
+            mounts.push(container::VolumeMount {
+                source,
+                target: m.mount_path.clone(),
+                readonly: m.read_only.unwrap_or(false),
+            });
+        }
+        mounts.sort_by_key(|m| m.target.split('/').filter(|s| !s.is_empty()).count());
+        Ok(mounts)
     }
 
     fn create_sandbox(&mut self) -> Result<(), Error> {
@@ -471,44 +1395,77 @@ impl Shim {
         Ok(())
     }
 
+    /// Creates and starts container `i` (or records why it cannot start:
+    /// a missing image, a bad configuration). Errors are only those the
+    /// shim cannot go on after (its own records).
     fn start_container(&mut self, i: usize) -> Result<(), Error> {
         let spec = self.ctrs[i].spec.clone();
         let name = spec.name.clone();
+        {
+            // The state of the previous run becomes the last state.
+            let c = &mut self.ctrs[i];
+            if c.status
+                .state
+                .as_ref()
+                .is_some_and(|s| s.terminated.is_some())
+            {
+                c.status.last_state = c.status.state.take();
+            }
+        }
         let image_ref = spec.image.clone().unwrap_or_default();
-        let images = ImageStore::open(&self.config.image_root)?;
-        let image = match images.prepare(&image_ref) {
+        let image = match ImageStore::open(&self.config.image_root)
+            .and_then(|images| images.prepare(&image_ref))
+        {
             Ok(img) => img,
             Err(e) => {
-                let msg = format!("Failed to pull image \"{image_ref}\": {e}");
-                self.ctrs[i].status.state =
-                    Some(lifecycle::waiting("ErrImagePull", Some(msg.clone())));
-                self.event(Event::warning("Failed", "kubelet", msg));
+                self.image_failed(i, e);
                 return Ok(());
             }
         };
-        if self.ctrs[i].status.restart_count == 0 {
+        self.ctrs[i].pull_backoff_at = None;
+        if !self.ctrs[i].pulled {
+            self.ctrs[i].pulled = true;
             self.event(Event::normal(
                 "Pulled",
                 "kubelet",
                 format!("Container image \"{image_ref}\" already present on machine"),
             ));
         }
-        let mut process = Process::resolve(&spec, &image.config)?;
-        let hostname = fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
-        process.env.push(format!("HOSTNAME={}", hostname.trim()));
-
-        let security = crate::security::Profile::from_context(spec.security_context.as_ref())?;
-        let mut limits = container_limits(&spec, self.config.default_pids)?;
-        self.mutant_limits(&mut limits);
+        let prepared = (|| -> Result<_, String> {
+            let mut process = Process::resolve(&spec, &image.config).map_err(|e| e.to_string())?;
+            let hostname =
+                fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
+            process.env.push(format!("HOSTNAME={}", hostname.trim()));
+            let security = crate::security::Profile::from_context(spec.security_context.as_ref())
+                .map_err(|e| e.to_string())?;
+            let mut limits =
+                container_limits(&spec, self.config.default_pids).map_err(|e| e.to_string())?;
+            self.mutant_limits(&mut limits);
+            let mounts = self.volume_mounts(&spec)?;
+            Ok((process, security, limits, mounts))
+        })();
+        let (process, security, limits, mounts) = match prepared {
+            Ok(p) => p,
+            Err(msg) => {
+                self.create_failed(i, msg);
+                return Ok(());
+            }
+        };
         let pod_cg = self
             .pod_cgroup
             .as_ref()
             .ok_or_else(|| Error::Other("pod cgroup missing".into()))?;
-        let leaf_name = format!("ctr-{name}");
         let leaf = match &self.ctrs[i].leaf {
             Some(l) => l.clone(),
-            None => pod_cg.create_leaf(&leaf_name, &limits)?,
+            None => match pod_cg.create_leaf(&format!("ctr-{name}"), &limits) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.create_failed(i, e.to_string());
+                    return Ok(());
+                }
+            },
         };
+        self.ctrs[i].leaf = Some(leaf.clone());
         self.ctrs[i].oom_base = leaf.oom_kill_count().unwrap_or(0);
 
         let cdir = self.dir.container_dir(&name);
@@ -537,6 +1494,7 @@ impl Shim {
                 .and_then(|s| s.read_only_root_filesystem)
                 .unwrap_or(false),
             security: security.clone(),
+            mounts,
             private_shm: self.mutant == Some(Mutant::PrivateShm),
             private_uts: self.mutant == Some(Mutant::NoSharedUts),
             private_ipc: self.mutant == Some(Mutant::NoSharedIpc),
@@ -589,32 +1547,40 @@ impl Shim {
             }
         }
         let now = now_time();
+        let instant = Instant::now();
         let c = &mut self.ctrs[i];
-        c.leaf = Some(leaf.clone());
-        c.pid = pid;
+        if c.ran {
+            c.status.restart_count += 1;
+            c.backoff.step(instant);
+        }
+        c.ran = true;
         c.status.image_id = image.digest.clone();
         c.status.container_id = Some(format!("podlab://{}-{name}", self.uid));
-        match (&pid, error) {
-            (Some(_), None) => {
-                c.started = Some(now.clone());
-                c.status.state = Some(lifecycle::running(&now));
-                c.status.ready = true;
-                c.status.started = Some(true);
+        let started = match (pid, error) {
+            (Some(p), None) => {
+                c.pid = Some(p);
+                c.started_at = Some(now.clone());
+                c.run_since = Some(instant);
+                c.probe_started = false;
+                c.probe_ready = false;
+                // Running, but shown as created until its postStart hook is done.
+                c.status.state = Some(lifecycle::waiting("ContainerCreating", None));
+                true
             }
             (_, err) => {
                 let msg = err.unwrap_or_else(|| "container init exited without reporting".into());
-                c.status.state = Some(lifecycle::terminated(
+                let mut state = lifecycle::terminated(
                     128,
                     None,
                     false,
                     Some(now.clone()),
                     &now,
                     Some(msg.clone()),
-                ));
-                if let Some(t) = c.status.state.as_mut().and_then(|s| s.terminated.as_mut()) {
+                );
+                if let Some(t) = state.terminated.as_mut() {
                     t.reason = Some("StartError".into());
                 }
-                c.status.ready = false;
+                c.status.state = Some(state);
                 // Its exit is already accounted for: the reaper must not
                 // overwrite the StartError.
                 c.pid = None;
@@ -623,9 +1589,9 @@ impl Shim {
                     "kubelet",
                     format!("Error: failed to start container \"{name}\": {msg}"),
                 ));
-                self.schedule_restart(i, 128);
+                false
             }
-        }
+        };
         let c = &self.ctrs[i];
         self.state.containers.insert(
             name.clone(),
@@ -641,19 +1607,124 @@ impl Shim {
             },
         );
         self.save_state()?;
-        if c.pid.is_some() && c.status.ready {
-            self.event(Event::normal(
-                "Created",
-                "kubelet",
-                format!("Created container {name}"),
-            ));
-            self.event(Event::normal(
-                "Started",
-                "kubelet",
-                format!("Started container {name}"),
-            ));
+        if !started {
+            self.schedule_restart(i, 128);
+            return Ok(());
         }
+        self.event(Event::normal(
+            "Created",
+            "kubelet",
+            format!("Created container {name}"),
+        ));
+        self.event(Event::normal(
+            "Started",
+            "kubelet",
+            format!("Started container {name}"),
+        ));
+        self.start_post_start(i);
         Ok(())
+    }
+
+    fn start_post_start(&mut self, i: usize) {
+        let now = Instant::now();
+        let c = &self.ctrs[i];
+        let name = c.spec.name.clone();
+        let hook = c
+            .spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.clone())
+            .map(|h| probe::hook_action(&h, &c.spec, self.status.pod_ip.as_deref()));
+        match hook {
+            None => self.on_running(i),
+            Some(Ok(probe::Hook::Sleep(d))) => {
+                self.ctrs[i].post_start = Some(Helper {
+                    pid: None,
+                    deadline: Some(now + d),
+                    output: PathBuf::new(),
+                    started: now,
+                });
+            }
+            Some(Ok(probe::Hook::Run(action))) => {
+                let request = probe::Request {
+                    container: name.clone(),
+                    timeout_ms: None,
+                    action,
+                };
+                match self.spawn_helper(&name, "poststart", &request, None) {
+                    Ok(h) => self.ctrs[i].post_start = Some(h),
+                    Err(e) => self.post_start_done(i, Err(e)),
+                }
+            }
+            Some(Err(e)) => self.post_start_done(i, Err(e)),
+        }
+    }
+
+    /// The image is not usable: the container waits (ErrImagePull, then
+    /// ImagePullBackOff) and the shim tries again with back-off, so the pod
+    /// starts once the image is imported. podlab never pulls from a
+    /// registry, so imagePullPolicy Always cannot fetch a missing image.
+    fn image_failed(&mut self, i: usize, err: crate::image::Error) {
+        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        let image = c.spec.image.clone().unwrap_or_default();
+        let policy = c
+            .spec
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        let missing = matches!(err, crate::image::Error::NotFound(_));
+        let (reason, message) = match &err {
+            crate::image::Error::NotFound(_) if policy == "Never" => (
+                "ErrImageNeverPull",
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            ),
+            crate::image::Error::InvalidReference { reason, .. } => (
+                "InvalidImageName",
+                format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {reason}"),
+            ),
+            _ if missing && policy == "Always" => (
+                "ErrImagePull",
+                format!("Failed to pull image \"{image}\": imagePullPolicy is Always, but podlab does not pull from registries and the image is not in its store; import it with `podlab image import`"),
+            ),
+            _ if missing => (
+                "ErrImagePull",
+                format!("Failed to pull image \"{image}\": the image is not in podlab's store and podlab does not pull from registries; import it with `podlab image import`"),
+            ),
+            e => ("ErrImagePull", format!("Failed to pull image \"{image}\": {e}")),
+        };
+        c.status.state = Some(lifecycle::waiting(reason, Some(message.clone())));
+        let delay = c.retry_backoff.step(now);
+        c.retry_at = Some(now + delay);
+        if reason == "ErrImagePull" {
+            c.pull_backoff_at = Some(now + (delay / 2).min(Duration::from_secs(1)));
+        }
+        match reason {
+            "ErrImagePull" => {
+                self.event(Event::warning("Failed", "kubelet", message));
+                self.event(Event::warning("Failed", "kubelet", "Error: ErrImagePull"));
+            }
+            "InvalidImageName" => self.event(Event::warning("InspectFailed", "kubelet", message)),
+            _ => self.event(Event::warning(reason, "kubelet", message)),
+        }
+    }
+
+    /// The container could not be created from its spec: it waits with
+    /// CreateContainerError and is tried again with back-off.
+    fn create_failed(&mut self, i: usize, message: String) {
+        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        c.status.state = Some(lifecycle::waiting(
+            "CreateContainerError",
+            Some(message.clone()),
+        ));
+        let delay = c.retry_backoff.step(now);
+        c.retry_at = Some(now + delay);
+        self.event(Event::warning(
+            "Failed",
+            "kubelet",
+            format!("Error: {message}"),
+        ));
     }
 
     fn mutant_limits(&self, limits: &mut Limits) {
@@ -665,7 +1736,8 @@ impl Shim {
         }
     }
 
-    /// Reaps every exited child; container exits become terminated states.
+    /// Reaps every exited child: container exits become terminated states,
+    /// hook and probe helpers deliver their verdicts.
     fn reap(&mut self) -> Result<(), Error> {
         loop {
             let status =
@@ -688,106 +1760,124 @@ impl Shim {
                 self.status.message =
                     Some("the pause process holding the pod's namespaces exited".into());
                 // No restarts into namespaces that are gone.
-                self.ctrs.iter_mut().for_each(|c| c.restart_at = None);
+                self.ctrs.iter_mut().for_each(|c| {
+                    c.restart_at = None;
+                    c.retry_at = None;
+                });
                 continue;
             }
-            let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) else {
+            if let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) {
+                self.on_exit(i, pid, code, signal);
                 continue;
+            }
+            let verdict = |h: &Helper| {
+                if code == 0 {
+                    Ok(())
+                } else {
+                    let out = helper_output(&h.output);
+                    Err(if out.is_empty() {
+                        format!("exit code {code}")
+                    } else {
+                        out
+                    })
+                }
             };
-            let now = now_time();
-            let c = &mut self.ctrs[i];
-            c.pid = None;
-            let oom = c
-                .leaf
+            let is = |h: &Option<Helper>| h.as_ref().is_some_and(|h| h.pid == Some(pid));
+            for i in 0..self.ctrs.len() {
+                let c = &self.ctrs[i];
+                if is(&c.post_start) {
+                    let r = c.post_start.as_ref().map(verdict).unwrap_or(Ok(()));
+                    self.post_start_done(i, r);
+                    break;
+                }
+                if let Some(s) = c.stopping.as_ref().filter(|s| is(&s.pre_stop)) {
+                    let r = s.pre_stop.as_ref().map(verdict).unwrap_or(Ok(()));
+                    self.pre_stop_done(i, r);
+                    break;
+                }
+                if let Some(p) = c.probes.iter().find(|p| is(&p.helper)) {
+                    let (kind, r) = (p.kind, p.helper.as_ref().map(verdict).unwrap_or(Ok(())));
+                    self.probe_done(i, kind, r);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A container's process exited: its terminated state, an OOM kill
+    /// noticed from its cgroup, and the restart policy's decision.
+    fn on_exit(&mut self, i: usize, pid: i32, code: i32, signal: Option<i32>) {
+        let now = now_time();
+        let c = &mut self.ctrs[i];
+        c.pid = None;
+        c.drop_helpers();
+        c.stopping = None;
+        c.probe_started = false;
+        c.probe_ready = false;
+        let oom = signal == Some(9)
+            && c.leaf
                 .as_ref()
                 .and_then(|l| l.oom_kill_count().ok())
                 .is_some_and(|n| n > c.oom_base);
-            let state = lifecycle::terminated(
-                code,
-                signal,
-                oom && signal == Some(9),
-                c.started.clone(),
-                &now,
-                None,
-            );
-            if c.status
-                .state
-                .as_ref()
-                .is_some_and(|s| s.terminated.is_none())
-            {
-                c.status.state = Some(state);
-            }
-            c.status.ready = false;
-            self.schedule_restart(i, code);
+        let state = lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, None);
+        if c.status
+            .state
+            .as_ref()
+            .is_none_or(|s| s.terminated.is_none())
+        {
+            c.status.state = Some(state);
         }
+        c.refresh();
+        if oom {
+            let name = c.spec.name.clone();
+            self.event(Event::warning(
+                "OOMKilling",
+                "kernel-monitor",
+                format!("Memory cgroup out of memory: Killed process {pid} of container {name}: it exceeded its memory limit"),
+            ));
+        }
+        self.schedule_restart(i, code);
     }
 
-    /// Applies the restart policy with the kubelet's back-off: the delay
-    /// starts at the configured base and doubles up to five minutes.
+    /// Applies the restart policy with the kubelet's back-off: the first
+    /// restart is immediate, then the delay doubles from the configured base
+    /// up to five minutes (CrashLoopBackOff meanwhile), and starts over
+    /// after ten minutes of running.
     fn schedule_restart(&mut self, i: usize, code: i32) {
         let policy = lifecycle::restart_policy(&self.pod).to_string();
-        let sandbox_lost = self.status.reason.as_deref() == Some("SandboxDied");
-        let restart = !sandbox_lost && (policy == "Always" || (policy == "OnFailure" && code != 0));
+        let c = &self.ctrs[i];
+        let restart = self.terminating.is_none()
+            && !self.sandbox_lost()
+            && lifecycle::should_restart(&policy, c.role == Role::Sidecar, c.role == Role::Init, code)
+            // A sidecar is not restarted once the pod's app containers are done.
+            && !(c.role == Role::Sidecar && self.pod_terminal());
+        let pod_ref = self.pod_ref();
         let c = &mut self.ctrs[i];
         if !restart {
+            c.finished = true;
+            c.refresh();
             return;
         }
-        let delay = c.backoff;
-        c.backoff = (c.backoff * 2).min(Duration::from_secs(300));
-        c.restart_at = Some(Instant::now() + delay);
-        let last = c.status.state.take();
-        c.status.last_state = last;
-        let msg = format!(
-            "back-off {}s restarting failed container={}",
-            delay.as_secs(),
-            c.spec.name
-        );
-        c.status.state = Some(lifecycle::waiting("CrashLoopBackOff", Some(msg)));
-    }
-
-    /// Graceful delete: SIGTERM, wait for the grace period, then kill
-    /// everything and release the pod's host resources.
-    fn terminate(&mut self, sigfd: &SignalFd) -> Result<(), Error> {
-        let pod = self.dir.read_pod().unwrap_or_else(|_| self.pod.clone());
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or_else(|| {
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30)
-            .max(0) as u64;
-        self.ctrs.iter_mut().for_each(|c| c.restart_at = None);
-        for c in &self.ctrs {
-            if let Some(pid) = c.pid {
-                self.event(Event::normal(
-                    "Killing",
-                    "kubelet",
-                    format!("Stopping container {}", c.spec.name),
-                ));
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
+        let now = Instant::now();
+        let delay = c.backoff.delay(now);
+        c.restart_at = Some(now + delay);
+        if delay.is_zero() {
+            return;
         }
-        let deadline = Instant::now() + Duration::from_secs(grace);
-        while self.ctrs.iter().any(|c| c.pid.is_some()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            sys::wait_readable(sigfd, Some(left)).map_err(io("wait for containers"))?;
-            while let Ok(Some(_)) = sigfd.read_signal() {}
-            self.reap()?;
-            self.ctrs.iter_mut().for_each(|c| c.restart_at = None);
-        }
-        let errors = release(&self.cgroups, &self.dir, &self.uid);
-        if !errors.is_empty() {
-            return Err(Error::Other(errors.join("; ")));
-        }
-        let lock = self.store.lock()?;
-        self.store.remove(&lock, &self.dir.key)?;
-        Ok(())
+        let name = c.spec.name.clone();
+        c.status.last_state = c.status.state.take();
+        c.status.state = Some(lifecycle::waiting(
+            "CrashLoopBackOff",
+            Some(format!(
+                "back-off {} restarting failed container={name} pod={pod_ref}",
+                go_duration(delay)
+            )),
+        ));
+        self.event(Event::warning(
+            "BackOff",
+            "kubelet",
+            format!("Back-off restarting failed container {name} in pod {pod_ref}"),
+        ));
     }
 
     /// Records a failure the shim cannot recover from, releases what the pod
@@ -798,7 +1888,11 @@ impl Shim {
             "kubelet",
             message.to_string(),
         ));
+        for c in &mut self.ctrs {
+            c.drop_helpers();
+        }
         let _ = release(&self.cgroups, &self.dir, &self.uid);
+        let _ = release_volumes(&self.dir);
         self.status.phase = Some(lifecycle::FAILED.into());
         self.status.reason = Some("CreatePodSandboxError".into());
         self.status.message = Some(message.to_string());
@@ -813,6 +1907,37 @@ fn read_all(fd: OwnedFd) -> Result<String, Error> {
         .read_to_string(&mut s)
         .map_err(io("read helper report"))?;
     Ok(s)
+}
+
+/// The directory of a pod's emptyDir volume.
+pub fn volume_dir(dir: &PodDir, volume: &str) -> PathBuf {
+    dir.dir.join("volumes").join(volume)
+}
+
+/// True while one of the pod's memory-backed volumes is mounted.
+pub fn volumes_mounted(dir: &PodDir) -> bool {
+    fs::read_dir(dir.dir.join("volumes"))
+        .map(|entries| entries.flatten().any(|e| sys::is_mount_point(&e.path())))
+        .unwrap_or(false)
+}
+
+/// Unmounts the pod's memory-backed volumes (their directories go with the
+/// pod's record). Safe to repeat; returns the errors.
+pub fn release_volumes(dir: &PodDir) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Ok(entries) = fs::read_dir(dir.dir.join("volumes")) else {
+        return errors;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        while sys::is_mount_point(&path) {
+            if let Err(err) = sys::unmount(&path) {
+                errors.push(err.to_string());
+                break;
+            }
+        }
+    }
+    errors
 }
 
 /// Releases every host resource of a pod, in an order that is safe to repeat:

@@ -1,0 +1,289 @@
+//! The pod lifecycle as Kubernetes reports it, through the real binary
+//! (needs root): init containers and sidecars, restart policies and the
+//! back-off, OOM kills, hooks, probes, scheduling, images, volumes, watch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Applies without waiting for Running (the shim goes on in the background).
+fn apply_nowait(p: &Podlab, manifest: &str) {
+    let out = p
+        .cmd()
+        .args(["apply", "-f", "-"])
+        .write_stdin(manifest.to_string())
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "apply failed: {out:?}");
+}
+
+fn guard<'a>(p: &'a Podlab, name: &str) -> PodGuard<'a> {
+    PodGuard {
+        podlab: p,
+        name: name.to_string(),
+    }
+}
+
+fn status(p: &Podlab, name: &str) -> Value {
+    p.pod_json(name)["status"].clone()
+}
+
+/// The STATUS column of `podlab get pods NAME`.
+fn shown(p: &Podlab, name: &str) -> String {
+    let out = p.run(&["get", "pods", name]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    table
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn container<'a>(st: &'a Value, list: &str, name: &str) -> &'a Value {
+    st[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn condition(st: &Value, t: &str) -> Value {
+    st["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == t))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn events(p: &Podlab, name: &str) -> Vec<Value> {
+    let path = p.pod_dir(name).join("events.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has_event(p: &Podlab, name: &str, reason: &str, needle: &str) -> bool {
+    events(p, name)
+        .iter()
+        .any(|e| e["reason"] == reason && e["message"].as_str().is_some_and(|m| m.contains(needle)))
+}
+
+/// Polls the pod's status until `f` accepts it; panics with the last one.
+fn wait_status(
+    p: &Podlab,
+    name: &str,
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    let found = eventually(Duration::from_secs(secs), || {
+        last = status(p, name);
+        f(&last).then(|| last.clone())
+    });
+    found.unwrap_or_else(|| panic!("{name}: never {what}; last status: {last:#}"))
+}
+
+const BB: &str = BUSYBOX;
+
+fn pod_yaml(name: &str, policy: &str, init: &str, containers: &str) -> String {
+    let mut s = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 0\n"
+    );
+    if !init.is_empty() {
+        s.push_str("  initContainers:\n");
+        s.push_str(init);
+    }
+    s.push_str("  containers:\n");
+    s.push_str(containers);
+    s
+}
+
+/// One container entry: `- {name: N, image: busybox, command: [sh, -c, SCRIPT]}` plus extra keys.
+fn ctr(name: &str, script: &str, extra: &str) -> String {
+    format!("  - name: {name}\n    image: {BB}\n    command: [\"sh\", \"-c\", {script:?}]\n{extra}")
+}
+
+#[test]
+fn init_containers_run_in_order_and_keep_the_pod_pending() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("init");
+    let init = ctr("first", "echo first >> /dev/shm/order; sleep 2", "")
+        + &ctr("second", "echo second >> /dev/shm/order", "");
+    let app = ctr("app", "echo app >> /dev/shm/order; exec sleep 3600", "");
+    apply_nowait(&p, &pod_yaml(&a, "Always", &init, &app));
+    let _g = guard(&p, &a);
+
+    // While the first init container runs: Pending, Init:0/2, not initialized.
+    let st = wait_status(&p, &a, 10, "ran its first init container", |s| {
+        container(s, "initContainerStatuses", "first")["state"]["running"].is_object()
+    });
+    assert_eq!(st["phase"], "Pending", "{st:#}");
+    assert_eq!(shown(&p, &a), "Init:0/2");
+    assert_eq!(condition(&st, "Initialized")["status"], "False");
+    assert_eq!(
+        condition(&st, "Initialized")["reason"],
+        "ContainersNotInitialized"
+    );
+    assert_eq!(
+        container(&st, "containerStatuses", "app")["state"]["waiting"]["reason"],
+        "PodInitializing",
+        "{st:#}"
+    );
+
+    let st = wait_status(&p, &a, 20, "became Running", |s| s["phase"] == "Running");
+    for name in ["first", "second"] {
+        let c = container(&st, "initContainerStatuses", name);
+        assert_eq!(c["state"]["terminated"]["reason"], "Completed", "{c}");
+        assert_eq!(c["state"]["terminated"]["exitCode"], 0, "{c}");
+    }
+    assert_eq!(
+        p.exec_ok(&a, "app", &["cat", "/dev/shm/order"]),
+        "first\nsecond\napp\n"
+    );
+    // Conditions became true in order.
+    let time = |t: &str| {
+        condition(&st, t)["lastTransitionTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(time("PodScheduled") <= time("Initialized"), "{st:#}");
+    assert!(time("Initialized") <= time("ContainersReady"), "{st:#}");
+    assert!(time("ContainersReady") <= time("Ready"), "{st:#}");
+    assert_eq!(shown(&p, &a), "Running");
+    // The init container's own log and `exec -c` refusal once it is done.
+    let logs = p.run(&["logs", &a, "-c", "first"]);
+    assert!(logs.status.success(), "{logs:?}");
+}
+
+#[test]
+fn a_failing_init_container_fails_the_pod_under_never() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("initfail");
+    let init = ctr("setup", "exit 3", "");
+    let app = ctr("app", "echo app-ran > /dev/shm/ran; exec sleep 3600", "");
+    apply_nowait(&p, &pod_yaml(&a, "Never", &init, &app));
+    let _g = guard(&p, &a);
+    let st = wait_status(&p, &a, 20, "Failed", |s| s["phase"] == "Failed");
+    let c = container(&st, "initContainerStatuses", "setup");
+    assert_eq!(c["state"]["terminated"]["exitCode"], 3, "{c}");
+    assert_eq!(c["state"]["terminated"]["reason"], "Error", "{c}");
+    assert_eq!(c["restartCount"], 0, "{c}");
+    assert_eq!(shown(&p, &a), "Init:Error");
+    let app = container(&st, "containerStatuses", "app");
+    assert!(app["state"]["waiting"].is_object(), "app started: {app}");
+    assert_eq!(app["restartCount"], 0);
+}
+
+#[test]
+fn a_failing_init_container_is_retried_until_it_succeeds() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("initretry");
+    // Fails twice (pod-wide /dev/shm remembers the tries), then succeeds.
+    let script = "n=$(cat /dev/shm/tries 2>/dev/null || echo 0); echo $((n+1)) > /dev/shm/tries; [ $n -ge 2 ]";
+    let init = ctr("flaky", script, "");
+    let app = ctr("app", "exec sleep 3600", "");
+    apply_nowait(&p, &pod_yaml(&a, "OnFailure", &init, &app));
+    let _g = guard(&p, &a);
+    // The second failure waits out a back-off: Init:CrashLoopBackOff.
+    let mut seen = Vec::new();
+    let st = wait_status(&p, &a, 30, "became Running", |s| {
+        let st = shown(&p, &a);
+        if seen.last() != Some(&st) {
+            seen.push(st);
+        }
+        s["phase"] == "Running"
+    });
+    let c = container(&st, "initContainerStatuses", "flaky");
+    assert_eq!(c["restartCount"], 2, "{c}");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 1, "{c}");
+    assert_eq!(p.exec_ok(&a, "app", &["cat", "/dev/shm/tries"]).trim(), "3");
+    assert!(
+        has_event(
+            &p,
+            &a,
+            "BackOff",
+            "Back-off restarting failed container flaky"
+        ),
+        "{:#?}",
+        events(&p, &a)
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s.starts_with("Init:") || s == "Running"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn sidecars_start_in_order_run_beside_the_app_and_are_restarted() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("sidecar");
+    let init = ctr(
+        "side",
+        "echo side >> /dev/shm/order; exec sleep 3600",
+        "    restartPolicy: Always\n",
+    ) + &ctr("after", "echo after >> /dev/shm/order", "");
+    let app = ctr("app", "echo app >> /dev/shm/order; exec sleep 3600", "");
+    let _g = p.pod(&a, &pod_yaml(&a, "Never", &init, &app));
+    let st = status(&p, &a);
+    assert_eq!(st["phase"], "Running");
+    let side = container(&st, "initContainerStatuses", "side");
+    assert!(side["state"]["running"].is_object(), "{side}");
+    assert_eq!(side["started"], true);
+    assert_eq!(side["ready"], true);
+    assert_eq!(
+        p.exec_ok(&a, "app", &["cat", "/dev/shm/order"]),
+        "side\nafter\napp\n"
+    );
+    // READY counts the sidecar, as kubectl does.
+    let out = String::from_utf8(p.run(&["get", "pods", &a]).stdout).unwrap();
+    assert!(out.contains(" 2/2 "), "{out}");
+
+    // Killed, it comes back even though the pod's policy is Never.
+    let pid = p.runtime_state(&a)["containers"]["side"]["pid"]["pid"]
+        .as_i64()
+        .unwrap();
+    // SAFETY: kill(2) of a container process this test's podlab started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let st = wait_status(&p, &a, 20, "restarted the sidecar", |s| {
+        let c = container(s, "initContainerStatuses", "side");
+        c["restartCount"] == 1 && c["state"]["running"].is_object()
+    });
+    assert_eq!(st["phase"], "Running");
+    assert_eq!(condition(&st, "Initialized")["status"], "True");
+    let app = container(&st, "containerStatuses", "app");
+    assert_eq!(
+        app["restartCount"], 0,
+        "the app container was disturbed: {app}"
+    );
+}
+
+#[test]
+fn sidecars_stop_when_the_app_containers_are_done() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("sidedone");
+    let init = ctr("side", "exec sleep 3600", "    restartPolicy: Always\n");
+    let app = ctr("job", "sleep 1; exit 0", "");
+    apply_nowait(&p, &pod_yaml(&a, "Never", &init, &app));
+    let _g = guard(&p, &a);
+    let st = wait_status(&p, &a, 30, "Succeeded", |s| s["phase"] == "Succeeded");
+    let side = wait_status(&p, &a, 30, "stopped the sidecar", |s| {
+        container(s, "initContainerStatuses", "side")["state"]["terminated"].is_object()
+    });
+    let side = container(&side, "initContainerStatuses", "side").clone();
+    assert_eq!(side["restartCount"], 0, "the sidecar was restarted: {side}");
+    assert_eq!(condition(&st, "Ready")["reason"], "PodCompleted");
+    assert_eq!(shown(&p, &a), "Completed");
+}
