@@ -287,3 +287,153 @@ fn sidecars_stop_when_the_app_containers_are_done() {
     assert_eq!(condition(&st, "Ready")["reason"], "PodCompleted");
     assert_eq!(shown(&p, &a), "Completed");
 }
+
+#[test]
+fn restart_policy_never_gives_succeeded_or_failed() {
+    require_root!();
+    let p = Podlab::new();
+    let ok = unique("never-ok");
+    let bad = unique("never-bad");
+    apply_nowait(&p, &pod_yaml(&ok, "Never", "", &ctr("c", "exit 0", "")));
+    let _g1 = guard(&p, &ok);
+    apply_nowait(&p, &pod_yaml(&bad, "Never", "", &ctr("c", "exit 7", "")));
+    let _g2 = guard(&p, &bad);
+    let st = wait_status(&p, &ok, 20, "Succeeded", |s| s["phase"] == "Succeeded");
+    let c = container(&st, "containerStatuses", "c");
+    assert_eq!(c["state"]["terminated"]["reason"], "Completed", "{c}");
+    assert_eq!(c["restartCount"], 0);
+    assert_eq!(shown(&p, &ok), "Completed");
+    let st = wait_status(&p, &bad, 20, "Failed", |s| s["phase"] == "Failed");
+    let c = container(&st, "containerStatuses", "c");
+    assert_eq!(c["state"]["terminated"]["exitCode"], 7, "{c}");
+    assert_eq!(c["state"]["terminated"]["reason"], "Error", "{c}");
+    assert!(c["state"]["terminated"]["finishedAt"].is_string(), "{c}");
+    assert_eq!(c["restartCount"], 0);
+    assert_eq!(shown(&p, &bad), "Error");
+    // It stays that way: nothing restarts it.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(status(&p, &bad)["phase"], "Failed");
+}
+
+#[test]
+fn on_failure_restarts_with_a_growing_back_off() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("onfail");
+    apply_nowait(&p, &pod_yaml(&a, "OnFailure", "", &ctr("c", "exit 1", "")));
+    let _g = guard(&p, &a);
+    let mut messages: Vec<String> = Vec::new();
+    let st = wait_status(&p, &a, 30, "restarted three times", |s| {
+        let c = container(s, "containerStatuses", "c");
+        if let Some(m) = c["state"]["waiting"]["message"].as_str() {
+            if !messages.iter().any(|x| x == m) {
+                messages.push(m.to_string());
+            }
+        }
+        c["restartCount"].as_i64() >= Some(3)
+    });
+    assert_eq!(
+        st["phase"], "Running",
+        "OnFailure keeps a failing pod Running"
+    );
+    let c = container(&st, "containerStatuses", "c");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 1, "{c}");
+    let joined = messages.join("\n");
+    // The first restart is immediate; then 200ms, 400ms, ... (base 200ms in tests).
+    assert!(
+        joined.contains("back-off 200ms restarting failed container=c pod="),
+        "{joined}"
+    );
+    assert!(joined.contains("back-off 400ms"), "{joined}");
+    assert!(has_event(
+        &p,
+        &a,
+        "BackOff",
+        "Back-off restarting failed container c"
+    ));
+
+    // Completing successfully ends the pod.
+    let b = unique("onfail-ok");
+    apply_nowait(&p, &pod_yaml(&b, "OnFailure", "", &ctr("c", "exit 0", "")));
+    let _g2 = guard(&p, &b);
+    let st = wait_status(&p, &b, 20, "Succeeded", |s| s["phase"] == "Succeeded");
+    assert_eq!(container(&st, "containerStatuses", "c")["restartCount"], 0);
+}
+
+#[test]
+fn always_restarts_even_a_successful_container() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("always");
+    apply_nowait(&p, &pod_yaml(&a, "Always", "", &ctr("c", "sleep 0.2", "")));
+    let _g = guard(&p, &a);
+    let st = wait_status(&p, &a, 30, "restarted", |s| {
+        container(s, "containerStatuses", "c")["restartCount"].as_i64() >= Some(2)
+    });
+    assert_eq!(st["phase"], "Running");
+    let c = container(&st, "containerStatuses", "c");
+    assert_eq!(c["lastState"]["terminated"]["reason"], "Completed", "{c}");
+}
+
+#[test]
+fn the_back_off_starts_over_after_a_long_enough_run() {
+    require_root!();
+    let p = Podlab::new();
+    // Back-off 300ms..400ms: a container that ran 800ms (twice the cap)
+    // since its last restart is restarted at once, as after ten minutes
+    // with kubelet's defaults.
+    let env = [
+        ("PODLAB_BACKOFF_BASE_MS", "300"),
+        ("PODLAB_BACKOFF_MAX_MS", "400"),
+    ];
+    let apply = |name: &str, script: &str| {
+        let out = p
+            .cmd()
+            .envs(env)
+            .args(["apply", "-f", "-"])
+            .write_stdin(pod_yaml(name, "OnFailure", "", &ctr("c", script, "")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let slow = unique("reset-slow");
+    let fast = unique("reset-fast");
+    apply(&slow, "sleep 1; exit 1");
+    let _g1 = guard(&p, &slow);
+    apply(&fast, "exit 1");
+    let _g2 = guard(&p, &fast);
+    wait_status(&p, &slow, 30, "restarted 3 times", |s| {
+        container(s, "containerStatuses", "c")["restartCount"].as_i64() >= Some(3)
+    });
+    assert!(
+        !has_event(&p, &slow, "BackOff", ""),
+        "a container running longer than twice the cap still backed off: {:#?}",
+        events(&p, &slow)
+    );
+    assert!(
+        has_event(&p, &fast, "BackOff", ""),
+        "a crash-looping container was never backed off"
+    );
+}
+
+#[test]
+fn a_container_past_its_memory_limit_is_oom_killed() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("oom");
+    let m = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {a}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: hog\n    image: {PROBE}\n    command: [probe, alloc, \"200\"]\n    resources:\n      limits:\n        memory: 64Mi\n"
+    );
+    apply_nowait(&p, &m);
+    let _g = guard(&p, &a);
+    let st = wait_status(&p, &a, 30, "Failed", |s| s["phase"] == "Failed");
+    let c = container(&st, "containerStatuses", "hog");
+    assert_eq!(c["state"]["terminated"]["reason"], "OOMKilled", "{c}");
+    assert_eq!(c["state"]["terminated"]["exitCode"], 137, "{c}");
+    assert_eq!(shown(&p, &a), "OOMKilled");
+    assert!(
+        has_event(&p, &a, "OOMKilling", "hog"),
+        "{:#?}",
+        events(&p, &a)
+    );
+}
