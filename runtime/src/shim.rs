@@ -152,12 +152,31 @@ pub fn self_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
 }
 
+/// Clears the signal mask in the child before exec: the shim blocks
+/// SIGCHLD, SIGTERM and SIGINT for its signalfd, and a blocked mask is
+/// inherited across exec: a container would never see its SIGTERM.
+pub fn unblock_signals_on_exec(cmd: &mut Command) {
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe syscalls on
+    // a stack value, fine between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Spawns `cmd` with the given descriptors placed at fixed numbers in the child.
 pub fn spawn_with_fds(
     cmd: &mut Command,
     fds: &[(i32, i32)],
 ) -> std::io::Result<std::process::Child> {
     let fds = fds.to_vec();
+    unblock_signals_on_exec(cmd);
     // SAFETY: the closure only makes raw syscalls (fcntl, dup2) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -979,7 +998,9 @@ impl Shim {
         let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
-        let child = Command::new(self_exe())
+        let mut cmd = Command::new(self_exe());
+        unblock_signals_on_exec(&mut cmd);
+        let child = cmd
             .arg("--root")
             .arg(&self.config.root)
             .arg("--image-root")

@@ -437,3 +437,191 @@ fn a_container_past_its_memory_limit_is_oom_killed() {
         events(&p, &a)
     );
 }
+
+/// A container entry with a `lifecycle:` block.
+fn with_hooks(
+    name: &str,
+    script: &str,
+    post_start: Option<&str>,
+    pre_stop: Option<&str>,
+) -> String {
+    let mut extra = String::from("    lifecycle:\n");
+    for (hook, cmd) in [("postStart", post_start), ("preStop", pre_stop)] {
+        if let Some(cmd) = cmd {
+            extra.push_str(&format!(
+                "      {hook}:\n        exec:\n          command: [\"sh\", \"-c\", {cmd:?}]\n"
+            ));
+        }
+    }
+    ctr(name, script, &extra)
+}
+
+#[test]
+fn post_start_runs_before_the_container_counts_as_running() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("poststart");
+    let c = with_hooks(
+        "app",
+        "exec sleep 3600",
+        Some("sleep 1; echo hooked > /dev/shm/hook"),
+        None,
+    );
+    apply_nowait(&p, &pod_yaml(&a, "Always", "", &c));
+    let _g = guard(&p, &a);
+    let st = wait_status(&p, &a, 10, "showed the container", |s| {
+        container(s, "containerStatuses", "app")["state"].is_object()
+    });
+    assert_eq!(
+        st["phase"], "Pending",
+        "Running before postStart ended: {st:#}"
+    );
+    let st = wait_status(&p, &a, 20, "Running", |s| s["phase"] == "Running");
+    assert_eq!(container(&st, "containerStatuses", "app")["ready"], true);
+    assert_eq!(p.exec_ok(&a, "app", &["cat", "/dev/shm/hook"]), "hooked\n");
+}
+
+#[test]
+fn a_failing_post_start_hook_kills_the_container() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("poststart-bad");
+    let c = with_hooks("app", "exec sleep 3600", Some("echo nope; exit 1"), None);
+    apply_nowait(&p, &pod_yaml(&a, "Always", "", &c));
+    let _g = guard(&p, &a);
+    wait_status(&p, &a, 30, "restarted the container", |s| {
+        container(s, "containerStatuses", "app")["restartCount"].as_i64() >= Some(1)
+    });
+    assert!(
+        has_event(&p, &a, "FailedPostStartHook", "nope"),
+        "{:#?}",
+        events(&p, &a)
+    );
+    assert!(has_event(&p, &a, "Killing", "FailedPostStartHook"));
+}
+
+/// Deletes the pod in the background and collects what `cat FILE` in the
+/// container shows until it is gone; returns the outputs and how long
+/// the delete took.
+fn delete_and_watch(
+    p: &Podlab,
+    pod: &str,
+    file: &str,
+    grace: Option<&str>,
+) -> (Vec<String>, Duration) {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let deleter = s.spawn(|| {
+            let mut args = vec!["delete", "pod", pod];
+            if let Some(g) = grace {
+                args.extend(["--grace-period", g]);
+            }
+            let out = p.run(&args);
+            assert!(out.status.success(), "{out:?}");
+            start.elapsed()
+        });
+        let mut seen: Vec<String> = Vec::new();
+        while !deleter.is_finished() {
+            let out = p.exec(pod, "app", &["cat", file]);
+            if out.status.success() {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if seen.last() != Some(&text) {
+                    seen.push(text);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        (seen, deleter.join().unwrap())
+    })
+}
+
+#[test]
+fn delete_runs_pre_stop_then_sigterm() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("prestop");
+    let app = with_hooks(
+        "app",
+        "trap 'echo term >> /dev/shm/log; sleep 0.3; exit 0' TERM; while :; do sleep 0.1; done",
+        None,
+        Some("echo prestop >> /dev/shm/log; sleep 1"),
+    );
+    let m = pod_yaml(&a, "Always", "", &app).replace(
+        "terminationGracePeriodSeconds: 0",
+        "terminationGracePeriodSeconds: 20",
+    );
+    let _g = p.pod(&a, &m);
+    let uid = p.uid(&a);
+    let (seen, took) = delete_and_watch(&p, &a, "/dev/shm/log", None);
+    assert!(
+        seen.iter().any(|s| s == "prestop\n"),
+        "the preStop hook did not run before SIGTERM: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s == "prestop\nterm\n"),
+        "SIGTERM did not follow the preStop hook: {seen:?}"
+    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the pod waited out its grace period although it exited: {took:?}"
+    );
+    assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
+}
+
+#[test]
+fn delete_sends_sigkill_only_after_the_grace_period() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("grace");
+    let app = ctr(
+        "app",
+        "trap 'echo term >> /dev/shm/log' TERM; while :; do sleep 0.1; done",
+        "",
+    );
+    let m = pod_yaml(&a, "Always", "", &app).replace(
+        "terminationGracePeriodSeconds: 0",
+        "terminationGracePeriodSeconds: 30",
+    );
+    let _g = p.pod(&a, &m);
+    let uid = p.uid(&a);
+    let pid = p.runtime_state(&a)["containers"]["app"]["pid"]["pid"]
+        .as_i64()
+        .unwrap();
+    let (seen, took) = delete_and_watch(&p, &a, "/dev/shm/log", Some("2"));
+    assert!(
+        seen.iter().any(|s| s == "term\n"),
+        "no SIGTERM first: {seen:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "killed before the grace period ended: {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(!alive(pid));
+    assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
+}
+
+#[test]
+fn a_sleep_pre_stop_hook_delays_sigterm() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("prestop-sleep");
+    let app = ctr(
+        "app",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        "    lifecycle:\n      preStop:\n        sleep:\n          seconds: 1\n",
+    );
+    let m = pod_yaml(&a, "Always", "", &app).replace(
+        "terminationGracePeriodSeconds: 0",
+        "terminationGracePeriodSeconds: 20",
+    );
+    let _g = p.pod(&a, &m);
+    let start = std::time::Instant::now();
+    assert!(p.run(&["delete", "pod", &a]).status.success());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+}
