@@ -183,6 +183,9 @@ pub fn probe_main(config: &Config, key: &PodKey, request: &str) -> i32 {
         Action::Exec { command } => {
             match api::exec_with_timeout(config, key, Some(&request.container), command, timeout) {
                 Ok(0) => Ok(String::new()),
+                // kubelet reports the command's own output; a silent
+                // failure gets a message of ours.
+                Ok(_) if output_written() => Err(String::new()),
                 Ok(code) => Err(format!("command {command:?} exited with {code}")),
                 Err(api::Error::ExecTimeout(t)) => Err(format!(
                     "command {command:?} timed out after {}s",
@@ -217,10 +220,18 @@ pub fn probe_main(config: &Config, key: &PodKey, request: &str) -> i32 {
             0
         }
         Err(msg) => {
-            println!("{msg}");
+            if !msg.is_empty() {
+                println!("{msg}");
+            }
             FAILURE
         }
     }
+}
+
+/// Whether the exec'd command wrote to our stdout (the shim gives every
+/// helper a fresh, empty output file).
+fn output_written() -> bool {
+    nix::sys::stat::fstat(std::io::stdout()).is_ok_and(|st| st.st_size > 0)
 }
 
 /// Joins the pod's network namespace (nothing to do for `hostNetwork`).

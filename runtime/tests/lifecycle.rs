@@ -625,3 +625,182 @@ fn a_sleep_pre_stop_hook_delays_sigterm() {
         "{took:?}"
     );
 }
+
+fn ready(st: &Value, name: &str) -> bool {
+    container(st, "containerStatuses", name)["ready"] == true
+}
+
+#[test]
+fn an_exec_readiness_probe_drives_ready() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("ready-exec");
+    let c = ctr(
+        "app",
+        "exec sleep 3600",
+        "    readinessProbe:\n      exec:\n        command: [test, -e, /dev/shm/ready]\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    );
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let st = status(&p, &a);
+    assert_eq!(st["phase"], "Running");
+    assert!(!ready(&st, "app"), "ready before its probe passed: {st:#}");
+    assert_eq!(condition(&st, "Ready")["status"], "False");
+    let out = String::from_utf8(p.run(&["get", "pods", &a]).stdout).unwrap();
+    assert!(out.contains(" 0/1 "), "{out}");
+    p.exec_ok(&a, "app", &["touch", "/dev/shm/ready"]);
+    let st = wait_status(&p, &a, 10, "ready", |s| ready(s, "app"));
+    assert_eq!(condition(&st, "Ready")["status"], "True");
+    assert_eq!(condition(&st, "ContainersReady")["status"], "True");
+    p.exec_ok(&a, "app", &["rm", "/dev/shm/ready"]);
+    let st = wait_status(&p, &a, 10, "unready again", |s| !ready(s, "app"));
+    assert_eq!(condition(&st, "Ready")["status"], "False");
+    assert!(has_event(&p, &a, "Unhealthy", "Readiness probe failed"));
+    assert_eq!(
+        container(&st, "containerStatuses", "app")["restartCount"],
+        0
+    );
+}
+
+#[test]
+fn a_tcp_readiness_probe_waits_for_the_port() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("ready-tcp");
+    let c = ctr(
+        "app",
+        "sleep 2; exec httpd -f -p 9090 -h /",
+        "    readinessProbe:\n      tcpSocket:\n        port: 9090\n      periodSeconds: 1\n",
+    );
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    assert!(!ready(&status(&p, &a), "app"));
+    wait_status(&p, &a, 15, "ready", |s| ready(s, "app"));
+    assert!(
+        has_event(&p, &a, "Unhealthy", "connection refused"),
+        "{:#?}",
+        events(&p, &a)
+    );
+}
+
+#[test]
+fn a_failing_http_liveness_probe_restarts_the_container() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("live-http");
+    let c = ctr(
+        "app",
+        "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www",
+        "    ports:\n    - name: web\n      containerPort: 8080\n    livenessProbe:\n      httpGet:\n        path: /healthz\n        port: web\n      periodSeconds: 1\n      failureThreshold: 2\n",
+    );
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = status(&p, &a);
+    assert_eq!(
+        container(&st, "containerStatuses", "app")["restartCount"],
+        0,
+        "a healthy container was restarted: {:#?}",
+        events(&p, &a)
+    );
+    p.exec_ok(&a, "app", &["rm", "/www/healthz"]);
+    let st = wait_status(&p, &a, 20, "restarted after failing liveness", |s| {
+        let c = container(s, "containerStatuses", "app");
+        c["restartCount"] == 1 && c["state"]["running"].is_object()
+    });
+    assert_eq!(st["phase"], "Running");
+    assert!(
+        has_event(
+            &p,
+            &a,
+            "Unhealthy",
+            "Liveness probe failed: HTTP probe failed with statuscode: 404"
+        ),
+        "{:#?}",
+        events(&p, &a)
+    );
+    assert!(has_event(
+        &p,
+        &a,
+        "Killing",
+        "Container app failed liveness probe, will be restarted"
+    ));
+    // The new run is healthy again (its command recreated the file).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        container(&status(&p, &a), "containerStatuses", "app")["restartCount"],
+        1
+    );
+}
+
+#[test]
+fn a_startup_probe_holds_back_liveness_until_it_passes() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("startup");
+    let c = ctr(
+        "app",
+        "exec sleep 3600",
+        "    startupProbe:\n      exec:\n        command: [test, -e, /dev/shm/up]\n      periodSeconds: 1\n      failureThreshold: 60\n    livenessProbe:\n      exec:\n        command: [\"false\"]\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    );
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    std::thread::sleep(Duration::from_millis(2500));
+    let st = status(&p, &a);
+    let app = container(&st, "containerStatuses", "app");
+    assert_eq!(app["started"], false, "{app}");
+    assert_eq!(app["ready"], false, "{app}");
+    assert_eq!(app["restartCount"], 0, "liveness ran before startup passed");
+    p.exec_ok(&a, "app", &["touch", "/dev/shm/up"]);
+    wait_status(&p, &a, 20, "killed by liveness once started", |s| {
+        container(s, "containerStatuses", "app")["restartCount"].as_i64() >= Some(1)
+    });
+}
+
+#[test]
+fn a_failing_startup_probe_restarts_the_container() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("startup-bad");
+    let c = ctr(
+        "app",
+        "exec sleep 3600",
+        "    startupProbe:\n      exec:\n        command: [sh, -c, \"echo not yet; exit 1\"]\n      periodSeconds: 1\n      failureThreshold: 2\n",
+    );
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    wait_status(&p, &a, 20, "restarted", |s| {
+        container(s, "containerStatuses", "app")["restartCount"].as_i64() >= Some(1)
+    });
+    assert!(has_event(
+        &p,
+        &a,
+        "Unhealthy",
+        "Startup probe failed: not yet"
+    ));
+    assert!(has_event(
+        &p,
+        &a,
+        "Killing",
+        "Container app failed startup probe, will be restarted"
+    ));
+}
+
+#[test]
+fn a_probe_that_outlives_its_timeout_fails() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("probe-timeout");
+    let c = ctr(
+        "app",
+        "exec sleep 3600",
+        "    readinessProbe:\n      exec:\n        command: [sleep, \"30\"]\n      timeoutSeconds: 1\n      periodSeconds: 1\n",
+    );
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let found = eventually(Duration::from_secs(10), || {
+        has_event(&p, &a, "Unhealthy", "timed out").then_some(())
+    });
+    assert!(found.is_some(), "{:#?}", events(&p, &a));
+    assert!(!ready(&status(&p, &a), "app"));
+    // The timed-out command was killed, not left behind in the container.
+    let ps = p.exec_ok(&a, "app", &["ps"]);
+    assert!(
+        ps.lines().filter(|l| l.contains("sleep 30")).count() <= 1,
+        "{ps}"
+    );
+}
