@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use nix::sys::signal::{kill, Signal};
@@ -17,7 +17,7 @@ use crate::container::{self, ExecArgs, Process};
 use crate::lifecycle;
 use crate::manifest;
 use crate::namespaces::Plan;
-use crate::network;
+use crate::scheduler;
 use crate::shim::{self, RuntimeState};
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys;
@@ -36,6 +36,8 @@ pub enum Error {
     Container(#[from] container::Error),
     #[error(transparent)]
     Namespaces(#[from] crate::namespaces::Error),
+    #[error(transparent)]
+    Scheduler(#[from] scheduler::Error),
     #[error("The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (podlab: delete and re-apply the pod)")]
     Immutable { name: String },
     #[error("pod {key} did not become Running within {timeout:?}: {status}")]
@@ -135,7 +137,7 @@ pub fn apply(
         let lock = store.lock()?;
         if let Ok(existing) = store.get(&key) {
             let current = existing.read_pod()?;
-            if current.spec == pod.spec.as_ref().map(|s| with_node(s.clone()))
+            if current.spec.map(unbound) == pod.spec.clone().map(unbound)
                 && current.metadata.labels == pod.metadata.labels
             {
                 out.push(Applied::Unchanged(key));
@@ -149,45 +151,52 @@ pub fn apply(
         waiting.push((dir, notify));
     }
     if let Some(timeout) = wait {
+        let deadline = Instant::now() + timeout;
         for (dir, notify) in waiting {
-            wait_running(&dir, notify, timeout)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match notify {
+                Some(notify) => wait_running(&dir, notify, left, timeout)?,
+                // Not scheduled yet: follow its records until it runs.
+                None => wait_watching(&dir, left, timeout)?,
+            }
         }
     }
     Ok(out)
 }
 
-fn with_node(mut spec: k8s_openapi::api::core::v1::PodSpec) -> k8s_openapi::api::core::v1::PodSpec {
-    spec.node_name = Some(network::node_name());
+/// The spec without the scheduler's binding, to compare what users apply.
+fn unbound(mut spec: k8s_openapi::api::core::v1::PodSpec) -> k8s_openapi::api::core::v1::PodSpec {
+    spec.node_name = None;
     spec
 }
 
-/// Stores the pod bound to this node (the scheduler's decision on a
-/// one-node cluster) and starts its shim. On any failure the record is
-/// removed again: nothing half-created stays.
+/// Stores the pod and asks the scheduler: bound to this node, its shim is
+/// started (and the pipe it reports on returned); if the node cannot hold
+/// it, it stays Pending and unbound until room frees up. On any failure
+/// the record is removed again: nothing half-created stays.
 fn create(
     config: &Config,
     store: &Store,
     lock: &store::StoreLock,
     key: &PodKey,
     mut pod: Pod,
-) -> Result<(PodDir, File)> {
+) -> Result<(PodDir, Option<File>)> {
     let now = now_time();
     pod.metadata.uid = Some(new_uid());
     pod.metadata.creation_timestamp = Some(now.clone());
     pod.metadata.resource_version = Some("1".into());
-    pod.spec = pod.spec.map(with_node);
+    // The scheduler binds pods; a nodeName in the manifest is not obeyed.
+    pod.spec = pod.spec.map(unbound);
     pod.status = None;
     let dir = store.create(lock, key, &pod)?;
-    let started = (|| -> Result<File> {
-        dir.write_status(&lifecycle::initial_status(&now))?;
-        dir.record_event(&Event::normal(
-            "Scheduled",
-            "default-scheduler",
-            format!("Successfully assigned {key} to {}", network::node_name()),
-        ))?;
-        let (shim_id, notify) = shim::spawn(config, &dir)?;
-        store::write_json_atomic(&shim::shim_file(&dir), &shim_id)?;
-        Ok(notify)
+    let started = (|| -> Result<Option<File>> {
+        match scheduler::decide(store, &pod, key)? {
+            None => Ok(Some(scheduler::bind_and_start(config, &dir, &mut pod)?)),
+            Some(message) => {
+                scheduler::mark_unschedulable(&dir, &message)?;
+                Ok(None)
+            }
+        }
     })();
     match started {
         Ok(notify) => Ok((dir, notify)),
@@ -198,9 +207,177 @@ fn create(
     }
 }
 
+/// Waits, by watching its records, until the pod runs (or finishes).
+fn wait_watching(dir: &PodDir, left: Duration, timeout: Duration) -> Result<()> {
+    let mut outcome = None;
+    let end = watch(dir, Some(left), |pod| {
+        let status = pod.status.clone().unwrap_or_default();
+        match status.phase.as_deref() {
+            Some(lifecycle::RUNNING) | Some(lifecycle::SUCCEEDED) => outcome = Some(Ok(())),
+            Some(lifecycle::FAILED) => {
+                outcome = Some(Err(lifecycle::display_status(pod, &status)));
+            }
+            _ => return true,
+        }
+        false
+    })?;
+    match (outcome, end) {
+        (Some(Ok(())), _) => Ok(()),
+        (Some(Err(message)), _) => Err(Error::StartFailed {
+            key: dir.key.clone(),
+            message,
+        }),
+        (None, WatchEnd::Deleted) => Err(Error::StartFailed {
+            key: dir.key.clone(),
+            message: "the pod was deleted".into(),
+        }),
+        (None, _) => Err(Error::WaitTimeout {
+            key: dir.key.clone(),
+            timeout,
+            status: current_status(dir)
+                .map(|(p, s)| {
+                    let shown = lifecycle::display_status(&p, &s);
+                    match s
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .find(|c| c.status == "False" && c.type_ == "PodScheduled")
+                    {
+                        Some(c) => format!("{shown}: {}", c.message.clone().unwrap_or_default()),
+                        None => shown,
+                    }
+                })
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// Why [`watch`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// The callback asked to stop.
+    Stopped,
+    /// The pod's record is gone.
+    Deleted,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// The pod as `get -o json` shows it: the stored object with its status.
+pub fn pod_object(dir: &PodDir) -> Result<Pod> {
+    let (mut pod, status) = current_status(dir)?;
+    pod.status = Some(status);
+    Ok(pod)
+}
+
+/// Follows one pod: calls `on_change` with the pod (status included) now
+/// and after each change, until it returns false, the pod is deleted, or
+/// `timeout` passes. Changes are noticed through inotify on the pod's
+/// directory (its records are replaced by rename) and a pidfd on its shim
+/// (whose death turns the pod Unknown): no polling.
+pub fn watch(
+    dir: &PodDir,
+    timeout: Option<Duration>,
+    mut on_change: impl FnMut(&Pod) -> bool,
+) -> Result<WatchEnd> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::{AsFd, AsRawFd};
+    let ioe = |what: &str, e: nix::Error| Error::Io(format!("watch {}: {what}: {e}", dir.key));
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(|e| ioe("inotify", e))?;
+    inotify
+        .add_watch(
+            &dir.dir,
+            AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF,
+        )
+        .map_err(|e| match e {
+            nix::Error::ENOENT => Error::Store(store::Error::NotFound {
+                namespace: dir.key.namespace.clone(),
+                name: dir.key.name.clone(),
+            }),
+            e => ioe("add watch", e),
+        })?;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut last: Option<Pod> = None;
+    let mut had_status = false;
+    let mut shim: Option<(sys::ProcessId, std::os::fd::OwnedFd)> = None;
+    loop {
+        // A record half-removed by a delete is a deleted pod.
+        let gone = !dir.pod_file().exists() || (had_status && !dir.status_file().exists());
+        if gone {
+            return Ok(WatchEnd::Deleted);
+        }
+        had_status |= dir.status_file().exists();
+        match pod_object(dir) {
+            Ok(pod) => {
+                if last.as_ref() != Some(&pod) {
+                    if !on_change(&pod) {
+                        return Ok(WatchEnd::Stopped);
+                    }
+                    last = Some(pod);
+                }
+            }
+            Err(_) if !dir.pod_file().exists() => return Ok(WatchEnd::Deleted),
+            Err(e) => return Err(e),
+        }
+        // The shim may have been started (or replaced) since the last look.
+        let current = shim::read_shim(dir).filter(|s| s.is_alive());
+        if current.map(|s| s.pid) != shim.as_ref().map(|(s, _)| s.pid) {
+            shim = current.and_then(|s| sys::pidfd_open(s.pid).ok().map(|fd| (s, fd)));
+        }
+        let mut fds = vec![libc::pollfd {
+            fd: inotify.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some((_, fd)) = &shim {
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(WatchEnd::TimedOut);
+                }
+                i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1)
+            }
+        };
+        // SAFETY: poll on pollfds we own, for the length of the vector.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::Io(format!("watch {}: poll: {err}", dir.key)));
+            }
+            continue;
+        }
+        if fds.get(1).is_some_and(|f| f.revents != 0) {
+            // The shim exited: the pod is recomputed (Unknown, or gone).
+            shim = None;
+        }
+        if fds[0].revents != 0 {
+            // Only "something changed" matters; the events themselves not.
+            while let Ok(events) = inotify.read_events() {
+                if events.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Waits for the shim's first report (Running, or why not) with a deadline.
-fn wait_running(dir: &PodDir, notify: File, timeout: Duration) -> Result<()> {
-    let ready = sys::wait_readable(&notify, Some(timeout)).map_err(|e| Error::Io(e.to_string()))?;
+fn wait_running(dir: &PodDir, notify: File, left: Duration, timeout: Duration) -> Result<()> {
+    let ready = sys::wait_readable(&notify, Some(left)).map_err(|e| Error::Io(e.to_string()))?;
     let key = dir.key.clone();
     if !ready {
         let status = current_status(dir)
@@ -291,7 +468,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
     let lock = store.lock()?;
     if dir.pod_file().exists() {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let errors = shim::release(&cgroups::Manager::new()?, &dir, &uid);
+        let mut errors = shim::release(&cgroups::Manager::new()?, &dir, &uid);
+        errors.extend(shim::release_volumes(&dir));
         if !errors.is_empty() {
             return Err(Error::Io(format!(
                 "delete pod {key}: {}",
@@ -300,6 +478,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
         }
         store.remove(&lock, key)?;
     }
+    // Its requests are free again: pending pods may fit now.
+    scheduler::schedule_pending(config, &store, &lock)?;
     Ok(())
 }
 
@@ -308,6 +488,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
 pub struct GcReport {
     pub released: Vec<PodKey>,
     pub removed: Vec<PodKey>,
+    /// Pending pods that fit once the dead ones were collected.
+    pub scheduled: Vec<PodKey>,
 }
 
 /// Releases everything held by pods whose shim is gone (kill -9, a crash,
@@ -324,10 +506,21 @@ pub fn gc(config: &Config) -> Result<GcReport> {
             continue;
         }
         let Ok(pod) = dir.read_pod() else { continue };
+        // A pod waiting for room has no shim by design.
+        let waiting = !scheduler::is_bound(&pod)
+            && dir
+                .read_status()
+                .ok()
+                .flatten()
+                .is_some_and(|s| scheduler::is_unschedulable(&s));
+        if waiting && pod.metadata.deletion_timestamp.is_none() {
+            continue;
+        }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let held = holds_resources(&manager, &dir, &uid);
         if held {
-            let errors = shim::release(&manager, &dir, &uid);
+            let mut errors = shim::release(&manager, &dir, &uid);
+            errors.extend(shim::release_volumes(&dir));
             if !errors.is_empty() {
                 return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
             }
@@ -356,14 +549,17 @@ pub fn gc(config: &Config) -> Result<GcReport> {
             ));
         }
     }
+    // Pods that died freed their requests: pending pods may fit now.
+    report.scheduled = scheduler::schedule_pending(config, &store, &lock)?;
     Ok(report)
 }
 
 fn holds_resources(manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
-    !uid.is_empty()
-        && (manager.pod(uid).paths().iter().any(|p| p.exists())
-            || sys::is_mount_point(&dir.shm_dir())
-            || crate::sandbox::netns_path(uid).exists())
+    shim::volumes_mounted(dir)
+        || !uid.is_empty()
+            && (manager.pod(uid).paths().iter().any(|p| p.exists())
+                || sys::is_mount_point(&dir.shm_dir())
+                || crate::sandbox::netns_path(uid).exists())
 }
 
 /// Picks the container: the named one (an app or an init container), or

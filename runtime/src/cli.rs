@@ -45,9 +45,7 @@ pub fn read_manifest(file: &str) -> anyhow::Result<String> {
 
 /// A pod as `get -o json` prints it: the stored object with its status.
 fn pod_object(dir: &PodDir) -> anyhow::Result<Pod> {
-    let (mut pod, status) = api::current_status(dir)?;
-    pod.status = Some(status);
-    Ok(pod)
+    Ok(api::pod_object(dir)?)
 }
 
 pub fn get(

@@ -21,6 +21,7 @@ pub mod network;
 pub mod probe;
 pub mod quantity;
 pub mod sandbox;
+pub mod scheduler;
 pub mod security;
 pub mod shim;
 pub mod store;

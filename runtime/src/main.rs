@@ -326,7 +326,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             for key in &report.removed {
                 println!("removed pod/{} in namespace {}", key.name, key.namespace);
             }
-            if report.released.is_empty() && report.removed.is_empty() {
+            for key in &report.scheduled {
+                println!("scheduled pod/{} in namespace {}", key.name, key.namespace);
+            }
+            if report.released.is_empty()
+                && report.removed.is_empty()
+                && report.scheduled.is_empty()
+            {
                 println!("nothing to collect");
             }
             Ok(0)

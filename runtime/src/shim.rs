@@ -32,6 +32,7 @@ use crate::network;
 use crate::probe;
 use crate::quantity;
 use crate::sandbox;
+use crate::scheduler;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
 
@@ -405,6 +406,8 @@ pub struct Shim {
     initialized: bool,
     /// Deletion in progress: everything must be gone by this instant.
     terminating: Option<Instant>,
+    /// The pod finished and the scheduler was told.
+    released_requests: bool,
     notify: Option<File>,
     mutant: Option<Mutant>,
 }
@@ -514,6 +517,7 @@ impl Shim {
             ctrs,
             initialized: false,
             terminating: None,
+            released_requests: false,
             notify: Some(notify),
         })
     }
@@ -597,6 +601,14 @@ impl Shim {
             self.written = Some(self.status.clone());
         }
         self.maybe_notify();
+        if !self.released_requests && matches!(phase, lifecycle::SUCCEEDED | lifecycle::FAILED) {
+            // A finished pod's requests are free: pending pods may fit now.
+            self.released_requests = true;
+            let lock = self.store.lock()?;
+            if let Err(e) = scheduler::schedule_pending(&self.config, &self.store, &lock) {
+                eprintln!("podlab shim: scheduling pending pods: {e}");
+            }
+        }
         Ok(())
     }
 

@@ -217,9 +217,10 @@ fn a_failing_init_container_is_retried_until_it_succeeds() {
         "{:#?}",
         events(&p, &a)
     );
+    // Before the shim's first report the pod is plain Pending.
     assert!(
         seen.iter()
-            .all(|s| s.starts_with("Init:") || s == "Running"),
+            .all(|s| s.starts_with("Init:") || s == "Running" || s == "Pending"),
         "{seen:?}"
     );
 }
@@ -803,4 +804,142 @@ fn a_probe_that_outlives_its_timeout_fails() {
         ps.lines().filter(|l| l.contains("sleep 30")).count() <= 1,
         "{ps}"
     );
+}
+
+/// A reserve that leaves exactly `mib` MiB of this host's memory to pods.
+fn reserve_leaving(mib: i64) -> String {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total: i64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    (total * 1024 - (mib << 20)).to_string()
+}
+
+fn requesting(name: &str, memory: &str) -> String {
+    pod_yaml(
+        name,
+        "Always",
+        "",
+        &ctr(
+            "app",
+            "exec sleep 3600",
+            &format!("    resources:\n      requests:\n        memory: {memory}\n"),
+        ),
+    )
+}
+
+#[test]
+fn an_unschedulable_pod_stays_pending_until_room_frees_up() {
+    require_root!();
+    let p = Podlab::new();
+    let reserve = reserve_leaving(300);
+    let run = |args: &[&str], stdin: Option<String>| {
+        let mut c = p.cmd();
+        c.env("PODLAB_RESERVED_MEMORY", &reserve).args(args);
+        if let Some(s) = stdin {
+            c.write_stdin(s);
+        }
+        c.output().unwrap()
+    };
+    let big = unique("sched-big");
+    let waiting = unique("sched-wait");
+    let small = unique("sched-small");
+    let out = run(
+        &["apply", "-f", "-", "--wait=30s"],
+        Some(requesting(&big, "200Mi")),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let _g1 = guard(&p, &big);
+    let out = run(&["apply", "-f", "-"], Some(requesting(&waiting, "200Mi")));
+    assert!(out.status.success(), "{out:?}");
+    let _g2 = guard(&p, &waiting);
+    let st = status(&p, &waiting);
+    assert_eq!(st["phase"], "Pending", "{st:#}");
+    let c = condition(&st, "PodScheduled");
+    assert_eq!(c["status"], "False", "{st:#}");
+    assert_eq!(c["reason"], "Unschedulable");
+    assert_eq!(
+        c["message"],
+        "0/1 nodes are available: 1 Insufficient memory."
+    );
+    assert!(has_event(
+        &p,
+        &waiting,
+        "FailedScheduling",
+        "Insufficient memory"
+    ));
+    assert!(p.pod_json(&waiting)["spec"]["nodeName"].is_null());
+    assert!(
+        !p.pod_dir(&waiting).join("runtime.json").exists(),
+        "a shim started"
+    );
+    // --wait on a pod that cannot be scheduled times out naming why.
+    let out = run(
+        &["apply", "-f", "-", "--wait=1s"],
+        Some(requesting(&small, "200Mi")),
+    );
+    let _g3 = guard(&p, &small);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not become Running within 1s"), "{err}");
+    assert!(err.contains("Insufficient memory"), "{err}");
+    // gc leaves waiting pods alone.
+    let out = run(&["gc"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "nothing to collect"
+    );
+    assert_eq!(status(&p, &waiting)["phase"], "Pending");
+
+    // Deleting the big pod makes room for the oldest waiting pod only.
+    let out = run(&["delete", "pod", &big, "--grace-period", "0"], None);
+    assert!(out.status.success(), "{out:?}");
+    let st = wait_status(&p, &waiting, 20, "Running", |s| s["phase"] == "Running");
+    assert_eq!(condition(&st, "PodScheduled")["status"], "True");
+    assert!(has_event(
+        &p,
+        &waiting,
+        "Scheduled",
+        "Successfully assigned"
+    ));
+    assert_eq!(status(&p, &small)["phase"], "Pending");
+    assert!(p.pod_json(&waiting)["spec"]["nodeName"].is_string());
+}
+
+#[test]
+fn a_finished_pod_frees_its_requests() {
+    require_root!();
+    let p = Podlab::new();
+    let reserve = reserve_leaving(300);
+    let apply = |m: String| {
+        let out = p
+            .cmd()
+            .env("PODLAB_RESERVED_MEMORY", &reserve)
+            .args(["apply", "-f", "-"])
+            .write_stdin(m)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let job = unique("sched-job");
+    let next = unique("sched-next");
+    let m = pod_yaml(
+        &job,
+        "Never",
+        "",
+        &ctr(
+            "app",
+            "sleep 1",
+            "    resources:\n      requests:\n        memory: 200Mi\n",
+        ),
+    );
+    apply(m);
+    let _g1 = guard(&p, &job);
+    apply(requesting(&next, "200Mi"));
+    let _g2 = guard(&p, &next);
+    assert_eq!(status(&p, &next)["phase"], "Pending");
+    wait_status(&p, &job, 20, "Succeeded", |s| s["phase"] == "Succeeded");
+    wait_status(&p, &next, 20, "Running", |s| s["phase"] == "Running");
 }

@@ -1,0 +1,491 @@
+//! The scheduler of a one-node cluster: admits a pod when the node's
+//! allocatable CPU and memory still hold its requests.
+//!
+//! Allocatable is what the host has (`nproc`, `MemTotal` of /proc/meminfo)
+//! minus a reserve for the system (`PODLAB_RESERVED_CPU`,
+//! `PODLAB_RESERVED_MEMORY`, quantities such as `500m` and `1Gi`; none by
+//! default). A pod is bound to the node by setting `spec.nodeName`; the
+//! requests of bound pods that have not finished (phase neither Succeeded
+//! nor Failed) are in use. A pod that does not fit is stored unbound, with
+//! `PodScheduled=False`, reason `Unschedulable`, and no shim.
+//!
+//! Pending pods are scheduled again, in the order they were queued, whenever room may have
+//! freed up: after `podlab delete`, after `podlab gc`, and when a pod's
+//! shim sees the pod finish. Every decision happens under the store lock, so
+//! two `apply`s cannot both take the last of the node's memory.
+
+use std::fs::File;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+
+use crate::config::Config;
+use crate::lifecycle;
+use crate::network;
+use crate::quantity;
+use crate::shim;
+use crate::store::{self, now_time, Event, PodDir, PodKey, Store, StoreLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Quantity(#[from] quantity::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Shim(#[from] shim::Error),
+    #[error("{name}={value:?}: {source}")]
+    Reserve {
+        name: &'static str,
+        value: String,
+        source: quantity::Error,
+    },
+}
+
+/// CPU (millicores) and memory (bytes), as requested or allocatable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
+impl Resources {
+    fn add(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis + o.cpu_millis,
+            memory_bytes: self.memory_bytes + o.memory_bytes,
+        }
+    }
+
+    fn max(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.max(o.cpu_millis),
+            memory_bytes: self.memory_bytes.max(o.memory_bytes),
+        }
+    }
+}
+
+/// What the host has: every CPU this process may run on, and all its memory.
+pub fn capacity() -> Resources {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_total(&m))
+        .unwrap_or(0);
+    Resources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: memory,
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn mem_total(meminfo: &str) -> Option<i64> {
+    meminfo.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemTotal:")?;
+        let kib: i64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    })
+}
+
+/// The system reserve from `PODLAB_RESERVED_CPU` and `PODLAB_RESERVED_MEMORY`.
+pub fn reserved() -> Result<Resources, Error> {
+    let read =
+        |name: &'static str, parse: fn(&str) -> Result<i64, quantity::Error>| match std::env::var(
+            name,
+        ) {
+            Ok(v) if !v.trim().is_empty() => parse(v.trim()).map_err(|source| Error::Reserve {
+                name,
+                value: v,
+                source,
+            }),
+            _ => Ok(0),
+        };
+    Ok(Resources {
+        cpu_millis: read("PODLAB_RESERVED_CPU", quantity::cpu_millis)?,
+        memory_bytes: read("PODLAB_RESERVED_MEMORY", quantity::memory_bytes)?,
+    })
+}
+
+/// What pods may request in total: capacity minus the reserve.
+pub fn allocatable() -> Result<Resources, Error> {
+    let (cap, res) = (capacity(), reserved()?);
+    Ok(Resources {
+        cpu_millis: (cap.cpu_millis - res.cpu_millis).max(0),
+        memory_bytes: (cap.memory_bytes - res.memory_bytes).max(0),
+    })
+}
+
+fn container_requests(c: &Container) -> Result<Resources, quantity::Error> {
+    let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let get = |k: &str| requests.and_then(|m| m.get(k)).map(|q| q.0.clone());
+    Ok(Resources {
+        cpu_millis: get("cpu")
+            .map(|q| quantity::cpu_millis(&q))
+            .transpose()?
+            .unwrap_or(0),
+        memory_bytes: get("memory")
+            .map(|q| quantity::memory_bytes(&q))
+            .transpose()?
+            .unwrap_or(0),
+    })
+}
+
+/// The pod's effective request, by Kubernetes' rule: the app containers
+/// and sidecars together, or the largest init container (plus the sidecars
+/// started before it) if that is more. Pod-level requests, when given,
+/// replace the per-container sum for their resource.
+pub fn pod_requests(pod: &Pod) -> Result<Resources, quantity::Error> {
+    let Some(spec) = &pod.spec else {
+        return Ok(Resources::default());
+    };
+    let mut total = Resources::default();
+    for c in &spec.containers {
+        total = total.add(container_requests(c)?);
+    }
+    let (mut sidecars, mut init_peak) = (Resources::default(), Resources::default());
+    for c in spec.init_containers.iter().flatten() {
+        let r = container_requests(c)?;
+        if lifecycle::is_sidecar(c) {
+            total = total.add(r);
+            sidecars = sidecars.add(r);
+            init_peak = init_peak.max(sidecars);
+        } else {
+            init_peak = init_peak.max(r.add(sidecars));
+        }
+    }
+    total = total.max(init_peak);
+    let pod_level = spec.resources.as_ref().and_then(|r| r.requests.as_ref());
+    if let Some(q) = pod_level.and_then(|m| m.get("cpu")) {
+        total.cpu_millis = quantity::cpu_millis(&q.0)?;
+    }
+    if let Some(q) = pod_level.and_then(|m| m.get("memory")) {
+        total.memory_bytes = quantity::memory_bytes(&q.0)?;
+    }
+    Ok(total)
+}
+
+/// The resources the request does not fit in, in Kubernetes' order and
+/// words (`cpu`, `memory`); empty when it fits. A resource the pod does not
+/// request never blocks it.
+pub fn insufficient(
+    allocatable: Resources,
+    used: Resources,
+    request: Resources,
+) -> Vec<&'static str> {
+    let mut short = Vec::new();
+    if request.cpu_millis > 0 && used.cpu_millis + request.cpu_millis > allocatable.cpu_millis {
+        short.push("cpu");
+    }
+    if request.memory_bytes > 0
+        && used.memory_bytes + request.memory_bytes > allocatable.memory_bytes
+    {
+        short.push("memory");
+    }
+    short
+}
+
+/// The scheduler's message for a pod that fits nowhere.
+pub fn unschedulable_message(short: &[&str]) -> String {
+    let reasons: Vec<String> = short
+        .iter()
+        .map(|r| format!("1 Insufficient {r}"))
+        .collect();
+    format!("0/1 nodes are available: {}.", reasons.join(", "))
+}
+
+pub fn is_bound(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty())
+}
+
+/// Whether a stored pod waits for the scheduler (rather than having been
+/// abandoned half-way by a crashed `apply`, which gc collects).
+pub fn is_unschedulable(status: &PodStatus) -> bool {
+    status.conditions.iter().flatten().any(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    })
+}
+
+/// The requests of the bound pods that still hold them, `except` one.
+pub fn in_use(store: &Store, except: Option<&PodKey>) -> Result<Resources, Error> {
+    let mut used = Resources::default();
+    for dir in store.list(None)? {
+        if Some(&dir.key) == except {
+            continue;
+        }
+        let Ok(pod) = dir.read_pod() else { continue };
+        if !is_bound(&pod) {
+            continue;
+        }
+        let phase = dir.read_status().ok().flatten().and_then(|s| s.phase);
+        if matches!(
+            phase.as_deref(),
+            Some(lifecycle::SUCCEEDED) | Some(lifecycle::FAILED)
+        ) {
+            continue;
+        }
+        // A record podlab wrote cannot have bad quantities; skip rather
+        // than block the node on one.
+        used = used.add(pod_requests(&pod).unwrap_or_default());
+    }
+    Ok(used)
+}
+
+/// The decision for one pod: `None` when it fits, else why not.
+/// The caller holds the store lock.
+pub fn decide(store: &Store, pod: &Pod, key: &PodKey) -> Result<Option<String>, Error> {
+    let request = pod_requests(pod)?;
+    if request == Resources::default() {
+        return Ok(None);
+    }
+    let short = insufficient(allocatable()?, in_use(store, Some(key))?, request);
+    Ok((!short.is_empty()).then(|| unschedulable_message(&short)))
+}
+
+/// Records a pod the node cannot hold now: Pending, `PodScheduled=False`.
+pub fn mark_unschedulable(dir: &PodDir, message: &str) -> Result<(), Error> {
+    let mut status = dir
+        .read_status()?
+        .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+    let already = is_unschedulable(&status)
+        && status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "PodScheduled" && c.message.as_deref() == Some(message));
+    if already {
+        return Ok(());
+    }
+    let queued = queue_file(dir);
+    if !queued.exists() {
+        // The scheduling queue's order, finer than creationTimestamp's seconds.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        store::write_json_atomic(&queued, &nanos)?;
+    }
+    status.phase = Some(lifecycle::PENDING.into());
+    lifecycle::set_condition_with_message(
+        &mut status,
+        "PodScheduled",
+        false,
+        Some("Unschedulable"),
+        Some(message.to_string()),
+        &now_time(),
+    );
+    dir.write_status(&status)?;
+    dir.record_event(&Event::warning(
+        "FailedScheduling",
+        "default-scheduler",
+        message,
+    ))?;
+    Ok(())
+}
+
+/// When the pod joined the scheduling queue (nanoseconds since the epoch).
+fn queue_file(dir: &PodDir) -> std::path::PathBuf {
+    dir.dir.join("queued.json")
+}
+
+/// Binds a stored pod to this node and starts its shim; returns the pipe
+/// on which the shim reports the pod's first outcome.
+pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<File, Error> {
+    let node = network::node_name();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.node_name = Some(node.clone());
+    }
+    dir.write_pod(pod)?;
+    let mut status = dir
+        .read_status()?
+        .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+    lifecycle::set_condition(&mut status, "PodScheduled", true, None, &now_time());
+    dir.write_status(&status)?;
+    dir.record_event(&Event::normal(
+        "Scheduled",
+        "default-scheduler",
+        format!("Successfully assigned {} to {node}", dir.key),
+    ))?;
+    let (shim_id, notify) = shim::spawn(config, dir)?;
+    store::write_json_atomic(&shim::shim_file(dir), &shim_id)?;
+    Ok(notify)
+}
+
+/// Schedules the pods that wait for room, oldest first; each that fits now
+/// is bound and started. Returns the pods started. The caller holds the
+/// store lock.
+pub fn schedule_pending(
+    config: &Config,
+    store: &Store,
+    _lock: &StoreLock,
+) -> Result<Vec<PodKey>, Error> {
+    let mut waiting = Vec::new();
+    for dir in store.list(None)? {
+        let Ok(pod) = dir.read_pod() else { continue };
+        if is_bound(&pod) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if !dir
+            .read_status()
+            .ok()
+            .flatten()
+            .is_some_and(|s| is_unschedulable(&s))
+        {
+            continue;
+        }
+        let queued: u128 = store::read_json_opt(&queue_file(&dir))
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        waiting.push((queued, dir, pod));
+    }
+    waiting.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
+    let mut started = Vec::new();
+    for (_, dir, mut pod) in waiting {
+        match decide(store, &pod, &dir.key)? {
+            None => {
+                // Nobody waits on this pipe; the shim's report goes nowhere.
+                drop(bind_and_start(config, &dir, &mut pod)?);
+                started.push(dir.key.clone());
+            }
+            Some(message) => mark_unschedulable(&dir, &message)?,
+        }
+    }
+    Ok(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn res(cpu: i64, mem_mi: i64) -> Resources {
+        Resources {
+            cpu_millis: cpu,
+            memory_bytes: mem_mi << 20,
+        }
+    }
+
+    #[test]
+    fn meminfo_total_is_read_in_bytes() {
+        let m = "MemTotal:       24684312 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(m), Some(24684312 * 1024));
+        assert_eq!(mem_total("nothing"), None);
+        let cap = capacity();
+        assert!(cap.cpu_millis >= 1000 && cap.memory_bytes > 0, "{cap:?}");
+    }
+
+    #[test]
+    fn requests_follow_the_kubernetes_formula() {
+        let r = |cpu: &str, mem: &str| serde_json::json!({"requests": {"cpu": cpu, "memory": mem}});
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [
+                    {"name": "big-init", "resources": r("2", "64Mi")},
+                    {"name": "side", "restartPolicy": "Always", "resources": r("100m", "32Mi")},
+                    {"name": "late-init", "resources": r("500m", "512Mi")}
+                ],
+                "containers": [
+                    {"name": "a", "resources": r("250m", "128Mi")},
+                    {"name": "b", "resources": r("250m", "128Mi")},
+                    {"name": "none"}
+                ]
+            }
+        }));
+        // cpu: max(app 500m + side 100m, big-init 2000m) = 2000m;
+        // memory: max(256Mi + 32Mi, late-init 512Mi + side 32Mi) = 544Mi.
+        assert_eq!(pod_requests(&p).unwrap(), res(2000, 544));
+        let mut with_pod_level = p.clone();
+        with_pod_level.spec.as_mut().unwrap().resources =
+            serde_json::from_value(serde_json::json!({"requests": {"memory": "1Gi"}})).unwrap();
+        assert_eq!(pod_requests(&with_pod_level).unwrap(), res(2000, 1024));
+        let empty = pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),
+        );
+        assert_eq!(pod_requests(&empty).unwrap(), Resources::default());
+    }
+
+    #[test]
+    fn fit_checks_each_requested_resource() {
+        let node = res(2000, 1024);
+        assert!(insufficient(node, res(1000, 512), res(1000, 512)).is_empty());
+        assert_eq!(insufficient(node, res(1000, 512), res(0, 600)), ["memory"]);
+        assert_eq!(
+            insufficient(node, res(1900, 1000), res(200, 100)),
+            ["cpu", "memory"]
+        );
+        // No request: fits even a full node.
+        assert!(insufficient(node, res(2000, 1024), res(0, 0)).is_empty());
+        assert_eq!(
+            unschedulable_message(&["memory"]),
+            "0/1 nodes are available: 1 Insufficient memory."
+        );
+        assert_eq!(
+            unschedulable_message(&["cpu", "memory"]),
+            "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."
+        );
+    }
+
+    #[test]
+    fn pods_in_use_are_the_bound_unfinished_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let mk = |name: &str, bound: bool, phase: &str| {
+            let mut p = pod(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "a", "resources": {"requests": {"memory": "100Mi", "cpu": "1"}}}]}
+            }));
+            if bound {
+                p.spec.as_mut().unwrap().node_name = Some("n".into());
+            }
+            let key = PodKey::new("default", name);
+            let dir = store.create(&lock, &key, &p).unwrap();
+            let mut st = lifecycle::initial_status(&now_time());
+            st.phase = Some(phase.into());
+            dir.write_status(&st).unwrap();
+            key
+        };
+        let running = mk("running", true, lifecycle::RUNNING);
+        mk("done", true, lifecycle::SUCCEEDED);
+        mk("failed", true, lifecycle::FAILED);
+        mk("waiting", false, lifecycle::PENDING);
+        assert_eq!(in_use(&store, None).unwrap(), res(1000, 100));
+        assert_eq!(
+            in_use(&store, Some(&running)).unwrap(),
+            Resources::default()
+        );
+    }
+
+    #[test]
+    fn unschedulable_pods_are_marked_once_per_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),
+        );
+        let dir = store
+            .create(&lock, &PodKey::new("default", "p"), &p)
+            .unwrap();
+        let msg = unschedulable_message(&["memory"]);
+        mark_unschedulable(&dir, &msg).unwrap();
+        mark_unschedulable(&dir, &msg).unwrap();
+        let st = dir.read_status().unwrap().unwrap();
+        assert!(is_unschedulable(&st));
+        assert_eq!(st.phase.as_deref(), Some(lifecycle::PENDING));
+        let events = dir.read_events().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "FailedScheduling");
+        assert_eq!(events[0].message, msg);
+    }
+}
