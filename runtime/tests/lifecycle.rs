@@ -943,3 +943,115 @@ fn a_finished_pod_frees_its_requests() {
     wait_status(&p, &job, 20, "Succeeded", |s| s["phase"] == "Succeeded");
     wait_status(&p, &next, 20, "Running", |s| s["phase"] == "Running");
 }
+
+/// Removes an image name from the shared fixture store when dropped.
+struct ImageTag<'a> {
+    p: &'a Podlab,
+    name: String,
+}
+
+impl Drop for ImageTag<'_> {
+    fn drop(&mut self) {
+        let _ = self.p.run(&["image", "rm", &self.name]);
+    }
+}
+
+fn with_image(name: &str, image: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: app\n    image: {image}\n    imagePullPolicy: {policy}\n    command: [sleep, \"3600\"]\n"
+    )
+}
+
+#[test]
+fn a_missing_image_backs_off_and_starts_once_imported() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("noimage");
+    let image = format!("podlab.local/{}:v1", unique("late"));
+    apply_nowait(&p, &with_image(&a, &image, "IfNotPresent"));
+    let _g = guard(&p, &a);
+    let mut reasons: Vec<String> = Vec::new();
+    let st = wait_status(&p, &a, 20, "ImagePullBackOff", |s| {
+        let w = &container(s, "containerStatuses", "app")["state"]["waiting"];
+        if let Some(r) = w["reason"].as_str() {
+            if reasons.last().map(String::as_str) != Some(r) {
+                reasons.push(r.to_string());
+            }
+        }
+        w["reason"] == "ImagePullBackOff"
+    });
+    assert_eq!(st["phase"], "Pending");
+    assert!(reasons.contains(&"ErrImagePull".to_string()), "{reasons:?}");
+    let w = &container(&st, "containerStatuses", "app")["state"]["waiting"];
+    assert_eq!(w["message"], format!("Back-off pulling image \"{image}\""));
+    assert!(has_event(&p, &a, "Failed", "not in podlab's store"));
+    assert!(has_event(&p, &a, "Failed", "Error: ErrImagePull"));
+    assert!(has_event(&p, &a, "BackOff", "Back-off pulling image"));
+    assert_eq!(shown(&p, &a), "ImagePullBackOff");
+    assert_eq!(
+        container(&st, "containerStatuses", "app")["restartCount"],
+        0
+    );
+
+    // Imported (here: tagged) later, the image is picked up by the next retry.
+    let out = p.run(&["image", "tag", BUSYBOX, &image]);
+    assert!(out.status.success(), "{out:?}");
+    let _tag = ImageTag {
+        p: &p,
+        name: image.clone(),
+    };
+    let st = wait_status(&p, &a, 30, "Running", |s| s["phase"] == "Running");
+    assert_eq!(
+        container(&st, "containerStatuses", "app")["restartCount"],
+        0
+    );
+}
+
+#[test]
+fn pull_policies_on_a_missing_image() {
+    require_root!();
+    let p = Podlab::new();
+    let always = unique("pull-always");
+    let never = unique("pull-never");
+    let image = format!("podlab.local/{}:v1", unique("absent"));
+    apply_nowait(&p, &with_image(&always, &image, "Always"));
+    let _g1 = guard(&p, &always);
+    apply_nowait(&p, &with_image(&never, &image, "Never"));
+    let _g2 = guard(&p, &never);
+    let st = wait_status(&p, &always, 20, "failed to pull", |s| {
+        container(s, "containerStatuses", "app")["state"]["waiting"]["reason"]
+            .as_str()
+            .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+    });
+    assert_eq!(st["phase"], "Pending");
+    assert!(
+        has_event(
+            &p,
+            &always,
+            "Failed",
+            "imagePullPolicy is Always, but podlab does not pull"
+        ),
+        "{:#?}",
+        events(&p, &always)
+    );
+    let st = wait_status(&p, &never, 20, "ErrImageNeverPull", |s| {
+        container(s, "containerStatuses", "app")["state"]["waiting"]["reason"]
+            == "ErrImageNeverPull"
+    });
+    assert_eq!(
+        container(&st, "containerStatuses", "app")["state"]["waiting"]["message"],
+        format!("Container image \"{image}\" is not present with pull policy of Never")
+    );
+    // apply --wait does not hang on a pod that cannot start: it says why.
+    let c = unique("pull-wait");
+    let out = p
+        .cmd()
+        .args(["apply", "-f", "-", "--wait=30s"])
+        .write_stdin(with_image(&c, &image, "IfNotPresent"))
+        .output()
+        .unwrap();
+    let _g3 = guard(&p, &c);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ErrImagePull"), "{err}");
+}
