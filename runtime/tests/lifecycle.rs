@@ -1055,3 +1055,91 @@ fn pull_policies_on_a_missing_image() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ErrImagePull"), "{err}");
 }
+
+#[test]
+fn empty_dir_volumes_are_shared_and_removed_with_the_pod() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("emptydir");
+    let m = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  terminationGracePeriodSeconds: 0
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  - name: fast
+    emptyDir:
+      medium: Memory
+      sizeLimit: 1Mi
+  initContainers:
+  - name: seed
+    image: {BB}
+    command: [sh, -c, "echo seeded > /work/seed && mkdir -p /work/sub && echo inner > /work/sub/file"]
+    volumeMounts:
+    - {{name: shared, mountPath: /work}}
+  containers:
+  - name: writer
+    image: {BB}
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {{name: shared, mountPath: /data}}
+    - {{name: fast, mountPath: /fast}}
+  - name: reader
+    image: {BB}
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {{name: shared, mountPath: /data, readOnly: true}}
+    - {{name: shared, mountPath: /only-sub, subPath: sub}}
+"#
+    );
+    let g = p.pod(&a, &m);
+    let uid = p.uid(&a);
+    assert_eq!(p.exec_ok(&a, "reader", &["cat", "/data/seed"]), "seeded\n");
+    p.exec_ok(&a, "writer", &["sh", "-c", "echo hello > /data/msg"]);
+    assert_eq!(p.exec_ok(&a, "reader", &["cat", "/data/msg"]), "hello\n");
+    let ro = p.exec(&a, "reader", &["sh", "-c", "echo x > /data/nope"]);
+    assert!(!ro.status.success(), "a readOnly mount was writable");
+    assert!(
+        String::from_utf8_lossy(&ro.stderr).contains("Read-only"),
+        "{ro:?}"
+    );
+    assert_eq!(
+        p.exec_ok(&a, "reader", &["cat", "/only-sub/file"]),
+        "inner\n"
+    );
+    // medium: Memory is a tmpfs of sizeLimit.
+    let mounts = p.exec_ok(&a, "writer", &["cat", "/proc/mounts"]);
+    let fast = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/fast"))
+        .unwrap_or_else(|| panic!("/fast not mounted: {mounts}"));
+    assert!(
+        fast.contains("tmpfs") && fast.contains("size=1024k"),
+        "{fast}"
+    );
+    let full = p.exec(
+        &a,
+        "writer",
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/fast/big",
+            "bs=1024",
+            "count=2048",
+        ],
+    );
+    assert!(!full.status.success(), "wrote 2 MiB into a 1Mi emptyDir");
+    // Not visible to the containers' own root filesystems or other paths.
+    assert!(!p
+        .exec(&a, "writer", &["test", "-e", "/only-sub"])
+        .status
+        .success());
+
+    assert!(p.run(&["delete", "pod", &a]).status.success());
+    assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
+    drop(g);
+}
