@@ -102,6 +102,174 @@ pub fn get(
     Ok(())
 }
 
+/// `get pod NAME -w`: the pod now, then again at each change, until it is
+/// deleted. Table rows after the first come without a header, as kubectl
+/// prints them; `-o json` prints one complete Pod object per line.
+pub fn watch(config: &Config, key: &PodKey, output: Option<&str>) -> anyhow::Result<()> {
+    let store = Store::open(&config.root)?;
+    let dir = store.get(key)?;
+    let mut first = true;
+    let mut last = String::new();
+    let mut failed = None;
+    api::watch(&dir, None, |pod| {
+        let text = match output {
+            Some("json") => serde_json::to_string(pod).map(|l| l + "\n"),
+            Some("yaml") => serde_norway::to_string(pod)
+                .map(|y| format!("---\n{y}"))
+                .map_err(serde::ser::Error::custom),
+            Some("wide") | None => {
+                let t = table(std::slice::from_ref(pod), false, output == Some("wide"));
+                let mut lines = t.lines();
+                let header = lines.next().unwrap_or_default();
+                let row = lines.next().unwrap_or_default();
+                Ok(if first {
+                    format!("{header}\n{row}\n")
+                } else {
+                    format!("{row}\n")
+                })
+            }
+            Some(other) => {
+                failed = Some(anyhow::anyhow!("unable to match a printer suitable for the output format \"{other}\" in watch mode, allowed formats are: json,wide,yaml"));
+                return false;
+            }
+        };
+        match text {
+            Ok(text) => {
+                // Unchanged as printed (e.g. only a timestamp moved): skip.
+                let body = text.lines().last().unwrap_or_default().to_string();
+                if first || body != last || output.is_some_and(|o| o != "wide") {
+                    print!("{text}");
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                }
+                last = body;
+                first = false;
+                true
+            }
+            Err(e) => {
+                failed = Some(e.into());
+                false
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `get events`: the pods' events, oldest first, as kubectl lists them.
+pub fn events(
+    config: &Config,
+    pod: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: Option<&str>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.root)?;
+    let ns = namespace.unwrap_or("default");
+    let mut rows = Vec::new();
+    for dir in store.list(if all { None } else { Some(ns) })? {
+        if pod.is_some_and(|p| p != dir.key.name) {
+            continue;
+        }
+        let uid = dir
+            .read_pod()
+            .ok()
+            .and_then(|p| p.metadata.uid)
+            .unwrap_or_default();
+        for e in dir.read_events().unwrap_or_default() {
+            rows.push((dir.key.clone(), uid.clone(), e));
+        }
+    }
+    // Stable: events of one pod keep their order within a second.
+    rows.sort_by(|a, b| a.2.time.cmp(&b.2.time));
+    match output {
+        Some("json") => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (key, uid, e))| {
+                    serde_json::json!({
+                        "apiVersion": "v1",
+                        "kind": "Event",
+                        "metadata": {"name": format!("{}.{i}", key.name), "namespace": key.namespace},
+                        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": key.name, "namespace": key.namespace, "uid": uid},
+                        "type": e.type_,
+                        "reason": e.reason,
+                        "message": e.message,
+                        "source": {"component": e.from},
+                        "firstTimestamp": e.time,
+                        "lastTimestamp": e.time,
+                        "count": 1,
+                    })
+                })
+                .collect();
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}});
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        None => {
+            if rows.is_empty() {
+                if all {
+                    eprintln!("No resources found");
+                } else {
+                    eprintln!("No resources found in {ns} namespace.");
+                }
+                return Ok(());
+            }
+            let mut table = vec![vec![
+                "LAST SEEN".to_string(),
+                "TYPE".into(),
+                "REASON".into(),
+                "OBJECT".into(),
+                "MESSAGE".into(),
+            ]];
+            if all {
+                table[0].insert(0, "NAMESPACE".into());
+            }
+            for (key, _, e) in &rows {
+                let seen = e
+                    .time
+                    .parse::<k8s_openapi::jiff::Timestamp>()
+                    .ok()
+                    .map(Time);
+                let mut row = vec![
+                    age(seen.as_ref()),
+                    e.type_.clone(),
+                    e.reason.clone(),
+                    format!("pod/{}", key.name),
+                    e.message.clone(),
+                ];
+                if all {
+                    row.insert(0, key.namespace.clone());
+                }
+                table.push(row);
+            }
+            print!("{}", align(&table));
+        }
+        Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\" for events, allowed formats are: json"),
+    }
+    Ok(())
+}
+
+/// Columns padded to their widest cell, three spaces apart, as kubectl prints.
+fn align(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.first().map(Vec::len).unwrap_or(0))
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn table(pods: &[Pod], all: bool, wide: bool) -> String {
     let mut rows = Vec::new();
     let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
@@ -136,20 +304,7 @@ fn table(pods: &[Pod], all: bool, wide: bool) -> String {
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    align(&rows)
 }
 
 /// kubectl's short ages: 42s, 5m, 3h, 2d.

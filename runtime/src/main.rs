@@ -59,7 +59,7 @@ enum Command {
     },
     /// List pods, or show one.
     Get {
-        /// The resource type: pods (pod, po).
+        /// The resource type: pods (pod, po) or events (event, ev).
         resource: String,
         name: Option<String>,
         #[command(flatten)]
@@ -70,6 +70,10 @@ enum Command {
         /// Output format: wide, json, yaml, name.
         #[arg(short = 'o', long = "output")]
         output: Option<String>,
+        /// After the pod, print it again at each change until it is deleted
+        /// (one JSON object per line with -o json).
+        #[arg(short = 'w', long = "watch")]
+        watch: bool,
     },
     /// Show a pod in detail: containers, limits, namespaces, cgroups, events.
     Describe {
@@ -234,7 +238,7 @@ fn pods_resource(resource: &str) -> anyhow::Result<()> {
     match resource {
         "pod" | "pods" | "po" => Ok(()),
         other => anyhow::bail!(
-            "the server doesn't have a resource type \"{other}\" (podlab knows only pods)"
+            "the server doesn't have a resource type \"{other}\" (podlab knows pods and events)"
         ),
     }
 }
@@ -255,8 +259,29 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             all_namespaces,
             output,
+            watch,
         } => {
+            if matches!(resource.as_str(), "events" | "event" | "ev") {
+                if watch {
+                    anyhow::bail!("podlab cannot watch events; use `podlab get pod NAME -w`");
+                }
+                cli::events(
+                    config,
+                    name.as_deref(),
+                    ns.namespace.as_deref(),
+                    all_namespaces,
+                    output.as_deref(),
+                )?;
+                return Ok(0);
+            }
             pods_resource(&resource)?;
+            if watch {
+                let Some(name) = name else {
+                    anyhow::bail!("podlab watches one pod: podlab get pod NAME -w");
+                };
+                cli::watch(config, &ns.key(&name), output.as_deref())?;
+                return Ok(0);
+            }
             cli::get(
                 config,
                 name.as_deref(),

@@ -1143,3 +1143,138 @@ spec:
     assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
     drop(g);
 }
+
+/// Starts `podlab get pod NAME -w [args]` and collects its stdout lines
+/// until it exits.
+fn spawn_watch(
+    p: &Podlab,
+    name: &str,
+    args: &[&str],
+) -> std::thread::JoinHandle<(Vec<String>, bool)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("podlab"))
+        .arg("--root")
+        .arg(p.root.path())
+        .arg("--image-root")
+        .arg(image_root())
+        .args(["get", "pod", name, "-w"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
+        let ok = child.wait().map(|s| s.success()).unwrap_or(false);
+        (lines, ok)
+    })
+}
+
+#[test]
+fn watch_shows_pending_then_running_and_ends_with_the_pod() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("watch");
+    let init = ctr("slow", "sleep 2", "");
+    let app = ctr("app", "exec sleep 3600", "");
+    apply_nowait(&p, &pod_yaml(&a, "Always", &init, &app));
+    let _g = guard(&p, &a);
+    let json = spawn_watch(&p, &a, &["-o", "json"]);
+    let table = spawn_watch(&p, &a, &[]);
+    wait_status(&p, &a, 20, "Running", |s| s["phase"] == "Running");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.run(&["delete", "pod", &a]).status.success());
+
+    let (lines, ok) = json.join().unwrap();
+    assert!(ok, "the watch failed: {lines:?}");
+    let pods: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(pods
+        .iter()
+        .all(|p| p["kind"] == "Pod" && p["metadata"]["name"] == a.as_str()));
+    let phases: Vec<&str> = pods
+        .iter()
+        .map(|p| p["status"]["phase"].as_str().unwrap_or(""))
+        .collect();
+    let first_running = phases.iter().position(|p| *p == "Running");
+    assert!(
+        first_running.is_some_and(|i| i > 0 && phases[..i].iter().all(|p| *p == "Pending")),
+        "not Pending then Running: {phases:?}"
+    );
+    assert!(
+        phases[first_running.unwrap_or(0)..]
+            .iter()
+            .all(|p| *p == "Running"),
+        "went back: {phases:?}"
+    );
+    assert!(
+        pods.iter().any(|p| {
+            p["status"]["initContainerStatuses"][0]["state"]["running"].is_object()
+                && p["status"]["phase"] == "Pending"
+        }),
+        "the init container was never seen running: {phases:?}"
+    );
+    assert!(
+        pods.last()
+            .is_some_and(|p| p["metadata"]["deletionTimestamp"].is_string()),
+        "the deletion was not shown"
+    );
+
+    let (rows, ok) = table.join().unwrap();
+    assert!(ok);
+    assert!(rows[0].starts_with("NAME "), "{rows:?}");
+    assert!(!rows[1..].iter().any(|r| r.starts_with("NAME")), "{rows:?}");
+    let statuses: Vec<&str> = rows[1..]
+        .iter()
+        .filter_map(|r| r.split_whitespace().nth(2))
+        .collect();
+    assert!(statuses.contains(&"Running"), "{rows:?}");
+    assert_eq!(statuses.last(), Some(&"Terminating"), "{rows:?}");
+}
+
+#[test]
+fn get_events_lists_what_happened_to_pods() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("events");
+    let _g = p.pod(
+        &a,
+        &pod_yaml(&a, "Always", "", &ctr("app", "exec sleep 3600", "")),
+    );
+    let out = p.run(&["get", "events"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split("   ")
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{text}"
+    );
+    for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(reason) && l.contains(&format!("pod/{a}"))),
+            "no {reason} event: {text}"
+        );
+    }
+    let json: Value =
+        serde_json::from_slice(&p.run(&["get", "events", "-o", "json"]).stdout).unwrap();
+    assert_eq!(json["kind"], "List");
+    assert_eq!(json["items"][0]["involvedObject"]["name"], a.as_str());
+    assert_eq!(json["items"][0]["reason"], "Scheduled");
+    let other = p.run(&["get", "events", "-n", "elsewhere"]);
+    assert!(String::from_utf8_lossy(&other.stderr)
+        .contains("No resources found in elsewhere namespace."));
+}
