@@ -112,13 +112,20 @@ pub fn apply(
     source: &str,
     namespace: Option<&str>,
     wait: Option<Duration>,
+    warn: &mut dyn FnMut(String),
 ) -> Result<Vec<Applied>> {
     let mut pods = Vec::new();
+    let mut warnings = Vec::new();
     for doc in manifest::parse(text, source)? {
         let mut pod = doc.pod;
+        // What the user wrote, before defaults fill anything in.
+        warnings.extend(ignored_fields(&pod));
         manifest::default_pod(&mut pod, namespace)?;
         manifest::validate(&pod)?;
         pods.push(pod);
+    }
+    for w in warnings {
+        warn(w);
     }
     if pods.is_empty() {
         return Err(Error::NoObjects);
@@ -162,6 +169,144 @@ pub fn apply(
         }
     }
     Ok(out)
+}
+
+/// Pod fields podlab runs as Kubernetes does; any other field that is set
+/// gets a warning on apply, never silence.
+const SPEC_FIELDS: &[&str] = &[
+    "containers",
+    "initContainers",
+    "volumes",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "hostname",
+    "hostNetwork",
+    "shareProcessNamespace",
+    "resources",
+];
+const CONTAINER_FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "workingDir",
+    "resources",
+    "volumeMounts",
+    // Informational in Kubernetes too.
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "restartPolicy",
+    "securityContext",
+];
+const SECURITY_FIELDS: &[&str] = &[
+    "privileged",
+    "capabilities",
+    "runAsUser",
+    "runAsGroup",
+    "allowPrivilegeEscalation",
+    "readOnlyRootFilesystem",
+];
+const PROBE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket"];
+const PROBE_FIELDS: &[&str] = &[
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "terminationGracePeriodSeconds",
+];
+const HOOK_FIELDS: &[&str] = &["exec", "httpGet", "tcpSocket", "sleep"];
+const MOUNT_FIELDS: &[&str] = &["name", "mountPath", "readOnly", "subPath"];
+
+/// The fields of a manifest's pod that podlab accepts but does not act on
+/// (`spec.affinity`, `spec.containers[0].envFrom`, ...), as warnings.
+pub fn ignored_fields(pod: &Pod) -> Vec<String> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    let Some(spec) = pod.spec.as_ref().and_then(|s| serde_json::to_value(s).ok()) else {
+        return out;
+    };
+    fn check(out: &mut Vec<String>, path: &str, v: &Value, known: &[&str]) {
+        for key in v.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !known.contains(&key.as_str()) {
+                out.push(format!("Warning: podlab ignores {path}.{key}"));
+            }
+        }
+    }
+    check(&mut out, "spec", &spec, SPEC_FIELDS);
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
+            let path = format!("spec.{list}[{i}]");
+            check(&mut out, &path, c, CONTAINER_FIELDS);
+            check(
+                &mut out,
+                &format!("{path}.securityContext"),
+                &c["securityContext"],
+                SECURITY_FIELDS,
+            );
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                let known: Vec<&str> = PROBE_HANDLERS.iter().chain(PROBE_FIELDS).copied().collect();
+                check(&mut out, &format!("{path}.{probe}"), &c[probe], &known);
+                let scheme = c[probe]["httpGet"]["scheme"].as_str();
+                if scheme.is_some_and(|s| s != "HTTP") {
+                    out.push(format!(
+                        "Warning: podlab ignores {path}.{probe}.httpGet.scheme: {} (probes use plain HTTP)",
+                        scheme.unwrap_or_default()
+                    ));
+                }
+            }
+            for hook in ["postStart", "preStop"] {
+                check(
+                    &mut out,
+                    &format!("{path}.lifecycle.{hook}"),
+                    &c["lifecycle"][hook],
+                    HOOK_FIELDS,
+                );
+            }
+            check(
+                &mut out,
+                &format!("{path}.lifecycle"),
+                &c["lifecycle"],
+                &["postStart", "preStop"],
+            );
+            for (j, m) in c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                check(
+                    &mut out,
+                    &format!("{path}.volumeMounts[{j}]"),
+                    m,
+                    MOUNT_FIELDS,
+                );
+            }
+            for (j, e) in c["env"].as_array().into_iter().flatten().enumerate() {
+                check(&mut out, &format!("{path}.env[{j}]"), e, &["name", "value"]);
+            }
+            for which in ["limits", "requests"] {
+                check(
+                    &mut out,
+                    &format!("{path}.resources.{which}"),
+                    &c["resources"][which],
+                    &["cpu", "memory"],
+                );
+            }
+            check(
+                &mut out,
+                &format!("{path}.resources"),
+                &c["resources"],
+                &["limits", "requests"],
+            );
+        }
+    }
+    out
 }
 
 /// The spec without the scheduler's binding, to compare what users apply.
@@ -729,6 +874,57 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn fields_podlab_does_not_implement_are_named() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "affinity": {"nodeAffinity": {}},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "nodeSelector": {"disk": "ssd"},
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 5,
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "initContainers": [{"name": "side", "restartPolicy": "Always", "image": "x"}],
+                "containers": [{
+                    "name": "a", "image": "x", "command": ["sh"],
+                    "envFrom": [{"configMapRef": {"name": "c"}}],
+                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "livenessProbe": {"grpc": {"port": 9000}, "periodSeconds": 3},
+                    "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
+                    "lifecycle": {"preStop": {"exec": {"command": ["true"]}}},
+                    "volumeMounts": [{"name": "v", "mountPath": "/v", "mountPropagation": "HostToContainer"}],
+                    "resources": {"limits": {"memory": "1Gi", "ephemeral-storage": "1Gi"}},
+                    "ports": [{"containerPort": 80}]
+                }]
+            }
+        }))
+        .unwrap();
+        let w = ignored_fields(&pod);
+        assert_eq!(
+            w,
+            [
+                "Warning: podlab ignores spec.affinity",
+                "Warning: podlab ignores spec.nodeSelector",
+                "Warning: podlab ignores spec.tolerations",
+                "Warning: podlab ignores spec.containers[0].envFrom",
+                "Warning: podlab ignores spec.containers[0].securityContext.seccompProfile",
+                "Warning: podlab ignores spec.containers[0].livenessProbe.grpc",
+                "Warning: podlab ignores spec.containers[0].readinessProbe.httpGet.scheme: HTTPS (probes use plain HTTP)",
+                "Warning: podlab ignores spec.containers[0].volumeMounts[0].mountPropagation",
+                "Warning: podlab ignores spec.containers[0].env[1].valueFrom",
+                "Warning: podlab ignores spec.containers[0].resources.limits.ephemeral-storage",
+            ]
+        );
+        let plain: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "x"}]}
+        }))
+        .unwrap();
+        assert_eq!(ignored_fields(&plain), Vec::<String>::new());
     }
 
     #[test]

@@ -247,8 +247,15 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Apply { file, ns, wait } => {
             let text = cli::read_manifest(&file)?;
-            for applied in podlab::api::apply(config, &text, &file, ns.namespace.as_deref(), wait)?
-            {
+            let mut warn = |w: String| eprintln!("{w}");
+            for applied in podlab::api::apply(
+                config,
+                &text,
+                &file,
+                ns.namespace.as_deref(),
+                wait,
+                &mut warn,
+            )? {
                 println!("{applied}");
             }
             Ok(0)

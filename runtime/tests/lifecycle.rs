@@ -1278,3 +1278,94 @@ fn get_events_lists_what_happened_to_pods() {
     assert!(String::from_utf8_lossy(&other.stderr)
         .contains("No resources found in elsewhere namespace."));
 }
+
+#[test]
+fn apply_warns_about_fields_podlab_ignores() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("warn");
+    let m = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {a}\nspec:\n  terminationGracePeriodSeconds: 0\n  nodeSelector:\n    disktype: ssd\n  tolerations:\n  - {{key: example, operator: Exists, effect: NoSchedule}}\n  affinity:\n    nodeAffinity: {{}}\n  containers:\n  - name: app\n    image: {BB}\n    command: [sleep, \"3600\"]\n    envFrom:\n    - configMapRef: {{name: settings}}\n"
+    );
+    let out = p
+        .cmd()
+        .args(["apply", "-f", "-", "--wait=30s"])
+        .write_stdin(m)
+        .output()
+        .unwrap();
+    let _g = guard(&p, &a);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "spec.affinity",
+        "spec.nodeSelector",
+        "spec.tolerations",
+        "spec.containers[0].envFrom",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l == format!("Warning: podlab ignores {field}")),
+            "no warning for {field}: {err}"
+        );
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("pod/{a} created")
+    );
+    // A plain pod gets no warning.
+    let b = unique("nowarn");
+    let out = p.apply(&pod_yaml(
+        &b,
+        "Always",
+        "",
+        &ctr("app", "exec sleep 3600", ""),
+    ));
+    let _g2 = guard(&p, &b);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn a_documentation_style_manifest_with_a_sidecar_runs() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("docs");
+    // Comments, flow style, a leading document separator, a native sidecar
+    // sharing an emptyDir, and pod-level resources.
+    let m = format!(
+        r#"---
+# A web app with a log-shipping sidecar.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+  labels: {{app: web}}
+spec:
+  terminationGracePeriodSeconds: 0
+  resources:
+    limits: {{memory: 256Mi, cpu: "1"}}
+  initContainers:
+  - name: shipper   # restarts with the pod, runs beside the app
+    image: {BB}
+    restartPolicy: Always
+    command: ['sh', '-c', 'touch /var/log/app.log; exec tail -F /var/log/app.log']
+    volumeMounts: [{{name: logs, mountPath: /var/log}}]
+  containers:
+  - name: web
+    image: {BB}
+    command: ['sh', '-c', 'while true; do echo served >> /var/log/app.log; sleep 0.2; done']
+    volumeMounts: [{{name: logs, mountPath: /var/log}}]
+  volumes:
+  - {{name: logs, emptyDir: {{}}}}
+"#
+    );
+    let _g = p.pod(&a, &m);
+    let logs = eventually(Duration::from_secs(10), || {
+        let out = p.run(&["logs", &a, "-c", "shipper"]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.contains("served").then_some(s)
+    });
+    assert!(logs.is_some(), "the sidecar never shipped the app's log");
+    let out = String::from_utf8(p.run(&["get", "pods", &a]).stdout).unwrap();
+    assert!(out.contains(" 2/2 ") && out.contains("Running"), "{out}");
+}
