@@ -401,78 +401,18 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
             state.cgroup_mode.unwrap_or(podlab::cgroups::Mode::V1)
         );
     }
-    let _ = writeln!(s, "Containers:");
-    for c in &spec.containers {
-        let cs = status
-            .container_statuses
-            .iter()
-            .flatten()
-            .find(|x| x.name == c.name);
-        let rt = state.containers.get(&c.name);
-        let _ = writeln!(s, "  {}:", c.name);
-        let _ = writeln!(
-            s,
-            "    Image:          {}",
-            c.image.as_deref().unwrap_or("")
-        );
-        if let Some(cs) = cs {
-            let _ = writeln!(s, "    Image ID:       {}", cs.image_id);
-            let st = cs.state.clone().unwrap_or_default();
-            if let Some(r) = st.running {
-                let _ = writeln!(s, "    State:          Running");
-                if let Some(t) = r.started_at {
-                    let _ = writeln!(s, "      Started:      {}", t.0);
-                }
-            } else if let Some(w) = st.waiting {
-                let _ = writeln!(s, "    State:          Waiting");
-                let _ = writeln!(s, "      Reason:       {}", w.reason.unwrap_or_default());
-            } else if let Some(t) = st.terminated {
-                let _ = writeln!(s, "    State:          Terminated");
-                let _ = writeln!(s, "      Reason:       {}", t.reason.unwrap_or_default());
-                let _ = writeln!(s, "      Exit Code:    {}", t.exit_code);
-            }
-            let _ = writeln!(s, "    Ready:          {}", cs.ready);
-            let _ = writeln!(s, "    Restart Count:  {}", cs.restart_count);
+    let init = spec.init_containers.clone().unwrap_or_default();
+    for (title, list, statuses) in [
+        ("Init Containers:", &init, &status.init_container_statuses),
+        ("Containers:", &spec.containers, &status.container_statuses),
+    ] {
+        if list.is_empty() {
+            continue;
         }
-        if let Some(res) = &c.resources {
-            for (title, map) in [("Limits", &res.limits), ("Requests", &res.requests)] {
-                if let Some(m) = map {
-                    let _ = writeln!(s, "    {title}:");
-                    for (k, v) in m {
-                        let _ = writeln!(s, "      {k}: {}", v.0);
-                    }
-                }
-            }
-        }
-        if let Some(rt) = rt {
-            let _ = writeln!(s, "    Command:        {}", rt.process.args.join(" "));
-            if let Some(p) = rt.pid {
-                let _ = writeln!(s, "    PID:            {}", p.pid);
-                for k in [Kind::Mnt, Kind::Pid, Kind::Net, Kind::Uts, Kind::Ipc] {
-                    let _ = writeln!(
-                        s,
-                        "    {:<15} {}",
-                        format!("{}:", k.proc_name()),
-                        ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
-                    );
-                }
-            }
-            let l = &rt.limits;
-            let show = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "max".into());
-            let _ = writeln!(
-                s,
-                "    Cgroup limits:  memory={} cpu.quota={}us/{}us cpu.shares={} pids={}",
-                show(l.memory_bytes),
-                show(l.cpu_quota_us),
-                l.cpu_period_us.unwrap_or(100_000),
-                l.cpu_shares
-                    .map(|x| x.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                show(l.pids_max)
-            );
-            for (ctrl, path) in &rt.cgroup_paths {
-                let _ = writeln!(s, "    Cgroup {ctrl:<8} {}", path.display());
-            }
+        let _ = writeln!(s, "{title}");
+        for c in list {
+            let cs = statuses.iter().flatten().find(|x| x.name == c.name);
+            describe_container(&mut s, c, cs, state.containers.get(&c.name));
         }
     }
     let _ = writeln!(s, "Conditions:");
@@ -499,6 +439,143 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         }
     }
     s
+}
+
+fn describe_container(
+    s: &mut String,
+    c: &k8s_openapi::api::core::v1::Container,
+    cs: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
+    rt: Option<&podlab::shim::ContainerRuntime>,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "  {}:", c.name);
+    let _ = writeln!(
+        s,
+        "    Image:          {}",
+        c.image.as_deref().unwrap_or("")
+    );
+    if let Some(cs) = cs {
+        let _ = writeln!(s, "    Image ID:       {}", cs.image_id);
+        let st = cs.state.clone().unwrap_or_default();
+        if let Some(r) = st.running {
+            let _ = writeln!(s, "    State:          Running");
+            if let Some(t) = r.started_at {
+                let _ = writeln!(s, "      Started:      {}", t.0);
+            }
+        } else if let Some(w) = st.waiting {
+            let _ = writeln!(s, "    State:          Waiting");
+            let _ = writeln!(s, "      Reason:       {}", w.reason.unwrap_or_default());
+            if let Some(m) = w.message {
+                let _ = writeln!(s, "      Message:      {m}");
+            }
+        } else if let Some(t) = st.terminated {
+            let _ = writeln!(s, "    State:          Terminated");
+            let _ = writeln!(s, "      Reason:       {}", t.reason.unwrap_or_default());
+            let _ = writeln!(s, "      Exit Code:    {}", t.exit_code);
+        }
+        let _ = writeln!(s, "    Ready:          {}", cs.ready);
+        let _ = writeln!(s, "    Restart Count:  {}", cs.restart_count);
+    }
+    for (name, probe) in [
+        ("Liveness", &c.liveness_probe),
+        ("Readiness", &c.readiness_probe),
+        ("Startup", &c.startup_probe),
+    ] {
+        if let Some(p) = probe {
+            let _ = writeln!(s, "    {:<15} {}", format!("{name}:"), probe_text(p));
+        }
+    }
+    if let Some(policy) = &c.restart_policy {
+        let _ = writeln!(s, "    Restart Policy: {policy}");
+    }
+    for m in c.volume_mounts.iter().flatten() {
+        let mode = if m.read_only == Some(true) {
+            "ro"
+        } else {
+            "rw"
+        };
+        let _ = writeln!(
+            s,
+            "    Mount:          {} from {} ({mode})",
+            m.mount_path, m.name
+        );
+    }
+    if let Some(res) = &c.resources {
+        for (title, map) in [("Limits", &res.limits), ("Requests", &res.requests)] {
+            if let Some(m) = map {
+                let _ = writeln!(s, "    {title}:");
+                for (k, v) in m {
+                    let _ = writeln!(s, "      {k}: {}", v.0);
+                }
+            }
+        }
+    }
+    if let Some(rt) = rt {
+        let _ = writeln!(s, "    Command:        {}", rt.process.args.join(" "));
+        if let Some(p) = rt.pid {
+            let _ = writeln!(s, "    PID:            {}", p.pid);
+            for k in [Kind::Mnt, Kind::Pid, Kind::Net, Kind::Uts, Kind::Ipc] {
+                let _ = writeln!(
+                    s,
+                    "    {:<15} {}",
+                    format!("{}:", k.proc_name()),
+                    ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+                );
+            }
+        }
+        let l = &rt.limits;
+        let show = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "max".into());
+        let _ = writeln!(
+            s,
+            "    Cgroup limits:  memory={} cpu.quota={}us/{}us cpu.shares={} pids={}",
+            show(l.memory_bytes),
+            show(l.cpu_quota_us),
+            l.cpu_period_us.unwrap_or(100_000),
+            l.cpu_shares
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "-".into()),
+            show(l.pids_max)
+        );
+        for (ctrl, path) in &rt.cgroup_paths {
+            let _ = writeln!(s, "    Cgroup {ctrl:<8} {}", path.display());
+        }
+    }
+}
+
+/// A probe as kubectl describes it: `http-get http://:8080/healthz delay=0s ...`.
+fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let port = |p: &IntOrString| match p {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => s.clone(),
+    };
+    let how = if let Some(e) = &p.exec {
+        format!("exec {:?}", e.command.clone().unwrap_or_default())
+    } else if let Some(h) = &p.http_get {
+        format!(
+            "http-get http://{}:{}{}",
+            h.host.clone().unwrap_or_default(),
+            port(&h.port),
+            h.path.clone().unwrap_or_else(|| "/".into())
+        )
+    } else if let Some(t) = &p.tcp_socket {
+        format!(
+            "tcp-socket {}:{}",
+            t.host.clone().unwrap_or_default(),
+            port(&t.port)
+        )
+    } else {
+        "<unsupported>".into()
+    };
+    let t = podlab::probe::Timing::of(p);
+    format!(
+        "{how} delay={}s timeout={}s period={}s #success={} #failure={}",
+        t.initial_delay.as_secs(),
+        t.timeout.as_secs(),
+        t.period.as_secs(),
+        t.success_threshold,
+        t.failure_threshold
+    )
 }
 
 pub fn logs(config: &Config, key: &PodKey, container: Option<&str>) -> anyhow::Result<()> {
