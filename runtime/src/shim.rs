@@ -2096,6 +2096,17 @@ mod tests {
     }
 
     #[test]
+    fn back_offs_print_like_go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(200)), "200ms");
+        assert_eq!(go_duration(ms(10_000)), "10s");
+        assert_eq!(go_duration(ms(80_000)), "1m20s");
+        assert_eq!(go_duration(ms(300_000)), "5m0s");
+        assert_eq!(go_duration(ms(1_500)), "1.5s");
+        assert_eq!(go_duration(ms(3_600_000)), "1h0m0s");
+    }
+
+    #[test]
     fn pod_level_limits_include_pids() {
         let p = pod(serde_json::json!({
             "metadata": {"name": "p"},
