@@ -70,11 +70,12 @@ impl Podlab {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.config.bin);
-        cmd.args(args);
+        // Global options first: after `exec ... --` they would be the command's.
         cmd.arg("--root").arg(self.root.path());
         if let Some(images) = &self.config.image_root {
             cmd.arg("--image-root").arg(images);
         }
+        cmd.args(args);
         cmd.env("PODLAB_PIDS_LIMIT", CONTAINER_PIDS_LIMIT.to_string());
         for (k, v) in &self.config.env {
             cmd.env(k, v);
@@ -206,14 +207,17 @@ impl Runtime for Podlab {
 /// Network namespaces and cgroup directories on the host that still
 /// carry the uid of one of our pods.
 fn host_leftovers(uids: &[String]) -> Vec<String> {
-    let mut left = Vec::new();
-    let mut dirs: Vec<PathBuf> = vec![PathBuf::from("/run/netns")];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        for e in entries.flatten() {
-            // Pod cgroups sit below a podlab directory in each hierarchy.
-            dirs.push(e.path().join("podlab"));
-        }
+    leftovers_under(Path::new("/run/netns"), Path::new("/sys/fs/cgroup"), uids)
+}
+
+/// [`host_leftovers`] with the two roots as parameters, for tests.
+fn leftovers_under(netns: &Path, cgroup_root: &Path, uids: &[String]) -> Vec<String> {
+    let mut dirs: Vec<PathBuf> = vec![netns.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(cgroup_root) {
+        // Pod cgroups sit below a `podlab` directory in each hierarchy.
+        dirs.extend(entries.flatten().map(|e| e.path().join("podlab")));
     }
+    let mut left = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -225,6 +229,7 @@ fn host_leftovers(uids: &[String]) -> Vec<String> {
             }
         }
     }
+    left.sort();
     left
 }
 
@@ -380,6 +385,29 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn leftovers_are_the_entries_naming_our_pods() {
+        let dir = tempfile::tempdir().unwrap();
+        let (netns, cg) = (dir.path().join("netns"), dir.path().join("cgroup"));
+        for d in [
+            netns.join("podlab-uid-1"),
+            netns.join("podlab-other"),
+            cg.join("memory/podlab/pod-uid-1"),
+            cg.join("pids/podlab/pod-uid-2"),
+            cg.join("cpu/podlab/pod-unrelated"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let uids = ["uid-1".to_string(), "uid-2".to_string()];
+        let left = leftovers_under(&netns, &cg, &uids);
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(
+            left[0].ends_with("cgroup/memory/podlab/pod-uid-1 is still there"),
+            "{left:?}"
+        );
+        assert!(leftovers_under(&netns, &cg, &[]).is_empty());
     }
 
     #[test]

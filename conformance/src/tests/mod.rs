@@ -41,7 +41,7 @@ pub fn all() -> Vec<TestCase> {
 }
 
 #[cfg(test)]
-mod tests {
+mod registry_tests {
     use super::*;
     use std::collections::BTreeSet;
 
