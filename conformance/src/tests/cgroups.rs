@@ -159,9 +159,10 @@ fn memory_limit_enforced(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         };
         return Err(fail(format!(
             "allocating 128 MiB in container small of pod {} (limit 64Mi) {what} instead of being OOM-killed (exit status 137); \
-             the memory limit is not enforced on the container (stdout {:?})",
+             the memory limit is not enforced on the container (stdout {:?}; stderr {:?})",
             pod.name,
-            small.stdout.trim()
+            small.stdout.trim(),
+            small.stderr.trim()
         )));
     }
 

@@ -55,6 +55,14 @@ impl Mechanism {
         format!("/dev/shm/podlab-conformance-{key}")
     }
 
+    /// How a diagnosis names the object: its key, or its path.
+    pub fn object(self, key: i32) -> String {
+        match self {
+            Mechanism::DevShm => Self::path(key),
+            _ => format!("key {key}"),
+        }
+    }
+
     /// Probe arguments that put `token` somewhere identified by `key`.
     pub fn create(self, key: i32, token: &str) -> Vec<String> {
         let k = key.to_string();
@@ -124,8 +132,9 @@ fn create<'a, 'rt>(
     };
     if !ok(&v) {
         return Err(fail(format!(
-            "creating a {} (key {key}) in container {container} of pod {} failed: {v}",
+            "creating a {} ({}) in container {container} of pod {} failed: {v}",
             m.describe(),
+            m.object(key),
             pod.name
         )));
     }
@@ -143,20 +152,26 @@ fn shared_between_containers(rt: &dyn Runtime, ctx: &Ctx, m: Mechanism, prefix: 
     let v = probe(&pod, "sidecar", &m.read(key))?;
     if !ok(&v) {
         return Err(fail(format!(
-            "container sidecar of pod {} cannot find the {} (key {key}) container app created: {}; \
+            "container sidecar of pod {} cannot find the {} ({}) container app created: {}; \
              the containers of a pod must share {}",
             pod.name,
             m.describe(),
+            m.object(key),
             error_name(&v),
-            if m == Mechanism::DevShm { "one /dev/shm" } else { "one IPC namespace" }
+            if m == Mechanism::DevShm {
+                "one /dev/shm"
+            } else {
+                "one IPC namespace"
+            }
         )));
     }
     let data = v.get("data").and_then(Value::as_str).unwrap_or("");
     if data != token {
         return Err(fail(format!(
-            "container sidecar of pod {} read {data:?} from the {} (key {key}) instead of the token {token:?} container app wrote",
+            "container sidecar of pod {} read {data:?} from the {} ({}) instead of the token {token:?} container app wrote",
             pod.name,
-            m.describe()
+            m.describe(),
+            m.object(key)
         )));
     }
     Ok(())
@@ -171,18 +186,24 @@ fn isolated_between_pods(rt: &dyn Runtime, ctx: &Ctx, m: Mechanism, prefix: &str
     let v = probe(&pods[1], "app", &m.read(key))?;
     if ok(&v) {
         return Err(fail(format!(
-            "pod {} sees the {} (key {key}) created in pod {} (read {:?}): each pod needs its own {}",
+            "pod {} sees the {} ({}) created in pod {} (read {:?}): each pod needs its own {}",
             pods[1].name,
             m.describe(),
+            m.object(key),
             pods[0].name,
             v.get("data").and_then(Value::as_str).unwrap_or(""),
-            if m == Mechanism::DevShm { "/dev/shm" } else { "IPC namespace" }
+            if m == Mechanism::DevShm {
+                "/dev/shm"
+            } else {
+                "IPC namespace"
+            }
         )));
     }
     if error_name(&v) != "ENOENT" {
         return Err(fail(format!(
-            "looking up the {} (key {key}) of pod {} from pod {} gave {} instead of ENOENT ({v})",
+            "looking up the {} ({}) of pod {} from pod {} gave {} instead of ENOENT ({v})",
             m.describe(),
+            m.object(key),
             pods[0].name,
             pods[1].name,
             error_name(&v)
