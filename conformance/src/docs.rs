@@ -28,7 +28,16 @@ pub fn generate(cases: &[TestCase]) -> String {
          [--focus PATTERN] [--skip PATTERN] [--list] [--report DIR] [--mutants]`. \
          PATTERN is not a regular expression: it is substrings separated by `|`, \
          matched without case against each test's ID and MUST sentence \
-         (`--focus 'NET-00|UTS-001'`).\n",
+         (`--focus 'NET-00|UTS-001'`).\n\n\
+         Reports go to `--report DIR` (default `target/conformance/<runtime>/`): `results.json` \
+         (id, status, reason, must, duration_ms per test), `junit.xml` and `report.md`. \
+         Exit status: 0 when every test that ran passed; 1 when a test failed or the run left \
+         pods, network namespaces or cgroups behind; 2 on usage errors; 3 when no test ran \
+         (nothing selected, or everything skipped).\n\n\
+         Another runtime plugs in by implementing the `Runtime` trait: create a pod from a \
+         manifest, return it as a v1 Pod, exec in a named container, delete it, and declare \
+         its `Capabilities` (used only for skip reasons). Inside the containers the tests run \
+         the probe (`fixtures/probe`), which prints one JSON object per command.\n",
     );
     let _ = writeln!(md, "\n{} tests.", cases.len());
     for (prefix, title) in FAMILIES {

@@ -292,6 +292,12 @@ fn run_mutants(
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("matrix.txt"), &text)?;
     println!();
+    if runs.iter().all(|r| !r.caught()) {
+        println!(
+            "no variant was caught: was {} built with `--features mutants`?",
+            podlab_config(args, None).bin.display()
+        );
+    }
     for l in &leftovers {
         println!("left behind: {l}");
     }

@@ -38,6 +38,9 @@ pub const CASES: &[TestCase] = &[
     case!("NET-009", localhost_udp_between_containers,
         must: "A UDP datagram sent to 127.0.0.1 from one container of a pod MUST reach a socket bound there in another container, and its answer MUST come back.",
         method: "Container server binds a random UDP port on 127.0.0.1 and answers every datagram with a random token; container client sends datagrams (retrying while the server starts) and must receive the token."),
+    case!("NET-010", loopback_up,
+        must: "Every container of a pod MUST have the loopback interface up with address 127.0.0.1/8.",
+        method: "Lists interfaces with getifaddrs in containers app and sidecar and looks for lo, up, with 127.0.0.1/8."),
 ];
 
 fn two_containers(ctx: &Ctx, prefix: &str) -> PodManifest {
@@ -120,13 +123,24 @@ fn same_interfaces(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             show(&sidecar)
         )));
     }
-    let lo_up = app.get("lo").is_some_and(|(up, _)| *up);
-    if !lo_up {
-        return Err(fail(format!(
-            "the loopback interface of pod {} is missing or down ({}): bring lo up in the pod's network namespace",
-            pod.name,
-            show(&app)
-        )));
+    Ok(())
+}
+
+fn loopback_up(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    let pod = PodGuard::start(rt, ctx, &two_containers(ctx, "net-lo"))?;
+    for c in ["app", "sidecar"] {
+        let ifaces = interfaces(&pod, c)?;
+        let ok = ifaces
+            .get("lo")
+            .is_some_and(|(up, addrs)| *up && addrs.iter().any(|a| a == "127.0.0.1/8"));
+        if !ok {
+            return Err(fail(format!(
+                "container {c} of pod {} has no loopback interface up with 127.0.0.1/8 ({}): \
+                 bring lo up in the pod's network namespace",
+                pod.name,
+                show(&ifaces)
+            )));
+        }
     }
     Ok(())
 }
