@@ -185,6 +185,21 @@ impl Runtime for Podlab {
     }
 
     fn leftovers(&self) -> Vec<String> {
+        // Exiting processes may linger for a moment after a delete returns:
+        // look again for a little while before calling anything a leftover.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.leftovers_now();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Podlab {
+    fn leftovers_now(&self) -> Vec<String> {
         let mut left = Vec::new();
         match self.run(&["get", "pods", "-A", "-o", "name"], None, COMMAND_TIMEOUT) {
             Ok(out) if out.exit_code == 0 => {
@@ -198,8 +213,12 @@ impl Runtime for Podlab {
             Ok(out) => left.push(format!("podlab get pods failed: {}", out.stderr.trim())),
             Err(e) => left.push(e.to_string()),
         }
-        let uids = self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        left.extend(host_leftovers(&uids));
+        let mut marks = self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        left.extend(host_leftovers(&marks));
+        // Processes: a shim names our state directory, a pause its pod's
+        // netns (by uid), a container process sits in its pod's cgroup.
+        marks.push(self.root.path().to_string_lossy().into_owned());
+        left.extend(process_leftovers(Path::new("/proc"), &marks));
         left
     }
 }
@@ -227,6 +246,35 @@ fn leftovers_under(netns: &Path, cgroup_root: &Path, uids: &[String]) -> Vec<Str
             if uids.iter().any(|u| name.contains(u.as_str())) {
                 left.push(format!("{} is still there", e.path().display()));
             }
+        }
+    }
+    left.sort();
+    left
+}
+
+/// Processes whose command line or cgroup membership mentions one of `marks`.
+fn process_leftovers(proc_root: &Path, marks: &[String]) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut left = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline"))
+            .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+            .unwrap_or_default();
+        let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        if marks
+            .iter()
+            .any(|m| !m.is_empty() && (cmdline.contains(m.as_str()) || cgroup.contains(m.as_str())))
+        {
+            left.push(format!(
+                "process {name} is still running: {}",
+                cmdline.trim()
+            ));
         }
     }
     left.sort();
@@ -408,6 +456,41 @@ mod tests {
             "{left:?}"
         );
         assert!(leftovers_under(&netns, &cg, &[]).is_empty());
+    }
+
+    #[test]
+    fn leftover_processes_are_found_by_command_line_or_cgroup() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc_root = dir.path();
+        let write = |pid: &str, cmdline: &[u8], cgroup: &str| {
+            std::fs::create_dir_all(proc_root.join(pid)).unwrap();
+            std::fs::write(proc_root.join(pid).join("cmdline"), cmdline).unwrap();
+            std::fs::write(proc_root.join(pid).join("cgroup"), cgroup).unwrap();
+        };
+        write(
+            "10",
+            b"podlab\0__pause\0--netns\0/run/netns/podlab-uid-1\0",
+            "4:memory:/\n",
+        );
+        write(
+            "11",
+            b"sleep\x003600\0",
+            "4:memory:/podlab/pod-uid-1/ctr-app\n",
+        );
+        write(
+            "12",
+            b"sleep\x003600\0",
+            "4:memory:/podlab/pod-uid-9/ctr-app\n",
+        );
+        std::fs::create_dir_all(proc_root.join("self")).unwrap();
+        let left = process_leftovers(proc_root, &["uid-1".to_string()]);
+        assert_eq!(
+            left,
+            [
+                "process 10 is still running: podlab __pause --netns /run/netns/podlab-uid-1",
+                "process 11 is still running: sleep 3600"
+            ]
+        );
     }
 
     #[test]
