@@ -1,0 +1,3 @@
+//! Adapters: one per runtime, each implementing [`crate::runtime::Runtime`].
+
+pub mod podlab;
