@@ -55,6 +55,11 @@ pub const VARIANTS: &[Variant] = &[
         family: "LIFE-",
         breaks: "Running is reported as soon as the sandbox exists",
     },
+    Variant {
+        name: "wrong-pod-ip",
+        family: "NET-",
+        breaks: "status.podIP is not the address the pod has",
+    },
 ];
 
 /// The failed test IDs of one run of the suite against a variant.

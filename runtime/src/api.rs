@@ -289,7 +289,7 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
     let lock = store.lock()?;
     if dir.pod_file().exists() {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let errors = shim::release(&cgroups::Manager::new()?, &dir, &uid);
+        let errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
         if !errors.is_empty() {
             return Err(Error::Io(format!(
                 "delete pod {key}: {}",
@@ -323,9 +323,9 @@ pub fn gc(config: &Config) -> Result<GcReport> {
         }
         let Ok(pod) = dir.read_pod() else { continue };
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let held = holds_resources(&manager, &dir, &uid);
+        let held = holds_resources(config, &manager, &dir, &uid);
         if held {
-            let errors = shim::release(&manager, &dir, &uid);
+            let errors = shim::release(config, &manager, &dir, &uid);
             if !errors.is_empty() {
                 return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
             }
@@ -357,11 +357,14 @@ pub fn gc(config: &Config) -> Result<GcReport> {
     Ok(report)
 }
 
-fn holds_resources(manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
+fn holds_resources(config: &Config, manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
     !uid.is_empty()
         && (manager.pod(uid).paths().iter().any(|p| p.exists())
             || sys::is_mount_point(&dir.shm_dir())
-            || crate::sandbox::netns_path(uid).exists())
+            || crate::sandbox::netns_path(uid).exists()
+            || crate::network::pod_network(config)
+                .and_then(|c| c.cached())
+                .is_ok_and(|v| v.iter().any(|a| a.container_id == uid)))
 }
 
 /// Picks the container: the named one, or the first, as kubectl does.

@@ -21,6 +21,11 @@ pub struct Config {
     pub default_pids: i64,
     /// `PODLAB_BACKOFF_BASE_MS`: the first restart delay, so tests stay fast.
     pub backoff_base: Duration,
+    /// `--cni-conf-dir` / `PODLAB_CNI_CONF_DIR`: the user's own CNI network
+    /// (first `.conflist` in the directory) instead of podlab's default.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// `PODLAB_SUBNET`: the default network's pod subnet.
+    pub subnet: String,
 }
 
 impl Config {
@@ -33,6 +38,9 @@ impl Config {
             backoff_base: env_num("PODLAB_BACKOFF_BASE_MS")
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))
                 .unwrap_or(DEFAULT_BACKOFF),
+            cni_conf_dir: std::env::var_os("PODLAB_CNI_CONF_DIR").map(PathBuf::from),
+            subnet: std::env::var("PODLAB_SUBNET")
+                .unwrap_or_else(|_| crate::cni::DEFAULT_SUBNET.into()),
         }
     }
 }

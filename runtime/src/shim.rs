@@ -53,6 +53,8 @@ pub enum Error {
     Quantity(#[from] quantity::Error),
     #[error(transparent)]
     Security(#[from] crate::security::Error),
+    #[error(transparent)]
+    Network(#[from] crate::cni::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -213,19 +215,38 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
     // SAFETY: `podlab apply` passes the notify pipe at NOTIFY_FD.
     let notify = unsafe { File::from_raw_fd(NOTIFY_FD) };
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    match Shim::new(config, key, notify).and_then(|mut s| {
-        let r = s.run();
-        if let Err(e) = &r {
-            s.fail(&e.to_string());
+    let result = signal_fd().and_then(|sigfd| {
+        let mut shim = Shim::new(config, key, notify)?;
+        match shim.run(&sigfd) {
+            Ok(()) => Ok(()),
+            // Like a kubelet whose sandbox cannot be created, the shim keeps
+            // the pod Pending with the reason, and waits to be deleted.
+            Err(e) => {
+                shim.fail(&e.to_string());
+                shim.wait_for_delete(&sigfd)
+            }
         }
-        r
-    }) {
+    });
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("podlab shim: {e}");
             1
         }
     }
+}
+
+/// Signals arrive through a signalfd, so the shim needs no handlers and no
+/// sleeps: it waits on one descriptor with a timeout.
+fn signal_fd() -> Result<SignalFd, Error> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(s);
+    }
+    mask.thread_block()
+        .map_err(|e| Error::Other(format!("block signals: {e}")))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::Other(format!("signalfd: {e}")))
 }
 
 impl Shim {
@@ -333,18 +354,7 @@ impl Shim {
         Ok(self.dir.write_runtime(&self.state)?)
     }
 
-    fn run(&mut self) -> Result<(), Error> {
-        // Signals arrive through a signalfd, so the loop below needs no
-        // handlers and no sleeps: it waits on one descriptor with a timeout.
-        let mut mask = SigSet::empty();
-        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
-            mask.add(s);
-        }
-        mask.thread_block()
-            .map_err(|e| Error::Other(format!("block signals: {e}")))?;
-        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(|e| Error::Other(format!("signalfd: {e}")))?;
-
+    fn run(&mut self, sigfd: &SignalFd) -> Result<(), Error> {
         self.status.start_time = Some(now_time());
         self.status.host_ip = network::host_ip();
         self.status.host_ips = self
@@ -372,7 +382,7 @@ impl Shim {
         loop {
             let next = self.ctrs.iter().filter_map(|c| c.restart_at).min();
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
-            sys::wait_readable(&sigfd, timeout).map_err(io("wait for signals"))?;
+            sys::wait_readable(sigfd, timeout).map_err(io("wait for signals"))?;
             let mut terminate = false;
             while let Ok(Some(info)) = sigfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
@@ -382,7 +392,7 @@ impl Shim {
                 }
             }
             if terminate {
-                return self.terminate(&sigfd);
+                return self.terminate(sigfd);
             }
             let now = Instant::now();
             for i in 0..self.ctrs.len() {
@@ -414,6 +424,30 @@ impl Shim {
         self.state.netns = netns.clone();
         self.save_state()?;
 
+        let mut pod_ip = None;
+        if let Some(ns) = &netns {
+            let attached = network::attach(&self.config, &self.uid, ns)?;
+            pod_ip = attached.ips.first().cloned();
+            if self.mutant == Some(Mutant::WrongPodIp) {
+                pod_ip = pod_ip.map(|ip| wrong_ip(&ip));
+            }
+            self.status.pod_ip = pod_ip.clone();
+            self.status.pod_ips = Some(
+                attached
+                    .ips
+                    .iter()
+                    .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.clone() })
+                    .collect(),
+            );
+        } else {
+            // hostNetwork: the pod's IP is the node's, as in Kubernetes.
+            self.status.pod_ip = self.status.host_ip.clone();
+            self.status.pod_ips = self.status.host_ips.as_ref().map(|h| {
+                h.iter()
+                    .map(|x| k8s_openapi::api::core::v1::PodIP { ip: x.ip.clone() })
+                    .collect()
+            });
+        }
         sandbox::mount_shm(&self.dir.shm_dir())?;
         let hostname = if host_network {
             network::node_name()
@@ -423,7 +457,7 @@ impl Shim {
                 .or_else(|| self.pod.metadata.name.clone())
                 .unwrap_or_default()
         };
-        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, None)?;
+        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, pod_ip.as_deref())?;
 
         let (ready_r, ready_w) = sandbox::pipe()?;
         let mut cmd = Command::new(self_exe());
@@ -781,7 +815,7 @@ impl Shim {
             self.reap()?;
             self.ctrs.iter_mut().for_each(|c| c.restart_at = None);
         }
-        let errors = release(&self.cgroups, &self.dir, &self.uid);
+        let errors = release(&self.config, &self.cgroups, &self.dir, &self.uid);
         if !errors.is_empty() {
             return Err(Error::Other(errors.join("; ")));
         }
@@ -798,12 +832,50 @@ impl Shim {
             "kubelet",
             message.to_string(),
         ));
-        let _ = release(&self.cgroups, &self.dir, &self.uid);
-        self.status.phase = Some(lifecycle::FAILED.into());
-        self.status.reason = Some("CreatePodSandboxError".into());
-        self.status.message = Some(message.to_string());
+        let _ = release(&self.config, &self.cgroups, &self.dir, &self.uid);
+        let now = now_time();
+        self.status.phase = Some(lifecycle::PENDING.into());
+        self.status.reason = None;
+        self.status.message = Some(format!("Failed to create pod sandbox: {message}"));
+        lifecycle::set_condition(
+            &mut self.status,
+            "PodReadyToStartContainers",
+            false,
+            Some("FailedCreatePodSandBox"),
+            &now,
+        );
         let _ = self.dir.write_status(&self.status);
-        self.notify(&format!("Failed {message}"));
+        self.notify(&format!("Pending Failed to create pod sandbox: {message}"));
+    }
+
+    /// After a failure: nothing runs; the next SIGTERM is the pod's delete.
+    fn wait_for_delete(&mut self, sigfd: &SignalFd) -> Result<(), Error> {
+        loop {
+            sys::wait_readable(sigfd, None).map_err(io("wait for signals"))?;
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => return self.terminate(sigfd),
+                    _ => {
+                        // Reap whatever exited (e.g. a pause that failed).
+                        while let Ok(ws) =
+                            nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+                        {
+                            if ws == WaitStatus::StillAlive {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `wrong-pod-ip` mutant: report a neighbouring address.
+fn wrong_ip(ip: &str) -> String {
+    match ip.parse::<std::net::Ipv4Addr>() {
+        Ok(v4) => std::net::Ipv4Addr::from(u32::from(v4).wrapping_add(1)).to_string(),
+        Err(_) => ip.to_string(),
     }
 }
 
@@ -818,7 +890,12 @@ fn read_all(fd: OwnedFd) -> Result<String, Error> {
 /// Releases every host resource of a pod, in an order that is safe to repeat:
 /// processes (through the cgroups), the pod's /dev/shm, its network
 /// namespace, its cgroups. Returns the errors; an empty list means clean.
-pub fn release(cgroups: &cgroups::Manager, dir: &PodDir, uid: &str) -> Vec<String> {
+pub fn release(
+    config: &Config,
+    cgroups: &cgroups::Manager,
+    dir: &PodDir,
+    uid: &str,
+) -> Vec<String> {
     let mut errors = Vec::new();
     if uid.is_empty() {
         return errors;
@@ -838,6 +915,11 @@ pub fn release(cgroups: &cgroups::Manager, dir: &PodDir, uid: &str) -> Vec<Strin
         errors.push(e.to_string());
     }
     if let Err(e) = sandbox::unmount_shm(&dir.shm_dir()) {
+        errors.push(e.to_string());
+    }
+    // DEL before the namespace goes: the plugins release the veth and the
+    // IP lease (DEL tolerates a netns that is already gone).
+    if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
         errors.push(e.to_string());
     }
     if let Err(e) = sandbox::remove_netns(uid) {

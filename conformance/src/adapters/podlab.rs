@@ -118,7 +118,7 @@ impl Runtime for Podlab {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             // Pods have loopback only until podlab gets a CNI network.
-            pod_ip: false,
+            pod_ip: true,
             privileged: false,
             cgroup_visible: true,
             pending_observable: true,

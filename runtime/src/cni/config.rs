@@ -92,11 +92,9 @@ impl Network {
         let origin = "generated";
         validate_network_name(name).map_err(|r| config(origin, &r))?;
         validate_ifname(bridge).map_err(|r| config(origin, &format!("bridge: {r}")))?;
-        let default_route = match parse_subnet(subnet) {
-            Ok(IpAddr::V4(_)) => "0.0.0.0/0",
-            Ok(IpAddr::V6(_)) => "::/0",
-            Err(reason) => return Err(config(origin, &format!("subnet {subnet:?}: {reason}"))),
-        };
+        if let Err(reason) = parse_subnet(subnet) {
+            return Err(config(origin, &format!("subnet {subnet:?}: {reason}")));
+        }
         let ipam_dir = ipam_dir
             .to_str()
             .ok_or_else(|| config(origin, "the IPAM directory is not valid UTF-8"))?;
@@ -112,7 +110,9 @@ impl Network {
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{ "subnet": subnet }]],
-                    "routes": [{ "dst": default_route }],
+                    // No default route: pods reach each other and the node
+                    // (the bridge is their gateway on-link), and nothing else,
+                    // so no pod traffic is ever routed off this machine.
                     "dataDir": ipam_dir,
                 },
             }],
