@@ -77,6 +77,7 @@ pub struct PodManifest {
     containers: Vec<ContainerSpec>,
     hostname: Option<String>,
     share_process_namespace: bool,
+    host_network: bool,
     pod_limits: Vec<(String, String)>,
 }
 
@@ -88,6 +89,7 @@ impl PodManifest {
             containers: Vec::new(),
             hostname: None,
             share_process_namespace: false,
+            host_network: false,
             pod_limits: Vec::new(),
         }
     }
@@ -116,6 +118,12 @@ impl PodManifest {
         self
     }
 
+    /// `spec.hostNetwork: true`: the pod uses the node's network namespace.
+    pub fn host_network(mut self) -> PodManifest {
+        self.host_network = true;
+        self
+    }
+
     /// Pod-level `spec.resources.limits[resource] = quantity`.
     pub fn pod_limit(mut self, resource: &str, quantity: &str) -> PodManifest {
         self.pod_limits.push((resource.into(), quantity.into()));
@@ -133,6 +141,9 @@ impl PodManifest {
         }
         if self.share_process_namespace {
             spec.insert("shareProcessNamespace".into(), json!(true));
+        }
+        if self.host_network {
+            spec.insert("hostNetwork".into(), json!(true));
         }
         // Deleting a test pod should not wait for sleeping containers.
         spec.insert("terminationGracePeriodSeconds".into(), json!(0));

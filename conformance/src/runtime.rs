@@ -50,6 +50,9 @@ pub struct Capabilities {
     /// Pods run on the kernel this suite runs on, so the suite can create
     /// host objects (SysV IPC) and check that pods do not see them.
     pub same_kernel: bool,
+    /// The node (where this suite runs) can open connections to pod IPs,
+    /// so the suite may connect to a pod's own address from outside it.
+    pub node_reaches_pods: bool,
     pub pids: PidsLimits,
 }
 

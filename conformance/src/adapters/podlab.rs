@@ -117,13 +117,15 @@ impl Runtime for Podlab {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            // Pods have loopback only until podlab gets a CNI network.
+            // Every pod is attached to the podlab0 bridge, where the node
+            // is the gateway.
             pod_ip: true,
             privileged: false,
             cgroup_visible: true,
             pending_observable: true,
             share_process_namespace: true,
             same_kernel: true,
+            node_reaches_pods: true,
             pids: PidsLimits {
                 pod_field: true,
                 per_container: Some(CONTAINER_PIDS_LIMIT),

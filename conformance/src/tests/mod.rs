@@ -22,6 +22,7 @@ pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
 pub mod net;
+pub mod podnet;
 mod util;
 pub mod uts;
 
@@ -31,6 +32,7 @@ use crate::suite::TestCase;
 pub fn all() -> Vec<TestCase> {
     [
         net::CASES,
+        podnet::CASES,
         uts::CASES,
         ipc::CASES,
         isolation::CASES,

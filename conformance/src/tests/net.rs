@@ -60,7 +60,7 @@ fn net_namespace_per_pod(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 }
 
 /// Interface name → (up, sorted addresses), as the probe lists them.
-fn interfaces(
+pub(super) fn interfaces(
     pod: &PodGuard,
     container: &str,
 ) -> Result<BTreeMap<String, (bool, Vec<String>)>, crate::suite::Outcome> {
@@ -97,7 +97,7 @@ fn interfaces(
     Ok(map)
 }
 
-fn show(ifaces: &BTreeMap<String, (bool, Vec<String>)>) -> String {
+pub(super) fn show(ifaces: &BTreeMap<String, (bool, Vec<String>)>) -> String {
     let parts: Vec<String> = ifaces
         .iter()
         .map(|(name, (up, addrs))| {
