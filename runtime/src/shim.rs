@@ -942,8 +942,11 @@ pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> 
     cmd.arg("--root")
         .arg(&config.root)
         .arg("--image-root")
-        .arg(&config.image_root)
-        .arg("__shim")
+        .arg(&config.image_root);
+    if let Some(dir) = &config.cni_conf_dir {
+        cmd.arg("--cni-conf-dir").arg(dir);
+    }
+    cmd.arg("__shim")
         .arg(&dir.key.namespace)
         .arg(&dir.key.name)
         .stdin(Stdio::null())
