@@ -3,12 +3,15 @@
 //! adapter, and proven able to fail by deliberately broken runtimes.
 //!
 //! - [`runtime`]: the adapter contract ([`runtime::Runtime`]) and status polling.
-//! - [`adapters`]: one adapter per runtime (podlab drives its binary).
+//! - [`adapters`]: one adapter per runtime (podlab, podman, any kubectl-compatible CLI).
+//! - [`expectations`]: a runtime's known deviations, so a run fails only on news.
+//! - [`summary`]: the test ID × runtime table of every run.
 //! - [`tests`]: the registry, one module per property family.
 //! - [`runner`], [`filter`], [`report`], [`mutants`], [`docs`]: the `conformance` binary's parts.
 
 pub mod adapters;
 pub mod docs;
+pub mod expectations;
 pub mod filter;
 pub mod mutants;
 pub mod pods;
@@ -16,4 +19,5 @@ pub mod report;
 pub mod runner;
 pub mod runtime;
 pub mod suite;
+pub mod summary;
 pub mod tests;
