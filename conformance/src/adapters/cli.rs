@@ -75,6 +75,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "pods run on the kernel of the machine running the suite",
     ),
     (
+        "node-reaches-pods",
+        "the machine running the suite can connect to a pod's status.podIP",
+    ),
+    (
         "pod-pids",
         "pod-level spec.resources.limits.pids is honoured",
     ),
@@ -99,6 +103,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     pending_observable: true,
                     share_process_namespace: true,
                     same_kernel: true,
+                    node_reaches_pods: true,
                     pids: PidsLimits {
                         pod_field: true,
                         per_container: caps.pids.per_container,
@@ -111,6 +116,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "pending-observable" => caps.pending_observable = true,
             "share-process-namespace" => caps.share_process_namespace = true,
             "same-kernel" => caps.same_kernel = true,
+            "node-reaches-pods" => caps.node_reaches_pods = true,
             "pod-pids" => caps.pids.pod_field = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {

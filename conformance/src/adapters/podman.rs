@@ -249,6 +249,8 @@ impl Runtime for Podman {
             pending_observable: false,
             share_process_namespace: true,
             same_kernel: true,
+            // No pod network (`--network none`), so nothing to reach.
+            node_reaches_pods: false,
             pids: PidsLimits {
                 // kube play ignores pod-level resources, and on cgroup v1
                 // podman sets no pids limit by default (measured: pids.max
