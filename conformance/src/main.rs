@@ -348,9 +348,12 @@ fn target_dir() -> PathBuf {
 }
 
 fn fixtures_dir(args: &Args) -> PathBuf {
-    args.fixtures
+    let dir = args
+        .fixtures
         .clone()
-        .unwrap_or_else(|| target_dir().join("fixtures"))
+        .unwrap_or_else(|| target_dir().join("fixtures"));
+    // podman runs from a private working directory: hand it absolute paths.
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// The checked-in expectations directory: `conformance/expectations` of

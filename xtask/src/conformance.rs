@@ -8,6 +8,21 @@ use std::path::PathBuf;
 use crate::{fixtures, test, util};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if util::flag(args, "--summary") {
+        return util::run(
+            util::cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "podlab-conformance",
+                    "--bin",
+                    "conformance",
+                    "--",
+                ])
+                .args(args),
+        );
+    }
     let mutants = util::flag(args, "--mutants");
     let runtime = util::value(args, "--runtime").unwrap_or_else(|| "podlab".into());
     let mut pass: Vec<String> = args.to_vec();

@@ -47,6 +47,9 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     if root {
         crate::conformance::run(&["--runtime".into(), "podlab".into()])?;
         crate::conformance::run(&["--runtime".into(), "podlab".into(), "--mutants".into()])?;
+        // The same suite on podman, against its checked-in expectations.
+        crate::conformance::run(&["--runtime".into(), "podman".into()])?;
+        crate::conformance::run(&["--summary".into()])?;
     } else {
         eprintln!("xtask: not root: the conformance suite and its mutation matrix are SKIPPED (pods need root)");
     }
