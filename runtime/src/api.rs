@@ -613,7 +613,7 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
     let lock = store.lock()?;
     if dir.pod_file().exists() {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let mut errors = shim::release(&cgroups::Manager::new()?, &dir, &uid);
+        let mut errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
         errors.extend(shim::release_volumes(&dir));
         if !errors.is_empty() {
             return Err(Error::Io(format!(
@@ -662,9 +662,9 @@ pub fn gc(config: &Config) -> Result<GcReport> {
             continue;
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let held = holds_resources(&manager, &dir, &uid);
+        let held = holds_resources(config, &manager, &dir, &uid);
         if held {
-            let mut errors = shim::release(&manager, &dir, &uid);
+            let mut errors = shim::release(config, &manager, &dir, &uid);
             errors.extend(shim::release_volumes(&dir));
             if !errors.is_empty() {
                 return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
@@ -699,12 +699,15 @@ pub fn gc(config: &Config) -> Result<GcReport> {
     Ok(report)
 }
 
-fn holds_resources(manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
+fn holds_resources(config: &Config, manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
     shim::volumes_mounted(dir)
         || !uid.is_empty()
             && (manager.pod(uid).paths().iter().any(|p| p.exists())
                 || sys::is_mount_point(&dir.shm_dir())
-                || crate::sandbox::netns_path(uid).exists())
+                || crate::sandbox::netns_path(uid).exists()
+                || crate::network::pod_network(config)
+                    .and_then(|c| c.cached())
+                    .is_ok_and(|v| v.iter().any(|a| a.container_id == uid)))
 }
 
 /// Picks the container: the named one (an app or an init container), or

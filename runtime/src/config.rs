@@ -25,6 +25,11 @@ pub struct Config {
     /// a container that ran twice as long since its last restart starts
     /// over without back-off.
     pub backoff_max: Duration,
+    /// `--cni-conf-dir` / `PODLAB_CNI_CONF_DIR`: the user's own CNI network
+    /// (first `.conflist` in the directory) instead of podlab's default.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// `PODLAB_SUBNET`: the default network's pod subnet.
+    pub subnet: String,
 }
 
 impl Config {
@@ -40,6 +45,9 @@ impl Config {
             backoff_max: env_num("PODLAB_BACKOFF_MAX_MS")
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))
                 .unwrap_or(crate::lifecycle::MAX_BACKOFF),
+            cni_conf_dir: std::env::var_os("PODLAB_CNI_CONF_DIR").map(PathBuf::from),
+            subnet: std::env::var("PODLAB_SUBNET")
+                .unwrap_or_else(|_| crate::cni::DEFAULT_SUBNET.into()),
         }
     }
 }

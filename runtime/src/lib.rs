@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cgroups;
+pub mod cni;
 pub mod config;
 pub mod container;
 pub mod image;

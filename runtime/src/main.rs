@@ -24,6 +24,10 @@ struct Cli {
     /// Image store directory.
     #[arg(long, global = true, env = "PODLAB_IMAGE_ROOT", default_value = DEFAULT_IMAGE_ROOT)]
     image_root: PathBuf,
+    /// Attach pods to the first CNI network (.conflist) in this directory
+    /// instead of podlab's default bridge network.
+    #[arg(long, global = true, env = "PODLAB_CNI_CONF_DIR")]
+    cni_conf_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -184,7 +188,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let config = Config::new(cli.root, cli.image_root);
+    let mut config = Config::new(cli.root, cli.image_root);
+    if cli.cni_conf_dir.is_some() {
+        config.cni_conf_dir = cli.cni_conf_dir;
+    }
     let code = match cli.command {
         // The re-exec'd helpers report through their pipes, not through anyhow.
         Command::Shim { namespace, name } => {

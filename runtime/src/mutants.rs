@@ -13,10 +13,11 @@ pub enum Mutant {
     NoPidsLimit,
     NoCpuLimit,
     EarlyRunning,
+    WrongPodIp,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 8] = [
+    pub const ALL: [(&'static str, Mutant); 9] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -25,6 +26,7 @@ impl Mutant {
         ("no-pids-limit", Mutant::NoPidsLimit),
         ("no-cpu-limit", Mutant::NoCpuLimit),
         ("early-running", Mutant::EarlyRunning),
+        ("wrong-pod-ip", Mutant::WrongPodIp),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

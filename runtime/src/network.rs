@@ -1,9 +1,54 @@
-//! The node side of the pod network. Until CNI attachment lands (issue 4) a
-//! pod has loopback only, brought up by the pause in the pod's named netns;
-//! this module answers what the node is called and which IP it has.
+//! The pod network: every pod's named netns is attached through real CNI
+//! plugins (podlab's default bridge network `podlab0`, or the user's own
+//! conflist), and this module also answers what the node is called and
+//! which IP it has.
 
 use std::ffi::CStr;
 use std::net::Ipv4Addr;
+use std::path::Path;
+
+use crate::cni::{self, Attachment, Cni};
+use crate::config::Config;
+
+/// The pod's interface, as kubelet names it.
+pub const POD_IFNAME: &str = "eth0";
+
+/// The network pods attach to: the user's conflist when one is configured,
+/// else podlab's default (written under the state root on first use).
+pub fn pod_network(config: &Config) -> Result<Cni, cni::Error> {
+    match &config.cni_conf_dir {
+        Some(dir) => {
+            let mut c = Cni::from_conf_dir(dir)?;
+            c.cache_dir = config.root.join("cni/cache");
+            Ok(c)
+        }
+        None => Cni::default_network(&config.root, Path::new(cni::HOST_IPAM_DIR), &config.subnet),
+    }
+}
+
+/// CNI ADD for a pod. The bridge plugin switches the host's IPv4 forwarding
+/// on for a gateway bridge; pod-to-pod and node-to-pod traffic stay on the
+/// bridge and need none, so the host's setting is put back as it was.
+pub fn attach(config: &Config, uid: &str, netns: &Path) -> Result<Attachment, cni::Error> {
+    let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
+    let before = std::fs::read_to_string(forward).ok();
+    let result = pod_network(config).and_then(|c| c.add(uid, netns, POD_IFNAME));
+    if let Some(b) = before {
+        if std::fs::read_to_string(forward).ok().as_deref() != Some(b.as_str()) {
+            let _ = std::fs::write(forward, b);
+        }
+    }
+    result
+}
+
+/// CNI DEL for a pod that was attached (has a cached result); idempotent.
+pub fn detach(config: &Config, uid: &str, netns: &Path) -> Result<(), cni::Error> {
+    let c = pod_network(config)?;
+    if c.cached()?.iter().any(|a| a.container_id == uid) {
+        c.del(uid, netns, POD_IFNAME)?;
+    }
+    Ok(())
+}
 
 /// The node name: the host's hostname, as kubelet defaults it.
 pub fn node_name() -> String {

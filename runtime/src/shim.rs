@@ -55,6 +55,8 @@ pub enum Error {
     Quantity(#[from] quantity::Error),
     #[error(transparent)]
     Security(#[from] crate::security::Error),
+    #[error(transparent)]
+    Network(#[from] crate::cni::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -417,19 +419,38 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
     // SAFETY: `podlab apply` passes the notify pipe at NOTIFY_FD.
     let notify = unsafe { File::from_raw_fd(NOTIFY_FD) };
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    match Shim::new(config, key, notify).and_then(|mut s| {
-        let r = s.run();
-        if let Err(e) = &r {
-            s.fail(&e.to_string());
+    let result = signal_fd().and_then(|sigfd| {
+        let mut shim = Shim::new(config, key, notify)?;
+        match shim.run(&sigfd) {
+            Ok(()) => Ok(()),
+            // Like a kubelet whose sandbox cannot be created, the shim keeps
+            // the pod Pending with the reason, and waits to be deleted.
+            Err(e) => {
+                shim.fail(&e.to_string());
+                shim.wait_for_delete(&sigfd)
+            }
         }
-        r
-    }) {
+    });
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("podlab shim: {e}");
             1
         }
     }
+}
+
+/// Signals arrive through a signalfd, so the shim needs no handlers and no
+/// sleeps: it waits on one descriptor with a timeout.
+fn signal_fd() -> Result<SignalFd, Error> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(s);
+    }
+    mask.thread_block()
+        .map_err(|e| Error::Other(format!("block signals: {e}")))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::Other(format!("signalfd: {e}")))
 }
 
 /// The least time kubelet leaves between SIGTERM and SIGKILL after a
@@ -661,20 +682,10 @@ impl Shim {
         Ok(self.dir.write_runtime(&self.state)?)
     }
 
-    fn run(&mut self) -> Result<(), Error> {
-        // Signals arrive through a signalfd, so the loop below needs no
-        // handlers and no sleeps: it waits on one descriptor with a timeout,
-        // the nearest of the pod's timers (restarts, retries, probes, hooks,
-        // grace periods).
-        let mut mask = SigSet::empty();
-        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
-            mask.add(s);
-        }
-        mask.thread_block()
-            .map_err(|e| Error::Other(format!("block signals: {e}")))?;
-        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(|e| Error::Other(format!("signalfd: {e}")))?;
-
+    /// The pod's life: sandbox, volumes, then a loop that waits on the
+    /// signalfd with the nearest of the pod's timers (restarts, retries,
+    /// probes, hooks, grace periods) as its timeout.
+    fn run(&mut self, sigfd: &SignalFd) -> Result<(), Error> {
         self.status.start_time = Some(now_time());
         self.status.host_ip = network::host_ip();
         self.status.host_ips = self
@@ -699,7 +710,7 @@ impl Shim {
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(Instant::now()));
-            sys::wait_readable(&sigfd, timeout).map_err(io("wait for signals"))?;
+            sys::wait_readable(sigfd, timeout).map_err(io("wait for signals"))?;
             let mut terminate = false;
             while let Ok(Some(info)) = sigfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
@@ -861,7 +872,7 @@ impl Shim {
         for c in &mut self.ctrs {
             c.drop_helpers();
         }
-        let mut errors = release(&self.cgroups, &self.dir, &self.uid);
+        let mut errors = release(&self.config, &self.cgroups, &self.dir, &self.uid);
         errors.extend(release_volumes(&self.dir));
         if !errors.is_empty() {
             return Err(Error::Other(errors.join("; ")));
@@ -1371,6 +1382,30 @@ impl Shim {
         self.state.netns = netns.clone();
         self.save_state()?;
 
+        let mut pod_ip = None;
+        if let Some(ns) = &netns {
+            let attached = network::attach(&self.config, &self.uid, ns)?;
+            pod_ip = attached.ips.first().cloned();
+            if self.mutant == Some(Mutant::WrongPodIp) {
+                pod_ip = pod_ip.map(|ip| wrong_ip(&ip));
+            }
+            self.status.pod_ip = pod_ip.clone();
+            self.status.pod_ips = Some(
+                attached
+                    .ips
+                    .iter()
+                    .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.clone() })
+                    .collect(),
+            );
+        } else {
+            // hostNetwork: the pod's IP is the node's, as in Kubernetes.
+            self.status.pod_ip = self.status.host_ip.clone();
+            self.status.pod_ips = self.status.host_ips.as_ref().map(|h| {
+                h.iter()
+                    .map(|x| k8s_openapi::api::core::v1::PodIP { ip: x.ip.clone() })
+                    .collect()
+            });
+        }
         sandbox::mount_shm(&self.dir.shm_dir())?;
         let hostname = if host_network {
             network::node_name()
@@ -1380,7 +1415,7 @@ impl Shim {
                 .or_else(|| self.pod.metadata.name.clone())
                 .unwrap_or_default()
         };
-        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, None)?;
+        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, pod_ip.as_deref())?;
 
         let (ready_r, ready_w) = sandbox::pipe()?;
         let mut cmd = Command::new(self_exe());
@@ -1924,13 +1959,51 @@ impl Shim {
         for c in &mut self.ctrs {
             c.drop_helpers();
         }
-        let _ = release(&self.cgroups, &self.dir, &self.uid);
+        let _ = release(&self.config, &self.cgroups, &self.dir, &self.uid);
         let _ = release_volumes(&self.dir);
-        self.status.phase = Some(lifecycle::FAILED.into());
-        self.status.reason = Some("CreatePodSandboxError".into());
-        self.status.message = Some(message.to_string());
+        let now = now_time();
+        self.status.phase = Some(lifecycle::PENDING.into());
+        self.status.reason = None;
+        self.status.message = Some(format!("Failed to create pod sandbox: {message}"));
+        lifecycle::set_condition(
+            &mut self.status,
+            "PodReadyToStartContainers",
+            false,
+            Some("FailedCreatePodSandBox"),
+            &now,
+        );
         let _ = self.dir.write_status(&self.status);
-        self.notify(&format!("Failed {message}"));
+        self.notify(&format!("Pending Failed to create pod sandbox: {message}"));
+    }
+
+    /// After a failure: nothing runs; the next SIGTERM is the pod's delete.
+    fn wait_for_delete(&mut self, sigfd: &SignalFd) -> Result<(), Error> {
+        loop {
+            sys::wait_readable(sigfd, None).map_err(io("wait for signals"))?;
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => return self.finish_termination(),
+                    _ => {
+                        // Reap whatever exited (e.g. a pause that failed).
+                        while let Ok(ws) =
+                            nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+                        {
+                            if ws == WaitStatus::StillAlive {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `wrong-pod-ip` mutant: report a neighbouring address.
+fn wrong_ip(ip: &str) -> String {
+    match ip.parse::<std::net::Ipv4Addr>() {
+        Ok(v4) => std::net::Ipv4Addr::from(u32::from(v4).wrapping_add(1)).to_string(),
+        Err(_) => ip.to_string(),
     }
 }
 
@@ -1976,7 +2049,12 @@ pub fn release_volumes(dir: &PodDir) -> Vec<String> {
 /// Releases every host resource of a pod, in an order that is safe to repeat:
 /// processes (through the cgroups), the pod's /dev/shm, its network
 /// namespace, its cgroups. Returns the errors; an empty list means clean.
-pub fn release(cgroups: &cgroups::Manager, dir: &PodDir, uid: &str) -> Vec<String> {
+pub fn release(
+    config: &Config,
+    cgroups: &cgroups::Manager,
+    dir: &PodDir,
+    uid: &str,
+) -> Vec<String> {
     let mut errors = Vec::new();
     if uid.is_empty() {
         return errors;
@@ -1996,6 +2074,11 @@ pub fn release(cgroups: &cgroups::Manager, dir: &PodDir, uid: &str) -> Vec<Strin
         errors.push(e.to_string());
     }
     if let Err(e) = sandbox::unmount_shm(&dir.shm_dir()) {
+        errors.push(e.to_string());
+    }
+    // DEL before the namespace goes: the plugins release the veth and the
+    // IP lease (DEL tolerates a netns that is already gone).
+    if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
         errors.push(e.to_string());
     }
     if let Err(e) = sandbox::remove_netns(uid) {
@@ -2018,8 +2101,11 @@ pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> 
     cmd.arg("--root")
         .arg(&config.root)
         .arg("--image-root")
-        .arg(&config.image_root)
-        .arg("__shim")
+        .arg(&config.image_root);
+    if let Some(dir) = &config.cni_conf_dir {
+        cmd.arg("--cni-conf-dir").arg(dir);
+    }
+    cmd.arg("__shim")
         .arg(&dir.key.namespace)
         .arg(&dir.key.name)
         .stdin(Stdio::null())

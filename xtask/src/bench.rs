@@ -256,6 +256,30 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let many_down = start.elapsed();
 
+    util::step("a full conformance run on podlab");
+    let start = Instant::now();
+    let conformance_ok = util::cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "podlab-conformance",
+            "--bin",
+            "conformance",
+            "--",
+        ])
+        .args(["--runtime", "podlab", "--report"])
+        .arg(report.join("conformance"))
+        .arg("--podlab-bin")
+        .arg(&bench.podlab)
+        .arg("--image-root")
+        .arg(&images)
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    let conformance_s = start.elapsed().as_secs_f64();
+
     let ratio = |a: &[Duration], b: &[Duration]| {
         (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
     };
@@ -276,6 +300,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "start_ms": {"median": ms(percentile(&pm_start, 0.5)), "p95": ms(percentile(&pm_start, 0.95))},
             "delete_ms": {"median": ms(percentile(&pm_del, 0.5)), "p95": ms(percentile(&pm_del, 0.95))},
         })),
+        "conformance": {"wall_s": conformance_s, "passed": conformance_ok},
         "start_ratio": ratio(&pl_start, &pm_start),
         "delete_ratio": ratio(&pl_del, &pm_del),
         "many_pods": {
@@ -338,7 +363,8 @@ fn markdown(j: &serde_json::Value) -> String {
          | delete, p95 ms | {} | {} |\n\
          | RSS of one pod's shim + pause, KiB | {} | - |\n\
          | {} pods: all up in s / all deleted in s | {:.2} / {:.2} | - |\n\
-         | host memory per pod among them (PSS, shim + pause), KiB | {} | - |\n\n\
+         | host memory per pod among them (PSS, shim + pause), KiB | {} | - |\n\
+         | full conformance run, s | {:.1} | - |\n\n\
          start_ratio = {}, delete_ratio = {}\n",
         j["machine"].as_str().unwrap_or(""),
         get(&j["podlab"]["start_ms"]["median"]),
@@ -354,6 +380,7 @@ fn markdown(j: &serde_json::Value) -> String {
         j["many_pods"]["start_all_s"].as_f64().unwrap_or(0.0),
         j["many_pods"]["delete_all_s"].as_f64().unwrap_or(0.0),
         j["many_pods"]["pss_per_pod_kib"],
+        j["conformance"]["wall_s"].as_f64().unwrap_or(0.0),
         ratio(&j["start_ratio"]),
         ratio(&j["delete_ratio"]),
     )

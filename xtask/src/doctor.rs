@@ -9,6 +9,10 @@ use crate::util;
 pub const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "/bin/busybox"),
     ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    // The conformance suite's second runtime (issue 6), with the OCI
+    // runtime it needs on a hybrid cgroup host.
+    ("podman", "/usr/bin/podman"),
+    ("runc", "/usr/sbin/runc"),
 ];
 
 pub struct Check {

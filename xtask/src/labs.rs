@@ -265,7 +265,33 @@ fn grade(n: u32) -> anyhow::Result<Grade> {
                 "its network namespace is gone",
             );
         }
-        _ => bail!("there is no lab {n} (labs 1 to 8)"),
+        9 => {
+            if running(&mut g, "lab9-server") & running(&mut g, "lab9-client") {
+                let ip =
+                    |p: &str| pod(p).and_then(|p| p["status"]["podIP"].as_str().map(String::from));
+                let (server, client) = (ip("lab9-server"), ip("lab9-client"));
+                g.check(
+                    server.is_some() && server != client,
+                    "each pod has its own IP",
+                );
+                let logs = stdout(&["logs", "lab9-server"]).unwrap_or_default();
+                let served = logs
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|v| v.get("served").is_some());
+                let peer = served
+                    .as_ref()
+                    .and_then(|v| v["peers"][0].as_str().map(String::from))
+                    .unwrap_or_default();
+                g.check(
+                    client
+                        .as_ref()
+                        .is_some_and(|c| peer.starts_with(&format!("{c}:"))),
+                    format!("the server was reached from the client's pod IP (peer {peer:?})"),
+                );
+            }
+        }
+        _ => bail!("there is no lab {n} (labs 1 to 9)"),
     }
     Ok(g)
 }

@@ -2,6 +2,7 @@
 //! plain Rust behind the `.cargo/config.toml` alias, no shell scripts).
 
 mod bench;
+mod conformance;
 mod demo;
 mod docs;
 mod doctor;
@@ -27,6 +28,8 @@ tasks:
                           run the cargo-fuzz targets for a bounded time each
   docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
   labs                    run every lab as written, grade it, and check each grader fails on a clean state
+  conformance [--runtime podlab] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
+                          the pod conformance suite (docs/conformance.md) against a runtime
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods
 ";
@@ -53,6 +56,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "demo" => demo::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "conformance" => conformance::run(rest),
         "lab" => labs::check(args),
         "labs" => labs::run_all(rest),
         "docs" => docs::run(rest),

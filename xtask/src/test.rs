@@ -44,6 +44,15 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             .env("PODLAB_IMAGE_ROOT", &images)
             .env("PODLAB_PROBE", fixtures::probe_path()),
     )?;
+    if root {
+        crate::conformance::run(&["--runtime".into(), "podlab".into()])?;
+        crate::conformance::run(&["--runtime".into(), "podlab".into(), "--mutants".into()])?;
+        // The same suite on podman, against its checked-in expectations.
+        crate::conformance::run(&["--runtime".into(), "podman".into()])?;
+        crate::conformance::run(&["--summary".into()])?;
+    } else {
+        eprintln!("xtask: not root: the conformance suite and its mutation matrix are SKIPPED (pods need root)");
+    }
     util::step("coursework labs, as written (docs/labs)");
     crate::labs::run_all(&[])?;
     if !root {

@@ -1,0 +1,635 @@
+//! `conformance`: runs the pod conformance suite against a runtime.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use podlab_conformance::adapters::cli::{self, Cli, CliConfig};
+use podlab_conformance::adapters::podlab::{Podlab, PodlabConfig};
+use podlab_conformance::adapters::podman::{Podman, PodmanConfig};
+use podlab_conformance::expectations::{self, Expectations};
+use podlab_conformance::filter::{self, Pattern};
+use podlab_conformance::mutants::{self, VariantRun, VARIANTS};
+use podlab_conformance::report::{self, TestResult, Totals};
+use podlab_conformance::runner::{self, Options};
+use podlab_conformance::runtime::Runtime;
+use podlab_conformance::suite::{Status, TestCase};
+use podlab_conformance::{docs, summary, tests};
+
+const HELP: &str = "\
+usage: conformance --runtime RUNTIME [options]
+       conformance --list [--focus P] [--skip P]
+       conformance --summary [--report DIR]
+       conformance --gen-docs PATH
+
+Runs the pod conformance suite against a runtime and writes results.json,
+junit.xml and report.md, then compares the results with the runtime's
+expectations (its known deviations from Kubernetes).
+
+RUNTIME:
+  podlab               the podlab binary, with a private state directory
+  podman               podman kube play, with private storage and containers.conf (root)
+  cli:PATH             any kubectl-compatible binary (docs/adapter-contract.md), e.g.
+                       cli:kubectl --context X; global arguments for every call come
+                       from $CONFORMANCE_CLI_ARGS (split on whitespace)
+
+options:
+  --podlab-bin PATH    the podlab binary (default: $PODLAB_BIN, else `podlab` on PATH)
+  --image-root DIR     podlab's image store holding the probe image (default: $PODLAB_IMAGE_ROOT)
+  --podman-bin PATH    the podman binary (default: podman)
+  --fixtures DIR       OCI image layouts podman loads (default: $CARGO_TARGET_DIR or target, then /fixtures)
+  --context NAME       cli: passed to the binary as --context NAME
+  --caps LIST          cli: what the runtime supports, comma-separated (default: none):
+                       pod-ip, privileged, cgroup-visible, pending-observable,
+                       share-process-namespace, same-kernel, pod-pids, container-pids=N, all
+  --probe-image REF    the probe image (default: podlab.local/probe:latest)
+  --expectations FILE  the runtime's expected failures (default:
+                       conformance/expectations/<runtime>.json when it exists)
+  --focus PATTERN      run only tests whose ID or MUST sentence matches
+  --skip PATTERN       do not run tests that match
+  --list               print the selected tests and exit
+  --report DIR         where reports go (default: $CARGO_TARGET_DIR or target, then /conformance/<runtime>)
+  --workers N          tests run at once, 1 to 4 (default 3)
+  --mutants            run the suite against each broken variant of a podlab built with
+                       the `mutants` feature and print the mutation matrix
+  --summary            write summary.md (test ID x runtime) from every <runtime>/results.json
+                       in the reports directory (after the run, with --runtime)
+  --gen-docs PATH      write the generated test documentation to PATH and exit
+
+PATTERN is not a regular expression: substrings separated by `|`, matched
+without case against the ID and the MUST sentence (e.g. 'NET-00|UTS-001').
+
+exit status: 0 when the results match the expectations (every failure is an
+expected one, and no expected failure passed) and nothing was left behind;
+1 otherwise, or (--mutants) when a variant was not caught; 2 on usage errors;
+3 when no test ran (nothing selected, or everything skipped).
+";
+
+/// Which adapter `--runtime` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RuntimeKind {
+    Podlab,
+    Podman,
+    /// A kubectl-compatible binary.
+    Cli(PathBuf),
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<RuntimeKind> {
+        match s {
+            "podlab" => Ok(RuntimeKind::Podlab),
+            "podman" => Ok(RuntimeKind::Podman),
+            other => match other.strip_prefix("cli:") {
+                Some("") => {
+                    bail!("cli: needs the binary, e.g. cli:kubectl or cli:/path/to/runtime")
+                }
+                Some(path) => Ok(RuntimeKind::Cli(path.into())),
+                None => bail!("unknown runtime {other:?}: podlab, podman or cli:PATH"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Args {
+    runtime: Option<RuntimeKind>,
+    context: Option<String>,
+    caps: Option<String>,
+    podman_bin: Option<PathBuf>,
+    fixtures: Option<PathBuf>,
+    expectations: Option<PathBuf>,
+    summary: bool,
+    podlab_bin: Option<PathBuf>,
+    image_root: Option<PathBuf>,
+    probe_image: Option<String>,
+    focus: Option<Pattern>,
+    skip: Option<Pattern>,
+    list: bool,
+    report: Option<PathBuf>,
+    workers: Option<usize>,
+    mutants: bool,
+    gen_docs: Option<PathBuf>,
+    help: bool,
+}
+
+fn parse_args(argv: &[String]) -> Result<Args> {
+    let mut args = Args::default();
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it
+                    .next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag {
+            "--runtime" => args.runtime = Some(value()?.parse()?),
+            "--context" => args.context = Some(value()?),
+            "--caps" => {
+                let list = value()?;
+                cli::parse_capabilities(&list).map_err(anyhow::Error::msg)?;
+                args.caps = Some(list);
+            }
+            "--podman-bin" => args.podman_bin = Some(value()?.into()),
+            "--fixtures" => args.fixtures = Some(value()?.into()),
+            "--expectations" => args.expectations = Some(value()?.into()),
+            "--podlab-bin" => args.podlab_bin = Some(value()?.into()),
+            "--image-root" => args.image_root = Some(value()?.into()),
+            "--probe-image" => args.probe_image = Some(value()?),
+            "--focus" => args.focus = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
+            "--skip" => args.skip = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
+            "--report" => args.report = Some(value()?.into()),
+            "--workers" => {
+                let n: usize = value()?.parse().context("--workers needs a number")?;
+                if !(1..=runner::MAX_WORKERS).contains(&n) {
+                    bail!("--workers must be 1 to {}", runner::MAX_WORKERS);
+                }
+                args.workers = Some(n);
+            }
+            "--gen-docs" => args.gen_docs = Some(value()?.into()),
+            "--list" | "--mutants" | "--summary" | "--help" | "-h" if inline.is_some() => {
+                bail!("{flag} takes no value")
+            }
+            "--list" => args.list = true,
+            "--summary" => args.summary = true,
+            "--mutants" => args.mutants = true,
+            "--help" | "-h" => args.help = true,
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    let is_cli = matches!(args.runtime, Some(RuntimeKind::Cli(_)));
+    if !is_cli && (args.context.is_some() || args.caps.is_some()) {
+        bail!("--context and --caps are for --runtime cli:PATH");
+    }
+    if args.mutants
+        && args
+            .runtime
+            .as_ref()
+            .is_some_and(|r| *r != RuntimeKind::Podlab)
+    {
+        bail!("--mutants needs --runtime podlab: the broken variants are podlab's");
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("conformance: {e:#}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("conformance: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    if args.help {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let all = tests::all();
+    if let Some(path) = &args.gen_docs {
+        std::fs::write(path, docs::generate(&all))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {} ({} tests)", path.display(), all.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let selected = filter::select(&all, args.focus.as_ref(), args.skip.as_ref());
+    if args.list {
+        for c in &selected {
+            println!("{:<9}{}", c.id, c.must);
+        }
+        println!("{} of {} tests selected", selected.len(), all.len());
+        return Ok(if selected.is_empty() {
+            ExitCode::from(3)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let Some(kind) = args.runtime.clone() else {
+        if args.summary {
+            return write_summary(&reports_root(&args)).map(|_| ExitCode::SUCCESS);
+        }
+        bail!("--runtime is required: podlab, podman or cli:PATH");
+    };
+    if selected.is_empty() {
+        eprintln!("conformance: no test matches the --focus/--skip patterns: nothing ran");
+        return Ok(ExitCode::from(3));
+    }
+    let options = Options {
+        workers: args.workers.unwrap_or(Options::default().workers),
+        ..Options::default()
+    };
+    if args.mutants {
+        let report_dir = args
+            .report
+            .clone()
+            .unwrap_or_else(|| reports_root(&args).join("podlab"));
+        return run_mutants(&args, &selected, &options, &report_dir);
+    }
+
+    let (rt, shown): (Box<dyn Runtime>, String) = match &kind {
+        RuntimeKind::Podlab => {
+            let config = podlab_config(&args, None);
+            let shown = config.bin.display().to_string();
+            (Box::new(Podlab::new(config)?), shown)
+        }
+        RuntimeKind::Podman => {
+            let config = podman_config(&args)?;
+            let shown = format!(
+                "{}, images from {}",
+                config.bin.display(),
+                fixtures_dir(&args).display()
+            );
+            println!(
+                "conformance: loading {} image layouts into a private podman store",
+                config.layouts.len()
+            );
+            (Box::new(Podman::new(config)?), shown)
+        }
+        RuntimeKind::Cli(bin) => {
+            let mut config = CliConfig::new(bin.clone());
+            config.context = args.context.clone();
+            if let Some(list) = &args.caps {
+                config.capabilities = cli::parse_capabilities(list).map_err(anyhow::Error::msg)?;
+            }
+            if let Some(image) = &args.probe_image {
+                config.probe_image = image.clone();
+            }
+            let shown = format!(
+                "{}{}; {}={:?}",
+                bin.display(),
+                args.context
+                    .as_ref()
+                    .map(|c| format!(" --context {c}"))
+                    .unwrap_or_default(),
+                cli::ARGS_ENV,
+                config.global_args.join(" ")
+            );
+            (Box::new(Cli::new(config)), shown)
+        }
+    };
+    let runtime = rt.name().to_string();
+    let expected = load_expectations(&args, &runtime)?;
+    let report_dir = args
+        .report
+        .clone()
+        .unwrap_or_else(|| reports_root(&args).join(&runtime));
+    println!(
+        "conformance: {} tests against {runtime} ({shown})",
+        selected.len()
+    );
+    println!(
+        "capabilities: {}",
+        serde_json::to_string(&rt.capabilities())?
+    );
+    if let Some((path, e)) = &expected {
+        println!(
+            "expectations: {} ({} expected failures)",
+            path.display(),
+            e.expected_failures.len()
+        );
+    }
+    let results = runner::run(rt.as_ref(), &selected, &options, &|r| {
+        println!("{}", runner::format_line(r))
+    });
+    let leftovers = rt.leftovers();
+    // Dropping the adapter releases what it holds (podman's private store).
+    drop(rt);
+    report::write_reports(&report_dir, &runtime, &results)
+        .with_context(|| format!("cannot write reports to {}", report_dir.display()))?;
+    let expected = expected.map(|(_, e)| e).unwrap_or_else(|| Expectations {
+        runtime: runtime.clone(),
+        ..Expectations::default()
+    });
+    let code = summarize(&results, &leftovers, &report_dir, &expected);
+    if args.summary {
+        write_summary(report_dir.parent().unwrap_or(&report_dir))?;
+    }
+    Ok(code)
+}
+
+/// `$CARGO_TARGET_DIR` (or `target`) + `/conformance`, or the parent of `--report`.
+fn reports_root(args: &Args) -> PathBuf {
+    if let Some(dir) = &args.report {
+        if args.runtime.is_some() {
+            if let Some(parent) = dir.parent() {
+                return parent.to_path_buf();
+            }
+        }
+        return dir.clone();
+    }
+    target_dir().join("conformance")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+fn fixtures_dir(args: &Args) -> PathBuf {
+    let dir = args
+        .fixtures
+        .clone()
+        .unwrap_or_else(|| target_dir().join("fixtures"));
+    // podman runs from a private working directory: hand it absolute paths.
+    std::fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+/// The checked-in expectations directory: `conformance/expectations` of
+/// the working directory (a checkout), else of the source this binary was
+/// built from.
+fn expectations_file(runtime: &str) -> Option<PathBuf> {
+    let file = format!("{runtime}.json");
+    [
+        PathBuf::from("conformance/expectations").join(&file),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("expectations")
+            .join(&file),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+fn load_expectations(args: &Args, runtime: &str) -> Result<Option<(PathBuf, Expectations)>> {
+    let Some(path) = args
+        .expectations
+        .clone()
+        .or_else(|| expectations_file(runtime))
+    else {
+        return Ok(None);
+    };
+    let all = tests::all();
+    let ids: Vec<&str> = all.iter().map(|c| c.id).collect();
+    let e = Expectations::load(&path, &ids)?;
+    if e.runtime != runtime {
+        bail!(
+            "{} holds the expectations of {:?}, not of {runtime:?}",
+            path.display(),
+            e.runtime
+        );
+    }
+    Ok(Some((path, e)))
+}
+
+/// Writes `<dir>/summary.md` from the runs found in `dir`.
+fn write_summary(dir: &std::path::Path) -> Result<()> {
+    let found = summary::read_runs(dir)
+        .with_context(|| format!("cannot read the runs under {}", dir.display()))?;
+    let all = tests::all();
+    let ids: Vec<&str> = all.iter().map(|c| c.id).collect();
+    let mut runs = Vec::new();
+    for (runtime, rows) in found {
+        let expectations = match expectations_file(&runtime) {
+            Some(path) => Some(Expectations::load(&path, &ids)?),
+            None => None,
+        };
+        runs.push(summary::Run {
+            runtime,
+            rows,
+            expectations,
+        });
+    }
+    let path = dir.join("summary.md");
+    std::fs::write(&path, summary::markdown(&runs, &ids))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {} ({} runtimes)", path.display(), runs.len());
+    Ok(())
+}
+
+fn podman_config(args: &Args) -> Result<PodmanConfig> {
+    let mut config = PodmanConfig::new(
+        args.podman_bin
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("podman")),
+    );
+    let dir = fixtures_dir(args);
+    let entries = std::fs::read_dir(&dir).with_context(|| {
+        format!(
+            "cannot read the fixtures in {} (build them with `cargo xtask fixtures`)",
+            dir.display()
+        )
+    })?;
+    // Every OCI image layout there: a directory with an index.json.
+    let mut layouts: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("index.json").is_file() && p.join("oci-layout").is_file())
+        .collect();
+    layouts.sort();
+    if layouts.is_empty() {
+        bail!("no OCI image layout in {}", dir.display());
+    }
+    config.layouts = layouts;
+    if let Some(image) = &args.probe_image {
+        config.probe_image = image.clone();
+    }
+    Ok(config)
+}
+
+fn podlab_config(args: &Args, mutant: Option<&str>) -> PodlabConfig {
+    let bin = args
+        .podlab_bin
+        .clone()
+        .or_else(|| std::env::var_os("PODLAB_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("podlab"));
+    let mut config = PodlabConfig::new(bin);
+    config.image_root = args
+        .image_root
+        .clone()
+        .or_else(|| std::env::var_os("PODLAB_IMAGE_ROOT").map(PathBuf::from));
+    if let Some(image) = &args.probe_image {
+        config.probe_image = image.clone();
+    }
+    if let Some(m) = mutant {
+        config.env.push(("PODLAB_MUTANT".into(), m.into()));
+    }
+    config
+}
+
+/// Prints the totals, compares them with the expectations and picks the exit status.
+fn summarize(
+    results: &[TestResult],
+    leftovers: &[String],
+    report_dir: &std::path::Path,
+    expected: &Expectations,
+) -> ExitCode {
+    let totals = Totals::of(results);
+    println!("\n{totals}; reports in {}", report_dir.display());
+    for l in leftovers {
+        println!("left behind: {l}");
+    }
+    let (lines, matched) = expectations::compare(expected, results);
+    for l in &lines {
+        println!("{l}");
+    }
+    if !matched || !leftovers.is_empty() {
+        if !matched {
+            println!(
+                "the results do not match the expectations of {}",
+                expected.runtime
+            );
+        }
+        ExitCode::from(1)
+    } else if totals.passed == 0 && totals.failed == 0 {
+        println!("no test ran: every selected test was skipped");
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One quiet run of the suite; the failed IDs, and whatever it left behind.
+fn failed_ids(
+    args: &Args,
+    cases: &[TestCase],
+    options: &Options,
+    mutant: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let podlab = Podlab::new(podlab_config(args, mutant))?;
+    let results = runner::run(&podlab, cases, options, &|_| {});
+    let leftovers = podlab.leftovers();
+    report::write_reports(dir, mutant.unwrap_or("baseline"), &results)
+        .with_context(|| format!("cannot write reports to {}", dir.display()))?;
+    let failed = results
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .map(|r| r.id.clone())
+        .collect();
+    Ok((failed, leftovers))
+}
+
+fn run_mutants(
+    args: &Args,
+    cases: &[TestCase],
+    options: &Options,
+    report_dir: &std::path::Path,
+) -> Result<ExitCode> {
+    let dir = report_dir.join("mutants");
+    println!("baseline (no mutant): {} tests", cases.len());
+    let (baseline, mut leftovers) = failed_ids(args, cases, options, None, &dir.join("baseline"))?;
+    println!(
+        "  failed: {}",
+        if baseline.is_empty() {
+            "none".into()
+        } else {
+            baseline.join(" ")
+        }
+    );
+    let mut runs = Vec::new();
+    for v in VARIANTS {
+        println!("{}: {}", v.name, v.breaks);
+        let (failed, left) = failed_ids(args, cases, options, Some(v.name), &dir.join(v.name))?;
+        println!(
+            "  failed: {}",
+            if failed.is_empty() {
+                "none".into()
+            } else {
+                failed.join(" ")
+            }
+        );
+        leftovers.extend(left);
+        runs.push(VariantRun {
+            variant: *v,
+            failed,
+        });
+    }
+    let text = mutants::matrix(&baseline, &runs);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("matrix.txt"), &text)?;
+    println!();
+    if runs.iter().all(|r| !r.caught()) {
+        println!(
+            "no variant was caught: was {} built with `--features mutants`?",
+            podlab_config(args, None).bin.display()
+        );
+    }
+    for l in &leftovers {
+        println!("left behind: {l}");
+    }
+    // The score is the last line of the output.
+    print!("{text}");
+    Ok(
+        if mutants::all_caught(&baseline, &runs) && leftovers.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests_args {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Args> {
+        parse_args(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags() {
+        let a = parse(&[
+            "--runtime",
+            "podlab",
+            "--focus=NET|UTS",
+            "--list",
+            "--workers",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(a.runtime, Some(RuntimeKind::Podlab));
+        assert!(a.list && !a.mutants);
+        assert_eq!(a.workers, Some(2));
+        assert!(a.focus.unwrap().matches("UTS-001", ""));
+        assert!(parse(&["--workers", "9"]).is_err());
+        assert!(parse(&["--focus"]).is_err());
+        assert!(parse(&["--focus", "NET.*"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--list=yes"]).is_err());
+    }
+
+    #[test]
+    fn runtimes() {
+        assert_eq!(
+            parse(&["--runtime", "podman"]).unwrap().runtime,
+            Some(RuntimeKind::Podman)
+        );
+        let a = parse(&[
+            "--runtime=cli:/bin/kubectl",
+            "--context",
+            "lab",
+            "--caps",
+            "pod-ip",
+        ])
+        .unwrap();
+        assert_eq!(a.runtime, Some(RuntimeKind::Cli("/bin/kubectl".into())));
+        assert_eq!(a.context.as_deref(), Some("lab"));
+        assert!(parse(&["--runtime", "cli:"]).is_err());
+        assert!(parse(&["--runtime", "docker"]).is_err());
+        assert!(parse(&["--runtime", "podman", "--context", "x"]).is_err());
+        assert!(parse(&["--runtime", "cli:k", "--caps", "bogus"]).is_err());
+        assert!(parse(&["--runtime", "podman", "--mutants"]).is_err());
+        assert!(parse(&["--summary"]).unwrap().summary);
+    }
+}

@@ -1,0 +1,348 @@
+//! Pods as tests use them: a small manifest builder, a guard that deletes
+//! the pod whatever happens, and running the probe in a container.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Map, Value};
+
+use crate::runtime::{self, ExecOutput, Runtime};
+use crate::suite::{fail, Ctx, Outcome};
+
+/// A container of a test pod. By default it runs the probe image and
+/// sleeps, so tests can exec into it.
+#[derive(Clone, Debug)]
+pub struct ContainerSpec {
+    name: String,
+    image: String,
+    command: Vec<String>,
+    limits: Vec<(String, String)>,
+    privileged: bool,
+}
+
+impl ContainerSpec {
+    pub fn new(ctx: &Ctx, name: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: ctx.probe_image.clone(),
+            command: vec!["sleep".into(), "3600".into()],
+            limits: Vec::new(),
+            privileged: false,
+        }
+    }
+
+    pub fn image(mut self, image: &str) -> ContainerSpec {
+        self.image = image.into();
+        self
+    }
+
+    pub fn command<S: AsRef<str>>(mut self, argv: &[S]) -> ContainerSpec {
+        self.command = argv.iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    /// `resources.limits[resource] = quantity`.
+    pub fn limit(mut self, resource: &str, quantity: &str) -> ContainerSpec {
+        self.limits.push((resource.into(), quantity.into()));
+        self
+    }
+
+    pub fn privileged(mut self, privileged: bool) -> ContainerSpec {
+        self.privileged = privileged;
+        self
+    }
+
+    fn to_json(&self) -> Value {
+        let mut c = Map::new();
+        c.insert("name".into(), json!(self.name));
+        c.insert("image".into(), json!(self.image));
+        c.insert("command".into(), json!(self.command));
+        if !self.limits.is_empty() {
+            let limits: Map<String, Value> = self
+                .limits
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            c.insert("resources".into(), json!({ "limits": limits }));
+        }
+        if self.privileged {
+            c.insert("securityContext".into(), json!({"privileged": true}));
+        }
+        Value::Object(c)
+    }
+}
+
+/// A test pod's manifest.
+#[derive(Clone, Debug)]
+pub struct PodManifest {
+    pub name: String,
+    containers: Vec<ContainerSpec>,
+    hostname: Option<String>,
+    share_process_namespace: bool,
+    host_network: bool,
+    pod_limits: Vec<(String, String)>,
+}
+
+impl PodManifest {
+    /// A pod with a unique name made from `prefix`.
+    pub fn new(ctx: &Ctx, prefix: &str) -> PodManifest {
+        PodManifest {
+            name: ctx.unique_name(prefix),
+            containers: Vec::new(),
+            hostname: None,
+            share_process_namespace: false,
+            host_network: false,
+            pod_limits: Vec::new(),
+        }
+    }
+
+    /// A pod of sleeping probe containers with these names.
+    pub fn sleepers(ctx: &Ctx, prefix: &str, containers: &[&str]) -> PodManifest {
+        containers
+            .iter()
+            .fold(PodManifest::new(ctx, prefix), |m, c| {
+                m.container(ContainerSpec::new(ctx, c))
+            })
+    }
+
+    pub fn container(mut self, c: ContainerSpec) -> PodManifest {
+        self.containers.push(c);
+        self
+    }
+
+    pub fn hostname(mut self, hostname: &str) -> PodManifest {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    pub fn share_process_namespace(mut self) -> PodManifest {
+        self.share_process_namespace = true;
+        self
+    }
+
+    /// `spec.hostNetwork: true`: the pod uses the node's network namespace.
+    pub fn host_network(mut self) -> PodManifest {
+        self.host_network = true;
+        self
+    }
+
+    /// Pod-level `spec.resources.limits[resource] = quantity`.
+    pub fn pod_limit(mut self, resource: &str, quantity: &str) -> PodManifest {
+        self.pod_limits.push((resource.into(), quantity.into()));
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut spec = Map::new();
+        spec.insert(
+            "containers".into(),
+            Value::Array(self.containers.iter().map(ContainerSpec::to_json).collect()),
+        );
+        if let Some(h) = &self.hostname {
+            spec.insert("hostname".into(), json!(h));
+        }
+        if self.share_process_namespace {
+            spec.insert("shareProcessNamespace".into(), json!(true));
+        }
+        if self.host_network {
+            spec.insert("hostNetwork".into(), json!(true));
+        }
+        // Deleting a test pod should not wait for sleeping containers.
+        spec.insert("terminationGracePeriodSeconds".into(), json!(0));
+        if !self.pod_limits.is_empty() {
+            let limits: Map<String, Value> = self
+                .pod_limits
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            spec.insert("resources".into(), json!({ "limits": limits }));
+        }
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "labels": {"app.kubernetes.io/part-of": "podlab-conformance"},
+            },
+            "spec": spec,
+        })
+    }
+
+    pub fn to_yaml(&self) -> String {
+        // Serialising a JSON value cannot fail; fall back to JSON (valid
+        // YAML too) rather than panic if it ever did.
+        serde_norway::to_string(&self.to_json()).unwrap_or_else(|_| self.to_json().to_string())
+    }
+}
+
+/// A pod this test created; deleted when dropped, so a failing or
+/// panicking test leaves nothing behind.
+pub struct PodGuard<'a> {
+    rt: &'a dyn Runtime,
+    ctx: &'a Ctx,
+    pub name: String,
+}
+
+impl<'a> PodGuard<'a> {
+    /// Creates the pod; does not wait for it to run.
+    pub fn create(
+        rt: &'a dyn Runtime,
+        ctx: &'a Ctx,
+        manifest: &PodManifest,
+    ) -> Result<Self, Outcome> {
+        // The guard exists before the call, so a half-created pod is deleted too.
+        let guard = PodGuard {
+            rt,
+            ctx,
+            name: manifest.name.clone(),
+        };
+        rt.create_pod(&manifest.to_yaml())
+            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", manifest.name)))?;
+        Ok(guard)
+    }
+
+    /// Creates the pod and waits until every container runs.
+    pub fn start(
+        rt: &'a dyn Runtime,
+        ctx: &'a Ctx,
+        manifest: &PodManifest,
+    ) -> Result<Self, Outcome> {
+        let guard = Self::create(rt, ctx, manifest)?;
+        guard.running()?;
+        Ok(guard)
+    }
+
+    /// Creates several pods, then waits for all of them: their start-ups overlap.
+    pub fn start_all(
+        rt: &'a dyn Runtime,
+        ctx: &'a Ctx,
+        manifests: &[&PodManifest],
+    ) -> Result<Vec<Self>, Outcome> {
+        let mut guards = Vec::new();
+        for m in manifests {
+            guards.push(Self::create(rt, ctx, m)?);
+        }
+        for g in &guards {
+            g.running()?;
+        }
+        Ok(guards)
+    }
+
+    /// Waits until the pod is Running with every container running.
+    pub fn running(&self) -> Result<Pod, Outcome> {
+        runtime::wait_running(self.rt, &self.name, self.ctx.timeouts.start)
+            .map_err(|e| fail(format!("pod {} did not start: {e}", self.name)))
+    }
+
+    pub fn get(&self) -> Result<Pod, Outcome> {
+        match self.rt.get_pod(&self.name)? {
+            Some(p) => Ok(p),
+            None => Err(fail(format!("pod {} disappeared", self.name))),
+        }
+    }
+
+    pub fn exec(&self, container: &str, argv: &[&str]) -> Result<ExecOutput, Outcome> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        self.rt
+            .exec(&self.name, container, &argv, self.ctx.timeouts.exec)
+            .map_err(|e| fail(format!("exec in {}/{container}: {e}", self.name)))
+    }
+
+    /// Runs `probe ARGS...` in a container and returns the JSON object it
+    /// printed first. A probe that did not run or printed no JSON fails the
+    /// test: that is a broken environment, not an observation.
+    pub fn probe(&self, container: &str, args: &[&str]) -> Result<Value, Outcome> {
+        let mut argv = vec!["probe"];
+        argv.extend_from_slice(args);
+        let out = self.exec(container, &argv)?;
+        parse_probe(&out).map_err(|why| {
+            fail(format!(
+                "`{}` in {}/{container} {why} (exit status {}; stdout {:?}; stderr {:?})",
+                argv.join(" "),
+                self.name,
+                out.exit_code,
+                out.stdout.trim(),
+                out.stderr.trim()
+            ))
+        })
+    }
+}
+
+impl Drop for PodGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.rt.delete_pod(&self.name) {
+            eprintln!("warning: could not delete pod {}: {e}", self.name);
+        }
+    }
+}
+
+/// The first stdout line of a probe run as a JSON object.
+pub fn parse_probe(out: &ExecOutput) -> Result<Value, String> {
+    if out.exit_code != 0 {
+        return Err("did not run".into());
+    }
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .ok_or("printed nothing")?;
+    match serde_json::from_str::<Value>(line) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err("printed no JSON object".into()),
+    }
+}
+
+/// `v[key]` as a string, failing with the whole object when absent.
+pub fn str_field<'v>(v: &'v Value, key: &str, what: &str) -> Result<&'v str, Outcome> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail(format!("{what}: no string `{key}` in probe output {v}")))
+}
+
+/// `v[key]` as an integer.
+pub fn num_field(v: &Value, key: &str, what: &str) -> Result<i64, Outcome> {
+    v.get(key)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| fail(format!("{what}: no integer `{key}` in probe output {v}")))
+}
+
+/// Whether a probe operation succeeded (`"ok": true`).
+pub fn ok(v: &Value) -> bool {
+    v.get("ok").and_then(Value::as_bool) == Some(true)
+}
+
+/// The errno name of a failed probe operation ("ECONNREFUSED"), or "".
+pub fn error_name(v: &Value) -> &str {
+    v.get("error").and_then(Value::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: i32, stdout: &str) -> ExecOutput {
+        ExecOutput {
+            stdout: stdout.into(),
+            stderr: String::new(),
+            exit_code: code,
+        }
+    }
+
+    #[test]
+    fn probe_output_is_the_first_json_line() {
+        let v = parse_probe(&out(0, "{\"ok\":true,\"port\":5}\n{\"served\":1}\n")).unwrap();
+        assert!(ok(&v));
+        assert_eq!(num_field(&v, "port", "t").unwrap(), 5);
+        assert_eq!(parse_probe(&out(2, "{}")).unwrap_err(), "did not run");
+        assert_eq!(parse_probe(&out(0, "")).unwrap_err(), "printed nothing");
+        assert_eq!(
+            parse_probe(&out(0, "[1]")).unwrap_err(),
+            "printed no JSON object"
+        );
+        let refused = parse_probe(&out(0, r#"{"ok":false,"error":"ECONNREFUSED"}"#)).unwrap();
+        assert!(!ok(&refused));
+        assert_eq!(error_name(&refused), "ECONNREFUSED");
+        assert!(str_field(&refused, "data", "connect")
+            .unwrap_err()
+            .reason()
+            .contains("no string `data`"));
+    }
+}
