@@ -127,6 +127,19 @@ pub trait Runtime: Send + Sync {
     }
 }
 
+/// What is still left after a run, asked again for a few seconds first:
+/// processes of a deleted pod may outlive the delete call by a moment.
+pub fn settled_leftovers(mut look: impl FnMut() -> Vec<String>) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = look();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// How often a waiting test asks again: quickly at first, since most
 /// waits end within a fraction of a second, then less often.
 fn poll_interval(attempt: u32) -> Duration {

@@ -187,16 +187,7 @@ impl Runtime for Podlab {
     }
 
     fn leftovers(&self) -> Vec<String> {
-        // Exiting processes may linger for a moment after a delete returns:
-        // look again for a little while before calling anything a leftover.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = self.leftovers_now();
-            if left.is_empty() || Instant::now() >= deadline {
-                return left;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        crate::runtime::settled_leftovers(|| self.leftovers_now())
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
@@ -333,15 +333,7 @@ impl Runtime for Podman {
     }
 
     fn leftovers(&self) -> Vec<String> {
-        // conmon and its cleanup command may outlive `pod rm` by a moment.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = self.leftovers_now();
-            if left.is_empty() || Instant::now() >= deadline {
-                return left;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        crate::runtime::settled_leftovers(|| self.leftovers_now())
     }
 }
 
