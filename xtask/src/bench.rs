@@ -221,6 +221,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         podman: setup_podman(&work, &images)?,
         work: work.clone(),
     };
+    let cgroups_before = libpod_cgroup_parents();
     let runs = if quick { 5 } else { 20 };
     let many = if quick { 20 } else { 100 };
 
@@ -311,6 +312,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "pss_per_pod_kib": many_pss / many as u64,
         },
     });
+    // podman 4.3 on a hybrid host leaves empty pod cgroups behind: remove
+    // the parents this run created (rmdir only succeeds on empty cgroups).
+    for parent in libpod_cgroup_parents() {
+        if !cgroups_before.contains(&parent) {
+            rmdir_tree(&parent);
+        }
+    }
     std::fs::create_dir_all(&report)?;
     std::fs::write(
         report.join("bench.json"),
@@ -321,6 +329,28 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     print!("{md}");
     println!("wrote {}", report.join("bench.json").display());
     Ok(())
+}
+
+fn libpod_cgroup_parents() -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("libpod_parent"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rmdir_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn machine() -> String {
