@@ -42,7 +42,8 @@ options:
   --context NAME       cli: passed to the binary as --context NAME
   --caps LIST          cli: what the runtime supports, comma-separated (default: none):
                        pod-ip, privileged, cgroup-visible, pending-observable,
-                       share-process-namespace, same-kernel, pod-pids, container-pids=N, all
+                       share-process-namespace, same-kernel, pod-pids, container-pids=N,
+                       init-containers, restart-policy, unschedulable, oom-reason, all
   --probe-image REF    the probe image (default: podlab.local/probe:latest)
   --expectations FILE  the runtime's expected failures (default:
                        conformance/expectations/<runtime>.json when it exists)

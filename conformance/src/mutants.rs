@@ -60,6 +60,36 @@ pub const VARIANTS: &[Variant] = &[
         family: "NET-",
         breaks: "status.podIP is not the address the pod has",
     },
+    Variant {
+        name: "init-unordered",
+        family: "LIFE-",
+        breaks: "init containers start all at once and app containers do not wait for them",
+    },
+    Variant {
+        name: "restart-never-ignored",
+        family: "LIFE-",
+        breaks: "restartPolicy Never and OnFailure behave like Always",
+    },
+    Variant {
+        name: "no-restart",
+        family: "LIFE-",
+        breaks: "a container that exited is never restarted",
+    },
+    Variant {
+        name: "no-grace",
+        family: "LIFE-",
+        breaks: "delete kills with SIGKILL at once, ignoring the grace period",
+    },
+    Variant {
+        name: "admit-all",
+        family: "LIFE-",
+        breaks: "the scheduler admits every pod, whatever it requests",
+    },
+    Variant {
+        name: "oom-unreported",
+        family: "LIFE-",
+        breaks: "an OOM kill is reported with reason Error instead of OOMKilled",
+    },
 ];
 
 /// The failed test IDs of one run of the suite against a variant.

@@ -54,6 +54,18 @@ pub struct Capabilities {
     /// so the suite may connect to a pod's own address from outside it.
     pub node_reaches_pods: bool,
     pub pids: PidsLimits,
+    /// `spec.initContainers` run to completion, one after another, before
+    /// the app containers start.
+    pub init_containers: bool,
+    /// `restartPolicy` Never and OnFailure are honoured, and a pod whose
+    /// containers have all ended is reported Succeeded or Failed.
+    pub restart_policy: bool,
+    /// A pod whose requests exceed what the node can allocate stays
+    /// Pending with `PodScheduled=False`, reason `Unschedulable`.
+    pub unschedulable: bool,
+    /// A container killed by the OOM killer is reported terminated with
+    /// reason `OOMKilled`.
+    pub oom_reason: bool,
 }
 
 /// Why a runtime call failed.
@@ -83,6 +95,9 @@ pub enum Error {
         after: Duration,
         last: String,
     },
+    /// The runtime (or its adapter) cannot do what was asked.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }
@@ -119,6 +134,17 @@ pub trait Runtime: Send + Sync {
     /// Deletes the pod immediately (grace period 0) and returns when its
     /// resources are released; deleting a missing pod is not an error.
     fn delete_pod(&self, name: &str) -> Result<(), Error>;
+
+    /// Deletes the pod with a grace period of `seconds` (SIGTERM, then
+    /// SIGKILL once the period is over) and returns when it is gone.
+    /// Adapters that cannot return [`Error::Unsupported`].
+    fn delete_pod_with_grace(&self, name: &str, seconds: u32) -> Result<(), Error> {
+        let _ = (name, seconds);
+        Err(Error::Unsupported(format!(
+            "the {} adapter cannot delete with a grace period",
+            self.name()
+        )))
+    }
 
     /// What a finished run left behind (pods, namespaces, cgroups, ...),
     /// one line each; empty when the host is clean.

@@ -14,10 +14,22 @@ pub enum Mutant {
     NoCpuLimit,
     EarlyRunning,
     WrongPodIp,
+    /// Init containers all start at once and app containers do not wait.
+    InitUnordered,
+    /// `restartPolicy` Never and OnFailure behave like Always.
+    RestartNeverIgnored,
+    /// Delete kills with SIGKILL at once, ignoring the grace period.
+    NoGrace,
+    /// The scheduler admits every pod, whatever it requests.
+    AdmitAll,
+    /// A container that exited is never restarted, whatever the policy.
+    NoRestart,
+    /// An OOM kill is reported with reason Error instead of OOMKilled.
+    OomUnreported,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 9] = [
+    pub const ALL: [(&'static str, Mutant); 15] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -27,6 +39,12 @@ impl Mutant {
         ("no-cpu-limit", Mutant::NoCpuLimit),
         ("early-running", Mutant::EarlyRunning),
         ("wrong-pod-ip", Mutant::WrongPodIp),
+        ("init-unordered", Mutant::InitUnordered),
+        ("restart-never-ignored", Mutant::RestartNeverIgnored),
+        ("no-grace", Mutant::NoGrace),
+        ("admit-all", Mutant::AdmitAll),
+        ("no-restart", Mutant::NoRestart),
+        ("oom-unreported", Mutant::OomUnreported),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

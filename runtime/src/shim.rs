@@ -491,7 +491,13 @@ impl Shim {
     fn new(config: Config, key: PodKey, notify: File) -> Result<Shim, Error> {
         let store = Store::open(&config.root)?;
         let dir = store.get(&key)?;
-        let pod = dir.read_pod()?;
+        let mut pod = dir.read_pod()?;
+        let mutant = Mutant::from_env();
+        if mutant == Some(Mutant::RestartNeverIgnored) {
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.restart_policy = Some("Always".into());
+            }
+        }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let status = dir
             .read_status()?
@@ -525,7 +531,7 @@ impl Shim {
         };
         Ok(Shim {
             cgroups: cgroups::Manager::new()?,
-            mutant: Mutant::from_env(),
+            mutant,
             config,
             store,
             dir,
@@ -780,7 +786,7 @@ impl Shim {
                 if !c.running() && !c.waiting_for_timer() && !c.finished {
                     self.start_container(i)?;
                 }
-                if !done(&self.ctrs[i]) {
+                if !done(&self.ctrs[i]) && self.mutant != Some(Mutant::InitUnordered) {
                     return Ok(());
                 }
             }
@@ -849,6 +855,11 @@ impl Shim {
             })
             .unwrap_or(30)
             .max(0) as u64;
+        let grace = if self.mutant == Some(Mutant::NoGrace) {
+            0
+        } else {
+            grace
+        };
         let deadline = Instant::now() + Duration::from_secs(grace);
         if self.terminating.is_some_and(|d| d <= deadline) {
             return;
@@ -1886,7 +1897,8 @@ impl Shim {
             && c.leaf
                 .as_ref()
                 .and_then(|l| l.oom_kill_count().ok())
-                .is_some_and(|n| n > c.oom_base);
+                .is_some_and(|n| n > c.oom_base)
+            && self.mutant != Some(Mutant::OomUnreported);
         let state = lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, None);
         if c.status
             .state
@@ -1917,6 +1929,7 @@ impl Shim {
         let restart = self.terminating.is_none()
             && !self.sandbox_lost()
             && lifecycle::should_restart(&policy, c.role == Role::Sidecar, c.role == Role::Init, code)
+            && self.mutant != Some(Mutant::NoRestart)
             // A sidecar is not restarted once the pod's app containers are done.
             && !(c.role == Role::Sidecar && self.pod_terminal());
         let pod_ref = self.pod_ref();

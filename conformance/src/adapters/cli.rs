@@ -83,6 +83,22 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "pod-level spec.resources.limits.pids is honoured",
     ),
     (
+        "init-containers",
+        "spec.initContainers run in order to completion before the app containers",
+    ),
+    (
+        "restart-policy",
+        "restartPolicy Never/OnFailure are honoured; ended pods are Succeeded or Failed",
+    ),
+    (
+        "unschedulable",
+        "a pod requesting more than the node has stays Pending, reason Unschedulable",
+    ),
+    (
+        "oom-reason",
+        "an OOM-killed container is reported terminated with reason OOMKilled",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -108,6 +124,10 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                         pod_field: true,
                         per_container: caps.pids.per_container,
                     },
+                    init_containers: true,
+                    restart_policy: true,
+                    unschedulable: true,
+                    oom_reason: true,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -118,6 +138,10 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "same-kernel" => caps.same_kernel = true,
             "node-reaches-pods" => caps.node_reaches_pods = true,
             "pod-pids" => caps.pids.pod_field = true,
+            "init-containers" => caps.init_containers = true,
+            "restart-policy" => caps.restart_policy = true,
+            "unschedulable" => caps.unschedulable = true,
+            "oom-reason" => caps.oom_reason = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -268,6 +292,25 @@ impl Runtime for Cli {
             "--ignore-not-found",
         ];
         let out = self.run(&sub, None, COMMAND_TIMEOUT)?;
+        check_status(&out, &self.shown(&sub))
+    }
+
+    /// kubectl's `delete --grace-period N` waits until the pod is gone.
+    fn delete_pod_with_grace(&self, name: &str, seconds: u32) -> Result<(), Error> {
+        let grace = seconds.to_string();
+        let sub = [
+            "delete",
+            "pod",
+            name,
+            "--grace-period",
+            &grace,
+            "--ignore-not-found",
+        ];
+        let out = self.run(
+            &sub,
+            None,
+            COMMAND_TIMEOUT + Duration::from_secs(seconds.into()),
+        )?;
         check_status(&out, &self.shown(&sub))
     }
 

@@ -16,6 +16,9 @@ use crate::runtime::{Capabilities, Error, ExecOutput, PidsLimits, Runtime};
 /// (`PODLAB_PIDS_LIMIT`), so the pids tests know what to expect.
 pub const CONTAINER_PIDS_LIMIT: u64 = 512;
 
+/// The restart back-off base the adapter asks podlab for (`PODLAB_BACKOFF_BASE_MS`).
+const BACKOFF_BASE_MS: u64 = 200;
+
 /// How long a management command (apply, get, delete) may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -77,6 +80,9 @@ impl Podlab {
         }
         cmd.args(args);
         cmd.env("PODLAB_PIDS_LIMIT", CONTAINER_PIDS_LIMIT.to_string());
+        // Restart back-off in fractions of a second, so restart tests
+        // do not wait out the kubelet's ten seconds.
+        cmd.env("PODLAB_BACKOFF_BASE_MS", BACKOFF_BASE_MS.to_string());
         for (k, v) in &self.config.env {
             cmd.env(k, v);
         }
@@ -130,6 +136,10 @@ impl Runtime for Podlab {
                 pod_field: true,
                 per_container: Some(CONTAINER_PIDS_LIMIT),
             },
+            init_containers: true,
+            restart_policy: true,
+            unschedulable: true,
+            oom_reason: true,
         }
     }
 
@@ -183,6 +193,24 @@ impl Runtime for Podlab {
             "--ignore-not-found",
         ];
         let out = self.run(&args, None, COMMAND_TIMEOUT)?;
+        check_status(&out, &format!("podlab {}", args.join(" ")))
+    }
+
+    fn delete_pod_with_grace(&self, name: &str, seconds: u32) -> Result<(), Error> {
+        let grace = seconds.to_string();
+        let args = [
+            "delete",
+            "pod",
+            name,
+            "--grace-period",
+            &grace,
+            "--ignore-not-found",
+        ];
+        let out = self.run(
+            &args,
+            None,
+            COMMAND_TIMEOUT + Duration::from_secs(seconds.into()),
+        )?;
         check_status(&out, &format!("podlab {}", args.join(" ")))
     }
 

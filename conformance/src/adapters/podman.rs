@@ -258,6 +258,11 @@ impl Runtime for Podman {
                 pod_field: false,
                 per_container: None,
             },
+            // Not verified on podman: the tests that need these skip.
+            init_containers: false,
+            restart_policy: false,
+            unschedulable: false,
+            oom_reason: false,
         }
     }
 

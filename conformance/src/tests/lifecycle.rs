@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use serde_json::{json, Value};
 
 use crate::pods::{ContainerSpec, PodGuard, PodManifest};
 use crate::runtime::{self, Runtime};
-use crate::suite::{fail, skip, Check, Ctx, Outcome, TestCase};
+use crate::suite::{ensure, fail, skip, Check, Ctx, Outcome, TestCase};
 
 pub const CASES: &[TestCase] = &[
     case!("LIFE-001", phases_never_go_backwards,
@@ -21,6 +22,30 @@ pub const CASES: &[TestCase] = &[
     case!("LIFE-004", running_means_started,
         must: "Whenever a pod is reported Running, every one of its containers MUST have been started.",
         method: "Creates a two-container pod and polls its status from creation until every container runs; in every observation with phase Running, each container must be running, terminated, or have a last state from an earlier run."),
+    case!("LIFE-005", pending_while_init_runs,
+        must: "A pod whose init container is still running MUST be reported Pending, with no app container started.",
+        method: "Creates a pod whose init container sleeps 2 s before an app container; polls the status until the app runs: at least one observation must show phase Pending with the init container running, and no observation may show phase Running or a started app container while the init container runs. Skipped when the runtime does not run init containers."),
+    case!("LIFE-006", init_containers_in_order,
+        must: "Init containers MUST run one after another in their order, each to completion, before any app container starts.",
+        method: "Two init containers append their name to a file on a shared emptyDir volume, the first after sleeping 1 s; the app container copies the file when it starts; the copy read back through exec must be exactly `first` then `second`. Skipped when the runtime does not run init containers."),
+    case!("LIFE-007", restart_never_ends_the_pod,
+        must: "With restartPolicy Never, a pod whose container exits 0 MUST end Succeeded and one whose container exits non-zero MUST end Failed with that exit code, neither restarted.",
+        method: "Creates two pods with restartPolicy Never whose container runs `sh -c 'exit 0'` and `sh -c 'exit 3'`; waits for each to end, failing at once on a restart, then watches a few seconds more: phases Succeeded and Failed, the second container terminated with exitCode 3, restartCount 0. Skipped when the runtime does not honour restart policies."),
+    case!("LIFE-008", on_failure_restarts,
+        must: "With restartPolicy OnFailure, a container that exits non-zero MUST be restarted.",
+        method: "Creates a pod with restartPolicy OnFailure whose container exits 1 after 0.3 s; waits until its restartCount is at least 1 with the earlier run recorded as terminated with exit code 1, and the pod never Failed. Skipped when the runtime does not honour restart policies."),
+    case!("LIFE-009", oom_killed_is_reported,
+        must: "A container killed for going past its memory limit MUST be reported terminated with reason OOMKilled.",
+        method: "Runs `probe alloc 200` (touches 200 MiB) as the only process of a container limited to 64Mi with restartPolicy Never; waits until the container's state or lastState is terminated and requires reason OOMKilled. Skipped when the runtime does not report the reason."),
+    case!("LIFE-010", missing_image_stays_pending,
+        must: "A pod whose only image cannot be pulled MUST stay Pending with its container waiting with reason ErrImagePull or ImagePullBackOff.",
+        method: "Creates a pod whose image is under the never-resolving `.invalid` domain; polls until the container waits with ErrImagePull or ImagePullBackOff, then a few seconds more: every observation must be Pending, and the reason must stay one of the two. Skipped when the runtime cannot report a pod that does not start."),
+    case!("LIFE-011", unschedulable_stays_pending,
+        must: "A pod requesting more than the node can allocate MUST stay Pending with condition PodScheduled=False, reason Unschedulable, and no container started.",
+        method: "Creates a pod requesting 100Ti of memory; polls for a few seconds: every observation must be Pending with no container running or terminated, and the last one must carry PodScheduled=False with reason Unschedulable. Skipped when the runtime does not schedule against node resources."),
+    case!("LIFE-012", delete_terms_then_kills,
+        must: "Deleting a pod MUST send its containers SIGTERM first and SIGKILL only once the grace period is over.",
+        method: "Runs two pods: one whose shell exits on SIGTERM (grace 30 s), one whose shell ignores SIGTERM (grace 3 s); deletes each with its grace period and times the delete: the first must be gone well within its grace (under 10 s: it got SIGTERM), the second not before 2.5 s (nothing killed it early) and within 25 s (SIGKILL came). Skipped when the adapter cannot delete with a grace period."),
 ];
 
 /// How far along the lifecycle a phase is; None for an unknown phase.
@@ -52,7 +77,7 @@ pub fn backward_step(phases: &[String]) -> Option<String> {
 /// Polls the pod until `until` holds (then `linger` more), calling `each`
 /// on every observation; stops early with `each`'s error.
 fn watch(
-    pod: &PodGuard,
+    pod: &str,
     rt: &dyn Runtime,
     timeout: Duration,
     linger: Duration,
@@ -62,7 +87,7 @@ fn watch(
     let start = Instant::now();
     let mut reached_at: Option<Instant> = None;
     loop {
-        if let Some(p) = rt.get_pod(&pod.name)? {
+        if let Some(p) = rt.get_pod(pod)? {
             each(&p)?;
             if reached_at.is_none() && until(&p) {
                 reached_at = Some(Instant::now());
@@ -97,7 +122,7 @@ fn phases_never_go_backwards(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     )?;
     let mut seen: Vec<String> = Vec::new();
     let reached = watch(
-        &pod,
+        &pod.name,
         rt,
         ctx.timeouts.start,
         Duration::from_secs(1),
@@ -252,7 +277,7 @@ fn pending_while_a_container_cannot_start(rt: &dyn Runtime, ctx: &Ctx) -> Check 
     };
     let mut last = None;
     watch(
-        &pod,
+        &pod.name,
         rt,
         ctx.timeouts.start,
         ctx.timeouts.settle,
@@ -281,7 +306,7 @@ fn running_means_started(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         &PodManifest::sleepers(ctx, "life-started", &["app", "sidecar"]),
     )?;
     let reached = watch(
-        &pod,
+        &pod.name,
         rt,
         ctx.timeouts.start,
         Duration::ZERO,
@@ -295,6 +320,534 @@ fn running_means_started(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         )));
     }
     Ok(())
+}
+
+/// A pod made from a raw manifest (init containers, volumes, restart
+/// policy: more than [`PodManifest`] builds); deleted when dropped.
+struct RawPod<'a> {
+    rt: &'a dyn Runtime,
+    name: String,
+}
+
+impl<'a> RawPod<'a> {
+    /// A pod named after `prefix` with `spec` (a JSON object) as its spec,
+    /// on top of the suite's defaults (labels, no grace period).
+    fn create(rt: &'a dyn Runtime, ctx: &Ctx, prefix: &str, spec: Value) -> Result<Self, Outcome> {
+        let mut manifest = PodManifest::new(ctx, prefix).to_json();
+        if let (Some(base), Value::Object(extra)) = (manifest["spec"].as_object_mut(), spec) {
+            base.extend(extra);
+        }
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let guard = RawPod { rt, name };
+        let yaml = serde_norway::to_string(&manifest).unwrap_or_else(|_| manifest.to_string());
+        rt.create_pod(&yaml)
+            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", guard.name)))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for RawPod<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.rt.delete_pod(&self.name) {
+            eprintln!("warning: could not delete pod {}: {e}", self.name);
+        }
+    }
+}
+
+/// A container of the probe image running `argv`.
+fn ctr(ctx: &Ctx, name: &str, argv: &[&str]) -> Value {
+    json!({"name": name, "image": ctx.probe_image, "command": argv})
+}
+
+fn sh(ctx: &Ctx, name: &str, script: &str) -> Value {
+    ctr(ctx, name, &["sh", "-c", script])
+}
+
+fn init_statuses(p: &Pod) -> &[ContainerStatus] {
+    p.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_deref())
+        .unwrap_or(&[])
+}
+
+fn find<'p>(statuses: &'p [ContainerStatus], name: &str) -> Option<&'p ContainerStatus> {
+    statuses.iter().find(|c| c.name == name)
+}
+
+fn is_running(c: Option<&ContainerStatus>) -> bool {
+    c.and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+/// The terminated record of a container: its current state, else its last one.
+fn terminated(
+    c: &ContainerStatus,
+) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    c.state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))
+}
+
+fn waiting_reason(c: Option<&ContainerStatus>) -> Option<&str> {
+    c.and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.as_deref())
+}
+
+fn pending_while_init_runs(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.init_containers {
+        return Err(skip("the runtime does not run init containers"));
+    }
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "life-initpend",
+        json!({
+            "initContainers": [ctr(ctx, "init", &["sleep", "2"])],
+            "containers": [ctr(ctx, "app", &["sleep", "3600"])],
+        }),
+    )?;
+    let mut seen_pending_init = false;
+    let mut phases: Vec<String> = Vec::new();
+    let reached = watch(
+        &pod.name,
+        rt,
+        ctx.timeouts.start,
+        Duration::ZERO,
+        all_running,
+        |p| {
+            let phase = runtime::phase(p);
+            if phases.last().map(String::as_str) != Some(phase) {
+                phases.push(phase.to_string());
+            }
+            let init = find(init_statuses(p), "init");
+            if !is_running(init) {
+                return Ok(());
+            }
+            let app = find(runtime::container_statuses(p), "app");
+            if app.is_some_and(has_started) {
+                return Err(fail(format!(
+                    "pod {}: app container started while init container `init` still runs: {}",
+                    pod.name,
+                    runtime::describe(p)
+                )));
+            }
+            match phase {
+                "Pending" => {
+                    seen_pending_init = true;
+                    Ok(())
+                }
+                other => Err(fail(format!(
+                    "pod {} is reported {other:?} while its init container still runs: the phase must be Pending",
+                    pod.name
+                ))),
+            }
+        },
+    )?;
+    ensure(reached, || {
+        format!(
+            "pod {} did not get its app container running within {:?} (phases observed: {})",
+            pod.name,
+            ctx.timeouts.start,
+            phases.join(" → ")
+        )
+    })?;
+    ensure(seen_pending_init, || {
+        format!(
+            "pod {} was never observed Pending with its 2 s init container running (phases observed: {})",
+            pod.name,
+            phases.join(" → ")
+        )
+    })
+}
+
+fn init_containers_in_order(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.init_containers {
+        return Err(skip("the runtime does not run init containers"));
+    }
+    let mount = json!([{"name": "work", "mountPath": "/work"}]);
+    let with_mount = |mut c: Value| {
+        c["volumeMounts"] = mount.clone();
+        c
+    };
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "life-initorder",
+        json!({
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "initContainers": [
+                with_mount(sh(ctx, "first", "sleep 1; echo first >> /work/order")),
+                with_mount(sh(ctx, "second", "echo second >> /work/order")),
+            ],
+            "containers": [with_mount(sh(
+                ctx,
+                "app",
+                "cat /work/order > /work/seen 2>&1; exec sleep 3600",
+            ))],
+        }),
+    )?;
+    runtime::wait_running(rt, &pod.name, ctx.timeouts.start)
+        .map_err(|e| fail(format!("pod {} did not start: {e}", pod.name)))?;
+    let argv = ["cat".to_string(), "/work/seen".to_string()];
+    let out = rt
+        .exec(&pod.name, "app", &argv, ctx.timeouts.exec)
+        .map_err(|e| fail(format!("exec in {}/app: {e}", pod.name)))?;
+    ensure(out.exit_code == 0, || {
+        format!(
+            "cannot read what the app container of {} saw: `cat /work/seen` exited {} ({})",
+            pod.name,
+            out.exit_code,
+            out.stderr.trim()
+        )
+    })?;
+    let seen: Vec<&str> = out.stdout.lines().collect();
+    ensure(seen == ["first", "second"], || {
+        format!(
+            "when the app container of {} started, the init containers had written {:?}; \
+             expected [\"first\", \"second\"]: each init container must finish before the next \
+             starts, all before the app",
+            pod.name, seen
+        )
+    })
+}
+
+/// Waits for the pod to end; a restart fails at once.
+fn wait_ended(rt: &dyn Runtime, ctx: &Ctx, pod: &str) -> Result<Pod, Outcome> {
+    runtime::wait_for(
+        rt,
+        pod,
+        "phase Succeeded or Failed",
+        ctx.timeouts.start,
+        |p| {
+            if let Some(c) = runtime::container_statuses(p)
+                .iter()
+                .find(|c| c.restart_count > 0)
+            {
+                return Some(Err(runtime::Error::Other(format!(
+                    "pod {pod} has restartPolicy Never but container {} was restarted \
+                 (restartCount {}): {}",
+                    c.name,
+                    c.restart_count,
+                    runtime::describe(p)
+                ))));
+            }
+            matches!(runtime::phase(p), "Succeeded" | "Failed").then(|| Ok(p.clone()))
+        },
+    )
+    .map_err(|e| fail(e.to_string()))
+}
+
+fn restart_never_ends_the_pod(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.restart_policy {
+        return Err(skip("the runtime does not honour restartPolicy"));
+    }
+    let spec = |code: &str| {
+        json!({
+            "restartPolicy": "Never",
+            "containers": [sh(ctx, "app", &format!("exit {code}"))],
+        })
+    };
+    let ok = RawPod::create(rt, ctx, "life-never-ok", spec("0"))?;
+    let bad = RawPod::create(rt, ctx, "life-never-bad", spec("3"))?;
+    for (pod, want_phase, want_code) in [(&ok, "Succeeded", 0), (&bad, "Failed", 3)] {
+        let ended = wait_ended(rt, ctx, &pod.name)?;
+        let phase = runtime::phase(&ended);
+        ensure(phase == want_phase, || {
+            format!(
+                "pod {} (restartPolicy Never, container exits {want_code}) ended {phase}, not {want_phase}: {}",
+                pod.name,
+                runtime::describe(&ended)
+            )
+        })?;
+        let code = find(runtime::container_statuses(&ended), "app")
+            .and_then(terminated)
+            .map(|t| t.exit_code);
+        ensure(code == Some(want_code), || {
+            format!(
+                "pod {}: container app should be terminated with exitCode {want_code}, got {}",
+                pod.name,
+                runtime::describe(&ended)
+            )
+        })?;
+    }
+    // An ended pod stays ended: nothing restarts it later.
+    let start = Instant::now();
+    while start.elapsed() < ctx.timeouts.settle {
+        for (pod, want_phase) in [(&ok, "Succeeded"), (&bad, "Failed")] {
+            let Some(p) = rt.get_pod(&pod.name)? else {
+                return Err(fail(format!("pod {} disappeared after it ended", pod.name)));
+            };
+            let restarts: i32 = runtime::container_statuses(&p)
+                .iter()
+                .map(|c| c.restart_count)
+                .sum();
+            ensure(runtime::phase(&p) == want_phase && restarts == 0, || {
+                format!(
+                    "pod {} ended {want_phase} but later showed {} (restartCount {restarts}): \
+                     restartPolicy Never must not restart it",
+                    pod.name,
+                    runtime::describe(&p)
+                )
+            })?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+fn on_failure_restarts(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.restart_policy {
+        return Err(skip("the runtime does not honour restartPolicy"));
+    }
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "life-onfail",
+        json!({
+            "restartPolicy": "OnFailure",
+            "containers": [sh(ctx, "app", "sleep 0.3; exit 1")],
+        }),
+    )?;
+    let name = pod.name.clone();
+    runtime::wait_for(
+        rt,
+        &pod.name,
+        "container app restarted after exiting 1",
+        ctx.timeouts.start,
+        |p| {
+            if runtime::phase(p) == "Failed" {
+                return Some(Err(runtime::Error::Other(format!(
+                    "pod {name} (restartPolicy OnFailure) ended Failed instead of restarting its container: {}",
+                    runtime::describe(p)
+                ))));
+            }
+            let app = find(runtime::container_statuses(p), "app")?;
+            let exited_1 = terminated(app).is_some_and(|t| t.exit_code == 1);
+            (app.restart_count >= 1 && exited_1).then_some(Ok(()))
+        },
+    )
+    .map_err(|e| fail(e.to_string()))
+}
+
+fn oom_killed_is_reported(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.oom_reason {
+        return Err(skip(
+            "the runtime does not report the reason of an OOM kill",
+        ));
+    }
+    let mut app = ctr(ctx, "app", &["probe", "alloc", "200"]);
+    app["resources"] = json!({"limits": {"memory": "64Mi"}});
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "life-oom",
+        json!({"restartPolicy": "Never", "containers": [app]}),
+    )?;
+    let name = pod.name.clone();
+    runtime::wait_for(
+        rt,
+        &pod.name,
+        "container app terminated",
+        ctx.timeouts.start,
+        |p| {
+            let t = find(runtime::container_statuses(p), "app").and_then(terminated)?;
+            Some(match t.reason.as_deref() {
+                Some("OOMKilled") => Ok(()),
+                other => Err(runtime::Error::Other(format!(
+                    "container app of pod {name} allocated 200 MiB under a 64Mi limit and ended \
+                     with exit code {} and reason {:?}, not OOMKilled",
+                    t.exit_code,
+                    other.unwrap_or("none")
+                ))),
+            })
+        },
+    )
+    .map_err(|e| fail(e.to_string()))
+}
+
+fn missing_image_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.pending_observable {
+        return Err(skip(
+            "the runtime cannot report a pod whose containers do not start",
+        ));
+    }
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "life-noimage",
+        json!({"containers": [{
+            "name": "app",
+            // .invalid never resolves (RFC 2606), so no runtime can pull it.
+            "image": "podlab-conformance.invalid/missing:0",
+            "command": ["sleep", "3600"],
+        }]}),
+    )?;
+    let pull_failed = |p: &Pod| {
+        matches!(
+            waiting_reason(find(runtime::container_statuses(p), "app")),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    };
+    let mut reported = false;
+    let reached = watch(
+        &pod.name,
+        rt,
+        ctx.timeouts.start,
+        ctx.timeouts.settle,
+        |p| pull_failed(p),
+        |p| {
+            let phase = runtime::phase(p);
+            if phase != "Pending" && !phase.is_empty() {
+                return Err(fail(format!(
+                    "pod {} cannot pull its only image but is reported {phase}, not Pending: {}",
+                    pod.name,
+                    runtime::describe(p)
+                )));
+            }
+            // Once reported, the reason stays a pull failure.
+            if reported && !pull_failed(p) {
+                return Err(fail(format!(
+                    "pod {}: after ErrImagePull the container left the pull-failure states: {}",
+                    pod.name,
+                    runtime::describe(p)
+                )));
+            }
+            reported |= pull_failed(p);
+            Ok(())
+        },
+    )?;
+    ensure(reached, || {
+        format!(
+            "pod {} never reported ErrImagePull or ImagePullBackOff for its missing image within {:?}",
+            pod.name, ctx.timeouts.start
+        )
+    })
+}
+
+fn unschedulable_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.unschedulable {
+        return Err(skip(
+            "the runtime does not schedule pods against node resources",
+        ));
+    }
+    let mut app = ctr(ctx, "app", &["sleep", "3600"]);
+    app["resources"] = json!({"requests": {"memory": "100Ti"}});
+    let pod = RawPod::create(rt, ctx, "life-unsched", json!({"containers": [app]}))?;
+    let mut last = None;
+    watch(
+        &pod.name,
+        rt,
+        ctx.timeouts.settle,
+        ctx.timeouts.settle,
+        |_| true,
+        |p| {
+            last = Some(p.clone());
+            let phase = runtime::phase(p);
+            if phase != "Pending" && !phase.is_empty() {
+                return Err(fail(format!(
+                    "pod {} requests 100Ti of memory but is reported {phase}, not Pending: {}",
+                    pod.name,
+                    runtime::describe(p)
+                )));
+            }
+            if let Some(c) = runtime::container_statuses(p)
+                .iter()
+                .find(|c| has_started(c))
+            {
+                return Err(fail(format!(
+                    "pod {} requests 100Ti of memory, more than any node has, yet its container {} started: {}",
+                    pod.name,
+                    c.name,
+                    runtime::describe(p)
+                )));
+            }
+            Ok(())
+        },
+    )?;
+    let last = last.ok_or_else(|| fail(format!("pod {} was never seen", pod.name)))?;
+    let scheduled = last
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+    match scheduled {
+        Some(c) if c.status == "False" && c.reason.as_deref() == Some("Unschedulable") => Ok(()),
+        Some(c) => Err(fail(format!(
+            "pod {} requests 100Ti of memory: condition PodScheduled is {} with reason {:?}, \
+             expected False with reason Unschedulable",
+            pod.name,
+            c.status,
+            c.reason.as_deref().unwrap_or("none")
+        ))),
+        None => Err(fail(format!(
+            "pod {} requests 100Ti of memory but has no PodScheduled condition",
+            pod.name
+        ))),
+    }
+}
+
+fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    // Both shells loop on short sleeps so a trap runs within 0.1 s.
+    let term = RawPod::create(
+        rt,
+        ctx,
+        "life-term",
+        json!({
+            "terminationGracePeriodSeconds": 30,
+            "containers": [sh(ctx, "app", "trap 'exit 0' TERM; while :; do sleep 0.1; done")],
+        }),
+    )?;
+    let stubborn = RawPod::create(
+        rt,
+        ctx,
+        "life-noterm",
+        json!({
+            "terminationGracePeriodSeconds": 3,
+            "containers": [sh(ctx, "app", "trap '' TERM; while :; do sleep 0.1; done")],
+        }),
+    )?;
+    for pod in [&term, &stubborn] {
+        runtime::wait_running(rt, &pod.name, ctx.timeouts.start)
+            .map_err(|e| fail(format!("pod {} did not start: {e}", pod.name)))?;
+    }
+    let timed_delete = |name: &str, grace: u32| -> Result<Duration, Outcome> {
+        let start = Instant::now();
+        match rt.delete_pod_with_grace(name, grace) {
+            Ok(()) => Ok(start.elapsed()),
+            Err(runtime::Error::Unsupported(why)) => Err(skip(why)),
+            Err(e) => Err(fail(format!(
+                "deleting pod {name} with grace {grace} s: {e}"
+            ))),
+        }
+    };
+    let took = timed_delete(&term.name, 30)?;
+    ensure(took < Duration::from_secs(10), || {
+        format!(
+            "deleting pod {} (grace 30 s), whose container exits on SIGTERM, took {took:.1?}: \
+             the container did not get SIGTERM at the start of the grace period",
+            term.name
+        )
+    })?;
+    let took = timed_delete(&stubborn.name, 3)?;
+    ensure(took >= Duration::from_millis(2500), || {
+        format!(
+            "deleting pod {} (grace 3 s), whose container ignores SIGTERM, took only {took:.1?}: \
+             it was killed before its grace period was over",
+            stubborn.name
+        )
+    })?;
+    ensure(took < Duration::from_secs(25), || {
+        format!(
+            "deleting pod {} (grace 3 s), whose container ignores SIGTERM, took {took:.1?}: \
+             SIGKILL must follow when the grace period ends",
+            stubborn.name
+        )
+    })
 }
 
 #[cfg(test)]
