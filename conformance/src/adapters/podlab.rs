@@ -322,10 +322,25 @@ pub fn run_with_timeout(
     shown: &str,
 ) -> Result<ExecOutput, Error> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-        command: shown.into(),
-        source,
-    })?;
+    let mut attempts = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(child) => break child,
+            // ETXTBSY: a binary written a moment ago can still be open for
+            // writing in a child another thread forked and has not exec'd
+            // yet; that window closes by itself.
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(Error::Spawn {
+                    command: shown.into(),
+                    source,
+                })
+            }
+        }
+    };
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A child that exits without reading gives EPIPE: its exit status says more.
         let _ = pipe.write_all(text.as_bytes());
