@@ -30,6 +30,9 @@ expectations (its known deviations from Kubernetes).
 RUNTIME:
   podlab               the podlab binary, with a private state directory
   podman               podman kube play, with private storage and containers.conf (root)
+  cri                  a CRI v1 runtime (containerd) on --cri-socket; the adapter does the
+                       kubelet's part (needs the `cri` feature; `cargo xtask conformance
+                       --runtime cri` starts a private containerd and passes its socket)
   cli:PATH             any kubectl-compatible binary (docs/adapter-contract.md), e.g.
                        cli:kubectl --context X; global arguments for every call come
                        from $CONFORMANCE_CLI_ARGS (split on whitespace)
@@ -39,6 +42,7 @@ options:
   --image-root DIR     podlab's image store holding the probe image (default: $PODLAB_IMAGE_ROOT)
   --podman-bin PATH    the podman binary (default: podman)
   --fixtures DIR       OCI image layouts podman loads (default: $CARGO_TARGET_DIR or target, then /fixtures)
+  --cri-socket PATH    cri: the runtime's CRI socket (default: $CRI_SOCKET)
   --context NAME       cli: passed to the binary as --context NAME
   --caps LIST          cli: what the runtime supports, comma-separated (default: none):
                        pod-ip, privileged, cgroup-visible, pending-observable,
@@ -72,6 +76,8 @@ expected one, and no expected failure passed) and nothing was left behind;
 enum RuntimeKind {
     Podlab,
     Podman,
+    /// A CRI v1 runtime on a socket.
+    Cri,
     /// A kubectl-compatible binary.
     Cli(PathBuf),
 }
@@ -83,12 +89,13 @@ impl std::str::FromStr for RuntimeKind {
         match s {
             "podlab" => Ok(RuntimeKind::Podlab),
             "podman" => Ok(RuntimeKind::Podman),
+            "cri" => Ok(RuntimeKind::Cri),
             other => match other.strip_prefix("cli:") {
                 Some("") => {
                     bail!("cli: needs the binary, e.g. cli:kubectl or cli:/path/to/runtime")
                 }
                 Some(path) => Ok(RuntimeKind::Cli(path.into())),
-                None => bail!("unknown runtime {other:?}: podlab, podman or cli:PATH"),
+                None => bail!("unknown runtime {other:?}: podlab, podman, cri or cli:PATH"),
             },
         }
     }
@@ -100,6 +107,7 @@ struct Args {
     context: Option<String>,
     caps: Option<String>,
     podman_bin: Option<PathBuf>,
+    cri_socket: Option<PathBuf>,
     fixtures: Option<PathBuf>,
     expectations: Option<PathBuf>,
     summary: bool,
@@ -143,6 +151,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
                 args.caps = Some(list);
             }
             "--podman-bin" => args.podman_bin = Some(value()?.into()),
+            "--cri-socket" => args.cri_socket = Some(value()?.into()),
             "--fixtures" => args.fixtures = Some(value()?.into()),
             "--expectations" => args.expectations = Some(value()?.into()),
             "--podlab-bin" => args.podlab_bin = Some(value()?.into()),
@@ -172,6 +181,9 @@ fn parse_args(argv: &[String]) -> Result<Args> {
     let is_cli = matches!(args.runtime, Some(RuntimeKind::Cli(_)));
     if !is_cli && (args.context.is_some() || args.caps.is_some()) {
         bail!("--context and --caps are for --runtime cli:PATH");
+    }
+    if args.cri_socket.is_some() && args.runtime != Some(RuntimeKind::Cri) {
+        bail!("--cri-socket is for --runtime cri");
     }
     if args.mutants
         && args
@@ -230,7 +242,7 @@ fn run(args: Args) -> Result<ExitCode> {
         if args.summary {
             return write_summary(&reports_root(&args)).map(|_| ExitCode::SUCCESS);
         }
-        bail!("--runtime is required: podlab, podman or cli:PATH");
+        bail!("--runtime is required: podlab, podman, cri or cli:PATH");
     };
     if selected.is_empty() {
         eprintln!("conformance: no test matches the --focus/--skip patterns: nothing ran");
@@ -267,6 +279,7 @@ fn run(args: Args) -> Result<ExitCode> {
             );
             (Box::new(Podman::new(config)?), shown)
         }
+        RuntimeKind::Cri => cri_runtime(&args)?,
         RuntimeKind::Cli(bin) => {
             let mut config = CliConfig::new(bin.clone());
             config.context = args.context.clone();
@@ -416,6 +429,32 @@ fn write_summary(dir: &std::path::Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {} ({} runtimes)", path.display(), runs.len());
     Ok(())
+}
+
+#[cfg(feature = "cri")]
+fn cri_runtime(args: &Args) -> Result<(Box<dyn Runtime>, String)> {
+    use podlab_conformance::adapters::cri::{Cri, CriConfig};
+    let socket = args
+        .cri_socket
+        .clone()
+        .or_else(|| std::env::var_os("CRI_SOCKET").map(PathBuf::from))
+        .context("--runtime cri needs --cri-socket PATH (or $CRI_SOCKET)")?;
+    let mut config = CriConfig::new(socket);
+    if let Some(image) = &args.probe_image {
+        config.probe_image = image.clone();
+    }
+    let shown = config.socket.display().to_string();
+    let cri = Cri::new(config)?;
+    let shown = format!("{}, on {shown}", cri.version());
+    Ok((Box::new(cri), shown))
+}
+
+#[cfg(not(feature = "cri"))]
+fn cri_runtime(_: &Args) -> Result<(Box<dyn Runtime>, String)> {
+    bail!(
+        "this conformance binary was built without the `cri` feature (its gRPC client needs \
+         protoc): build with `--features cri`, or run `cargo xtask conformance --runtime cri`"
+    )
 }
 
 fn podman_config(args: &Args) -> Result<PodmanConfig> {

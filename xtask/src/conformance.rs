@@ -5,7 +5,22 @@
 
 use std::path::PathBuf;
 
+use crate::containerd::Containerd;
 use crate::{fixtures, test, util};
+
+/// The cargo arguments that build the conformance runner with its CRI
+/// adapter, when protoc (which its gRPC code generation needs) is here.
+pub fn cri_features() -> Vec<&'static str> {
+    if has_protoc() {
+        vec!["--features", "podlab-conformance/cri"]
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn has_protoc() -> bool {
+    std::env::var_os("PROTOC").is_some() || std::path::Path::new("/usr/bin/protoc").exists()
+}
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if util::flag(args, "--summary") {
@@ -18,8 +33,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     "podlab-conformance",
                     "--bin",
                     "conformance",
-                    "--",
                 ])
+                .args(cri_features())
+                .arg("--")
                 .args(args),
         );
     }
@@ -41,14 +57,36 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         pass.extend(["--podlab-bin".into(), bin.to_string_lossy().into_owned()]);
     }
     let images = test::test_image_root();
-    if util::is_root() && !util::flag(args, "--list") && !images.join("oci/index.json").exists() {
+    let fixtures_missing = !images.join("oci/index.json").exists()
+        || !fixtures::layout_dir(fixtures::PAUSE_IMAGE)
+            .join("index.json")
+            .exists();
+    if util::is_root() && !util::flag(args, "--list") && fixtures_missing {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
+    }
+    // A CRI runtime of our own unless the caller names one.
+    let mut containerd = None;
+    if runtime == "cri" {
+        if !has_protoc() {
+            anyhow::bail!(
+                "the CRI adapter needs protoc to build: install Debian's protobuf-compiler \
+                 (`cargo xtask doctor --install`)"
+            );
+        }
+        if util::value(args, "--cri-socket").is_none() && !util::flag(args, "--list") {
+            let daemon = Containerd::start()?;
+            pass.extend([
+                "--cri-socket".into(),
+                daemon.socket().to_string_lossy().into_owned(),
+            ]);
+            containerd = Some(daemon);
+        }
     }
     util::step(&format!(
         "conformance suite on {runtime}{}",
         if mutants { " (mutation matrix)" } else { "" }
     ));
-    util::run(
+    let result = util::run(
         util::cargo()
             .args([
                 "run",
@@ -57,11 +95,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 "podlab-conformance",
                 "--bin",
                 "conformance",
-                "--",
             ])
+            .args(cri_features())
+            .arg("--")
             .args(&pass)
             .env("PODLAB_IMAGE_ROOT", &images),
-    )
+    );
+    if let Some(mut daemon) = containerd {
+        let left = daemon.leftovers();
+        daemon.stop()?;
+        if !left.is_empty() {
+            anyhow::bail!("the CRI run left behind:\n  {}", left.join("\n  "));
+        }
+    }
+    result
 }
 
 /// podlab with the `mutants` feature, in its own target dir so the normal

@@ -13,6 +13,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // runtime it needs on a hybrid cgroup host.
     ("podman", "/usr/bin/podman"),
     ("runc", "/usr/sbin/runc"),
+    // The third: containerd's CRI plugin, and protoc for the CRI client's
+    // generated gRPC code.
+    ("containerd", "/usr/bin/containerd"),
+    ("protobuf-compiler", "/usr/bin/protoc"),
 ];
 
 pub struct Check {

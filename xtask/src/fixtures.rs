@@ -3,7 +3,10 @@
 //!
 //! - `podlab.local/busybox:latest`: busybox and its applets, PATH set, `sh`
 //!   as the default command (like the public busybox image);
-//! - `podlab.local/probe:latest`: the same layer plus `/usr/local/bin/probe`.
+//! - `podlab.local/probe:latest`: the same layer plus `/usr/local/bin/probe`;
+//! - `podlab.local/pause:latest`: the probe layer alone, running `probe
+//!   pause`: the sandbox image of the private containerd the CRI conformance
+//!   run starts (podlab has its own pause and does not import it).
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -17,6 +20,7 @@ use crate::{doctor, util};
 
 pub const BUSYBOX_IMAGE: &str = "podlab.local/busybox:latest";
 pub const PROBE_IMAGE: &str = "podlab.local/probe:latest";
+pub const PAUSE_IMAGE: &str = "podlab.local/pause:latest";
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -101,9 +105,9 @@ pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
     };
     for (reference, layers) in [
         (BUSYBOX_IMAGE, vec![base.clone()]),
-        (PROBE_IMAGE, vec![base, probe_layer]),
+        (PROBE_IMAGE, vec![base, probe_layer.clone()]),
     ] {
-        let dir = work.join(reference.replace(['/', ':'], "_"));
+        let dir = layout_dir(reference);
         layout::write_layout(&dir, reference, &layers, &config)?;
         let mut cmd = Command::new(&podlab);
         if let Some(r) = image_root {
@@ -111,7 +115,24 @@ pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
         }
         print!("{}", util::output(cmd.args(["image", "import"]).arg(&dir))?);
     }
+    let pause = ImageConfig {
+        cmd: vec!["/usr/local/bin/probe".into(), "pause".into()],
+        ..Default::default()
+    };
+    layout::write_layout(
+        &layout_dir(PAUSE_IMAGE),
+        PAUSE_IMAGE,
+        &[probe_layer],
+        &pause,
+    )?;
     Ok(())
+}
+
+/// Where the OCI layout of a fixture image is written.
+pub fn layout_dir(reference: &str) -> PathBuf {
+    util::root()
+        .join("target/fixtures")
+        .join(reference.replace(['/', ':'], "_"))
 }
 
 /// A busybox root: the static binary, one symlink per applet at the path

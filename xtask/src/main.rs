@@ -3,6 +3,7 @@
 
 mod bench;
 mod conformance;
+mod containerd;
 mod demo;
 mod docs;
 mod doctor;
@@ -28,8 +29,9 @@ tasks:
                           run the cargo-fuzz targets for a bounded time each
   docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
   labs                    run every lab as written, grade it, and check each grader fails on a clean state
-  conformance [--runtime podlab] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
-                          the pod conformance suite (docs/conformance.md) against a runtime
+  conformance [--runtime podlab|podman|cri|cli:PATH] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
+                          the pod conformance suite (docs/conformance.md) against a runtime;
+                          cri starts a private containerd under target/cri unless --cri-socket is given
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods
 ";

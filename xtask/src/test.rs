@@ -16,15 +16,12 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     util::step("cargo fmt --check");
     util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
     util::step("cargo clippy (warnings denied)");
-    util::run(util::cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--quiet",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    util::run(
+        util::cargo()
+            .args(["clippy", "--workspace", "--all-targets", "--quiet"])
+            .args(crate::conformance::cri_features())
+            .args(["--", "-D", "warnings"]),
+    )?;
 
     util::step("docs in sync with the code");
     crate::docs::run(&["--check".to_string()])?;
@@ -40,7 +37,9 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     util::step("cargo test (unit and integration tests)");
     util::run(
         util::cargo()
-            .args(["test", "--workspace", "--", "--test-threads", "2"])
+            .args(["test", "--workspace"])
+            .args(crate::conformance::cri_features())
+            .args(["--", "--test-threads", "2"])
             .env("PODLAB_IMAGE_ROOT", &images)
             .env("PODLAB_PROBE", fixtures::probe_path()),
     )?;
@@ -49,6 +48,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         crate::conformance::run(&["--runtime".into(), "podlab".into(), "--mutants".into()])?;
         // The same suite on podman, against its checked-in expectations.
         crate::conformance::run(&["--runtime".into(), "podman".into()])?;
+        // And on containerd through the CRI, against its own expectations.
+        crate::conformance::run(&["--runtime".into(), "cri".into()])?;
         crate::conformance::run(&["--summary".into()])?;
     } else {
         eprintln!("xtask: not root: the conformance suite and its mutation matrix are SKIPPED (pods need root)");

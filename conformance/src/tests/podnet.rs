@@ -3,9 +3,8 @@
 //! `hostNetwork` pod uses the node's network.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CStr;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -13,6 +12,7 @@ use serde_json::Value;
 
 use super::net::{interfaces, show};
 use super::util::{connect_until, namespace};
+use crate::adapters::host::node_addresses;
 use crate::pods::{error_name, ok, PodGuard, PodManifest};
 use crate::runtime::Runtime;
 use crate::suite::{fail, skip, Check, Ctx, Outcome, TestCase};
@@ -347,57 +347,6 @@ fn distinct_pod_ips(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     Ok(())
 }
 
-/// The node's interface addresses as the suite process sees them:
-/// (interface, address) for every AF_INET/AF_INET6 entry of getifaddrs.
-fn node_addresses() -> std::io::Result<BTreeSet<(String, IpAddr)>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes the list head through a valid pointer; on
-    // success we own the list until the freeifaddrs below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut found = BTreeSet::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a live node of that list: its name is a
-        // NUL-terminated string and its address is null or a sockaddr of the
-        // size its family implies.
-        let (entry, next) = unsafe {
-            let ifa = &*cur;
-            let name = if ifa.ifa_name.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned()
-            };
-            let sa = ifa.ifa_addr;
-            let ip = if sa.is_null() {
-                None
-            } else {
-                match i32::from((*sa).sa_family) {
-                    libc::AF_INET => {
-                        let sin = std::ptr::read_unaligned(sa.cast::<libc::sockaddr_in>());
-                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                            sin.sin_addr.s_addr,
-                        ))))
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = std::ptr::read_unaligned(sa.cast::<libc::sockaddr_in6>());
-                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-                    }
-                    _ => None,
-                }
-            };
-            (ip.map(|ip| (name, ip)), ifa.ifa_next)
-        };
-        found.extend(entry);
-        cur = next;
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed once;
-    // nothing borrowed from the list outlives this point.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(found)
-}
-
 /// IPv4 entries only: IPv6 link-local addresses come and go with other
 /// pods' veth devices while tests run beside this one.
 fn ipv4_only(all: &BTreeSet<(String, IpAddr)>) -> BTreeSet<(String, IpAddr)> {
@@ -536,7 +485,7 @@ mod tests {
     fn the_suite_lists_loopback_among_the_node_addresses() {
         let all = node_addresses().unwrap();
         assert!(
-            all.contains(&("lo".to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST))),
+            all.contains(&("lo".to_string(), IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))),
             "{}",
             listed(&all)
         );

@@ -1,0 +1,568 @@
+//! The CRI adapter: the suite's pods on any runtime that serves the
+//! Kubernetes Container Runtime Interface (v1) on a unix socket, such as
+//! containerd's CRI plugin, driven the way a kubelet drives it.
+//!
+//! A CRI runtime runs sandboxes and containers; the pod around them is the
+//! kubelet's. So this adapter does the kubelet's part for each pod it
+//! creates: a [`worker`] thread runs the sandbox, the init containers in
+//! order, the app containers, and restarts per `restartPolicy`; the status
+//! is computed from the runtime's reports as kubelet computes it
+//! ([`status`]); the v1 spec becomes CRI configs as kuberuntime translates
+//! it ([`spec`]). What a kubelet does and this adapter does not: pull images
+//! (images must already be in the runtime's store; a missing one is reported
+//! ErrImagePull), schedule (no node resources are checked), probes, volumes
+//! other than emptyDir.
+
+mod client;
+mod spec;
+mod status;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+
+use crate::adapters::host::{node_addresses, processes_naming, remove_cgroup_tree};
+use crate::runtime::{Capabilities, Error, ExecOutput, PidsLimits, Runtime};
+use client::Client;
+use spec::PodIdentity;
+use status::{ContainerRecord, ContainerView, PodView};
+pub use worker::Backoff;
+use worker::{PodEntry, PodState};
+
+#[derive(Clone, Debug)]
+pub struct CriConfig {
+    /// The runtime's CRI socket.
+    pub socket: PathBuf,
+    /// The probe image reference; it must be in the runtime's image store.
+    pub probe_image: String,
+    /// Pods' cgroups go under `/<cgroup_root>/pod<uid>` in every hierarchy.
+    pub cgroup_root: String,
+    pub backoff: Backoff,
+}
+
+impl CriConfig {
+    pub fn new(socket: PathBuf) -> CriConfig {
+        CriConfig {
+            socket,
+            probe_image: "podlab.local/probe:latest".into(),
+            cgroup_root: "podlab-cri".into(),
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+            },
+        }
+    }
+}
+
+/// A pod this adapter created, and its worker.
+struct Tracked {
+    entry: Arc<PodEntry>,
+    worker: JoinHandle<()>,
+}
+
+pub struct Cri {
+    config: CriConfig,
+    client: Arc<Client>,
+    /// "containerd 1.6.20 (CRI v1)", for reports.
+    version: String,
+    /// Container logs and emptyDir volumes; removed on drop.
+    dir: tempfile::TempDir,
+    pods: Mutex<HashMap<String, Tracked>>,
+    node_memory: u64,
+    /// The cgroup root directories that did not exist before this run.
+    new_cgroup_roots: Vec<PathBuf>,
+}
+
+impl Cri {
+    /// Connects to the runtime and checks that the probe image is there.
+    pub fn new(config: CriConfig) -> Result<Cri, Error> {
+        let (client, version) = Client::connect(&config.socket)?;
+        let version = format!(
+            "{} {} (CRI {})",
+            version.runtime_name, version.runtime_version, version.runtime_api_version
+        );
+        if !client.image_present(&config.probe_image)? {
+            return Err(Error::Other(format!(
+                "the probe image {} is not in the runtime's image store: import it first \
+                 (`cargo xtask conformance --runtime cri` imports the fixtures into its containerd)",
+                config.probe_image
+            )));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("podlab-conformance-cri-")
+            .tempdir()
+            .map_err(|e| Error::Other(format!("cannot create a state directory: {e}")))?;
+        let new_cgroup_roots = cgroup_roots(&config.cgroup_root)
+            .into_iter()
+            .filter(|p| !p.exists())
+            .collect();
+        Ok(Cri {
+            config,
+            client: Arc::new(client),
+            version,
+            dir,
+            pods: Mutex::new(HashMap::new()),
+            node_memory: node_memory(),
+            new_cgroup_roots,
+        })
+    }
+
+    /// The runtime's name and version, as it reports them.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<PodEntry>> {
+        self.pods().get(name).map(|t| Arc::clone(&t.entry))
+    }
+
+    fn cgroup_parent(&self, uid: &str) -> String {
+        format!("/{}/pod{uid}", self.config.cgroup_root)
+    }
+
+    /// The pod's emptyDir volumes, created on the host.
+    fn volumes(&self, pod: &Pod, uid: &str) -> Result<HashMap<String, PathBuf>, Error> {
+        let mut out = HashMap::new();
+        let spec_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+        for v in spec_volumes.into_iter().flatten() {
+            if v.empty_dir.is_none() {
+                return Err(Error::Unsupported(format!(
+                    "spec.volumes[{}]: the CRI adapter provides emptyDir volumes only",
+                    v.name
+                )));
+            }
+            let dir = self.dir.path().join("volumes").join(uid).join(&v.name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
+            out.insert(v.name.clone(), dir);
+        }
+        Ok(out)
+    }
+
+    fn view(&self, entry: &PodEntry) -> Result<(PodView, String), Error> {
+        let (init, app, pod_ip, created_at) = {
+            let state = entry.lock();
+            (
+                state.init.clone(),
+                state.app.clone(),
+                state.pod_ip.clone(),
+                state.created_at,
+            )
+        };
+        let spec = spec::spec(&entry.pod).map_err(Error::Other)?;
+        let views = |records: Vec<ContainerRecord>, containers: &[_]| -> Result<_, Error> {
+            records
+                .into_iter()
+                .zip(containers)
+                .map(
+                    |(record, c): (ContainerRecord, &k8s_openapi::api::core::v1::Container)| {
+                        let observed = match &record.id {
+                            Some(id) => self.client.container_status(id)?,
+                            None => None,
+                        };
+                        Ok(ContainerView {
+                            name: c.name.clone(),
+                            image: c.image.clone().unwrap_or_default(),
+                            record,
+                            observed,
+                        })
+                    },
+                )
+                .collect::<Result<Vec<_>, Error>>()
+        };
+        let view = PodView {
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
+            init: views(init, spec.init_containers.as_deref().unwrap_or(&[]))?,
+            app: views(app, &spec.containers)?,
+            pod_ip,
+            host_ip: entry.host_ip.clone(),
+            created_at,
+        };
+        Ok((view, entry.id.uid.clone()))
+    }
+
+    /// Stops the pod's worker, then its containers (SIGTERM, SIGKILL after
+    /// `grace`), then its sandbox, and releases what the adapter made.
+    fn delete(&self, name: &str, grace: u32) -> Result<(), Error> {
+        let Some(tracked) = self.pods().remove(name) else {
+            return Ok(());
+        };
+        let entry = tracked.entry;
+        entry.stop.store(true, Ordering::SeqCst);
+        // The worker checks the flag every tick; a call in flight finishes.
+        let _ = tracked.worker.join();
+        let (ids, sandbox) = {
+            let state = entry.lock();
+            let ids: Vec<String> = state
+                .init
+                .iter()
+                .chain(&state.app)
+                .filter_map(|r| r.id.clone())
+                .collect();
+            (ids, state.sandbox_id.clone())
+        };
+        // Like kubelet: every container gets its grace period at once.
+        let results: Vec<Result<(), Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ids
+                .iter()
+                .map(|id| s.spawn(move || self.client.stop_container(id, grace)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Other("a stop thread panicked".into())))
+                })
+                .collect()
+        });
+        let mut first_error = results
+            .into_iter()
+            .filter_map(Result::err)
+            .find(|e| !client::is_not_found(e));
+        if let Some(id) = sandbox {
+            for result in [
+                self.client.stop_pod_sandbox(&id),
+                self.client.remove_pod_sandbox(&id),
+            ] {
+                if let Err(e) = result {
+                    if !client::is_not_found(&e) {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        // The runtime removes the containers' cgroups; the pod's parent
+        // (kubelet's job) is ours.
+        for root in cgroup_roots(&self.config.cgroup_root) {
+            remove_cgroup_tree(&root.join(format!("pod{}", entry.id.uid)));
+        }
+        let _ = std::fs::remove_dir_all(self.dir.path().join("volumes").join(&entry.id.uid));
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn leftovers_now(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        match self.client.list_pod_sandboxes() {
+            Ok(list) => left.extend(list.iter().map(|s| {
+                let name = s.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+                format!("the runtime still has the sandbox of pod {name} ({})", s.id)
+            })),
+            Err(e) => left.push(e.to_string()),
+        }
+        match self.client.list_containers() {
+            Ok(list) => left.extend(list.iter().map(|c| {
+                let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+                format!("the runtime still has container {name} ({})", c.id)
+            })),
+            Err(e) => left.push(e.to_string()),
+        }
+        for root in cgroup_roots(&self.config.cgroup_root) {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    left.push(format!("{} is still there", e.path().display()));
+                }
+            }
+        }
+        // The runtime's shims name its socket on their command lines.
+        let mark = self.config.socket.to_string_lossy().into_owned();
+        left.extend(processes_naming(Path::new("/proc"), &mark));
+        left
+    }
+}
+
+impl Runtime for Cri {
+    fn name(&self) -> &str {
+        "cri"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            pod_ip: true,
+            privileged: true,
+            // runc on cgroup v1 mounts each container's own cgroup at
+            // /sys/fs/cgroup/<controller>; on v2 kubelet's cgroupns does.
+            cgroup_visible: true,
+            pending_observable: true,
+            share_process_namespace: true,
+            same_kernel: true,
+            // The pod bridge has no address on the node (no gateway), so
+            // the node cannot reach pods: nothing leaves the pod network.
+            node_reaches_pods: false,
+            pids: PidsLimits {
+                pod_field: false,
+                per_container: None,
+            },
+            init_containers: true,
+            restart_policy: true,
+            // There is no scheduler between the suite and the runtime.
+            unschedulable: false,
+            oom_reason: true,
+        }
+    }
+
+    fn probe_image(&self) -> String {
+        self.config.probe_image.clone()
+    }
+
+    fn create_pod(&self, manifest_yaml: &str) -> Result<(), Error> {
+        let pod: Pod = serde_norway::from_str(manifest_yaml).map_err(|e| Error::Parse {
+            command: "the pod manifest".into(),
+            detail: e.to_string(),
+        })?;
+        let name = pod
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::Other("the manifest has no metadata.name".into()))?;
+        let spec = spec::spec(&pod).map_err(Error::Other)?;
+        if self.pods().contains_key(&name) {
+            return Err(Error::Other(format!("pod {name} already exists")));
+        }
+        let id = PodIdentity {
+            name: name.clone(),
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            uid: new_uid()?,
+        };
+        let logs = self
+            .dir
+            .path()
+            .join("logs")
+            .join(format!("{}_{}_{}", id.namespace, id.name, id.uid));
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| Error::Other(format!("cannot create {}: {e}", logs.display())))?;
+        let sandbox_config = spec::sandbox_config(&pod, &id, &logs, &self.cgroup_parent(&id.uid))
+            .map_err(Error::Other)?;
+        // Refuse what cannot run before anything is created.
+        spec::qos_class(spec).map_err(Error::Other)?;
+        let volumes = self.volumes(&pod, &id.uid)?;
+        let records = |n: usize| vec![ContainerRecord::default(); n];
+        let state = PodState {
+            sandbox_id: None,
+            sandbox_error: None,
+            pod_ip: None,
+            init: records(spec.init_containers.as_ref().map_or(0, Vec::len)),
+            app: records(spec.containers.len()),
+            transitions: HashMap::new(),
+            created_at: now_nanos(),
+        };
+        let entry = Arc::new(PodEntry {
+            pod: pod.clone(),
+            id,
+            sandbox_config,
+            volumes,
+            state: Mutex::new(state),
+            stop: Default::default(),
+            node_memory: self.node_memory,
+            host_ip: host_ip(),
+        });
+        let (e, client, backoff) = (
+            Arc::clone(&entry),
+            Arc::clone(&self.client),
+            self.config.backoff,
+        );
+        let worker = std::thread::Builder::new()
+            .name(format!("pod-{name}"))
+            .spawn(move || worker::run(e, client, backoff))
+            .map_err(|e| Error::Other(format!("cannot start the pod worker: {e}")))?;
+        self.pods().insert(name, Tracked { entry, worker });
+        Ok(())
+    }
+
+    fn get_pod(&self, name: &str) -> Result<Option<Pod>, Error> {
+        let Some(entry) = self.entry(name) else {
+            return Ok(None);
+        };
+        let (view, uid) = self.view(&entry)?;
+        let (mut status, conds) = status::pod_status(&view);
+        let conditions = {
+            let mut state = entry.lock();
+            let now = now_nanos();
+            let created = state.created_at;
+            let mut condition = |kind: &'static str, holds: bool| {
+                let (was, since) = state.transitions.entry(kind).or_insert((holds, now));
+                if *was != holds {
+                    *was = holds;
+                    *since = now;
+                }
+                json!({
+                    "type": kind,
+                    "status": if holds { "True" } else { "False" },
+                    "lastTransitionTime": status::timestamp(*since),
+                })
+            };
+            let scheduled = json!({"type": "PodScheduled", "status": "True",
+                "lastTransitionTime": status::timestamp(created)});
+            vec![
+                scheduled,
+                condition("Initialized", conds.initialized),
+                condition("ContainersReady", conds.containers_ready),
+                condition("Ready", conds.containers_ready),
+            ]
+        };
+        status.insert("conditions".into(), Value::Array(conditions));
+        let mut pod = serde_json::to_value(&entry.pod).map_err(|e| Error::Parse {
+            command: format!("pod {name}"),
+            detail: e.to_string(),
+        })?;
+        pod["metadata"]["uid"] = json!(uid);
+        pod["metadata"]["namespace"] = json!(entry.id.namespace);
+        pod["status"] = Value::Object(status);
+        serde_json::from_value(pod)
+            .map(Some)
+            .map_err(|e| Error::Parse {
+                command: format!("pod {name}"),
+                detail: format!("the computed status is not a v1 Pod status: {e}"),
+            })
+    }
+
+    fn exec(
+        &self,
+        pod: &str,
+        container: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, Error> {
+        let entry = self
+            .entry(pod)
+            .ok_or_else(|| Error::NotFound(pod.to_string()))?;
+        let id = {
+            let spec = spec::spec(&entry.pod).map_err(Error::Other)?;
+            let state = entry.lock();
+            let index = |list: Option<&Vec<k8s_openapi::api::core::v1::Container>>| {
+                list.and_then(|l| l.iter().position(|c| c.name == container))
+            };
+            index(Some(&spec.containers))
+                .and_then(|i| state.app[i].id.clone())
+                .or_else(|| {
+                    index(spec.init_containers.as_ref()).and_then(|i| state.init[i].id.clone())
+                })
+        };
+        let id = id.ok_or_else(|| {
+            Error::Other(format!("container {container} of pod {pod} is not running"))
+        })?;
+        let out = self.client.exec_sync(&id, argv, timeout)?;
+        Ok(ExecOutput {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exit_code: out.exit_code,
+        })
+    }
+
+    fn delete_pod(&self, name: &str) -> Result<(), Error> {
+        self.delete(name, 0)
+    }
+
+    fn delete_pod_with_grace(&self, name: &str, seconds: u32) -> Result<(), Error> {
+        self.delete(name, seconds)
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        crate::runtime::settled_leftovers(|| self.leftovers_now())
+    }
+}
+
+impl Drop for Cri {
+    /// Deletes what a failed run left, then the cgroup roots it created.
+    fn drop(&mut self) {
+        let names: Vec<String> = self.pods().keys().cloned().collect();
+        for name in names {
+            let _ = self.delete(&name, 0);
+        }
+        for root in &self.new_cgroup_roots {
+            // rmdir of a cgroup only succeeds when it has no children or tasks.
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+}
+
+/// `/sys/fs/cgroup/<hierarchy>/<root>` for every mounted hierarchy.
+fn cgroup_roots(root: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path().join(root))
+        .collect();
+    // On a unified (v2) host the hierarchy is /sys/fs/cgroup itself.
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        dirs.push(Path::new("/sys/fs/cgroup").join(root));
+    }
+    dirs.sort();
+    dirs
+}
+
+/// The node's IP as kubelet picks it: the IPv4 address of the interface
+/// the default route leaves by (read from /proc/net/route, no packet sent),
+/// else the first IPv4 address that is not loopback.
+fn host_ip() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let default_iface = routes.lines().skip(1).find_map(|l| {
+        let mut f = l.split_whitespace();
+        let iface = f.next()?;
+        (f.next()? == "00000000").then(|| iface.to_string())
+    });
+    let addresses = node_addresses().ok()?;
+    let v4: Vec<_> = addresses
+        .iter()
+        .filter(|(_, ip)| ip.is_ipv4() && !ip.is_loopback())
+        .collect();
+    v4.iter()
+        .find(|(name, _)| default_iface.as_deref() == Some(name.as_str()))
+        .or(v4.first())
+        .map(|(_, ip)| ip.to_string())
+}
+
+/// A pod UID, as the API server would assign one.
+fn new_uid() -> Result<String, Error> {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::Other(format!("cannot make a pod UID: {e}")))
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The node's memory in bytes (MemTotal), for Burstable oom_score_adj.
+fn node_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(1 << 30)
+}

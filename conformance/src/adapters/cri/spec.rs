@@ -1,0 +1,531 @@
+//! A v1 Pod as a kubelet hands it to a CRI runtime: one sandbox config and
+//! one container config per container, with resources, security context,
+//! namespaces and volumes translated the way kubelet's kuberuntime does.
+//! Pure functions, so the translation is unit-tested without a runtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+/// The labels kubelet puts on every sandbox and container.
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const POD_UID: &str = "io.kubernetes.pod.uid";
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// CFS period kubelet uses for every container (100 ms).
+const CPU_PERIOD_US: i64 = 100_000;
+/// The smallest `cpu.shares` the kernel accepts; kubelet's BestEffort value.
+const MIN_SHARES: i64 = 2;
+/// Kubelet's OOM score adjustments per QoS class.
+const GUARANTEED_OOM_SCORE_ADJ: i64 = -997;
+const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
+
+/// Who the pod is to the runtime.
+#[derive(Clone, Debug)]
+pub struct PodIdentity {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+}
+
+impl PodIdentity {
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (POD_NAME.to_string(), self.name.clone()),
+            (POD_NAMESPACE.to_string(), self.namespace.clone()),
+            (POD_UID.to_string(), self.uid.clone()),
+        ])
+    }
+}
+
+pub fn spec(pod: &Pod) -> Result<&PodSpec, String> {
+    pod.spec
+        .as_ref()
+        .ok_or_else(|| "the pod has no spec".to_string())
+}
+
+/// The sandbox: the pod's namespaces, hostname, cgroup parent and logs.
+pub fn sandbox_config(
+    pod: &Pod,
+    id: &PodIdentity,
+    log_dir: &Path,
+    cgroup_parent: &str,
+) -> Result<cri::PodSandboxConfig, String> {
+    let spec = spec(pod)?;
+    let host_network = spec.host_network.unwrap_or(false);
+    // With hostNetwork the pod keeps the node's UTS namespace and name.
+    let hostname = if host_network {
+        String::new()
+    } else {
+        spec.hostname.clone().unwrap_or_else(|| id.name.clone())
+    };
+    let pod_sc = spec.security_context.as_ref();
+    let sysctls = pod_sc
+        .and_then(|sc| sc.sysctls.as_ref())
+        .map(|s| {
+            s.iter()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .as_ref()
+        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    labels.extend(id.labels());
+    Ok(cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: id.name.clone(),
+            uid: id.uid.clone(),
+            namespace: id.namespace.clone(),
+            attempt: 0,
+        }),
+        hostname,
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        labels,
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.to_string(),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(spec)),
+                run_as_user: pod_sc.and_then(|sc| sc.run_as_user).map(int64),
+                run_as_group: pod_sc.and_then(|sc| sc.run_as_group).map(int64),
+                // containerd refuses a privileged container in a sandbox
+                // that is not privileged itself.
+                privileged: all_containers(spec).any(is_privileged),
+                ..Default::default()
+            }),
+            sysctls,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// One container of the pod, as its `attempt`-th run.
+pub fn container_config(
+    pod: &Pod,
+    id: &PodIdentity,
+    c: &Container,
+    attempt: u32,
+    volumes: &HashMap<String, PathBuf>,
+    node_memory: u64,
+) -> Result<cri::ContainerConfig, String> {
+    let spec = spec(pod)?;
+    let mut envs = Vec::new();
+    for e in c.env.iter().flatten() {
+        if e.value_from.is_some() {
+            return Err(format!(
+                "containers[{}].env[{}].valueFrom is not supported by the CRI adapter",
+                c.name, e.name
+            ));
+        }
+        envs.push(cri::KeyValue {
+            key: e.name.clone(),
+            value: e.value.clone().unwrap_or_default(),
+        });
+    }
+    let mut mounts = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let host = volumes.get(&m.name).ok_or_else(|| {
+            format!(
+                "containers[{}].volumeMounts: volume {:?} is not an emptyDir of the pod \
+                 (the CRI adapter provides emptyDir volumes only)",
+                c.name, m.name
+            )
+        })?;
+        mounts.push(cri::Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host.to_string_lossy().into_owned(),
+            readonly: m.read_only.unwrap_or(false),
+            ..Default::default()
+        });
+    }
+    let mut labels = id.labels();
+    labels.insert(CONTAINER_NAME.to_string(), c.name.clone());
+    let mut resources = resources(c)?;
+    resources.oom_score_adj = oom_score_adj(spec, c, node_memory)?;
+    Ok(cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: c.name.clone(),
+            attempt,
+        }),
+        image: Some(cri::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs,
+        mounts,
+        labels,
+        log_path: format!("{}/{attempt}.log", c.name),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(resources),
+            security_context: Some(security_context(spec, c)),
+        }),
+        ..Default::default()
+    })
+}
+
+fn namespace_options(spec: &PodSpec) -> cri::NamespaceOption {
+    let mode = |node: Option<bool>, pod: bool| {
+        if node.unwrap_or(false) {
+            cri::NamespaceMode::Node
+        } else if pod {
+            cri::NamespaceMode::Pod
+        } else {
+            cri::NamespaceMode::Container
+        }
+    };
+    cri::NamespaceOption {
+        network: mode(spec.host_network, true) as i32,
+        pid: mode(spec.host_pid, spec.share_process_namespace.unwrap_or(false)) as i32,
+        ipc: mode(spec.host_ipc, true) as i32,
+        ..Default::default()
+    }
+}
+
+fn security_context(spec: &PodSpec, c: &Container) -> cri::LinuxContainerSecurityContext {
+    let pod_sc = spec.security_context.as_ref();
+    let sc = c.security_context.as_ref();
+    let caps = sc.and_then(|sc| sc.capabilities.as_ref());
+    let names = |list: Option<&Vec<String>>| list.cloned().unwrap_or_default();
+    cri::LinuxContainerSecurityContext {
+        capabilities: caps.map(|c| cri::Capability {
+            add_capabilities: names(c.add.as_ref()),
+            drop_capabilities: names(c.drop.as_ref()),
+            ..Default::default()
+        }),
+        privileged: is_privileged(c),
+        namespace_options: Some(namespace_options(spec)),
+        run_as_user: sc
+            .and_then(|sc| sc.run_as_user)
+            .or(pod_sc.and_then(|sc| sc.run_as_user))
+            .map(int64),
+        run_as_group: sc
+            .and_then(|sc| sc.run_as_group)
+            .or(pod_sc.and_then(|sc| sc.run_as_group))
+            .map(int64),
+        readonly_rootfs: sc.and_then(|sc| sc.read_only_root_filesystem) == Some(true),
+        no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
+        ..Default::default()
+    }
+}
+
+fn int64(value: i64) -> cri::Int64Value {
+    cri::Int64Value { value }
+}
+
+fn is_privileged(c: &Container) -> bool {
+    c.security_context.as_ref().and_then(|sc| sc.privileged) == Some(true)
+}
+
+fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+}
+
+/// Requests and limits of cpu (millicores) and memory (bytes); a request
+/// left out defaults to the limit, as the API server defaults it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Amounts {
+    cpu_request: Option<i64>,
+    cpu_limit: Option<i64>,
+    memory_request: Option<i64>,
+    memory_limit: Option<i64>,
+}
+
+fn amounts(c: &Container) -> Result<Amounts, String> {
+    let empty = BTreeMap::new();
+    let res = c.resources.as_ref();
+    let requests = res.and_then(|r| r.requests.as_ref()).unwrap_or(&empty);
+    let limits = res.and_then(|r| r.limits.as_ref()).unwrap_or(&empty);
+    let get = |map: &BTreeMap<String, Quantity>, kind: &str, key: &str, scale: f64| {
+        map.get(key)
+            .map(|q| {
+                parse_quantity(&q.0)
+                    .map(|v| (v * scale).ceil() as i64)
+                    .map_err(|e| format!("containers[{}].resources.{kind}.{key}: {e}", c.name))
+            })
+            .transpose()
+    };
+    let cpu_limit = get(limits, "limits", "cpu", 1000.0)?;
+    let memory_limit = get(limits, "limits", "memory", 1.0)?;
+    Ok(Amounts {
+        cpu_request: get(requests, "requests", "cpu", 1000.0)?.or(cpu_limit),
+        cpu_limit,
+        memory_request: get(requests, "requests", "memory", 1.0)?.or(memory_limit),
+        memory_limit,
+    })
+}
+
+/// The container's cgroup settings, computed as kubelet does.
+pub fn resources(c: &Container) -> Result<cri::LinuxContainerResources, String> {
+    let a = amounts(c)?;
+    let shares = a
+        .cpu_request
+        .map(|m| m * 1024 / 1000)
+        .unwrap_or(0)
+        .max(MIN_SHARES);
+    let (cpu_period, cpu_quota) = match a.cpu_limit {
+        // The kernel refuses a quota under 1 ms.
+        Some(m) => (CPU_PERIOD_US, (m * CPU_PERIOD_US / 1000).max(1000)),
+        None => (0, 0),
+    };
+    Ok(cri::LinuxContainerResources {
+        cpu_period,
+        cpu_quota,
+        cpu_shares: shares,
+        memory_limit_in_bytes: a.memory_limit.unwrap_or(0),
+        ..Default::default()
+    })
+}
+
+/// Kubelet's QoS classes: Guaranteed (every container limits cpu and memory
+/// and requests exactly that), BestEffort (nobody asks for anything),
+/// Burstable otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QosClass {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+pub fn qos_class(spec: &PodSpec) -> Result<QosClass, String> {
+    let all: Vec<Amounts> = all_containers(spec)
+        .map(amounts)
+        .collect::<Result<_, _>>()?;
+    let nothing = |a: &Amounts| {
+        a.cpu_request.is_none()
+            && a.cpu_limit.is_none()
+            && a.memory_request.is_none()
+            && a.memory_limit.is_none()
+    };
+    let guaranteed = |a: &Amounts| {
+        a.cpu_limit.is_some()
+            && a.memory_limit.is_some()
+            && a.cpu_request == a.cpu_limit
+            && a.memory_request == a.memory_limit
+    };
+    Ok(if all.iter().all(nothing) {
+        QosClass::BestEffort
+    } else if all.iter().all(guaranteed) {
+        QosClass::Guaranteed
+    } else {
+        QosClass::Burstable
+    })
+}
+
+/// The container's oom_score_adj: by QoS class, and for Burstable pods the
+/// more memory a container requests the less likely it is killed.
+fn oom_score_adj(spec: &PodSpec, c: &Container, node_memory: u64) -> Result<i64, String> {
+    Ok(match qos_class(spec)? {
+        QosClass::Guaranteed => GUARANTEED_OOM_SCORE_ADJ,
+        QosClass::BestEffort => BEST_EFFORT_OOM_SCORE_ADJ,
+        QosClass::Burstable => {
+            let request = amounts(c)?.memory_request.unwrap_or(0).max(0) as u128;
+            let capacity = u128::from(node_memory.max(1));
+            let adj = 1000 - (1000 * request / capacity).min(1000) as i64;
+            adj.clamp(2, 999)
+        }
+    })
+}
+
+/// A Kubernetes quantity ("250m", "64Mi", "1.5", "2G", "1e3") as a number.
+pub fn parse_quantity(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.' || ch == '+' || ch == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a quantity"))?;
+    let scale = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        s if s.starts_with(['e', 'E']) => {
+            let exp: i32 = s[1..]
+                .parse()
+                .map_err(|_| format!("{text:?} is not a quantity"))?;
+            10f64.powi(exp)
+        }
+        _ => return Err(format!("{text:?} is not a quantity")),
+    };
+    if value < 0.0 {
+        return Err(format!("{text:?} is negative"));
+    }
+    Ok(value * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn id() -> PodIdentity {
+        PodIdentity {
+            name: "web".into(),
+            namespace: "default".into(),
+            uid: "u-1".into(),
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("250m").unwrap(), 0.25);
+        assert_eq!(parse_quantity("64Mi").unwrap(), 64.0 * 1024.0 * 1024.0);
+        assert_eq!(parse_quantity("1.5").unwrap(), 1.5);
+        assert_eq!(parse_quantity("2G").unwrap(), 2e9);
+        assert_eq!(parse_quantity("1e3").unwrap(), 1000.0);
+        assert!(parse_quantity("lots").is_err());
+        assert!(parse_quantity("5Xi").is_err());
+        assert!(parse_quantity("-1").is_err());
+    }
+
+    #[test]
+    fn limits_become_cgroup_settings_like_kubelet_sets_them() {
+        let p = pod(serde_json::json!({"containers": [
+            {"name": "a", "image": "i", "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}},
+            {"name": "b", "image": "i"},
+        ]}));
+        let spec = p.spec.as_ref().unwrap();
+        let a = resources(&spec.containers[0]).unwrap();
+        assert_eq!((a.cpu_period, a.cpu_quota), (100_000, 25_000));
+        assert_eq!(a.cpu_shares, 256);
+        assert_eq!(a.memory_limit_in_bytes, 64 << 20);
+        let b = resources(&spec.containers[1]).unwrap();
+        assert_eq!(
+            (b.cpu_quota, b.cpu_shares, b.memory_limit_in_bytes),
+            (0, 2, 0)
+        );
+        assert_eq!(qos_class(spec).unwrap(), QosClass::Burstable);
+        let bad = pod(serde_json::json!({"containers": [
+            {"name": "a", "image": "i", "resources": {"limits": {"memory": "lots"}}}]}));
+        let err = resources(&bad.spec.as_ref().unwrap().containers[0]).unwrap_err();
+        assert!(
+            err.contains("containers[a].resources.limits.memory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn qos_decides_the_oom_score() {
+        let guaranteed = pod(
+            serde_json::json!({"containers": [{"name": "a", "image": "i",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}),
+        );
+        let best_effort = pod(serde_json::json!({"containers": [{"name": "a", "image": "i"}]}));
+        let burstable = pod(
+            serde_json::json!({"containers": [{"name": "a", "image": "i",
+            "resources": {"requests": {"memory": "1Gi"}}}]}),
+        );
+        let adj = |p: &Pod| {
+            let s = p.spec.as_ref().unwrap();
+            oom_score_adj(s, &s.containers[0], 4 << 30).unwrap()
+        };
+        assert_eq!(adj(&guaranteed), -997);
+        assert_eq!(adj(&best_effort), 1000);
+        assert_eq!(adj(&burstable), 750);
+    }
+
+    #[test]
+    fn the_sandbox_carries_the_pod_namespaces_and_hostname() {
+        let p = pod(
+            serde_json::json!({"shareProcessNamespace": true, "hostname": "h1",
+            "containers": [{"name": "a", "image": "i", "securityContext": {"privileged": true}}]}),
+        );
+        let s = sandbox_config(&p, &id(), Path::new("/logs"), "/podlab-cri/podu-1").unwrap();
+        assert_eq!(s.hostname, "h1");
+        assert_eq!(s.labels[POD_UID], "u-1");
+        assert_eq!(s.labels["app"], "web");
+        let linux = s.linux.unwrap();
+        assert_eq!(linux.cgroup_parent, "/podlab-cri/podu-1");
+        let sc = linux.security_context.unwrap();
+        assert!(sc.privileged);
+        let ns = sc.namespace_options.unwrap();
+        assert_eq!(ns.network, cri::NamespaceMode::Pod as i32);
+        assert_eq!(ns.pid, cri::NamespaceMode::Pod as i32);
+        assert_eq!(ns.ipc, cri::NamespaceMode::Pod as i32);
+
+        let host = pod(serde_json::json!({"hostNetwork": true,
+            "containers": [{"name": "a", "image": "i"}]}));
+        let s = sandbox_config(&host, &id(), Path::new("/logs"), "/x").unwrap();
+        assert_eq!(s.hostname, "");
+        let ns = s
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
+        assert_eq!(ns.pid, cri::NamespaceMode::Container as i32);
+    }
+
+    #[test]
+    fn containers_get_command_env_mounts_and_security_context() {
+        let p = pod(
+            serde_json::json!({"containers": [{"name": "a", "image": "img",
+            "command": ["sh"], "args": ["-c", "true"],
+            "env": [{"name": "K", "value": "V"}],
+            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            "securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                                "runAsUser": 1000, "readOnlyRootFilesystem": true,
+                                "allowPrivilegeEscalation": false}}]}),
+        );
+        let volumes = HashMap::from([("scratch".to_string(), PathBuf::from("/v/scratch"))]);
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&p, &id(), c, 2, &volumes, 1 << 30).unwrap();
+        assert_eq!(cfg.metadata.as_ref().unwrap().attempt, 2);
+        assert_eq!(cfg.image.as_ref().unwrap().image, "img");
+        assert_eq!(
+            (cfg.command.clone(), cfg.args.clone()),
+            (
+                vec!["sh".to_string()],
+                vec!["-c".to_string(), "true".to_string()]
+            )
+        );
+        assert_eq!(cfg.envs[0].key, "K");
+        assert_eq!(cfg.mounts[0].host_path, "/v/scratch");
+        assert_eq!(cfg.log_path, "a/2.log");
+        assert_eq!(cfg.labels[CONTAINER_NAME], "a");
+        let sc = cfg.linux.unwrap().security_context.unwrap();
+        assert_eq!(sc.capabilities.unwrap().add_capabilities, vec!["NET_ADMIN"]);
+        assert_eq!(sc.run_as_user.unwrap().value, 1000);
+        assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
+
+        let err = container_config(&p, &id(), c, 0, &HashMap::new(), 1 << 30).unwrap_err();
+        assert!(err.contains("volume \"scratch\""), "{err}");
+    }
+}

@@ -1,0 +1,372 @@
+//! The pod worker: the part of a kubelet that drives one pod through a CRI
+//! runtime. It runs the sandbox, then the init containers one at a time,
+//! each to success, then the app containers, and restarts containers as
+//! `restartPolicy` says with a doubling back-off, until the pod is deleted.
+//!
+//! The runtime has no notion of init order, restart policy or image
+//! failures: those live here and in the records the status is built from.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::client::Client;
+use super::spec::{self, PodIdentity};
+use super::status::{ContainerRecord, Terminated, Waiting};
+
+/// How often the worker looks at its containers.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Restart and pull back-off: kubelet starts at 10 s and caps at 5 min; the
+/// suite waits seconds, not minutes, so this adapter is quicker.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+/// What the worker and the status readers share about one pod.
+#[derive(Debug)]
+pub struct PodState {
+    pub sandbox_id: Option<String>,
+    /// Why the sandbox could not be created, while it could not.
+    pub sandbox_error: Option<String>,
+    pub pod_ip: Option<String>,
+    pub init: Vec<ContainerRecord>,
+    pub app: Vec<ContainerRecord>,
+    /// Each condition's status and when it last changed (unix ns).
+    pub transitions: HashMap<&'static str, (bool, i64)>,
+    pub created_at: i64,
+}
+
+/// One pod the adapter created.
+pub struct PodEntry {
+    pub pod: Pod,
+    pub id: PodIdentity,
+    pub sandbox_config: cri::PodSandboxConfig,
+    /// emptyDir volumes by name (host directories).
+    pub volumes: HashMap<String, PathBuf>,
+    pub state: Mutex<PodState>,
+    pub stop: AtomicBool,
+    pub node_memory: u64,
+    /// The node's address: `status.hostIP`, and the pod IP of a
+    /// hostNetwork pod (the runtime reports none for those).
+    pub host_ip: Option<String>,
+}
+
+impl PodEntry {
+    pub fn lock(&self) -> MutexGuard<'_, PodState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn host_network(&self) -> bool {
+        self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+    }
+
+    fn restart_policy(&self) -> &str {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always")
+    }
+
+    fn containers(&self, kind: Kind) -> &[Container] {
+        let Some(spec) = self.pod.spec.as_ref() else {
+            return &[];
+        };
+        match kind {
+            Kind::Init => spec.init_containers.as_deref().unwrap_or(&[]),
+            Kind::App => &spec.containers,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Init,
+    App,
+}
+
+/// A container's place in the records, and its back-off.
+struct Slot {
+    kind: Kind,
+    index: usize,
+    backoff: Duration,
+    not_before: Instant,
+}
+
+/// Where one container stands after a tick.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    /// Not running yet (creating, pulling, backing off).
+    NotStarted,
+    Running,
+    /// Ended and will not be restarted.
+    Done(i32),
+}
+
+pub fn run(entry: Arc<PodEntry>, client: Arc<Client>, backoff: Backoff) {
+    let worker = Worker {
+        entry,
+        client,
+        backoff,
+    };
+    if worker.sandbox() {
+        worker.containers();
+    }
+}
+
+struct Worker {
+    entry: Arc<PodEntry>,
+    client: Arc<Client>,
+    backoff: Backoff,
+}
+
+impl Worker {
+    fn pause(&self) {
+        std::thread::sleep(TICK);
+    }
+
+    /// Runs the sandbox, retrying with back-off; false once deleted.
+    fn sandbox(&self) -> bool {
+        let mut delay = self.backoff.base;
+        loop {
+            if self.entry.stopped() {
+                return false;
+            }
+            match self
+                .client
+                .run_pod_sandbox(self.entry.sandbox_config.clone())
+            {
+                Ok(id) => {
+                    let ip = self
+                        .client
+                        .pod_sandbox_status(&id)
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.network)
+                        .map(|n| n.ip)
+                        .filter(|ip| !ip.is_empty())
+                        .or_else(|| {
+                            self.entry
+                                .host_network()
+                                .then(|| self.entry.host_ip.clone())
+                                .flatten()
+                        });
+                    let mut state = self.entry.lock();
+                    state.sandbox_id = Some(id);
+                    state.sandbox_error = None;
+                    state.pod_ip = ip;
+                    return true;
+                }
+                Err(e) => {
+                    let message = format!("failed to create the pod sandbox: {e}");
+                    let mut guard = self.entry.lock();
+                    let state = &mut *guard;
+                    state.sandbox_error = Some(message.clone());
+                    for c in state.init.iter_mut().chain(state.app.iter_mut()) {
+                        c.waiting = Some(Waiting::new("ContainerCreating", message.clone()));
+                    }
+                }
+            }
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                if self.entry.stopped() {
+                    return false;
+                }
+                self.pause();
+            }
+            delay = (delay * 2).min(self.backoff.max);
+        }
+    }
+
+    fn containers(&self) {
+        let slot = |kind, index| Slot {
+            kind,
+            index,
+            backoff: self.backoff.base,
+            not_before: Instant::now(),
+        };
+        // Init containers: one at a time, each until it succeeds.
+        for index in 0..self.entry.containers(Kind::Init).len() {
+            let mut s = slot(Kind::Init, index);
+            loop {
+                if self.entry.stopped() {
+                    return;
+                }
+                match self.tick(&mut s) {
+                    Progress::Done(0) => break,
+                    // Failed for good (restartPolicy Never): the pod has failed.
+                    Progress::Done(_) => return self.idle(),
+                    _ => self.pause(),
+                }
+            }
+        }
+        let mut slots: Vec<Slot> = (0..self.entry.containers(Kind::App).len())
+            .map(|i| slot(Kind::App, i))
+            .collect();
+        while !self.entry.stopped() {
+            for s in &mut slots {
+                if self.entry.stopped() {
+                    return;
+                }
+                self.tick(s);
+            }
+            self.pause();
+        }
+    }
+
+    /// Nothing more to do until the pod is deleted.
+    fn idle(&self) {
+        while !self.entry.stopped() {
+            self.pause();
+        }
+    }
+
+    fn record(&self, s: &Slot) -> ContainerRecord {
+        let state = self.entry.lock();
+        let list = match s.kind {
+            Kind::Init => &state.init,
+            Kind::App => &state.app,
+        };
+        list[s.index].clone()
+    }
+
+    fn update(&self, s: &Slot, f: impl FnOnce(&mut ContainerRecord)) {
+        let mut state = self.entry.lock();
+        let list = match s.kind {
+            Kind::Init => &mut state.init,
+            Kind::App => &mut state.app,
+        };
+        f(&mut list[s.index]);
+    }
+
+    fn back_off(&self, s: &mut Slot) -> Duration {
+        let delay = s.backoff;
+        s.not_before = Instant::now() + delay;
+        s.backoff = (s.backoff * 2).min(self.backoff.max);
+        delay
+    }
+
+    fn restarts_after(&self, kind: Kind, exit_code: i32) -> bool {
+        match (kind, self.entry.restart_policy()) {
+            // A succeeded init container has done its job.
+            (Kind::Init, _) if exit_code == 0 => false,
+            (_, "Never") => false,
+            (_, "OnFailure") => exit_code != 0,
+            _ => true,
+        }
+    }
+
+    /// Moves one container one step: start it, or look at it and restart
+    /// it when it ended and the policy says so.
+    fn tick(&self, s: &mut Slot) -> Progress {
+        let record = self.record(s);
+        let Some(id) = record.id else {
+            if Instant::now() >= s.not_before {
+                self.start(s, record.restarts);
+            }
+            return Progress::NotStarted;
+        };
+        let status = match self.client.container_status(&id) {
+            Ok(Some(status)) => status,
+            // Gone or unreadable: look again next tick.
+            _ => return Progress::NotStarted,
+        };
+        if status.state == cri::ContainerState::ContainerRunning as i32 {
+            return Progress::Running;
+        }
+        if status.state != cri::ContainerState::ContainerExited as i32 {
+            return Progress::NotStarted;
+        }
+        let ended = Terminated::from_cri(&status);
+        if !self.restarts_after(s.kind, ended.exit_code) {
+            return Progress::Done(ended.exit_code);
+        }
+        // Kubelet keeps the dead container for its logs; this adapter keeps
+        // what the status needs and removes it, so nothing piles up.
+        let _ = self.client.remove_container(&id);
+        let delay = self.back_off(s);
+        self.update(s, |r| {
+            r.id = None;
+            r.restarts += 1;
+            r.last = Some(ended);
+            r.waiting = Some(Waiting::new(
+                "CrashLoopBackOff",
+                format!("back-off {delay:?} restarting failed container"),
+            ));
+        });
+        Progress::NotStarted
+    }
+
+    fn start(&self, s: &mut Slot, attempt: u32) {
+        let c = &self.entry.containers(s.kind)[s.index];
+        let image = c.image.clone().unwrap_or_default();
+        match self.client.image_present(&image) {
+            Ok(true) => {}
+            Ok(false) => {
+                // No pull: this adapter never reaches a registry, so an image
+                // missing from the runtime's store is a failed pull.
+                let delay = self.back_off(s);
+                self.update(s, |r| {
+                    let reason = match r.waiting.as_ref().map(|w| w.reason.as_str()) {
+                        Some("ErrImagePull" | "ImagePullBackOff") => "ImagePullBackOff",
+                        _ => "ErrImagePull",
+                    };
+                    r.waiting = Some(Waiting::new(
+                        reason,
+                        format!(
+                            "image {image:?} is not in the runtime's image store (the CRI adapter \
+                             pulls from no registry); next try in {delay:?}"
+                        ),
+                    ));
+                });
+                return;
+            }
+            Err(e) => return self.failed_start(s, "ErrImagePull", e.to_string()),
+        }
+        let sandbox_id = self.entry.lock().sandbox_id.clone().unwrap_or_default();
+        let config = match spec::container_config(
+            &self.entry.pod,
+            &self.entry.id,
+            c,
+            attempt,
+            &self.entry.volumes,
+            self.entry.node_memory,
+        ) {
+            Ok(config) => config,
+            Err(e) => return self.failed_start(s, "CreateContainerConfigError", e),
+        };
+        let id = match self.client.create_container(
+            &sandbox_id,
+            config,
+            self.entry.sandbox_config.clone(),
+        ) {
+            Ok(id) => id,
+            Err(e) => return self.failed_start(s, "CreateContainerError", e.to_string()),
+        };
+        if let Err(e) = self.client.start_container(&id) {
+            let _ = self.client.remove_container(&id);
+            return self.failed_start(s, "RunContainerError", e.to_string());
+        }
+        self.update(s, |r| {
+            r.id = Some(id);
+            r.waiting = None;
+        });
+    }
+
+    fn failed_start(&self, s: &mut Slot, reason: &str, message: String) {
+        self.back_off(s);
+        self.update(s, |r| r.waiting = Some(Waiting::new(reason, message)));
+    }
+}
