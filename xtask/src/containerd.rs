@@ -346,7 +346,14 @@ fn unmount_under(dir: &Path) {
 }
 
 fn delete_bridge() {
-    if Path::new("/sys/class/net").join(BRIDGE).exists() {
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).status();
+    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+        return;
+    }
+    let deleted = Command::new("ip")
+        .args(["link", "delete", BRIDGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !deleted {
+        eprintln!("xtask: could not delete the bridge {BRIDGE} (`ip link delete {BRIDGE}`)");
     }
 }
