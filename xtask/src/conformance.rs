@@ -111,6 +111,56 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     result
 }
 
+/// The kubectl-compatible adapter (`cli:PATH`) against podlab's own CLI,
+/// the reference implementation of docs/adapter-contract.md: the suite
+/// drives `podlab apply -f -`, `get pod -o json`, `exec`, `delete` as it
+/// would drive kubectl, with a private state directory.
+pub fn run_cli_on_podlab() -> anyhow::Result<()> {
+    let bin = fixtures::build_podlab(false)?;
+    let root = util::root().join("target/conformance-cli-root");
+    let images = test::test_image_root();
+    let globals = format!(
+        "--root {} --image-root {}",
+        root.display(),
+        images.display()
+    );
+    if root.to_string_lossy().contains(char::is_whitespace)
+        || images.to_string_lossy().contains(char::is_whitespace)
+    {
+        anyhow::bail!("CONFORMANCE_CLI_ARGS is split on whitespace: check out the project at a path without any");
+    }
+    // What podlab offers (as its own adapter declares), spelled as --caps.
+    let caps = format!(
+        "pod-ip,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
+         node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
+         unschedulable,oom-reason",
+        podlab::config::DEFAULT_PIDS_LIMIT
+    );
+    util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");
+    let result = util::run(
+        util::cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "podlab-conformance",
+                "--bin",
+                "conformance",
+            ])
+            .args(cri_features())
+            .arg("--")
+            .arg("--runtime")
+            .arg(format!("cli:{}", bin.display()))
+            .args(["--caps", &caps])
+            .env("CONFORMANCE_CLI_ARGS", globals),
+    );
+    // The suite found no pod left behind; the store itself goes too.
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    result
+}
+
 /// podlab with the `mutants` feature, in its own target dir so the normal
 /// build is never one that can break on purpose.
 pub fn build_mutant_podlab() -> anyhow::Result<PathBuf> {

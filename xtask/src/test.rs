@@ -50,6 +50,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         crate::conformance::run(&["--runtime".into(), "podman".into()])?;
         // And on containerd through the CRI, against its own expectations.
         crate::conformance::run(&["--runtime".into(), "cri".into()])?;
+        // podlab again, driven as any kubectl-compatible binary would be.
+        crate::conformance::run_cli_on_podlab()?;
         crate::conformance::run(&["--summary".into()])?;
     } else {
         eprintln!("xtask: not root: the conformance suite and its mutation matrix are SKIPPED (pods need root)");
