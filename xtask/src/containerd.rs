@@ -357,3 +357,40 @@ fn delete_bridge() {
         eprintln!("xtask: could not delete the bridge {BRIDGE} (`ip link delete {BRIDGE}`)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_keeps_to_its_directory_and_the_limits_of_this_host() {
+        let dir = Path::new("/w/target/cri");
+        let toml = config(dir, &dir.join("containerd.sock"));
+        for line in [
+            r#"root = "/w/target/cri/root""#,
+            r#"state = "/w/target/cri/state""#,
+            r#"address = "/w/target/cri/containerd.sock""#,
+            r#"conf_dir = "/w/target/cri/cni""#,
+            r#"sandbox_image = "podlab.local/pause:latest""#,
+            "restrict_oom_score_adj = true",
+            "netns_mounts_under_state_dir = true",
+            "SystemdCgroup = false",
+        ] {
+            assert!(toml.contains(line), "config lacks {line:?}:\n{toml}");
+        }
+    }
+
+    #[test]
+    fn the_pod_network_has_no_way_off_the_bridge() {
+        let conf: serde_json::Value =
+            serde_json::from_str(&cni_config(Path::new("/w/target/cri"))).unwrap();
+        let bridge = &conf["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["bridge"], BRIDGE);
+        assert_eq!(bridge["isGateway"], false);
+        assert_eq!(bridge["ipMasq"], false);
+        assert_eq!(bridge["ipam"]["dataDir"], "/w/target/cri/ipam");
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], SUBNET);
+        assert!(bridge["ipam"].get("routes").is_none());
+    }
+}
