@@ -843,6 +843,7 @@ pub fn exec_with_timeout(
                 .security
                 .apply(&host_caps)
                 .and_then(|()| crate::security::close_fds_on_exec())
+                .and_then(|()| crate::security::default_signals_on_exec())
             {
                 Ok(()) => args.exec(),
                 Err(e) => container::Error::Security(e),
