@@ -90,6 +90,21 @@ pub const VARIANTS: &[Variant] = &[
         family: "LIFE-",
         breaks: "an OOM kill is reported with reason Error instead of OOMKilled",
     },
+    Variant {
+        name: "leak-host-fd",
+        family: "ISO-",
+        breaks: "the container starts holding a host directory descriptor (runc CVE-2024-21626 class)",
+    },
+    Variant {
+        name: "runtime-in-container",
+        family: "ISO-",
+        breaks: "the container's PID 1 stays the runtime binary, reachable through /proc/1/exe (runc CVE-2019-5736 class)",
+    },
+    Variant {
+        name: "signals-blocked",
+        family: "ISO-",
+        breaks: "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked",
+    },
 ];
 
 /// The failed test IDs of one run of the suite against a variant.

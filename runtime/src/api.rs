@@ -21,6 +21,7 @@ use crate::scheduler;
 use crate::shim::{self, RuntimeState};
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys;
+use crate::testhook::{self, Stage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -334,6 +335,7 @@ fn create(
     pod.spec = pod.spec.map(unbound);
     pod.status = None;
     let dir = store.create(lock, key, &pod)?;
+    testhook::stall_at(Stage::ApplyStored);
     let started = (|| -> Result<Option<File>> {
         match scheduler::decide(store, &pod, key)? {
             None => Ok(Some(scheduler::bind_and_start(config, &dir, &mut pod)?)),
@@ -567,7 +569,6 @@ pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
     };
     let phase = status.phase.clone().unwrap_or_default();
     let active = phase == lifecycle::PENDING || phase == lifecycle::RUNNING;
-    // No recorded shim yet means `apply` is still handing the pod over.
     let shim_lost = shim::read_shim(dir).is_some_and(|s| !s.is_alive());
     if active && shim_lost {
         status.phase = Some(lifecycle::UNKNOWN.into());
@@ -576,8 +577,28 @@ pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
         for cs in status.container_statuses.iter_mut().flatten() {
             cs.ready = false;
         }
+    } else if active && !scheduler::is_unschedulable(&status) && apply_abandoned(dir) {
+        status.phase = Some(lifecycle::FAILED.into());
+        status.reason = Some(APPLY_ABANDONED.into());
+        status.message = Some(APPLY_ABANDONED_MESSAGE.into());
     }
     Ok((pod, status))
+}
+
+/// The reason of a pod whose `podlab apply` died before handing it to a shim.
+pub const APPLY_ABANDONED: &str = "ApplyAbandoned";
+const APPLY_ABANDONED_MESSAGE: &str = "podlab apply died before handing the pod to a shim: \
+     nothing runs it; `podlab gc` or `podlab delete` releases it";
+
+/// No shim was ever recorded for the pod and no podlab process is handing it
+/// over: `apply` holds the store lock from storing the record until the
+/// shim is recorded, so a free lock and no `shim.json` mean it died between.
+/// (A shim started but not recorded exits without running anything.)
+fn apply_abandoned(dir: &PodDir) -> bool {
+    shim::read_shim(dir).is_none()
+        && dir
+            .when_store_idle(|| shim::read_shim(dir).is_none() && dir.pod_file().exists())
+            .unwrap_or(false)
 }
 
 /// Graceful delete: marks the pod, asks its shim to stop it (SIGTERM, the
@@ -680,18 +701,28 @@ pub fn gc(config: &Config) -> Result<GcReport> {
         if status.phase.as_deref() != Some(lifecycle::FAILED)
             && status.phase.as_deref() != Some(lifecycle::SUCCEEDED)
         {
+            // We hold the store lock: no apply is handing a pod over now.
+            let (reason, message, event) = if shim::read_shim(&dir).is_none() {
+                (
+                    APPLY_ABANDONED,
+                    APPLY_ABANDONED_MESSAGE,
+                    "podlab apply died before starting the pod's shim",
+                )
+            } else {
+                (
+                    "ShimLost",
+                    "the pod's shim died; podlab gc released its resources",
+                    "The pod's shim died; released its sandbox",
+                )
+            };
             status.phase = Some(lifecycle::FAILED.into());
-            status.reason = Some("ShimLost".into());
-            status.message = Some("the pod's shim died; podlab gc released its resources".into());
+            status.reason = Some(reason.into());
+            status.message = Some(message.into());
             for cs in status.container_statuses.iter_mut().flatten() {
                 cs.ready = false;
             }
             dir.write_status(&status)?;
-            let _ = dir.record_event(&Event::warning(
-                "ShimLost",
-                "podlab-gc",
-                "The pod's shim died; released its sandbox",
-            ));
+            let _ = dir.record_event(&Event::warning(reason, "podlab-gc", event));
         }
     }
     // Pods that died freed their requests: pending pods may fit now.
@@ -812,6 +843,7 @@ pub fn exec_with_timeout(
                 .security
                 .apply(&host_caps)
                 .and_then(|()| crate::security::close_fds_on_exec())
+                .and_then(|()| crate::security::default_signals_on_exec())
             {
                 Ok(()) => args.exec(),
                 Err(e) => container::Error::Security(e),

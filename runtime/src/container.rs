@@ -14,6 +14,7 @@ use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::image::ImageConfig;
+use crate::mutants::Mutant;
 use crate::namespaces::{self, Plan};
 use crate::sys;
 
@@ -244,6 +245,9 @@ pub fn init_main(config_path: &Path) -> i32 {
             nix::unistd::ForkResult::Child => {
                 sys::set_cloexec(REPORT_FD).map_err(io_err("cloexec", Path::new("report")))?;
                 let host_caps = crate::security::HostCaps::read();
+                if Mutant::from_env() == Some(Mutant::LeakHostFd) {
+                    crate::mutants::leak_host_dir();
+                }
                 setup_rootfs(&cfg)?;
                 exec_process(&cfg.process, &cfg.security, &host_caps)
             }
@@ -618,8 +622,46 @@ fn exec_process(
 ) -> Result<(), Error> {
     let args = ExecArgs::new(process)?;
     security.apply(host_caps)?;
-    crate::security::close_fds_on_exec()?;
+    let mutant = Mutant::from_env();
+    if mutant != Some(Mutant::LeakHostFd) {
+        crate::security::close_fds_on_exec()?;
+    }
+    crate::security::default_signals_on_exec()?;
+    if mutant == Some(Mutant::SignalsBlocked) {
+        crate::mutants::block_shim_signals();
+    }
+    if mutant == Some(Mutant::RuntimeInContainer) {
+        return stay_as_pid1(&args);
+    }
     Err(args.exec())
+}
+
+/// [`Mutant::RuntimeInContainer`]: this process (the podlab binary) stays
+/// the container's PID 1 and runs the command as its child, exiting as it does.
+fn stay_as_pid1(args: &ExecArgs) -> Result<(), Error> {
+    // SAFETY: single-threaded (a fresh exec of podlab, forked once).
+    match unsafe { nix::unistd::fork() }.map_err(Error::Fork)? {
+        nix::unistd::ForkResult::Child => {
+            let _ = args.exec();
+            // SAFETY: _exit after a failed exec in a forked child.
+            unsafe { libc::_exit(127) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            // The shim takes EOF on the report pipe for "exec'd".
+            // SAFETY: closes our copy of the report pipe; nothing else uses it.
+            unsafe { libc::close(REPORT_FD) };
+            loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => std::process::exit(code),
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                        std::process::exit(128 + sig as i32)
+                    }
+                    Ok(_) | Err(nix::Error::EINTR) => continue,
+                    Err(_) => std::process::exit(1),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

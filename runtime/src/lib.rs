@@ -27,3 +27,4 @@ pub mod security;
 pub mod shim;
 pub mod store;
 pub mod sys;
+pub mod testhook;

@@ -26,10 +26,21 @@ pub enum Mutant {
     NoRestart,
     /// An OOM kill is reported with reason Error instead of OOMKilled.
     OomUnreported,
+    /// The container init holds a host directory (`/sys/fs/cgroup`, as
+    /// runc's CVE-2024-21626 leaked one) without O_CLOEXEC and does not
+    /// close inherited descriptors at exec: the container starts with it.
+    LeakHostFd,
+    /// The container's PID 1 stays the podlab binary and runs the command
+    /// as its child: the host binary is reachable through /proc/1/exe (the
+    /// class of runc CVE-2019-5736).
+    RuntimeInContainer,
+    /// The container starts with the shim's signalfd mask (SIGCHLD, SIGTERM,
+    /// SIGINT blocked), so it never sees the SIGTERM of a delete.
+    SignalsBlocked,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 15] = [
+    pub const ALL: [(&'static str, Mutant); 18] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -45,6 +56,9 @@ impl Mutant {
         ("admit-all", Mutant::AdmitAll),
         ("no-restart", Mutant::NoRestart),
         ("oom-unreported", Mutant::OomUnreported),
+        ("leak-host-fd", Mutant::LeakHostFd),
+        ("runtime-in-container", Mutant::RuntimeInContainer),
+        ("signals-blocked", Mutant::SignalsBlocked),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
@@ -62,6 +76,28 @@ impl Mutant {
     pub fn from_env() -> Option<Mutant> {
         None
     }
+}
+
+/// [`Mutant::LeakHostFd`]: opens a host directory without O_CLOEXEC, before
+/// the container's root replaces the host's.
+pub fn leak_host_dir() {
+    // SAFETY: open(2) of a constant C string; the descriptor is leaked on purpose.
+    unsafe {
+        libc::open(
+            c"/sys/fs/cgroup".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        );
+    }
+}
+
+/// [`Mutant::SignalsBlocked`]: blocks what the shim blocks for its signalfd.
+pub fn block_shim_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
 }
 
 #[cfg(test)]

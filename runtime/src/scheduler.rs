@@ -25,6 +25,7 @@ use crate::network;
 use crate::quantity;
 use crate::shim;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store, StoreLock};
+use crate::testhook::{self, Stage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -312,7 +313,9 @@ pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<Fi
         "default-scheduler",
         format!("Successfully assigned {} to {node}", dir.key),
     ))?;
+    testhook::stall_at(Stage::ApplyBound);
     let (shim_id, notify) = shim::spawn(config, dir)?;
+    testhook::stall_at(Stage::ApplySpawned);
     store::write_json_atomic(&shim::shim_file(dir), &shim_id)?;
     Ok(notify)
 }

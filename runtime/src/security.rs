@@ -359,6 +359,58 @@ pub fn close_fds_on_exec() -> Result<(), Error> {
     Ok(())
 }
 
+/// The kernel's `struct sigaction` (x86_64 and aarch64 layout), for
+/// rt_sigaction(2) without glibc, which refuses its reserved signals 32, 33.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Gives the exec'd program the signal state a container starts with: no
+/// signal blocked (the shim blocks some for its signalfd) and none ignored
+/// (Rust ignores SIGPIPE in podlab itself, whoever started podlab may have
+/// ignored others, and SIG_IGN survives exec).
+pub fn default_signals_on_exec() -> Result<(), Error> {
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: raw rt_sigprocmask/rt_sigaction on values that live across the
+    // calls; fine between fork and exec. SIGKILL and SIGSTOP refuse (EINVAL)
+    // and are always default anyway.
+    unsafe {
+        let empty = 0u64;
+        if libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        ) != 0
+        {
+            return Err(Error::Syscall {
+                op: "rt_sigprocmask",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        for sig in 1..=64 {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ use crate::sandbox;
 use crate::scheduler;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
+use crate::testhook::{self, Stage};
 
 /// The descriptor on which `podlab apply` listens for the pod's first outcome.
 pub const NOTIFY_FD: i32 = 3;
@@ -418,6 +419,20 @@ pub struct Shim {
 pub fn shim_main(config: Config, key: PodKey) -> i32 {
     // SAFETY: `podlab apply` passes the notify pipe at NOTIFY_FD.
     let notify = unsafe { File::from_raw_fd(NOTIFY_FD) };
+    match claim(&config, &key) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!(
+                "podlab shim: not recorded as the shim of pod {key} (podlab apply died \
+                 before recording it): exiting without running it"
+            );
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("podlab shim: {e}");
+            return 1;
+        }
+    }
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let result = signal_fd().and_then(|sigfd| {
         let mut shim = Shim::new(config, key, notify)?;
@@ -438,6 +453,18 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
             1
         }
     }
+}
+
+/// Whether `shim.json` names this process. The one who spawned the shim
+/// records it there while holding the store lock; waiting for that lock
+/// means waiting until it recorded us or died trying. A shim nobody recorded
+/// would run a pod that delete cannot stop and gc would release under it,
+/// so it runs nothing, and the pod is reported ApplyAbandoned.
+fn claim(config: &Config, key: &PodKey) -> Result<bool, Error> {
+    let store = Store::open(&config.root)?;
+    let _lock = store.lock()?;
+    let dir = store.get(key)?;
+    Ok(read_shim(&dir).is_some_and(|s| s.pid == std::process::id() as i32))
 }
 
 /// Signals arrive through a signalfd, so the shim needs no handlers and no
@@ -1427,6 +1454,7 @@ impl Shim {
                 .unwrap_or_default()
         };
         sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, pod_ip.as_deref())?;
+        testhook::stall_at(Stage::ShimSandbox);
 
         let (ready_r, ready_w) = sandbox::pipe()?;
         let mut cmd = Command::new(self_exe());

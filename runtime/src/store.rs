@@ -128,6 +128,8 @@ pub struct StoreLock {
 pub struct PodDir {
     pub key: PodKey,
     pub dir: PathBuf,
+    /// The store's root, whose `lock` guards creating and handing over.
+    pub root: PathBuf,
 }
 
 impl PodDir {
@@ -167,6 +169,22 @@ impl PodDir {
     pub fn write_pod(&self, pod: &Pod) -> Result<()> {
         write_json_atomic(&self.pod_file(), pod)
     }
+    /// Runs `check` while no podlab process holds the store lock (a shared
+    /// lock, never waited for); `None` when one does: a pod may be being
+    /// stored, bound or handed to its shim right now.
+    pub fn when_store_idle<T>(&self, check: impl FnOnce() -> T) -> Option<T> {
+        let path = self.root.join("lock");
+        // No lock file: nobody has ever created a pod here, nobody holds it.
+        let Ok(file) = File::open(&path) else {
+            return Some(check());
+        };
+        // SAFETY: flock on a descriptor we own; released when it closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+            return None;
+        }
+        Some(check())
+    }
+
     /// The status, or `None` when the shim has not written one yet.
     pub fn read_status(&self) -> Result<Option<PodStatus>> {
         read_json_opt(&self.status_file())
@@ -252,6 +270,7 @@ impl Store {
         PodDir {
             key: key.clone(),
             dir: self.root.join("pods").join(&key.namespace).join(&key.name),
+            root: self.root.clone(),
         }
     }
 

@@ -172,3 +172,131 @@ fn parallel_applies_and_deletes_lose_nothing() {
         assert_eq!(leftovers(uid, dir), Vec::<String>::new());
     }
 }
+
+/// kill -9 of `podlab apply` (and, at a shim stage, of the shim too) at a
+/// stage the test hook stops it at; then the pod must be reported Failed or
+/// Unknown with a reason, and gc plus delete must release every host
+/// resource: netns, veth, IP lease, cgroups, mounts, record, processes.
+fn kill_mid_apply(stage: &str) {
+    let p = Podlab::new();
+    let a = unique(stage);
+    let dir = p.pod_dir(&a);
+    let log = p.root.path().join("apply.stderr");
+    let mut cli = spawnable(&p)
+        .args(["apply", "-f", "-", "--wait=60s"])
+        .env("PODLAB_TEST_STALL_AT", stage)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn apply");
+    {
+        use std::io::Write;
+        let mut stdin = cli.stdin.take().unwrap();
+        stdin.write_all(sleeper(&a).as_bytes()).unwrap();
+    }
+    let cli_pid = i64::from(cli.id());
+    let in_shim = stage.starts_with("shim-");
+    // The process the hook stops: the CLI, or the shim the CLI recorded.
+    let stopped = eventually(Duration::from_secs(30), || {
+        let pid = if in_shim {
+            let shim: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("shim.json")).ok()?).ok()?;
+            shim["pid"].as_i64()?
+        } else {
+            cli_pid
+        };
+        (process_state(pid) == Some('T')).then_some(pid)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "apply never stalled at {stage}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let marker = format!("podlab: test hook: stalled at {stage}");
+    let said = if in_shim {
+        std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default()
+    } else {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    assert!(said.contains(&marker), "{said}");
+    let uid = p.uid(&a);
+    let veths = veths_of(&uid);
+    if in_shim {
+        assert!(!veths.is_empty(), "the sandbox had no veth yet");
+        assert!(
+            !leases_of(&uid).is_empty(),
+            "the sandbox had no IP lease yet"
+        );
+    }
+    for pid in [Some(stopped), Some(cli_pid)].into_iter().flatten() {
+        // SAFETY: kill(2) of processes this test started (the CLI) or that
+        // its CLI started (the shim, read from the pod's shim.json).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let _ = cli.wait();
+
+    // Never Running, never Pending forever: a verdict with a reason.
+    let st = eventually(Duration::from_secs(10), || {
+        let s = status(&p, &a);
+        (s["phase"] == "Failed" || s["phase"] == "Unknown").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("after kill -9 at {stage} the pod shows {}", status(&p, &a)));
+    assert!(st["reason"].as_str().is_some_and(|r| !r.is_empty()), "{st}");
+
+    let gc = p.run(&["gc"]);
+    assert!(gc.status.success(), "{gc:?}");
+    let st = status(&p, &a);
+    assert_eq!(st["phase"], "Failed", "{st}");
+    assert!(st["reason"].as_str().is_some_and(|r| !r.is_empty()), "{st}");
+    // Nothing of the pod runs any more, nothing holds its network.
+    let gone = eventually(Duration::from_secs(10), || {
+        let left: Vec<String> = processes_naming(p.root.path())
+            .into_iter()
+            .chain(leases_of(&uid))
+            .chain(veths.iter().filter(|v| link_exists(v)).cloned())
+            .collect();
+        left.is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "after gc: {:?} {:?} {:?}",
+        processes_naming(p.root.path()),
+        leases_of(&uid),
+        veths
+    );
+    let out = p.run(&["delete", "pod", &a]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(leftovers(&uid, &dir), Vec::<String>::new());
+    assert_eq!(processes_naming(p.root.path()), Vec::<String>::new());
+    let gc = p.run(&["gc"]);
+    assert_eq!(
+        String::from_utf8_lossy(&gc.stdout).trim(),
+        "nothing to collect"
+    );
+}
+
+#[test]
+fn apply_killed_after_storing_the_record() {
+    require_root!();
+    kill_mid_apply("apply-stored");
+}
+
+#[test]
+fn apply_killed_after_binding_the_pod() {
+    require_root!();
+    kill_mid_apply("apply-bound");
+}
+
+#[test]
+fn apply_killed_between_starting_and_recording_the_shim() {
+    require_root!();
+    kill_mid_apply("apply-spawned");
+}
+
+#[test]
+fn apply_and_shim_killed_with_the_sandbox_half_made() {
+    require_root!();
+    kill_mid_apply("shim-sandbox");
+}

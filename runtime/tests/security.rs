@@ -138,3 +138,19 @@ fn no_process_in_the_container_is_the_host_podlab_binary() {
         "the host binary is reachable:\n{exes}"
     );
 }
+
+#[test]
+fn containers_start_with_no_signal_blocked_or_ignored() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("sigmask");
+    let _g = p.pod(&a, &secure_pod(&a));
+    // A past bug: the shim's signalfd mask (SIGCHLD SIGTERM SIGINT) reached
+    // containers, which then never saw the SIGTERM of a delete; and podlab's
+    // own ignored SIGPIPE survived the exec.
+    let main = p.probe(&a, "plain", &["caps", "--pid", "1"]);
+    assert_eq!(main["SigBlk"], "0000000000000000", "{main}");
+    assert_eq!(main["SigIgn"], "0000000000000000", "{main}");
+    let exec = caps(&p, &a, "plain");
+    assert_eq!(exec["SigBlk"], "0000000000000000", "{exec}");
+}

@@ -266,3 +266,83 @@ pub fn alive(pid: i64) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// `podlab` with this test's roots, as a std Command that can be spawned
+/// and killed (assert_cmd only runs to completion).
+pub fn spawnable(p: &Podlab) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("podlab"));
+    c.arg("--root")
+        .arg(p.root.path())
+        .arg("--image-root")
+        .arg(image_root())
+        .env("PODLAB_BACKOFF_BASE_MS", "200");
+    c
+}
+
+/// The state letter of a process (`R`, `S`, `T` stopped, `Z`), None once gone.
+pub fn process_state(pid: i64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Live processes whose command line names `needle` (a test's state root:
+/// the CLI and the shims it started), as "pid cmdline".
+pub fn processes_naming(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(&*needle) && alive(pid) {
+            found.push(format!("{pid} {cmdline}"));
+        }
+    }
+    found
+}
+
+/// IPAM leases of the host-local plugin held for a pod uid (a lease file
+/// holds the container id it was handed to).
+pub fn leases_of(uid: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for net in std::fs::read_dir("/run/podlab-cni/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if std::fs::read_to_string(lease.path()).is_ok_and(|t| t.contains(uid)) {
+                left.push(format!("lease {}", lease.path().display()));
+            }
+        }
+    }
+    left
+}
+
+/// Host-side veth interfaces whose peer is in the pod's named netns.
+pub fn veths_of(uid: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "type", "veth"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let netns = format!("link-netns podlab-{uid}");
+    out.lines()
+        .filter(|l| l.contains(&netns))
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// True while a network interface of this name exists on the host.
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
