@@ -179,7 +179,7 @@ fn setup_podman(work: &Path, images: &Path) -> anyhow::Result<Option<Podman>> {
         runroot: dir.join("run"),
     };
     // The same fixture image, from podlab's store layout through an OCI archive.
-    let layout = util::root().join("target/fixtures/podlab.local_busybox_latest");
+    let layout = fixtures::layout_dir(fixtures::BUSYBOX_IMAGE);
     ensure!(
         layout.exists(),
         "fixture layout {} missing",
@@ -204,14 +204,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let quick = util::flag(args, "--quick");
     let report = util::value(args, "--report")
         .map(PathBuf::from)
-        .unwrap_or_else(|| util::root().join("target/bench"));
+        .unwrap_or_else(|| util::target().join("bench"));
     if !doctor::missing_packages().is_empty() {
         doctor::install()?;
     }
     let podlab = fixtures::build_podlab(true)?;
-    let images = util::root().join("target/bench/images");
+    let images = util::target().join("bench/images");
     fixtures::build_and_import(Some(&images.to_string_lossy()))?;
-    let work = util::root().join("target/bench/work");
+    let work = util::target().join("bench/work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let bench = Bench {

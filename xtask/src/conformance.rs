@@ -117,7 +117,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// would drive kubectl, with a private state directory.
 pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let bin = fixtures::build_podlab(false)?;
-    let root = util::root().join("target/conformance-cli-root");
+    let root = util::target().join("conformance-cli-root");
     let images = test::test_image_root();
     let globals = format!(
         "--root {} --image-root {}",
@@ -165,7 +165,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
 /// build is never one that can break on purpose.
 pub fn build_mutant_podlab() -> anyhow::Result<PathBuf> {
     util::step("building podlab with the mutants feature (deliberately broken variants)");
-    let dir = util::root().join("target/mutants");
+    let dir = util::target().join("mutants");
     util::run(
         util::cargo()
             .args([

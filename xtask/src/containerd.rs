@@ -32,7 +32,7 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn dir() -> PathBuf {
-        util::root().join("target/cri")
+        util::target().join("cri")
     }
 
     /// Starts containerd with a fresh root and imports the fixture images.

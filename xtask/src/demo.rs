@@ -71,7 +71,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     fixtures::build_and_import(None)?;
     let demo = Demo {
         podlab,
-        root: util::root().join("target/demo-state"),
+        root: util::target().join("demo-state"),
     };
     let manifest = util::root().join("fixtures/pods/demo.yaml");
     // A demo pod left by an interrupted run would make apply say "unchanged".

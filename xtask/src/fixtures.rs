@@ -30,8 +30,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// Path of the static probe binary.
 pub fn probe_path() -> PathBuf {
-    util::root()
-        .join("target/probe")
+    util::target()
+        .join("probe")
         .join(TARGET)
         .join("release/probe")
 }
@@ -56,7 +56,7 @@ pub fn build_probe() -> anyhow::Result<PathBuf> {
                 TARGET,
                 "--target-dir",
             ])
-            .arg(util::root().join("target/probe")),
+            .arg(util::target().join("probe")),
     )?;
     Ok(probe_path())
 }
@@ -73,8 +73,7 @@ pub fn build_podlab(release: bool) -> anyhow::Result<PathBuf> {
         cmd.arg("--release");
     }
     util::run(&mut cmd)?;
-    Ok(util::root()
-        .join("target")
+    Ok(util::target()
         .join(if release { "release" } else { "debug" })
         .join("podlab"))
 }
@@ -85,7 +84,7 @@ pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
     }
     let probe = build_probe()?;
     let podlab = build_podlab(false)?;
-    let work = util::root().join("target/fixtures");
+    let work = util::target().join("fixtures");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
 
@@ -130,8 +129,8 @@ pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
 
 /// Where the OCI layout of a fixture image is written.
 pub fn layout_dir(reference: &str) -> PathBuf {
-    util::root()
-        .join("target/fixtures")
+    util::target()
+        .join("fixtures")
         .join(reference.replace(['/', ':'], "_"))
 }
 

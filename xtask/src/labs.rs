@@ -388,7 +388,7 @@ pub fn run_all(_args: &[String]) -> anyhow::Result<()> {
     if !images.join("oci/index.json").exists() {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     }
-    let state = util::root().join("target/labs/state");
+    let state = util::target().join("labs/state");
     let bin_dir = podlab.parent().context("podlab dir")?.to_path_buf();
     let probe_dir = fixtures::probe_path()
         .parent()

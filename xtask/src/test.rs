@@ -5,7 +5,7 @@ use crate::{doctor, fixtures, util};
 
 /// The image store the integration tests use, kept apart from the user's.
 pub fn test_image_root() -> std::path::PathBuf {
-    util::root().join("target/podlab-test/images")
+    util::target().join("podlab-test/images")
 }
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
