@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{json, Value};
 
 use crate::adapters::host::{node_addresses, processes_naming, remove_cgroup_tree};
@@ -150,7 +150,23 @@ impl Cri {
         Ok(out)
     }
 
-    fn view(&self, entry: &PodEntry) -> Result<(PodView, String), Error> {
+    /// The pod as the runtime reports it now, with the worker's records.
+    fn view(&self, entry: &PodEntry) -> Result<PodView, Error> {
+        // A container the worker replaced between our copy of its record and
+        // our question to the runtime is gone: look again with the new
+        // record. One lost for good shows what its record says.
+        let mut tries = 0;
+        loop {
+            let (view, vanished) = self.view_once(entry)?;
+            tries += 1;
+            if !vanished || tries == 3 {
+                return Ok(view);
+            }
+        }
+    }
+
+    /// One look, and whether a container the records name was gone.
+    fn view_once(&self, entry: &PodEntry) -> Result<(PodView, bool), Error> {
         let (init, app, pod_ip, created_at) = {
             let state = entry.lock();
             (
@@ -161,38 +177,41 @@ impl Cri {
             )
         };
         let spec = spec::spec(&entry.pod).map_err(Error::Other)?;
-        let views = |records: Vec<ContainerRecord>, containers: &[_]| -> Result<_, Error> {
-            records
-                .into_iter()
-                .zip(containers)
-                .map(
-                    |(record, c): (ContainerRecord, &k8s_openapi::api::core::v1::Container)| {
-                        let observed = match &record.id {
-                            Some(id) => self.client.container_status(id)?,
-                            None => None,
-                        };
-                        Ok(ContainerView {
-                            name: c.name.clone(),
-                            image: c.image.clone().unwrap_or_default(),
-                            record,
-                            observed,
-                        })
-                    },
-                )
-                .collect::<Result<Vec<_>, Error>>()
+        let mut vanished = false;
+        let mut views = |records: Vec<ContainerRecord>, containers: &[Container]| {
+            let mut out = Vec::new();
+            for (record, c) in records.into_iter().zip(containers) {
+                let observed = match &record.id {
+                    Some(id) => {
+                        let status = self.client.container_status(id)?;
+                        vanished |= status.is_none();
+                        status
+                    }
+                    None => None,
+                };
+                out.push(ContainerView {
+                    name: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                    record,
+                    observed,
+                });
+            }
+            Ok::<_, Error>(out)
         };
+        let init = views(init, spec.init_containers.as_deref().unwrap_or(&[]))?;
+        let app = views(app, &spec.containers)?;
         let view = PodView {
             restart_policy: spec
                 .restart_policy
                 .clone()
                 .unwrap_or_else(|| "Always".into()),
-            init: views(init, spec.init_containers.as_deref().unwrap_or(&[]))?,
-            app: views(app, &spec.containers)?,
+            init,
+            app,
             pod_ip,
             host_ip: entry.host_ip.clone(),
             created_at,
         };
-        Ok((view, entry.id.uid.clone()))
+        Ok((view, vanished))
     }
 
     /// Stops the pod's worker, then its containers (SIGTERM, SIGKILL after
@@ -397,7 +416,8 @@ impl Runtime for Cri {
         let Some(entry) = self.entry(name) else {
             return Ok(None);
         };
-        let (view, uid) = self.view(&entry)?;
+        let view = self.view(&entry)?;
+        let uid = entry.id.uid.clone();
         let (mut status, conds) = status::pod_status(&view);
         let conditions = {
             let mut state = entry.lock();
@@ -453,7 +473,7 @@ impl Runtime for Cri {
         let id = {
             let spec = spec::spec(&entry.pod).map_err(Error::Other)?;
             let state = entry.lock();
-            let index = |list: Option<&Vec<k8s_openapi::api::core::v1::Container>>| {
+            let index = |list: Option<&Vec<Container>>| {
                 list.and_then(|l| l.iter().position(|c| c.name == container))
             };
             index(Some(&spec.containers))

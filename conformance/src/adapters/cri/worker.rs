@@ -293,10 +293,9 @@ impl Worker {
         if !self.restarts_after(s.kind, ended.exit_code) {
             return Progress::Done(ended.exit_code);
         }
-        // Kubelet keeps the dead container for its logs; this adapter keeps
-        // what the status needs and removes it, so nothing piles up.
-        let _ = self.client.remove_container(&id);
         let delay = self.back_off(s);
+        // The record first, then the removal: a status read in between
+        // still finds the exited container, never a container that is gone.
         self.update(s, |r| {
             r.id = None;
             r.restarts += 1;
@@ -306,6 +305,9 @@ impl Worker {
                 format!("back-off {delay:?} restarting failed container"),
             ));
         });
+        // Kubelet keeps the dead container for its logs; this adapter keeps
+        // what the status needs and removes it, so nothing piles up.
+        let _ = self.client.remove_container(&id);
         Progress::NotStarted
     }
 
