@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::adapters::podlab::run_with_timeout;
+use crate::adapters::process::{check_status, run_with_timeout};
 use crate::runtime::{Capabilities, Error, ExecOutput, PidsLimits, Runtime};
 
 /// The environment variable holding global arguments for every call,
@@ -35,6 +35,8 @@ pub struct CliConfig {
     /// find out, so it is told (see [`parse_capabilities`]).
     pub capabilities: Capabilities,
     pub probe_image: String,
+    /// Extra environment for every call.
+    pub env: Vec<(String, String)>,
 }
 
 impl CliConfig {
@@ -50,6 +52,7 @@ impl CliConfig {
             context: None,
             capabilities: Capabilities::default(),
             probe_image: "podlab.local/probe:latest".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -177,8 +180,13 @@ impl Cli {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "binary".into());
+        Cli::named(format!("cli-{base}"), config)
+    }
+
+    /// A CLI adapter reporting under `name` (an adapter built on this one).
+    pub fn named(name: String, config: CliConfig) -> Cli {
         Cli {
-            name: format!("cli-{base}"),
+            name,
             config,
             created: Mutex::new(Vec::new()),
         }
@@ -195,16 +203,17 @@ impl Cli {
         argv
     }
 
-    fn run(
+    /// Runs one subcommand with optional stdin, within `timeout`.
+    pub fn run(
         &self,
         sub: &[&str],
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<ExecOutput, Error> {
-        let argv = self.argv(sub);
-        let shown = format!("{} {}", self.config.bin.display(), sub.join(" "));
+        let shown = self.shown(sub);
         let mut cmd = Command::new(&self.config.bin);
-        cmd.args(&argv);
+        cmd.args(self.argv(sub));
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -335,17 +344,6 @@ impl Runtime for Cli {
     }
 }
 
-fn check_status(out: &ExecOutput, command: &str) -> Result<(), Error> {
-    if out.exit_code == 0 {
-        return Ok(());
-    }
-    Err(Error::Command {
-        command: command.into(),
-        code: out.exit_code,
-        stderr: out.stderr.trim().into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +374,7 @@ mod tests {
             context: Some("lab".into()),
             capabilities: Capabilities::default(),
             probe_image: "p".into(),
+            env: Vec::new(),
         }
     }
 
@@ -455,6 +454,20 @@ esac
         assert!(lines.contains(
             &"--root /tmp/r --context lab delete pod web --grace-period 0 --ignore-not-found"
         ));
+    }
+
+    #[test]
+    fn the_configured_environment_reaches_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(fake(dir.path()));
+        config.env = vec![("FAKECTL_MARK".into(), "from-the-adapter".into())];
+        let cli = Cli::named("podlab".into(), config);
+        assert_eq!(cli.name(), "podlab");
+        let argv = ["sh".to_string(), "-c".into(), "echo $FAKECTL_MARK".into()];
+        let out = cli
+            .exec("web", "app", &argv, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(out.stdout, "from-the-adapter\n");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - `cri`: any CRI v1 runtime (containerd) on its socket, with the
 //!   kubelet's part done by the adapter; built with the `cri` feature.
 //! - [`cli`]: any kubectl-compatible binary (docs/adapter-contract.md).
+//!
+//! [`process`] runs a tool as a child process with a deadline; [`host`]
+//! holds the checks of the host that the local adapters share.
 
 pub mod cli;
 #[cfg(feature = "cri")]
@@ -12,3 +15,4 @@ pub mod cri;
 pub mod host;
 pub mod podlab;
 pub mod podman;
+pub mod process;

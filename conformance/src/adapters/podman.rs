@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::adapters::host::{processes_naming, remove_cgroup_tree, unmount_under};
-use crate::adapters::podlab::run_with_timeout;
+use crate::adapters::process::{check_status, run_with_timeout};
 use crate::runtime::{Capabilities, Error, ExecOutput, PidsLimits, Runtime};
 
 /// How long a management command (play, inspect, rm) may take; the first
@@ -457,17 +457,6 @@ fn layout_reference(layout: &Path) -> Result<String, Error> {
             command: path.display().to_string(),
             detail: "no org.opencontainers.image.ref.name annotation".into(),
         })
-}
-
-fn check_status(out: &ExecOutput, command: &str) -> Result<(), Error> {
-    if out.exit_code == 0 {
-        return Ok(());
-    }
-    Err(Error::Command {
-        command: command.into(),
-        code: out.exit_code,
-        stderr: out.stderr.trim().into(),
-    })
 }
 
 /// What `podman pod inspect` says that the mapping uses.
