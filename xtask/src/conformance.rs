@@ -18,26 +18,29 @@ pub fn cri_features() -> Vec<&'static str> {
     }
 }
 
+/// `cargo run` of the conformance runner, ready for the runner's arguments.
+fn runner() -> std::process::Command {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "podlab-conformance",
+        "--bin",
+        "conformance",
+    ])
+    .args(cri_features())
+    .arg("--");
+    cmd
+}
+
 pub fn has_protoc() -> bool {
     std::env::var_os("PROTOC").is_some() || std::path::Path::new("/usr/bin/protoc").exists()
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if util::flag(args, "--summary") {
-        return util::run(
-            util::cargo()
-                .args([
-                    "run",
-                    "--quiet",
-                    "-p",
-                    "podlab-conformance",
-                    "--bin",
-                    "conformance",
-                ])
-                .args(cri_features())
-                .arg("--")
-                .args(args),
-        );
+        return util::run(runner().args(args));
     }
     let mutants = util::flag(args, "--mutants");
     let runtime = util::value(args, "--runtime").unwrap_or_else(|| "podlab".into());
@@ -86,21 +89,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "conformance suite on {runtime}{}",
         if mutants { " (mutation matrix)" } else { "" }
     ));
-    let result = util::run(
-        util::cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "podlab-conformance",
-                "--bin",
-                "conformance",
-            ])
-            .args(cri_features())
-            .arg("--")
-            .args(&pass)
-            .env("PODLAB_IMAGE_ROOT", &images),
-    );
+    let result = util::run(runner().args(&pass).env("PODLAB_IMAGE_ROOT", &images));
     if let Some(mut daemon) = containerd {
         let left = daemon.leftovers();
         daemon.stop()?;
@@ -138,17 +127,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     );
     util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");
     let result = util::run(
-        util::cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "podlab-conformance",
-                "--bin",
-                "conformance",
-            ])
-            .args(cri_features())
-            .arg("--")
+        runner()
             .arg("--runtime")
             .arg(format!("cli:{}", bin.display()))
             .args(["--caps", &caps])
