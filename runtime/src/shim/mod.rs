@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +35,13 @@ use crate::scheduler;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
 use crate::testhook::{self, Stage};
+
+mod spawn;
+
+use spawn::read_all;
+pub use spawn::{
+    is_shim_alive, read_shim, self_exe, shim_file, spawn, spawn_with_fds, unblock_signals_on_exec,
+};
 
 /// The descriptor on which `podlab apply` listens for the pod's first outcome.
 pub const NOTIFY_FD: i32 = 3;
@@ -149,60 +155,6 @@ pub fn pod_limits(pod: &Pod) -> Result<Limits, quantity::Error> {
         return Ok(Limits::default());
     }
     Ok(Limits::from_millis(cpu, None, memory, pids))
-}
-
-/// The path of the running podlab binary, re-executed for shim, pause and init.
-pub fn self_exe() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
-}
-
-/// Clears the signal mask in the child before exec: the shim blocks
-/// SIGCHLD, SIGTERM and SIGINT for its signalfd, and a blocked mask is
-/// inherited across exec: a container would never see its SIGTERM.
-pub fn unblock_signals_on_exec(cmd: &mut Command) {
-    // SAFETY: sigemptyset and sigprocmask are async-signal-safe syscalls on
-    // a stack value, fine between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Spawns `cmd` with the given descriptors placed at fixed numbers in the child.
-pub fn spawn_with_fds(
-    cmd: &mut Command,
-    fds: &[(i32, i32)],
-) -> std::io::Result<std::process::Child> {
-    let fds = fds.to_vec();
-    unblock_signals_on_exec(cmd);
-    // SAFETY: the closure only makes raw syscalls (fcntl, dup2) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move every source above the targets first, so one mapping cannot
-            // clobber the source of another.
-            let mut moved = Vec::with_capacity(fds.len());
-            for &(src, dst) in &fds {
-                let high = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 100);
-                if high < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                moved.push((high, dst));
-            }
-            for (high, dst) in moved {
-                if libc::dup2(high, dst) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
 }
 
 /// The part a container plays in the pod.
@@ -2048,14 +2000,6 @@ fn wrong_ip(ip: &str) -> String {
     }
 }
 
-fn read_all(fd: OwnedFd) -> Result<String, Error> {
-    let mut s = String::new();
-    File::from(fd)
-        .read_to_string(&mut s)
-        .map_err(io("read helper report"))?;
-    Ok(s)
-}
-
 /// The directory of a pod's emptyDir volume.
 pub fn volume_dir(dir: &PodDir, volume: &str) -> PathBuf {
     dir.dir.join("volumes").join(volume)
@@ -2126,62 +2070,6 @@ pub fn release(
         errors.push(e.to_string());
     }
     errors
-}
-
-/// Spawns the pod's shim, detached in its own session, with its output in
-/// the pod's `shim.log`. Returns the shim's identity and the notify pipe.
-pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> {
-    let (notify_r, notify_w) = sandbox::pipe()?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.shim_log())
-        .map_err(io("open shim log"))?;
-    let log2 = log.try_clone().map_err(io("dup shim log"))?;
-    let mut cmd = Command::new(self_exe());
-    cmd.arg("--root")
-        .arg(&config.root)
-        .arg("--image-root")
-        .arg(&config.image_root);
-    if let Some(dir) = &config.cni_conf_dir {
-        cmd.arg("--cni-conf-dir").arg(dir);
-    }
-    cmd.arg("__shim")
-        .arg(&dir.key.namespace)
-        .arg(&dir.key.name)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    // SAFETY: setsid is a raw syscall; it detaches the shim from the CLI's
-    // session so a terminal hangup does not reach the pod.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child =
-        spawn_with_fds(&mut cmd, &[(notify_w.as_raw_fd(), NOTIFY_FD)]).map_err(io("spawn shim"))?;
-    drop(notify_w);
-    let pid = child.id() as i32;
-    // The CLI exits soon; the shim is adopted by init and needs no reaping here.
-    std::mem::forget(child);
-    let id = ProcessId::of(pid)
-        .ok_or_else(|| Error::Other("shim exited at once; see shim.log".into()))?;
-    Ok((id, File::from(notify_r)))
-}
-
-/// Where `podlab apply` records the shim it started.
-pub fn shim_file(dir: &PodDir) -> PathBuf {
-    dir.dir.join("shim.json")
-}
-
-pub fn read_shim(dir: &PodDir) -> Option<ProcessId> {
-    store::read_json_opt(&shim_file(dir)).ok().flatten()
-}
-
-pub fn is_shim_alive(dir: &PodDir) -> bool {
-    read_shim(dir).is_some_and(|p| p.is_alive())
 }
 
 #[cfg(test)]

@@ -1,0 +1,139 @@
+//! Starting processes from the shim, and the shim itself: the re-exec of
+//! the podlab binary (shim, pause, container init, probe helpers), the
+//! descriptors they get at fixed numbers, and `shim.json`, the record of
+//! which process is a pod's shim. Kept together because every child of the
+//! shim needs the same care: a clean signal mask, exactly the descriptors
+//! it is meant to inherit.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::config::Config;
+use crate::sandbox;
+use crate::store::{self, PodDir};
+use crate::sys::ProcessId;
+
+use super::{io, Error, NOTIFY_FD};
+
+/// The path of the running podlab binary, re-executed for shim, pause and init.
+pub fn self_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}
+
+/// Clears the signal mask in the child before exec: the shim blocks
+/// SIGCHLD, SIGTERM and SIGINT for its signalfd, and a blocked mask is
+/// inherited across exec: a container would never see its SIGTERM.
+pub fn unblock_signals_on_exec(cmd: &mut Command) {
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe syscalls on
+    // a stack value, fine between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Spawns `cmd` with the given descriptors placed at fixed numbers in the child.
+pub fn spawn_with_fds(
+    cmd: &mut Command,
+    fds: &[(i32, i32)],
+) -> std::io::Result<std::process::Child> {
+    let fds = fds.to_vec();
+    unblock_signals_on_exec(cmd);
+    // SAFETY: the closure only makes raw syscalls (fcntl, dup2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every source above the targets first, so one mapping cannot
+            // clobber the source of another.
+            let mut moved = Vec::with_capacity(fds.len());
+            for &(src, dst) in &fds {
+                let high = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 100);
+                if high < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                moved.push((high, dst));
+            }
+            for (high, dst) in moved {
+                if libc::dup2(high, dst) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// What a child wrote to its report pipe, up to its closing it.
+pub(super) fn read_all(fd: OwnedFd) -> Result<String, Error> {
+    let mut s = String::new();
+    File::from(fd)
+        .read_to_string(&mut s)
+        .map_err(io("read helper report"))?;
+    Ok(s)
+}
+
+/// Spawns the pod's shim, detached in its own session, with its output in
+/// the pod's `shim.log`. Returns the shim's identity and the notify pipe.
+pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> {
+    let (notify_r, notify_w) = sandbox::pipe()?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.shim_log())
+        .map_err(io("open shim log"))?;
+    let log2 = log.try_clone().map_err(io("dup shim log"))?;
+    let mut cmd = Command::new(self_exe());
+    cmd.arg("--root")
+        .arg(&config.root)
+        .arg("--image-root")
+        .arg(&config.image_root);
+    if let Some(dir) = &config.cni_conf_dir {
+        cmd.arg("--cni-conf-dir").arg(dir);
+    }
+    cmd.arg("__shim")
+        .arg(&dir.key.namespace)
+        .arg(&dir.key.name)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid is a raw syscall; it detaches the shim from the CLI's
+    // session so a terminal hangup does not reach the pod.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child =
+        spawn_with_fds(&mut cmd, &[(notify_w.as_raw_fd(), NOTIFY_FD)]).map_err(io("spawn shim"))?;
+    drop(notify_w);
+    let pid = child.id() as i32;
+    // The CLI exits soon; the shim is adopted by init and needs no reaping here.
+    std::mem::forget(child);
+    let id = ProcessId::of(pid)
+        .ok_or_else(|| Error::Other("shim exited at once; see shim.log".into()))?;
+    Ok((id, File::from(notify_r)))
+}
+
+/// Where `podlab apply` records the shim it started.
+pub fn shim_file(dir: &PodDir) -> PathBuf {
+    dir.dir.join("shim.json")
+}
+
+pub fn read_shim(dir: &PodDir) -> Option<ProcessId> {
+    store::read_json_opt(&shim_file(dir)).ok().flatten()
+}
+
+pub fn is_shim_alive(dir: &PodDir) -> bool {
+    read_shim(dir).is_some_and(|p| p.is_alive())
+}
