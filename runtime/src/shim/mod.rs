@@ -36,8 +36,10 @@ use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
 use crate::testhook::{self, Stage};
 
+mod limits;
 mod spawn;
 
+pub use limits::{container_limits, pod_limits};
 use spawn::read_all;
 pub use spawn::{
     is_shim_alive, read_shim, self_exe, shim_file, spawn, spawn_with_fds, unblock_signals_on_exec,
@@ -103,58 +105,6 @@ pub struct ContainerRuntime {
     pub image_id: String,
     #[serde(default)]
     pub security: crate::security::Profile,
-}
-
-/// The cgroup limits of one container from its `resources`, with the
-/// configured default pids limit.
-pub fn container_limits(c: &Container, default_pids: i64) -> Result<Limits, quantity::Error> {
-    let res = c.resources.as_ref();
-    let get = |which: fn(
-        &k8s_openapi::api::core::v1::ResourceRequirements,
-    ) -> Option<
-        &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    >,
-               key: &str| {
-        res.and_then(which)
-            .and_then(|m| m.get(key))
-            .map(|q| q.0.clone())
-    };
-    let cpu_limit = get(|r| r.limits.as_ref(), "cpu")
-        .map(|q| quantity::cpu_millis(&q))
-        .transpose()?;
-    let cpu_request = get(|r| r.requests.as_ref(), "cpu")
-        .map(|q| quantity::cpu_millis(&q))
-        .transpose()?;
-    let memory = get(|r| r.limits.as_ref(), "memory")
-        .map(|q| quantity::memory_bytes(&q))
-        .transpose()?;
-    Ok(Limits::from_millis(
-        cpu_limit,
-        cpu_request,
-        memory,
-        Some(default_pids),
-    ))
-}
-
-/// Pod-level limits from `spec.resources.limits` (cpu, memory, and podlab's `pids`).
-pub fn pod_limits(pod: &Pod) -> Result<Limits, quantity::Error> {
-    let limits = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.limits.as_ref());
-    let get = |k: &str| limits.and_then(|m| m.get(k)).map(|q| q.0.clone());
-    let cpu = get("cpu").map(|q| quantity::cpu_millis(&q)).transpose()?;
-    let memory = get("memory")
-        .map(|q| quantity::memory_bytes(&q))
-        .transpose()?;
-    let pids = get("pids")
-        .map(|q| quantity::memory_bytes(&q))
-        .transpose()?;
-    if cpu.is_none() && memory.is_none() && pids.is_none() {
-        return Ok(Limits::default());
-    }
-    Ok(Limits::from_millis(cpu, None, memory, pids))
 }
 
 /// The part a container plays in the pod.
@@ -1786,15 +1736,6 @@ impl Shim {
         ));
     }
 
-    fn mutant_limits(&self, limits: &mut Limits) {
-        match self.mutant {
-            Some(Mutant::NoMemoryLimit) => limits.memory_bytes = None,
-            Some(Mutant::NoPidsLimit) => limits.pids_max = None,
-            Some(Mutant::NoCpuLimit) => limits.cpu_quota_us = None,
-            _ => {}
-        }
-    }
-
     /// Reaps every exited child: container exits become terminated states,
     /// hook and probe helpers deliver their verdicts.
     fn reap(&mut self) -> Result<(), Error> {
@@ -2076,40 +2017,6 @@ pub fn release(
 mod tests {
     use super::*;
 
-    fn pod(v: serde_json::Value) -> Pod {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn container_resources_become_cgroup_limits() {
-        let p = pod(serde_json::json!({
-            "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "a", "resources": {
-                "limits": {"memory": "64Mi", "cpu": "250m"},
-                "requests": {"cpu": "100m"}
-            }}]}
-        }));
-        let c = &p.spec.as_ref().unwrap().containers[0];
-        let l = container_limits(c, 1024).unwrap();
-        assert_eq!(l.memory_bytes, Some(64 << 20));
-        assert_eq!(l.cpu_quota_us, Some(25_000));
-        assert_eq!(l.cpu_period_us, Some(100_000));
-        assert_eq!(l.cpu_shares, Some(102));
-        assert_eq!(l.pids_max, Some(1024));
-    }
-
-    #[test]
-    fn no_resources_means_only_the_default_pids_limit() {
-        let p = pod(
-            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),
-        );
-        let l = container_limits(&p.spec.as_ref().unwrap().containers[0], 77).unwrap();
-        assert_eq!(l.memory_bytes, None);
-        assert_eq!(l.cpu_quota_us, None);
-        assert_eq!(l.pids_max, Some(77));
-        assert_eq!(pod_limits(&p).unwrap(), Limits::default());
-    }
-
     #[test]
     fn back_offs_print_like_go_durations() {
         let ms = Duration::from_millis;
@@ -2119,16 +2026,5 @@ mod tests {
         assert_eq!(go_duration(ms(300_000)), "5m0s");
         assert_eq!(go_duration(ms(1_500)), "1.5s");
         assert_eq!(go_duration(ms(3_600_000)), "1h0m0s");
-    }
-
-    #[test]
-    fn pod_level_limits_include_pids() {
-        let p = pod(serde_json::json!({
-            "metadata": {"name": "p"},
-            "spec": {"resources": {"limits": {"pids": "64", "memory": "1Gi"}}, "containers": [{"name": "a"}]}
-        }));
-        let l = pod_limits(&p).unwrap();
-        assert_eq!(l.pids_max, Some(64));
-        assert_eq!(l.memory_bytes, Some(1 << 30));
     }
 }
