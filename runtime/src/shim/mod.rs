@@ -6,7 +6,6 @@
 //! The shim is single-threaded on purpose: it forks (through
 //! `std::process::Command`) and its children join namespaces.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -19,7 +18,6 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 
 use crate::cgroups::{self, Limits};
 use crate::config::Config;
@@ -31,19 +29,20 @@ use crate::network;
 use crate::probe;
 use crate::quantity;
 use crate::sandbox;
-use crate::scheduler;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
 use crate::testhook::{self, Stage};
 
 mod limits;
 mod spawn;
+mod status;
 
 pub use limits::{container_limits, pod_limits};
 use spawn::read_all;
 pub use spawn::{
     is_shim_alive, read_shim, self_exe, shim_file, spawn, spawn_with_fds, unblock_signals_on_exec,
 };
+pub use status::{ContainerRuntime, RuntimeState};
 
 /// The descriptor on which `podlab apply` listens for the pod's first outcome.
 pub const NOTIFY_FD: i32 = 3;
@@ -78,33 +77,6 @@ pub enum Error {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
-}
-
-/// What the shim holds on the host, for `exec`, `describe` and `gc`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct RuntimeState {
-    pub uid: String,
-    pub node: String,
-    pub shim: Option<ProcessId>,
-    pub pause: Option<ProcessId>,
-    pub netns: Option<PathBuf>,
-    pub share_pid: bool,
-    pub cgroup_mode: Option<cgroups::Mode>,
-    pub pod_cgroup: Option<String>,
-    pub containers: BTreeMap<String, ContainerRuntime>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ContainerRuntime {
-    pub pid: Option<ProcessId>,
-    pub process: Process,
-    pub cgroup: String,
-    pub cgroup_paths: Vec<(String, PathBuf)>,
-    pub limits: Limits,
-    pub image: String,
-    pub image_id: String,
-    #[serde(default)]
-    pub security: crate::security::Profile,
 }
 
 /// The part a container plays in the pod.
@@ -482,12 +454,6 @@ impl Shim {
         let _ = self.dir.record_event(&e);
     }
 
-    fn notify(&mut self, line: &str) {
-        if let Some(mut n) = self.notify.take() {
-            let _ = writeln!(n, "{line}");
-        }
-    }
-
     /// `name_namespace(uid)`, as kubelet names a pod in its messages.
     fn pod_ref(&self) -> String {
         format!(
@@ -508,113 +474,6 @@ impl Shim {
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30);
         Duration::from_secs(secs.max(0) as u64)
-    }
-
-    fn statuses(&self, init: bool) -> Vec<ContainerStatus> {
-        self.ctrs
-            .iter()
-            .filter(|c| (c.role != Role::App) == init)
-            .map(|c| c.status.clone())
-            .collect()
-    }
-
-    fn current_phase(&self) -> &'static str {
-        lifecycle::phase(&self.pod, &self.statuses(true), &self.statuses(false))
-    }
-
-    fn pod_terminal(&self) -> bool {
-        matches!(
-            self.current_phase(),
-            lifecycle::SUCCEEDED | lifecycle::FAILED
-        )
-    }
-
-    fn save_status(&mut self) -> Result<(), Error> {
-        let lost = self.sandbox_lost();
-        for c in &mut self.ctrs {
-            c.refresh();
-            if lost {
-                // Its containers lost the namespaces the pod promised them.
-                c.status.ready = false;
-            }
-        }
-        let init = self.statuses(true);
-        let app = self.statuses(false);
-        let mut phase = lifecycle::phase(&self.pod, &init, &app);
-        self.status.init_container_statuses = (!init.is_empty()).then_some(init);
-        self.status.container_statuses = Some(app);
-        if self.mutant == Some(Mutant::EarlyRunning) && self.state.pause.is_some() {
-            phase = lifecycle::RUNNING;
-        }
-        // A pod whose sandbox died stays Failed.
-        if lost {
-            phase = lifecycle::FAILED;
-        }
-        self.status.phase = Some(phase.into());
-        lifecycle::update_conditions(&self.pod, &mut self.status, &now_time());
-        if self.written.as_ref() != Some(&self.status) {
-            self.dir.write_status(&self.status)?;
-            self.written = Some(self.status.clone());
-        }
-        self.maybe_notify();
-        if !self.released_requests && matches!(phase, lifecycle::SUCCEEDED | lifecycle::FAILED) {
-            // A finished pod's requests are free: pending pods may fit now.
-            self.released_requests = true;
-            let lock = self.store.lock()?;
-            if let Err(e) = scheduler::schedule_pending(&self.config, &self.store, &lock) {
-                eprintln!("podlab shim: scheduling pending pods: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Tells a waiting `apply --wait` the pod's first outcome: Running or a
-    /// final phase, or a state that needs the user (a missing image, a
-    /// crash loop). Progress (creating, initializing) is not an outcome.
-    fn maybe_notify(&mut self) {
-        if self.notify.is_none() {
-            return;
-        }
-        let phase = self.status.phase.clone().unwrap_or_default();
-        if phase == lifecycle::RUNNING || phase == lifecycle::SUCCEEDED {
-            self.notify(&phase);
-            return;
-        }
-        let shown = lifecycle::display_status(&self.pod, &self.status);
-        let stuck = [
-            "CrashLoopBackOff",
-            "ErrImagePull",
-            "ImagePullBackOff",
-            "ErrImageNeverPull",
-            "InvalidImageName",
-            "CreateContainerError",
-        ]
-        .contains(&shown.trim_start_matches("Init:"));
-        if phase == lifecycle::FAILED || stuck {
-            let message = self
-                .status
-                .init_container_statuses
-                .iter()
-                .flatten()
-                .chain(self.status.container_statuses.iter().flatten())
-                .find_map(|c| {
-                    let st = c.state.as_ref()?;
-                    st.waiting
-                        .as_ref()
-                        .and_then(|w| w.message.clone())
-                        .or_else(|| st.terminated.as_ref().and_then(|t| t.message.clone()))
-                })
-                .or_else(|| self.status.message.clone());
-            let line = match message {
-                Some(m) => format!("{phase} {shown}: {m}"),
-                None => format!("{phase} {shown}"),
-            };
-            self.notify(&line);
-        }
-    }
-
-    fn save_state(&self) -> Result<(), Error> {
-        Ok(self.dir.write_runtime(&self.state)?)
     }
 
     /// The pod's life: sandbox, volumes, then a loop that waits on the
