@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -33,10 +33,12 @@ use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
 use crate::testhook::{self, Stage};
 
+mod ctr;
 mod limits;
 mod spawn;
 mod status;
 
+use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
 use spawn::read_all;
 pub use spawn::{
@@ -77,17 +79,6 @@ pub enum Error {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
-}
-
-/// The part a container plays in the pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// A regular init container: runs to completion before the next one.
-    Init,
-    /// An init container with `restartPolicy: Always`: started in order,
-    /// then kept running beside the app containers.
-    Sidecar,
-    App,
 }
 
 /// Something the shim waits for on behalf of a container: a hook or probe
@@ -137,133 +128,6 @@ struct Stopping {
     pre_stop: Option<Helper>,
     deadline: Instant,
     termed: bool,
-}
-
-struct Ctr {
-    role: Role,
-    spec: Container,
-    leaf: Option<cgroups::Leaf>,
-    pid: Option<i32>,
-    started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    run_since: Option<Instant>,
-    oom_base: u64,
-    status: ContainerStatus,
-    /// When to start it again after it stopped (the crash back-off).
-    restart_at: Option<Instant>,
-    backoff: lifecycle::BackOff,
-    /// When to try again after an image or create error.
-    retry_at: Option<Instant>,
-    retry_backoff: lifecycle::BackOff,
-    /// When a shown ErrImagePull turns into ImagePullBackOff.
-    pull_backoff_at: Option<Instant>,
-    pulled: bool,
-    /// A container was created at least once: the next start is a restart.
-    ran: bool,
-    /// It stopped and is not started again.
-    finished: bool,
-    post_start: Option<Helper>,
-    probes: Vec<ProbeRun>,
-    /// The startup probe passed (or there is none) in the current run.
-    probe_started: bool,
-    /// The readiness probe's verdict in the current run.
-    probe_ready: bool,
-    stopping: Option<Stopping>,
-}
-
-impl Ctr {
-    fn new(role: Role, spec: Container, config: &Config, pod_has_init: bool) -> Ctr {
-        let first = if role == Role::App && !pod_has_init {
-            "ContainerCreating"
-        } else {
-            "PodInitializing"
-        };
-        Ctr {
-            role,
-            status: ContainerStatus {
-                name: spec.name.clone(),
-                image: spec.image.clone().unwrap_or_default(),
-                state: Some(lifecycle::waiting(first, None)),
-                started: Some(false),
-                ..Default::default()
-            },
-            spec,
-            leaf: None,
-            pid: None,
-            started_at: None,
-            run_since: None,
-            oom_base: 0,
-            restart_at: None,
-            backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
-            retry_at: None,
-            retry_backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
-            pull_backoff_at: None,
-            pulled: false,
-            ran: false,
-            finished: false,
-            post_start: None,
-            probes: Vec::new(),
-            probe_started: false,
-            probe_ready: false,
-            stopping: None,
-        }
-    }
-
-    fn running(&self) -> bool {
-        self.pid.is_some()
-    }
-
-    /// Running, its postStart hook done and its startup probe passed.
-    fn is_started(&self) -> bool {
-        self.pid.is_some() && self.post_start.is_none() && self.probe_started
-    }
-
-    fn waiting_for_timer(&self) -> bool {
-        self.restart_at.is_some() || self.retry_at.is_some()
-    }
-
-    /// A regular init container that ran to a successful end.
-    fn completed(&self) -> bool {
-        self.finished
-            && self
-                .status
-                .state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
-    }
-
-    /// Derives `started` and `ready` from what the shim knows.
-    fn refresh(&mut self) {
-        let started = self.is_started();
-        self.status.started = Some(started);
-        self.status.ready = match self.role {
-            // kubelet reports a completed init container as ready.
-            Role::Init => self.completed(),
-            _ => started && self.probe_ready,
-        };
-    }
-
-    fn probe_active(&self, kind: ProbeKind) -> bool {
-        self.pid.is_some()
-            && self.post_start.is_none()
-            && self.stopping.is_none()
-            && (kind == ProbeKind::Startup) != self.probe_started
-    }
-
-    /// Kills the helpers of the current run (their verdicts no longer matter).
-    fn drop_helpers(&mut self) {
-        let helpers = self
-            .probes
-            .drain(..)
-            .filter_map(|p| p.helper)
-            .chain(self.post_start.take())
-            .chain(self.stopping.as_mut().and_then(|s| s.pre_stop.take()));
-        for h in helpers {
-            if let Some(pid) = h.pid {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-    }
 }
 
 pub struct Shim {

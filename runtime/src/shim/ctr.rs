@@ -1,0 +1,154 @@
+//! One container as the shim tracks it: its part in the pod (`Role`), the
+//! status it shows, and the timers and helpers of its current run. The
+//! derived facts every other part of the shim asks (running, started,
+//! completed) are answered here, from this state alone.
+
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Container, ContainerStatus};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::cgroups;
+use crate::config::Config;
+use crate::lifecycle;
+
+use super::{Helper, ProbeKind, ProbeRun, Stopping};
+
+/// The part a container plays in the pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    /// A regular init container: runs to completion before the next one.
+    Init,
+    /// An init container with `restartPolicy: Always`: started in order,
+    /// then kept running beside the app containers.
+    Sidecar,
+    App,
+}
+
+pub(super) struct Ctr {
+    pub(super) role: Role,
+    pub(super) spec: Container,
+    pub(super) leaf: Option<cgroups::Leaf>,
+    pub(super) pid: Option<i32>,
+    pub(super) started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub(super) run_since: Option<Instant>,
+    pub(super) oom_base: u64,
+    pub(super) status: ContainerStatus,
+    /// When to start it again after it stopped (the crash back-off).
+    pub(super) restart_at: Option<Instant>,
+    pub(super) backoff: lifecycle::BackOff,
+    /// When to try again after an image or create error.
+    pub(super) retry_at: Option<Instant>,
+    pub(super) retry_backoff: lifecycle::BackOff,
+    /// When a shown ErrImagePull turns into ImagePullBackOff.
+    pub(super) pull_backoff_at: Option<Instant>,
+    pub(super) pulled: bool,
+    /// A container was created at least once: the next start is a restart.
+    pub(super) ran: bool,
+    /// It stopped and is not started again.
+    pub(super) finished: bool,
+    pub(super) post_start: Option<Helper>,
+    pub(super) probes: Vec<ProbeRun>,
+    /// The startup probe passed (or there is none) in the current run.
+    pub(super) probe_started: bool,
+    /// The readiness probe's verdict in the current run.
+    pub(super) probe_ready: bool,
+    pub(super) stopping: Option<Stopping>,
+}
+
+impl Ctr {
+    pub(super) fn new(role: Role, spec: Container, config: &Config, pod_has_init: bool) -> Ctr {
+        let first = if role == Role::App && !pod_has_init {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        Ctr {
+            role,
+            status: ContainerStatus {
+                name: spec.name.clone(),
+                image: spec.image.clone().unwrap_or_default(),
+                state: Some(lifecycle::waiting(first, None)),
+                started: Some(false),
+                ..Default::default()
+            },
+            spec,
+            leaf: None,
+            pid: None,
+            started_at: None,
+            run_since: None,
+            oom_base: 0,
+            restart_at: None,
+            backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
+            retry_at: None,
+            retry_backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
+            pull_backoff_at: None,
+            pulled: false,
+            ran: false,
+            finished: false,
+            post_start: None,
+            probes: Vec::new(),
+            probe_started: false,
+            probe_ready: false,
+            stopping: None,
+        }
+    }
+
+    pub(super) fn running(&self) -> bool {
+        self.pid.is_some()
+    }
+
+    /// Running, its postStart hook done and its startup probe passed.
+    pub(super) fn is_started(&self) -> bool {
+        self.pid.is_some() && self.post_start.is_none() && self.probe_started
+    }
+
+    pub(super) fn waiting_for_timer(&self) -> bool {
+        self.restart_at.is_some() || self.retry_at.is_some()
+    }
+
+    /// A regular init container that ran to a successful end.
+    pub(super) fn completed(&self) -> bool {
+        self.finished
+            && self
+                .status
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+    }
+
+    /// Derives `started` and `ready` from what the shim knows.
+    pub(super) fn refresh(&mut self) {
+        let started = self.is_started();
+        self.status.started = Some(started);
+        self.status.ready = match self.role {
+            // kubelet reports a completed init container as ready.
+            Role::Init => self.completed(),
+            _ => started && self.probe_ready,
+        };
+    }
+
+    pub(super) fn probe_active(&self, kind: ProbeKind) -> bool {
+        self.pid.is_some()
+            && self.post_start.is_none()
+            && self.stopping.is_none()
+            && (kind == ProbeKind::Startup) != self.probe_started
+    }
+
+    /// Kills the helpers of the current run (their verdicts no longer matter).
+    pub(super) fn drop_helpers(&mut self) {
+        let helpers = self
+            .probes
+            .drain(..)
+            .filter_map(|p| p.helper)
+            .chain(self.post_start.take())
+            .chain(self.stopping.as_mut().and_then(|s| s.pre_stop.take()));
+        for h in helpers {
+            if let Some(pid) = h.pid {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
