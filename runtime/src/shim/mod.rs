@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::cgroups::{self, Limits};
+use crate::cgroups;
 use crate::config::Config;
 use crate::container::{self, InitConfig, Process};
 use crate::image::ImageStore;
@@ -31,15 +31,16 @@ use crate::quantity;
 use crate::sandbox;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
-use crate::testhook::{self, Stage};
 
 mod ctr;
 mod limits;
+mod pod_sandbox;
 mod spawn;
 mod status;
 
 use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
+pub use pod_sandbox::{release, release_volumes, volume_dir, volumes_mounted};
 use spawn::read_all;
 pub use spawn::{
     is_shim_alive, read_shim, self_exe, shim_file, spawn, spawn_with_fds, unblock_signals_on_exec,
@@ -955,178 +956,6 @@ impl Shim {
         }
     }
 
-    /// Creates the pod's emptyDir volumes: a directory under the pod's
-    /// state, or a tmpfs for `medium: Memory` (sized by `sizeLimit`).
-    fn prepare_volumes(&mut self) -> Result<(), Error> {
-        use std::os::unix::fs::PermissionsExt;
-        let volumes = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default();
-        for v in volumes {
-            let Some(empty) = &v.empty_dir else { continue };
-            let path = volume_dir(&self.dir, &v.name);
-            fs::create_dir_all(&path).map_err(io(format!("mkdir {}", path.display())))?;
-            if empty.medium.as_deref() == Some("Memory") {
-                let mut data = String::from("mode=0777");
-                if let Some(size) = &empty.size_limit {
-                    data.push_str(&format!(",size={}", quantity::memory_bytes(&size.0)?));
-                }
-                if !sys::is_mount_point(&path) {
-                    sys::mount(
-                        Some("podlab-emptydir"),
-                        &path,
-                        Some("tmpfs"),
-                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                        Some(&data),
-                    )
-                    .map_err(|e| Error::Other(e.to_string()))?;
-                }
-            } else {
-                // Any user of any container may write to an emptyDir.
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
-                    .map_err(io(format!("chmod {}", path.display())))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The container's volume mounts as host directories, parents first.
-    fn volume_mounts(&self, spec: &Container) -> Result<Vec<container::VolumeMount>, String> {
-        let volumes = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default();
-        let mut mounts = Vec::new();
-        for m in spec.volume_mounts.iter().flatten() {
-            let Some(v) = volumes
-                .iter()
-                .find(|v| v.name == m.name && v.empty_dir.is_some())
-            else {
-                return Err(format!(
-                    "volume {:?} is not an emptyDir of this pod",
-                    m.name
-                ));
-            };
-            let mut source = volume_dir(&self.dir, &v.name);
-            if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                source = source.join(sub);
-                fs::create_dir_all(&source).map_err(|e| format!("subPath {sub}: {e}"))?;
-            }
-            mounts.push(container::VolumeMount {
-                source,
-                target: m.mount_path.clone(),
-                readonly: m.read_only.unwrap_or(false),
-            });
-        }
-        mounts.sort_by_key(|m| m.target.split('/').filter(|s| !s.is_empty()).count());
-        Ok(mounts)
-    }
-
-    fn create_sandbox(&mut self) -> Result<(), Error> {
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let host_network = spec.host_network.unwrap_or(false);
-        let limits = pod_limits(&self.pod)?;
-        let pod_cg = self.cgroups.create_pod(&self.uid, &limits)?;
-        self.state.cgroup_mode = Some(self.cgroups.mode());
-        self.state.pod_cgroup = Some(format!("podlab/pod-{}", self.uid));
-        let pause_leaf = pod_cg.create_leaf("pause", &Limits::default())?;
-        self.pod_cgroup = Some(pod_cg);
-
-        let netns = if host_network {
-            None
-        } else {
-            Some(sandbox::create_netns(&self.uid)?)
-        };
-        self.state.netns = netns.clone();
-        self.save_state()?;
-
-        let mut pod_ip = None;
-        if let Some(ns) = &netns {
-            let attached = network::attach(&self.config, &self.uid, ns)?;
-            pod_ip = attached.ips.first().cloned();
-            if self.mutant == Some(Mutant::WrongPodIp) {
-                pod_ip = pod_ip.map(|ip| wrong_ip(&ip));
-            }
-            self.status.pod_ip = pod_ip.clone();
-            self.status.pod_ips = Some(
-                attached
-                    .ips
-                    .iter()
-                    .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.clone() })
-                    .collect(),
-            );
-        } else {
-            // hostNetwork: the pod's IP is the node's, as in Kubernetes.
-            self.status.pod_ip = self.status.host_ip.clone();
-            self.status.pod_ips = self.status.host_ips.as_ref().map(|h| {
-                h.iter()
-                    .map(|x| k8s_openapi::api::core::v1::PodIP { ip: x.ip.clone() })
-                    .collect()
-            });
-        }
-        sandbox::mount_shm(&self.dir.shm_dir())?;
-        let hostname = if host_network {
-            network::node_name()
-        } else {
-            spec.hostname
-                .clone()
-                .or_else(|| self.pod.metadata.name.clone())
-                .unwrap_or_default()
-        };
-        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, pod_ip.as_deref())?;
-        testhook::stall_at(Stage::ShimSandbox);
-
-        let (ready_r, ready_w) = sandbox::pipe()?;
-        let mut cmd = Command::new(self_exe());
-        cmd.arg("__pause");
-        if let Some(n) = &netns {
-            cmd.arg("--netns").arg(n);
-        }
-        cmd.arg("--hostname").arg(&hostname);
-        if self.state.share_pid {
-            cmd.arg("--share-pid");
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let mut child = spawn_with_fds(&mut cmd, &[(ready_w.as_raw_fd(), sandbox::READY_FD)])
-            .map_err(io("spawn pause"))?;
-        drop(ready_w);
-        let report = read_all(ready_r)?;
-        if self.state.share_pid {
-            // The reported pid is the pause's own child (PID 1 of the pod),
-            // reparented to us; the process we spawned has already exited.
-            let _ = child.wait();
-        }
-        let pid: i32 = match report.trim().parse() {
-            Ok(p) => p,
-            Err(_) => {
-                return Err(Error::Other(format!(
-                    "pause failed: {}",
-                    report.trim().trim_start_matches("error ")
-                )))
-            }
-        };
-        pause_leaf.add_process(pid)?;
-        self.state.pause = ProcessId::of(pid);
-        self.save_state()?;
-        // The child handle is dropped without waiting: the loop reaps it.
-        std::mem::forget(child);
-        lifecycle::set_condition(
-            &mut self.status,
-            "PodReadyToStartContainers",
-            true,
-            None,
-            &now_time(),
-        );
-        Ok(())
-    }
-
     /// Creates and starts container `i` (or records why it cannot start:
     /// a missing image, a bad configuration). Errors are only those the
     /// shim cannot go on after (its own records).
@@ -1654,86 +1483,6 @@ impl Shim {
             }
         }
     }
-}
-
-/// The `wrong-pod-ip` mutant: report a neighbouring address.
-fn wrong_ip(ip: &str) -> String {
-    match ip.parse::<std::net::Ipv4Addr>() {
-        Ok(v4) => std::net::Ipv4Addr::from(u32::from(v4).wrapping_add(1)).to_string(),
-        Err(_) => ip.to_string(),
-    }
-}
-
-/// The directory of a pod's emptyDir volume.
-pub fn volume_dir(dir: &PodDir, volume: &str) -> PathBuf {
-    dir.dir.join("volumes").join(volume)
-}
-
-/// True while one of the pod's memory-backed volumes is mounted.
-pub fn volumes_mounted(dir: &PodDir) -> bool {
-    fs::read_dir(dir.dir.join("volumes"))
-        .map(|entries| entries.flatten().any(|e| sys::is_mount_point(&e.path())))
-        .unwrap_or(false)
-}
-
-/// Unmounts the pod's memory-backed volumes (their directories go with the
-/// pod's record). Safe to repeat; returns the errors.
-pub fn release_volumes(dir: &PodDir) -> Vec<String> {
-    let mut errors = Vec::new();
-    let Ok(entries) = fs::read_dir(dir.dir.join("volumes")) else {
-        return errors;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        while sys::is_mount_point(&path) {
-            if let Err(err) = sys::unmount(&path) {
-                errors.push(err.to_string());
-                break;
-            }
-        }
-    }
-    errors
-}
-
-/// Releases every host resource of a pod, in an order that is safe to repeat:
-/// processes (through the cgroups), the pod's /dev/shm, its network
-/// namespace, its cgroups. Returns the errors; an empty list means clean.
-pub fn release(
-    config: &Config,
-    cgroups: &cgroups::Manager,
-    dir: &PodDir,
-    uid: &str,
-) -> Vec<String> {
-    let mut errors = Vec::new();
-    if uid.is_empty() {
-        return errors;
-    }
-    // The cgroups hold every process of the pod; the recorded pids are
-    // killed too, in case a process never made it into its cgroup.
-    if let Ok(Some(state)) = dir.read_runtime::<RuntimeState>() {
-        let pids = state
-            .pause
-            .into_iter()
-            .chain(state.containers.values().filter_map(|c| c.pid));
-        for p in pids.filter(|p| p.is_alive()) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-        }
-    }
-    if let Err(e) = cgroups.pod(uid).destroy() {
-        errors.push(e.to_string());
-    }
-    if let Err(e) = sandbox::unmount_shm(&dir.shm_dir()) {
-        errors.push(e.to_string());
-    }
-    // DEL before the namespace goes: the plugins release the veth and the
-    // IP lease (DEL tolerates a netns that is already gone).
-    if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
-        errors.push(e.to_string());
-    }
-    if let Err(e) = sandbox::remove_netns(uid) {
-        errors.push(e.to_string());
-    }
-    errors
 }
 
 #[cfg(test)]
