@@ -13,7 +13,8 @@ use crate::cgroups;
 use crate::config::Config;
 use crate::lifecycle;
 
-use super::{Helper, ProbeKind, ProbeRun, Stopping};
+use super::probes::{Helper, ProbeKind, ProbeRun};
+use super::Stopping;
 
 /// The part a container plays in the pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! `std::process::Command`) and its children join namespaces.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -35,12 +35,14 @@ use crate::sys::{self, ProcessId};
 mod ctr;
 mod limits;
 mod pod_sandbox;
+mod probes;
 mod spawn;
 mod status;
 
 use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
 pub use pod_sandbox::{release, release_volumes, volume_dir, volumes_mounted};
+use probes::{helper_output, Helper, ProbeKind, ProbeRun};
 use spawn::read_all;
 pub use spawn::{
     is_shim_alive, read_shim, self_exe, shim_file, spawn, spawn_with_fds, unblock_signals_on_exec,
@@ -80,47 +82,6 @@ pub enum Error {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
-}
-
-/// Something the shim waits for on behalf of a container: a hook or probe
-/// helper process, or (`pid: None`) the timer of a `sleep` hook.
-#[derive(Debug)]
-struct Helper {
-    pid: Option<i32>,
-    /// When a timer ends, or when a helper has run too long.
-    deadline: Option<Instant>,
-    output: PathBuf,
-    started: Instant,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ProbeKind {
-    Startup,
-    Liveness,
-    Readiness,
-}
-
-impl ProbeKind {
-    fn title(self) -> &'static str {
-        match self {
-            ProbeKind::Startup => "Startup",
-            ProbeKind::Liveness => "Liveness",
-            ProbeKind::Readiness => "Readiness",
-        }
-    }
-}
-
-/// One probe of the current run of a container.
-struct ProbeRun {
-    kind: ProbeKind,
-    timing: probe::Timing,
-    action: probe::Action,
-    /// A kill after this probe fails uses this grace period when set.
-    grace: Option<i64>,
-    next_at: Instant,
-    helper: Option<Helper>,
-    successes: i32,
-    failures: i32,
 }
 
 /// A container being stopped: its preStop hook, then SIGTERM, then SIGKILL
@@ -242,15 +203,6 @@ fn go_duration(d: Duration) -> String {
         (0, m, s) => format!("{m}m{s}{frac}s"),
         (h, m, s) => format!("{h}h{m}m{s}{frac}s"),
     }
-}
-
-/// The first KiB of a helper's output, trimmed: an event message.
-fn helper_output(path: &std::path::Path) -> String {
-    let mut text = String::new();
-    if let Ok(f) = File::open(path) {
-        let _ = f.take(1024).read_to_string(&mut text);
-    }
-    text.trim().to_string()
 }
 
 impl Shim {
@@ -622,159 +574,6 @@ impl Shim {
         }
     }
 
-    fn tick_probes(&mut self, i: usize, now: Instant) {
-        for kind in [
-            ProbeKind::Startup,
-            ProbeKind::Liveness,
-            ProbeKind::Readiness,
-        ] {
-            // A verdict may stop the container and end its probes: look
-            // each probe up afresh.
-            let c = &self.ctrs[i];
-            let Some(k) = c.probes.iter().position(|p| p.kind == kind) else {
-                continue;
-            };
-            let p = &c.probes[k];
-            if let Some(h) = &p.helper {
-                if h.deadline.is_some_and(|d| d <= now) {
-                    if let Some(pid) = h.pid {
-                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    }
-                    let timeout = p.timing.timeout;
-                    self.probe_done(
-                        i,
-                        kind,
-                        Err(format!(
-                            "timeout: no answer within {}",
-                            go_duration(timeout)
-                        )),
-                    );
-                }
-                continue;
-            }
-            if !c.probe_active(kind) || p.next_at > now {
-                continue;
-            }
-            let request = probe::Request {
-                container: c.spec.name.clone(),
-                timeout_ms: Some(p.timing.timeout.as_millis() as u64),
-                action: p.action.clone(),
-            };
-            let tag = kind.title().to_lowercase();
-            let timeout = p.timing.timeout;
-            let name = c.spec.name.clone();
-            match self.spawn_helper(&name, &tag, &request, Some(timeout)) {
-                Ok(h) => self.ctrs[i].probes[k].helper = Some(h),
-                Err(e) => self.probe_done(i, kind, Err(e)),
-            }
-        }
-    }
-
-    /// Runs a probe or hook in a re-exec of podlab (`__probe`), its output
-    /// in a file under the pod's directory.
-    fn spawn_helper(
-        &self,
-        container: &str,
-        tag: &str,
-        request: &probe::Request,
-        timeout: Option<Duration>,
-    ) -> Result<Helper, String> {
-        let out_dir = self.dir.dir.join("probes");
-        fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
-        let output = out_dir.join(format!("{container}.{tag}.out"));
-        let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(self_exe());
-        unblock_signals_on_exec(&mut cmd);
-        let child = cmd
-            .arg("--root")
-            .arg(&self.config.root)
-            .arg("--image-root")
-            .arg(&self.config.image_root)
-            .arg("__probe")
-            .arg(&self.dir.key.namespace)
-            .arg(&self.dir.key.name)
-            .arg(json)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("spawn the probe helper: {e}"))?;
-        let pid = child.id() as i32;
-        // Reaped by the loop, like every child of the shim.
-        std::mem::forget(child);
-        let now = Instant::now();
-        Ok(Helper {
-            pid: Some(pid),
-            // The helper enforces the timeout itself; this is the backstop.
-            deadline: timeout.map(|t| now + t + Duration::from_secs(2)),
-            output,
-            started: now,
-        })
-    }
-
-    /// A probe's verdict: events, thresholds, and what they decide.
-    fn probe_done(&mut self, i: usize, kind: ProbeKind, result: Result<(), String>) {
-        let now = Instant::now();
-        let Some(k) = self.ctrs[i].probes.iter().position(|p| p.kind == kind) else {
-            return;
-        };
-        let name = self.ctrs[i].spec.name.clone();
-        let p = &mut self.ctrs[i].probes[k];
-        let started = p.helper.take().map(|h| h.started).unwrap_or(now);
-        p.next_at = (started + p.timing.period).max(now);
-        let timing = p.timing;
-        let grace = p.grace;
-        match &result {
-            Ok(()) => {
-                p.successes += 1;
-                p.failures = 0;
-            }
-            Err(_) => {
-                p.failures += 1;
-                p.successes = 0;
-            }
-        }
-        let (successes, failures) = (p.successes, p.failures);
-        if let Err(msg) = &result {
-            self.event(Event::warning(
-                "Unhealthy",
-                "kubelet",
-                format!("{} probe failed: {msg}", kind.title()),
-            ));
-        }
-        let c = &mut self.ctrs[i];
-        match kind {
-            ProbeKind::Startup if result.is_ok() => {
-                c.probe_started = true;
-                for p in &mut c.probes {
-                    p.next_at = p.next_at.max(now);
-                }
-            }
-            ProbeKind::Readiness if result.is_ok() && successes >= timing.success_threshold => {
-                c.probe_ready = true;
-            }
-            ProbeKind::Readiness if failures >= timing.failure_threshold => {
-                c.probe_ready = false;
-            }
-            ProbeKind::Startup | ProbeKind::Liveness
-                if result.is_err() && failures >= timing.failure_threshold =>
-            {
-                let grace = grace
-                    .map(|g| Duration::from_secs(g.max(0) as u64))
-                    .unwrap_or_else(|| self.grace());
-                let why = format!(
-                    "Container {name} failed {} probe, will be restarted",
-                    kind.title().to_lowercase()
-                );
-                self.stop_container(i, now + grace, Some(why));
-            }
-            _ => {}
-        }
-        self.ctrs[i].refresh();
-    }
-
     /// Stops one container: preStop hook, SIGTERM, SIGKILL at `deadline`.
     fn stop_container(&mut self, i: usize, deadline: Instant, why: Option<String>) {
         let now = Instant::now();
@@ -848,33 +647,6 @@ impl Shim {
         }
     }
 
-    /// The preStop hook ended (or failed, or ran out of time): SIGTERM,
-    /// with at least two more seconds before SIGKILL, as kubelet gives.
-    fn pre_stop_done(&mut self, i: usize, result: Result<(), String>) {
-        let now = Instant::now();
-        let name = self.ctrs[i].spec.name.clone();
-        if let Err(msg) = result {
-            let pod_ref = self.pod_ref();
-            self.event(Event::warning(
-                "FailedPreStopHook",
-                "kubelet",
-                format!("PreStopHook failed for container \"{name}\" in pod \"{pod_ref}\": {msg}"),
-            ));
-        }
-        let c = &mut self.ctrs[i];
-        let Some(s) = c.stopping.as_mut() else {
-            return;
-        };
-        if let Some(pid) = s.pre_stop.take().and_then(|h| h.pid) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        s.termed = true;
-        s.deadline = s.deadline.max(now + AFTER_HOOK);
-        if let Some(pid) = c.pid {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-
     /// SIGKILL to the container and everything in its cgroup (its exec'd
     /// processes and hooks included).
     fn kill_all(&mut self, i: usize) {
@@ -885,28 +657,6 @@ impl Shim {
         }
         for pid in pids {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
-
-    /// The postStart hook ended: the container now counts as running, or
-    /// is killed when the hook failed.
-    fn post_start_done(&mut self, i: usize, result: Result<(), String>) {
-        self.ctrs[i].post_start = None;
-        match result {
-            Ok(()) => self.on_running(i),
-            Err(msg) => {
-                let name = self.ctrs[i].spec.name.clone();
-                let pod_ref = self.pod_ref();
-                self.event(Event::warning(
-                    "FailedPostStartHook",
-                    "kubelet",
-                    format!(
-                        "PostStartHook failed for container \"{name}\" in pod \"{pod_ref}\": {msg}"
-                    ),
-                ));
-                let deadline = Instant::now() + self.grace();
-                self.stop_container(i, deadline, Some("FailedPostStartHook".into()));
-            }
         }
     }
 
