@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::lifecycle;
 
 use super::probes::{Helper, ProbeKind, ProbeRun};
-use super::Stopping;
+use super::terminate::Stopping;
 
 /// The part a container plays in the pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use nix::unistd::Pid;
 use crate::probe;
 use crate::store::Event;
 
-use super::{go_duration, self_exe, unblock_signals_on_exec, Shim, AFTER_HOOK};
+use super::terminate::AFTER_HOOK;
+use super::{go_duration, self_exe, unblock_signals_on_exec, Shim};
 
 /// Something the shim waits for on behalf of a container: a hook or probe
 /// helper process, or (`pid: None`) the timer of a `sleep` hook.
