@@ -26,7 +26,8 @@ use crate::store::{now_time, PodDir};
 use crate::sys::{self, ProcessId};
 use crate::testhook::{self, Stage};
 
-use super::{io, pod_limits, read_all, self_exe, spawn_with_fds, Error, RuntimeState, Shim};
+use super::spawn::read_all;
+use super::{io, pod_limits, self_exe, spawn_with_fds, Error, RuntimeState, Shim};
 
 impl Shim {
     /// The pod cgroup, the network namespace and the pod's IP, /dev/shm and

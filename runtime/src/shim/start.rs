@@ -1,0 +1,407 @@
+//! Starting a container: its image, its process, security profile, limits
+//! and mounts resolved from the spec; its cgroup, overlay and `__init`
+//! process; then its postStart hook, after which it counts as running and
+//! its probes begin. A start that cannot happen (a missing image, a bad
+//! configuration) is shown as a waiting reason and retried with back-off.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::container::{self, InitConfig, Process};
+use crate::image::ImageStore;
+use crate::lifecycle;
+use crate::mutants::Mutant;
+use crate::probe;
+use crate::sandbox;
+use crate::store::{self, now_time, Event};
+use crate::sys::ProcessId;
+
+use super::probes::{Helper, ProbeKind, ProbeRun};
+use super::spawn::read_all;
+use super::{container_limits, io, self_exe, spawn_with_fds, ContainerRuntime, Error, Shim};
+
+impl Shim {
+    /// Creates and starts container `i` (or records why it cannot start:
+    /// a missing image, a bad configuration). Errors are only those the
+    /// shim cannot go on after (its own records).
+    pub(super) fn start_container(&mut self, i: usize) -> Result<(), Error> {
+        let spec = self.ctrs[i].spec.clone();
+        let name = spec.name.clone();
+        {
+            // The state of the previous run becomes the last state.
+            let c = &mut self.ctrs[i];
+            if c.status
+                .state
+                .as_ref()
+                .is_some_and(|s| s.terminated.is_some())
+            {
+                c.status.last_state = c.status.state.take();
+            }
+        }
+        let image_ref = spec.image.clone().unwrap_or_default();
+        let image = match ImageStore::open(&self.config.image_root)
+            .and_then(|images| images.prepare(&image_ref))
+        {
+            Ok(img) => img,
+            Err(e) => {
+                self.image_failed(i, e);
+                return Ok(());
+            }
+        };
+        self.ctrs[i].pull_backoff_at = None;
+        if !self.ctrs[i].pulled {
+            self.ctrs[i].pulled = true;
+            self.event(Event::normal(
+                "Pulled",
+                "kubelet",
+                format!("Container image \"{image_ref}\" already present on machine"),
+            ));
+        }
+        let prepared = (|| -> Result<_, String> {
+            let mut process = Process::resolve(&spec, &image.config).map_err(|e| e.to_string())?;
+            let hostname =
+                fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
+            process.env.push(format!("HOSTNAME={}", hostname.trim()));
+            let security = crate::security::Profile::from_context(spec.security_context.as_ref())
+                .map_err(|e| e.to_string())?;
+            let mut limits =
+                container_limits(&spec, self.config.default_pids).map_err(|e| e.to_string())?;
+            self.mutant_limits(&mut limits);
+            let mounts = self.volume_mounts(&spec)?;
+            Ok((process, security, limits, mounts))
+        })();
+        let (process, security, limits, mounts) = match prepared {
+            Ok(p) => p,
+            Err(msg) => {
+                self.create_failed(i, msg);
+                return Ok(());
+            }
+        };
+        let pod_cg = self
+            .pod_cgroup
+            .as_ref()
+            .ok_or_else(|| Error::Other("pod cgroup missing".into()))?;
+        let leaf = match &self.ctrs[i].leaf {
+            Some(l) => l.clone(),
+            None => match pod_cg.create_leaf(&format!("ctr-{name}"), &limits) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.create_failed(i, e.to_string());
+                    return Ok(());
+                }
+            },
+        };
+        self.ctrs[i].leaf = Some(leaf.clone());
+        self.ctrs[i].oom_base = leaf.oom_kill_count().unwrap_or(0);
+
+        let cdir = self.dir.container_dir(&name);
+        let (upper, work, rootfs) = (cdir.join("upper"), cdir.join("work"), cdir.join("rootfs"));
+        // A restarted container starts from the image again, as in Kubernetes.
+        let _ = fs::remove_dir_all(&upper);
+        let _ = fs::remove_dir_all(&work);
+        for d in [&upper, &work, &rootfs] {
+            fs::create_dir_all(d).map_err(io(format!("mkdir {}", d.display())))?;
+        }
+        let pause_pid = self.state.pause.map(|p| p.pid).unwrap_or(0);
+        let init = InitConfig {
+            name: name.clone(),
+            process: process.clone(),
+            layers: image.layers.clone(),
+            upper,
+            work,
+            rootfs,
+            pause_pid,
+            share_pid: self.state.share_pid,
+            shm: self.dir.shm_dir(),
+            etc: self.dir.etc_dir(),
+            readonly_rootfs: spec
+                .security_context
+                .as_ref()
+                .and_then(|s| s.read_only_root_filesystem)
+                .unwrap_or(false),
+            security: security.clone(),
+            mounts,
+            private_shm: self.mutant == Some(Mutant::PrivateShm),
+            private_uts: self.mutant == Some(Mutant::NoSharedUts),
+            private_ipc: self.mutant == Some(Mutant::NoSharedIpc),
+            private_net: self.mutant == Some(Mutant::NoSharedNet),
+        };
+        let config_path = cdir.join("config.json");
+        store::write_json_atomic(&config_path, &init)?;
+
+        let log_path = self.dir.log_file(&name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("open {}", log_path.display())))?;
+        let log2 = log.try_clone().map_err(io("dup log"))?;
+        let (report_r, report_w) = sandbox::pipe()?;
+        let (go_r, go_w) = sandbox::pipe()?;
+        let mut cmd = Command::new(self_exe());
+        cmd.arg("__init")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let child = spawn_with_fds(
+            &mut cmd,
+            &[
+                (report_w.as_raw_fd(), container::REPORT_FD),
+                (go_r.as_raw_fd(), container::GO_FD),
+            ],
+        )
+        .map_err(io("spawn container init"))?;
+        drop(report_w);
+        drop(go_r);
+        // Into the container's cgroup before it does anything: every process
+        // it forks inherits the cgroup, and its limits hold from the start.
+        leaf.add_process(child.id() as i32)?;
+        let mut go = File::from(go_w);
+        let _ = go.write_all(b"g");
+        drop(go);
+        let report = read_all(report_r)?;
+        std::mem::forget(child); // reaped by the loop
+
+        let mut pid = None;
+        let mut error = None;
+        for line in report.lines() {
+            if let Some(p) = line.strip_prefix("pid ") {
+                pid = p.trim().parse::<i32>().ok();
+            } else if let Some(e) = line.strip_prefix("error ") {
+                error = Some(e.to_string());
+            }
+        }
+        let now = now_time();
+        let instant = Instant::now();
+        let c = &mut self.ctrs[i];
+        if c.ran {
+            c.status.restart_count += 1;
+            c.backoff.step(instant);
+        }
+        c.ran = true;
+        c.status.image_id = image.digest.clone();
+        c.status.container_id = Some(format!("podlab://{}-{name}", self.uid));
+        let started = match (pid, error) {
+            (Some(p), None) => {
+                c.pid = Some(p);
+                c.started_at = Some(now.clone());
+                c.run_since = Some(instant);
+                c.probe_started = false;
+                c.probe_ready = false;
+                // Running, but shown as created until its postStart hook is done.
+                c.status.state = Some(lifecycle::waiting("ContainerCreating", None));
+                true
+            }
+            (_, err) => {
+                let msg = err.unwrap_or_else(|| "container init exited without reporting".into());
+                let mut state = lifecycle::terminated(
+                    128,
+                    None,
+                    false,
+                    Some(now.clone()),
+                    &now,
+                    Some(msg.clone()),
+                );
+                if let Some(t) = state.terminated.as_mut() {
+                    t.reason = Some("StartError".into());
+                }
+                c.status.state = Some(state);
+                // Its exit is already accounted for: the reaper must not
+                // overwrite the StartError.
+                c.pid = None;
+                self.event(Event::warning(
+                    "Failed",
+                    "kubelet",
+                    format!("Error: failed to start container \"{name}\": {msg}"),
+                ));
+                false
+            }
+        };
+        let c = &self.ctrs[i];
+        self.state.containers.insert(
+            name.clone(),
+            ContainerRuntime {
+                pid: c.pid.and_then(ProcessId::of),
+                process,
+                cgroup: leaf.relative_path(),
+                cgroup_paths: leaf.paths(),
+                limits,
+                image: image.reference.clone(),
+                image_id: image.digest.clone(),
+                security,
+            },
+        );
+        self.save_state()?;
+        if !started {
+            self.schedule_restart(i, 128);
+            return Ok(());
+        }
+        self.event(Event::normal(
+            "Created",
+            "kubelet",
+            format!("Created container {name}"),
+        ));
+        self.event(Event::normal(
+            "Started",
+            "kubelet",
+            format!("Started container {name}"),
+        ));
+        self.start_post_start(i);
+        Ok(())
+    }
+
+    /// The container's process runs: its postStart hook (a helper, or a
+    /// timer for `sleep`), or straight on to running when it has none.
+    fn start_post_start(&mut self, i: usize) {
+        let now = Instant::now();
+        let c = &self.ctrs[i];
+        let name = c.spec.name.clone();
+        let hook = c
+            .spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.clone())
+            .map(|h| probe::hook_action(&h, &c.spec, self.status.pod_ip.as_deref()));
+        match hook {
+            None => self.on_running(i),
+            Some(Ok(probe::Hook::Sleep(d))) => {
+                self.ctrs[i].post_start = Some(Helper {
+                    pid: None,
+                    deadline: Some(now + d),
+                    output: PathBuf::new(),
+                    started: now,
+                });
+            }
+            Some(Ok(probe::Hook::Run(action))) => {
+                let request = probe::Request {
+                    container: name.clone(),
+                    timeout_ms: None,
+                    action,
+                };
+                match self.spawn_helper(&name, "poststart", &request, None) {
+                    Ok(h) => self.ctrs[i].post_start = Some(h),
+                    Err(e) => self.post_start_done(i, Err(e)),
+                }
+            }
+            Some(Err(e)) => self.post_start_done(i, Err(e)),
+        }
+    }
+
+    /// The container runs (its postStart hook done): its probes begin.
+    pub(super) fn on_running(&mut self, i: usize) {
+        let pod_ip = self.status.pod_ip.clone();
+        let c = &mut self.ctrs[i];
+        let since = c.run_since.unwrap_or_else(Instant::now);
+        if let Some(t) = &c.started_at {
+            c.status.state = Some(lifecycle::running(t));
+        }
+        let mut ignored = Vec::new();
+        c.probes.clear();
+        for (kind, spec) in [
+            (ProbeKind::Startup, c.spec.startup_probe.clone()),
+            (ProbeKind::Liveness, c.spec.liveness_probe.clone()),
+            (ProbeKind::Readiness, c.spec.readiness_probe.clone()),
+        ] {
+            let Some(spec) = spec else { continue };
+            match probe::probe_action(&spec, &c.spec, pod_ip.as_deref()) {
+                Ok(action) => {
+                    let timing = probe::Timing::of(&spec);
+                    c.probes.push(ProbeRun {
+                        kind,
+                        timing,
+                        action,
+                        grace: spec.termination_grace_period_seconds,
+                        next_at: since + timing.initial_delay,
+                        helper: None,
+                        successes: 0,
+                        failures: 0,
+                    });
+                }
+                Err(why) => ignored.push(format!(
+                    "podlab ignores the {} probe of container {}: {why}",
+                    kind.title().to_lowercase(),
+                    c.spec.name
+                )),
+            }
+        }
+        let has = |k: ProbeKind| c.probes.iter().any(|p| p.kind == k);
+        c.probe_started = !has(ProbeKind::Startup);
+        c.probe_ready = !has(ProbeKind::Readiness);
+        c.refresh();
+        for msg in ignored {
+            self.event(Event::warning("Unhealthy", "kubelet", msg));
+        }
+    }
+
+    /// The image is not usable: the container waits (ErrImagePull, then
+    /// ImagePullBackOff) and the shim tries again with back-off, so the pod
+    /// starts once the image is imported. podlab never pulls from a
+    /// registry, so imagePullPolicy Always cannot fetch a missing image.
+    fn image_failed(&mut self, i: usize, err: crate::image::Error) {
+        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        let image = c.spec.image.clone().unwrap_or_default();
+        let policy = c
+            .spec
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        let missing = matches!(err, crate::image::Error::NotFound(_));
+        let (reason, message) = match &err {
+            crate::image::Error::NotFound(_) if policy == "Never" => (
+                "ErrImageNeverPull",
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            ),
+            crate::image::Error::InvalidReference { reason, .. } => (
+                "InvalidImageName",
+                format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {reason}"),
+            ),
+            _ if missing && policy == "Always" => (
+                "ErrImagePull",
+                format!("Failed to pull image \"{image}\": imagePullPolicy is Always, but podlab does not pull from registries and the image is not in its store; import it with `podlab image import`"),
+            ),
+            _ if missing => (
+                "ErrImagePull",
+                format!("Failed to pull image \"{image}\": the image is not in podlab's store and podlab does not pull from registries; import it with `podlab image import`"),
+            ),
+            e => ("ErrImagePull", format!("Failed to pull image \"{image}\": {e}")),
+        };
+        c.status.state = Some(lifecycle::waiting(reason, Some(message.clone())));
+        let delay = c.retry_backoff.step(now);
+        c.retry_at = Some(now + delay);
+        if reason == "ErrImagePull" {
+            c.pull_backoff_at = Some(now + (delay / 2).min(Duration::from_secs(1)));
+        }
+        match reason {
+            "ErrImagePull" => {
+                self.event(Event::warning("Failed", "kubelet", message));
+                self.event(Event::warning("Failed", "kubelet", "Error: ErrImagePull"));
+            }
+            "InvalidImageName" => self.event(Event::warning("InspectFailed", "kubelet", message)),
+            _ => self.event(Event::warning(reason, "kubelet", message)),
+        }
+    }
+
+    /// The container could not be created from its spec: it waits with
+    /// CreateContainerError and is tried again with back-off.
+    fn create_failed(&mut self, i: usize, message: String) {
+        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        c.status.state = Some(lifecycle::waiting(
+            "CreateContainerError",
+            Some(message.clone()),
+        ));
+        let delay = c.retry_backoff.step(now);
+        c.retry_at = Some(now + delay);
+        self.event(Event::warning(
+            "Failed",
+            "kubelet",
+            format!("Error: {message}"),
+        ));
+    }
+}
