@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use crate::cgroups;
 use crate::config::Config;
@@ -34,12 +32,12 @@ mod probes;
 mod spawn;
 mod start;
 mod status;
+mod supervise;
 mod terminate;
 
 use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
 pub use pod_sandbox::{release, release_volumes, volume_dir, volumes_mounted};
-use probes::{helper_output, Helper};
 pub use spawn::{
     is_shim_alive, read_shim, self_exe, shim_file, spawn, spawn_with_fds, unblock_signals_on_exec,
 };
@@ -446,180 +444,6 @@ impl Shim {
             }
         }
         Ok(())
-    }
-
-    /// Reaps every exited child: container exits become terminated states,
-    /// hook and probe helpers deliver their verdicts.
-    fn reap(&mut self) -> Result<(), Error> {
-        loop {
-            let status =
-                match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
-                    Ok(s) => s,
-                };
-            let (pid, code, signal) = match status {
-                WaitStatus::Exited(p, c) => (p.as_raw(), c, None),
-                WaitStatus::Signaled(p, s, _) => (p.as_raw(), 128 + s as i32, Some(s as i32)),
-                _ => continue,
-            };
-            if self.state.pause.is_some_and(|p| p.pid == pid) {
-                self.event(Event::warning(
-                    "SandboxChanged",
-                    "kubelet",
-                    "Pod sandbox died: the pause process exited",
-                ));
-                self.status.reason = Some("SandboxDied".into());
-                self.status.message =
-                    Some("the pause process holding the pod's namespaces exited".into());
-                // No restarts into namespaces that are gone.
-                self.ctrs.iter_mut().for_each(|c| {
-                    c.restart_at = None;
-                    c.retry_at = None;
-                });
-                continue;
-            }
-            if let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) {
-                self.on_exit(i, pid, code, signal);
-                continue;
-            }
-            let verdict = |h: &Helper| {
-                if code == 0 {
-                    Ok(())
-                } else {
-                    let out = helper_output(&h.output);
-                    Err(if out.is_empty() {
-                        format!("exit code {code}")
-                    } else {
-                        out
-                    })
-                }
-            };
-            let is = |h: &Option<Helper>| h.as_ref().is_some_and(|h| h.pid == Some(pid));
-            for i in 0..self.ctrs.len() {
-                let c = &self.ctrs[i];
-                if is(&c.post_start) {
-                    let r = c.post_start.as_ref().map(verdict).unwrap_or(Ok(()));
-                    self.post_start_done(i, r);
-                    break;
-                }
-                if let Some(s) = c.stopping.as_ref().filter(|s| is(&s.pre_stop)) {
-                    let r = s.pre_stop.as_ref().map(verdict).unwrap_or(Ok(()));
-                    self.pre_stop_done(i, r);
-                    break;
-                }
-                if let Some(p) = c.probes.iter().find(|p| is(&p.helper)) {
-                    let (kind, r) = (p.kind, p.helper.as_ref().map(verdict).unwrap_or(Ok(())));
-                    self.probe_done(i, kind, r);
-                    break;
-                }
-            }
-        }
-    }
-
-    /// A container's process exited: its terminated state, an OOM kill
-    /// noticed from its cgroup, and the restart policy's decision.
-    fn on_exit(&mut self, i: usize, pid: i32, code: i32, signal: Option<i32>) {
-        let now = now_time();
-        let c = &mut self.ctrs[i];
-        c.pid = None;
-        c.drop_helpers();
-        c.stopping = None;
-        c.probe_started = false;
-        c.probe_ready = false;
-        let oom = signal == Some(9)
-            && c.leaf
-                .as_ref()
-                .and_then(|l| l.oom_kill_count().ok())
-                .is_some_and(|n| n > c.oom_base)
-            && self.mutant != Some(Mutant::OomUnreported);
-        let state = lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, None);
-        if c.status
-            .state
-            .as_ref()
-            .is_none_or(|s| s.terminated.is_none())
-        {
-            c.status.state = Some(state);
-        }
-        c.refresh();
-        if oom {
-            let name = c.spec.name.clone();
-            self.event(Event::warning(
-                "OOMKilling",
-                "kernel-monitor",
-                format!("Memory cgroup out of memory: Killed process {pid} of container {name}: it exceeded its memory limit"),
-            ));
-        }
-        self.schedule_restart(i, code);
-    }
-
-    /// Applies the restart policy with the kubelet's back-off: the first
-    /// restart is immediate, then the delay doubles from the configured base
-    /// up to five minutes (CrashLoopBackOff meanwhile), and starts over
-    /// after ten minutes of running.
-    fn schedule_restart(&mut self, i: usize, code: i32) {
-        let policy = lifecycle::restart_policy(&self.pod).to_string();
-        let c = &self.ctrs[i];
-        let restart = self.terminating.is_none()
-            && !self.sandbox_lost()
-            && lifecycle::should_restart(&policy, c.role == Role::Sidecar, c.role == Role::Init, code)
-            && self.mutant != Some(Mutant::NoRestart)
-            // A sidecar is not restarted once the pod's app containers are done.
-            && !(c.role == Role::Sidecar && self.pod_terminal());
-        let pod_ref = self.pod_ref();
-        let c = &mut self.ctrs[i];
-        if !restart {
-            c.finished = true;
-            c.refresh();
-            return;
-        }
-        let now = Instant::now();
-        let delay = c.backoff.delay(now);
-        c.restart_at = Some(now + delay);
-        if delay.is_zero() {
-            return;
-        }
-        let name = c.spec.name.clone();
-        c.status.last_state = c.status.state.take();
-        c.status.state = Some(lifecycle::waiting(
-            "CrashLoopBackOff",
-            Some(format!(
-                "back-off {} restarting failed container={name} pod={pod_ref}",
-                go_duration(delay)
-            )),
-        ));
-        self.event(Event::warning(
-            "BackOff",
-            "kubelet",
-            format!("Back-off restarting failed container {name} in pod {pod_ref}"),
-        ));
-    }
-
-    /// Records a failure the shim cannot recover from, releases what the pod
-    /// holds on the host and tells a waiting `apply`.
-    fn fail(&mut self, message: &str) {
-        self.event(Event::warning(
-            "FailedCreatePodSandBox",
-            "kubelet",
-            message.to_string(),
-        ));
-        for c in &mut self.ctrs {
-            c.drop_helpers();
-        }
-        let _ = release(&self.config, &self.cgroups, &self.dir, &self.uid);
-        let _ = release_volumes(&self.dir);
-        let now = now_time();
-        self.status.phase = Some(lifecycle::PENDING.into());
-        self.status.reason = None;
-        self.status.message = Some(format!("Failed to create pod sandbox: {message}"));
-        lifecycle::set_condition(
-            &mut self.status,
-            "PodReadyToStartContainers",
-            false,
-            Some("FailedCreatePodSandBox"),
-            &now,
-        );
-        let _ = self.dir.write_status(&self.status);
-        self.notify(&format!("Pending Failed to create pod sandbox: {message}"));
     }
 }
 
