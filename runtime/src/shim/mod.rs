@@ -5,6 +5,23 @@
 //!
 //! The shim is single-threaded on purpose: it forks (through
 //! `std::process::Command`) and its children join namespaces.
+//!
+//! This file holds the `Shim` and its event loop: `run` waits on a
+//! signalfd with the nearest timer as its timeout, `sync` starts what the
+//! pod's progress calls for, `tick` handles what became due. The rest is
+//! one `impl Shim` block per concern:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `pod_sandbox.rs` | pod cgroup, netns, pause, /dev/shm, emptyDir volumes; `release` |
+//! | `start.rs` | starting a container; image and create errors; postStart; probes begin |
+//! | `supervise.rs` | reaping, exits, OOM kills, restarts with back-off, sandbox death |
+//! | `probes.rs` | probe and hook helper processes and their verdicts |
+//! | `terminate.rs` | preStop, SIGTERM, SIGKILL; stop order; delete's grace period |
+//! | `status.rs` | the pod's status, the runtime record, apply's notification |
+//! | `ctr.rs` | one container's state (`Ctr`) and its role in the pod |
+//! | `limits.rs` | cgroup limits from `resources` |
+//! | `spawn.rs` | re-executing podlab (shim, pause, init, helpers); `shim.json` |
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
@@ -79,6 +96,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
+/// The supervisor of one pod: what it was asked to run, what it holds on
+/// the host, and the state of each container.
 pub struct Shim {
     config: Config,
     store: Store,
