@@ -138,6 +138,25 @@ impl Ctr {
             && (kind == ProbeKind::Startup) != self.probe_started
     }
 
+    /// The pod's sandbox died: no restarts into namespaces that are gone.
+    pub(super) fn sandbox_died(&mut self) {
+        self.restart_at = None;
+        self.retry_at = None;
+    }
+
+    /// A shown ErrImagePull turns into ImagePullBackOff once its time has
+    /// come; returns the back-off message when it did.
+    pub(super) fn pull_backoff_due(&mut self, now: Instant) -> Option<String> {
+        if self.pull_backoff_at.is_none_or(|t| t > now) {
+            return None;
+        }
+        self.pull_backoff_at = None;
+        let image = self.spec.image.clone().unwrap_or_default();
+        let msg = format!("Back-off pulling image \"{image}\"");
+        self.status.state = Some(lifecycle::waiting("ImagePullBackOff", Some(msg.clone())));
+        Some(msg)
+    }
+
     /// Kills the helpers of the current run (their verdicts no longer matter).
     pub(super) fn drop_helpers(&mut self) {
         let helpers = self

@@ -432,12 +432,7 @@ impl Shim {
                 self.post_start_done(i, Ok(()));
             }
             self.tick_probes(i, now);
-            let c = &mut self.ctrs[i];
-            if c.pull_backoff_at.is_some_and(|t| t <= now) {
-                c.pull_backoff_at = None;
-                let image = c.spec.image.clone().unwrap_or_default();
-                let msg = format!("Back-off pulling image \"{image}\"");
-                c.status.state = Some(lifecycle::waiting("ImagePullBackOff", Some(msg.clone())));
+            if let Some(msg) = self.ctrs[i].pull_backoff_due(now) {
                 self.event(Event::normal("BackOff", "kubelet", msg));
                 self.event(Event::warning(
                     "Failed",

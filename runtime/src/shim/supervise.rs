@@ -13,7 +13,7 @@ use crate::lifecycle;
 use crate::mutants::Mutant;
 use crate::store::{now_time, Event};
 
-use super::ctr::Role;
+use super::ctr::{Ctr, Role};
 use super::probes::{helper_output, Helper};
 use super::{go_duration, release, release_volumes, Error, Shim};
 
@@ -41,11 +41,7 @@ impl Shim {
                 self.status.reason = Some("SandboxDied".into());
                 self.status.message =
                     Some("the pause process holding the pod's namespaces exited".into());
-                // No restarts into namespaces that are gone.
-                self.ctrs.iter_mut().for_each(|c| {
-                    c.restart_at = None;
-                    c.retry_at = None;
-                });
+                self.ctrs.iter_mut().for_each(Ctr::sandbox_died);
                 continue;
             }
             if let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) {
