@@ -138,10 +138,15 @@ impl Ctr {
             && (kind == ProbeKind::Startup) != self.probe_started
     }
 
-    /// The pod's sandbox died: no restarts into namespaces that are gone.
+    /// The pod's sandbox died: no restarts into namespaces that are gone,
+    /// so no timer that would start the container again or change what it
+    /// shows is left (an ErrImagePull must not turn into ImagePullBackOff
+    /// after the pod reported SandboxDied). What still runs keeps its
+    /// hooks, probes and grace periods: they act on live processes.
     pub(super) fn sandbox_died(&mut self) {
         self.restart_at = None;
         self.retry_at = None;
+        self.pull_backoff_at = None;
     }
 
     /// A shown ErrImagePull turns into ImagePullBackOff once its time has
@@ -170,5 +175,61 @@ impl Ctr {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ctr(image: &str) -> Ctr {
+        let spec: Container =
+            serde_json::from_value(serde_json::json!({"name": "a", "image": image})).unwrap();
+        let config = Config::new("/nonexistent/root".into(), "/nonexistent/images".into());
+        Ctr::new(Role::App, spec, &config, false)
+    }
+
+    fn reason(c: &Ctr) -> Option<&str> {
+        c.status.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+    }
+
+    /// A container as `image_failed` leaves it: ErrImagePull shown, a retry
+    /// and the turn to ImagePullBackOff pending.
+    fn in_err_image_pull(now: Instant) -> Ctr {
+        let mut c = ctr("missing:1");
+        c.status.state = Some(lifecycle::waiting("ErrImagePull", None));
+        c.retry_at = Some(now + Duration::from_secs(2));
+        c.pull_backoff_at = Some(now + Duration::from_secs(1));
+        c
+    }
+
+    #[test]
+    fn an_image_error_turns_into_image_pull_back_off_once_in_time() {
+        let now = Instant::now();
+        let mut c = in_err_image_pull(now);
+        assert_eq!(c.pull_backoff_due(now), None);
+        assert_eq!(reason(&c), Some("ErrImagePull"));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(
+            c.pull_backoff_due(later).as_deref(),
+            Some("Back-off pulling image \"missing:1\"")
+        );
+        assert_eq!(reason(&c), Some("ImagePullBackOff"));
+        assert_eq!(c.pull_backoff_due(later), None);
+    }
+
+    #[test]
+    fn after_the_sandbox_died_an_image_error_stays_as_it_was_shown() {
+        let now = Instant::now();
+        let mut c = in_err_image_pull(now);
+        c.restart_at = Some(now);
+        c.sandbox_died();
+        // Nothing is retried, restarted or turned into a back-off any more.
+        assert!(!c.waiting_for_timer());
+        assert_eq!(c.pull_backoff_at, None);
+        assert_eq!(c.pull_backoff_due(now + Duration::from_secs(60)), None);
+        assert_eq!(reason(&c), Some("ErrImagePull"));
     }
 }
