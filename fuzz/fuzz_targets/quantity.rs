@@ -9,5 +9,8 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = podlab::quantity::memory_bytes(s);
         let _ = podlab::quantity::cpu_millis(s);
+        if let Ok(n) = podlab::quantity::count(s) {
+            assert!(n >= 0, "a count is never negative: {s:?}");
+        }
     }
 });

@@ -279,6 +279,27 @@ pub fn cpu_millis(s: &str) -> Result<i64, Error> {
     parse(s).map(|q| q.milli_value())
 }
 
+/// A count of things, such as podlab's pod-level `pids` limit: a whole,
+/// non-negative number. Any suffix of the grammar is fine as long as the
+/// value is whole (`"64"`, `"1k"` → 1000, `"2e3"` → 2000, `"1Ki"` → 1024),
+/// as manifest validation accepts it; a fraction (`"1.5"`, `"500m"`) or a
+/// negative number is refused, not rounded like a byte count: half a
+/// process cannot be what was meant.
+pub fn count(s: &str) -> Result<i64, Error> {
+    let q = parse(s)?;
+    let bad = |reason: &str| Error::Format {
+        input: s.to_string(),
+        reason: reason.to_string(),
+    };
+    if q.is_negative() {
+        return Err(bad("is negative"));
+    }
+    if !q.is_whole() {
+        return Err(bad("is not a whole number"));
+    }
+    Ok(q.value())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,10 +424,40 @@ mod tests {
         assert_eq!(cpu_millis(input).unwrap(), millis);
     }
 
+    #[rstest]
+    #[case("64", 64)]
+    #[case("0", 0)]
+    #[case("+7", 7)]
+    #[case("1k", 1000)] // a decimal SI suffix, as Kubernetes reads it
+    #[case("2e3", 2000)]
+    #[case("1Ki", 1024)]
+    #[case("1.0", 1)]
+    #[case("2000m", 2)] // whole, however written
+    #[case("0.5k", 500)]
+    #[case("9223372036854775807", i64::MAX)]
+    fn counts(#[case] input: &str, #[case] n: i64) {
+        assert_eq!(count(input).unwrap(), n);
+    }
+
+    #[rstest]
+    #[case("1.5", "is not a whole number")]
+    #[case("500m", "is not a whole number")]
+    #[case("1n", "is not a whole number")]
+    #[case("1e-1", "is not a whole number")]
+    #[case("-1", "is negative")]
+    #[case("-0.5", "is negative")]
+    fn refuses_fractional_or_negative_counts(#[case] input: &str, #[case] reason: &str) {
+        let err = count(input).unwrap_err();
+        assert_eq!(err.reason(), reason, "{input}");
+        assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
+    }
+
     #[test]
     fn helpers_pass_parse_errors_through() {
         assert!(matches!(memory_bytes("1 Gi"), Err(Error::Format { .. })));
         assert!(matches!(cpu_millis(""), Err(Error::Empty)));
+        assert!(matches!(count("12x"), Err(Error::Format { .. })));
+        assert!(matches!(count("1e19"), Err(Error::OutOfRange { .. })));
     }
 
     #[test]

@@ -56,9 +56,7 @@ pub fn pod_limits(pod: &Pod) -> Result<Limits, quantity::Error> {
     let memory = get("memory")
         .map(|q| quantity::memory_bytes(&q))
         .transpose()?;
-    let pids = get("pids")
-        .map(|q| quantity::memory_bytes(&q))
-        .transpose()?;
+    let pids = get("pids").map(|q| quantity::count(&q)).transpose()?;
     if cpu.is_none() && memory.is_none() && pids.is_none() {
         return Ok(Limits::default());
     }
@@ -113,6 +111,26 @@ mod tests {
         assert_eq!(l.cpu_quota_us, None);
         assert_eq!(l.pids_max, Some(77));
         assert_eq!(pod_limits(&p).unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn a_pod_pids_limit_is_a_count_not_rounded_like_bytes() {
+        let with_pids = |q: &str| {
+            pod(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"resources": {"limits": {"pids": q}}, "containers": [{"name": "a"}]}
+            }))
+        };
+        assert_eq!(pod_limits(&with_pids("1k")).unwrap().pids_max, Some(1000));
+        assert_eq!(pod_limits(&with_pids("2e2")).unwrap().pids_max, Some(200));
+        for fraction in ["1.5", "500m", "64.1"] {
+            let err = pod_limits(&with_pids(fraction)).unwrap_err();
+            assert_eq!(err.reason(), "is not a whole number", "{fraction}");
+        }
+        assert_eq!(
+            pod_limits(&with_pids("-64")).unwrap_err().reason(),
+            "is negative"
+        );
     }
 
     #[test]
