@@ -138,12 +138,13 @@ impl Ctr {
             && (kind == ProbeKind::Startup) != self.probe_started
     }
 
-    /// The pod's sandbox died: no restarts into namespaces that are gone,
-    /// so no timer that would start the container again or change what it
-    /// shows is left (an ErrImagePull must not turn into ImagePullBackOff
-    /// after the pod reported SandboxDied). What still runs keeps its
-    /// hooks, probes and grace periods: they act on live processes.
-    pub(super) fn sandbox_died(&mut self) {
+    /// The container will not be started again (the pod is terminating, or
+    /// its sandbox died and there are no namespaces left to start into), so
+    /// no timer that would start it or change what it shows is left: an
+    /// ErrImagePull must not turn into ImagePullBackOff after the pod
+    /// reported SandboxDied. What still runs keeps its hooks, probes and
+    /// grace periods: they act on live processes.
+    pub(super) fn cancel_starts(&mut self) {
         self.restart_at = None;
         self.retry_at = None;
         self.pull_backoff_at = None;
@@ -225,7 +226,7 @@ mod tests {
         let now = Instant::now();
         let mut c = in_err_image_pull(now);
         c.restart_at = Some(now);
-        c.sandbox_died();
+        c.cancel_starts();
         // Nothing is retried, restarted or turned into a back-off any more.
         assert!(!c.waiting_for_timer());
         assert_eq!(c.pull_backoff_at, None);

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, Volume};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -132,17 +132,20 @@ impl Shim {
         Ok(())
     }
 
+    /// The pod's `spec.volumes`.
+    fn volumes(&self) -> &[Volume] {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default()
+    }
+
     /// Creates the pod's emptyDir volumes: a directory under the pod's
     /// state, or a tmpfs for `medium: Memory` (sized by `sizeLimit`).
     pub(super) fn prepare_volumes(&mut self) -> Result<(), Error> {
         use std::os::unix::fs::PermissionsExt;
-        let volumes = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default();
-        for v in volumes {
+        for v in self.volumes() {
             let Some(empty) = &v.empty_dir else { continue };
             let path = volume_dir(&self.dir, &v.name);
             fs::create_dir_all(&path).map_err(io(format!("mkdir {}", path.display())))?;
@@ -175,12 +178,7 @@ impl Shim {
         &self,
         spec: &Container,
     ) -> Result<Vec<container::VolumeMount>, String> {
-        let volumes = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default();
+        let volumes = self.volumes();
         let mut mounts = Vec::new();
         for m in spec.volume_mounts.iter().flatten() {
             let Some(v) = volumes

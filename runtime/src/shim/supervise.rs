@@ -41,7 +41,7 @@ impl Shim {
                 self.status.reason = Some("SandboxDied".into());
                 self.status.message =
                     Some("the pause process holding the pod's namespaces exited".into());
-                self.ctrs.iter_mut().for_each(Ctr::sandbox_died);
+                self.ctrs.iter_mut().for_each(Ctr::cancel_starts);
                 continue;
             }
             if let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) {

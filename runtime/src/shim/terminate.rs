@@ -17,7 +17,7 @@ use crate::probe;
 use crate::store::Event;
 use crate::sys;
 
-use super::ctr::Role;
+use super::ctr::{Ctr, Role};
 use super::probes::Helper;
 use super::{io, release, release_volumes, Error, Shim};
 
@@ -56,11 +56,7 @@ impl Shim {
         if let Some(&last) = sidecars.first() {
             self.stop_container(last, deadline, None);
         }
-        for c in &mut self.ctrs {
-            c.restart_at = None;
-            c.retry_at = None;
-            c.pull_backoff_at = None;
-        }
+        self.ctrs.iter_mut().for_each(Ctr::cancel_starts);
     }
 
     /// Deletion: no more restarts or probes; every container gets the grace
@@ -88,9 +84,7 @@ impl Shim {
         }
         self.terminating = Some(deadline);
         for c in &mut self.ctrs {
-            c.restart_at = None;
-            c.retry_at = None;
-            c.pull_backoff_at = None;
+            c.cancel_starts();
             if let Some(s) = &mut c.stopping {
                 s.deadline = s.deadline.min(deadline);
                 if let Some(h) = &mut s.pre_stop {
