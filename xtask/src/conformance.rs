@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::containerd::Containerd;
-use crate::{fixtures, test, util};
+use crate::{doctor, fixtures, test, util};
 
 /// The cargo arguments that build the conformance runner with its CRI
 /// adapter, when protoc (which its gRPC code generation needs) is here.
@@ -58,6 +58,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             fixtures::build_podlab(false)?
         };
         pass.extend(["--podlab-bin".into(), bin.to_string_lossy().into_owned()]);
+    }
+    if !util::flag(args, "--list") {
+        let needs: &[doctor::Need] = match runtime.as_str() {
+            "podman" => &[doctor::Need::Pods, doctor::Need::Podman],
+            "cri" => &[doctor::Need::Pods, doctor::Need::Containerd],
+            _ => &[doctor::Need::Pods],
+        };
+        doctor::require(needs, &format!("the suite on {runtime}"))?;
     }
     let images = test::test_image_root();
     let fixtures_missing = !images.join("oci/index.json").exists()

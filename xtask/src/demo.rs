@@ -64,9 +64,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         util::is_root(),
         "the demo creates namespaces, cgroups and mounts: run it as root"
     );
-    if !doctor::missing_packages().is_empty() {
-        doctor::install()?;
-    }
+    // Only what pods need: the comparisons come with `test` and `bench`.
+    doctor::install(&[doctor::Need::Pods])?;
     let podlab = fixtures::build_podlab(true)?;
     fixtures::build_and_import(None)?;
     let demo = Demo {

@@ -1,23 +1,115 @@
-//! `cargo xtask doctor`: what this host offers and lacks for podlab.
+//! `cargo xtask doctor`: what this host offers and lacks for podlab, and
+//! the one place that knows which Debian package brings each program the
+//! tasks and tests run.
 
-use std::path::Path;
-use std::process::Command;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
 
 use crate::util;
 
-/// Debian packages the project needs at run and test time.
-pub const PACKAGES: &[(&str, &str)] = &[
-    ("busybox-static", "/bin/busybox"),
-    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
-    // The conformance suite's second runtime (issue 6), with the OCI
-    // runtime it needs on a hybrid cgroup host.
-    ("podman", "/usr/bin/podman"),
-    ("runc", "/usr/sbin/runc"),
-    // The third: containerd's CRI plugin, and protoc for the CRI client's
-    // generated gRPC code.
-    ("containerd", "/usr/bin/containerd"),
-    ("protobuf-compiler", "/usr/bin/protoc"),
+/// Why a program is needed, which decides which task installs it: the demo
+/// installs only what pods need, the comparisons come with `test`,
+/// `bench` and `doctor --install`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Running podlab's own pods: the fixture images, the pod network,
+    /// and what the tests and labs call around them.
+    Pods,
+    /// The suite's and the benchmark's second runtime.
+    Podman,
+    /// The suite's third runtime, through the CRI, and the CRI client's build.
+    Containerd,
+}
+
+/// Everything: what `test` and `doctor --install` install.
+pub const ALL: &[Need] = &[Need::Pods, Need::Podman, Need::Containerd];
+
+/// An external program a task or test runs, where Debian installs it, and
+/// the package it comes from.
+pub struct Program {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub package: &'static str,
+    pub need: Need,
+    pub why: &'static str,
+}
+
+const fn p(
+    name: &'static str,
+    path: &'static str,
+    package: &'static str,
+    need: Need,
+    why: &'static str,
+) -> Program {
+    Program {
+        name,
+        path,
+        package,
+        need,
+        why,
+    }
+}
+
+/// Every external program the tasks, tests, suite and labs run, directly
+/// or through another program. A unit test below reads the sources and the
+/// labs and fails on a program missing here. Paths under /bin hold on both
+/// merged-/usr and split Debian systems.
+#[rustfmt::skip]
+pub const PROGRAMS: &[Program] = &[
+    p("busybox", "/bin/busybox", "busybox-static", Need::Pods, "the userland of the fixture images"),
+    p("bridge", "/usr/lib/cni/bridge", "containernetworking-plugins", Need::Pods, "the pod network (CNI)"),
+    p("host-local", "/usr/lib/cni/host-local", "containernetworking-plugins", Need::Pods, "pod IP addresses (CNI IPAM)"),
+    p("loopback", "/usr/lib/cni/loopback", "containernetworking-plugins", Need::Pods, "the pod's lo (CNI)"),
+    p("ip", "/bin/ip", "iproute2", Need::Pods, "network checks in tests and labs"),
+    p("sh", "/bin/sh", "dash", Need::Pods, "commands of the suite's adapters"),
+    p("bash", "/bin/bash", "bash", Need::Pods, "the labs' commands"),
+    p("sleep", "/bin/sleep", "coreutils", Need::Pods, "a process to move between cgroups in tests"),
+    p("tar", "/bin/tar", "tar", Need::Containerd, "the image archive containerd imports"),
+    p("podman", "/usr/bin/podman", "podman", Need::Podman, "the second runtime"),
+    p("conmon", "/usr/bin/conmon", "conmon", Need::Podman, "podman's container monitor"),
+    p("runc", "/usr/sbin/runc", "runc", Need::Podman, "the OCI runtime of podman (crun refuses hybrid cgroups) and containerd"),
+    // Debian's podman only recommends it, yet builds its pause image from it:
+    // without it every `kube play` fails (seen on a new machine).
+    p("catatonit", "/usr/bin/catatonit", "catatonit", Need::Podman, "podman's pause image"),
+    p("containerd", "/usr/bin/containerd", "containerd", Need::Containerd, "the third runtime, through the CRI"),
+    p("ctr", "/usr/bin/ctr", "containerd", Need::Containerd, "importing the fixture images into containerd"),
+    p("protoc", "/usr/bin/protoc", "protobuf-compiler", Need::Containerd, "building the CRI client's gRPC code"),
 ];
+
+/// The programs `needs` call for that are not on this host.
+pub fn missing(needs: &[Need]) -> Vec<&'static Program> {
+    PROGRAMS
+        .iter()
+        .filter(|p| needs.contains(&p.need) && !Path::new(p.path).exists())
+        .collect()
+}
+
+/// The Debian packages that bring `programs`, each once, in order.
+fn packages(programs: &[&Program]) -> Vec<&'static str> {
+    let mut out: Vec<&str> = Vec::new();
+    for p in programs {
+        if !out.contains(&p.package) {
+            out.push(p.package);
+        }
+    }
+    out
+}
+
+fn describe(programs: &[&Program]) -> String {
+    programs
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({}, Debian package {}: {})",
+                p.name, p.path, p.package, p.why
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
 
 pub struct Check {
     pub name: &'static str,
@@ -37,7 +129,7 @@ pub fn checks() -> Vec<Check> {
             "not root: pods cannot be created".into()
         },
     );
-    let caps = std::fs::read_to_string("/proc/self/status")
+    let caps = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -60,52 +152,116 @@ pub fn checks() -> Vec<Check> {
         "v1 (legacy)"
     };
     add("cgroups", Path::new("/sys/fs/cgroup").exists(), mode.into());
-    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    let fs = fs::read_to_string("/proc/filesystems").unwrap_or_default();
     add(
         "overlayfs",
         fs.contains("overlay"),
         "container root filesystems".into(),
     );
-    for (pkg, path) in PACKAGES {
+    for p in PROGRAMS {
         add(
-            pkg,
-            Path::new(path).exists(),
-            format!("{path} (Debian package {pkg})"),
+            p.name,
+            Path::new(p.path).exists(),
+            format!("{} (Debian package {}: {})", p.path, p.package, p.why),
         );
     }
     out
 }
 
-pub fn missing_packages() -> Vec<&'static str> {
-    PACKAGES
-        .iter()
-        .filter(|(_, p)| !Path::new(p).exists())
-        .map(|(n, _)| *n)
-        .collect()
+/// Where the installer's full output goes; named when it fails.
+fn apt_log() -> PathBuf {
+    util::target().join("doctor/apt.log")
 }
 
-/// Installs missing Debian packages (needs root and apt).
-pub fn install() -> anyhow::Result<()> {
-    let missing = missing_packages();
-    if missing.is_empty() {
-        return Ok(());
+/// One quiet apt step: a line on the terminal, the output in the log.
+fn apt_step(what: &str, log: &Path, cmd: &mut Command) -> anyhow::Result<()> {
+    util::step(&format!("{what} (log: {})", log.display()));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let status = cmd
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        bail!(
+            "{what} failed ({status}); the full output is in {}; its end:\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
-    if !util::is_root() {
-        anyhow::bail!("installing {} needs root", missing.join(" "));
+    Ok(())
+}
+
+/// Installs the Debian packages `needs` call for that are missing, then
+/// checks that every program they need is really here.
+pub fn install(needs: &[Need]) -> anyhow::Result<()> {
+    let missing = missing(needs);
+    if !missing.is_empty() {
+        let pkgs = packages(&missing);
+        if !util::is_root() {
+            bail!(
+                "installing {} needs root; missing:\n  {}",
+                pkgs.join(" "),
+                describe(&missing)
+            );
+        }
+        let log = apt_log();
+        if let Some(dir) = log.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        apt_step(
+            "apt-get update",
+            &log,
+            Command::new("apt-get").args(["update", "-q"]),
+        )?;
+        apt_step(
+            &format!("apt-get install {}", pkgs.join(" ")),
+            &log,
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&pkgs),
+        )?;
     }
-    util::step(&format!("installing {}", missing.join(" ")));
-    util::run(Command::new("apt-get").args(["update", "-qq"]))?;
-    util::run(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing),
-    )
+    let still = self::missing(needs);
+    if !still.is_empty() {
+        bail!(
+            "these programs are still missing after the install:\n  {}",
+            describe(&still)
+        );
+    }
+    Ok(())
+}
+
+/// Fails, naming each missing program and its package, unless everything
+/// `needs` call for is here.
+pub fn require(needs: &[Need], task: &str) -> anyhow::Result<()> {
+    let missing = missing(needs);
+    if !missing.is_empty() {
+        bail!(
+            "{task} needs programs this host lacks (`cargo xtask doctor --install` installs them):\n  {}",
+            describe(&missing)
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    if util::flag(args, "--install") || std::env::var("CI").as_deref() == Ok("true") {
-        install()?;
+    for a in args {
+        if a != "--install" {
+            bail!("doctor: unknown flag {a:?} (usage: cargo xtask doctor [--install])");
+        }
+    }
+    let install_now = util::flag(args, "--install") || std::env::var("CI").as_deref() == Ok("true");
+    if install_now {
+        install(ALL)?;
     }
     for c in checks() {
         println!(
@@ -115,5 +271,139 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             c.detail
         );
     }
+    let left = missing(ALL);
+    if !left.is_empty() && !install_now {
+        println!(
+            "\nmissing: {} — `cargo xtask doctor --install` installs them",
+            packages(&left).join(" ")
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Programs the sources name but never run, or that the install step
+    /// itself is made of.
+    const NOT_DEPENDENCIES: &[&str] = &[
+        "apt-get",                              // the installer
+        "cargo",                                // the toolchain running xtask
+        "podlab",                               // what we build
+        "/nonexistent/podlab-conformance-test", // a test of a missing binary
+    ];
+
+    /// Shell builtins the labs' commands start with.
+    const BUILTINS: &[&str] = &["kill", "echo", "cd", "export", "for", "test", "true"];
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            let name = e.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    rust_files(&path, out);
+                }
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The string literals passed to `Command::new` in `text`.
+    fn commands_in(text: &str) -> Vec<String> {
+        text.split("Command::new(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next().map(String::from))
+            .collect()
+    }
+
+    fn known(program: &str) -> bool {
+        let base = program.rsplit('/').next().unwrap_or(program);
+        NOT_DEPENDENCIES.contains(&program)
+            || PROGRAMS.iter().any(|p| p.name == base || p.path == program)
+    }
+
+    #[test]
+    fn finds_command_literals() {
+        let src = r#"let a = Command::new("ip").arg("x"); Command::new(x); std::process::Command::new("/bin/sh")"#;
+        assert_eq!(commands_in(src), ["ip", "/bin/sh"]);
+        assert!(known("/bin/sh") && known("ip") && !known("nsenter"));
+    }
+
+    #[test]
+    fn every_program_the_sources_run_names_its_package() {
+        let root = util::root();
+        let mut files = Vec::new();
+        for dir in ["runtime", "conformance", "xtask", "fixtures"] {
+            rust_files(&root.join(dir), &mut files);
+        }
+        assert!(files.len() > 50, "found only {} sources", files.len());
+        let mut unknown = Vec::new();
+        for f in &files {
+            let text = fs::read_to_string(f).unwrap();
+            for program in commands_in(&text) {
+                if !known(&program) {
+                    unknown.push(format!("{program} in {}", f.display()));
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "add these to doctor::PROGRAMS with their Debian package:\n{}",
+            unknown.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_program_the_labs_run_names_its_package() {
+        let dir = util::root().join("docs/labs");
+        let mut unknown = Vec::new();
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            let text = fs::read_to_string(e.path()).unwrap();
+            for cmd in crate::labs::commands(&text) {
+                let first = cmd.split_whitespace().next().unwrap_or("");
+                if !known(first) && !BUILTINS.contains(&first) {
+                    unknown.push(format!("{first} in {}", e.path().display()));
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "unknown programs:\n{}",
+            unknown.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_demo_needs_only_what_pods_need() {
+        let pkgs = packages(
+            &PROGRAMS
+                .iter()
+                .filter(|p| p.need == Need::Pods)
+                .collect::<Vec<_>>(),
+        );
+        assert!(pkgs.contains(&"busybox-static") && pkgs.contains(&"containernetworking-plugins"));
+        for heavy in ["podman", "containerd", "protobuf-compiler", "catatonit"] {
+            assert!(!pkgs.contains(&heavy), "{heavy} would come with the demo");
+        }
+    }
+
+    #[test]
+    fn podman_comes_with_what_it_builds_its_pause_image_from() {
+        let podman: Vec<&Program> = PROGRAMS.iter().filter(|p| p.need == Need::Podman).collect();
+        assert!(packages(&podman).contains(&"catatonit"));
+    }
+
+    #[test]
+    fn packages_are_listed_once_in_order() {
+        let all: Vec<&Program> = PROGRAMS.iter().collect();
+        let pkgs = packages(&all);
+        let mut dedup = pkgs.clone();
+        dedup.dedup();
+        assert_eq!(pkgs.len(), dedup.len());
+        assert_eq!(pkgs.iter().filter(|p| **p == "containerd").count(), 1);
+        assert_eq!(pkgs[0], "busybox-static");
+    }
 }

@@ -79,9 +79,7 @@ pub fn build_podlab(release: bool) -> anyhow::Result<PathBuf> {
 }
 
 pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
-    if !Path::new("/bin/busybox").exists() {
-        doctor::install()?;
-    }
+    doctor::install(&[doctor::Need::Pods])?;
     let probe = build_probe()?;
     let podlab = build_podlab(false)?;
     let work = util::target().join("fixtures");
