@@ -36,6 +36,61 @@ struct Bench {
     images: PathBuf,
     podman: Option<Podman>,
     work: PathBuf,
+    /// podman's cgroup parents that existed before the run.
+    cgroups_before: Vec<PathBuf>,
+}
+
+impl Drop for Bench {
+    /// Whatever happened, the next run starts clean: the pods go, podman's
+    /// overlay mounts under the work directory go, and so do the empty
+    /// cgroups podman 4.3 leaves behind on a hybrid host.
+    fn drop(&mut self) {
+        if let Ok(out) = self.podlab().args(["get", "pods", "-o", "name"]).output() {
+            for name in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("pod/"))
+            {
+                let _ = self
+                    .podlab()
+                    .args(["delete", "pod", name, "--grace-period", "0"])
+                    .output();
+            }
+        }
+        let _ = self.podlab().arg("gc").output();
+        if let Some(pm) = &self.podman {
+            let _ = pm
+                .cmd()
+                .args(["pod", "rm", "--all", "--force", "--time", "0"])
+                .output();
+        }
+        let left = util::unmount_under(&self.work);
+        if !left.is_empty() {
+            eprintln!(
+                "xtask: unmounted {} mount(s) podman left under {}",
+                left.len(),
+                self.work.display()
+            );
+        }
+        // rmdir only succeeds on empty cgroups.
+        for parent in libpod_cgroup_parents() {
+            if !self.cgroups_before.contains(&parent) {
+                rmdir_tree(&parent);
+            }
+        }
+    }
+}
+
+/// An empty `dir`, even after a run that died with podman's storage still
+/// mounted in it.
+fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+    util::unmount_under(dir);
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot empty {} for a fresh run: {e}", dir.display()),
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(())
 }
 
 /// podman with a private configuration and storage: the host's own
@@ -151,18 +206,6 @@ fn mem_kib(pid: i64, field: &str) -> anyhow::Result<u64> {
 }
 
 fn setup_podman(work: &Path, images: &Path) -> anyhow::Result<Option<Podman>> {
-    if Command::new("podman").arg("--version").output().is_err() {
-        util::step("installing podman (Debian) for the comparison");
-        if !util::is_root() {
-            return Ok(None);
-        }
-        util::run(Command::new("apt-get").args(["update", "-qq"]))?;
-        util::run(
-            Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "-qq", "podman", "runc"]),
-        )?;
-    }
     let dir = work.join("podman");
     std::fs::create_dir_all(&dir)?;
     let conf = dir.join("containers.conf");
@@ -205,23 +248,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let report = util::value(args, "--report")
         .map(PathBuf::from)
         .unwrap_or_else(|| util::target().join("bench"));
-    if !doctor::missing_packages().is_empty() {
-        doctor::install()?;
-    }
+    doctor::install(&[doctor::Need::Pods, doctor::Need::Podman])?;
     let podlab = fixtures::build_podlab(true)?;
     let images = util::target().join("bench/images");
     fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     let work = util::target().join("bench/work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let bench = Bench {
+    fresh_dir(&work)?;
+    // From here on, dropping `bench` (on success or on any error) deletes
+    // what the run started and unmounts what podman mounted under `work`.
+    let mut bench = Bench {
         podlab,
         state: work.join("state"),
         images: images.clone(),
-        podman: setup_podman(&work, &images)?,
+        podman: None,
         work: work.clone(),
+        cgroups_before: libpod_cgroup_parents(),
     };
-    let cgroups_before = libpod_cgroup_parents();
+    bench.podman = setup_podman(&work, &images)?;
     let runs = if quick { 5 } else { 20 };
     let many = if quick { 20 } else { 100 };
 
@@ -312,13 +355,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "pss_per_pod_kib": many_pss / many as u64,
         },
     });
-    // podman 4.3 on a hybrid host leaves empty pod cgroups behind: remove
-    // the parents this run created (rmdir only succeeds on empty cgroups).
-    for parent in libpod_cgroup_parents() {
-        if !cgroups_before.contains(&parent) {
-            rmdir_tree(&parent);
-        }
-    }
     std::fs::create_dir_all(&report)?;
     std::fs::write(
         report.join("bench.json"),

@@ -311,7 +311,7 @@ fn stop_stale(dir: &Path) {
 
 /// Unmounts and removes the daemon's directories (not its log).
 fn clean(dir: &Path) -> anyhow::Result<()> {
-    unmount_under(dir);
+    util::unmount_under(dir);
     for sub in ["root", "state", "cni", "ipam"] {
         let d = dir.join(sub);
         if d.exists() {
@@ -325,24 +325,6 @@ fn clean(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Detaches every mount point below `dir`, deepest first (network
-/// namespaces and snapshots of a daemon that did not clean up).
-fn unmount_under(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let prefix = format!("{}/", dir.display());
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = Command::new("umount").args(["--lazy", p]).status();
-    }
 }
 
 fn delete_bridge() {

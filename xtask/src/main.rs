@@ -38,7 +38,9 @@ tasks:
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = run(&args) {
+    let result = run(&args);
+    util::print_timings();
+    if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
         std::process::exit(1);
     }
