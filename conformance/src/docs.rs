@@ -31,12 +31,17 @@ pub fn generate(cases: &[TestCase]) -> String {
          (`--focus 'NET-00|UTS-001'`).\n\n\
          Reports go to `--report DIR` (default `target/conformance/<runtime>/`): `results.json` \
          (id, status, reason, must, duration_ms per test), `junit.xml` and `report.md`. \
-         Exit status: 0 when every test that ran passed; 1 when a test failed or the run left \
-         pods, network namespaces or cgroups behind; 2 on usage errors; 3 when no test ran \
-         (nothing selected, or everything skipped).\n\n\
+         Exit status: 0 when the results match the runtime's expectations \
+         (`conformance/expectations/<runtime>.json`: every failure and every skip is one the \
+         file records with its reason, and nothing it records as failing passed or as skipping \
+         ran) and the run left nothing behind; 1 otherwise (an unexpected failure or skip, a \
+         stale record, or pods, network namespaces or cgroups left behind); 2 on usage errors; \
+         3 when no test ran (nothing selected, or everything skipped).\n\n\
          Another runtime plugs in by implementing the `Runtime` trait: create a pod from a \
          manifest, return it as a v1 Pod, exec in a named container, delete it, and declare \
-         its `Capabilities` (used only for skip reasons). Inside the containers the tests run \
+         its `Capabilities`. A test skips only when the runtime does not declare what it needs, \
+         or for a fact of the host (named in the reason); a runtime that declares a capability \
+         and does not deliver it fails. Inside the containers the tests run \
          the probe (`fixtures/probe`), which prints one JSON object per command.\n",
     );
     let _ = writeln!(md, "\n{} tests.", cases.len());

@@ -1,6 +1,8 @@
-//! Expectations: the known deviations of a runtime from Kubernetes, as a
-//! checked-in file, so a run passes when its results match them and a new
-//! deviation — or a deviation that went away — is noticed.
+//! Expectations: the known deviations of a runtime from Kubernetes and the
+//! tests it cannot run, as a checked-in file, so a run passes when its
+//! results match them and a new deviation, a new skip — or one that went
+//! away — is noticed. A skip is a recorded decision like a failure: a test
+//! that goes from pass to skip fails the run.
 //!
 //! The file (`conformance/expectations/<runtime>.json`):
 //!
@@ -9,6 +11,9 @@
 //!   "runtime": "podman",
 //!   "expected_failures": {
 //!     "CGR-004": "why this runtime fails the test, as verified"
+//!   },
+//!   "expected_skips": {
+//!     "LIFE-011": "why the test cannot run on this runtime, as measured"
 //!   }
 //! }
 //! ```
@@ -42,6 +47,9 @@ pub struct Expectations {
     /// Test ID → the reason the runtime fails it.
     #[serde(default)]
     pub expected_failures: BTreeMap<String, String>,
+    /// Test ID → the reason the test skips on the runtime.
+    #[serde(default)]
+    pub expected_skips: BTreeMap<String, String>,
 }
 
 impl Expectations {
@@ -57,7 +65,13 @@ impl Expectations {
             path: shown.clone(),
             detail: e.to_string(),
         })?;
-        for (id, reason) in &e.expected_failures {
+        for (id, reason) in e.expected_failures.iter().chain(&e.expected_skips) {
+            if e.expected_failures.contains_key(id) && e.expected_skips.contains_key(id) {
+                return Err(Error::Invalid {
+                    path: shown,
+                    detail: format!("{id} is expected both to fail and to skip"),
+                });
+            }
             if !known_ids.contains(&id.as_str()) {
                 return Err(Error::Invalid {
                     path: shown,
@@ -78,38 +92,47 @@ impl Expectations {
 /// How one result compares with the expectations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Passed, or skipped, and not expected to fail.
+    /// Passed, and recorded as neither failing nor skipping.
     AsExpected,
     /// Failed, as recorded, with the recorded reason.
     ExpectedFailure(String),
+    /// Skipped, as recorded, with the recorded reason.
+    ExpectedSkip(String),
     /// Failed although no deviation is recorded: a regression, or a new finding.
     UnexpectedFailure,
+    /// Skipped although no skip is recorded: a property went unchecked.
+    UnexpectedSkip,
     /// Passed although recorded as failing: the record is stale.
     UnexpectedPass(String),
     /// Recorded as failing, but skipped in this run: nothing learnt.
     ExpectedFailureSkipped(String),
+    /// Recorded as skipping, but it ran: the record is stale.
+    StaleSkip(String),
 }
 
 impl Verdict {
-    /// Whether this verdict makes the run fail.
+    /// Whether this verdict makes the run fail: anything but a result the
+    /// file records exactly.
     pub fn is_error(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Verdict::UnexpectedFailure | Verdict::UnexpectedPass(_)
+            Verdict::AsExpected | Verdict::ExpectedFailure(_) | Verdict::ExpectedSkip(_)
         )
     }
 }
 
 pub fn verdict(expectations: &Expectations, result: &TestResult) -> Verdict {
-    match (
-        result.status,
-        expectations.expected_failures.get(&result.id).cloned(),
-    ) {
-        (Status::Failed, Some(why)) => Verdict::ExpectedFailure(why),
-        (Status::Failed, None) => Verdict::UnexpectedFailure,
-        (Status::Passed, Some(why)) => Verdict::UnexpectedPass(why),
-        (Status::Skipped, Some(why)) => Verdict::ExpectedFailureSkipped(why),
-        (_, None) => Verdict::AsExpected,
+    let failure = expectations.expected_failures.get(&result.id).cloned();
+    let skip = expectations.expected_skips.get(&result.id).cloned();
+    match (result.status, failure, skip) {
+        (Status::Failed, Some(why), _) => Verdict::ExpectedFailure(why),
+        (Status::Skipped, _, Some(why)) => Verdict::ExpectedSkip(why),
+        (Status::Failed, None, _) => Verdict::UnexpectedFailure,
+        (Status::Passed, Some(why), _) => Verdict::UnexpectedPass(why),
+        (Status::Skipped, Some(why), None) => Verdict::ExpectedFailureSkipped(why),
+        (Status::Skipped, None, None) => Verdict::UnexpectedSkip,
+        (Status::Passed, None, Some(why)) => Verdict::StaleSkip(why),
+        (Status::Passed, None, None) => Verdict::AsExpected,
     }
 }
 
@@ -134,9 +157,18 @@ pub fn compare(expectations: &Expectations, results: &[TestResult]) -> (Vec<Stri
                 "UNEXPECTED PASS {}: expected to fail because {why}; remove it from the expectations",
                 r.id
             )),
+            Verdict::ExpectedSkip(_) => {}
             Verdict::ExpectedFailureSkipped(why) => lines.push(format!(
-                "note: {} is expected to fail ({why}) but was skipped: {}",
+                "UNEXPECTED SKIP {}: {} (expected to fail because {why})",
                 r.id, r.reason
+            )),
+            Verdict::UnexpectedSkip => lines.push(format!(
+                "UNEXPECTED SKIP {}: {} (not in the expectations: record it under expected_skips with the reason, or make the test run)",
+                r.id, r.reason
+            )),
+            Verdict::StaleSkip(why) => lines.push(format!(
+                "STALE SKIP {}: recorded as skipping ({why}) but it ran and passed; remove it from expected_skips",
+                r.id
             )),
         }
     }
@@ -159,7 +191,8 @@ mod tests {
 
     fn expectations() -> Expectations {
         serde_json::from_str(
-            r#"{"runtime": "podman", "expected_failures": {"A-001": "a reason", "A-002": "b reason", "A-005": "c"}}"#,
+            r#"{"runtime": "podman", "expected_failures": {"A-001": "a reason", "A-002": "b reason", "A-005": "c"},
+                "expected_skips": {"A-006": "d", "A-007": "e"}}"#,
         )
         .unwrap()
     }
@@ -173,6 +206,9 @@ mod tests {
             result("A-003", Status::Failed),
             result("A-004", Status::Passed),
             result("A-005", Status::Skipped),
+            result("A-006", Status::Skipped),
+            result("A-007", Status::Passed),
+            result("A-008", Status::Skipped),
         ];
         let verdicts: Vec<Verdict> = results.iter().map(|r| verdict(&e, r)).collect();
         assert_eq!(
@@ -183,6 +219,9 @@ mod tests {
                 Verdict::UnexpectedFailure,
                 Verdict::AsExpected,
                 Verdict::ExpectedFailureSkipped("c".into()),
+                Verdict::ExpectedSkip("d".into()),
+                Verdict::StaleSkip("e".into()),
+                Verdict::UnexpectedSkip,
             ]
         );
         let (lines, ok) = compare(&e, &results);
@@ -193,11 +232,23 @@ mod tests {
                 "expected failure A-001: a reason",
                 "UNEXPECTED PASS A-002: expected to fail because b reason; remove it from the expectations",
                 "UNEXPECTED FAILURE A-003: A-003 said so (not in the expectations)",
-                "note: A-005 is expected to fail (c) but was skipped: A-005 said so",
+                "UNEXPECTED SKIP A-005: A-005 said so (expected to fail because c)",
+                "STALE SKIP A-007: recorded as skipping (e) but it ran and passed; remove it from expected_skips",
+                "UNEXPECTED SKIP A-008: A-008 said so (not in the expectations: record it under expected_skips with the reason, or make the test run)",
             ]
         );
-        let (_, ok) = compare(&e, &[result("A-001", Status::Failed)]);
+        let (_, ok) = compare(
+            &e,
+            &[
+                result("A-001", Status::Failed),
+                result("A-006", Status::Skipped),
+                result("A-004", Status::Passed),
+            ],
+        );
         assert!(ok);
+        // A skip nobody recorded fails the run on its own.
+        let (_, ok) = compare(&e, &[result("A-008", Status::Skipped)]);
+        assert!(!ok);
     }
 
     #[test]
@@ -222,6 +273,19 @@ mod tests {
         std::fs::write(
             &path,
             r#"{"runtime": "podman", "expected_failures": {"A-001": " "}}"#,
+        )
+        .unwrap();
+        assert!(Expectations::load(&path, &known).is_err());
+        std::fs::write(
+            &path,
+            r#"{"runtime": "podman", "expected_failures": {"A-001": "x"}, "expected_skips": {"A-001": "y"}}"#,
+        )
+        .unwrap();
+        let err = Expectations::load(&path, &known).unwrap_err().to_string();
+        assert!(err.ends_with("both to fail and to skip"), "{err}");
+        std::fs::write(
+            &path,
+            r#"{"runtime": "podman", "expected_skips": {"Z-009": "typo"}}"#,
         )
         .unwrap();
         assert!(Expectations::load(&path, &known).is_err());

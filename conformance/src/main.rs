@@ -49,7 +49,7 @@ options:
                        share-process-namespace, same-kernel, pod-pids, container-pids=N,
                        init-containers, restart-policy, unschedulable, oom-reason, all
   --probe-image REF    the probe image (default: podlab.local/probe:latest)
-  --expectations FILE  the runtime's expected failures (default:
+  --expectations FILE  the runtime's expected failures and skips (default:
                        conformance/expectations/<runtime>.json when it exists)
   --focus PATTERN      run only tests whose ID or MUST sentence matches
   --skip PATTERN       do not run tests that match
@@ -65,10 +65,11 @@ options:
 PATTERN is not a regular expression: substrings separated by `|`, matched
 without case against the ID and the MUST sentence (e.g. 'NET-00|UTS-001').
 
-exit status: 0 when the results match the expectations (every failure is an
-expected one, and no expected failure passed) and nothing was left behind;
-1 otherwise, or (--mutants) when a variant was not caught; 2 on usage errors;
-3 when no test ran (nothing selected, or everything skipped).
+exit status: 0 when the results match the expectations (every failure and
+every skip is one they record, nothing recorded as failing passed, nothing
+recorded as skipping ran) and nothing was left behind; 1 otherwise, or
+(--mutants) when a variant was not caught; 2 on usage errors; 3 when no test
+ran (nothing selected, or everything skipped).
 ";
 
 /// Which adapter `--runtime` names.
@@ -318,9 +319,10 @@ fn run(args: Args) -> Result<ExitCode> {
     );
     if let Some((path, e)) = &expected {
         println!(
-            "expectations: {} ({} expected failures)",
+            "expectations: {} ({} expected failures, {} expected skips)",
             path.display(),
-            e.expected_failures.len()
+            e.expected_failures.len(),
+            e.expected_skips.len()
         );
     }
     let results = runner::run(rt.as_ref(), &selected, &options, &|r| {

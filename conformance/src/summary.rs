@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::expectations::Expectations;
+use crate::expectations::{self, Expectations, Verdict};
+use crate::report::TestResult;
+use crate::suite::Status;
 
 /// The part of a results.json entry the summary shows.
 #[derive(Clone, Debug, Deserialize)]
@@ -47,15 +49,68 @@ pub fn read_runs(dir: &Path) -> std::io::Result<Vec<(String, Vec<Row>)>> {
     Ok(runs)
 }
 
-fn cell(status: &str, expected_failure: bool) -> &'static str {
-    match (status, expected_failure) {
-        ("passed", false) => "PASS",
-        ("passed", true) => "PASS (expected FAIL)",
-        ("failed", true) => "xfail",
-        ("failed", false) => "**FAIL**",
-        ("skipped", _) => "skip",
-        _ => "?",
+/// How a row compares with the run's expectations (none: every failure
+/// and skip is unexpected).
+fn verdict(run: &Run, row: &Row) -> Option<Verdict> {
+    let status = match row.status.as_str() {
+        "passed" => Status::Passed,
+        "failed" => Status::Failed,
+        "skipped" => Status::Skipped,
+        _ => return None,
+    };
+    let result = TestResult {
+        id: row.id.clone(),
+        status,
+        reason: String::new(),
+        must: String::new(),
+        duration_ms: 0,
+    };
+    let none = Expectations::default();
+    Some(expectations::verdict(
+        run.expectations.as_ref().unwrap_or(&none),
+        &result,
+    ))
+}
+
+fn cell(v: Option<&Verdict>) -> &'static str {
+    match v {
+        Some(Verdict::AsExpected) => "PASS",
+        Some(Verdict::UnexpectedPass(_)) => "**PASS** (expected FAIL)",
+        Some(Verdict::StaleSkip(_)) => "**PASS** (expected skip)",
+        Some(Verdict::ExpectedFailure(_)) => "xfail",
+        Some(Verdict::UnexpectedFailure) => "**FAIL**",
+        Some(Verdict::ExpectedSkip(_)) => "xskip",
+        Some(Verdict::UnexpectedSkip | Verdict::ExpectedFailureSkipped(_)) => "**SKIP**",
+        None => "?",
     }
+}
+
+/// The five counts of a run: passed, failed as recorded, skipped as
+/// recorded, anything else (unexpected), and failed in all.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    expected_failures: usize,
+    expected_skips: usize,
+    unexpected: usize,
+}
+
+fn counts(verdicts: &[Verdict], statuses: &BTreeMap<&str, &str>) -> Counts {
+    let mut c = Counts {
+        passed: statuses.values().filter(|s| **s == "passed").count(),
+        failed: statuses.values().filter(|s| **s == "failed").count(),
+        ..Counts::default()
+    };
+    for v in verdicts {
+        match v {
+            Verdict::ExpectedFailure(_) => c.expected_failures += 1,
+            Verdict::ExpectedSkip(_) => c.expected_skips += 1,
+            Verdict::AsExpected => {}
+            _ => c.unexpected += 1,
+        }
+    }
+    c
 }
 
 /// The Markdown summary. `order` is the suite's test order; IDs not in it
@@ -81,8 +136,9 @@ pub fn markdown(runs: &[Run], order: &[&str]) -> String {
     }
     md.push_str(
         "PASS passed · **FAIL** failed unexpectedly · xfail failed as the runtime's \
-         expectations record · skip skipped (the runtime lacks what the test needs) · \
-         — not run.\n\n",
+         expectations record · xskip skipped as they record (the runtime lacks what the \
+         test needs) · **SKIP** skipped unexpectedly · — not run. The counts at the end \
+         tell how many tests each runtime really passed.\n\n",
     );
     let _ = write!(md, "| Test |");
     for r in runs {
@@ -100,24 +156,46 @@ pub fn markdown(runs: &[Run], order: &[&str]) -> String {
                 .collect()
         })
         .collect();
+    let verdicts: Vec<BTreeMap<&str, Option<Verdict>>> = runs
+        .iter()
+        .map(|r| {
+            r.rows
+                .iter()
+                .map(|row| (row.id.as_str(), verdict(r, row)))
+                .collect()
+        })
+        .collect();
     for id in &ids {
         let _ = write!(md, "| {id} |");
-        for (run, statuses) in runs.iter().zip(&by_run) {
-            let expected = run
-                .expectations
-                .as_ref()
-                .is_some_and(|e| e.expected_failures.contains_key(id));
-            let text = statuses.get(id.as_str()).map_or("—", |s| cell(s, expected));
+        for v in &verdicts {
+            let text = v.get(id.as_str()).map_or("—", |v| cell(v.as_ref()));
             let _ = write!(md, " {text} |");
         }
         md.push('\n');
     }
-    let _ = write!(md, "| **passed** |");
-    for statuses in &by_run {
-        let passed = statuses.values().filter(|s| **s == "passed").count();
-        let _ = write!(md, " {passed}/{} |", statuses.len());
+    let all: Vec<Counts> = verdicts
+        .iter()
+        .zip(&by_run)
+        .map(|(v, statuses)| {
+            let v: Vec<Verdict> = v.values().flatten().cloned().collect();
+            counts(&v, statuses)
+        })
+        .collect();
+    type Count = fn(&Counts) -> usize;
+    let rows: [(&str, Count); 5] = [
+        ("**passed**", |c| c.passed),
+        ("**failed**", |c| c.failed),
+        ("expected failures", |c| c.expected_failures),
+        ("expected skips", |c| c.expected_skips),
+        ("**unexpected**", |c| c.unexpected),
+    ];
+    for (label, get) in rows {
+        let _ = write!(md, "| {label} |");
+        for (c, statuses) in all.iter().zip(&by_run) {
+            let _ = write!(md, " {}/{} |", get(c), statuses.len());
+        }
+        md.push('\n');
     }
-    md.push('\n');
     md
 }
 
@@ -139,6 +217,12 @@ mod tests {
                 runtime: runtime.into(),
                 expected_failures: xfail
                     .iter()
+                    .filter(|id| !id.starts_with("skip:"))
+                    .map(|id| (id.to_string(), "why".to_string()))
+                    .collect(),
+                expected_skips: xfail
+                    .iter()
+                    .filter_map(|id| id.strip_prefix("skip:"))
                     .map(|id| (id.to_string(), "why".to_string()))
                     .collect(),
             }),
@@ -163,13 +247,14 @@ mod tests {
                     ("NET-001", "passed"),
                     ("CGR-004", "failed"),
                     ("LIFE-003", "skipped"),
+                    ("LIFE-004", "skipped"),
                 ],
-                &["CGR-004"],
+                &["CGR-004", "skip:LIFE-003"],
             ),
         ];
         insta::assert_snapshot!(markdown(
             &runs,
-            &["NET-001", "NET-002", "CGR-004", "LIFE-003"]
+            &["NET-001", "NET-002", "CGR-004", "LIFE-003", "LIFE-004"]
         ));
     }
 

@@ -128,7 +128,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     }
     // What podlab offers (as its own adapter declares), spelled as --caps.
     let caps = format!(
-        "pod-ip,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
+        "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
          node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
          unschedulable,oom-reason",
         podlab::config::DEFAULT_PIDS_LIMIT

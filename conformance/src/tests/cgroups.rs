@@ -9,13 +9,13 @@ use crate::suite::{fail, skip, Check, Ctx, Outcome, TestCase};
 pub const CASES: &[TestCase] = &[
     case!("CGR-001", memory_limit_per_container,
         must: "Each container MUST run in a cgroup whose memory limit is its own resources.limits.memory.",
-        method: "Starts containers with 64Mi and 96Mi memory limits and reads the limit of the cgroup each sits in from inside; skipped when containers cannot see their cgroup."),
+        method: "Starts containers with 64Mi and 96Mi memory limits and reads the limit of the cgroup each sits in from inside; skipped when the runtime does not declare cgroup-visible; fails when it does and a container sees no cgroup."),
     case!("CGR-002", cpu_limit_per_container,
         must: "Each container MUST run in a cgroup whose CPU quota is its own resources.limits.cpu.",
-        method: "Starts containers with 250m and 500m CPU limits and reads the CFS quota and period of each container's cgroup from inside (quota/period must equal the limit); skipped when containers cannot see their cgroup."),
+        method: "Starts containers with 250m and 500m CPU limits and reads the CFS quota and period of each container's cgroup from inside (quota/period must equal the limit); skipped when the runtime does not declare cgroup-visible; fails when it does and a container sees no cgroup."),
     case!("CGR-003", pids_limit_per_container,
         must: "Each container MUST run in a cgroup with the pids limit the runtime declares for containers.",
-        method: "Reads pids.max of each container's cgroup from inside and compares it with the per-container pids limit the adapter declares; skipped when the runtime declares none or containers cannot see their cgroup."),
+        method: "Reads pids.max of each container's cgroup from inside and compares it with the per-container pids limit the adapter declares; skipped when the runtime declares no per-container limit or does not declare cgroup-visible."),
     case!("CGR-004", memory_limit_enforced,
         must: "A container that uses more memory than its limit MUST be OOM-killed, while a container of the same pod with a larger limit keeps running.",
         method: "In a pod with containers small (64Mi) and large (256Mi), the probe allocates and touches 128 MiB in each: in small it must be killed by SIGKILL (exit status 137), in large it must succeed, and large must still be running without restarts."),
@@ -38,12 +38,13 @@ fn need_visible_cgroups(ctx: &Ctx) -> Check {
     Ok(())
 }
 
-/// `probe cgroup` in a container; skips when the container sees no cgroupfs.
+/// `probe cgroup` in a container. Callers run only when the runtime
+/// declares cgroup-visible, so a container that sees no cgroupfs fails.
 fn cgroup(pod: &PodGuard, container: &str) -> Result<Value, Outcome> {
     let v = pod.probe(container, &["cgroup"])?;
     if v.get("visible").and_then(Value::as_bool) != Some(true) {
-        return Err(skip(format!(
-            "container {container} of pod {} cannot read its cgroup limits under /sys/fs/cgroup",
+        return Err(fail(format!(
+            "container {container} of pod {} cannot read its cgroup limits under /sys/fs/cgroup although the runtime declares cgroup-visible ({v})",
             pod.name
         )));
     }

@@ -154,7 +154,10 @@ fn pod_ip_on_interfaces(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let pod = PodGuard::create(rt, ctx, &two_containers(ctx, "net-podip"))?;
     let status = pod.running()?;
     let Some(ip) = status.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
-        return Err(skip("status.podIP is not set: the pod has no pod network"));
+        return Err(fail(format!(
+            "status.podIP of pod {} is not set although the runtime declares pod-ip",
+            pod.name
+        )));
     };
     for c in ["app", "sidecar"] {
         let ifaces = interfaces(&pod, c)?;
