@@ -493,13 +493,15 @@ mod host_v1 {
 
     fn host() -> Option<Manager> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping host cgroup test: not root");
+            crate::testhook::skipped("the host cgroup tests need root");
             return None;
         }
         match detect() {
             Ok(Mode::V1) => Some(Manager::new().unwrap()),
             other => {
-                eprintln!("skipping host cgroup test: host is {other:?}, not cgroup v1");
+                crate::testhook::skipped(&format!(
+                    "the host cgroup tests need a cgroup v1 host; this one is {other:?}"
+                ));
                 None
             }
         }

@@ -21,23 +21,24 @@ pub fn skip_reason() -> Option<String> {
             "needs root (namespaces, cgroups, mounts); run `sudo cargo xtask test`".into(),
         );
     }
+    // Root without the fixtures is a broken setup, not a reason to skip.
     let images = image_root();
-    if !images.join("oci/index.json").exists() {
-        return Some(format!(
-            "no fixture images in {} (PODLAB_IMAGE_ROOT); run `cargo xtask fixtures --image-root {}` or `cargo xtask test`",
-            images.display(),
-            images.display()
-        ));
-    }
+    assert!(
+        images.join("oci/index.json").exists(),
+        "no fixture images in {} (PODLAB_IMAGE_ROOT); run `cargo xtask fixtures --image-root {}` or `cargo xtask test`",
+        images.display(),
+        images.display()
+    );
     None
 }
 
-/// Skips the calling test with a visible reason when it cannot run.
+/// Skips the calling test, recorded by name with its reason (see
+/// `podlab::testhook::skipped`), when it cannot run.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if let Some(reason) = common::skip_reason() {
-            eprintln!("SKIPPED {}: {reason}", module_path!());
+            podlab::testhook::skipped(&reason);
             return;
         }
     };
