@@ -21,10 +21,10 @@ pub const CASES: &[TestCase] = &[
         method: "In a pod with containers small (64Mi) and large (256Mi), the probe allocates and touches 128 MiB in each: in small it must be killed by SIGKILL (exit status 137), in large it must succeed, and large must still be running without restarts."),
     case!("CGR-005", pod_pids_limit_enforced,
         must: "Processes in a pod MUST NOT outnumber the pod's pids limit.",
-        method: "In a pod with spec.resources.limits.pids 64, the probe forks until fork fails (at most 200 children); it must fail (EAGAIN) before 64 children. Skipped when the runtime does not honour a pod-level pids limit."),
+        method: "In a pod with spec.resources.limits.pids 64, container holder keeps 40 sleep processes (the test waits until it sees them) while the probe in container app forks until fork fails (at most 200 children); it must fail (EAGAIN) before 24 children, so a limit applied to each container alone fails. Skipped when the runtime does not honour a pod-level pids limit."),
     case!("CGR-006", container_pids_limit_enforced,
         must: "Processes in a container MUST NOT outnumber the container's pids limit.",
-        method: "The probe forks until fork fails, up to 64 more children than the per-container pids limit the adapter declares; it must fail before reaching the limit. Skipped when the runtime declares no per-container pids limit."),
+        method: "The probe forks until fork fails, up to 64 more children than the per-container pids limit the adapter declares; it must fail, with EAGAIN, before reaching the limit. Skipped when the runtime declares no per-container pids limit."),
     case!("CGR-007", cpu_limit_enforced,
         must: "A container MUST NOT use more CPU time than its CPU limit allows over the wall time it runs.",
         method: "In a container limited to 250m, the probe spins for 2 s of wall time and reports its CPU time, which must stay within 0.25 × wall time × 1.25 + 100 ms (an upper bound only, so a busy machine cannot fail it). Runs alone.",
@@ -212,12 +212,21 @@ fn pod_pids_limit_enforced(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "the runtime does not honour a pod-level pids limit (spec.resources.limits.pids)",
         ));
     }
-    let manifest = PodManifest::sleepers(ctx, "cgr-podpids", &["app"]).pod_limit("pids", "64");
+    // One container holds HELD processes, so a limit that is really per
+    // container (64 each) lets app fork far more than the pod has left.
+    let hold = format!("i=0; while [ $i -lt {HELD} ]; do sleep 3600 & i=$((i+1)); done; wait");
+    let manifest = PodManifest::new(ctx, "cgr-podpids")
+        .container(ContainerSpec::new(ctx, "holder").command(&["sh", "-c", &hold]))
+        .container(ContainerSpec::new(ctx, "app"))
+        .pod_limit("pids", "64");
     let pod = PodGuard::start(rt, ctx, &manifest)?;
+    wait_holding(&pod, "holder", HELD, ctx.timeouts.start)?;
     let (forked, v) = fork_until_fail(&pod, "app", 200)?;
-    if ok(&v) || forked >= 64 {
+    let room = 64 - HELD;
+    if ok(&v) || forked >= room {
         return Err(fail(format!(
-            "container app of pod {} forked {forked} processes with a pod pids limit of 64{}: the limit is not enforced",
+            "container app of pod {} forked {forked} processes while container holder held {HELD}, \
+             with a pod pids limit of 64 (at most {room} left){}: the limit is not enforced on the pod as a whole",
             pod.name,
             if ok(&v) { " and fork never failed" } else { "" }
         )));
@@ -230,6 +239,36 @@ fn pod_pids_limit_enforced(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         )));
     }
     Ok(())
+}
+
+/// How many processes CGR-005's holder container keeps alive.
+const HELD: i64 = 40;
+
+/// Polls until `container` runs at least `count` processes besides its
+/// PID 1 and the exec'd shell that counts them (builtins only, so the count
+/// adds no process of its own).
+fn wait_holding(
+    pod: &PodGuard,
+    container: &str,
+    count: i64,
+    within: std::time::Duration,
+) -> Result<(), Outcome> {
+    let script = "set -- /proc/[0-9]*; echo $(($# - 2))";
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let out = pod.exec(container, &["sh", "-c", script])?;
+        let seen: i64 = out.stdout.trim().parse().unwrap_or(-1);
+        if seen >= count {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "container {container} of pod {} runs {seen} processes besides its PID 1, not the {count} it starts (stdout {:?}, stderr {:?})",
+                pod.name, out.stdout, out.stderr
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn container_pids_limit_enforced(rt: &dyn Runtime, ctx: &Ctx) -> Check {
@@ -247,6 +286,13 @@ fn container_pids_limit_enforced(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "container app of pod {} forked {forked} processes with a container pids limit of {limit}{}: the limit is not enforced",
             pod.name,
             if ok(&v) { " and fork never failed" } else { "" }
+        )));
+    }
+    if error_name(&v) != "EAGAIN" {
+        return Err(fail(format!(
+            "fork in container app of pod {} failed after {forked} children with {} instead of EAGAIN ({v})",
+            pod.name,
+            error_name(&v)
         )));
     }
     Ok(())

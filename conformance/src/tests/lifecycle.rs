@@ -32,8 +32,11 @@ pub const CASES: &[TestCase] = &[
         must: "With restartPolicy Never, a pod whose container exits 0 MUST end Succeeded and one whose container exits non-zero MUST end Failed with that exit code, neither restarted.",
         method: "Creates two pods with restartPolicy Never whose container runs `sh -c 'exit 0'` and `sh -c 'exit 3'`; waits for each to end, failing at once on a restart, then watches a few seconds more: phases Succeeded and Failed, the second container terminated with exitCode 3, restartCount 0. Skipped when the runtime does not honour restart policies."),
     case!("LIFE-008", on_failure_restarts,
-        must: "With restartPolicy OnFailure, a container that exits non-zero MUST be restarted.",
-        method: "Creates a pod with restartPolicy OnFailure whose container exits 1 after 0.3 s; waits until its restartCount is at least 1 with the earlier run recorded as terminated with exit code 1, and the pod never Failed. Skipped when the runtime does not honour restart policies."),
+        must: "With restartPolicy OnFailure, a container that exits non-zero MUST be restarted, and a pod whose container exits 0 MUST end Succeeded without a restart.",
+        method: "Creates a pod with restartPolicy OnFailure whose container exits 1 after 0.3 s; waits until its restartCount is at least 1 with the earlier run recorded as terminated with exit code 1, and the pod never Failed. Then a pod with restartPolicy OnFailure whose container exits 0 must end Succeeded and stay so, restartCount 0, for a few seconds. Skipped when the runtime does not honour restart policies."),
+    case!("LIFE-013", always_restarts_after_success,
+        must: "With restartPolicy Always, a container that exits 0 MUST be restarted.",
+        method: "Creates a pod with restartPolicy Always whose container exits 0 after 0.3 s; waits until its restartCount is at least 1 with the earlier run recorded as terminated with exit code 0, and the pod never Succeeded or Failed. Skipped when the runtime does not honour restart policies."),
     case!("LIFE-009", oom_killed_is_reported,
         must: "A container killed for going past its memory limit MUST be reported terminated with reason OOMKilled.",
         method: "Runs `probe alloc 200` (touches 200 MiB) as the only process of a container limited to 64Mi with restartPolicy Never; waits until the container's state or lastState is terminated and requires reason OOMKilled. Skipped when the runtime does not report the reason."),
@@ -45,7 +48,7 @@ pub const CASES: &[TestCase] = &[
         method: "Creates a pod requesting 100Ti of memory; polls for a few seconds: every observation must be Pending with no container running or terminated, and the last one must carry PodScheduled=False with reason Unschedulable. Skipped when the runtime does not schedule against node resources."),
     case!("LIFE-012", delete_terms_then_kills,
         must: "Deleting a pod MUST send its containers SIGTERM first and SIGKILL only once the grace period is over.",
-        method: "Runs two pods: one whose shell exits on SIGTERM (grace 30 s), one whose shell ignores SIGTERM (grace 3 s); deletes each with its grace period and times the delete: the first must be gone well within its grace (under 10 s: it got SIGTERM), the second not before 2.5 s (nothing killed it early) and within 25 s (SIGKILL came). Skipped when the adapter cannot delete with a grace period."),
+        method: "Runs two pods: one whose shell exits on SIGTERM (grace 30 s), one whose shell notes SIGTERM in a file and keeps running (grace 3 s); deletes each with its grace period and times the delete: the first must be gone well within its grace (under 10 s: it got SIGTERM), the second not before 2.5 s (nothing killed it early) and within 25 s (SIGKILL came). While the second is being deleted, exec into it must show within 2.5 s the note its SIGTERM trap writes (SIGTERM came and the container still runs). Skipped when the adapter cannot delete with a grace period."),
 ];
 
 /// How far along the lifecycle a phase is; None for an unknown phase.
@@ -575,10 +578,15 @@ fn restart_never_ends_the_pod(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             )
         })?;
     }
-    // An ended pod stays ended: nothing restarts it later.
+    stays_ended(rt, ctx, &[(&ok, "Succeeded"), (&bad, "Failed")], "Never")
+}
+
+/// An ended pod stays ended: watched for the settle time, each pod keeps
+/// its phase and nothing restarts its containers.
+fn stays_ended(rt: &dyn Runtime, ctx: &Ctx, pods: &[(&RawPod, &str)], policy: &str) -> Check {
     let start = Instant::now();
     while start.elapsed() < ctx.timeouts.settle {
-        for (pod, want_phase) in [(&ok, "Succeeded"), (&bad, "Failed")] {
+        for (pod, want_phase) in pods {
             let Some(p) = rt.get_pod(&pod.name)? else {
                 return Err(fail(format!("pod {} disappeared after it ended", pod.name)));
             };
@@ -586,10 +594,10 @@ fn restart_never_ends_the_pod(rt: &dyn Runtime, ctx: &Ctx) -> Check {
                 .iter()
                 .map(|c| c.restart_count)
                 .sum();
-            ensure(runtime::phase(&p) == want_phase && restarts == 0, || {
+            ensure(runtime::phase(&p) == *want_phase && restarts == 0, || {
                 format!(
                     "pod {} ended {want_phase} but later showed {} (restartCount {restarts}): \
-                     restartPolicy Never must not restart it",
+                     restartPolicy {policy} must not restart it",
                     pod.name,
                     runtime::describe(&p)
                 )
@@ -629,6 +637,61 @@ fn on_failure_restarts(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             let app = find(runtime::container_statuses(p), "app")?;
             let exited_1 = terminated(app).is_some_and(|t| t.exit_code == 1);
             (app.restart_count >= 1 && exited_1).then_some(Ok(()))
+        },
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    // OnFailure is not Always: a container that exits 0 ends the pod.
+    let done = RawPod::create(
+        rt,
+        ctx,
+        "life-onfail-ok",
+        json!({
+            "restartPolicy": "OnFailure",
+            "containers": [sh(ctx, "app", "exit 0")],
+        }),
+    )?;
+    let ended = wait_ended(rt, ctx, &done.name)?;
+    ensure(runtime::phase(&ended) == "Succeeded", || {
+        format!(
+            "pod {} (restartPolicy OnFailure, container exits 0) ended {}, not Succeeded: {}",
+            done.name,
+            runtime::phase(&ended),
+            runtime::describe(&ended)
+        )
+    })?;
+    stays_ended(rt, ctx, &[(&done, "Succeeded")], "OnFailure")
+}
+
+fn always_restarts_after_success(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.restart_policy {
+        return Err(skip("the runtime does not honour restartPolicy"));
+    }
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "life-always",
+        json!({
+            "restartPolicy": "Always",
+            "containers": [sh(ctx, "app", "sleep 0.3; exit 0")],
+        }),
+    )?;
+    let name = pod.name.clone();
+    runtime::wait_for(
+        rt,
+        &pod.name,
+        "container app restarted after exiting 0",
+        ctx.timeouts.start,
+        |p| {
+            let phase = runtime::phase(p);
+            if phase == "Succeeded" || phase == "Failed" {
+                return Some(Err(runtime::Error::Other(format!(
+                    "pod {name} (restartPolicy Always) ended {phase} instead of restarting its container: {}",
+                    runtime::describe(p)
+                ))));
+            }
+            let app = find(runtime::container_statuses(p), "app")?;
+            let exited_0 = terminated(app).is_some_and(|t| t.exit_code == 0);
+            (app.restart_count >= 1 && exited_0).then_some(Ok(()))
         },
     )
     .map_err(|e| fail(e.to_string()))
@@ -791,6 +854,32 @@ fn unschedulable_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     }
 }
 
+/// Polls exec into `pod`'s container app, being deleted with a grace
+/// period, until the note its SIGTERM trap writes shows up: proof that
+/// SIGTERM came and that the container still ran after it.
+fn noted_term_while_running(rt: &dyn Runtime, ctx: &Ctx, pod: &str) -> Check {
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    let argv = ["cat".to_string(), "/tmp/term".to_string()];
+    let mut last = String::from("no exec yet");
+    while Instant::now() < deadline {
+        match rt.exec(pod, "app", &argv, ctx.timeouts.exec) {
+            Ok(out) if out.stdout.trim() == "got-term" => return Ok(()),
+            Ok(out) => {
+                last = format!(
+                    "exit {}, stdout {:?}, stderr {:?}",
+                    out.exit_code, out.stdout, out.stderr
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(fail(format!(
+        "pod {pod} (grace 3 s), being deleted, never showed that its container got SIGTERM while \
+         it still ran (its trap writes /tmp/term; the last exec: {last})"
+    )))
+}
+
 fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     // Both shells loop on short sleeps so a trap runs within 0.1 s.
     let term = RawPod::create(
@@ -808,7 +897,8 @@ fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         "life-noterm",
         json!({
             "terminationGracePeriodSeconds": 3,
-            "containers": [sh(ctx, "app", "trap '' TERM; while :; do sleep 0.1; done")],
+            // Notes the SIGTERM and goes on running.
+            "containers": [sh(ctx, "app", "trap 'echo got-term > /tmp/term' TERM; while :; do sleep 0.1; done")],
         }),
     )?;
     for pod in [&term, &stubborn] {
@@ -833,7 +923,18 @@ fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             term.name
         )
     })?;
-    let took = timed_delete(&stubborn.name, 3)?;
+    // While the delete waits out the grace period, the container must have
+    // been told (SIGTERM) and must still run: exec into it and read its note.
+    let (took, during) = std::thread::scope(|s| {
+        let delete = s.spawn(|| timed_delete(&stubborn.name, 3));
+        let seen = noted_term_while_running(rt, ctx, &stubborn.name);
+        let took = delete
+            .join()
+            .unwrap_or_else(|_| Err(fail("the delete thread panicked")));
+        (took, seen)
+    });
+    let took = took?;
+    during?;
     ensure(took >= Duration::from_millis(2500), || {
         format!(
             "deleting pod {} (grace 3 s), whose container ignores SIGTERM, took only {took:.1?}: \

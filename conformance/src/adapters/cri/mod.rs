@@ -75,6 +75,9 @@ pub struct Cri {
     /// Container logs and emptyDir volumes; removed on drop.
     dir: tempfile::TempDir,
     pods: Mutex<HashMap<String, Tracked>>,
+    /// Pods being deleted: their containers get their grace period and,
+    /// as in Kubernetes, can still be exec'd into until they stop.
+    terminating: Mutex<HashMap<String, Arc<PodEntry>>>,
     node_memory: u64,
     /// The cgroup root directories that did not exist before this run.
     new_cgroup_roots: Vec<PathBuf>,
@@ -109,6 +112,7 @@ impl Cri {
             version,
             dir,
             pods: Mutex::new(HashMap::new()),
+            terminating: Mutex::new(HashMap::new()),
             node_memory: node_memory(),
             new_cgroup_roots,
         })
@@ -221,9 +225,29 @@ impl Cri {
             return Ok(());
         };
         let entry = tracked.entry;
+        self.terminating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::clone(&entry));
+        let result = self.stop_and_remove(&entry, tracked.worker, grace);
+        self.terminating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        result
+    }
+
+    /// Stops the worker, gives every container its grace period, then
+    /// removes the sandbox and the pod's cgroup parent.
+    fn stop_and_remove(
+        &self,
+        entry: &Arc<PodEntry>,
+        worker: JoinHandle<()>,
+        grace: u32,
+    ) -> Result<(), Error> {
         entry.stop.store(true, Ordering::SeqCst);
         // The worker checks the flag every tick; a call in flight finishes.
-        let _ = tracked.worker.join();
+        let _ = worker.join();
         let (ids, sandbox) = {
             let state = entry.lock();
             let ids: Vec<String> = state
@@ -467,8 +491,16 @@ impl Runtime for Cri {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, Error> {
+        let terminating = || {
+            self.terminating
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(pod)
+                .cloned()
+        };
         let entry = self
             .entry(pod)
+            .or_else(terminating)
             .ok_or_else(|| Error::NotFound(pod.to_string()))?;
         let id = {
             let spec = spec::spec(&entry.pod).map_err(Error::Other)?;
