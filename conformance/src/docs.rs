@@ -58,16 +58,20 @@ pub fn generate(cases: &[TestCase]) -> String {
             let _ = writeln!(md, "### {}\n\n**{}**\n\n{}\n", c.id, c.must, c.method);
         }
     }
-    md.push_str(
+    md.push_str(&format!(
         "## The suite is tested too\n\n\
          `conformance --runtime podlab --mutants` runs the suite against a podlab built with the \
-         `mutants` feature, once unbroken (every test must pass) and once per variant below with \
-         `PODLAB_MUTANT` set; a variant is caught when at least one test fails. It prints the \
-         matrix of variants and failed IDs, ends with `mutation score: K/N`, and exits non-zero \
-         unless every variant is caught.\n\n| Variant | What it breaks |\n|---|---|\n",
-    );
+         `mutants` feature, once unbroken (every selected test must pass) and then, for each \
+         variant below, with `PODLAB_MUTANT` set, the tests written to catch it plus the smoke \
+         set ({}). A variant is caught only when one of its own tests fails; other failures are \
+         listed as collateral and catch nothing. It prints the matrix of variants and the own \
+         tests that failed, ends with `mutation score: K/N`, and exits non-zero unless every \
+         variant is caught. With `--focus`, only the variants with a selected test run.\n\n\
+         | Variant | What it breaks | Caught by |\n|---|---|---|\n",
+        crate::mutants::SMOKE.join(", ")
+    ));
     for v in VARIANTS {
-        let _ = writeln!(md, "| `{}` | {} |", v.name, v.breaks);
+        let _ = writeln!(md, "| `{}` | {} | {} |", v.name, v.breaks, v.tests.join(" "));
     }
     md
 }

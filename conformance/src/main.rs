@@ -580,9 +580,19 @@ fn run_mutants(
         }
     );
     let mut runs = Vec::new();
+    let ids: Vec<&str> = cases.iter().map(|c| c.id).collect();
     for v in VARIANTS {
-        println!("{}: {}", v.name, v.breaks);
-        let (failed, left) = failed_ids(args, cases, options, Some(v.name), &dir.join(v.name))?;
+        let wanted = mutants::tests_for(v, &ids);
+        if wanted.is_empty() {
+            continue;
+        }
+        let own: Vec<TestCase> = cases
+            .iter()
+            .filter(|c| wanted.contains(&c.id))
+            .cloned()
+            .collect();
+        println!("{}: {} (runs {})", v.name, v.breaks, wanted.join(" "));
+        let (failed, left) = failed_ids(args, &own, options, Some(v.name), &dir.join(v.name))?;
         println!(
             "  failed: {}",
             if failed.is_empty() {
@@ -601,7 +611,9 @@ fn run_mutants(
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("matrix.txt"), &text)?;
     println!();
-    if runs.iter().all(|r| !r.caught()) {
+    if runs.is_empty() {
+        println!("no variant has a test among the selected ones");
+    } else if runs.iter().all(|r| !r.caught()) {
         println!(
             "no variant was caught: was {} built with `--features mutants`?",
             podlab_config(args, None).bin.display()

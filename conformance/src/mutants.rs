@@ -1,111 +1,100 @@
 //! The suite tested by deliberately broken runtimes: each variant breaks
-//! one pod property; the suite must fail on every variant ("catch" it)
-//! and pass on the unbroken runtime.
+//! one pod property and names the tests written to catch it. A variant is
+//! caught only when one of its own tests fails; failures elsewhere are
+//! listed as collateral and catch nothing. The matrix runs, for each
+//! variant, its own tests and a short smoke set, so its time grows with the
+//! variants, not with variants × suite.
 
 use std::fmt::Write as _;
 
-/// A broken variant and the test family whose property it breaks.
+/// A broken variant and the tests written to catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variant {
     /// The value of `PODLAB_MUTANT`.
     pub name: &'static str,
-    /// ID prefix of the tests expected to catch it, e.g. "NET-".
-    pub family: &'static str,
+    /// The IDs of the tests that must catch it.
+    pub tests: &'static [&'static str],
     pub breaks: &'static str,
 }
 
+/// Run with every variant besides its own tests: quick tests of the pod's
+/// basic properties, so a variant that breaks everything shows as
+/// collateral instead of passing for a precise one.
+pub const SMOKE: &[&str] = &["NET-001", "UTS-003", "LIFE-004"];
+
+const fn v(name: &'static str, tests: &'static [&'static str], breaks: &'static str) -> Variant {
+    Variant {
+        name,
+        tests,
+        breaks,
+    }
+}
+
+#[rustfmt::skip]
 pub const VARIANTS: &[Variant] = &[
-    Variant {
-        name: "no-shared-net",
-        family: "NET-",
-        breaks: "each container gets its own network namespace",
-    },
-    Variant {
-        name: "no-shared-uts",
-        family: "UTS-",
-        breaks: "each container gets its own UTS namespace",
-    },
-    Variant {
-        name: "no-shared-ipc",
-        family: "IPC-",
-        breaks: "each container gets its own IPC namespace",
-    },
-    Variant {
-        name: "private-shm",
-        family: "IPC-",
-        breaks: "each container gets its own /dev/shm",
-    },
-    Variant {
-        name: "no-memory-limit",
-        family: "CGR-",
-        breaks: "container memory limits are not applied",
-    },
-    Variant {
-        name: "no-pids-limit",
-        family: "CGR-",
-        breaks: "container pids limits are not applied",
-    },
-    Variant {
-        name: "no-cpu-limit",
-        family: "CGR-",
-        breaks: "container CPU limits are not applied",
-    },
-    Variant {
-        name: "early-running",
-        family: "LIFE-",
-        breaks: "Running is reported as soon as the sandbox exists",
-    },
-    Variant {
-        name: "wrong-pod-ip",
-        family: "NET-",
-        breaks: "status.podIP is not the address the pod has",
-    },
-    Variant {
-        name: "init-unordered",
-        family: "LIFE-",
-        breaks: "init containers start all at once and app containers do not wait for them",
-    },
-    Variant {
-        name: "restart-never-ignored",
-        family: "LIFE-",
-        breaks: "restartPolicy Never and OnFailure behave like Always",
-    },
-    Variant {
-        name: "no-restart",
-        family: "LIFE-",
-        breaks: "a container that exited is never restarted",
-    },
-    Variant {
-        name: "no-grace",
-        family: "LIFE-",
-        breaks: "delete kills with SIGKILL at once, ignoring the grace period",
-    },
-    Variant {
-        name: "admit-all",
-        family: "LIFE-",
-        breaks: "the scheduler admits every pod, whatever it requests",
-    },
-    Variant {
-        name: "oom-unreported",
-        family: "LIFE-",
-        breaks: "an OOM kill is reported with reason Error instead of OOMKilled",
-    },
-    Variant {
-        name: "leak-host-fd",
-        family: "ISO-",
-        breaks: "the container starts holding a host directory descriptor (runc CVE-2024-21626 class)",
-    },
-    Variant {
-        name: "runtime-in-container",
-        family: "ISO-",
-        breaks: "the container's PID 1 stays the runtime binary, reachable through /proc/1/exe (runc CVE-2019-5736 class)",
-    },
-    Variant {
-        name: "signals-blocked",
-        family: "ISO-",
-        breaks: "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked",
-    },
+    v("no-shared-net", &["NET-001", "NET-003", "NET-004", "NET-005", "NET-007", "NET-009"],
+      "each container gets its own network namespace"),
+    v("no-shared-uts", &["UTS-003", "UTS-005"],
+      "each container gets its own UTS namespace"),
+    v("no-shared-ipc", &["IPC-001", "IPC-002", "IPC-003"],
+      "each container gets its own IPC namespace"),
+    v("private-shm", &["IPC-004"],
+      "each container gets its own /dev/shm"),
+    v("no-memory-limit", &["CGR-001", "CGR-004", "LIFE-009"],
+      "container memory limits are not applied"),
+    v("no-pids-limit", &["CGR-003", "CGR-005", "CGR-006"],
+      "container pids limits are not applied"),
+    v("no-cpu-limit", &["CGR-002", "CGR-007"],
+      "container CPU limits are not applied"),
+    v("early-running", &["LIFE-001", "LIFE-003", "LIFE-004", "LIFE-005"],
+      "Running is reported as soon as the sandbox exists"),
+    v("wrong-pod-ip", &["NET-004", "NET-011", "NET-012", "NET-013", "NET-014"],
+      "status.podIP is not the address the pod has"),
+    v("no-pod-ip", &["NET-004", "NET-011", "NET-012", "NET-013", "NET-014"],
+      "pods get an address but status.podIP stays unset, while the adapter still declares pod-ip"),
+    v("wrong-hostname", &["UTS-001", "UTS-002", "UTS-004"],
+      "every pod's hostname is a fixed name instead of its own"),
+    v("host-network-ignored", &["NET-015", "NET-016"],
+      "a hostNetwork pod gets a network namespace of its own"),
+    v("pods-in-host-netns", &["NET-002", "NET-006", "NET-008"],
+      "pods that ask for no hostNetwork run in the node's network namespace"),
+    v("host-ipc", &["IPC-005", "IPC-006", "IPC-007", "IPC-008"],
+      "the pause keeps the node's IPC namespace, so pods share it with the host and each other"),
+    v("shared-pid", &["ISO-002"],
+      "containers share the pod's PID namespace without shareProcessNamespace"),
+    v("init-unordered", &["LIFE-005", "LIFE-006"],
+      "init containers start all at once and app containers do not wait for them"),
+    v("restart-never-ignored", &["LIFE-007", "LIFE-008"],
+      "restartPolicy Never and OnFailure behave like Always"),
+    v("no-restart", &["LIFE-008", "LIFE-013"],
+      "a container that exited is never restarted"),
+    v("no-grace", &["LIFE-012"],
+      "delete kills with SIGKILL at once, ignoring the grace period"),
+    v("admit-all", &["LIFE-011"],
+      "the scheduler admits every pod, whatever it requests"),
+    v("oom-unreported", &["LIFE-009"],
+      "an OOM kill is reported with reason Error instead of OOMKilled"),
+    v("leak-host-fd", &["ISO-004"],
+      "the container starts holding a host directory descriptor (runc CVE-2024-21626 class)"),
+    v("runtime-in-container", &["ISO-005"],
+      "the container's PID 1 stays the runtime binary, reachable through /proc/1/exe (runc CVE-2019-5736 class)"),
+    v("signals-blocked", &["ISO-006", "LIFE-012"],
+      "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked"),
 ];
+
+/// The tests a variant's run needs among `selected`: its own and the
+/// smoke set. Empty when none of its own tests is selected (a focused run
+/// leaves the variant out).
+pub fn tests_for<'a>(variant: &Variant, selected: &[&'a str]) -> Vec<&'a str> {
+    if !selected.iter().any(|id| variant.tests.contains(id)) {
+        return Vec::new();
+    }
+    selected
+        .iter()
+        .filter(|id| variant.tests.contains(id) || SMOKE.contains(id))
+        .copied()
+        .collect()
+}
 
 /// The failed test IDs of one run of the suite against a variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,25 +104,34 @@ pub struct VariantRun {
 }
 
 impl VariantRun {
-    /// Caught when at least one test failed.
-    pub fn caught(&self) -> bool {
-        !self.failed.is_empty()
+    /// The variant's own tests that failed.
+    pub fn caught_by(&self) -> Vec<&str> {
+        self.failed
+            .iter()
+            .filter(|id| self.variant.tests.contains(&id.as_str()))
+            .map(String::as_str)
+            .collect()
     }
 
-    /// Failures outside the variant's family: tests that fail for a
-    /// property the variant was not meant to break.
+    /// Caught when at least one of its own tests failed.
+    pub fn caught(&self) -> bool {
+        !self.caught_by().is_empty()
+    }
+
+    /// Failures of other tests: they fail for a property the variant was
+    /// not meant to break, and catch nothing.
     pub fn collateral(&self) -> Vec<&str> {
         self.failed
             .iter()
-            .filter(|id| !id.starts_with(self.variant.family))
+            .filter(|id| !self.variant.tests.contains(&id.as_str()))
             .map(String::as_str)
             .collect()
     }
 }
 
-/// The matrix: one row per variant with the IDs that failed, a note for
-/// failures outside the variant's family, the unbroken baseline's
-/// failures, and the score as the last line.
+/// The matrix: one row per variant with its own tests that failed (what
+/// catches it), a note for the other failures (collateral), the unbroken
+/// baseline's failures, and the score as the last line.
 pub fn matrix(baseline_failed: &[String], runs: &[VariantRun]) -> String {
     let width = runs
         .iter()
@@ -141,7 +139,7 @@ pub fn matrix(baseline_failed: &[String], runs: &[VariantRun]) -> String {
         .chain(["(none: baseline)".len()])
         .max()
         .unwrap_or(0);
-    let mut out = format!("{:<width$}  {:<6}  FAILED TESTS\n", "VARIANT", "CAUGHT");
+    let mut out = format!("{:<width$}  {:<6}  OWN TESTS FAILED\n", "VARIANT", "CAUGHT");
     let baseline = if baseline_failed.is_empty() {
         "-".to_string()
     } else {
@@ -158,10 +156,11 @@ pub fn matrix(baseline_failed: &[String], runs: &[VariantRun]) -> String {
         }
     );
     for r in runs {
-        let failed = if r.failed.is_empty() {
+        let own = r.caught_by();
+        let failed = if own.is_empty() {
             "-".to_string()
         } else {
-            r.failed.join(" ")
+            own.join(" ")
         };
         let _ = writeln!(
             out,
@@ -175,17 +174,18 @@ pub fn matrix(baseline_failed: &[String], runs: &[VariantRun]) -> String {
         if !collateral.is_empty() {
             let _ = writeln!(
                 out,
-                "note: {} also failed {} (outside {}*)",
+                "collateral: {} also failed {} (not its own tests: they catch nothing)",
                 r.variant.name,
-                collateral.join(" "),
-                r.variant.family
+                collateral.join(" ")
             );
         }
         if !r.caught() {
             let _ = writeln!(
                 out,
-                "missed: {} ({}) — no test failed",
-                r.variant.name, r.variant.breaks
+                "missed: {} ({}) — none of its own tests ({}) failed",
+                r.variant.name,
+                r.variant.breaks,
+                r.variant.tests.join(" ")
             );
         }
     }
@@ -223,9 +223,75 @@ mod tests {
             run("no-shared-net", &["NET-001", "NET-003", "NET-005"]),
             run("private-shm", &["IPC-004", "ISO-001"]),
             run("no-cpu-limit", &[]),
+            // Caught only by collateral failures: not caught.
+            run("no-grace", &["NET-001", "LIFE-004"]),
         ];
         insta::assert_snapshot!(matrix(&[], &runs));
         assert!(!all_caught(&[], &runs));
+        assert!(!runs[3].caught());
+        assert_eq!(runs[3].collateral(), ["NET-001", "LIFE-004"]);
+    }
+
+    #[test]
+    fn a_variant_runs_its_own_tests_and_the_smoke_set() {
+        let grace = VARIANTS.iter().find(|v| v.name == "no-grace").unwrap();
+        let all = ["NET-001", "NET-002", "UTS-003", "LIFE-004", "LIFE-012"];
+        assert_eq!(
+            tests_for(grace, &all),
+            ["NET-001", "UTS-003", "LIFE-004", "LIFE-012"]
+        );
+        // A focus without its own tests leaves the variant out.
+        assert!(tests_for(grace, &["NET-001", "NET-002"]).is_empty());
+    }
+
+    #[test]
+    fn every_variant_names_real_tests_and_every_family_has_a_variant() {
+        let all = crate::tests::all();
+        let ids: Vec<&str> = all.iter().map(|c| c.id).collect();
+        for v in VARIANTS {
+            assert!(!v.tests.is_empty(), "{} names no test", v.name);
+            for t in v.tests {
+                assert!(
+                    ids.contains(t),
+                    "{} names {t}, not a test of the suite",
+                    v.name
+                );
+            }
+        }
+        for smoke in SMOKE {
+            assert!(ids.contains(smoke), "smoke test {smoke} is not a test");
+        }
+        let families: std::collections::BTreeSet<&str> =
+            ids.iter().filter_map(|id| id.split('-').next()).collect();
+        for family in families {
+            assert!(
+                VARIANTS
+                    .iter()
+                    .any(|v| v.tests.iter().any(|t| t.starts_with(&format!("{family}-")))),
+                "no variant is written to be caught by the {family} tests"
+            );
+        }
+    }
+
+    /// podlab's list of mutants (runtime/src/mutants.rs) and this one are
+    /// the same set of names.
+    #[test]
+    fn the_runtime_and_the_suite_list_the_same_variants() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/src/mutants.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let all = text.split("pub const ALL").nth(1).expect("Mutant::ALL");
+        let body = all.split("];").next().unwrap();
+        let mut runtime: Vec<&str> = body
+            .split("(\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect();
+        runtime.sort();
+        let mut suite: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
+        suite.sort();
+        assert_eq!(runtime, suite);
+        assert!(suite.len() >= 24);
     }
 
     #[test]
@@ -245,6 +311,6 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), VARIANTS.len());
-        assert!(VARIANTS.len() >= 8);
+        assert!(VARIANTS.len() >= 24);
     }
 }

@@ -37,10 +37,25 @@ pub enum Mutant {
     /// The container starts with the shim's signalfd mask (SIGCHLD, SIGTERM,
     /// SIGINT blocked), so it never sees the SIGTERM of a delete.
     SignalsBlocked,
+    /// The pod gets its address, but status.podIP and podIPs stay unset:
+    /// a runtime that declares pod IPs and does not report them.
+    NoPodIp,
+    /// Every pod's hostname is the same fixed name.
+    WrongHostname,
+    /// `hostNetwork: true` is ignored: the pod gets its own network namespace.
+    HostNetworkIgnored,
+    /// Pods that do not ask for hostNetwork run in the node's network
+    /// namespace (with the pod's own hostname and status as before).
+    PodsInHostNetns,
+    /// The pause keeps the node's IPC namespace instead of creating one.
+    HostIpc,
+    /// Containers share the pause's PID namespace although the pod does
+    /// not set shareProcessNamespace.
+    SharedPid,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 18] = [
+    pub const ALL: [(&'static str, Mutant); 24] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -59,6 +74,12 @@ impl Mutant {
         ("leak-host-fd", Mutant::LeakHostFd),
         ("runtime-in-container", Mutant::RuntimeInContainer),
         ("signals-blocked", Mutant::SignalsBlocked),
+        ("no-pod-ip", Mutant::NoPodIp),
+        ("wrong-hostname", Mutant::WrongHostname),
+        ("host-network-ignored", Mutant::HostNetworkIgnored),
+        ("pods-in-host-netns", Mutant::PodsInHostNetns),
+        ("host-ipc", Mutant::HostIpc),
+        ("shared-pid", Mutant::SharedPid),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -157,7 +157,12 @@ pub fn pause_main(netns: Option<PathBuf>, hostname: Option<&str>, share_pid: boo
     let mut ready = Some(ready);
     let result = (|| -> Result<(), Error> {
         let host_network = netns.is_none();
-        Plan::pause(netns, share_pid).apply()?;
+        let mut plan = Plan::pause(netns, share_pid);
+        if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::HostIpc) {
+            plan.entries
+                .retain(|(kind, _)| *kind != namespaces::Kind::Ipc);
+        }
+        plan.apply()?;
         if !host_network {
             if let Some(h) = hostname {
                 nix::unistd::sethostname(h).map_err(|e| Error::Hostname(h.into(), e))?;

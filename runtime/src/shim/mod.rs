@@ -241,7 +241,8 @@ impl Shim {
                     .map(|c| Ctr::new(Role::App, c, &config, has_init)),
             )
             .collect();
-        let share_pid = spec.share_process_namespace.unwrap_or(false);
+        let share_pid =
+            spec.share_process_namespace.unwrap_or(false) || mutant == Some(Mutant::SharedPid);
         let state = RuntimeState {
             uid: uid.clone(),
             node: network::node_name(),

@@ -42,10 +42,15 @@ impl Shim {
         let pause_leaf = pod_cg.create_leaf("pause", &Limits::default())?;
         self.pod_cgroup = Some(pod_cg);
 
-        let netns = if host_network {
-            None
-        } else {
+        let own_netns = match self.mutant {
+            Some(Mutant::HostNetworkIgnored) => true,
+            Some(Mutant::PodsInHostNetns) => false,
+            _ => !host_network,
+        };
+        let netns = if own_netns {
             Some(sandbox::create_netns(&self.uid)?)
+        } else {
+            None
         };
         self.state.netns = netns.clone();
         self.save_state()?;
@@ -65,6 +70,10 @@ impl Shim {
                     .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.clone() })
                     .collect(),
             );
+            if self.mutant == Some(Mutant::NoPodIp) {
+                self.status.pod_ip = None;
+                self.status.pod_ips = None;
+            }
         } else {
             // hostNetwork: the pod's IP is the node's, as in Kubernetes.
             self.status.pod_ip = self.status.host_ip.clone();
@@ -77,6 +86,8 @@ impl Shim {
         sandbox::mount_shm(&self.dir.shm_dir())?;
         let hostname = if host_network {
             network::node_name()
+        } else if self.mutant == Some(Mutant::WrongHostname) {
+            "podlab-mutant".to_string()
         } else {
             spec.hostname
                 .clone()
