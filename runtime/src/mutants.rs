@@ -37,10 +37,18 @@ pub enum Mutant {
     /// The container starts with the shim's signalfd mask (SIGCHLD, SIGTERM,
     /// SIGINT blocked), so it never sees the SIGTERM of a delete.
     SignalsBlocked,
+    /// A subPath is the volume's path joined with it and made with
+    /// create_dir_all, then mounted by path: a symlink the pod planted in
+    /// the volume is followed to the host (Kubernetes CVE-2017-1002101).
+    SubpathFollowsSymlinks,
+    /// A mount target is the rootfs path joined with it and mounted by
+    /// path: a symlink planted in a shared volume sends the mount to a host
+    /// path instead of the place it names inside the container.
+    MountTargetHostPath,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 18] = [
+    pub const ALL: [(&'static str, Mutant); 20] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -59,6 +67,8 @@ impl Mutant {
         ("leak-host-fd", Mutant::LeakHostFd),
         ("runtime-in-container", Mutant::RuntimeInContainer),
         ("signals-blocked", Mutant::SignalsBlocked),
+        ("subpath-follows-symlinks", Mutant::SubpathFollowsSymlinks),
+        ("mount-target-host-path", Mutant::MountTargetHostPath),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
