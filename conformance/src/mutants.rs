@@ -105,6 +105,16 @@ pub const VARIANTS: &[Variant] = &[
         family: "ISO-",
         breaks: "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked",
     },
+    Variant {
+        name: "subpath-follows-symlinks",
+        family: "ESC-",
+        breaks: "a subPath is joined to its volume and mounted by path, following a symlink the pod planted out of the volume (Kubernetes CVE-2017-1002101 class)",
+    },
+    Variant {
+        name: "mount-target-host-path",
+        family: "ESC-",
+        breaks: "a mount target is joined to the rootfs and mounted by host path, so a symlink planted in a shared volume sends the mount outside the container's root (runc CVE-2021-30465 class)",
+    },
 ];
 
 /// The failed test IDs of one run of the suite against a variant.
