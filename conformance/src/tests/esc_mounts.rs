@@ -27,7 +27,7 @@ pub const CASES: &[TestCase] = &[
         method: "The suite writes a random marker file under /tmp on the node; init container plant makes the chain l1 → d/l2 → ../l3 → / in an emptyDir, and container app mounts the volume with subPath l1 at /host. The app container may be refused; if it runs, `cat /host/tmp/<marker>` must not print the marker. Needs init containers and pods on this node's kernel."),
     case!("ESC-004", mount_target_symlink,
         must: "A mount target MUST be resolved inside the container's root filesystem, so a symlink one container planted in a shared volume where another container's nested mountPath goes sends the mount to the place it names inside that container, never outside its root (the class of runc CVE-2021-30465).",
-        method: "Init container plant writes a random marker into emptyDir data and runs `ln -s /tmp /shared/link` in emptyDir shared; container app mounts shared at /shared and data at /shared/link. The app container may be refused; if it runs, `cat /shared/link/marker` (that is, its own /tmp/marker) must print the marker: a mount that is not there went through the link on the node's filesystem instead of the container's."),
+        method: "Init container plant writes a random marker into emptyDir data and runs `ln -s /root /shared/link` in emptyDir shared; container app mounts shared at /shared and data at /shared/link. The app container may be refused; if it runs, `cat /shared/link/marker` (that is, its own /root/marker) must print the marker: a mount that is not there went through the link on the node's filesystem instead of the container's."),
     case!("ESC-005", subpath_symlink_inside_volume,
         must: "A subPath through a symlink that stays inside its volume MUST still be mounted, as Kubernetes mounts it, so refusing every symlink is not how a runtime passes ESC-001 to ESC-003.",
         method: "Init container plant writes a random marker to /vol/real/marker and runs `ln -s real /vol/inside`; container app mounts the volume with subPath inside at /data and must run, and `cat /data/marker` must print the marker."),
@@ -299,7 +299,7 @@ fn subpath_symlink_to_parent(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 fn mount_target_symlink(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     needs_init(ctx)?;
     let token = ctx.token();
-    let plant = format!("echo {token} > /data/marker && ln -s /tmp /shared/link");
+    let plant = format!("echo {token} > /data/marker && ln -s /root /shared/link");
     let spec = attack_spec(
         ctx,
         &["shared", "data"],
@@ -317,8 +317,8 @@ fn mount_target_symlink(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     if !seen.contains(&token) {
         return Err(fail(format!(
             "container app of pod {} runs, but volume data, mounted at /shared/link, is not where \
-             /shared/link leads inside the container (the planted symlink /shared/link -> /tmp, \
-             that is its own /tmp): `cat /shared/link/marker` gave {:?}; the mount target was \
+             /shared/link leads inside the container (the planted symlink /shared/link -> /root, \
+             that is its own /root): `cat /shared/link/marker` gave {:?}; the mount target was \
              resolved through the symlink outside the container's root",
             pod.name,
             seen.trim()
