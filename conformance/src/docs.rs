@@ -60,7 +60,9 @@ pub fn generate(cases: &[TestCase]) -> String {
          `mutants` feature, once unbroken (every test must pass) and once per variant below with \
          `PODLAB_MUTANT` set; a variant is caught when at least one test fails. It prints the \
          matrix of variants and failed IDs, ends with `mutation score: K/N`, and exits non-zero \
-         unless every variant is caught.\n\n| Variant | What it breaks |\n|---|---|\n",
+         unless every variant is caught. `--variants PATTERN` runs only the variants whose name or \
+         description matches (with `--focus` for their family: `--mutants --variants \
+         'subpath-follows|mount-target' --focus ESC-`).\n\n| Variant | What it breaks |\n|---|---|\n",
     );
     for v in VARIANTS {
         let _ = writeln!(md, "| `{}` | {} |", v.name, v.breaks);

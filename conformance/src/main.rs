@@ -683,6 +683,13 @@ mod tests_args {
         assert!(parse(&["--runtime", "podman", "--context", "x"]).is_err());
         assert!(parse(&["--runtime", "cli:k", "--caps", "bogus"]).is_err());
         assert!(parse(&["--runtime", "podman", "--mutants"]).is_err());
+        assert!(
+            parse(&["--variants", "subpath"]).is_err(),
+            "--variants without --mutants"
+        );
+        let a = parse(&["--mutants", "--variants", "subpath|mount-target"]).unwrap();
+        let v = a.variants.unwrap();
+        assert!(v.matches("subpath-follows-symlinks", "") && !v.matches("no-grace", ""));
         assert!(parse(&["--summary"]).unwrap().summary);
     }
 }
