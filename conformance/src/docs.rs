@@ -14,6 +14,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ISO", "Isolation between the containers of a pod"),
     ("CGR", "Cgroups: per-container limits and their enforcement"),
     ("LIFE", "Lifecycle"),
+    ("ESC", "Escapes: attacks on the way out of a pod"),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {
@@ -66,12 +67,20 @@ pub fn generate(cases: &[TestCase]) -> String {
          set ({}). A variant is caught only when one of its own tests fails; other failures are \
          listed as collateral and catch nothing. It prints the matrix of variants and the own \
          tests that failed, ends with `mutation score: K/N`, and exits non-zero unless every \
-         variant is caught. With `--focus`, only the variants with a selected test run.\n\n\
+         variant is caught. With `--focus`, only the variants with a selected test run; \
+         `--variants PATTERN` runs only the variants whose name or description matches \
+         (`--mutants --variants 'subpath-follows|mount-target'`).\n\n\
          | Variant | What it breaks | Caught by |\n|---|---|---|\n",
         crate::mutants::SMOKE.join(", ")
     ));
     for v in VARIANTS {
-        let _ = writeln!(md, "| `{}` | {} | {} |", v.name, v.breaks, v.tests.join(" "));
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} |",
+            v.name,
+            v.breaks,
+            v.tests.join(" ")
+        );
     }
     md
 }

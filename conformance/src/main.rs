@@ -58,6 +58,7 @@ options:
   --workers N          tests run at once, 1 to 4 (default 3)
   --mutants            run the suite against each broken variant of a podlab built with
                        the `mutants` feature and print the mutation matrix
+  --variants PATTERN   with --mutants: only the variants whose name or description matches
   --summary            write summary.md (test ID x runtime) from every <runtime>/results.json
                        in the reports directory (after the run, with --runtime)
   --gen-docs PATH      write the generated test documentation to PATH and exit
@@ -121,6 +122,7 @@ struct Args {
     report: Option<PathBuf>,
     workers: Option<usize>,
     mutants: bool,
+    variants: Option<Pattern>,
     gen_docs: Option<PathBuf>,
     help: bool,
 }
@@ -160,6 +162,9 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             "--probe-image" => args.probe_image = Some(value()?),
             "--focus" => args.focus = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
             "--skip" => args.skip = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
+            "--variants" => {
+                args.variants = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?)
+            }
             "--report" => args.report = Some(value()?.into()),
             "--workers" => {
                 let n: usize = value()?.parse().context("--workers needs a number")?;
@@ -193,6 +198,9 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             .is_some_and(|r| *r != RuntimeKind::Podlab)
     {
         bail!("--mutants needs --runtime podlab: the broken variants are podlab's");
+    }
+    if args.variants.is_some() && !args.mutants {
+        bail!("--variants is for --mutants");
     }
     Ok(args)
 }
@@ -581,7 +589,12 @@ fn run_mutants(
     );
     let mut runs = Vec::new();
     let ids: Vec<&str> = cases.iter().map(|c| c.id).collect();
-    for v in VARIANTS {
+    let chosen = VARIANTS.iter().filter(|v| {
+        args.variants
+            .as_ref()
+            .is_none_or(|p| p.matches(v.name, v.breaks))
+    });
+    for v in chosen {
         let wanted = mutants::tests_for(v, &ids);
         if wanted.is_empty() {
             continue;
@@ -684,6 +697,13 @@ mod tests_args {
         assert!(parse(&["--runtime", "podman", "--context", "x"]).is_err());
         assert!(parse(&["--runtime", "cli:k", "--caps", "bogus"]).is_err());
         assert!(parse(&["--runtime", "podman", "--mutants"]).is_err());
+        assert!(
+            parse(&["--variants", "subpath"]).is_err(),
+            "--variants without --mutants"
+        );
+        let a = parse(&["--mutants", "--variants", "subpath|mount-target"]).unwrap();
+        let v = a.variants.unwrap();
+        assert!(v.matches("subpath-follows-symlinks", "") && !v.matches("no-grace", ""));
         assert!(parse(&["--summary"]).unwrap().summary);
     }
 }

@@ -80,6 +80,10 @@ pub const VARIANTS: &[Variant] = &[
       "the container's PID 1 stays the runtime binary, reachable through /proc/1/exe (runc CVE-2019-5736 class)"),
     v("signals-blocked", &["ISO-006", "LIFE-012"],
       "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked"),
+    v("subpath-follows-symlinks", &["ESC-001", "ESC-002", "ESC-003"],
+      "a subPath is joined to its volume and mounted by path, following a symlink the pod planted out of the volume (Kubernetes CVE-2017-1002101 class)"),
+    v("mount-target-host-path", &["ESC-004"],
+      "a mount target is joined to the rootfs and mounted by host path, so a symlink planted in a shared volume sends the mount outside the container's root (runc CVE-2021-30465 class)"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

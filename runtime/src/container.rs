@@ -47,6 +47,11 @@ pub enum Error {
     Fork(nix::Error),
     #[error(transparent)]
     Security(#[from] crate::security::Error),
+    #[error("volume mount at {target}: {source}")]
+    Mount {
+        target: String,
+        source: crate::safepath::Error,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -204,8 +209,11 @@ pub struct InitConfig {
 /// One `volumeMounts` entry, resolved by the shim to a host directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMount {
-    /// The volume's directory on the host (or a `subPath` inside it).
+    /// The volume's directory on the host.
     pub source: PathBuf,
+    /// The `subPath` inside the volume, opened by the init beneath `source`.
+    #[serde(default)]
+    pub sub_path: Option<String>,
     /// The absolute path inside the container.
     pub target: String,
     pub readonly: bool,
@@ -383,9 +391,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     }
 
     for m in &cfg.mounts {
-        let target = resolve_in_root(root, &m.target)?;
-        fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
-        sys::bind(&m.source, &target, m.readonly)?;
+        mount_volume(root, m)?;
     }
 
     if cfg.readonly_rootfs {
@@ -404,59 +410,47 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// The host path of `path` inside the container's root, following
-/// symlinks as the container would see them: an absolute link target or a
-/// `..` never leaves `root`, so an image cannot aim a mount at the host.
-/// Missing directories on the way are created.
-pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf, Error> {
-    let mut pending: Vec<String> = path
-        .split('/')
-        .rev()
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(String::from)
-        .collect();
-    let mut resolved: Vec<String> = Vec::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            resolved.pop();
-            continue;
+/// Bind-mounts a volume (or its subPath) at its target inside the
+/// container's root. Both ends are opened first, the subPath beneath its
+/// volume and the target inside the root, and mounted through their
+/// descriptors: a symlink a pod planted in a shared volume, or swapped in
+/// while this runs, cannot send either end anywhere else.
+fn mount_volume(root: &Path, m: &VolumeMount) -> Result<(), Error> {
+    use crate::safepath;
+    use crate::sys::Scope;
+    use std::os::fd::AsFd;
+    let err = |source| Error::Mount {
+        target: m.target.clone(),
+        source,
+    };
+    let volume = sys::open_dir_path(&m.source)?;
+    let source = match m.sub_path.as_deref() {
+        // Created by the shim already; made here too if the pod removed it.
+        Some(sub) => {
+            safepath::open_dir(volume.as_fd(), sub, Scope::Beneath, true, 0o777).map_err(err)?
         }
-        let here = resolved
-            .iter()
-            .fold(root.to_path_buf(), |p, c| p.join(c))
-            .join(&part);
-        match fs::symlink_metadata(&here) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(Error::Io {
-                        op: "resolve",
-                        path: PathBuf::from(path),
-                        source: std::io::Error::from_raw_os_error(libc::ELOOP),
-                    });
-                }
-                let target = fs::read_link(&here).map_err(io_err("readlink", &here))?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
-                    resolved.clear();
-                }
-                pending.extend(
-                    target
-                        .split('/')
-                        .rev()
-                        .filter(|c| !c.is_empty() && *c != ".")
-                        .map(String::from),
-                );
-            }
-            Ok(_) => resolved.push(part),
-            Err(_) => {
-                fs::create_dir_all(&here).map_err(io_err("mkdir", &here))?;
-                resolved.push(part);
-            }
-        }
+        None => volume,
+    };
+    if Mutant::from_env() == Some(Mutant::MountTargetHostPath) {
+        // The target as a host path: a symlink in it is followed on the host.
+        let target = root.join(m.target.trim_start_matches('/'));
+        fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
+        sys::bind(&sys::fd_path(&source), &target, m.readonly)?;
+        return Ok(());
     }
-    Ok(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+    let rootfd = sys::open_dir_path(root)?;
+    let open_target = |create| {
+        safepath::open_dir(rootfd.as_fd(), &m.target, Scope::InRoot, create, 0o755).map_err(err)
+    };
+    let target = open_target(true)?;
+    sys::bind(&sys::fd_path(&source), &sys::fd_path(&target), false)?;
+    if m.readonly {
+        // The old descriptor holds the directory under the new mount:
+        // open the target again to reach the mount itself.
+        let mounted = open_target(false)?;
+        sys::remount_readonly(&sys::fd_path(&mounted))?;
+    }
+    Ok(())
 }
 
 /// Mounts the container's view of its own cgroups read-only at
@@ -738,35 +732,6 @@ mod tests {
             err.to_string().contains("container app: no command"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn mount_targets_stay_inside_the_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("rootfs");
-        fs::create_dir_all(root.join("usr/share")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
-        std::os::unix::fs::symlink("../../..", root.join("usr/share/up")).unwrap();
-        std::os::unix::fs::symlink("share", root.join("usr/rel")).unwrap();
-        assert_eq!(resolve_in_root(&root, "/data").unwrap(), root.join("data"));
-        assert!(
-            root.join("data").is_dir(),
-            "missing directories are created"
-        );
-        assert_eq!(
-            resolve_in_root(&root, "/escape/conf").unwrap(),
-            root.join("etc/conf")
-        );
-        assert_eq!(
-            resolve_in_root(&root, "/usr/share/up/x").unwrap(),
-            root.join("x")
-        );
-        assert_eq!(
-            resolve_in_root(&root, "/usr/rel/./y/../z").unwrap(),
-            root.join("usr/share/z")
-        );
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        assert!(resolve_in_root(&root, "/loop/a").is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod namespaces;
 pub mod network;
 pub mod probe;
 pub mod quantity;
+pub mod safepath;
 pub mod sandbox;
 pub mod scheduler;
 pub mod security;

@@ -52,10 +52,18 @@ pub enum Mutant {
     /// Containers share the pause's PID namespace although the pod does
     /// not set shareProcessNamespace.
     SharedPid,
+    /// A subPath is the volume's path joined with it and made with
+    /// create_dir_all, then mounted by path: a symlink the pod planted in
+    /// the volume is followed to the host (Kubernetes CVE-2017-1002101).
+    SubpathFollowsSymlinks,
+    /// A mount target is the rootfs path joined with it and mounted by
+    /// path: a symlink planted in a shared volume sends the mount to a host
+    /// path instead of the place it names inside the container.
+    MountTargetHostPath,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 24] = [
+    pub const ALL: [(&'static str, Mutant); 26] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -80,6 +88,8 @@ impl Mutant {
         ("pods-in-host-netns", Mutant::PodsInHostNetns),
         ("host-ipc", Mutant::HostIpc),
         ("shared-pid", Mutant::SharedPid),
+        ("subpath-follows-symlinks", Mutant::SubpathFollowsSymlinks),
+        ("mount-target-host-path", Mutant::MountTargetHostPath),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

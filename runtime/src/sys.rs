@@ -60,16 +60,20 @@ pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
         source: e,
     })?;
     if readonly {
-        // A bind mount ignores MS_RDONLY on creation; it needs a remount.
-        mount(
-            None,
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None,
-        )?;
+        remount_readonly(target)?;
     }
     Ok(())
+}
+
+/// A bind mount ignores MS_RDONLY on creation; it needs a remount.
+pub fn remount_readonly(target: &Path) -> Result<()> {
+    mount(
+        None,
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None,
+    )
 }
 
 /// Detaches a mount; a path that is not mounted is not an error (idempotent teardown).
@@ -312,4 +316,84 @@ mod tests {
     fn mountinfo_paths_are_unescaped() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
     }
+}
+
+/// Where [`openat2`] keeps a path: beneath the directory (a subPath in its
+/// volume: absolute links and `..` out of it fail with EXDEV) or inside it
+/// as the root (a mount target: `/` and `..` stop at the directory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Beneath,
+    InRoot,
+}
+
+/// openat2(2) of a directory as an O_PATH, close-on-exec descriptor, the
+/// kernel keeping every step of the resolution in `scope` and following no
+/// magic link (/proc/PID/fd/N, /proc/PID/root). EAGAIN (a rename raced the
+/// resolution) is retried.
+pub fn openat2_dir(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &str,
+    scope: Scope,
+) -> std::result::Result<OwnedFd, nix::Error> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let resolve = ResolveFlag::RESOLVE_NO_MAGICLINKS
+        | match scope {
+            Scope::Beneath => ResolveFlag::RESOLVE_BENEATH,
+            Scope::InRoot => ResolveFlag::RESOLVE_IN_ROOT,
+        };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(resolve);
+    let path = if path.is_empty() { "." } else { path };
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dir, path, how) {
+            Err(nix::Error::EAGAIN) if tries < 16 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// An O_PATH, close-on-exec descriptor of the directory at `path`, a
+/// path the runtime owns (a volume's directory, a container's rootfs).
+pub fn open_dir_path(path: &Path) -> Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|source| Error::Path {
+        op: "open",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// mkdirat(2) of one component in `dir`; an existing entry is not an error.
+pub fn mkdirat(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+) -> std::result::Result<(), nix::Error> {
+    match nix::sys::stat::mkdirat(dir, name, nix::sys::stat::Mode::from_bits_truncate(mode)) {
+        Ok(()) | Err(nix::Error::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// readlinkat(2): the target of the symlink `name` in `dir`.
+pub fn readlinkat(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+) -> std::result::Result<String, nix::Error> {
+    nix::fcntl::readlinkat(dir, name).map(|t| t.to_string_lossy().into_owned())
+}
+
+/// The path through which a descriptor of this process is mounted: the
+/// kernel follows the magic link to the very file the descriptor holds, so
+/// nothing renamed or swapped in since it was opened can redirect a mount.
+pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }

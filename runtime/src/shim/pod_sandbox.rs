@@ -185,10 +185,16 @@ impl Shim {
     }
 
     /// The container's volume mounts as host directories, parents first.
+    /// Each subPath is opened beneath its volume (and made if missing) here,
+    /// so one that leads out of it keeps the container waiting with
+    /// CreateContainerConfigError, as the kubelet does; the init opens it
+    /// again and mounts what it opened.
     pub(super) fn volume_mounts(
         &self,
         spec: &Container,
-    ) -> Result<Vec<container::VolumeMount>, String> {
+    ) -> Result<Vec<container::VolumeMount>, super::start::CreateFailure> {
+        use super::start::CreateFailure;
+        use std::os::fd::AsFd;
         let volumes = self.volumes();
         let mut mounts = Vec::new();
         for m in spec.volume_mounts.iter().flatten() {
@@ -196,18 +202,40 @@ impl Shim {
                 .iter()
                 .find(|v| v.name == m.name && v.empty_dir.is_some())
             else {
-                return Err(format!(
+                return Err(CreateFailure::error(format!(
                     "volume {:?} is not an emptyDir of this pod",
                     m.name
-                ));
+                )));
             };
             let mut source = volume_dir(&self.dir, &v.name);
-            if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                source = source.join(sub);
-                fs::create_dir_all(&source).map_err(|e| format!("subPath {sub}: {e}"))?;
+            let mut sub_path = m.sub_path.clone().filter(|s| !s.is_empty());
+            if let Some(sub) = sub_path.as_deref() {
+                if self.mutant == Some(Mutant::SubpathFollowsSymlinks) {
+                    source = source.join(sub);
+                    fs::create_dir_all(&source)
+                        .map_err(|e| CreateFailure::error(format!("subPath {sub}: {e}")))?;
+                    sub_path = None;
+                } else {
+                    let refused = |e: String| {
+                        CreateFailure::config(format!(
+                            "failed to prepare subPath for volumeMount {:?} of container {:?}: {e}",
+                            m.name, spec.name
+                        ))
+                    };
+                    let volume = sys::open_dir_path(&source).map_err(|e| refused(e.to_string()))?;
+                    crate::safepath::open_dir(
+                        volume.as_fd(),
+                        sub,
+                        sys::Scope::Beneath,
+                        true,
+                        0o777,
+                    )
+                    .map_err(|e| refused(e.to_string()))?;
+                }
             }
             mounts.push(container::VolumeMount {
                 source,
+                sub_path,
                 target: m.mount_path.clone(),
                 readonly: m.read_only.unwrap_or(false),
             });

@@ -61,23 +61,23 @@ impl Shim {
                 format!("Container image \"{image_ref}\" already present on machine"),
             ));
         }
-        let prepared = (|| -> Result<_, String> {
-            let mut process = Process::resolve(&spec, &image.config).map_err(|e| e.to_string())?;
+        let prepared = (|| -> Result<_, CreateFailure> {
+            let mut process = Process::resolve(&spec, &image.config).map_err(CreateFailure::of)?;
             let hostname =
                 fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
             process.env.push(format!("HOSTNAME={}", hostname.trim()));
             let security = crate::security::Profile::from_context(spec.security_context.as_ref())
-                .map_err(|e| e.to_string())?;
+                .map_err(CreateFailure::of)?;
             let mut limits =
-                container_limits(&spec, self.config.default_pids).map_err(|e| e.to_string())?;
+                container_limits(&spec, self.config.default_pids).map_err(CreateFailure::of)?;
             self.mutant_limits(&mut limits);
             let mounts = self.volume_mounts(&spec)?;
             Ok((process, security, limits, mounts))
         })();
         let (process, security, limits, mounts) = match prepared {
             Ok(p) => p,
-            Err(msg) => {
-                self.create_failed(i, msg);
+            Err(f) => {
+                self.create_failed(i, f);
                 return Ok(());
             }
         };
@@ -90,7 +90,7 @@ impl Shim {
             None => match pod_cg.create_leaf(&format!("ctr-{name}"), &limits) {
                 Ok(l) => l,
                 Err(e) => {
-                    self.create_failed(i, e.to_string());
+                    self.create_failed(i, CreateFailure::of(e));
                     return Ok(());
                 }
             },
@@ -388,14 +388,12 @@ impl Shim {
     }
 
     /// The container could not be created from its spec: it waits with
-    /// CreateContainerError and is tried again with back-off.
-    fn create_failed(&mut self, i: usize, message: String) {
+    /// the failure's reason and is tried again with back-off.
+    fn create_failed(&mut self, i: usize, failure: CreateFailure) {
         let now = Instant::now();
         let c = &mut self.ctrs[i];
-        c.status.state = Some(lifecycle::waiting(
-            "CreateContainerError",
-            Some(message.clone()),
-        ));
+        let CreateFailure { reason, message } = failure;
+        c.status.state = Some(lifecycle::waiting(reason, Some(message.clone())));
         let delay = c.retry_backoff.step(now);
         c.retry_at = Some(now + delay);
         self.event(Event::warning(
@@ -403,5 +401,36 @@ impl Shim {
             "kubelet",
             format!("Error: {message}"),
         ));
+    }
+}
+
+/// Why a container cannot be created, as the kubelet reports it: its
+/// waiting reason and message.
+#[derive(Debug)]
+pub(super) struct CreateFailure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl CreateFailure {
+    /// CreateContainerError: the runtime could not create it.
+    pub fn error(message: String) -> CreateFailure {
+        CreateFailure {
+            reason: "CreateContainerError",
+            message,
+        }
+    }
+
+    pub fn of(e: impl std::fmt::Display) -> CreateFailure {
+        CreateFailure::error(e.to_string())
+    }
+
+    /// CreateContainerConfigError: its configuration cannot be honoured
+    /// (a subPath that leads out of its volume).
+    pub fn config(message: String) -> CreateFailure {
+        CreateFailure {
+            reason: "CreateContainerConfigError",
+            message,
+        }
     }
 }

@@ -16,6 +16,7 @@
 mod client;
 mod spec;
 mod status;
+mod subpath;
 mod worker;
 
 use std::collections::HashMap;
@@ -293,6 +294,8 @@ impl Cri {
         for root in cgroup_roots(&self.config.cgroup_root) {
             remove_cgroup_tree(&root.join(format!("pod{}", entry.id.uid)));
         }
+        // The prepared subPaths are bind mounts into the volumes: unmounted first.
+        subpath::release(&entry.subpaths);
         let _ = std::fs::remove_dir_all(self.dir.path().join("volumes").join(&entry.id.uid));
         match first_error {
             Some(e) => Err(e),
@@ -413,11 +416,13 @@ impl Runtime for Cri {
             transitions: HashMap::new(),
             created_at: now_nanos(),
         };
+        let subpaths = self.dir.path().join("subpaths").join(&id.uid);
         let entry = Arc::new(PodEntry {
             pod: pod.clone(),
             id,
             sandbox_config,
             volumes,
+            subpaths,
             state: Mutex::new(state),
             stop: Default::default(),
             node_memory: self.node_memory,

@@ -114,6 +114,7 @@ pub fn container_config(
     c: &Container,
     attempt: u32,
     volumes: &HashMap<String, PathBuf>,
+    subpaths: &HashMap<usize, PathBuf>,
     node_memory: u64,
 ) -> Result<cri::ContainerConfig, String> {
     let spec = spec(pod)?;
@@ -131,14 +132,22 @@ pub fn container_config(
         });
     }
     let mut mounts = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
-        let host = volumes.get(&m.name).ok_or_else(|| {
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let volume = volumes.get(&m.name).ok_or_else(|| {
             format!(
                 "containers[{}].volumeMounts: volume {:?} is not an emptyDir of the pod \
                  (the CRI adapter provides emptyDir volumes only)",
                 c.name, m.name
             )
         })?;
+        // A subPath is mounted from where the worker prepared it, never
+        // by joining it to the volume's path.
+        let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => subpaths.get(&i).ok_or_else(|| {
+                format!("containers[{}]: subPath {sub:?} was not prepared", c.name)
+            })?,
+            None => volume,
+        };
         mounts.push(cri::Mount {
             container_path: m.mount_path.clone(),
             host_path: host.to_string_lossy().into_owned(),
@@ -506,7 +515,7 @@ mod tests {
         );
         let volumes = HashMap::from([("scratch".to_string(), PathBuf::from("/v/scratch"))]);
         let c = &p.spec.as_ref().unwrap().containers[0];
-        let cfg = container_config(&p, &id(), c, 2, &volumes, 1 << 30).unwrap();
+        let cfg = container_config(&p, &id(), c, 2, &volumes, &HashMap::new(), 1 << 30).unwrap();
         assert_eq!(cfg.metadata.as_ref().unwrap().attempt, 2);
         assert_eq!(cfg.image.as_ref().unwrap().image, "img");
         assert_eq!(
@@ -525,7 +534,8 @@ mod tests {
         assert_eq!(sc.run_as_user.unwrap().value, 1000);
         assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
 
-        let err = container_config(&p, &id(), c, 0, &HashMap::new(), 1 << 30).unwrap_err();
+        let err = container_config(&p, &id(), c, 0, &HashMap::new(), &HashMap::new(), 1 << 30)
+            .unwrap_err();
         assert!(err.contains("volume \"scratch\""), "{err}");
     }
 }

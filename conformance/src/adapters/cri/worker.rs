@@ -51,6 +51,8 @@ pub struct PodEntry {
     pub sandbox_config: cri::PodSandboxConfig,
     /// emptyDir volumes by name (host directories).
     pub volumes: HashMap<String, PathBuf>,
+    /// Where the containers' subPaths are bind-mounted for the runtime.
+    pub subpaths: PathBuf,
     pub state: Mutex<PodState>,
     pub stop: AtomicBool,
     pub node_memory: u64,
@@ -338,12 +340,17 @@ impl Worker {
             Err(e) => return self.failed_start(s, "ErrImagePull", e.to_string()),
         }
         let sandbox_id = self.entry.lock().sandbox_id.clone().unwrap_or_default();
+        let subpaths = match self.prepare_subpaths(c, attempt) {
+            Ok(m) => m,
+            Err(e) => return self.failed_start(s, "CreateContainerConfigError", e),
+        };
         let config = match spec::container_config(
             &self.entry.pod,
             &self.entry.id,
             c,
             attempt,
             &self.entry.volumes,
+            &subpaths,
             self.entry.node_memory,
         ) {
             Ok(config) => config,
@@ -365,6 +372,36 @@ impl Worker {
             r.id = Some(id);
             r.waiting = None;
         });
+    }
+
+    /// Each subPath of the container, opened beneath its volume and
+    /// bind-mounted where the runtime mounts it from, by mount index.
+    fn prepare_subpaths(
+        &self,
+        c: &k8s_openapi::api::core::v1::Container,
+        attempt: u32,
+    ) -> Result<HashMap<usize, PathBuf>, String> {
+        let mut out = HashMap::new();
+        for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+            let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let Some(volume) = self.entry.volumes.get(&m.name) else {
+                continue; // container_config names the missing volume
+            };
+            let at = self
+                .entry
+                .subpaths
+                .join(format!("{}-{attempt}-{i}", c.name));
+            super::subpath::prepare(volume, sub, &at).map_err(|e| {
+                format!(
+                    "failed to prepare subPath for volumeMount {:?} of container {:?}: {e}",
+                    m.name, c.name
+                )
+            })?;
+            out.insert(i, at);
+        }
+        Ok(out)
     }
 
     fn failed_start(&self, s: &mut Slot, reason: &str, message: String) {
