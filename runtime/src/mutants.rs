@@ -37,10 +37,13 @@ pub enum Mutant {
     /// The container starts with the shim's signalfd mask (SIGCHLD, SIGTERM,
     /// SIGINT blocked), so it never sees the SIGTERM of a delete.
     SignalsBlocked,
+    /// No device rules: every container (and the pause) may create and
+    /// open any host device, as podlab did before issue 21.
+    NoDeviceCgroup,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 18] = [
+    pub const ALL: [(&'static str, Mutant); 19] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -59,6 +62,7 @@ impl Mutant {
         ("leak-host-fd", Mutant::LeakHostFd),
         ("runtime-in-container", Mutant::RuntimeInContainer),
         ("signals-blocked", Mutant::SignalsBlocked),
+        ("no-device-cgroup", Mutant::NoDeviceCgroup),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
