@@ -105,6 +105,11 @@ pub const VARIANTS: &[Variant] = &[
         family: "ISO-",
         breaks: "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked",
     },
+    Variant {
+        name: "no-device-cgroup",
+        family: "ESC-",
+        breaks: "no device rules: a container may mknod and open any host device (no devices cgroup, no device program)",
+    },
 ];
 
 /// The failed test IDs of one run of the suite against a variant.

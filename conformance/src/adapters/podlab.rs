@@ -141,7 +141,8 @@ fn capabilities() -> Capabilities {
         // Every pod is attached to the podlab0 bridge, where the node
         // is the gateway.
         pod_ip: true,
-        privileged: false,
+        // All capabilities, no masked paths, every device.
+        privileged: true,
         cgroup_visible: true,
         pending_observable: true,
         share_process_namespace: true,
