@@ -690,6 +690,16 @@ mod tests_args {
         assert!(parse(&["--runtime", "podman", "--context", "x"]).is_err());
         assert!(parse(&["--runtime", "cli:k", "--caps", "bogus"]).is_err());
         assert!(parse(&["--runtime", "podman", "--mutants"]).is_err());
+        let a = parse(&["--mutants", "--variants", "no-device-cgroup,no-grace"]).unwrap();
+        assert_eq!(
+            a.variants.as_deref(),
+            Some(&["no-device-cgroup".to_owned(), "no-grace".to_owned()][..])
+        );
+        assert!(parse(&["--mutants", "--variants", "no-such-mutant"]).is_err());
+        assert!(
+            parse(&["--variants", "no-grace"]).is_err(),
+            "needs --mutants"
+        );
         assert!(parse(&["--summary"]).unwrap().summary);
     }
 }

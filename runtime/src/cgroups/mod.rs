@@ -15,7 +15,8 @@
 //! **cgroup v1** (also a hybrid host: its controllers are v1): directories
 //! are made only in the memory, cpu, cpuacct, pids and devices hierarchies,
 //! wherever each is mounted (cpu and cpuacct may share a mount); each leaf
-//! gets its device rules in `devices` (see [`devices`]). cpuset is skipped: a
+//! gets its device rules in `devices` (see [`devices`]); a host without the
+//! devices controller is refused like one without memory. cpuset is skipped: a
 //! new v1 cpuset cgroup has empty `cpuset.cpus`/`cpuset.mems` and refuses
 //! tasks until they are copied from the parent, and podlab sets no cpuset
 //! limits. freezer, blkio and name=systemd give podlab nothing
