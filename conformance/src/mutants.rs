@@ -84,6 +84,8 @@ pub const VARIANTS: &[Variant] = &[
       "a subPath is joined to its volume and mounted by path, following a symlink the pod planted out of the volume (Kubernetes CVE-2017-1002101 class)"),
     v("mount-target-host-path", &["ESC-004"],
       "a mount target is joined to the rootfs and mounted by host path, so a symlink planted in a shared volume sends the mount outside the container's root (runc CVE-2021-30465 class)"),
+    v("no-device-cgroup", &["ESC-010", "ESC-011"],
+      "no device rules: a container may mknod and open any host device (no devices cgroup, no device program)"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -60,10 +60,13 @@ pub enum Mutant {
     /// path: a symlink planted in a shared volume sends the mount to a host
     /// path instead of the place it names inside the container.
     MountTargetHostPath,
+    /// No device rules: every container (and the pause) may create and
+    /// open any host device, as podlab did before issue 21.
+    NoDeviceCgroup,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 26] = [
+    pub const ALL: [(&'static str, Mutant); 27] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -90,6 +93,7 @@ impl Mutant {
         ("shared-pid", Mutant::SharedPid),
         ("subpath-follows-symlinks", Mutant::SubpathFollowsSymlinks),
         ("mount-target-host-path", Mutant::MountTargetHostPath),
+        ("no-device-cgroup", Mutant::NoDeviceCgroup),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

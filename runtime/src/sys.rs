@@ -397,3 +397,115 @@ pub fn readlinkat(
 pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
+
+/// One eBPF instruction, laid out as the kernel's `struct bpf_insn`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u8,
+    /// dst register in the low nibble, src in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+/// Other programs on the same cgroup and its ancestors all run too.
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The head of `union bpf_attr` for BPF_PROG_LOAD; the kernel takes a
+/// shorter attr than its own, zero-extended.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: attr is a live, initialised repr(C) struct of the size passed;
+    // the kernel reads it (and for PROG_LOAD writes the log buffer it names).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Loads `insns` as a BPF_PROG_TYPE_CGROUP_DEVICE program and attaches it
+/// to the cgroup v2 directory `cgroup` (alongside any others there). The
+/// attachment holds the program: it goes when the cgroup is removed. On a
+/// verifier refusal the error carries the verifier's log.
+pub fn attach_device_program(cgroup: &Path, insns: &[BpfInsn]) -> io::Result<()> {
+    use std::os::fd::FromRawFd;
+    let dir = std::fs::File::open(cgroup)?;
+    let license = c"Apache-2.0";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut name = [0u8; 16];
+    name[..13].copy_from_slice(b"podlab_device");
+    let mut load = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(insns.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: name,
+        ..ProgLoadAttr::default()
+    };
+    let fd = match bpf(BPF_PROG_LOAD, &mut load) {
+        Ok(fd) => fd as i32,
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]).trim().to_owned();
+            return Err(if text.is_empty() {
+                e
+            } else {
+                io::Error::new(e.kind(), format!("{e}; verifier: {text}"))
+            });
+        }
+    };
+    // SAFETY: the kernel just gave us this descriptor.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut attach = ProgAttachAttr {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    bpf(BPF_PROG_ATTACH, &mut attach).map(drop)
+}

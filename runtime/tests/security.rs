@@ -154,3 +154,85 @@ fn containers_start_with_no_signal_blocked_or_ignored() {
     let exec = caps(&p, &a, "plain");
     assert_eq!(exec["SigBlk"], "0000000000000000", "{exec}");
 }
+
+/// The devices cgroup (v1) of one leaf of a pod: its devices.list lines.
+fn device_list(uid: &str, leaf: &str) -> std::collections::BTreeSet<String> {
+    let file = std::path::Path::new("/sys/fs/cgroup/devices/podlab")
+        .join(format!("pod-{uid}"))
+        .join(leaf)
+        .join("devices.list");
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 21: mknod + open of a host device (tty1 here) is refused with
+/// EPERM unless the container is privileged; devices.list of the pause and
+/// of an ordinary container is the allowlist, a privileged one's `a *:* rwm`;
+/// gc after a lost shim (and delete) removes the devices cgroups.
+#[test]
+fn devices_follow_the_allowlist_and_their_cgroups_go_with_the_pod() {
+    require_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/devices").is_dir() {
+        eprintln!("skipping: no cgroup v1 devices hierarchy on this host");
+        return;
+    }
+    let p = Podlab::new();
+    let a = unique("devices");
+    let _g = p.pod(&a, &secure_pod(&a));
+    let uid = p.uid(&a);
+    let allowlist: std::collections::BTreeSet<String> = [
+        "c *:* m",
+        "b *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:1 rwm",
+        "c 5:2 rwm",
+        "c 136:* rwm",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(device_list(&uid, "pause"), allowlist);
+    assert_eq!(device_list(&uid, "ctr-plain"), allowlist);
+    assert_eq!(device_list(&uid, "ctr-locked"), allowlist);
+    assert_eq!(
+        device_list(&uid, "ctr-privileged"),
+        ["a *:* rwm".to_owned()].into_iter().collect()
+    );
+
+    let plain = p.probe(&a, "plain", &["mknod-open", "c", "4", "1"]);
+    assert_eq!(plain["ok"], false, "tty1 opened: {plain}");
+    assert_eq!(plain["stage"], "open", "{plain}");
+    assert_eq!(plain["error"], "EPERM", "{plain}");
+    let null = p.probe(&a, "plain", &["mknod-open", "c", "1", "3"]);
+    assert_eq!(null["ok"], true, "{null}");
+    let privileged = p.probe(&a, "privileged", &["mknod-open", "c", "4", "1"]);
+    assert_eq!(privileged["ok"], true, "{privileged}");
+
+    // A lost shim: gc releases the pod, devices cgroups included.
+    let shim: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.pod_dir(&a).join("shim.json")).unwrap()).unwrap();
+    let shim_pid = shim["pid"].as_i64().unwrap();
+    // SAFETY: kill(2) of the shim this test's podlab started.
+    unsafe { libc::kill(shim_pid as i32, libc::SIGKILL) };
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || (!alive(shim_pid))
+            .then_some(()))
+        .is_some(),
+        "the shim survived SIGKILL"
+    );
+    let gc = p.run(&["gc"]);
+    assert!(gc.status.success(), "{gc:?}");
+    let devices_pod =
+        std::path::Path::new("/sys/fs/cgroup/devices/podlab").join(format!("pod-{uid}"));
+    assert!(!devices_pod.exists(), "gc left {}", devices_pod.display());
+    assert!(p.run(&["delete", "pod", &a]).status.success());
+    assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
+}

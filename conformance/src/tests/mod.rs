@@ -18,6 +18,7 @@ macro_rules! case {
 }
 
 pub mod cgroups;
+pub mod esc_devices;
 pub mod esc_mounts;
 pub mod ipc;
 pub mod isolation;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<TestCase> {
         cgroups::CASES,
         lifecycle::CASES,
         esc_mounts::CASES,
+        esc_devices::CASES,
     ]
     .concat()
 }

@@ -18,7 +18,13 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::devices;
 use super::Mode;
+use crate::sys::BpfInsn;
+
+/// Where the fixture backend keeps a leaf's device program (as
+/// [`devices::program_text`]) instead of attaching it.
+pub const FIXTURE_DEVICE_PROGRAM: &str = "podlab.device-program";
 
 /// What the kernel does on its own in cgroupfs.
 pub(crate) trait Backend: fmt::Debug + Send + Sync {
@@ -31,6 +37,8 @@ pub(crate) trait Backend: fmt::Debug + Send + Sync {
     fn write(&self, file: &Path, value: &str) -> io::Result<()>;
     /// Makes the processes `pids`, read from `dir`/cgroup.procs, go away.
     fn kill(&self, dir: &Path, pids: &[i32]) -> io::Result<()>;
+    /// Attaches a cgroup v2 device program to the cgroup `dir`.
+    fn attach_device_program(&self, dir: &Path, insns: &[BpfInsn]) -> io::Result<()>;
 }
 
 /// The real cgroupfs.
@@ -65,6 +73,10 @@ impl Backend for Kernel {
             }
         }
         Ok(())
+    }
+
+    fn attach_device_program(&self, dir: &Path, insns: &[BpfInsn]) -> io::Result<()> {
+        crate::sys::attach_device_program(dir, insns)
     }
 }
 
@@ -111,10 +123,27 @@ impl Backend for Fixture {
     }
 
     fn write(&self, file: &Path, value: &str) -> io::Result<()> {
-        if file.file_name().and_then(|n| n.to_str()) == Some("cgroup.subtree_control") {
-            return self.write_subtree_control(file, value);
+        match file.file_name().and_then(|n| n.to_str()) {
+            Some("cgroup.subtree_control") => self.write_subtree_control(file, value),
+            Some(name @ ("devices.allow" | "devices.deny")) => {
+                write_devices(file, name == "devices.allow", value)
+            }
+            _ => write_existing(file, value),
         }
-        write_existing(file, value)
+    }
+
+    fn attach_device_program(&self, dir: &Path, insns: &[BpfInsn]) -> io::Result<()> {
+        if !dir.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        // With BPF_F_ALLOW_MULTI programs add up; so do the lines here.
+        let file = dir.join(FIXTURE_DEVICE_PROGRAM);
+        let mut text = read_or_empty(&file);
+        if !text.is_empty() {
+            text.push_str("--\n");
+        }
+        text.push_str(&devices::program_text(insns));
+        fs::write(file, text)
     }
 
     fn kill(&self, dir: &Path, pids: &[i32]) -> io::Result<()> {
@@ -193,7 +222,7 @@ const V2_ROOT_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
 
 /// Lays out the top of a fixture tree under `root` (an existing directory):
 /// for v2 the root cgroup's files; for v1 one hierarchy directory each for
-/// memory, cpu, cpuacct and pids (separately mounted, as on Debian hosts),
+/// memory, cpu, cpuacct, pids and devices (separately mounted, as on Debian hosts),
 /// with swap accounting on. Tests edit the files afterwards to model other
 /// hosts.
 pub fn seed_fixture_root(mode: Mode, root: &Path) -> io::Result<()> {
@@ -208,7 +237,7 @@ pub fn seed_fixture_root(mode: Mode, root: &Path) -> io::Result<()> {
             Ok(())
         }
         Mode::V1 => {
-            for hierarchy in ["memory", "cpu", "cpuacct", "pids"] {
+            for hierarchy in ["memory", "cpu", "cpuacct", "pids", "devices"] {
                 seed_fixture_v1_hierarchy(root, hierarchy)?;
             }
             Ok(())
@@ -287,7 +316,66 @@ fn seed_v1(dir: &Path, controllers: &[String], with_memsw: bool) -> io::Result<(
         files.push(("pids.max", "max\n".to_owned()));
         files.push(("pids.current", "0\n".to_owned()));
     }
+    if has("devices") {
+        // A new v1 device cgroup copies its parent's list; podlab's parents
+        // all allow everything, as the root does.
+        files.push(("devices.allow", String::new()));
+        files.push(("devices.deny", String::new()));
+        files.push(("devices.list", "a *:* rwm\n".to_owned()));
+    }
     write_all(dir, &files)
+}
+
+/// The v1 devices controller over `devices.list`, for the rules podlab
+/// writes: `a` replaces the whole list (allow: `a *:* rwm`; deny: empty,
+/// and refused while the cgroup has children, as the kernel does); any
+/// other rule is added to (allow) or taken from (deny) the list.
+fn write_devices(file: &Path, allow: bool, value: &str) -> io::Result<()> {
+    let dir = file.parent().unwrap_or(file);
+    if !file.exists() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let list_file = dir.join("devices.list");
+    let rule = value.trim();
+    let mut list: Vec<String> = read_or_empty(&list_file)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if rule == "a" {
+        let has_children = fs::read_dir(dir)?
+            .flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+        if !allow && has_children {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        list = if allow {
+            vec!["a *:* rwm".to_owned()]
+        } else {
+            Vec::new()
+        };
+    } else {
+        let fields: Vec<&str> = rule.split_whitespace().collect();
+        let well_formed = matches!(fields[..], [t, n, a]
+            if ["a", "b", "c"].contains(&t) && n.contains(':') && a.chars().all(|c| "rwm".contains(c)));
+        if !well_formed {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // A child may not allow what its parent denies.
+        let parent = read_or_empty(&dir.parent().unwrap_or(dir).join("devices.list"));
+        if allow && !parent.lines().any(|l| l == "a *:* rwm" || l == rule) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        let everything = list.iter().any(|l| l == "a *:* rwm");
+        if allow && !everything && !list.iter().any(|l| l == rule) {
+            list.push(rule.to_owned());
+        } else if !allow {
+            list.retain(|l| l != rule);
+        }
+    }
+    fs::write(
+        list_file,
+        list.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
 }
 
 fn write_all(dir: &Path, files: &[(&str, String)]) -> io::Result<()> {

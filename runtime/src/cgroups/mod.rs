@@ -13,11 +13,13 @@
 //! that delegate controllers, and v1 follows the same rule so both behave alike.
 //!
 //! **cgroup v1** (also a hybrid host: its controllers are v1): directories
-//! are made only in the memory, cpu, cpuacct and pids hierarchies, wherever
-//! each is mounted (cpu and cpuacct may share a mount). cpuset is skipped: a
+//! are made only in the memory, cpu, cpuacct, pids and devices hierarchies,
+//! wherever each is mounted (cpu and cpuacct may share a mount); each leaf
+//! gets its device rules in `devices` (see [`devices`]); a host without the
+//! devices controller is refused like one without memory. cpuset is skipped: a
 //! new v1 cpuset cgroup has empty `cpuset.cpus`/`cpuset.mems` and refuses
 //! tasks until they are copied from the parent, and podlab sets no cpuset
-//! limits. freezer, devices, blkio and name=systemd give podlab nothing
+//! limits. freezer, blkio and name=systemd give podlab nothing
 //! either; a process keeps its previous cgroup there. With a memory limit,
 //! `memory.memsw.limit_in_bytes` (if present) gets the same value: no swap.
 //!
@@ -25,7 +27,8 @@
 //! enabled in its `cgroup.subtree_control` (the root's, `podlab`'s and the
 //! pod's). Limits go to `memory.max`, `cpu.max` ("quota period"),
 //! `cpu.weight` (converted from shares) and `pids.max`; `memory.swap.max` is
-//! set to 0 with a memory limit.
+//! set to 0 with a memory limit. Device rules are a BPF program attached to
+//! each leaf that is not privileged.
 //!
 //! **How cgroups-rs is used.** Its controllers (`MemController`,
 //! `CpuController`, `PidController`, `CpuAcctController`) write the limit
@@ -42,6 +45,7 @@
 //! Every written value is read back and compared (see `knobs`).
 
 mod backend;
+pub mod devices;
 mod knobs;
 mod limits;
 
@@ -55,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
+use cgroups_rs::fs::devices::DevicesController;
 use cgroups_rs::fs::hierarchies;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
@@ -62,8 +67,9 @@ use cgroups_rs::fs::{Controllers, Subsystem};
 use cgroups_rs::CgroupPid;
 use serde::{Deserialize, Serialize};
 
-pub use backend::{seed_fixture_root, seed_fixture_v1_hierarchy};
+pub use backend::{seed_fixture_root, seed_fixture_v1_hierarchy, FIXTURE_DEVICE_PROGRAM};
 use backend::{Backend, Fixture, Kernel};
+pub use devices::Devices;
 pub use limits::{
     quota_from_millis, shares_from_millis, shares_from_weight, weight_from_shares, Limits,
     DEFAULT_CPU_PERIOD_US, MAX_CPU_SHARES, MAX_CPU_WEIGHT, MIN_CPU_QUOTA_US, MIN_CPU_SHARES,
@@ -172,10 +178,11 @@ enum Ctl {
     Cpu,
     CpuAcct,
     Pids,
+    Devices,
 }
 
 impl Ctl {
-    const ALL: [Ctl; 4] = [Ctl::Memory, Ctl::Cpu, Ctl::CpuAcct, Ctl::Pids];
+    const ALL: [Ctl; 5] = [Ctl::Memory, Ctl::Cpu, Ctl::CpuAcct, Ctl::Pids, Ctl::Devices];
 
     fn name(self) -> &'static str {
         match self {
@@ -183,6 +190,7 @@ impl Ctl {
             Ctl::Cpu => "cpu",
             Ctl::CpuAcct => "cpuacct",
             Ctl::Pids => "pids",
+            Ctl::Devices => "devices",
         }
     }
 
@@ -197,6 +205,7 @@ impl Ctl {
             Ctl::Cpu => Controllers::Cpu,
             Ctl::CpuAcct => Controllers::CpuAcct,
             Ctl::Pids => Controllers::Pids,
+            Ctl::Devices => Controllers::Devices,
         }
     }
 
@@ -207,6 +216,7 @@ impl Ctl {
             Ctl::Cpu => Subsystem::Cpu(CpuController::new(dir, mount, v2)),
             Ctl::CpuAcct => Subsystem::CpuAcct(CpuAcctController::new(dir, mount)),
             Ctl::Pids => Subsystem::Pid(PidController::new(dir, mount, v2)),
+            Ctl::Devices => Subsystem::Devices(DevicesController::new(dir, mount)),
         }
     }
 }
@@ -717,7 +727,15 @@ impl PodCgroup {
     /// Creates the leaf `pause` or `ctr-<name>` with `limits`, then reads
     /// every value back: the kernel may refuse or clamp. Fails with
     /// [`Error::AlreadyExists`] if it exists; a failure leaves no leaf behind.
-    pub fn create_leaf(&self, leaf: &str, limits: &Limits) -> Result<Leaf, Error> {
+    ///
+    /// `devices` goes in with the limits, before any process can join the
+    /// leaf (see [`devices`]).
+    pub fn create_leaf(
+        &self,
+        leaf: &str,
+        limits: &Limits,
+        devices: Devices,
+    ) -> Result<Leaf, Error> {
         check_leaf_name(leaf)?;
         if !self.exists() {
             return Err(Error::NotFound(self.relative_path()));
@@ -730,7 +748,8 @@ impl PodCgroup {
         let made = dirs
             .iter()
             .try_for_each(|d| self.inner.mkdir_ok_if_exists(d))
-            .and_then(|()| knobs::apply(&self.inner, &handle.relative_path(), limits));
+            .and_then(|()| knobs::apply(&self.inner, &handle.relative_path(), limits))
+            .and_then(|()| devices::apply(&self.inner, &handle.relative_path(), devices));
         if let Err(e) = made {
             // Nothing ran in it yet; a short deadline is plenty.
             let deadline = Instant::now() + Duration::from_secs(1);
@@ -871,6 +890,20 @@ impl Leaf {
     /// the leaf's `cpu.weight`.
     pub fn read_limits(&self) -> Result<Limits, Error> {
         knobs::read(&self.inner, &self.relative_path())
+    }
+
+    /// The v1 `devices.list` of the leaf, one rule a line (v1 only: v2
+    /// keeps its rules in a BPF program).
+    pub fn device_list(&self) -> Result<Vec<String>, Error> {
+        let file = self
+            .inner
+            .mount(Ctl::Devices)?
+            .join(self.relative_path())
+            .join("devices.list");
+        Ok(knobs::read_string(&file)?
+            .lines()
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Processes in the leaf (in any hierarchy), sorted.

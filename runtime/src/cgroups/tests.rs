@@ -83,7 +83,9 @@ mod v2_fixture {
     fn create_leaf_writes_every_file_and_reads_it_back() {
         let (t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let leaf = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let leaf = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
         let dir = t.path().join("podlab/pod-u1/ctr-app");
 
         assert_eq!(read(&dir.join("memory.max")), "67108864");
@@ -109,7 +111,9 @@ mod v2_fixture {
     fn a_leaf_without_limits_keeps_the_kernel_defaults() {
         let (t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let pause = pod.create_leaf("pause", &Limits::default()).unwrap();
+        let pause = pod
+            .create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
         let dir = t.path().join("podlab/pod-u1/pause");
         assert_eq!(read(&dir.join("memory.max")), "max");
         assert_eq!(read(&dir.join("memory.swap.max")), "max");
@@ -135,7 +139,9 @@ mod v2_fixture {
             cpu_shares: None,
             pids_max: Some(-1),
         };
-        let leaf = pod.create_leaf("ctr-a", &limits).unwrap();
+        let leaf = pod
+            .create_leaf("ctr-a", &limits, Devices::Allowlist)
+            .unwrap();
         assert_eq!(read(&dir.join("memory.max")), "max");
         // No memory limit: swap is left alone.
         assert_eq!(read(&dir.join("memory.swap.max")), "max");
@@ -169,7 +175,9 @@ mod v2_fixture {
         // Someone disabled pids for the pod's children behind our back.
         let subtree = t.path().join("podlab/pod-u1/cgroup.subtree_control");
         m.inner.backend.write(&subtree, "-pids").unwrap();
-        let err = pod.create_leaf("ctr-a", &app_limits()).unwrap_err();
+        let err = pod
+            .create_leaf("ctr-a", &app_limits(), Devices::Allowlist)
+            .unwrap_err();
         assert!(
             matches!(
                 &err,
@@ -188,8 +196,11 @@ mod v2_fixture {
     fn destroy_kills_waits_and_removes_every_directory() {
         let (t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &pod_limits()).unwrap();
-        pod.create_leaf("pause", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        pod.create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
         app.add_process(FAKE_PID).unwrap();
         assert_eq!(app.procs().unwrap(), vec![FAKE_PID]);
         assert_eq!(pod.leaves().unwrap(), vec!["ctr-app", "pause"]);
@@ -213,7 +224,9 @@ mod v2_fixture {
     fn destroy_removes_cgroups_nested_below_a_leaf() {
         let (_t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &Limits::default()).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &Limits::default(), Devices::Allowlist)
+            .unwrap();
         let leaf_dir = app.paths()[0].1.clone();
         // A container with its own cgroup namespace may make sub-cgroups.
         m.inner.backend.mkdir(&leaf_dir.join("inner")).unwrap();
@@ -230,7 +243,8 @@ mod v2_fixture {
         let (t, m) = fixture(Mode::V2);
         let a = m.create_pod("a", &Limits::default()).unwrap();
         let b = m.create_pod("b", &Limits::default()).unwrap();
-        b.create_leaf("pause", &Limits::default()).unwrap();
+        b.create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
         // Stray entries under podlab are not pods.
         fs::create_dir(t.path().join("podlab/not-a-pod")).unwrap();
         fs::write(t.path().join("podlab/pod-file"), "").unwrap();
@@ -257,8 +271,11 @@ mod v2_fixture {
             matches!(&err, Error::AlreadyExists(p) if p == "podlab/pod-u1"),
             "{err}"
         );
-        pod.create_leaf("pause", &Limits::default()).unwrap();
-        let err = pod.create_leaf("pause", &Limits::default()).unwrap_err();
+        pod.create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
+        let err = pod
+            .create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap_err();
         assert!(
             matches!(&err, Error::AlreadyExists(p) if p == "podlab/pod-u1/pause"),
             "{err}"
@@ -272,7 +289,7 @@ mod v2_fixture {
         let (_t, m) = fixture(Mode::V2);
         let err = m
             .pod("ghost")
-            .create_leaf("pause", &Limits::default())
+            .create_leaf("pause", &Limits::default(), Devices::Allowlist)
             .unwrap_err();
         assert!(
             matches!(&err, Error::NotFound(p) if p == "podlab/pod-ghost"),
@@ -290,7 +307,9 @@ mod v2_fixture {
     fn oom_kills_are_read_from_memory_events() {
         let (_t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
         assert_eq!(app.oom_kill_count().unwrap(), 0);
         let events = app.paths()[0].1.join("memory.events");
         fs::write(
@@ -313,6 +332,31 @@ mod v2_fixture {
             vec![("unified".to_owned(), t.path().join("podlab/pod-u1/ctr-app"))]
         );
     }
+
+    #[test]
+    fn leaves_get_the_device_program_unless_privileged() {
+        let (t, m) = fixture(Mode::V2);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        pod.create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
+        pod.create_leaf("ctr-priv", &Limits::default(), Devices::All)
+            .unwrap();
+        let pod_dir = t.path().join("podlab/pod-u1");
+        let text = read(&pod_dir.join("pause").join(FIXTURE_DEVICE_PROGRAM));
+        let attached = devices::parse_program_text(&text).expect("one program");
+        assert_eq!(
+            attached,
+            devices::program(&devices::rules(Devices::Allowlist))
+        );
+        // No program at all: every device, as on a cgroup without one.
+        assert!(!pod_dir
+            .join("ctr-priv")
+            .join(FIXTURE_DEVICE_PROGRAM)
+            .exists());
+        assert!(!pod_dir.join(FIXTURE_DEVICE_PROGRAM).exists());
+        pod.destroy().unwrap();
+        assert!(!pod_dir.exists());
+    }
 }
 
 mod v1_fixture {
@@ -321,7 +365,7 @@ mod v1_fixture {
     /// A v1 root with cpu and cpuacct co-mounted, like many distributions.
     fn comounted() -> (TempDir, Manager) {
         let dir = tempfile::tempdir().unwrap();
-        for h in ["memory", "cpu,cpuacct", "pids"] {
+        for h in ["memory", "cpu,cpuacct", "pids", "devices"] {
             seed_fixture_v1_hierarchy(dir.path(), h).unwrap();
         }
         let m = Manager::with_root(Mode::V1, dir.path().to_path_buf());
@@ -333,7 +377,7 @@ mod v1_fixture {
         let (t, m) = fixture(Mode::V1);
         let pod = m.create_pod("u1", &pod_limits()).unwrap();
         let paths: BTreeSet<PathBuf> = pod.paths().into_iter().collect();
-        let expected: BTreeSet<PathBuf> = ["memory", "cpu", "cpuacct", "pids"]
+        let expected: BTreeSet<PathBuf> = ["memory", "cpu", "cpuacct", "pids", "devices"]
             .iter()
             .map(|h| {
                 t.path()
@@ -346,14 +390,16 @@ mod v1_fixture {
         assert_eq!(paths, expected);
         assert!(paths.iter().all(|p| p.is_dir()));
         // No cpuset, freezer or other hierarchy is touched.
-        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 4);
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 5);
     }
 
     #[test]
     fn leaf_limits_go_to_the_v1_files_including_memsw() {
         let (t, m) = comounted();
         let pod = m.create_pod("u1", &pod_limits()).unwrap();
-        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
         let root = t.path().canonicalize().unwrap();
         let mem = root.join("memory/podlab/pod-u1/ctr-app");
         let cpu = root.join("cpu,cpuacct/podlab/pod-u1/ctr-app");
@@ -370,15 +416,15 @@ mod v1_fixture {
         // Co-mounted controllers share a directory, listed under both names.
         let paths = app.paths();
         let names: Vec<&str> = paths.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["memory", "cpu", "cpuacct", "pids"]);
+        assert_eq!(names, ["memory", "cpu", "cpuacct", "pids", "devices"]);
         assert_eq!(paths[1].1, cpu);
         assert_eq!(paths[2].1, cpu);
-        assert_eq!(pod.paths().len(), 3);
+        assert_eq!(pod.paths().len(), 4);
 
         app.add_process(FAKE_PID).unwrap();
         assert_eq!(app.procs().unwrap(), vec![FAKE_PID]);
         pod.destroy().unwrap();
-        for h in ["memory", "cpu,cpuacct", "pids"] {
+        for h in ["memory", "cpu,cpuacct", "pids", "devices"] {
             assert!(!root.join(h).join("podlab").exists(), "{h}");
         }
     }
@@ -390,7 +436,9 @@ mod v1_fixture {
         fs::remove_file(dir.path().join("memory/memory.memsw.limit_in_bytes")).unwrap();
         let m = Manager::with_root(Mode::V1, dir.path().to_path_buf());
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
         let mem = &app.paths()[0].1;
         assert_eq!(read(&mem.join("memory.limit_in_bytes")), "67108864");
         assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
@@ -400,7 +448,9 @@ mod v1_fixture {
     fn oom_kills_are_read_from_oom_control() {
         let (_t, m) = fixture(Mode::V1);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &Limits::default()).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &Limits::default(), Devices::Allowlist)
+            .unwrap();
         assert_eq!(app.oom_kill_count().unwrap(), 0);
         let file = app.paths()[0].1.join("memory.oom_control");
         fs::write(&file, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
@@ -425,6 +475,74 @@ mod v1_fixture {
             "{err}"
         );
         assert!(!dir.path().join("memory/podlab").exists());
+    }
+
+    #[test]
+    fn leaves_get_the_allowlist_or_everything_in_devices() {
+        let (t, m) = fixture(Mode::V1);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        let pause = pod
+            .create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
+        let privileged = pod
+            .create_leaf("ctr-priv", &Limits::default(), Devices::All)
+            .unwrap();
+        let list = pause.device_list().unwrap();
+        assert_eq!(list, devices::v1_list(Devices::Allowlist));
+        assert!(list.contains(&"c 136:* rwm".to_owned()), "{list:?}");
+        assert!(!list.iter().any(|l| l.starts_with("a ")), "{list:?}");
+        assert_eq!(app.device_list().unwrap(), list);
+        assert_eq!(privileged.device_list().unwrap(), ["a *:* rwm"]);
+        // The pod itself keeps its parent's list: a privileged leaf needs it.
+        let pod_list = t.path().join("devices/podlab/pod-u1/devices.list");
+        assert_eq!(read(&pod_list), "a *:* rwm");
+        app.add_process(FAKE_PID).unwrap();
+        assert!(app.paths().iter().any(|(n, _)| n == "devices"));
+        pod.destroy().unwrap();
+        assert!(!t.path().join("devices/podlab").exists());
+    }
+
+    #[test]
+    fn a_host_without_the_devices_controller_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for h in ["memory", "cpu", "cpuacct", "pids"] {
+            seed_fixture_v1_hierarchy(dir.path(), h).unwrap();
+        }
+        let m = Manager::with_root(Mode::V1, dir.path().to_path_buf());
+        let err = m.create_pod("u1", &Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotMounted {
+                    controller: "devices",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!dir.path().join("memory/podlab").exists());
+    }
+
+    #[test]
+    fn rules_the_parent_refuses_fail_and_leave_no_leaf() {
+        let (t, m) = fixture(Mode::V1);
+        let pod = m.create_pod("u1", &Limits::default()).unwrap();
+        // A parent without the pts: the kernel refuses to allow them below.
+        let pod_list = t.path().join("devices/podlab/pod-u1/devices.list");
+        fs::write(&pod_list, "c 1:3 rwm\n").unwrap();
+        let err = pod
+            .create_leaf("ctr-app", &Limits::default(), Devices::Allowlist)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, source }
+                if path.ends_with("ctr-app/devices.allow")
+                    && source.raw_os_error() == Some(libc::EPERM)),
+            "{err}"
+        );
+        assert!(!pod.leaf("ctr-app").exists());
     }
 }
 
@@ -463,7 +581,9 @@ mod names {
     fn bad_leaf_names_are_refused(#[case] leaf: &str) {
         let (_t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let err = pod.create_leaf(leaf, &Limits::default()).unwrap_err();
+        let err = pod
+            .create_leaf(leaf, &Limits::default(), Devices::Allowlist)
+            .unwrap_err();
         assert!(
             matches!(err, Error::InvalidName { what: "leaf", .. }),
             "{err}"
@@ -478,7 +598,9 @@ mod names {
     fn pids_that_name_groups_or_the_caller_are_refused(#[case] pid: i32) {
         let (_t, m) = fixture(Mode::V2);
         let pod = m.create_pod("u1", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &Limits::default()).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &Limits::default(), Devices::Allowlist)
+            .unwrap();
         assert!(matches!(app.add_process(pid), Err(Error::InvalidPid(p)) if p == pid));
         assert!(app.procs().unwrap().is_empty());
     }
@@ -578,9 +700,7 @@ mod host_v1 {
         assert_eq!(read(&cpu_pod.join("cpu.cfs_quota_us")), "50000");
         assert_eq!(read(&pids_pod.join("pids.max")), "128");
         // Only the hierarchies podlab needs.
-        for skipped in [
-            "cpuset", "freezer", "devices", "blkio", "systemd", "unified",
-        ] {
+        for skipped in ["cpuset", "freezer", "blkio", "systemd", "unified"] {
             let p = Path::new(DEFAULT_ROOT)
                 .join(skipped)
                 .join(TOP)
@@ -588,8 +708,12 @@ mod host_v1 {
             assert!(!p.exists(), "{}", p.display());
         }
 
-        let pause = pod.create_leaf("pause", &Limits::default()).unwrap();
-        let app = pod.create_leaf("ctr-app", &app_limits()).unwrap();
+        let pause = pod
+            .create_leaf("pause", &Limits::default(), Devices::Allowlist)
+            .unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+            .unwrap();
         assert_eq!(app.read_limits().unwrap(), app_limits());
         let mem_app = mem_pod.join("ctr-app");
         assert_eq!(read(&mem_app.join("memory.limit_in_bytes")), "67108864");
@@ -600,12 +724,29 @@ mod host_v1 {
             );
         }
         assert_eq!(app.oom_kill_count().unwrap(), 0);
+        let dev_app = Path::new("/sys/fs/cgroup/devices/podlab")
+            .join(format!("pod-{uid}"))
+            .join("ctr-app");
+        let listed: BTreeSet<String> = read(&dev_app.join("devices.list"))
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let wanted: BTreeSet<String> = devices::v1_list(Devices::Allowlist).into_iter().collect();
+        assert_eq!(listed, wanted);
+        assert_eq!(
+            pause
+                .device_list()
+                .unwrap()
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            wanted
+        );
         assert_eq!(
             app.paths()
                 .iter()
                 .map(|(n, _)| n.as_str())
                 .collect::<Vec<_>>(),
-            ["memory", "cpu", "cpuacct", "pids"]
+            ["memory", "cpu", "cpuacct", "pids", "devices"]
         );
 
         let child = Reap(Command::new("sleep").arg("30").spawn().unwrap());
@@ -616,7 +757,7 @@ mod host_v1 {
 
         let cgroup = read(Path::new(&format!("/proc/{pid}/cgroup")));
         let want = format!("/{}", app.relative_path());
-        for controller in ["memory", "cpu", "cpuacct", "pids"] {
+        for controller in ["memory", "cpu", "cpuacct", "pids", "devices"] {
             let line = cgroup
                 .lines()
                 .find(|l| {
@@ -648,6 +789,76 @@ mod host_v1 {
         drop(guard);
     }
 
+    /// A shell in `leaf` (moved there before it reads its go line) opens
+    /// `devices` read-only, without I/O; the exit status of each open.
+    fn opens_in(leaf: &Leaf, devices: &[&str]) -> Vec<(String, i32)> {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::Stdio;
+        let script: String = devices
+            .iter()
+            .map(|d| format!("( exec 3<{d} ) 2>/dev/null; echo \"{d} $?\"; "))
+            .collect();
+        let mut child = Reap(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("read go; {script}"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        leaf.add_process(i32::try_from(child.0.id()).unwrap())
+            .unwrap();
+        writeln!(child.0.stdin.take().unwrap(), "go").unwrap();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .lines()
+            .map(|l| {
+                let l = l.unwrap();
+                let (d, rc) = l.rsplit_once(' ').unwrap();
+                (d.to_owned(), rc.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_process_in_a_leaf_opens_only_the_allowed_devices() {
+        let Some(m) = host() else { return };
+        let wanted = [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/urandom",
+            "/dev/tty1",
+            "/dev/loop0",
+        ];
+        if let Some(d) = wanted.iter().find(|d| !Path::new(d).exists()) {
+            eprintln!("skipping: this host has no {d}");
+            return;
+        }
+        let uid = unique_uid("dev");
+        let pod = m.create_pod(&uid, &Limits::default()).unwrap();
+        let _guard = Cleanup(pod.clone());
+        let app = pod
+            .create_leaf("ctr-app", &Limits::default(), Devices::Allowlist)
+            .unwrap();
+        let privileged = pod
+            .create_leaf("ctr-priv", &Limits::default(), Devices::All)
+            .unwrap();
+        let got = opens_in(&app, &wanted);
+        let want: Vec<(String, i32)> = wanted
+            .iter()
+            .map(|d| {
+                (
+                    d.to_string(),
+                    i32::from(!d.contains("null") && !d.contains("zero") && !d.contains("urandom"))
+                        * 2,
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "0 = opened, 2 = refused");
+        let got = opens_in(&privileged, &wanted);
+        assert!(got.iter().all(|(_, rc)| *rc == 0), "privileged: {got:?}");
+    }
+
     #[test]
     fn refused_and_clamped_values_fail_and_leave_no_leaf() {
         let Some(m) = host() else { return };
@@ -661,7 +872,9 @@ mod host_v1 {
             cpu_period_us: Some(100_000),
             ..Limits::default()
         };
-        let err = pod.create_leaf("ctr-small", &too_small).unwrap_err();
+        let err = pod
+            .create_leaf("ctr-small", &too_small, Devices::Allowlist)
+            .unwrap_err();
         assert!(matches!(err, Error::Cgroups { .. }), "{err}");
         assert!(!pod.leaf("ctr-small").exists());
 
@@ -670,7 +883,9 @@ mod host_v1 {
             cpu_shares: Some(1),
             ..Limits::default()
         };
-        let err = pod.create_leaf("ctr-clamped", &clamped).unwrap_err();
+        let err = pod
+            .create_leaf("ctr-clamped", &clamped, Devices::Allowlist)
+            .unwrap_err();
         assert!(
             matches!(&err, Error::NotApplied { wanted, got, .. } if wanted == "1" && got == "2"),
             "{err}"
@@ -692,7 +907,9 @@ mod host_v1 {
             memory_bytes: Some(100_000_000),
             ..Limits::default()
         };
-        let app = pod.create_leaf("ctr-app", &limits).unwrap();
+        let app = pod
+            .create_leaf("ctr-app", &limits, Devices::Allowlist)
+            .unwrap();
         let got = app.read_limits().unwrap().memory_bytes.unwrap();
         assert!(got <= 100_000_000 && 100_000_000 - got < 65_536, "{got}");
         pod.destroy().unwrap();

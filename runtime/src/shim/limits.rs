@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::cgroups::Limits;
+use crate::cgroups::{Devices, Limits};
 use crate::mutants::Mutant;
 use crate::quantity;
 
@@ -71,6 +71,17 @@ impl Shim {
             Some(Mutant::NoPidsLimit) => limits.pids_max = None,
             Some(Mutant::NoCpuLimit) => limits.cpu_quota_us = None,
             _ => {}
+        }
+    }
+
+    /// A leaf's device rules: everything for a privileged container (and
+    /// for every leaf under the `no-device-cgroup` mutant), else the
+    /// Kubernetes runtimes' allowlist.
+    pub(super) fn device_policy(&self, privileged: bool) -> Devices {
+        if privileged || self.mutant == Some(Mutant::NoDeviceCgroup) {
+            Devices::All
+        } else {
+            Devices::Allowlist
         }
     }
 }

@@ -39,7 +39,8 @@ impl Shim {
         let pod_cg = self.cgroups.create_pod(&self.uid, &limits)?;
         self.state.cgroup_mode = Some(self.cgroups.mode());
         self.state.pod_cgroup = Some(format!("podlab/pod-{}", self.uid));
-        let pause_leaf = pod_cg.create_leaf("pause", &Limits::default())?;
+        let pause_leaf =
+            pod_cg.create_leaf("pause", &Limits::default(), self.device_policy(false))?;
         self.pod_cgroup = Some(pod_cg);
 
         let own_netns = match self.mutant {

@@ -87,7 +87,11 @@ impl Shim {
             .ok_or_else(|| Error::Other("pod cgroup missing".into()))?;
         let leaf = match &self.ctrs[i].leaf {
             Some(l) => l.clone(),
-            None => match pod_cg.create_leaf(&format!("ctr-{name}"), &limits) {
+            None => match pod_cg.create_leaf(
+                &format!("ctr-{name}"),
+                &limits,
+                self.device_policy(security.privileged),
+            ) {
                 Ok(l) => l,
                 Err(e) => {
                     self.create_failed(i, CreateFailure::of(e));
