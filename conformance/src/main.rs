@@ -61,7 +61,8 @@ options:
   --variants PATTERN   with --mutants: only the variants whose name or description matches
   --summary            write summary.md (test ID x runtime) from every <runtime>/results.json
                        in the reports directory (after the run, with --runtime)
-  --gen-docs PATH      write the generated test documentation to PATH and exit
+  --gen-docs PATH      write the generated test documentation to PATH, and the capability
+                       table of adapter-contract.md beside it, and exit
 
 PATTERN is not a regular expression: substrings separated by `|`, matched
 without case against the ID and the MUST sentence (e.g. 'NET-00|UTS-001').
@@ -233,6 +234,15 @@ fn run(args: Args) -> Result<ExitCode> {
         std::fs::write(path, docs::generate(&all))
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {} ({} tests)", path.display(), all.len());
+        // The adapter contract beside it carries the capability table.
+        let contract = path.with_file_name("adapter-contract.md");
+        let text = std::fs::read_to_string(&contract)
+            .with_context(|| format!("cannot read {}", contract.display()))?;
+        let fresh = docs::splice_table(&text, &docs::capability_table(&all))
+            .with_context(|| format!("{} has no capability table markers", contract.display()))?;
+        std::fs::write(&contract, fresh)
+            .with_context(|| format!("cannot write {}", contract.display()))?;
+        println!("wrote the capability table of {}", contract.display());
         return Ok(ExitCode::SUCCESS);
     }
     let selected = filter::select(&all, args.focus.as_ref(), args.skip.as_ref());

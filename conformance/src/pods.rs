@@ -167,9 +167,75 @@ impl PodManifest {
     }
 
     pub fn to_yaml(&self) -> String {
-        // Serialising a JSON value cannot fail; fall back to JSON (valid
-        // YAML too) rather than panic if it ever did.
-        serde_norway::to_string(&self.to_json()).unwrap_or_else(|_| self.to_json().to_string())
+        manifest_yaml(self.to_json())
+    }
+}
+
+/// The YAML the suite hands a runtime for `manifest`. Every container
+/// without a pull policy gets `IfNotPresent`, so a probe image side-loaded
+/// on a real cluster's node is used: with a `:latest` tag Kubernetes would
+/// default to `Always` and fail to pull it.
+pub fn manifest_yaml(mut manifest: Value) -> String {
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = manifest["spec"][list].as_array_mut() {
+            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+                c.entry("imagePullPolicy")
+                    .or_insert_with(|| json!("IfNotPresent"));
+            }
+        }
+    }
+    // Serialising a JSON value cannot fail; fall back to JSON (valid YAML
+    // too) rather than panic if it ever did.
+    serde_norway::to_string(&manifest).unwrap_or_else(|_| manifest.to_string())
+}
+
+/// A pod made from a raw manifest (init containers, volumes, restart
+/// policy: more than [`PodManifest`] builds); deleted when dropped.
+pub struct RawPod<'a> {
+    pub rt: &'a dyn Runtime,
+    pub name: String,
+}
+
+impl<'a> RawPod<'a> {
+    /// A pod named after `prefix` with `spec` (a JSON object) as its spec,
+    /// on top of the suite's defaults (labels, no grace period).
+    pub fn create(
+        rt: &'a dyn Runtime,
+        ctx: &Ctx,
+        prefix: &str,
+        spec: Value,
+    ) -> Result<Self, Outcome> {
+        let mut manifest = PodManifest::new(ctx, prefix).to_json();
+        if let (Some(base), Value::Object(extra)) = (manifest["spec"].as_object_mut(), spec) {
+            base.extend(extra);
+        }
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // The guard exists before the call, so a half-created pod is deleted too.
+        let guard = RawPod { rt, name };
+        rt.create_pod(&manifest_yaml(manifest))
+            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", guard.name)))?;
+        Ok(guard)
+    }
+
+    /// Runs `sh -c script` in `container`; its stdout.
+    pub fn sh(&self, ctx: &Ctx, container: &str, script: &str) -> Result<String, Outcome> {
+        let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
+        let out = self
+            .rt
+            .exec(&self.name, container, &argv, ctx.timeouts.exec)
+            .map_err(|e| fail(format!("exec in {}/{container}: {e}", self.name)))?;
+        Ok(out.stdout)
+    }
+}
+
+impl Drop for RawPod<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.rt.delete_pod(&self.name) {
+            eprintln!("warning: could not delete pod {}: {e}", self.name);
+        }
     }
 }
 

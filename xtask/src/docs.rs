@@ -1,6 +1,7 @@
 //! `cargo xtask docs`: the CLI reference, generated from the podlab binary's
-//! own clap help, so it can never describe flags the CLI does not have.
-//! `cargo xtask test` fails when docs/cli.md is out of date.
+//! own clap help, so it can never describe flags the CLI does not have, and
+//! the suite's generated pages (docs/conformance.md and the capability table
+//! of docs/adapter-contract.md). `cargo xtask test` fails when one is stale.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,6 +55,9 @@ pub fn render(podlab: &Path) -> anyhow::Result<String> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(a) = args.iter().find(|a| *a != "--check") {
+        bail!("docs: unknown flag {a:?} (usage: cargo xtask docs [--check])");
+    }
     let podlab = fixtures::build_podlab(false)?;
     let text = render(&podlab)?;
     let path = util::root().join("docs/cli.md");
@@ -63,9 +67,30 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             bail!("docs/cli.md is out of date: run `cargo xtask docs`");
         }
         println!("docs/cli.md is up to date");
+        // The suite's generated pages: the test list, the mutants and the
+        // capability table of the adapter contract.
+        util::run(util::cargo().args([
+            "test",
+            "--quiet",
+            "-p",
+            "podlab-conformance",
+            "--lib",
+            "docs::tests",
+        ]))
+        .map_err(|e| anyhow::anyhow!("{e}\nrun `cargo xtask docs` to regenerate"))?;
         return Ok(());
     }
     std::fs::write(&path, text)?;
     println!("wrote {}", path.display());
-    Ok(())
+    util::run(util::cargo().args([
+        "run",
+        "--quiet",
+        "-p",
+        "podlab-conformance",
+        "--bin",
+        "conformance",
+        "--",
+        "--gen-docs",
+        "docs/conformance.md",
+    ]))
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde_json::{json, Value};
 
-use crate::pods::PodManifest;
+use crate::pods::RawPod;
 use crate::runtime::{self, Runtime};
 use crate::suite::{fail, skip, Check, Ctx, Outcome, TestCase};
 
@@ -32,48 +32,6 @@ pub const CASES: &[TestCase] = &[
         must: "A subPath through a symlink that stays inside its volume MUST still be mounted, as Kubernetes mounts it, so refusing every symlink is not how a runtime passes ESC-001 to ESC-003.",
         method: "Init container plant writes a random marker to /vol/real/marker and runs `ln -s real /vol/inside`; container app mounts the volume with subPath inside at /data and must run, and `cat /data/marker` must print the marker."),
 ];
-
-/// A pod whose spec is given as JSON, deleted when dropped.
-struct EscPod<'a> {
-    rt: &'a dyn Runtime,
-    name: String,
-}
-
-impl<'a> EscPod<'a> {
-    fn create(rt: &'a dyn Runtime, ctx: &Ctx, prefix: &str, spec: Value) -> Result<Self, Outcome> {
-        let mut manifest = PodManifest::new(ctx, prefix).to_json();
-        if let (Some(base), Value::Object(extra)) = (manifest["spec"].as_object_mut(), spec) {
-            base.extend(extra);
-        }
-        let name = manifest["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let guard = EscPod { rt, name };
-        let yaml = serde_norway::to_string(&manifest).unwrap_or_else(|_| manifest.to_string());
-        rt.create_pod(&yaml)
-            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", guard.name)))?;
-        Ok(guard)
-    }
-
-    /// Runs `sh -c script` in the container; its stdout.
-    fn sh(&self, ctx: &Ctx, container: &str, script: &str) -> Result<String, Outcome> {
-        let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
-        let out = self
-            .rt
-            .exec(&self.name, container, &argv, ctx.timeouts.exec)
-            .map_err(|e| fail(format!("exec in {}/{container}: {e}", self.name)))?;
-        Ok(out.stdout)
-    }
-}
-
-impl Drop for EscPod<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.rt.delete_pod(&self.name) {
-            eprintln!("warning: could not delete pod {}: {e}", self.name);
-        }
-    }
-}
 
 /// A file on the node the suite runs on, removed when dropped: if a
 /// container can read it, the container sees the node's filesystem.
@@ -232,7 +190,7 @@ fn subpath_to_root(
         plant,
         json!([{"name": "vol", "mountPath": "/host", "subPath": sub_path}]),
     );
-    let pod = EscPod::create(rt, ctx, prefix, spec)?;
+    let pod = RawPod::create(rt, ctx, prefix, spec)?;
     if let Verdict::Refused(_) = verdict(rt, ctx, &pod.name)? {
         return Ok(());
     }
@@ -274,7 +232,7 @@ fn subpath_symlink_to_parent(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         &plant,
         json!([{"name": "vol", "mountPath": "/host", "subPath": "up"}]),
     );
-    let pod = EscPod::create(rt, ctx, "esc-parent", spec)?;
+    let pod = RawPod::create(rt, ctx, "esc-parent", spec)?;
     if let Verdict::Refused(_) = verdict(rt, ctx, &pod.name)? {
         return Ok(());
     }
@@ -309,7 +267,7 @@ fn mount_target_symlink(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             {"name": "data", "mountPath": "/shared/link"},
         ]),
     );
-    let pod = EscPod::create(rt, ctx, "esc-target", spec)?;
+    let pod = RawPod::create(rt, ctx, "esc-target", spec)?;
     if let Verdict::Refused(_) = verdict(rt, ctx, &pod.name)? {
         return Ok(());
     }
@@ -338,7 +296,7 @@ fn subpath_symlink_inside_volume(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         &plant,
         json!([{"name": "vol", "mountPath": "/data", "subPath": "inside"}]),
     );
-    let pod = EscPod::create(rt, ctx, "esc-inside", spec)?;
+    let pod = RawPod::create(rt, ctx, "esc-inside", spec)?;
     if let Verdict::Refused(why) = verdict(rt, ctx, &pod.name)? {
         return Err(fail(format!(
             "pod {}: container app, whose subPath \"inside\" is a symlink to a directory inside \

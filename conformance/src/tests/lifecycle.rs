@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde_json::{json, Value};
 
-use crate::pods::{ContainerSpec, PodGuard, PodManifest};
+use crate::pods::{ContainerSpec, PodGuard, PodManifest, RawPod};
 use crate::runtime::{self, Runtime};
 use crate::suite::{ensure, fail, skip, Check, Ctx, Outcome, TestCase};
 
@@ -323,41 +323,6 @@ fn running_means_started(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         )));
     }
     Ok(())
-}
-
-/// A pod made from a raw manifest (init containers, volumes, restart
-/// policy: more than [`PodManifest`] builds); deleted when dropped.
-struct RawPod<'a> {
-    rt: &'a dyn Runtime,
-    name: String,
-}
-
-impl<'a> RawPod<'a> {
-    /// A pod named after `prefix` with `spec` (a JSON object) as its spec,
-    /// on top of the suite's defaults (labels, no grace period).
-    fn create(rt: &'a dyn Runtime, ctx: &Ctx, prefix: &str, spec: Value) -> Result<Self, Outcome> {
-        let mut manifest = PodManifest::new(ctx, prefix).to_json();
-        if let (Some(base), Value::Object(extra)) = (manifest["spec"].as_object_mut(), spec) {
-            base.extend(extra);
-        }
-        let name = manifest["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let guard = RawPod { rt, name };
-        let yaml = serde_norway::to_string(&manifest).unwrap_or_else(|_| manifest.to_string());
-        rt.create_pod(&yaml)
-            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", guard.name)))?;
-        Ok(guard)
-    }
-}
-
-impl Drop for RawPod<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.rt.delete_pod(&self.name) {
-            eprintln!("warning: could not delete pod {}: {e}", self.name);
-        }
-    }
 }
 
 /// A container of the probe image running `argv`.
