@@ -2,6 +2,9 @@
 //! of `fuzz/` (manifest parsing, quantity parsing, layer unpacking) for a
 //! bounded time each. libFuzzer runs without a sanitizer, so the stable
 //! toolchain suffices (RUSTC_BOOTSTRAP only lets cargo-fuzz pass its flags).
+//! Optimised, but with debug assertions and overflow checks on: an
+//! overflow is exactly what a fuzzer should find. The oracles live in
+//! `fuzz/src/lib.rs`, where `cargo test` runs them over the seeds.
 
 use std::process::Command;
 
@@ -28,11 +31,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         util::run(util::cargo().args(["install", "--quiet", "cargo-fuzz"]))?;
     }
     let fuzz_dir = util::root().join("fuzz");
-    // The refused-manifest corpus seeds the manifest fuzzer.
-    let seeds = fuzz_dir.join("corpus/manifest");
-    std::fs::create_dir_all(&seeds)?;
-    for e in std::fs::read_dir(util::root().join("fixtures/bad"))?.flatten() {
-        let _ = std::fs::copy(e.path(), seeds.join(e.file_name()));
+    // The refused-manifest corpus seeds the manifest fuzzer, the
+    // checked-in tar layers (whiteouts, links, long names, escapes) the
+    // layer fuzzer.
+    for (target, from) in [
+        ("manifest", util::root().join("fixtures/bad")),
+        ("layer", fuzz_dir.join("seeds/layer")),
+    ] {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        for e in std::fs::read_dir(&from)?.flatten() {
+            let _ = std::fs::copy(e.path(), corpus.join(e.file_name()));
+        }
     }
     for target in chosen {
         util::step(&format!("fuzzing {target} for {seconds}s"));
@@ -40,7 +50,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             Command::new("cargo")
                 .current_dir(&fuzz_dir)
                 .env("RUSTC_BOOTSTRAP", "1")
-                .args(["fuzz", "run", "--sanitizer", "none", "-O", target, "--"])
+                .env("RUSTFLAGS", "-C overflow-checks=on")
+                .args([
+                    "fuzz",
+                    "run",
+                    "--sanitizer",
+                    "none",
+                    "-O",
+                    "--debug-assertions",
+                ])
+                .args([target, "--"])
                 .arg(format!("-max_total_time={seconds}"))
                 .arg("-max_len=65536"),
         )?;

@@ -46,6 +46,12 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
             .args(["--", "-D", "warnings"]),
     )?;
 
+    // The fuzz targets are workspace members: clippy lints them, and this
+    // links them, so a change that breaks one fails here and not in the
+    // next fuzzing session.
+    util::step("fuzz targets build");
+    util::run(util::cargo().args(["build", "--quiet", "-p", "podlab-fuzz", "--bins"]))?;
+
     util::step("docs in sync with the code");
     crate::docs::run(&["--check".to_string()])?;
     let images = test_image_root();
