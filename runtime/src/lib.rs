@@ -23,6 +23,7 @@ pub mod probe;
 pub mod quantity;
 pub mod sandbox;
 pub mod scheduler;
+pub mod seccomp;
 pub mod security;
 pub mod shim;
 pub mod store;
