@@ -37,10 +37,14 @@ pub enum Mutant {
     /// The container starts with the shim's signalfd mask (SIGCHLD, SIGTERM,
     /// SIGINT blocked), so it never sees the SIGTERM of a delete.
     SignalsBlocked,
+    /// No seccomp filter is installed, whatever seccompProfile says.
+    SeccompIgnored,
+    /// runAsUser and runAsGroup are ignored: the container runs as root.
+    RunAsRoot,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 18] = [
+    pub const ALL: [(&'static str, Mutant); 20] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -59,6 +63,8 @@ impl Mutant {
         ("leak-host-fd", Mutant::LeakHostFd),
         ("runtime-in-container", Mutant::RuntimeInContainer),
         ("signals-blocked", Mutant::SignalsBlocked),
+        ("seccomp-ignored", Mutant::SeccompIgnored),
+        ("run-as-root", Mutant::RunAsRoot),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

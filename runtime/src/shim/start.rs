@@ -61,23 +61,24 @@ impl Shim {
                 format!("Container image \"{image_ref}\" already present on machine"),
             ));
         }
-        let prepared = (|| -> Result<_, String> {
-            let mut process = Process::resolve(&spec, &image.config).map_err(|e| e.to_string())?;
+        let prepared = (|| -> Result<_, (&'static str, String)> {
+            let create_error = |e: String| ("CreateContainerError", e);
+            let mut process =
+                Process::resolve(&spec, &image.config).map_err(|e| create_error(e.to_string()))?;
             let hostname =
                 fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
             process.env.push(format!("HOSTNAME={}", hostname.trim()));
-            let security = crate::security::Profile::from_context(spec.security_context.as_ref())
-                .map_err(|e| e.to_string())?;
-            let mut limits =
-                container_limits(&spec, self.config.default_pids).map_err(|e| e.to_string())?;
+            let security = self.security_profile(&spec, &image)?;
+            let mut limits = container_limits(&spec, self.config.default_pids)
+                .map_err(|e| create_error(e.to_string()))?;
             self.mutant_limits(&mut limits);
-            let mounts = self.volume_mounts(&spec)?;
+            let mounts = self.volume_mounts(&spec).map_err(create_error)?;
             Ok((process, security, limits, mounts))
         })();
         let (process, security, limits, mounts) = match prepared {
             Ok(p) => p,
-            Err(msg) => {
-                self.create_failed(i, msg);
+            Err((reason, msg)) => {
+                self.create_failed_as(i, reason, msg);
                 return Ok(());
             }
         };
@@ -390,12 +391,64 @@ impl Shim {
     /// The container could not be created from its spec: it waits with
     /// CreateContainerError and is tried again with back-off.
     fn create_failed(&mut self, i: usize, message: String) {
+        self.create_failed_as(i, "CreateContainerError", message)
+    }
+
+    /// The container's user, groups, capabilities and seccomp filter from
+    /// the pod's and its own securityContext and its image. A runAsNonRoot
+    /// the container breaks is the kubelet's CreateContainerConfigError.
+    fn security_profile(
+        &self,
+        spec: &k8s_openapi::api::core::v1::Container,
+        image: &crate::image::PreparedImage,
+    ) -> Result<crate::security::Profile, (&'static str, String)> {
+        use crate::security::{Error as SecError, Inputs, Profile};
+        let pod_sc = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref());
+        let resolved = Profile::resolve(&Inputs {
+            pod: pod_sc,
+            container: spec.security_context.as_ref(),
+            image_user: image.config.user.as_deref(),
+            layers: &image.layers,
+            seccomp_root: &self.config.seccomp_root,
+        });
+        let mut profile = match resolved {
+            Ok(p) => p,
+            Err(e @ SecError::NonRoot(_)) => {
+                let pod = format!(
+                    "{}_{}({})",
+                    self.pod.metadata.name.as_deref().unwrap_or_default(),
+                    self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+                    self.uid
+                );
+                return Err((
+                    "CreateContainerConfigError",
+                    format!("{e} (pod: {pod:?}, container: {})", spec.name),
+                ));
+            }
+            Err(e @ (SecError::ImageUser { .. } | SecError::UnknownCapability(_))) => {
+                return Err(("CreateContainerConfigError", e.to_string()))
+            }
+            Err(e) => return Err(("CreateContainerError", e.to_string())),
+        };
+        match self.mutant {
+            Some(Mutant::SeccompIgnored) => profile.seccomp = None,
+            Some(Mutant::RunAsRoot) => {
+                profile.uid = Some(0);
+                profile.gid = Some(0);
+            }
+            _ => {}
+        }
+        Ok(profile)
+    }
+
+    fn create_failed_as(&mut self, i: usize, reason: &str, message: String) {
         let now = Instant::now();
         let c = &mut self.ctrs[i];
-        c.status.state = Some(lifecycle::waiting(
-            "CreateContainerError",
-            Some(message.clone()),
-        ));
+        c.status.state = Some(lifecycle::waiting(reason, Some(message.clone())));
         let delay = c.retry_backoff.step(now);
         c.retry_at = Some(now + delay);
         self.event(Event::warning(
