@@ -141,6 +141,9 @@ enum Command {
         hostname: Option<String>,
         #[arg(long)]
         share_pid: bool,
+        /// `name=value`, set inside the pod's namespaces.
+        #[arg(long)]
+        sysctl: Vec<String>,
     },
     #[command(name = "__init", hide = true)]
     Init { config: PathBuf },
@@ -205,7 +208,8 @@ fn main() {
             netns,
             hostname,
             share_pid,
-        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid),
+            sysctl,
+        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid, &sysctl),
         Command::Init { config: path } => podlab::container::init_main(&path),
         Command::Probe {
             namespace,
