@@ -58,6 +58,7 @@ options:
   --workers N          tests run at once, 1 to 4 (default 3)
   --mutants            run the suite against each broken variant of a podlab built with
                        the `mutants` feature and print the mutation matrix
+  --variants NAMES     with --mutants: only these variants (comma-separated names)
   --summary            write summary.md (test ID x runtime) from every <runtime>/results.json
                        in the reports directory (after the run, with --runtime)
   --gen-docs PATH      write the generated test documentation to PATH and exit
@@ -120,6 +121,8 @@ struct Args {
     report: Option<PathBuf>,
     workers: Option<usize>,
     mutants: bool,
+    /// `--variants`: the names of the variants to run (all when empty).
+    variants: Vec<String>,
     gen_docs: Option<PathBuf>,
     help: bool,
 }
@@ -168,6 +171,15 @@ fn parse_args(argv: &[String]) -> Result<Args> {
                 args.workers = Some(n);
             }
             "--gen-docs" => args.gen_docs = Some(value()?.into()),
+            "--variants" => {
+                let list = value()?;
+                for name in list.split([',', '|']).filter(|n| !n.is_empty()) {
+                    if !VARIANTS.iter().any(|v| v.name == name) {
+                        bail!("--variants: no variant named {name:?}");
+                    }
+                    args.variants.push(name.to_string());
+                }
+            }
             "--list" | "--mutants" | "--summary" | "--help" | "-h" if inline.is_some() => {
                 bail!("{flag} takes no value")
             }
@@ -192,6 +204,9 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             .is_some_and(|r| *r != RuntimeKind::Podlab)
     {
         bail!("--mutants needs --runtime podlab: the broken variants are podlab's");
+    }
+    if !args.variants.is_empty() && !args.mutants {
+        bail!("--variants is for --mutants");
     }
     Ok(args)
 }
@@ -578,7 +593,10 @@ fn run_mutants(
         }
     );
     let mut runs = Vec::new();
-    for v in VARIANTS {
+    let chosen = VARIANTS
+        .iter()
+        .filter(|v| args.variants.is_empty() || args.variants.iter().any(|n| n == v.name));
+    for v in chosen {
         println!("{}: {}", v.name, v.breaks);
         let (failed, left) = failed_ids(args, cases, options, Some(v.name), &dir.join(v.name))?;
         println!(

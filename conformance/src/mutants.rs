@@ -101,6 +101,16 @@ pub const VARIANTS: &[Variant] = &[
         breaks: "the container's PID 1 stays the runtime binary, reachable through /proc/1/exe (runc CVE-2019-5736 class)",
     },
     Variant {
+        name: "seccomp-ignored",
+        family: "ESC-",
+        breaks: "no seccomp filter is installed, whatever seccompProfile says",
+    },
+    Variant {
+        name: "run-as-root",
+        family: "ESC-",
+        breaks: "runAsUser and runAsGroup are ignored: containers run as root",
+    },
+    Variant {
         name: "signals-blocked",
         family: "ISO-",
         breaks: "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked",

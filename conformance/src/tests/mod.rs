@@ -18,6 +18,7 @@ macro_rules! case {
 }
 
 pub mod cgroups;
+pub mod esc_privileges;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
@@ -38,6 +39,7 @@ pub fn all() -> Vec<TestCase> {
         isolation::CASES,
         cgroups::CASES,
         lifecycle::CASES,
+        esc_privileges::CASES,
     ]
     .concat()
 }
