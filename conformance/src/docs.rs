@@ -14,6 +14,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ISO", "Isolation between the containers of a pod"),
     ("CGR", "Cgroups: per-container limits and their enforcement"),
     ("LIFE", "Lifecycle"),
+    ("ESC", "Escapes: attacks from inside a pod that must fail"),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {
