@@ -203,7 +203,7 @@ impl Validator {
         }
         if sc.privileged == Some(true) && sc.allow_privilege_escalation == Some(false) {
             self.push(
-                &format!("{path}"),
+                &path,
                 FieldErrorKind::Invalid,
                 None,
                 "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
