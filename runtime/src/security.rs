@@ -111,6 +111,10 @@ pub enum Error {
     /// The image's `User` names someone its /etc/passwd or /etc/group lacks.
     #[error("image user {user:?}: {why}")]
     ImageUser { user: String, why: String },
+    #[error("{field} {value} is not a valid id")]
+    InvalidId { field: &'static str, value: i64 },
+    #[error("{0} supplementary groups: podlab gives a process at most {max}", max = MAX_GROUPS - 1)]
+    TooManyGroups(usize),
     #[error("seccomp profile {path}: {source}")]
     SeccompFile {
         path: PathBuf,
@@ -131,6 +135,9 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
+/// The most groups a container process gets (its primary one included).
+const MAX_GROUPS: usize = 64;
 
 /// Why runAsNonRoot refuses a container, in the kubelet's words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,9 +299,9 @@ impl Profile {
             // runAsUser replaces the image's user entirely; the group is the
             // user's own in the image's /etc/passwd, else 0, as in containerd.
             (Some(u), _) => {
-                let u = u32::try_from(u).map_err(|_| Error::ImageUser {
-                    user: u.to_string(),
-                    why: "runAsUser is not a valid uid".into(),
+                let u = u32::try_from(u).map_err(|_| Error::InvalidId {
+                    field: "runAsUser",
+                    value: u,
                 })?;
                 let primary = passwd_entry(inputs.layers, |_, uid| uid == u).map(|(_, g)| g);
                 (u, primary.unwrap_or(0))
@@ -303,9 +310,9 @@ impl Profile {
             (None, None) => (0, 0),
         };
         let gid = match run_as_group {
-            Some(g) => u32::try_from(g).map_err(|_| Error::ImageUser {
-                user: g.to_string(),
-                why: "runAsGroup is not a valid gid".into(),
+            Some(g) => u32::try_from(g).map_err(|_| Error::InvalidId {
+                field: "runAsGroup",
+                value: g,
             })?,
             None => gid,
         };
@@ -319,13 +326,18 @@ impl Profile {
             .copied()
             .chain(pod.and_then(|p| p.fs_group));
         for g in pod_groups {
-            let g = u32::try_from(g).map_err(|_| Error::ImageUser {
-                user: g.to_string(),
-                why: "supplementalGroups and fsGroup must be valid gids".into(),
+            let g = u32::try_from(g).map_err(|_| Error::InvalidId {
+                field: "supplementalGroups/fsGroup",
+                value: g,
             })?;
             if g != gid && !groups.contains(&g) {
                 groups.push(g);
             }
+        }
+        // apply() hands the kernel a fixed array: more groups are refused
+        // here rather than dropped there.
+        if groups.len() > MAX_GROUPS - 1 {
+            return Err(Error::TooManyGroups(groups.len()));
         }
         profile.groups = groups;
 
@@ -401,11 +413,16 @@ impl Profile {
                 }
             }
             // Always set: the process gets exactly its groups, never podlab's.
-            let mut groups = [0 as libc::gid_t; 64];
+            let mut groups = [0 as libc::gid_t; MAX_GROUPS];
             let mut n = 0;
             groups[n] = gid;
             n += 1;
-            for g in self.groups.iter().filter(|g| **g != gid).take(63) {
+            for g in self
+                .groups
+                .iter()
+                .filter(|g| **g != gid)
+                .take(MAX_GROUPS - 1)
+            {
                 groups[n] = *g;
                 n += 1;
             }
@@ -965,5 +982,17 @@ mod tests {
         assert!(matches!(err, Error::SeccompFile { .. }), "{err}");
         let err = resolve(Some(&local("../etc/x.json")), None, None, &[], root).unwrap_err();
         assert!(err.to_string().contains("relative path"), "{err}");
+    }
+
+    #[test]
+    fn too_many_groups_are_refused_not_dropped() {
+        let many: Vec<i64> = (1..=70).collect();
+        let pod = pod_sc(serde_json::json!({"supplementalGroups": many}));
+        let err = resolve(Some(&pod), None, None, &[], Path::new("/nonexistent")).unwrap_err();
+        assert!(matches!(err, Error::TooManyGroups(70)), "{err}");
+        let few: Vec<i64> = (1..=63).collect();
+        let pod = pod_sc(serde_json::json!({"supplementalGroups": few}));
+        let p = resolve(Some(&pod), None, None, &[], Path::new("/nonexistent")).unwrap();
+        assert_eq!(p.all_groups().len(), 64);
     }
 }

@@ -429,9 +429,12 @@ impl Shim {
                     format!("{e} (pod: {pod:?}, container: {})", spec.name),
                 ));
             }
-            Err(e @ (SecError::ImageUser { .. } | SecError::UnknownCapability(_))) => {
-                return Err(("CreateContainerConfigError", e.to_string()))
-            }
+            Err(
+                e @ (SecError::ImageUser { .. }
+                | SecError::InvalidId { .. }
+                | SecError::TooManyGroups(_)
+                | SecError::UnknownCapability(_)),
+            ) => return Err(("CreateContainerConfigError", e.to_string())),
             Err(e) => return Err(("CreateContainerError", e.to_string())),
         };
         match self.mutant {
