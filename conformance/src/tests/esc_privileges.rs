@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::pods::{error_name, ok, ContainerSpec, PodGuard, PodManifest};
 use crate::runtime::{self, Runtime};
-use crate::suite::{fail, Check, Ctx, Outcome, TestCase};
+use crate::suite::{fail, skip, Check, Ctx, Outcome, TestCase};
 
 pub const CASES: &[TestCase] = &[
     case!("ESC-020", restricted_runs_as_its_user,
@@ -28,6 +28,9 @@ pub const CASES: &[TestCase] = &[
     case!("ESC-025", fs_group_owns_empty_dir,
         must: "With spec.securityContext.fsGroup, a container MUST hold the fsGroup as a supplementary group and files it creates in an emptyDir volume MUST belong to that group.",
         method: "The pod sets runAsUser 1000 and fsGroup 2000 and mounts an emptyDir at /data; an exec'd `probe caps` must list group 2000; `probe write-file /data/f` must succeed as uid 1000, and `stat -c %g /data/f` must print 2000."),
+    case!("ESC-026", sysctls_stay_in_the_pod,
+        must: "A pod's spec.securityContext.sysctls MUST take effect inside the pod's own namespaces and MUST NOT change the node's values.",
+        method: "Reads the node's net.ipv4.ip_local_port_range, then starts a pod setting it (a namespaced sysctl Kubernetes counts as safe) to a range different from the node's; `probe read-file /proc/sys/net/ipv4/ip_local_port_range` in the pod must show the pod's range, and the node's value must be unchanged."),
 ];
 
 /// The restricted Pod Security Standard's pod-level context.
@@ -224,6 +227,52 @@ fn fs_group_owns_empty_dir(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             out.stdout.trim(),
             out.exit_code,
             out.stderr.trim()
+        )));
+    }
+    Ok(())
+}
+
+const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// `a b` from a port-range file, whitespace normalised.
+fn port_range(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn sysctls_stay_in_the_pod(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.same_kernel {
+        return Err(skip(
+            "the runtime's pods do not run on this suite's kernel, so the node's value cannot be read",
+        ));
+    }
+    let node_before = std::fs::read_to_string(PORT_RANGE)
+        .map(|t| port_range(&t))
+        .map_err(|e| fail(format!("cannot read the node's {PORT_RANGE}: {e}")))?;
+    let wanted = if node_before == "40000 50000" {
+        "40001 50001"
+    } else {
+        "40000 50000"
+    };
+    let manifest = PodManifest::sleepers(ctx, "esc-sysctl", &["app"]).spec_field(
+        "securityContext",
+        json!({"sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": wanted}]}),
+    );
+    let pod = PodGuard::start(rt, ctx, &manifest)?;
+    let v = pod.probe("app", &["read-file", PORT_RANGE])?;
+    let inside = port_range(v["data"].as_str().unwrap_or_default());
+    if !ok(&v) || inside != wanted {
+        return Err(fail(format!(
+            "pod {} set net.ipv4.ip_local_port_range to {wanted:?} but reads {inside:?} inside ({v})",
+            pod.name
+        )));
+    }
+    let node_after = std::fs::read_to_string(PORT_RANGE)
+        .map(|t| port_range(&t))
+        .map_err(|e| fail(format!("cannot read the node's {PORT_RANGE}: {e}")))?;
+    if node_after != node_before {
+        return Err(fail(format!(
+            "pod {}'s sysctl changed the node's net.ipv4.ip_local_port_range from {node_before:?} to {node_after:?}",
+            pod.name
         )));
     }
     Ok(())
