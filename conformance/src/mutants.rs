@@ -111,6 +111,16 @@ pub const VARIANTS: &[Variant] = &[
         breaks: "runAsUser and runAsGroup are ignored: containers run as root",
     },
     Variant {
+        name: "non-root-unchecked",
+        family: "ESC-",
+        breaks: "runAsNonRoot is never checked: a container whose user is root runs",
+    },
+    Variant {
+        name: "fs-group-ignored",
+        family: "ESC-",
+        breaks: "fsGroup is ignored: emptyDirs keep root's group and no container holds it",
+    },
+    Variant {
         name: "signals-blocked",
         family: "ISO-",
         breaks: "the container starts with the shim's signal mask: SIGTERM, SIGINT, SIGCHLD blocked",

@@ -41,10 +41,14 @@ pub enum Mutant {
     SeccompIgnored,
     /// runAsUser and runAsGroup are ignored: the container runs as root.
     RunAsRoot,
+    /// runAsNonRoot is never checked: a container whose user is root runs.
+    NonRootUnchecked,
+    /// fsGroup is ignored: emptyDirs keep root's group, no container holds it.
+    FsGroupIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 20] = [
+    pub const ALL: [(&'static str, Mutant); 22] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -65,6 +69,8 @@ impl Mutant {
         ("signals-blocked", Mutant::SignalsBlocked),
         ("seccomp-ignored", Mutant::SeccompIgnored),
         ("run-as-root", Mutant::RunAsRoot),
+        ("non-root-unchecked", Mutant::NonRootUnchecked),
+        ("fs-group-ignored", Mutant::FsGroupIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

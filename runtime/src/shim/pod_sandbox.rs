@@ -158,7 +158,8 @@ impl Shim {
             .as_ref()
             .and_then(|s| s.security_context.as_ref())
             .and_then(|sc| sc.fs_group)
-            .and_then(|g| u32::try_from(g).ok());
+            .and_then(|g| u32::try_from(g).ok())
+            .filter(|_| self.mutant != Some(Mutant::FsGroupIgnored));
         for v in self.volumes() {
             let Some(empty) = &v.empty_dir else { continue };
             let path = volume_dir(&self.dir, &v.name);

@@ -408,9 +408,20 @@ impl Shim {
             .spec
             .as_ref()
             .and_then(|s| s.security_context.as_ref());
+        // The mutants that forget a field do so before anything reads it.
+        let mut pod_sc = pod_sc.cloned();
+        let mut ctr_sc = spec.security_context.clone();
+        match self.mutant {
+            Some(Mutant::NonRootUnchecked) => {
+                pod_sc.iter_mut().for_each(|s| s.run_as_non_root = None);
+                ctr_sc.iter_mut().for_each(|s| s.run_as_non_root = None);
+            }
+            Some(Mutant::FsGroupIgnored) => pod_sc.iter_mut().for_each(|s| s.fs_group = None),
+            _ => {}
+        }
         let resolved = Profile::resolve(&Inputs {
-            pod: pod_sc,
-            container: spec.security_context.as_ref(),
+            pod: pod_sc.as_ref(),
+            container: ctr_sc.as_ref(),
             image_user: image.config.user.as_deref(),
             layers: &image.layers,
             seccomp_root: &self.config.seccomp_root,
