@@ -86,6 +86,14 @@ pub const VARIANTS: &[Variant] = &[
       "a mount target is joined to the rootfs and mounted by host path, so a symlink planted in a shared volume sends the mount outside the container's root (runc CVE-2021-30465 class)"),
     v("no-device-cgroup", &["ESC-010", "ESC-011"],
       "no device rules: a container may mknod and open any host device (no devices cgroup, no device program)"),
+    v("seccomp-ignored", &["ESC-021", "ESC-022", "ESC-024"],
+      "no seccomp filter is installed, whatever seccompProfile says"),
+    v("run-as-root", &["ESC-020", "ESC-024"],
+      "runAsUser and runAsGroup are ignored: containers run as root"),
+    v("non-root-unchecked", &["ESC-023"],
+      "runAsNonRoot is never checked: a container whose user is root runs"),
+    v("fs-group-ignored", &["ESC-025"],
+      "fsGroup is ignored: emptyDirs keep root's group and no container holds it"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -16,6 +16,8 @@ pub struct ContainerSpec {
     command: Vec<String>,
     limits: Vec<(String, String)>,
     privileged: bool,
+    /// Further container fields, set as written (`securityContext`, ...).
+    fields: Map<String, Value>,
 }
 
 impl ContainerSpec {
@@ -26,7 +28,15 @@ impl ContainerSpec {
             command: vec!["sleep".into(), "3600".into()],
             limits: Vec::new(),
             privileged: false,
+            fields: Map::new(),
         }
+    }
+
+    /// Sets a container field to a JSON value, replacing what the builder
+    /// would write there.
+    pub fn field(mut self, key: &str, value: Value) -> ContainerSpec {
+        self.fields.insert(key.into(), value);
+        self
     }
 
     pub fn image(mut self, image: &str) -> ContainerSpec {
@@ -66,6 +76,7 @@ impl ContainerSpec {
         if self.privileged {
             c.insert("securityContext".into(), json!({"privileged": true}));
         }
+        c.extend(self.fields.clone());
         Value::Object(c)
     }
 }
@@ -79,6 +90,8 @@ pub struct PodManifest {
     share_process_namespace: bool,
     host_network: bool,
     pod_limits: Vec<(String, String)>,
+    /// Further `spec` fields, set as written (`securityContext`, `volumes`).
+    spec_fields: Map<String, Value>,
 }
 
 impl PodManifest {
@@ -91,7 +104,15 @@ impl PodManifest {
             share_process_namespace: false,
             host_network: false,
             pod_limits: Vec::new(),
+            spec_fields: Map::new(),
         }
+    }
+
+    /// Sets a `spec` field to a JSON value, replacing what the builder
+    /// would write there.
+    pub fn spec_field(mut self, key: &str, value: Value) -> PodManifest {
+        self.spec_fields.insert(key.into(), value);
+        self
     }
 
     /// A pod of sleeping probe containers with these names.
@@ -155,6 +176,7 @@ impl PodManifest {
                 .collect();
             spec.insert("resources".into(), json!({ "limits": limits }));
         }
+        spec.extend(self.spec_fields.clone());
         json!({
             "apiVersion": "v1",
             "kind": "Pod",

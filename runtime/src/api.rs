@@ -184,6 +184,7 @@ const SPEC_FIELDS: &[&str] = &[
     "hostNetwork",
     "shareProcessNamespace",
     "resources",
+    "securityContext",
 ];
 const CONTAINER_FIELDS: &[&str] = &[
     "name",
@@ -209,8 +210,26 @@ const SECURITY_FIELDS: &[&str] = &[
     "capabilities",
     "runAsUser",
     "runAsGroup",
+    "runAsNonRoot",
+    "seccompProfile",
     "allowPrivilegeEscalation",
     "readOnlyRootFilesystem",
+    // Refused by validation unless they ask for nothing.
+    "appArmorProfile",
+    "seLinuxOptions",
+    "procMount",
+];
+const POD_SECURITY_FIELDS: &[&str] = &[
+    "runAsUser",
+    "runAsGroup",
+    "runAsNonRoot",
+    "supplementalGroups",
+    "fsGroup",
+    "fsGroupChangePolicy",
+    "seccompProfile",
+    "sysctls",
+    "appArmorProfile",
+    "seLinuxOptions",
 ];
 const PROBE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket"];
 const PROBE_FIELDS: &[&str] = &[
@@ -240,6 +259,12 @@ pub fn ignored_fields(pod: &Pod) -> Vec<String> {
         }
     }
     check(&mut out, "spec", &spec, SPEC_FIELDS);
+    check(
+        &mut out,
+        "spec.securityContext",
+        &spec["securityContext"],
+        POD_SECURITY_FIELDS,
+    );
     for list in ["initContainers", "containers"] {
         for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
             let path = format!("spec.{list}[{i}]");
@@ -921,13 +946,14 @@ mod tests {
                 "nodeSelector": {"disk": "ssd"},
                 "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": 5,
+                "securityContext": {"runAsUser": 1, "seLinuxChangePolicy": "Recursive"},
                 "volumes": [{"name": "v", "emptyDir": {}}],
                 "initContainers": [{"name": "side", "restartPolicy": "Always", "image": "x"}],
                 "containers": [{
                     "name": "a", "image": "x", "command": ["sh"],
                     "envFrom": [{"configMapRef": {"name": "c"}}],
                     "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                    "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}, "windowsOptions": {"runAsUserName": "x"}},
                     "livenessProbe": {"grpc": {"port": 9000}, "periodSeconds": 3},
                     "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                     "lifecycle": {"preStop": {"exec": {"command": ["true"]}}},
@@ -945,8 +971,9 @@ mod tests {
                 "Warning: podlab ignores spec.affinity",
                 "Warning: podlab ignores spec.nodeSelector",
                 "Warning: podlab ignores spec.tolerations",
+                "Warning: podlab ignores spec.securityContext.seLinuxChangePolicy",
                 "Warning: podlab ignores spec.containers[0].envFrom",
-                "Warning: podlab ignores spec.containers[0].securityContext.seccompProfile",
+                "Warning: podlab ignores spec.containers[0].securityContext.windowsOptions",
                 "Warning: podlab ignores spec.containers[0].livenessProbe.grpc",
                 "Warning: podlab ignores spec.containers[0].readinessProbe.httpGet.scheme: HTTPS (probes use plain HTTP)",
                 "Warning: podlab ignores spec.containers[0].volumeMounts[0].mountPropagation",

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 pub const DEFAULT_ROOT: &str = "/run/podlab";
 pub const DEFAULT_IMAGE_ROOT: &str = "/var/lib/podlab";
+/// Where `Localhost` seccomp profiles are looked up (the kubelet's
+/// `<root-dir>/seccomp`).
+pub const DEFAULT_SECCOMP_ROOT: &str = "/var/lib/podlab/seccomp";
 /// Per-container pids limit when the manifest sets none (kubelet's
 /// podPidsLimit is usually set in the same range).
 pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
@@ -30,6 +33,9 @@ pub struct Config {
     pub cni_conf_dir: Option<PathBuf>,
     /// `PODLAB_SUBNET`: the default network's pod subnet.
     pub subnet: String,
+    /// `--seccomp-root` / `PODLAB_SECCOMP_ROOT`: `Localhost` seccomp
+    /// profiles, by their relative `localhostProfile` path.
+    pub seccomp_root: PathBuf,
 }
 
 impl Config {
@@ -48,6 +54,9 @@ impl Config {
             cni_conf_dir: std::env::var_os("PODLAB_CNI_CONF_DIR").map(PathBuf::from),
             subnet: std::env::var("PODLAB_SUBNET")
                 .unwrap_or_else(|_| crate::cni::DEFAULT_SUBNET.into()),
+            seccomp_root: std::env::var_os("PODLAB_SECCOMP_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SECCOMP_ROOT)),
         }
     }
 }

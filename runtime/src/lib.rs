@@ -24,6 +24,7 @@ pub mod quantity;
 pub mod safepath;
 pub mod sandbox;
 pub mod scheduler;
+pub mod seccomp;
 pub mod security;
 pub mod shim;
 pub mod store;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use podlab::config::{Config, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT};
+use podlab::config::{Config, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT};
 use podlab::store::PodKey;
 
 #[derive(Parser)]
@@ -28,6 +28,9 @@ struct Cli {
     /// instead of podlab's default bridge network.
     #[arg(long, global = true, env = "PODLAB_CNI_CONF_DIR")]
     cni_conf_dir: Option<PathBuf>,
+    /// Directory of the seccomp profiles `Localhost` pods name.
+    #[arg(long, global = true, env = "PODLAB_SECCOMP_ROOT", default_value = DEFAULT_SECCOMP_ROOT)]
+    seccomp_root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -138,6 +141,9 @@ enum Command {
         hostname: Option<String>,
         #[arg(long)]
         share_pid: bool,
+        /// `name=value`, set inside the pod's namespaces.
+        #[arg(long)]
+        sysctl: Vec<String>,
     },
     #[command(name = "__init", hide = true)]
     Init { config: PathBuf },
@@ -192,6 +198,7 @@ fn main() {
     if cli.cni_conf_dir.is_some() {
         config.cni_conf_dir = cli.cni_conf_dir;
     }
+    config.seccomp_root = cli.seccomp_root;
     let code = match cli.command {
         // The re-exec'd helpers report through their pipes, not through anyhow.
         Command::Shim { namespace, name } => {
@@ -201,7 +208,8 @@ fn main() {
             netns,
             hostname,
             share_pid,
-        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid),
+            sysctl,
+        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid, &sysctl),
         Command::Init { config: path } => podlab::container::init_main(&path),
         Command::Probe {
             namespace,

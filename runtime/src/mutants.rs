@@ -63,10 +63,18 @@ pub enum Mutant {
     /// No device rules: every container (and the pause) may create and
     /// open any host device, as podlab did before issue 21.
     NoDeviceCgroup,
+    /// No seccomp filter is installed, whatever seccompProfile says.
+    SeccompIgnored,
+    /// runAsUser and runAsGroup are ignored: the container runs as root.
+    RunAsRoot,
+    /// runAsNonRoot is never checked: a container whose user is root runs.
+    NonRootUnchecked,
+    /// fsGroup is ignored: emptyDirs keep root's group, no container holds it.
+    FsGroupIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 27] = [
+    pub const ALL: [(&'static str, Mutant); 31] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -94,6 +102,10 @@ impl Mutant {
         ("subpath-follows-symlinks", Mutant::SubpathFollowsSymlinks),
         ("mount-target-host-path", Mutant::MountTargetHostPath),
         ("no-device-cgroup", Mutant::NoDeviceCgroup),
+        ("seccomp-ignored", Mutant::SeccompIgnored),
+        ("run-as-root", Mutant::RunAsRoot),
+        ("non-root-unchecked", Mutant::NonRootUnchecked),
+        ("fs-group-ignored", Mutant::FsGroupIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

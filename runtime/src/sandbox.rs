@@ -37,6 +37,35 @@ pub enum Error {
     Hostname(String, nix::Error),
     #[error("fork: {0}")]
     Fork(nix::Error),
+    #[error("sysctl {name}: {source}")]
+    Sysctl {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// The /proc/sys file of a sysctl written `a.b.c` or `a/b/c`.
+pub fn sysctl_path(name: &str) -> PathBuf {
+    let rel = if name.contains('/') {
+        name.to_string()
+    } else {
+        name.replace('.', "/")
+    };
+    Path::new("/proc/sys").join(rel)
+}
+
+/// Sets the pod's sysctls (`name=value`) from inside its namespaces:
+/// /proc/sys/net and the IPC sysctls act on the writer's own namespaces.
+/// Validation admitted only namespaced names.
+pub fn set_sysctls(sysctls: &[String]) -> Result<(), Error> {
+    for s in sysctls {
+        let (name, value) = s.split_once('=').unwrap_or((s.as_str(), ""));
+        fs::write(sysctl_path(name), value).map_err(|source| Error::Sysctl {
+            name: name.into(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Name of the pod's network namespace under /run/netns.
@@ -151,7 +180,12 @@ fn hosts_file(hostname: &str, pod_ip: Option<&str>) -> String {
 /// creates the UTS/IPC (and PID) namespaces, sets the hostname, brings up
 /// loopback, reports its pid on fd 3 and then only waits: the smallest
 /// process that keeps the pod's namespaces alive.
-pub fn pause_main(netns: Option<PathBuf>, hostname: Option<&str>, share_pid: bool) -> i32 {
+pub fn pause_main(
+    netns: Option<PathBuf>,
+    hostname: Option<&str>,
+    share_pid: bool,
+    sysctls: &[String],
+) -> i32 {
     // SAFETY: the shim passes fd 3 as the ready pipe; we own it from here.
     let ready = unsafe { fs::File::from_raw_fd(READY_FD) };
     let mut ready = Some(ready);
@@ -169,6 +203,7 @@ pub fn pause_main(netns: Option<PathBuf>, hostname: Option<&str>, share_pid: boo
             }
             sys::loopback_up()?;
         }
+        set_sysctls(sysctls)?;
         if share_pid {
             // The new PID namespace starts with our first child: it becomes
             // PID 1 of the pod and reaps the zombies of every container.

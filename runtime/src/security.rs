@@ -1,13 +1,15 @@
-//! What a container may do to the node: capabilities, user, no_new_privs,
-//! masked and read-only kernel paths, and no inherited descriptors.
+//! What a container may do to the node: capabilities, user and groups,
+//! no_new_privs, its seccomp filter, masked and read-only kernel paths, and
+//! no inherited descriptors.
 //!
 //! Defaults follow what containerd gives a Kubernetes container (its default
-//! capability set and the OCI runtime's masked/read-only paths), changed only
-//! by the container's `securityContext`.
+//! capability set and the OCI runtime's masked/read-only paths), changed by
+//! the pod's and the container's `securityContext`, merged as the kubelet
+//! merges them: the container's field wins where both set one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::SecurityContext;
+use k8s_openapi::api::core::v1::{PodSecurityContext, SeccompProfile, SecurityContext};
 use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +105,28 @@ pub const READONLY_PATHS: [&str; 5] = [
 pub enum Error {
     #[error("unknown capability {0:?}")]
     UnknownCapability(String),
+    /// The kubelet's refusals of runAsNonRoot (CreateContainerConfigError).
+    #[error("{0}")]
+    NonRoot(NonRoot),
+    /// The image's `User` names someone its /etc/passwd or /etc/group lacks.
+    #[error("image user {user:?}: {why}")]
+    ImageUser { user: String, why: String },
+    #[error("{field} {value} is not a valid id")]
+    InvalidId { field: &'static str, value: i64 },
+    #[error("{0} supplementary groups: podlab gives a process at most {max}", max = MAX_GROUPS - 1)]
+    TooManyGroups(usize),
+    #[error("seccomp profile {path}: {source}")]
+    SeccompFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("seccomp profile {path}: {message}")]
+    SeccompParse { path: PathBuf, message: String },
+    #[error("seccomp profile {path}: {source}")]
+    Seccomp {
+        path: String,
+        source: crate::seccomp::Error,
+    },
     #[error(transparent)]
     Sys(#[from] sys::Error),
     #[error("{op}: {source}")]
@@ -110,6 +134,32 @@ pub enum Error {
         op: &'static str,
         source: std::io::Error,
     },
+}
+
+/// The most groups a container process gets (its primary one included).
+const MAX_GROUPS: usize = 64;
+
+/// Why runAsNonRoot refuses a container, in the kubelet's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NonRoot {
+    RunAsUserZero,
+    NonNumericImageUser(String),
+    ImageRunsAsRoot,
+}
+
+impl std::fmt::Display for NonRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NonRoot::RunAsUserZero => f.write_str("container's runAsUser breaks non-root policy"),
+            NonRoot::NonNumericImageUser(u) => write!(
+                f,
+                "container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root"
+            ),
+            NonRoot::ImageRunsAsRoot => {
+                f.write_str("container has runAsNonRoot and image will run as root")
+            }
+        }
+    }
 }
 
 /// The process security settings of one container, decided on the host.
@@ -121,6 +171,26 @@ pub struct Profile {
     pub no_new_privs: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Supplementary groups after the primary one (supplementalGroups,
+    /// then fsGroup).
+    #[serde(default)]
+    pub groups: Vec<u32>,
+    /// The compiled seccomp filter; `None` is Unconfined.
+    #[serde(default)]
+    pub seccomp: Option<crate::seccomp::Program>,
+}
+
+/// What a container's identity and filter are decided from.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    pub pod: Option<&'a PodSecurityContext>,
+    pub container: Option<&'a SecurityContext>,
+    /// The image config's `User` (`uid`, `uid:gid`, `name`, `name:group`).
+    pub image_user: Option<&'a str>,
+    /// The image's layers, bottom first, where names are looked up.
+    pub layers: &'a [PathBuf],
+    /// Where `Localhost` seccomp profiles live.
+    pub seccomp_root: &'a Path,
 }
 
 fn cap_bit(name: &str) -> Result<u64, Error> {
@@ -184,13 +254,120 @@ impl Profile {
                 && ctx.and_then(|c| c.allow_privilege_escalation) == Some(false),
             uid,
             gid,
+            groups: Vec::new(),
+            seccomp: None,
         })
+    }
+
+    /// The whole profile of a container: capabilities from its own
+    /// context; user, groups and seccomp from the pod's and its own, the
+    /// container's field winning; the image's `User` when neither sets
+    /// runAsUser; runAsNonRoot checked as the kubelet checks it.
+    pub fn resolve(inputs: &Inputs) -> Result<Profile, Error> {
+        let ctx = inputs.container;
+        let pod = inputs.pod;
+        let mut profile = Profile::from_context(ctx)?;
+        let run_as_user = ctx
+            .and_then(|c| c.run_as_user)
+            .or(pod.and_then(|p| p.run_as_user));
+        let run_as_group = ctx
+            .and_then(|c| c.run_as_group)
+            .or(pod.and_then(|p| p.run_as_group));
+        let non_root = ctx
+            .and_then(|c| c.run_as_non_root)
+            .or(pod.and_then(|p| p.run_as_non_root))
+            .unwrap_or(false);
+        let image_user = inputs.image_user.filter(|u| !u.is_empty());
+        if non_root {
+            match (run_as_user, image_user) {
+                (Some(0), _) => return Err(Error::NonRoot(NonRoot::RunAsUserZero)),
+                (Some(_), _) => {}
+                (None, None) => return Err(Error::NonRoot(NonRoot::ImageRunsAsRoot)),
+                (None, Some(u)) => {
+                    let user = u.split(':').next().unwrap_or_default();
+                    match user.parse::<u32>() {
+                        Ok(0) => return Err(Error::NonRoot(NonRoot::ImageRunsAsRoot)),
+                        Ok(_) => {}
+                        Err(_) => {
+                            return Err(Error::NonRoot(NonRoot::NonNumericImageUser(u.into())))
+                        }
+                    }
+                }
+            }
+        }
+        let (uid, gid) = match (run_as_user, image_user) {
+            // runAsUser replaces the image's user entirely; the group is the
+            // user's own in the image's /etc/passwd, else 0, as in containerd.
+            (Some(u), _) => {
+                let u = u32::try_from(u).map_err(|_| Error::InvalidId {
+                    field: "runAsUser",
+                    value: u,
+                })?;
+                let primary = passwd_entry(inputs.layers, |_, uid| uid == u).map(|(_, g)| g);
+                (u, primary.unwrap_or(0))
+            }
+            (None, Some(spec)) => image_identity(spec, inputs.layers)?,
+            (None, None) => (0, 0),
+        };
+        let gid = match run_as_group {
+            Some(g) => u32::try_from(g).map_err(|_| Error::InvalidId {
+                field: "runAsGroup",
+                value: g,
+            })?,
+            None => gid,
+        };
+        profile.uid = Some(uid);
+        profile.gid = Some(gid);
+        let mut groups: Vec<u32> = Vec::new();
+        let pod_groups = pod
+            .and_then(|p| p.supplemental_groups.as_ref())
+            .into_iter()
+            .flatten()
+            .copied()
+            .chain(pod.and_then(|p| p.fs_group));
+        for g in pod_groups {
+            let g = u32::try_from(g).map_err(|_| Error::InvalidId {
+                field: "supplementalGroups/fsGroup",
+                value: g,
+            })?;
+            if g != gid && !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        // apply() hands the kernel a fixed array: more groups are refused
+        // here rather than dropped there.
+        if groups.len() > MAX_GROUPS - 1 {
+            return Err(Error::TooManyGroups(groups.len()));
+        }
+        profile.groups = groups;
+
+        // containerd gives privileged containers no seccomp filter.
+        let seccomp = ctx
+            .and_then(|c| c.seccomp_profile.as_ref())
+            .or(pod.and_then(|p| p.seccomp_profile.as_ref()));
+        if !profile.privileged {
+            if let Some(sp) = seccomp {
+                profile.seccomp = seccomp_program(sp, profile.caps, inputs.seccomp_root)?;
+            }
+        }
+        Ok(profile)
+    }
+
+    /// Every group of the process: the primary one first.
+    pub fn all_groups(&self) -> Vec<u32> {
+        let gid = self.gid.unwrap_or(0);
+        std::iter::once(gid)
+            .chain(self.groups.iter().copied().filter(|g| *g != gid))
+            .collect()
     }
 
     /// Applies the profile to the calling process just before exec. Only raw
     /// syscalls: this runs in forked children. Order matters: the bounding
-    /// set is dropped while we still hold CAP_SETPCAP, then the ids, then
-    /// the remaining sets.
+    /// set is dropped while we still hold CAP_SETPCAP; the seccomp filter
+    /// goes in while CAP_SYS_ADMIN is still effective (or, with
+    /// no_new_privs, last of all, as runc does); then the groups and ids,
+    /// which for a non-root uid clear the effective and permitted sets; then
+    /// a root process's capabilities.
     pub fn apply(&self, host: &HostCaps) -> Result<(), Error> {
         // Nothing beyond what podlab itself holds can be granted (this
         // machine, for one, lacks CAP_SYS_RESOURCE): privileged means all of it.
@@ -202,6 +379,14 @@ impl Profile {
                 source: std::io::Error::last_os_error(),
             }
         };
+        let install = |program: &crate::seccomp::Program| {
+            program.install().map_err(|e| Error::Seccomp {
+                path: "filter".into(),
+                source: e,
+            })
+        };
+        let uid = self.uid.unwrap_or(0);
+        let gid = self.gid.unwrap_or(0);
         // SAFETY: prctl/setgroups/setgid/setuid/capset take plain integers or
         // pointers to data we own for the duration of the call.
         unsafe {
@@ -222,20 +407,38 @@ impl Profile {
             {
                 return Err(fail("clear ambient capabilities")());
             }
-            if let Some(gid) = self.gid.or(self.uid.map(|_| 0)) {
-                let groups = [gid];
-                if libc::setgroups(1, groups.as_ptr()) != 0 || libc::setgid(gid) != 0 {
-                    return Err(fail("setgid")());
+            if !self.no_new_privs {
+                if let Some(program) = &self.seccomp {
+                    install(program)?;
                 }
             }
-            if let Some(uid) = self.uid {
-                // Changing to a non-zero uid clears the permitted set, as
-                // for any non-root process without file capabilities.
-                if libc::setuid(uid) != 0 {
-                    return Err(fail("setuid")());
-                }
+            // Always set: the process gets exactly its groups, never podlab's.
+            let mut groups = [0 as libc::gid_t; MAX_GROUPS];
+            let mut n = 0;
+            groups[n] = gid;
+            n += 1;
+            for g in self
+                .groups
+                .iter()
+                .filter(|g| **g != gid)
+                .take(MAX_GROUPS - 1)
+            {
+                groups[n] = *g;
+                n += 1;
             }
-            if self.uid.unwrap_or(0) == 0 {
+            if libc::setgroups(n, groups.as_ptr()) != 0 {
+                return Err(fail("setgroups")());
+            }
+            if libc::setgid(gid) != 0 {
+                return Err(fail("setgid")());
+            }
+            // Changing to a non-zero uid clears the permitted and effective
+            // sets, as for any non-root process without file capabilities;
+            // the bounding set stays as dropped above.
+            if libc::setuid(uid) != 0 {
+                return Err(fail("setuid")());
+            }
+            if uid == 0 {
                 let header = CapHeader {
                     version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
                     pid: 0,
@@ -259,12 +462,131 @@ impl Profile {
                     return Err(fail("capset")());
                 }
             }
-            if self.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(fail("no_new_privs")());
+            if self.no_new_privs {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(fail("no_new_privs")());
+                }
+                if let Some(program) = &self.seccomp {
+                    install(program)?;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Compiles the container's seccomp profile: RuntimeDefault for its
+/// capabilities, a Localhost file under `root`, or nothing (Unconfined).
+pub fn seccomp_program(
+    sp: &SeccompProfile,
+    caps: u64,
+    root: &Path,
+) -> Result<Option<crate::seccomp::Program>, Error> {
+    let compiled = |profile: &crate::seccomp::OciProfile, path: String| {
+        crate::seccomp::compile(profile)
+            .map(Some)
+            .map_err(|source| Error::Seccomp { path, source })
+    };
+    match sp.type_.as_str() {
+        "RuntimeDefault" => compiled(
+            &crate::seccomp::runtime_default(|name| cap_bit(name).is_ok_and(|bit| caps & bit != 0)),
+            "RuntimeDefault".into(),
+        ),
+        "Localhost" => {
+            let rel = sp.localhost_profile.as_deref().unwrap_or_default();
+            // Validation refused absolute paths and `..`; checked again here
+            // because the profile's path must stay under the root.
+            if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+                return Err(Error::SeccompParse {
+                    path: PathBuf::from(rel),
+                    message: "localhostProfile must be a relative path without \"..\"".into(),
+                });
+            }
+            let path = root.join(rel);
+            let text = std::fs::read(&path).map_err(|source| Error::SeccompFile {
+                path: path.clone(),
+                source,
+            })?;
+            let profile: crate::seccomp::OciProfile =
+                serde_json::from_slice(&text).map_err(|e| Error::SeccompParse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            compiled(&profile, path.display().to_string())
+        }
+        // Unconfined, and any value validation let through.
+        _ => Ok(None),
+    }
+}
+
+/// A file of the image, read from the topmost layer that has it as a
+/// regular file under real directories (no symlink is followed, so a
+/// layer cannot point the lookup at the host).
+fn image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    'layers: for layer in layers.iter().rev() {
+        let mut path = layer.clone();
+        for (i, part) in parts.iter().enumerate() {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if i + 1 < parts.len() && m.is_dir() => {}
+                Ok(m) if i + 1 == parts.len() && m.is_file() => {
+                    return std::fs::read_to_string(&path).ok();
+                }
+                // A symlink, a whiteout or anything else hides lower layers.
+                Ok(_) => return None,
+                Err(_) => continue 'layers,
+            }
+        }
+    }
+    None
+}
+
+/// The (name, uid, gid) entry of /etc/passwd in the image that `pick` chooses.
+fn passwd_entry(layers: &[PathBuf], pick: impl Fn(&str, u32) -> bool) -> Option<(u32, u32)> {
+    let text = image_file(layers, "etc/passwd")?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        let (uid, gid) = (f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?);
+        pick(f.first()?, uid).then_some((uid, gid))
+    })
+}
+
+/// The uid and gid of an image config's `User`.
+fn image_identity(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32), Error> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let err = |why: &str| Error::ImageUser {
+        user: spec.into(),
+        why: why.into(),
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(uid) => (
+            uid,
+            passwd_entry(layers, |_, u| u == uid)
+                .map(|(_, g)| g)
+                .unwrap_or(0),
+        ),
+        Err(_) => passwd_entry(layers, |name, _| name == user)
+            .ok_or_else(|| err("no such user in the image's /etc/passwd"))?,
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => image_file(layers, "etc/group")
+                .and_then(|text| {
+                    text.lines().find_map(|line| {
+                        let f: Vec<&str> = line.split(':').collect();
+                        (f.first() == Some(&g)).then(|| f.get(2)?.parse().ok())?
+                    })
+                })
+                .ok_or_else(|| err("no such group in the image's /etc/group"))?,
+        },
+    };
+    Ok((uid, gid))
 }
 
 #[repr(C)]
@@ -483,5 +805,194 @@ mod tests {
         .unwrap();
         assert!(p.no_new_privs);
         assert_eq!((p.uid, p.gid), (Some(1000), Some(2000)));
+    }
+
+    fn pod_sc(v: serde_json::Value) -> PodSecurityContext {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn ctr_sc(v: serde_json::Value) -> SecurityContext {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn resolve(
+        pod: Option<&PodSecurityContext>,
+        ctr: Option<&SecurityContext>,
+        image_user: Option<&str>,
+        layers: &[PathBuf],
+        root: &Path,
+    ) -> Result<Profile, Error> {
+        Profile::resolve(&Inputs {
+            pod,
+            container: ctr,
+            image_user,
+            layers,
+            seccomp_root: root,
+        })
+    }
+
+    #[test]
+    fn the_container_context_wins_field_by_field() {
+        let pod = pod_sc(serde_json::json!({
+            "runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000, 3000], "fsGroup": 2000,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        }));
+        let root = Path::new("/nonexistent");
+        let p = resolve(Some(&pod), None, None, &[], root).unwrap();
+        assert_eq!((p.uid, p.gid), (Some(1000), Some(3000)));
+        assert_eq!(
+            p.all_groups(),
+            [3000, 4000, 2000],
+            "primary first, fsGroup added"
+        );
+        assert!(p.seccomp.is_some());
+        let ctr = ctr_sc(
+            serde_json::json!({"runAsUser": 2001, "seccompProfile": {"type": "Unconfined"}}),
+        );
+        let p = resolve(Some(&pod), Some(&ctr), Some("5:5"), &[], root).unwrap();
+        assert_eq!(
+            (p.uid, p.gid),
+            (Some(2001), Some(3000)),
+            "pod's runAsGroup still applies"
+        );
+        assert!(p.seccomp.is_none(), "the container's Unconfined wins");
+        // Nothing set: root, the image's user when it has one.
+        let p = resolve(None, None, None, &[], root).unwrap();
+        assert_eq!((p.uid, p.gid, p.all_groups()), (Some(0), Some(0), vec![0]));
+        let p = resolve(None, None, Some("123:456"), &[], root).unwrap();
+        assert_eq!((p.uid, p.gid), (Some(123), Some(456)));
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_as_the_kubelet_does() {
+        let root = Path::new("/nonexistent");
+        let non_root = pod_sc(serde_json::json!({"runAsNonRoot": true}));
+        let msg = |r: Result<Profile, Error>| r.unwrap_err().to_string();
+        assert_eq!(
+            msg(resolve(Some(&non_root), None, None, &[], root)),
+            "container has runAsNonRoot and image will run as root"
+        );
+        assert_eq!(
+            msg(resolve(Some(&non_root), None, Some("0:0"), &[], root)),
+            "container has runAsNonRoot and image will run as root"
+        );
+        assert!(
+            msg(resolve(Some(&non_root), None, Some("nobody"), &[], root))
+                .contains("image has non-numeric user (nobody)")
+        );
+        let zero = ctr_sc(serde_json::json!({"runAsUser": 0}));
+        assert_eq!(
+            msg(resolve(Some(&non_root), Some(&zero), None, &[], root)),
+            "container's runAsUser breaks non-root policy"
+        );
+        assert!(resolve(Some(&non_root), None, Some("1000"), &[], root).is_ok());
+        // The container may lift the pod's requirement.
+        let lifted = ctr_sc(serde_json::json!({"runAsNonRoot": false}));
+        assert!(resolve(Some(&non_root), Some(&lifted), None, &[], root).is_ok());
+    }
+
+    #[test]
+    fn image_user_names_come_from_the_topmost_layer_without_following_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (low, high) = (tmp.path().join("l0"), tmp.path().join("l1"));
+        std::fs::create_dir_all(low.join("etc")).unwrap();
+        std::fs::create_dir_all(high.join("etc")).unwrap();
+        std::fs::write(
+            low.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:7:70::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            high.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:8:80::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(high.join("etc/group"), "staff:x:50:\n").unwrap();
+        let layers = vec![low.clone(), high.clone()];
+        let root = Path::new("/nonexistent");
+        let p = resolve(None, None, Some("app"), &layers, root).unwrap();
+        assert_eq!((p.uid, p.gid), (Some(8), Some(80)));
+        let p = resolve(None, None, Some("app:staff"), &layers, root).unwrap();
+        assert_eq!((p.uid, p.gid), (Some(8), Some(50)));
+        // runAsUser takes its primary group from the image's passwd.
+        let ctr = ctr_sc(serde_json::json!({"runAsUser": 8}));
+        assert_eq!(
+            resolve(None, Some(&ctr), None, &layers, root).unwrap().gid,
+            Some(80)
+        );
+        assert!(matches!(
+            resolve(None, None, Some("ghost"), &layers, root),
+            Err(Error::ImageUser { .. })
+        ));
+        // A symlinked /etc/passwd in the top layer is not followed.
+        std::fs::remove_file(high.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", high.join("etc/passwd")).unwrap();
+        assert!(matches!(
+            resolve(None, None, Some("root"), &layers, root),
+            Err(Error::ImageUser { .. })
+        ));
+    }
+
+    #[test]
+    fn seccomp_profiles_privileged_and_localhost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let privileged = ctr_sc(
+            serde_json::json!({"privileged": true, "seccompProfile": {"type": "RuntimeDefault"}}),
+        );
+        assert!(resolve(None, Some(&privileged), None, &[], root)
+            .unwrap()
+            .seccomp
+            .is_none());
+        std::fs::create_dir_all(root.join("profiles")).unwrap();
+        std::fs::write(
+            root.join("profiles/deny-mkdir.json"),
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("profiles/typo.json"),
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdri"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let local = |name: &str| {
+            pod_sc(
+                serde_json::json!({"seccompProfile": {"type": "Localhost", "localhostProfile": name}}),
+            )
+        };
+        let p = resolve(
+            Some(&local("profiles/deny-mkdir.json")),
+            None,
+            None,
+            &[],
+            root,
+        )
+        .unwrap();
+        assert_eq!(p.seccomp.unwrap().filters.len(), 1);
+        let err = resolve(Some(&local("profiles/typo.json")), None, None, &[], root)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "profiles/typo.json: syscalls[0].names[0]: unknown system call \"mkdri\""
+            ),
+            "{err}"
+        );
+        let err = resolve(Some(&local("missing.json")), None, None, &[], root).unwrap_err();
+        assert!(matches!(err, Error::SeccompFile { .. }), "{err}");
+        let err = resolve(Some(&local("../etc/x.json")), None, None, &[], root).unwrap_err();
+        assert!(err.to_string().contains("relative path"), "{err}");
+    }
+
+    #[test]
+    fn too_many_groups_are_refused_not_dropped() {
+        let many: Vec<i64> = (1..=70).collect();
+        let pod = pod_sc(serde_json::json!({"supplementalGroups": many}));
+        let err = resolve(Some(&pod), None, None, &[], Path::new("/nonexistent")).unwrap_err();
+        assert!(matches!(err, Error::TooManyGroups(70)), "{err}");
+        let few: Vec<i64> = (1..=63).collect();
+        let pod = pod_sc(serde_json::json!({"supplementalGroups": few}));
+        let p = resolve(Some(&pod), None, None, &[], Path::new("/nonexistent")).unwrap();
+        assert_eq!(p.all_groups().len(), 64);
     }
 }

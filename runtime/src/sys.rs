@@ -289,6 +289,28 @@ pub fn cstring(s: &str) -> std::result::Result<CString, io::Error> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {s:?}")))
 }
 
+/// Installs one seccomp BPF filter on the calling thread. The caller holds
+/// CAP_SYS_ADMIN or has set no_new_privs; raw syscall, fine after fork.
+pub fn seccomp_set_filter(code: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(code.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: code.as_ptr().cast_mut(),
+    };
+    // SAFETY: the kernel copies the program in; `prog` and `code` outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,3 +236,70 @@ fn devices_follow_the_allowlist_and_their_cgroups_go_with_the_pod() {
     assert!(p.run(&["delete", "pod", &a]).status.success());
     assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
 }
+
+/// A Localhost seccomp profile from `--seccomp-root`, installed after
+/// no_new_privs (allowPrivilegeEscalation: false) in the main process and
+/// in exec'd ones; the pod's sysctls set in its own namespaces only.
+#[test]
+fn localhost_seccomp_profiles_and_namespaced_sysctls() {
+    require_root!();
+    let p = Podlab::new();
+    let profiles = p.root.path().join("seccomp");
+    std::fs::create_dir_all(profiles.join("team")).unwrap();
+    std::fs::write(
+        profiles.join("team/no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let a = unique("local");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {a}\nspec:\n  terminationGracePeriodSeconds: 0\n  \
+         securityContext:\n    sysctls: [{{name: kernel.shm_rmid_forced, value: \"1\"}}, {{name: net.ipv4.ip_unprivileged_port_start, value: \"81\"}}]\n  \
+         containers:\n  - name: app\n    image: podlab.local/probe:latest\n    command: [sleep, \"3600\"]\n    \
+         securityContext:\n      allowPrivilegeEscalation: false\n      seccompProfile: {{type: Localhost, localhostProfile: team/no-mkdir.json}}\n"
+    );
+    let out = p
+        .cmd()
+        .arg("--seccomp-root")
+        .arg(&profiles)
+        .args(["apply", "-f", "-", "--wait=60s"])
+        .write_stdin(manifest)
+        .output()
+        .expect("apply");
+    let _g = PodGuard {
+        podlab: &p,
+        name: a.clone(),
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let caps = p.probe(&a, "app", &["caps", "--pid", "1"]);
+    assert_eq!(
+        (caps["Seccomp"].clone(), caps["NoNewPrivs"].clone()),
+        (2.into(), 1.into()),
+        "{caps}"
+    );
+    let out = p.exec(&a, "app", &["mkdir", "/tmp/x"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "mkdir must get the profile's EACCES: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.exec_ok(&a, "app", &["touch", "/tmp/file"]);
+    let inside = p.exec_ok(
+        &a,
+        "app",
+        &[
+            "cat",
+            "/proc/sys/kernel/shm_rmid_forced",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ],
+    );
+    assert_eq!(inside.split_whitespace().collect::<Vec<_>>(), ["1", "81"]);
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    assert_ne!(host.trim(), "81", "the node's own value must not change");
+}

@@ -20,6 +20,7 @@ macro_rules! case {
 pub mod cgroups;
 pub mod esc_devices;
 pub mod esc_mounts;
+pub mod esc_privileges;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<TestCase> {
         lifecycle::CASES,
         esc_mounts::CASES,
         esc_devices::CASES,
+        esc_privileges::CASES,
     ]
     .concat()
 }

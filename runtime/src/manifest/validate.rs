@@ -15,6 +15,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use super::Error;
 use crate::quantity;
 
+mod security;
+
 /// The kinds of field problems, named as the API server prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldErrorKind {
@@ -279,6 +281,7 @@ impl Validator {
         if let Some(resources) = &spec.resources {
             self.resources("spec.resources", resources, POD_LIMITS, POD_REQUESTS);
         }
+        self.pod_security(spec);
     }
 
     /// Checks the volumes; returns the names that mounts may refer to.
@@ -423,6 +426,7 @@ impl Validator {
             }
         }
         self.mounts(path, c, volumes);
+        self.container_security(path, c);
         if let Some(resources) = &c.resources {
             self.resources(
                 &format!("{path}.resources"),

@@ -108,6 +108,13 @@ impl Shim {
         if self.state.share_pid {
             cmd.arg("--share-pid");
         }
+        let sysctls = spec
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.sysctls.as_ref());
+        for s in sysctls.into_iter().flatten() {
+            cmd.arg("--sysctl").arg(format!("{}={}", s.name, s.value));
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -157,6 +164,14 @@ impl Shim {
     /// state, or a tmpfs for `medium: Memory` (sized by `sizeLimit`).
     pub(super) fn prepare_volumes(&mut self) -> Result<(), Error> {
         use std::os::unix::fs::PermissionsExt;
+        let fs_group = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|sc| sc.fs_group)
+            .and_then(|g| u32::try_from(g).ok())
+            .filter(|_| self.mutant != Some(Mutant::FsGroupIgnored));
         for v in self.volumes() {
             let Some(empty) = &v.empty_dir else { continue };
             let path = volume_dir(&self.dir, &v.name);
@@ -179,6 +194,14 @@ impl Shim {
             } else {
                 // Any user of any container may write to an emptyDir.
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
+                    .map_err(io(format!("chmod {}", path.display())))?;
+            }
+            if let Some(gid) = fs_group {
+                // As the kubelet does for fsGroup: the volume belongs to the
+                // group, and setgid makes what is created in it belong too.
+                std::os::unix::fs::chown(&path, None, Some(gid))
+                    .map_err(io(format!("chown {}", path.display())))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o2777))
                     .map_err(io(format!("chmod {}", path.display())))?;
             }
         }

@@ -100,6 +100,7 @@ pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> 
     if let Some(dir) = &config.cni_conf_dir {
         cmd.arg("--cni-conf-dir").arg(dir);
     }
+    cmd.arg("--seccomp-root").arg(&config.seccomp_root);
     cmd.arg("__shim")
         .arg(&dir.key.namespace)
         .arg(&dir.key.name)

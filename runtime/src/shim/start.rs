@@ -66,8 +66,7 @@ impl Shim {
             let hostname =
                 fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
             process.env.push(format!("HOSTNAME={}", hostname.trim()));
-            let security = crate::security::Profile::from_context(spec.security_context.as_ref())
-                .map_err(CreateFailure::of)?;
+            let security = self.security_profile(&spec, &image)?;
             let mut limits =
                 container_limits(&spec, self.config.default_pids).map_err(CreateFailure::of)?;
             self.mutant_limits(&mut limits);
@@ -389,6 +388,71 @@ impl Shim {
             "InvalidImageName" => self.event(Event::warning("InspectFailed", "kubelet", message)),
             _ => self.event(Event::warning(reason, "kubelet", message)),
         }
+    }
+
+    /// The container's user, groups, capabilities and seccomp filter from
+    /// the pod's and its own securityContext and its image. A runAsNonRoot
+    /// the container breaks is the kubelet's CreateContainerConfigError.
+    fn security_profile(
+        &self,
+        spec: &k8s_openapi::api::core::v1::Container,
+        image: &crate::image::PreparedImage,
+    ) -> Result<crate::security::Profile, CreateFailure> {
+        use crate::security::{Error as SecError, Inputs, Profile};
+        let pod_sc = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref());
+        // The mutants that forget a field do so before anything reads it.
+        let mut pod_sc = pod_sc.cloned();
+        let mut ctr_sc = spec.security_context.clone();
+        match self.mutant {
+            Some(Mutant::NonRootUnchecked) => {
+                pod_sc.iter_mut().for_each(|s| s.run_as_non_root = None);
+                ctr_sc.iter_mut().for_each(|s| s.run_as_non_root = None);
+            }
+            Some(Mutant::FsGroupIgnored) => pod_sc.iter_mut().for_each(|s| s.fs_group = None),
+            _ => {}
+        }
+        let resolved = Profile::resolve(&Inputs {
+            pod: pod_sc.as_ref(),
+            container: ctr_sc.as_ref(),
+            image_user: image.config.user.as_deref(),
+            layers: &image.layers,
+            seccomp_root: &self.config.seccomp_root,
+        });
+        let mut profile = match resolved {
+            Ok(p) => p,
+            Err(e @ SecError::NonRoot(_)) => {
+                let pod = format!(
+                    "{}_{}({})",
+                    self.pod.metadata.name.as_deref().unwrap_or_default(),
+                    self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+                    self.uid
+                );
+                return Err(CreateFailure::config(format!(
+                    "{e} (pod: {pod:?}, container: {})",
+                    spec.name
+                )));
+            }
+            Err(
+                e @ (SecError::ImageUser { .. }
+                | SecError::InvalidId { .. }
+                | SecError::TooManyGroups(_)
+                | SecError::UnknownCapability(_)),
+            ) => return Err(CreateFailure::config(e.to_string())),
+            Err(e) => return Err(CreateFailure::of(e)),
+        };
+        match self.mutant {
+            Some(Mutant::SeccompIgnored) => profile.seccomp = None,
+            Some(Mutant::RunAsRoot) => {
+                profile.uid = Some(0);
+                profile.gid = Some(0);
+            }
+            _ => {}
+        }
+        Ok(profile)
     }
 
     /// The container could not be created from its spec: it waits with

@@ -257,6 +257,23 @@ impl Client {
         })
     }
 
+    /// The user an image runs as, as the runtime reports it: its uid when
+    /// numeric, else its user name. `None` when the image is not there.
+    pub fn image_user(&self, image: &str) -> Result<Option<(Option<i64>, String)>, Error> {
+        let mut c = self.images();
+        let request = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let r = self.call("ImageStatus", CALL_TIMEOUT, async move {
+            c.image_status(request).await
+        })?;
+        Ok(r.image.map(|i| (i.uid.map(|u| u.value), i.username)))
+    }
+
     /// Whether the runtime's image store holds `image`.
     pub fn image_present(&self, image: &str) -> Result<bool, Error> {
         let mut c = self.images();

@@ -150,6 +150,20 @@ impl Cri {
             let dir = self.dir.path().join("volumes").join(uid).join(&v.name);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
+            // As the kubelet makes them: writable by any user, and with
+            // fsGroup owned by that group with setgid.
+            let fs_group = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|sc| sc.fs_group)
+                .and_then(|g| u32::try_from(g).ok());
+            let mode = if fs_group.is_some() { 0o2777 } else { 0o777 };
+            let setup = std::os::unix::fs::chown(&dir, None, fs_group).and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            });
+            setup.map_err(|e| Error::Other(format!("cannot prepare {}: {e}", dir.display())))?;
             out.insert(v.name.clone(), dir);
         }
         Ok(out)

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SeccompProfile};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The labels kubelet puts on every sandbox and container.
@@ -95,6 +95,8 @@ pub fn sandbox_config(
                 namespace_options: Some(namespace_options(spec)),
                 run_as_user: pod_sc.and_then(|sc| sc.run_as_user).map(int64),
                 run_as_group: pod_sc.and_then(|sc| sc.run_as_group).map(int64),
+                supplemental_groups: supplemental_groups(spec),
+                seccomp: Some(seccomp(pod_sc.and_then(|sc| sc.seccomp_profile.as_ref()))),
                 // containerd refuses a privileged container in a sandbox
                 // that is not privileged itself.
                 privileged: all_containers(spec).any(is_privileged),
@@ -224,7 +226,83 @@ fn security_context(spec: &PodSpec, c: &Container) -> cri::LinuxContainerSecurit
             .map(int64),
         readonly_rootfs: sc.and_then(|sc| sc.read_only_root_filesystem) == Some(true),
         no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
+        supplemental_groups: supplemental_groups(spec),
+        seccomp: Some(seccomp(
+            sc.and_then(|sc| sc.seccomp_profile.as_ref())
+                .or(pod_sc.and_then(|sc| sc.seccomp_profile.as_ref())),
+        )),
         ..Default::default()
+    }
+}
+
+/// The pod's supplementalGroups and its fsGroup, as the kubelet gives them
+/// to every container.
+fn supplemental_groups(spec: &PodSpec) -> Vec<i64> {
+    let sc = spec.security_context.as_ref();
+    let mut groups: Vec<i64> = sc
+        .and_then(|sc| sc.supplemental_groups.clone())
+        .unwrap_or_default();
+    groups.extend(sc.and_then(|sc| sc.fs_group));
+    groups
+}
+
+/// The kubelet's seccomp field: Unconfined when nothing is set (its default).
+fn seccomp(profile: Option<&SeccompProfile>) -> cri::SecurityProfile {
+    use cri::security_profile::ProfileType;
+    let (kind, reference) = match profile.map(|p| p.type_.as_str()) {
+        Some("RuntimeDefault") => (ProfileType::RuntimeDefault, String::new()),
+        Some("Localhost") => (
+            ProfileType::Localhost,
+            format!(
+                "/var/lib/kubelet/seccomp/{}",
+                profile
+                    .and_then(|p| p.localhost_profile.as_deref())
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => (ProfileType::Unconfined, String::new()),
+    };
+    cri::SecurityProfile {
+        profile_type: kind as i32,
+        localhost_ref: reference,
+    }
+}
+
+/// The kubelet's runAsNonRoot check, given the image's user as the runtime
+/// reports it (`uid`, or a `username` it could not make a number of).
+pub fn verify_run_as_non_root(
+    spec: &PodSpec,
+    c: &Container,
+    image_uid: Option<i64>,
+    image_username: &str,
+) -> Result<(), String> {
+    let pod_sc = spec.security_context.as_ref();
+    let sc = c.security_context.as_ref();
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or(pod_sc.and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    if !non_root {
+        return Ok(());
+    }
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or(pod_sc.and_then(|s| s.run_as_user));
+    match (run_as_user, image_uid) {
+        (Some(0), _) => Err(format!(
+            "container's runAsUser breaks non-root policy (container: {})",
+            c.name
+        )),
+        (Some(_), _) => Ok(()),
+        (None, Some(uid)) if uid != 0 => Ok(()),
+        (None, None) if !image_username.is_empty() => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({image_username}), cannot verify user is non-root (container: {})",
+            c.name
+        )),
+        (None, _) => Err(format!(
+            "container has runAsNonRoot and image will run as root (container: {})",
+            c.name
+        )),
     }
 }
 
@@ -537,5 +615,67 @@ mod tests {
         let err = container_config(&p, &id(), c, 0, &HashMap::new(), &HashMap::new(), 1 << 30)
             .unwrap_err();
         assert!(err.contains("volume \"scratch\""), "{err}");
+    }
+
+    #[test]
+    fn security_contexts_merge_and_carry_seccomp_and_groups() {
+        use cri::security_profile::ProfileType;
+        let p = pod(serde_json::json!({
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1001, "supplementalGroups": [5],
+                            "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {"name": "a", "image": "i", "securityContext": {"runAsUser": 2000}},
+            {"name": "b", "image": "i", "securityContext": {"seccompProfile": {"type": "Unconfined"}}},
+        ]}));
+        let spec = p.spec.as_ref().unwrap();
+        let a = security_context(spec, &spec.containers[0]);
+        assert_eq!(a.run_as_user.map(|v| v.value), Some(2000));
+        assert_eq!(a.run_as_group.map(|v| v.value), Some(1001));
+        assert_eq!(a.supplemental_groups, [5, 2000]);
+        assert_eq!(
+            a.seccomp.unwrap().profile_type,
+            ProfileType::RuntimeDefault as i32
+        );
+        let b = security_context(spec, &spec.containers[1]);
+        assert_eq!(b.run_as_user.map(|v| v.value), Some(1000));
+        assert_eq!(
+            b.seccomp.unwrap().profile_type,
+            ProfileType::Unconfined as i32
+        );
+        let plain = pod(serde_json::json!({"containers": [{"name": "a", "image": "i"}]}));
+        let s = plain.spec.as_ref().unwrap();
+        let c = security_context(s, &s.containers[0]);
+        assert_eq!(
+            c.seccomp.unwrap().profile_type,
+            ProfileType::Unconfined as i32,
+            "the kubelet's default"
+        );
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_like_the_kubelet() {
+        let p = pod(
+            serde_json::json!({"securityContext": {"runAsNonRoot": true},
+            "containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i", "securityContext": {"runAsUser": 0}},
+                           {"name": "c", "image": "i", "securityContext": {"runAsUser": 7}}]}),
+        );
+        let s = p.spec.as_ref().unwrap();
+        let check = |i: usize, uid: Option<i64>, name: &str| {
+            verify_run_as_non_root(s, &s.containers[i], uid, name)
+        };
+        assert!(check(0, None, "")
+            .unwrap_err()
+            .contains("image will run as root"));
+        assert!(check(0, Some(0), "")
+            .unwrap_err()
+            .contains("image will run as root"));
+        assert!(check(0, None, "app")
+            .unwrap_err()
+            .contains("non-numeric user (app)"));
+        assert!(check(0, Some(10), "").is_ok());
+        assert!(check(1, Some(10), "")
+            .unwrap_err()
+            .contains("runAsUser breaks non-root policy"));
+        assert!(check(2, None, "").is_ok());
     }
 }

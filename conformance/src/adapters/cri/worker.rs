@@ -339,6 +339,16 @@ impl Worker {
             }
             Err(e) => return self.failed_start(s, "ErrImagePull", e.to_string()),
         }
+        // The kubelet refuses runAsNonRoot itself: the runtime does not.
+        if let Some(pod_spec) = self.entry.pod.spec.as_ref() {
+            let user = match self.client.image_user(&image) {
+                Ok(u) => u.unwrap_or_default(),
+                Err(e) => return self.failed_start(s, "CreateContainerConfigError", e.to_string()),
+            };
+            if let Err(e) = spec::verify_run_as_non_root(pod_spec, c, user.0, &user.1) {
+                return self.failed_start(s, "CreateContainerConfigError", e);
+            }
+        }
         let sandbox_id = self.entry.lock().sandbox_id.clone().unwrap_or_default();
         let subpaths = match self.prepare_subpaths(c, attempt) {
             Ok(m) => m,
