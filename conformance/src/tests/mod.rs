@@ -18,6 +18,8 @@ macro_rules! case {
 }
 
 pub mod cgroups;
+#[cfg(test)]
+mod claimed;
 pub mod esc_devices;
 pub mod esc_mounts;
 pub mod esc_privileges;
