@@ -14,6 +14,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ISO", "Isolation between the containers of a pod"),
     ("CGR", "Cgroups: per-container limits and their enforcement"),
     ("LIFE", "Lifecycle"),
+    ("PROBE", "Probes: startup, liveness and readiness"),
     ("ESC", "Escapes: attacks on the way out of a pod"),
 ];
 

@@ -92,6 +92,12 @@ pub const VARIANTS: &[Variant] = &[
       "runAsUser and runAsGroup are ignored: containers run as root"),
     v("non-root-unchecked", &["ESC-023"],
       "runAsNonRoot is never checked: a container whose user is root runs"),
+    v("liveness-ignored", &["PROBE-001", "PROBE-003"],
+      "a failing liveness probe never restarts the container"),
+    v("readiness-ignored", &["PROBE-002", "PROBE-004"],
+      "a container is ready as soon as it runs, whatever its readiness probe says"),
+    v("startup-not-awaited", &["PROBE-003"],
+      "liveness and readiness probes run before the startup probe succeeded"),
     v("fs-group-ignored", &["ESC-025"],
       "fsGroup is ignored: emptyDirs keep root's group and no container holds it"),
 ];

@@ -66,6 +66,10 @@ pub struct Capabilities {
     /// A container killed by the OOM killer is reported terminated with
     /// reason `OOMKilled`.
     pub oom_reason: bool,
+    /// Startup, liveness and readiness probes run as the kubelet runs them:
+    /// a failing liveness probe restarts the container, readiness sets
+    /// `ready` and the pod's Ready condition.
+    pub probes: bool,
 }
 
 /// Why a runtime call failed.

@@ -71,10 +71,16 @@ pub enum Mutant {
     NonRootUnchecked,
     /// fsGroup is ignored: emptyDirs keep root's group, no container holds it.
     FsGroupIgnored,
+    /// A failing liveness probe never restarts the container.
+    LivenessIgnored,
+    /// A container is ready as soon as it runs, whatever its readiness probe says.
+    ReadinessIgnored,
+    /// Liveness and readiness probes run before the startup probe succeeded.
+    StartupNotAwaited,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 31] = [
+    pub const ALL: [(&'static str, Mutant); 34] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -106,6 +112,9 @@ impl Mutant {
         ("run-as-root", Mutant::RunAsRoot),
         ("non-root-unchecked", Mutant::NonRootUnchecked),
         ("fs-group-ignored", Mutant::FsGroupIgnored),
+        ("liveness-ignored", Mutant::LivenessIgnored),
+        ("readiness-ignored", Mutant::ReadinessIgnored),
+        ("startup-not-awaited", Mutant::StartupNotAwaited),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -156,6 +156,7 @@ fn capabilities() -> Capabilities {
         restart_policy: true,
         unschedulable: true,
         oom_reason: true,
+        probes: true,
     }
 }
 

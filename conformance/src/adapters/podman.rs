@@ -269,6 +269,9 @@ impl Runtime for Podman {
             restart_policy: false,
             unschedulable: false,
             oom_reason: false,
+            // kube play turns a liveness probe into a podman healthcheck, with
+            // no restart of its own and no readiness: not the kubelet's probes.
+            probes: false,
         }
     }
 

@@ -28,6 +28,7 @@ pub mod isolation;
 pub mod lifecycle;
 pub mod net;
 pub mod podnet;
+pub mod probes;
 mod util;
 pub mod uts;
 
@@ -43,6 +44,7 @@ pub fn all() -> Vec<TestCase> {
         isolation::CASES,
         cgroups::CASES,
         lifecycle::CASES,
+        probes::CASES,
         esc_mounts::CASES,
         esc_devices::CASES,
         esc_privileges::CASES,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::mutants::Mutant;
 use crate::probe;
 use crate::store::Event;
 
@@ -207,9 +208,13 @@ impl Shim {
             ProbeKind::Readiness if result.is_ok() && successes >= timing.success_threshold => {
                 c.probe_ready = true;
             }
-            ProbeKind::Readiness if failures >= timing.failure_threshold => {
+            ProbeKind::Readiness
+                if failures >= timing.failure_threshold
+                    && self.mutant != Some(Mutant::ReadinessIgnored) =>
+            {
                 c.probe_ready = false;
             }
+            ProbeKind::Liveness if self.mutant == Some(Mutant::LivenessIgnored) => {}
             ProbeKind::Startup | ProbeKind::Liveness
                 if result.is_err() && failures >= timing.failure_threshold =>
             {

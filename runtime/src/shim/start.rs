@@ -333,8 +333,9 @@ impl Shim {
             }
         }
         let has = |k: ProbeKind| c.probes.iter().any(|p| p.kind == k);
-        c.probe_started = !has(ProbeKind::Startup);
-        c.probe_ready = !has(ProbeKind::Readiness);
+        c.probe_started =
+            !has(ProbeKind::Startup) || self.mutant == Some(Mutant::StartupNotAwaited);
+        c.probe_ready = !has(ProbeKind::Readiness) || self.mutant == Some(Mutant::ReadinessIgnored);
         c.refresh();
         for msg in ignored {
             self.event(Event::warning("Unhealthy", "kubelet", msg));

@@ -377,6 +377,8 @@ impl Runtime for Cri {
             // There is no scheduler between the suite and the runtime.
             unschedulable: false,
             oom_reason: true,
+            // Probes are the kubelet's, and this adapter does not run them.
+            probes: false,
         }
     }
 
