@@ -15,6 +15,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("CGR", "Cgroups: per-container limits and their enforcement"),
     ("LIFE", "Lifecycle"),
     ("PROBE", "Probes: startup, liveness and readiness"),
+    ("HOOK", "Lifecycle hooks: postStart and preStop"),
     ("ESC", "Escapes: attacks on the way out of a pod"),
 ];
 

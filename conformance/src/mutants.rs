@@ -98,6 +98,12 @@ pub const VARIANTS: &[Variant] = &[
       "a container is ready as soon as it runs, whatever its readiness probe says"),
     v("startup-not-awaited", &["PROBE-003"],
       "liveness and readiness probes run before the startup probe succeeded"),
+    v("post-start-not-awaited", &["HOOK-001"],
+      "a container is reported running while its postStart hook still runs"),
+    v("post-start-failure-ignored", &["HOOK-002"],
+      "a failing postStart hook is ignored: the container keeps running"),
+    v("pre-stop-ignored", &["HOOK-003"],
+      "deleting a pod sends SIGTERM without running the preStop hooks"),
     v("fs-group-ignored", &["ESC-025"],
       "fsGroup is ignored: emptyDirs keep root's group and no container holds it"),
 ];

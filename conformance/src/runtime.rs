@@ -70,6 +70,8 @@ pub struct Capabilities {
     /// a failing liveness probe restarts the container, readiness sets
     /// `ready` and the pod's Ready condition.
     pub probes: bool,
+    /// postStart and preStop hooks run as the kubelet runs them.
+    pub hooks: bool,
 }
 
 /// Why a runtime call failed.

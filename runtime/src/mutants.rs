@@ -77,10 +77,16 @@ pub enum Mutant {
     ReadinessIgnored,
     /// Liveness and readiness probes run before the startup probe succeeded.
     StartupNotAwaited,
+    /// The container is reported running while its postStart hook runs.
+    PostStartNotAwaited,
+    /// A failing postStart hook is ignored.
+    PostStartFailureIgnored,
+    /// preStop hooks are not run: SIGTERM comes at once.
+    PreStopIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 34] = [
+    pub const ALL: [(&'static str, Mutant); 37] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -115,6 +121,12 @@ impl Mutant {
         ("liveness-ignored", Mutant::LivenessIgnored),
         ("readiness-ignored", Mutant::ReadinessIgnored),
         ("startup-not-awaited", Mutant::StartupNotAwaited),
+        ("post-start-not-awaited", Mutant::PostStartNotAwaited),
+        (
+            "post-start-failure-ignored",
+            Mutant::PostStartFailureIgnored,
+        ),
+        ("pre-stop-ignored", Mutant::PreStopIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

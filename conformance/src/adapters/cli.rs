@@ -106,6 +106,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "startup, liveness and readiness probes run as the kubelet runs them",
     ),
     (
+        "hooks",
+        "postStart and preStop hooks run as the kubelet runs them",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -136,6 +140,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     unschedulable: true,
                     oom_reason: true,
                     probes: true,
+                    hooks: true,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -151,6 +156,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "unschedulable" => caps.unschedulable = true,
             "oom-reason" => caps.oom_reason = true,
             "probes" => caps.probes = true,
+            "hooks" => caps.hooks = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {

@@ -157,6 +157,7 @@ fn capabilities() -> Capabilities {
         unschedulable: true,
         oom_reason: true,
         probes: true,
+        hooks: true,
     }
 }
 

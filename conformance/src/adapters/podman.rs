@@ -272,6 +272,8 @@ impl Runtime for Podman {
             // kube play turns a liveness probe into a podman healthcheck, with
             // no restart of its own and no readiness: not the kubelet's probes.
             probes: false,
+            // Not verified on podman 4.3.1's kube play.
+            hooks: false,
         }
     }
 

@@ -23,6 +23,7 @@ mod claimed;
 pub mod esc_devices;
 pub mod esc_mounts;
 pub mod esc_privileges;
+pub mod hooks;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
@@ -45,6 +46,7 @@ pub fn all() -> Vec<TestCase> {
         cgroups::CASES,
         lifecycle::CASES,
         probes::CASES,
+        hooks::CASES,
         esc_mounts::CASES,
         esc_devices::CASES,
         esc_privileges::CASES,

@@ -236,6 +236,10 @@ impl Shim {
     /// is killed when the hook failed.
     pub(super) fn post_start_done(&mut self, i: usize, result: Result<(), String>) {
         self.ctrs[i].post_start = None;
+        let result = match self.mutant {
+            Some(Mutant::PostStartFailureIgnored) => Ok(()),
+            _ => result,
+        };
         match result {
             Ok(()) => self.on_running(i),
             Err(msg) => {

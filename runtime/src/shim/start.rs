@@ -287,7 +287,14 @@ impl Shim {
                     action,
                 };
                 match self.spawn_helper(&name, "poststart", &request, None) {
-                    Ok(h) => self.ctrs[i].post_start = Some(h),
+                    Ok(h) => {
+                        if self.mutant == Some(Mutant::PostStartNotAwaited) {
+                            if let Some(t) = &self.ctrs[i].started_at {
+                                self.ctrs[i].status.state = Some(lifecycle::running(t));
+                            }
+                        }
+                        self.ctrs[i].post_start = Some(h)
+                    }
                     Err(e) => self.post_start_done(i, Err(e)),
                 }
             }

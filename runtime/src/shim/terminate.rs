@@ -177,6 +177,7 @@ impl Shim {
             .spec
             .lifecycle
             .as_ref()
+            .filter(|_| self.mutant != Some(crate::mutants::Mutant::PreStopIgnored))
             .and_then(|l| l.pre_stop.clone())
             .map(|h| probe::hook_action(&h, &c.spec, self.status.pod_ip.as_deref()));
         match hook {

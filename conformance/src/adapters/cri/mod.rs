@@ -379,6 +379,8 @@ impl Runtime for Cri {
             oom_reason: true,
             // Probes are the kubelet's, and this adapter does not run them.
             probes: false,
+            // Hooks too are the kubelet's, and this adapter does not run them.
+            hooks: false,
         }
     }
 
