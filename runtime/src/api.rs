@@ -131,7 +131,7 @@ pub fn apply(
     if pods.is_empty() {
         return Err(Error::NoObjects);
     }
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let mut out = Vec::new();
     let mut waiting = Vec::new();
     for pod in pods {
@@ -605,7 +605,7 @@ fn apply_abandoned(dir: &PodDir) -> bool {
 /// grace period, SIGKILL), waits for the shim to exit, and releases anything
 /// a dead shim left behind.
 pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let mut pod = dir.read_pod()?;
     let grace = grace
@@ -654,6 +654,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
 pub struct GcReport {
     pub released: Vec<PodKey>,
     pub removed: Vec<PodKey>,
+    /// Pods whose data was on disk without a record.
+    pub orphaned_data: Vec<PodKey>,
     /// Pending pods that fit once the dead ones were collected.
     pub scheduled: Vec<PodKey>,
 }
@@ -663,7 +665,7 @@ pub struct GcReport {
 /// removed; others stay, marked Failed with the reason, until deleted.
 /// Idempotent: a second run finds nothing to do.
 pub fn gc(config: &Config) -> Result<GcReport> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let manager = cgroups::Manager::new()?;
     let mut report = GcReport::default();
     let lock = store.lock()?;
@@ -724,6 +726,15 @@ pub fn gc(config: &Config) -> Result<GcReport> {
             dir.write_status(&status)?;
             let _ = dir.record_event(&Event::warning(reason, "podlab-gc", event));
         }
+    }
+    // Bytes on disk whose record is gone (a reboot wiped the state tmpfs).
+    for dir in store.orphaned_data(&lock)? {
+        let errors = shim::release_volumes(&dir);
+        if !errors.is_empty() {
+            return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
+        }
+        store.remove(&lock, &dir.key)?;
+        report.orphaned_data.push(dir.key.clone());
     }
     // Pods that died freed their requests: pending pods may fit now.
     report.scheduled = scheduler::schedule_pending(config, &store, &lock)?;
@@ -799,7 +810,7 @@ pub fn exec_with_timeout(
     argv: &[String],
     timeout: Option<Duration>,
 ) -> Result<i32> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let pod = dir.read_pod()?;
     let name = container_name(&pod, key, container)?;

@@ -55,7 +55,7 @@ pub fn get(
     all: bool,
     output: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let ns = namespace.unwrap_or("default");
     let dirs = match name {
         Some(n) => vec![store.get(&PodKey::new(ns, n))?],
@@ -106,7 +106,7 @@ pub fn get(
 /// deleted. Table rows after the first come without a header, as kubectl
 /// prints them; `-o json` prints one complete Pod object per line.
 pub fn watch(config: &Config, key: &PodKey, output: Option<&str>) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let mut first = true;
     let mut last = String::new();
@@ -166,7 +166,7 @@ pub fn events(
     all: bool,
     output: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let ns = namespace.unwrap_or("default");
     let mut rows = Vec::new();
     for dir in store.list(if all { None } else { Some(ns) })? {
@@ -322,7 +322,7 @@ fn age(created: Option<&Time>) -> String {
 }
 
 pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let (pod, status) = api::current_status(&dir)?;
     let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
@@ -579,7 +579,7 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
 }
 
 pub fn logs(config: &Config, key: &PodKey, container: Option<&str>) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let pod = dir.read_pod()?;
     let name = api::container_name(&pod, key, container)?;

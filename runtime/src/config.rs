@@ -5,6 +5,9 @@ use std::time::Duration;
 
 pub const DEFAULT_ROOT: &str = "/run/podlab";
 pub const DEFAULT_IMAGE_ROOT: &str = "/var/lib/podlab";
+/// Where the bytes pods write go (writable layers, emptyDirs, logs): on
+/// disk next to the images, not on the small tmpfs `/run` usually is.
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/podlab/data";
 /// Per-container pids limit when the manifest sets none (kubelet's
 /// podPidsLimit is usually set in the same range).
 pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
@@ -17,6 +20,9 @@ pub struct Config {
     pub root: PathBuf,
     /// Image store root (`--image-root`, `PODLAB_IMAGE_ROOT`).
     pub image_root: PathBuf,
+    /// Data root (`--data-root`, `PODLAB_DATA_ROOT`): the pods' writable
+    /// layers, disk-backed emptyDirs and container logs.
+    pub data_root: PathBuf,
     /// `PODLAB_PIDS_LIMIT`.
     pub default_pids: i64,
     /// `PODLAB_BACKOFF_BASE_MS`: the first restart delay, so tests stay fast.
@@ -33,11 +39,12 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(root: PathBuf, image_root: PathBuf) -> Config {
+    pub fn new(root: PathBuf, image_root: PathBuf, data_root: PathBuf) -> Config {
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok());
         Config {
             root: absolute(root),
             image_root: absolute(image_root),
+            data_root: absolute(data_root),
             default_pids: env_num("PODLAB_PIDS_LIMIT").unwrap_or(DEFAULT_PIDS_LIMIT),
             backoff_base: env_num("PODLAB_BACKOFF_BASE_MS")
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use podlab::config::{Config, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT};
+use podlab::config::{Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT};
 use podlab::store::PodKey;
 
 #[derive(Parser)]
@@ -18,12 +18,16 @@ use podlab::store::PodKey;
     propagate_version = true
 )]
 struct Cli {
-    /// State directory (pods, their status and logs).
+    /// State directory (pod records, status, events, mount points).
     #[arg(long, global = true, env = "PODLAB_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
     /// Image store directory.
     #[arg(long, global = true, env = "PODLAB_IMAGE_ROOT", default_value = DEFAULT_IMAGE_ROOT)]
     image_root: PathBuf,
+    /// Data directory, on disk: what pods write (writable layers,
+    /// emptyDirs, container logs).
+    #[arg(long, global = true, env = "PODLAB_DATA_ROOT", default_value = DEFAULT_DATA_ROOT)]
+    data_root: PathBuf,
     /// Attach pods to the first CNI network (.conflist) in this directory
     /// instead of podlab's default bridge network.
     #[arg(long, global = true, env = "PODLAB_CNI_CONF_DIR")]
@@ -188,7 +192,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let mut config = Config::new(cli.root, cli.image_root);
+    let mut config = Config::new(cli.root, cli.image_root, cli.data_root);
     if cli.cni_conf_dir.is_some() {
         config.cni_conf_dir = cli.cni_conf_dir;
     }
@@ -368,8 +372,15 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             for key in &report.scheduled {
                 println!("scheduled pod/{} in namespace {}", key.name, key.namespace);
             }
+            for key in &report.orphaned_data {
+                println!(
+                    "removed the data of pod/{} in namespace {} (no record)",
+                    key.name, key.namespace
+                );
+            }
             if report.released.is_empty()
                 && report.removed.is_empty()
+                && report.orphaned_data.is_empty()
                 && report.scheduled.is_empty()
             {
                 println!("nothing to collect");

@@ -442,7 +442,7 @@ mod tests {
     #[test]
     fn pods_in_use_are_the_bound_unfinished_ones() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let mk = |name: &str, bound: bool, phase: &str| {
             let mut p = pod(serde_json::json!({
@@ -473,7 +473,7 @@ mod tests {
     #[test]
     fn unschedulable_pods_are_marked_once_per_message() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let p = pod(
             serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),

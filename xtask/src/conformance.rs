@@ -113,11 +113,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let bin = fixtures::build_podlab(false)?;
     let root = util::target().join("conformance-cli-root");
+    let data = util::target().join("conformance-cli-data");
     let images = test::test_image_root();
     let globals = format!(
-        "--root {} --image-root {}",
+        "--root {} --image-root {} --data-root {}",
         root.display(),
-        images.display()
+        images.display(),
+        data.display()
     );
     if root.to_string_lossy().contains(char::is_whitespace)
         || images.to_string_lossy().contains(char::is_whitespace)
@@ -142,6 +144,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     // The suite found no pod left behind; the store itself goes too.
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&data);
     }
     result
 }

@@ -188,7 +188,11 @@ mod tests {
     fn ctr(image: &str) -> Ctr {
         let spec: Container =
             serde_json::from_value(serde_json::json!({"name": "a", "image": image})).unwrap();
-        let config = Config::new("/nonexistent/root".into(), "/nonexistent/images".into());
+        let config = Config::new(
+            "/nonexistent/root".into(),
+            "/nonexistent/images".into(),
+            "/nonexistent/data".into(),
+        );
         Ctr::new(Role::App, spec, &config, false)
     }
 

@@ -167,7 +167,7 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
 /// would run a pod that delete cannot stop and gc would release under it,
 /// so it runs nothing, and the pod is reported ApplyAbandoned.
 fn claim(config: &Config, key: &PodKey) -> Result<bool, Error> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let _lock = store.lock()?;
     let dir = store.get(key)?;
     Ok(read_shim(&dir).is_some_and(|s| s.pid == std::process::id() as i32))
@@ -209,7 +209,7 @@ fn go_duration(d: Duration) -> String {
 
 impl Shim {
     fn new(config: Config, key: PodKey, notify: File) -> Result<Shim, Error> {
-        let store = Store::open(&config.root)?;
+        let store = Store::of(&config)?;
         let dir = store.get(&key)?;
         let mut pod = dir.read_pod()?;
         let mutant = Mutant::from_env();

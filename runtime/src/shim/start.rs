@@ -103,7 +103,8 @@ impl Shim {
         self.ctrs[i].oom_base = leaf.oom_kill_count().unwrap_or(0);
 
         let cdir = self.dir.container_dir(&name);
-        let (upper, work, rootfs) = (cdir.join("upper"), cdir.join("work"), cdir.join("rootfs"));
+        let layer = self.dir.layer_dir(&name);
+        let (upper, work, rootfs) = (layer.join("upper"), layer.join("work"), cdir.join("rootfs"));
         // A restarted container starts from the image again, as in Kubernetes.
         let _ = fs::remove_dir_all(&upper);
         let _ = fs::remove_dir_all(&work);

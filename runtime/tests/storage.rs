@@ -1,0 +1,170 @@
+//! Where a pod's bytes go (issue 22), end to end through the real `podlab`
+//! binary (needs root): what containers write lands under the data root on
+//! disk, the state root keeps only records, and delete and gc clean both.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Bytes in regular files under `dir`, not crossing into other filesystems
+/// (a mount point under it is somebody else's bytes).
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+const MIB: u64 = 1 << 20;
+
+fn writer(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo the last line; exec sleep 3600']
+    resources:
+      limits:
+        memory: 64Mi
+    volumeMounts:
+    - {{name: disk, mountPath: /disk}}
+    - {{name: mem, mountPath: /mem}}
+    - {{name: podmem, mountPath: /podmem}}
+  volumes:
+  - name: disk
+    emptyDir: {{}}
+  - name: mem
+    emptyDir: {{medium: Memory, sizeLimit: 4Mi}}
+  - name: podmem
+    emptyDir: {{medium: Memory}}
+"
+    )
+}
+
+#[test]
+fn what_a_container_writes_goes_to_the_data_root_and_delete_cleans_both() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("bytes");
+    let g = p.pod(&a, &writer(&a));
+    let uid = p.uid(&a);
+    // Issue 22's done-when: 200 MB to /tmp leaves nothing under the state root.
+    p.exec_ok(
+        &a,
+        "c",
+        &["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=200"],
+    );
+    p.exec_ok(
+        &a,
+        "c",
+        &["dd", "if=/dev/zero", "of=/disk/big", "bs=1M", "count=20"],
+    );
+    let state = bytes_under(&p.pod_dir(&a));
+    assert!(state < MIB, "{state} bytes under the state root");
+    let data = p.data_dir(&a);
+    let layer = bytes_under(&data.join("containers/c/upper"));
+    assert!(layer >= 200 * MIB, "{layer} bytes in the writable layer");
+    let volume = bytes_under(&data.join("volumes/disk"));
+    assert!(volume >= 20 * MIB, "{volume} bytes in the emptyDir");
+    // The log is on disk too.
+    let log = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(data.join("logs/c.log"))
+            .ok()
+            .filter(|l| l.contains("the last line"))
+    });
+    assert!(log.is_some(), "no log under {}", data.display());
+    assert!(!p.pod_dir(&a).join("logs").exists());
+
+    // Memory-backed volumes stay tmpfs, sized by sizeLimit or else by the
+    // pod's memory limit (64Mi here).
+    let df = p.exec_ok(&a, "c", &["df", "-k", "/mem", "/podmem"]);
+    let sizes: Vec<&str> = df
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(sizes, ["4096", "65536"], "{df}");
+    let over = p.exec(
+        &a,
+        "c",
+        &["dd", "if=/dev/zero", "of=/mem/f", "bs=1M", "count=8"],
+    );
+    assert!(!over.status.success(), "8 MiB fit a 4Mi memory volume");
+
+    let out = p.run(&["delete", "pod", &a]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
+    assert!(!data.exists(), "{} survived delete", data.display());
+    drop(g);
+}
+
+#[test]
+fn gc_removes_data_whose_record_is_gone() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("orphan");
+    let g = p.pod(
+        &a,
+        &manifest(&a, &[("c", BUSYBOX, &["sleep", "3600"], None)]),
+    );
+    let keep = p.data_dir(&a);
+    assert!(keep.join("logs").exists());
+    // The state root is a tmpfs that a reboot wipes: its records go, the
+    // data on disk stays.
+    let ghost = p.data.join("pods/default/ghost");
+    std::fs::create_dir_all(ghost.join("logs")).unwrap();
+    std::fs::write(ghost.join("logs/c.log"), b"old\n").unwrap();
+    let out = p.run(&["gc"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("removed the data of pod/ghost"), "{stdout}");
+    assert!(!ghost.exists());
+    // A live pod's data is not an orphan.
+    assert!(keep.join("logs").exists());
+    drop(g);
+    assert!(!keep.exists());
+}
+
+#[test]
+fn a_data_root_is_not_shared_by_two_state_roots() {
+    require_root!();
+    let p = Podlab::new();
+    let other = Podlab::new();
+    assert!(p.run(&["get", "pods"]).status.success());
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("podlab"))
+        .arg("--root")
+        .arg(other.root.path())
+        .arg("--data-root")
+        .arg(&p.data)
+        .args(["get", "pods"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("belongs to the state root"), "{stderr}");
+}
