@@ -578,23 +578,69 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     )
 }
 
-pub fn logs(config: &Config, key: &PodKey, container: Option<&str>) -> anyhow::Result<()> {
+/// `podlab logs`' options, as kubectl's.
+pub struct LogOptions {
+    pub previous: bool,
+    /// The last N lines only.
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+    pub since: Option<std::time::Duration>,
+}
+
+pub fn logs(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    opts: &LogOptions,
+) -> anyhow::Result<()> {
+    use std::io::Write;
     let store = Store::of(config)?;
     let dir = store.get(key)?;
     let pod = dir.read_pod()?;
     let name = api::container_name(&pod, key, container)?;
-    let path = dir.log_file(&name);
-    match std::fs::File::open(&path) {
-        Ok(mut f) => {
-            std::io::copy(&mut f, &mut std::io::stdout().lock())?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "container \"{name}\" in pod \"{}\" is waiting to start",
+    let status = dir.read_status()?.unwrap_or_default();
+    let restarts = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .map_or(0, |c| c.restart_count.max(0) as u32);
+    let start = if opts.previous {
+        match restarts.checked_sub(1) {
+            Some(n) => n,
+            None => bail!(
+                "previous terminated container \"{name}\" in pod \"{}\" not found",
                 key.name
-            )
+            ),
         }
-        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    } else {
+        restarts
+    };
+    let path = podlab::logs::log_path(&dir.log_dir(&name), start);
+    if podlab::logs::files(&path).is_empty() {
+        bail!(
+            "container \"{name}\" in pod \"{}\" is waiting to start",
+            key.name
+        )
+    }
+    let mut lines = podlab::logs::read(&path)?;
+    if let Some(since) = opts.since {
+        let now = std::time::SystemTime::now();
+        let cut = now.checked_sub(since).unwrap_or(std::time::UNIX_EPOCH);
+        let cut = podlab::logs::timestamp(cut);
+        lines.retain(|l| podlab::logs::at_or_after(l, cut));
+    }
+    if let Some(n) = opts.tail {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        if opts.timestamps {
+            write!(out, "{} ", l.time)?;
+        }
+        out.write_all(&l.text)?;
+        out.write_all(b"\n")?;
     }
     Ok(())
 }

@@ -36,6 +36,12 @@ pub struct Config {
     pub cni_conf_dir: Option<PathBuf>,
     /// `PODLAB_SUBNET`: the default network's pod subnet.
     pub subnet: String,
+    /// `PODLAB_LOG_MAX_SIZE` (a quantity, default 10Mi): a container log is
+    /// rotated at this size (the kubelet's `containerLogMaxSize`).
+    pub log_max_size: u64,
+    /// `PODLAB_LOG_MAX_FILES` (default 5): log files kept per container
+    /// start, the current one included (`containerLogMaxFiles`).
+    pub log_max_files: usize,
 }
 
 impl Config {
@@ -55,6 +61,14 @@ impl Config {
             cni_conf_dir: std::env::var_os("PODLAB_CNI_CONF_DIR").map(PathBuf::from),
             subnet: std::env::var("PODLAB_SUBNET")
                 .unwrap_or_else(|_| crate::cni::DEFAULT_SUBNET.into()),
+            log_max_size: std::env::var("PODLAB_LOG_MAX_SIZE")
+                .ok()
+                .and_then(|v| crate::quantity::memory_bytes(&v).ok())
+                .filter(|&n| n > 0)
+                .map_or(crate::logs::DEFAULT_MAX_SIZE, |n| n as u64),
+            log_max_files: env_num("PODLAB_LOG_MAX_FILES")
+                .filter(|&n| n > 0)
+                .map_or(crate::logs::DEFAULT_MAX_FILES, |n| n as usize),
         }
     }
 }

@@ -106,13 +106,26 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Print a container's stdout and stderr.
+    /// Print a container's stdout and stderr (its current start's log,
+    /// across rotated files).
     Logs {
         name: String,
         #[arg(short = 'c', long = "container")]
         container: Option<String>,
         #[command(flatten)]
         ns: Namespace,
+        /// The previous start of the container (after a restart).
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Only the last N lines (-1: all).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        tail: i64,
+        /// Prefix each line with the time it was written (RFC 3339, nanoseconds).
+        #[arg(long)]
+        timestamps: bool,
+        /// Only lines newer than this (5s, 2m, 3h).
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
     },
     /// Delete pods: SIGTERM, the grace period, SIGKILL, then release everything.
     Delete {
@@ -330,8 +343,18 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             name,
             container,
             ns,
+            previous,
+            tail,
+            timestamps,
+            since,
         } => {
-            cli::logs(config, &ns.key(&name), container.as_deref())?;
+            let opts = cli::LogOptions {
+                previous,
+                tail: usize::try_from(tail).ok(),
+                timestamps,
+                since,
+            };
+            cli::logs(config, &ns.key(&name), container.as_deref(), &opts)?;
             Ok(0)
         }
         Command::Delete {

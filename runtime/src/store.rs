@@ -164,8 +164,9 @@ impl PodDir {
     pub fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
     }
-    pub fn log_file(&self, container: &str) -> PathBuf {
-        self.data.join("logs").join(format!("{container}.log"))
+    /// The container's logs, one `<restart>.log` per start (data root).
+    pub fn log_dir(&self, container: &str) -> PathBuf {
+        self.data.join("logs").join(container)
     }
     /// The container's records and rootfs mount point (state root).
     pub fn container_dir(&self, container: &str) -> PathBuf {
@@ -522,7 +523,7 @@ mod tests {
         // What the pod writes goes under the data root, records under the state root.
         let dir = store.get(&key).unwrap();
         assert!(dir
-            .log_file("a")
+            .log_dir("a")
             .starts_with(tmp.path().join("data/pods/default/web")));
         assert!(dir.layer_dir("a").starts_with(&dir.data));
         assert!(dir.volumes_dir().starts_with(&dir.data));

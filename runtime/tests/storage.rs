@@ -93,7 +93,7 @@ fn what_a_container_writes_goes_to_the_data_root_and_delete_cleans_both() {
     assert!(volume >= 20 * MIB, "{volume} bytes in the emptyDir");
     // The log is on disk too.
     let log = eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(data.join("logs/c.log"))
+        std::fs::read_to_string(data.join("logs/c/0.log"))
             .ok()
             .filter(|l| l.contains("the last line"))
     });
@@ -137,8 +137,8 @@ fn gc_removes_data_whose_record_is_gone() {
     // The state root is a tmpfs that a reboot wipes: its records go, the
     // data on disk stays.
     let ghost = p.data.join("pods/default/ghost");
-    std::fs::create_dir_all(ghost.join("logs")).unwrap();
-    std::fs::write(ghost.join("logs/c.log"), b"old\n").unwrap();
+    std::fs::create_dir_all(ghost.join("logs/c")).unwrap();
+    std::fs::write(ghost.join("logs/c/0.log"), b"old\n").unwrap();
     let out = p.run(&["gc"]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -167,4 +167,92 @@ fn a_data_root_is_not_shared_by_two_state_roots() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("belongs to the state root"), "{stderr}");
+}
+
+/// Issue 22's done-when: a container that logs 60 MB leaves at most 50 MiB
+/// of logs (the kubelet's 10Mi x 5) and `logs --tail 1` shows its last line.
+#[test]
+fn a_log_past_rotation_stays_bounded_and_shows_its_tail() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("chatty");
+    // 60 000 lines of 1000 bytes, then the last line.
+    let script =
+        "l=x; for i in 1 2 3 4 5 6 7 8 9 10; do l=$l$l; done; l=$(echo $l | cut -c1-999); \
+                  i=0; while [ $i -lt 60 ]; do yes $l | head -n 1000; i=$((i+1)); done; \
+                  echo the-last-line; exec sleep 3600";
+    let _g = p.pod(
+        &a,
+        &manifest(&a, &[("c", BUSYBOX, &["sh", "-c", script], None)]),
+    );
+    let tail = eventually(Duration::from_secs(120), || {
+        let out = p.run(&["logs", &a, "--tail", "1"]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        (s == "the-last-line\n").then_some(s)
+    });
+    let logs = p.data_dir(&a).join("logs/c");
+    let files: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(tail.is_some(), "no last line; files {files:?}");
+    let total = bytes_under(&logs);
+    assert!(total <= 50 * MIB, "{total} bytes of logs: {files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
+    // Records in the CRI format, the newest lines kept.
+    let out = p.run(&["logs", &a, "--tail", "2", "--timestamps"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[1].ends_with("Z the-last-line"), "{text}");
+    assert!(lines[0].ends_with(&"x".repeat(999)), "{text}");
+    let current = std::fs::read_to_string(logs.join("0.log")).unwrap();
+    let last = current.lines().last().unwrap();
+    assert!(last.contains(" stdout F the-last-line"), "{last}");
+    // --since filters by the records' times.
+    let none = p.run(&["logs", &a, "--since", "1h"]);
+    assert!(String::from_utf8_lossy(&none.stdout).ends_with("the-last-line\n"));
+}
+
+#[test]
+fn previous_shows_the_last_start_and_refuses_without_one() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("prev");
+    let _g = p.pod(
+        &a,
+        &manifest(
+            &a,
+            &[(
+                "c",
+                BUSYBOX,
+                &[
+                    "sh",
+                    "-c",
+                    "echo run $(cat /proc/sys/kernel/random/uuid); exec sleep 3600",
+                ],
+                None,
+            )],
+        ),
+    );
+    let out = p.run(&["logs", &a, "--previous"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("previous terminated container"));
+    let first = eventually(Duration::from_secs(10), || {
+        let s = String::from_utf8_lossy(&p.run(&["logs", &a]).stdout).into_owned();
+        s.starts_with("run ").then_some(s)
+    })
+    .expect("first start's log");
+    let pid = p.runtime_state(&a)["containers"]["c"]["pid"]["pid"]
+        .as_i64()
+        .unwrap();
+    // SAFETY: kill(2) of the container this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let second = eventually(Duration::from_secs(20), || {
+        let s = String::from_utf8_lossy(&p.run(&["logs", &a]).stdout).into_owned();
+        (s.starts_with("run ") && s != first).then_some(s)
+    });
+    assert!(second.is_some(), "no second start's log");
+    let prev = p.run(&["logs", &a, "-p"]);
+    assert_eq!(String::from_utf8_lossy(&prev.stdout), first);
 }

@@ -56,6 +56,8 @@ pub(super) struct Ctr {
     /// The readiness probe's verdict in the current run.
     pub(super) probe_ready: bool,
     pub(super) stopping: Option<Stopping>,
+    /// The current start's log and the pipes it is read from.
+    pub(super) log: Option<super::logpipe::CtrLog>,
 }
 
 impl Ctr {
@@ -90,6 +92,7 @@ impl Ctr {
             finished: false,
             post_start: None,
             probes: Vec::new(),
+            log: None,
             probe_started: false,
             probe_ready: false,
             stopping: None,

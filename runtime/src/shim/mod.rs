@@ -44,6 +44,7 @@ use crate::sys::{self, ProcessId};
 
 mod ctr;
 mod limits;
+mod logpipe;
 mod pod_sandbox;
 mod probes;
 mod spawn;
@@ -318,13 +319,16 @@ impl Shim {
                 // Past the grace period (and the two seconds kubelet adds
                 // after a preStop hook) release() kills what is left.
                 if !self.ctrs.iter().any(Ctr::running) || Instant::now() >= deadline + AFTER_HOOK {
+                    self.pump_logs();
                     return self.finish_termination();
                 }
             }
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(Instant::now()));
-            sys::wait_readable(sigfd, timeout).map_err(io("wait for signals"))?;
+            sys::wait_readable_any(sigfd, &self.log_fds(), timeout)
+                .map_err(io("wait for signals and output"))?;
+            self.pump_logs();
             let mut terminate = false;
             while let Ok(Some(info)) = sigfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
