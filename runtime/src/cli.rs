@@ -585,6 +585,8 @@ pub struct LogOptions {
     pub tail: Option<usize>,
     pub timestamps: bool,
     pub since: Option<std::time::Duration>,
+    /// Keep printing what the container writes until it stops.
+    pub follow: bool,
 }
 
 pub fn logs(
@@ -624,7 +626,8 @@ pub fn logs(
             key.name
         )
     }
-    let mut lines = podlab::logs::read(&path)?;
+    let mut follower = podlab::logs::Follower::new(path.clone());
+    let mut lines = follower.read_all()?;
     if let Some(since) = opts.since {
         let now = std::time::SystemTime::now();
         let cut = now.checked_sub(since).unwrap_or(std::time::UNIX_EPOCH);
@@ -634,15 +637,73 @@ pub fn logs(
     if let Some(n) = opts.tail {
         lines.drain(..lines.len().saturating_sub(n));
     }
-    let mut out = std::io::stdout().lock();
-    for l in lines {
-        if opts.timestamps {
-            write!(out, "{} ", l.time)?;
+    let print = |lines: Vec<podlab::logs::Line>| -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            if opts.timestamps {
+                write!(out, "{} ", l.time)?;
+            }
+            out.write_all(&l.text)?;
+            out.write_all(b"\n")?;
         }
-        out.write_all(&l.text)?;
-        out.write_all(b"\n")?;
+        out.flush()
+    };
+    print(lines)?;
+    if opts.follow && !opts.previous {
+        follow_log(&dir, &name, start, &mut follower, print)?;
     }
     Ok(())
+}
+
+/// `logs -f`: prints what the container start writes, woken by inotify on
+/// its log directory and on the pod's records, until that start is over
+/// (the container stopped or restarted) or the pod is gone.
+fn follow_log(
+    dir: &PodDir,
+    name: &str,
+    start: u32,
+    follower: &mut podlab::logs::Follower,
+    print: impl Fn(Vec<podlab::logs::Line>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
+    inotify.add_watch(
+        &dir.log_dir(name),
+        AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+    )?;
+    inotify.add_watch(
+        &dir.dir,
+        AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF,
+    )?;
+    let this_start_runs = || {
+        dir.read_status().ok().flatten().is_some_and(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+                .find(|c| c.name == name)
+                .is_some_and(|c| {
+                    c.restart_count.max(0) as u32 == start
+                        && c.state.as_ref().is_some_and(|st| st.running.is_some())
+                })
+        })
+    };
+    loop {
+        let running = dir.pod_file().exists() && this_start_runs();
+        print(follower.read_new()?)?;
+        if !running {
+            // The shim writes the last output before it records the exit.
+            return Ok(());
+        }
+        // A timeout as well: a status written before the watch was added.
+        podlab::sys::wait_readable(&inotify.as_fd(), Some(std::time::Duration::from_secs(1)))?;
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+        }
+    }
 }
 
 pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {

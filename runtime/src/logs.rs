@@ -214,33 +214,105 @@ pub struct Line {
 
 /// The lines of one start's files, partial records joined.
 pub fn read(path: &Path) -> Result<Vec<Line>, Error> {
-    let mut lines = Vec::new();
-    let mut partial: Vec<u8> = Vec::new();
-    for f in files(path) {
-        let bytes = match fs::read(&f) {
-            Ok(b) => b,
-            // Rotated away between listing and reading.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&f)(e)),
+    let mut f = Follower::new(path.to_path_buf());
+    f.read_all()
+}
+
+/// Reads one start's log and then what is appended to it, across
+/// rotations (`podlab logs -f`): it remembers the current file's inode and
+/// how far it read, and finishes a file that was rotated away from there.
+pub struct Follower {
+    path: PathBuf,
+    ino: Option<u64>,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    pub fn new(path: PathBuf) -> Follower {
+        Follower {
+            path,
+            ino: None,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Every line in the files now, oldest first.
+    pub fn read_all(&mut self) -> Result<Vec<Line>, Error> {
+        let mut lines = Vec::new();
+        let all = files(&self.path);
+        for f in &all {
+            if f == &self.path {
+                break;
+            }
+            if let Some(bytes) = read_from(f, 0)? {
+                self.parse(&bytes, &mut lines);
+            }
+        }
+        self.ino = None;
+        self.offset = 0;
+        lines.extend(self.read_new()?);
+        Ok(lines)
+    }
+
+    /// The lines written since the last read.
+    pub fn read_new(&mut self) -> Result<Vec<Line>, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let mut lines = Vec::new();
+        let Ok(meta) = fs::metadata(&self.path) else {
+            return Ok(lines);
         };
+        if self.ino.is_some_and(|ino| ino != meta.ino()) {
+            // Rotated: the rest of the file we were reading is now `.1`.
+            if let Some(bytes) = read_from(&rotated(&self.path, 1), self.offset)? {
+                self.parse(&bytes, &mut lines);
+            }
+            self.offset = 0;
+        }
+        self.ino = Some(meta.ino());
+        if let Some(bytes) = read_from(&self.path, self.offset)? {
+            // Only whole records; the writer finishes the rest later.
+            let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            self.offset += end as u64;
+            self.parse(&bytes[..end], &mut lines);
+        }
+        Ok(lines)
+    }
+
+    fn parse(&mut self, bytes: &[u8], lines: &mut Vec<Line>) {
         for rec in bytes.split(|&b| b == b'\n').filter(|r| !r.is_empty()) {
             let mut parts = rec.splitn(4, |&b| b == b' ');
             let (Some(time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
-            partial.extend_from_slice(parts.next().unwrap_or_default());
+            self.partial
+                .extend_from_slice(parts.next().unwrap_or_default());
             if tag == b"P" {
                 continue;
             }
             lines.push(Line {
                 time: String::from_utf8_lossy(time).into_owned(),
                 stream: String::from_utf8_lossy(stream).into_owned(),
-                text: std::mem::take(&mut partial),
+                text: std::mem::take(&mut self.partial),
             });
         }
     }
-    Ok(lines)
+}
+
+/// The bytes of `path` from `offset`; None when it is gone (rotated away).
+fn read_from(path: &Path, offset: u64) -> Result<Option<Vec<u8>>, Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut bytes = Vec::new();
+    f.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
+    f.read_to_end(&mut bytes).map_err(io_err(path))?;
+    Ok(Some(bytes))
 }
 
 /// Whether the line was written at or after `since`.
@@ -350,6 +422,44 @@ mod tests {
             .collect();
         assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
         assert!(nums[0] > 0);
+    }
+
+    #[test]
+    fn a_follower_sees_each_line_once_across_rotations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = log_path(tmp.path(), 0);
+        let mut w = Writer::create(path.clone(), 4096, 5).unwrap();
+        let mut f = Follower::new(path.clone());
+        let mut seen = Vec::new();
+        for n in 0..600 {
+            w.write(Stream::Stdout, format!("line {n}\n").as_bytes())
+                .unwrap();
+            // A half-written line is not a line yet.
+            if n % 7 == 0 {
+                w.write(Stream::Stdout, b"half").unwrap();
+                seen.extend(f.read_new().unwrap());
+                w.write(Stream::Stdout, b" done\n").unwrap();
+            }
+            if n % 50 == 0 {
+                seen.extend(f.read_new().unwrap());
+            }
+        }
+        seen.extend(f.read_new().unwrap());
+        let expected: Vec<String> = (0..600)
+            .flat_map(|n| {
+                let mut v = vec![format!("line {n}")];
+                if n % 7 == 0 {
+                    v.push("half done".into());
+                }
+                v
+            })
+            .collect();
+        let got: Vec<String> = seen
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.text).into_owned())
+            .collect();
+        assert_eq!(got, expected);
+        assert!(files(&path).len() > 1, "no rotation happened");
     }
 
     #[test]

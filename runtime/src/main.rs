@@ -126,6 +126,9 @@ enum Command {
         /// Only lines newer than this (5s, 2m, 3h).
         #[arg(long, value_parser = parse_duration)]
         since: Option<Duration>,
+        /// Keep printing the container's output until it stops.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Delete pods: SIGTERM, the grace period, SIGKILL, then release everything.
     Delete {
@@ -347,12 +350,14 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             tail,
             timestamps,
             since,
+            follow,
         } => {
             let opts = cli::LogOptions {
                 previous,
                 tail: usize::try_from(tail).ok(),
                 timestamps,
                 since,
+                follow,
             };
             cli::logs(config, &ns.key(&name), container.as_deref(), &opts)?;
             Ok(0)

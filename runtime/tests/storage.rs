@@ -256,3 +256,40 @@ fn previous_shows_the_last_start_and_refuses_without_one() {
     let prev = p.run(&["logs", &a, "-p"]);
     assert_eq!(String::from_utf8_lossy(&prev.stdout), first);
 }
+
+#[test]
+fn follow_prints_what_the_container_writes_until_it_stops() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("follow");
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo one; sleep 1; echo two; sleep 1; echo three']
+"
+    );
+    let _g = p.pod(&a, &manifest);
+    let child = spawnable(&p)
+        .args(["logs", &a, "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i64;
+    // It ends by itself when the container stops.
+    let ended = eventually(Duration::from_secs(30), || (!alive(pid)).then_some(()));
+    if ended.is_none() {
+        // SAFETY: kill(2) of the podlab logs this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended.is_some(), "logs -f did not end: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nthree\n");
+}
