@@ -15,6 +15,10 @@ const FAMILIES: &[(&str, &str)] = &[
     ("CGR", "Cgroups: per-container limits and their enforcement"),
     ("LIFE", "Lifecycle"),
     ("ESC", "Escapes: attacks on the way out of a pod"),
+    (
+        "STOR",
+        "Storage: ephemeral-storage limits, emptyDir size limits, writable layers",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

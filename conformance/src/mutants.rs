@@ -86,6 +86,10 @@ pub const VARIANTS: &[Variant] = &[
       "a mount target is joined to the rootfs and mounted by host path, so a symlink planted in a shared volume sends the mount outside the container's root (runc CVE-2021-30465 class)"),
     v("no-device-cgroup", &["ESC-010", "ESC-011"],
       "no device rules: a container may mknod and open any host device (no devices cgroup, no device program)"),
+    v("no-storage-eviction", &["STOR-002", "STOR-003"],
+      "no ephemeral-storage eviction: a pod past a container's ephemeral-storage limit or an emptyDir's sizeLimit keeps running"),
+    v("rootfs-kept-on-restart", &["STOR-004"],
+      "a restarted container keeps the writable layer of its last run"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -66,6 +66,9 @@ pub struct Capabilities {
     /// A container killed by the OOM killer is reported terminated with
     /// reason `OOMKilled`.
     pub oom_reason: bool,
+    /// A pod past a container's `limits.ephemeral-storage` or a disk
+    /// emptyDir's `sizeLimit` is evicted (Failed, reason `Evicted`).
+    pub storage_eviction: bool,
 }
 
 /// Why a runtime call failed.

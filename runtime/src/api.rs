@@ -296,7 +296,7 @@ pub fn ignored_fields(pod: &Pod) -> Vec<String> {
                     &mut out,
                     &format!("{path}.resources.{which}"),
                     &c["resources"][which],
-                    &["cpu", "memory"],
+                    &["cpu", "memory", "ephemeral-storage"],
                 );
             }
             check(
@@ -962,7 +962,6 @@ mod tests {
                 "Warning: podlab ignores spec.containers[0].readinessProbe.httpGet.scheme: HTTPS (probes use plain HTTP)",
                 "Warning: podlab ignores spec.containers[0].volumeMounts[0].mountPropagation",
                 "Warning: podlab ignores spec.containers[0].env[1].valueFrom",
-                "Warning: podlab ignores spec.containers[0].resources.limits.ephemeral-storage",
             ]
         );
         let plain: Pod = serde_json::from_value(serde_json::json!({

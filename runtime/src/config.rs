@@ -13,6 +13,9 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/podlab/data";
 pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
 /// The kubelet's initial crash back-off.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a shim measures its pod's ephemeral storage (the kubelet's
+/// housekeeping period is 10 s as well).
+pub const DEFAULT_STORAGE_SCAN: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -42,6 +45,9 @@ pub struct Config {
     /// `PODLAB_LOG_MAX_FILES` (default 5): log files kept per container
     /// start, the current one included (`containerLogMaxFiles`).
     pub log_max_files: usize,
+    /// `PODLAB_STORAGE_SCAN_MS`: the period of the shim's ephemeral-storage
+    /// scan (default [`DEFAULT_STORAGE_SCAN`]).
+    pub storage_scan: Duration,
 }
 
 impl Config {
@@ -69,6 +75,9 @@ impl Config {
             log_max_files: env_num("PODLAB_LOG_MAX_FILES")
                 .filter(|&n| n > 0)
                 .map_or(crate::logs::DEFAULT_MAX_FILES, |n| n as usize),
+            storage_scan: env_num("PODLAB_STORAGE_SCAN_MS")
+                .filter(|&ms| ms > 0)
+                .map_or(DEFAULT_STORAGE_SCAN, |ms| Duration::from_millis(ms as u64)),
         }
     }
 }

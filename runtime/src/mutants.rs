@@ -63,10 +63,15 @@ pub enum Mutant {
     /// No device rules: every container (and the pause) may create and
     /// open any host device, as podlab did before issue 21.
     NoDeviceCgroup,
+    /// No ephemeral-storage eviction: a pod past a container's
+    /// ephemeral-storage limit or an emptyDir's sizeLimit keeps running.
+    NoStorageEviction,
+    /// A restarted container keeps the writable layer of its last run.
+    RootfsKeptOnRestart,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 27] = [
+    pub const ALL: [(&'static str, Mutant); 29] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -94,6 +99,8 @@ impl Mutant {
         ("subpath-follows-symlinks", Mutant::SubpathFollowsSymlinks),
         ("mount-target-host-path", Mutant::MountTargetHostPath),
         ("no-device-cgroup", Mutant::NoDeviceCgroup),
+        ("no-storage-eviction", Mutant::NoStorageEviction),
+        ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -293,3 +293,230 @@ spec:
     assert!(ended.is_some(), "logs -f did not end: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nthree\n");
 }
+
+/// Applies with the storage scan every 200 ms (the shim inherits it).
+fn apply_scanned<'a>(p: &'a Podlab, name: &str, manifest: &str) -> PodGuard<'a> {
+    let out = p
+        .cmd()
+        .env("PODLAB_STORAGE_SCAN_MS", "200")
+        .args(["apply", "-f", "-", "--wait=60s"])
+        .write_stdin(manifest.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "apply: {out:?}");
+    PodGuard {
+        podlab: p,
+        name: name.to_string(),
+    }
+}
+
+fn evicted(p: &Podlab, name: &str) -> Option<serde_json::Value> {
+    eventually(Duration::from_secs(60), || {
+        let st = p.pod_json(name)["status"].clone();
+        (st["phase"] == "Failed").then_some(st)
+    })
+}
+
+fn events(p: &Podlab, name: &str) -> String {
+    std::fs::read_to_string(p.pod_dir(name).join("events.jsonl")).unwrap_or_default()
+}
+
+#[test]
+fn a_container_past_its_ephemeral_storage_limit_is_evicted() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("ephemeral");
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: writer
+    image: {BUSYBOX}
+    command: [sh, -c, 'sleep 1; dd if=/dev/zero of=/tmp/big bs=1M count=50; exec sleep 3600']
+    resources:
+      requests:
+        ephemeral-storage: 10Mi
+      limits:
+        ephemeral-storage: 20Mi
+  - name: idle
+    image: {BUSYBOX}
+    command: [sleep, '3600']
+    resources:
+      limits:
+        ephemeral-storage: 1Gi
+"
+    );
+    let _g = apply_scanned(&p, &a, &manifest);
+    let st = evicted(&p, &a).expect("not evicted");
+    assert_eq!(st["reason"], "Evicted", "{st}");
+    assert_eq!(
+        st["message"],
+        "Container writer exceeded its local ephemeral storage limit \"20Mi\". "
+    );
+    let ev = events(&p, &a);
+    assert!(ev.contains("\"reason\":\"Evicted\""), "{ev}");
+    // Every container killed at once (the pod's 30 s grace period is not
+    // waited for) and not restarted.
+    let st = eventually(Duration::from_secs(10), || {
+        let st = p.pod_json(&a)["status"].clone();
+        st["containerStatuses"]
+            .as_array()?
+            .iter()
+            .all(|cs| cs["state"]["terminated"].is_object())
+            .then_some(st)
+    })
+    .expect("containers still running after the eviction");
+    for cs in st["containerStatuses"].as_array().unwrap() {
+        assert_eq!(cs["restartCount"], 0, "{st}");
+    }
+    assert_eq!(st["phase"], "Failed", "{st}");
+}
+
+#[test]
+fn a_disk_empty_dir_past_its_size_limit_evicts_the_pod() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("sizelimit");
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: writer
+    image: {BUSYBOX}
+    command: [sh, -c, 'sleep 1; dd if=/dev/zero of=/scratch/big bs=1M count=30; exec sleep 3600']
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+  volumes:
+  - name: scratch
+    emptyDir: {{sizeLimit: 10Mi}}
+"
+    );
+    let _g = apply_scanned(&p, &a, &manifest);
+    let st = evicted(&p, &a).expect("not evicted");
+    assert_eq!(st["reason"], "Evicted", "{st}");
+    assert_eq!(
+        st["message"],
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"10Mi\". "
+    );
+}
+
+#[test]
+fn a_pod_within_its_limits_is_not_evicted() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("within");
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  containers:
+  - name: writer
+    image: {BUSYBOX}
+    command: [sh, -c, 'dd if=/dev/zero of=/scratch/f bs=1M count=5; dd if=/dev/zero of=/tmp/f bs=1M count=5; sleep 2']
+    resources:
+      limits:
+        ephemeral-storage: 20Mi
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+  volumes:
+  - name: scratch
+    emptyDir: {{sizeLimit: 10Mi}}
+"
+    );
+    let _g = apply_scanned(&p, &a, &manifest);
+    let st = eventually(Duration::from_secs(30), || {
+        let st = p.pod_json(&a)["status"].clone();
+        (st["phase"] == "Succeeded" || st["phase"] == "Failed").then_some(st)
+    })
+    .expect("the pod did not finish");
+    assert_eq!(st["phase"], "Succeeded", "{st}");
+}
+
+#[test]
+fn the_scheduler_counts_ephemeral_storage_requests() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("huge");
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sleep, '3600']
+    resources:
+      requests:
+        ephemeral-storage: 1000Ti
+"
+    );
+    let out = p
+        .cmd()
+        .args(["apply", "-f", "-"])
+        .write_stdin(manifest)
+        .output()
+        .unwrap();
+    let _g = PodGuard {
+        podlab: &p,
+        name: a.clone(),
+    };
+    assert!(out.status.success(), "{out:?}");
+    let st = p.pod_json(&a)["status"].clone();
+    assert_eq!(st["phase"], "Pending", "{st}");
+    let cond = st["conditions"].to_string();
+    assert!(
+        cond.contains("0/1 nodes are available: 1 Insufficient ephemeral-storage."),
+        "{cond}"
+    );
+}
+
+#[test]
+fn a_restart_gets_a_new_writable_layer_and_keeps_the_empty_dir() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("relayer");
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {a}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo rootfs=$(cat /etc/mark 2>/dev/null) volume=$(cat /v/mark 2>/dev/null); echo 1 > /etc/mark; echo 1 > /v/mark; sleep 1; exit 1']
+    volumeMounts:
+    - {{name: v, mountPath: /v}}
+  volumes:
+  - name: v
+    emptyDir: {{}}
+"
+    );
+    let _g = p.pod(&a, &manifest);
+    let line = eventually(Duration::from_secs(30), || {
+        let out = p.run(&["logs", &a]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        let restarted = p.pod_json(&a)["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1;
+        (restarted && s.starts_with("rootfs=")).then_some(s)
+    })
+    .expect("no restart");
+    assert_eq!(line.trim(), "rootfs= volume=1", "{line}");
+}

@@ -102,6 +102,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "an OOM-killed container is reported terminated with reason OOMKilled",
     ),
     (
+        "storage-eviction",
+        "a pod past an ephemeral-storage limit or a disk emptyDir's sizeLimit is evicted",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -131,6 +135,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     restart_policy: true,
                     unschedulable: true,
                     oom_reason: true,
+                    storage_eviction: true,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -145,6 +150,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "restart-policy" => caps.restart_policy = true,
             "unschedulable" => caps.unschedulable = true,
             "oom-reason" => caps.oom_reason = true,
+            "storage-eviction" => caps.storage_eviction = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {

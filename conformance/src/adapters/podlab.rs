@@ -92,6 +92,9 @@ impl Podlab {
                 "PODLAB_BACKOFF_BASE_MS".to_string(),
                 BACKOFF_BASE_MS.to_string(),
             ),
+            // The ephemeral-storage scan every half second instead of the
+            // kubelet's ten, so eviction tests end quickly.
+            ("PODLAB_STORAGE_SCAN_MS".to_string(), "500".to_string()),
         ];
         env.extend(config.env);
         let cli = CliConfig {
@@ -175,6 +178,7 @@ fn capabilities() -> Capabilities {
         restart_policy: true,
         unschedulable: true,
         oom_reason: true,
+        storage_eviction: true,
     }
 }
 

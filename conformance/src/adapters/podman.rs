@@ -269,6 +269,8 @@ impl Runtime for Podman {
             restart_policy: false,
             unschedulable: false,
             oom_reason: false,
+            // podman has no eviction: nothing measures a pod's disk use.
+            storage_eviction: false,
         }
     }
 

@@ -327,15 +327,20 @@ fn running_means_started(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 
 /// A pod made from a raw manifest (init containers, volumes, restart
 /// policy: more than [`PodManifest`] builds); deleted when dropped.
-struct RawPod<'a> {
+pub(super) struct RawPod<'a> {
     rt: &'a dyn Runtime,
-    name: String,
+    pub(super) name: String,
 }
 
 impl<'a> RawPod<'a> {
     /// A pod named after `prefix` with `spec` (a JSON object) as its spec,
     /// on top of the suite's defaults (labels, no grace period).
-    fn create(rt: &'a dyn Runtime, ctx: &Ctx, prefix: &str, spec: Value) -> Result<Self, Outcome> {
+    pub(super) fn create(
+        rt: &'a dyn Runtime,
+        ctx: &Ctx,
+        prefix: &str,
+        spec: Value,
+    ) -> Result<Self, Outcome> {
         let mut manifest = PodManifest::new(ctx, prefix).to_json();
         if let (Some(base), Value::Object(extra)) = (manifest["spec"].as_object_mut(), spec) {
             base.extend(extra);
@@ -365,7 +370,7 @@ fn ctr(ctx: &Ctx, name: &str, argv: &[&str]) -> Value {
     json!({"name": name, "image": ctx.probe_image, "command": argv})
 }
 
-fn sh(ctx: &Ctx, name: &str, script: &str) -> Value {
+pub(super) fn sh(ctx: &Ctx, name: &str, script: &str) -> Value {
     ctr(ctx, name, &["sh", "-c", script])
 }
 

@@ -25,6 +25,7 @@ pub mod isolation;
 pub mod lifecycle;
 pub mod net;
 pub mod podnet;
+pub mod storage;
 mod util;
 pub mod uts;
 
@@ -42,6 +43,7 @@ pub fn all() -> Vec<TestCase> {
         lifecycle::CASES,
         esc_mounts::CASES,
         esc_devices::CASES,
+        storage::CASES,
     ]
     .concat()
 }

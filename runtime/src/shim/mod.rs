@@ -50,6 +50,7 @@ mod probes;
 mod spawn;
 mod start;
 mod status;
+mod storage;
 mod supervise;
 mod terminate;
 
@@ -118,6 +119,8 @@ pub struct Shim {
     terminating: Option<Instant>,
     /// The pod finished and the scheduler was told.
     released_requests: bool,
+    /// When the next ephemeral-storage scan is due (none without limits).
+    next_storage_scan: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
 }
@@ -267,6 +270,7 @@ impl Shim {
             initialized: false,
             terminating: None,
             released_requests: false,
+            next_storage_scan: None,
             notify: Some(notify),
         })
     }
@@ -311,6 +315,7 @@ impl Shim {
         self.save_status()?;
         self.create_sandbox()?;
         self.prepare_volumes()?;
+        self.next_storage_scan = self.first_storage_scan();
 
         loop {
             self.sync()?;
@@ -353,6 +358,7 @@ impl Shim {
             .map(|d| d + AFTER_HOOK)
             .into_iter()
             .collect();
+        all.extend(self.next_storage_scan.filter(|_| !self.evicted()));
         for c in &self.ctrs {
             all.extend(c.restart_at);
             all.extend(c.retry_at);
@@ -377,7 +383,7 @@ impl Shim {
     /// then the app containers (one after another while a postStart hook
     /// runs); stops the sidecars once the app containers are done for good.
     fn sync(&mut self) -> Result<(), Error> {
-        if self.terminating.is_some() || self.pod_terminal() {
+        if self.terminating.is_some() || self.pod_terminal() || self.evicted() {
             self.stop_in_order();
             return Ok(());
         }
@@ -427,6 +433,7 @@ impl Shim {
     /// Handles what became due: hook and probe timers, grace periods,
     /// retries and restarts.
     fn tick(&mut self, now: Instant) -> Result<(), Error> {
+        self.scan_storage(now);
         for i in 0..self.ctrs.len() {
             self.tick_stopping(i, now);
             if self.ctrs[i]

@@ -106,8 +106,10 @@ impl Shim {
         let layer = self.dir.layer_dir(&name);
         let (upper, work, rootfs) = (layer.join("upper"), layer.join("work"), cdir.join("rootfs"));
         // A restarted container starts from the image again, as in Kubernetes.
-        let _ = fs::remove_dir_all(&upper);
-        let _ = fs::remove_dir_all(&work);
+        if self.mutant != Some(Mutant::RootfsKeptOnRestart) {
+            let _ = fs::remove_dir_all(&upper);
+            let _ = fs::remove_dir_all(&work);
+        }
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).map_err(io(format!("mkdir {}", d.display())))?;
         }

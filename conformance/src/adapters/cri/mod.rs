@@ -363,6 +363,9 @@ impl Runtime for Cri {
             // There is no scheduler between the suite and the runtime.
             unschedulable: false,
             oom_reason: true,
+            // Eviction is the kubelet's: containerd measures nothing against
+            // ephemeral-storage limits.
+            storage_eviction: false,
         }
     }
 
