@@ -88,6 +88,8 @@ pub const VARIANTS: &[Variant] = &[
       "no device rules: a container may mknod and open any host device (no devices cgroup, no device program)"),
     v("no-storage-eviction", &["STOR-002", "STOR-003"],
       "no ephemeral-storage eviction: a pod past a container's ephemeral-storage limit or an emptyDir's sizeLimit keeps running"),
+    v("unbounded-logs", &["STOR-001"],
+      "container logs are never rotated: they grow without bound"),
     v("rootfs-kept-on-restart", &["STOR-004"],
       "a restarted container keeps the writable layer of its last run"),
 ];

@@ -66,12 +66,14 @@ pub enum Mutant {
     /// No ephemeral-storage eviction: a pod past a container's
     /// ephemeral-storage limit or an emptyDir's sizeLimit keeps running.
     NoStorageEviction,
+    /// Container logs are never rotated: they grow without bound.
+    UnboundedLogs,
     /// A restarted container keeps the writable layer of its last run.
     RootfsKeptOnRestart,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 29] = [
+    pub const ALL: [(&'static str, Mutant); 30] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -100,6 +102,7 @@ impl Mutant {
         ("mount-target-host-path", Mutant::MountTargetHostPath),
         ("no-device-cgroup", Mutant::NoDeviceCgroup),
         ("no-storage-eviction", Mutant::NoStorageEviction),
+        ("unbounded-logs", Mutant::UnboundedLogs),
         ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
     ];
 

@@ -136,6 +136,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     unschedulable: true,
                     oom_reason: true,
                     storage_eviction: true,
+                    log_bound: None,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -308,6 +309,18 @@ impl Runtime for Cli {
         ];
         let out = self.run(&sub, None, COMMAND_TIMEOUT)?;
         check_status(&out, &self.shown(&sub))
+    }
+
+    /// `logs POD -c C [--tail N]`.
+    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
+        let tail = tail.map(|n| n.to_string());
+        let mut sub = vec!["logs", pod, "-c", container];
+        if let Some(n) = &tail {
+            sub.extend(["--tail", n.as_str()]);
+        }
+        let out = self.run(&sub, None, COMMAND_TIMEOUT)?;
+        check_status(&out, &self.shown(&sub))?;
+        Ok(out.stdout)
     }
 
     /// kubectl's `delete --grace-period N` waits until the pod is gone.

@@ -95,6 +95,11 @@ impl Podlab {
             // The ephemeral-storage scan every half second instead of the
             // kubelet's ten, so eviction tests end quickly.
             ("PODLAB_STORAGE_SCAN_MS".to_string(), "500".to_string()),
+            ("PODLAB_LOG_MAX_SIZE".to_string(), LOG_MAX_SIZE.to_string()),
+            (
+                "PODLAB_LOG_MAX_FILES".to_string(),
+                LOG_MAX_FILES.to_string(),
+            ),
         ];
         env.extend(config.env);
         let cli = CliConfig {
@@ -179,7 +184,25 @@ fn capabilities() -> Capabilities {
         unschedulable: true,
         oom_reason: true,
         storage_eviction: true,
+        log_bound: Some(LOG_MAX_SIZE * LOG_MAX_FILES),
     }
+}
+
+/// The log rotation the adapter asks podlab for (`PODLAB_LOG_MAX_SIZE`,
+/// `PODLAB_LOG_MAX_FILES`): small, so STOR-001 writes a few MB, not 60.
+const LOG_MAX_SIZE: u64 = 1 << 20;
+const LOG_MAX_FILES: u64 = 3;
+
+/// Bytes of the files under `dir` (a container's log directory).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 impl Runtime for Podlab {
@@ -227,6 +250,31 @@ impl Runtime for Podlab {
 
     fn leftovers(&self) -> Vec<String> {
         crate::runtime::settled_leftovers(|| self.leftovers_now())
+    }
+
+    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
+        self.cli.logs(pod, container, tail)
+    }
+
+    /// What is in the container's log directory under the data root, over
+    /// every namespace (the current start's files and the previous one's).
+    fn log_bytes(&self, pod: &str, container: &str) -> Result<u64, Error> {
+        let pods = self.data.path().join("pods");
+        let mut total = 0;
+        let mut found = false;
+        for ns in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+            let dir = ns.path().join(pod).join("logs").join(container);
+            if dir.is_dir() {
+                found = true;
+                total += dir_bytes(&dir);
+            }
+        }
+        if !found {
+            return Err(Error::NotFound(format!(
+                "{pod} (no log directory of {container})"
+            )));
+        }
+        Ok(total)
     }
 }
 

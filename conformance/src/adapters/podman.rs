@@ -271,6 +271,7 @@ impl Runtime for Podman {
             oom_reason: false,
             // podman has no eviction: nothing measures a pod's disk use.
             storage_eviction: false,
+            log_bound: None,
         }
     }
 

@@ -12,6 +12,9 @@ use crate::runtime::{self, Runtime};
 use crate::suite::{fail, skip, Check, Ctx, TestCase};
 
 pub const CASES: &[TestCase] = &[
+    case!("STOR-001", log_stays_bounded_and_shows_its_tail,
+        must: "A container log that grows past the runtime's rotation size MUST stay within the runtime's bound on the node, and logs MUST still show the container's last line.",
+        method: "Container app prints lines of 1000 bytes until it has printed twice the runtime's declared log bound plus 1 MiB, then a random last line, and sleeps. Polls `logs --tail 1` until it is the last line; then the bytes the runtime keeps for the container's logs must not exceed the bound. Skipped when the runtime declares no log bound."),
     case!("STOR-002", ephemeral_limit_evicts,
         must: "A pod whose container writes past the container's limits.ephemeral-storage MUST be evicted: phase Failed, reason Evicted, with the kubelet's message naming the container and its limit.",
         method: "Container app (limits.ephemeral-storage 20Mi) writes 50 MB to /tmp and sleeps; container idle (limit 1Gi) sleeps, so the pod's total (1044Mi) is not exceeded and the container's own limit is. Waits for phase Failed; reason must be Evicted and the message `Container app exceeded its local ephemeral storage limit \"20Mi\". `. Skipped when the runtime does not declare storage-eviction."),
@@ -22,6 +25,52 @@ pub const CASES: &[TestCase] = &[
         must: "A restarted container MUST start from its image again (what it wrote to its root filesystem is gone) while its pod's emptyDir keeps what was written to it.",
         method: "Container app (restartPolicy Always), on its first run, writes /etc/stor-mark and /data/stor-mark (an emptyDir) and exits 1; on a later run (it finds /data/first) it sleeps. Once restartCount is at least 1 and the container runs, `test -e /etc/stor-mark` must fail and `test -e /data/stor-mark` succeed."),
 ];
+
+fn log_stays_bounded_and_shows_its_tail(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    let Some(bound) = ctx.caps.log_bound else {
+        return Err(skip(
+            "the runtime declares no log bound (log rotation it keeps to)",
+        ));
+    };
+    let lines = (2 * bound + (1 << 20)) / 1000 + 1;
+    let last = format!("stor-last-line-{:016x}", ctx.random());
+    // 999 x's and a newline per line, in blocks of 100 lines.
+    let script = format!(
+        "l=x; for i in 1 2 3 4 5 6 7 8 9 10; do l=$l$l; done; l=$(echo $l | cut -c1-999);          n=0; while [ $n -lt {lines} ]; do yes $l | head -n 100; n=$((n+100)); done;          echo {last}; exec sleep 3600"
+    );
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        "stor-logs",
+        json!({"containers": [sh(ctx, "app", &script)]}),
+    )?;
+    let deadline = std::time::Instant::now() + ctx.timeouts.start + Duration::from_secs(60);
+    loop {
+        let seen: String = match rt.logs(&pod.name, "app", Some(1)) {
+            Ok(out) if out.trim_end() == last => break,
+            Ok(out) => out.chars().take(80).collect(),
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "pod {}: logs --tail 1 never showed {last:?}; last seen: {seen:?}",
+                pod.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let bytes = rt
+        .log_bytes(&pod.name, "app")
+        .map_err(|e| fail(format!("pod {}: {e}", pod.name)))?;
+    if bytes > bound {
+        return Err(fail(format!(
+            "pod {}: the container printed {} bytes and the runtime keeps {bytes} bytes of its logs, more than its bound of {bound}",
+            pod.name,
+            lines * 1000
+        )));
+    }
+    Ok(())
+}
 
 /// Waits until the pod is Failed and checks it was evicted with `message`.
 fn expect_evicted(rt: &dyn Runtime, ctx: &Ctx, pod: &str, message: &str) -> Check {

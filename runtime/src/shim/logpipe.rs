@@ -26,9 +26,14 @@ impl CtrLog {
         let dir = shim.dir.log_dir(name);
         // The kubelet keeps the logs of the current and the previous start.
         logs::prune(&dir, restart.saturating_sub(1));
+        let max_size = if shim.mutant == Some(crate::mutants::Mutant::UnboundedLogs) {
+            u64::MAX
+        } else {
+            shim.config.log_max_size
+        };
         let writer = logs::Writer::create(
             logs::log_path(&dir, restart),
-            shim.config.log_max_size,
+            max_size,
             shim.config.log_max_files,
         )
         .map_err(|e| Error::Other(e.to_string()))?;

@@ -366,6 +366,8 @@ impl Runtime for Cri {
             // Eviction is the kubelet's: containerd measures nothing against
             // ephemeral-storage limits.
             storage_eviction: false,
+            // containerd writes what the kubelet asks; rotation is the kubelet's.
+            log_bound: None,
         }
     }
 
