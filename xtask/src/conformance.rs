@@ -139,7 +139,9 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
             .arg("--runtime")
             .arg(format!("cli:{}", bin.display()))
             .args(["--caps", &caps])
-            .env("CONFORMANCE_CLI_ARGS", globals),
+            .env("CONFORMANCE_CLI_ARGS", globals)
+            // podlab's shims inherit it: the storage scan every half second.
+            .env("PODLAB_STORAGE_SCAN_MS", "500"),
     );
     // The suite found no pod left behind; the store itself goes too.
     if result.is_ok() {
