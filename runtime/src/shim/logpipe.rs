@@ -9,6 +9,12 @@ use crate::logs::{self, Stream};
 
 use super::{Error, Shim};
 
+/// The most the shim copies from one pipe per wake-up: a container that
+/// prints without pause must not keep the event loop from its signals and
+/// timers (poll wakes it again at once while data is left).
+const MAX_PER_WAKE: usize = 1 << 20;
+const CHUNK: usize = 64 << 10;
+
 /// One container start's log and the read ends of its pipes.
 pub(super) struct CtrLog {
     writer: logs::Writer,
@@ -56,18 +62,33 @@ impl CtrLog {
     /// Copies what is in the pipes to the log; a pipe at EOF (every
     /// process holding its write end is gone) is closed. Returns write errors.
     pub(super) fn pump(&mut self) -> Result<(), logs::Error> {
-        let mut buf = vec![0u8; 64 << 10];
+        self.pump_at_most(MAX_PER_WAKE).map(|_| ())
+    }
+
+    /// [`CtrLog::pump`] copying at most `limit` bytes (rounded up to a
+    /// read) from each pipe; returns how much it copied in all.
+    fn pump_at_most(&mut self, limit: usize) -> Result<usize, logs::Error> {
+        let mut total = 0;
+        let mut buf = vec![0u8; CHUNK];
         let mut open = Vec::new();
         for (stream, fd) in std::mem::take(&mut self.pipes) {
+            let mut copied = 0;
             let eof = loop {
+                if copied >= limit {
+                    break false;
+                }
                 match nix::unistd::read(&fd, &mut buf) {
                     Ok(0) => break true,
-                    Ok(n) => self.writer.write(stream, &buf[..n])?,
+                    Ok(n) => {
+                        copied += n;
+                        self.writer.write(stream, &buf[..n])?;
+                    }
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(nix::errno::Errno::EAGAIN) => break false,
                     Err(_) => break true,
                 }
             };
+            total += copied;
             if eof {
                 self.writer.flush(stream)?;
             } else {
@@ -75,7 +96,7 @@ impl CtrLog {
             }
         }
         self.pipes = open;
-        Ok(())
+        Ok(total)
     }
 }
 
@@ -98,5 +119,51 @@ impl Shim {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn one_wake_copies_at_most_its_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = logs::Writer::create(logs::log_path(tmp.path(), 0), 1 << 20, 2).unwrap();
+        let (r, w) = crate::sandbox::pipe().unwrap();
+        // SAFETY: fcntl on a pipe we own; 1 MiB is the default pipe-max-size.
+        let size = unsafe {
+            libc::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&w),
+                libc::F_SETPIPE_SZ,
+                1 << 20,
+            )
+        };
+        assert!(size >= 1 << 19, "pipe size {size}");
+        crate::sys::set_nonblocking(&r).unwrap();
+        let mut w = std::fs::File::from(w);
+        let line = [b'y'; 1023];
+        for _ in 0..512 {
+            w.write_all(&line).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+        let mut log = CtrLog {
+            writer,
+            pipes: vec![(Stream::Stdout, r)],
+        };
+        // A writer that never pauses would keep a loop without a share busy.
+        let first = log.pump_at_most(CHUNK).unwrap();
+        assert_eq!(first, CHUNK);
+        assert_eq!(log.pipes.len(), 1, "the pipe is still open");
+        let rest = log.pump_at_most(usize::MAX).unwrap();
+        assert_eq!(first + rest, 512 * 1024);
+        drop(w);
+        assert_eq!(log.pump_at_most(usize::MAX).unwrap(), 0);
+        assert!(log.pipes.is_empty(), "EOF closes the pipe");
+        assert_eq!(
+            logs::read(&logs::log_path(tmp.path(), 0)).unwrap().len(),
+            512
+        );
     }
 }
