@@ -520,3 +520,28 @@ spec:
     .expect("no restart");
     assert_eq!(line.trim(), "rootfs= volume=1", "{line}");
 }
+
+/// A container that prints without pause keeps its log bounded and does not
+/// keep the shim from its work: delete still stops the pod.
+#[test]
+fn a_container_that_never_stops_printing_is_bounded_and_deletable() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("yes");
+    let g = p.pod(&a, &manifest(&a, &[("c", BUSYBOX, &["yes"], None)]));
+    let uid = p.uid(&a);
+    let logs = p.data_dir(&a).join("logs/c");
+    // Past one rotation of a 10Mi file.
+    let rotated = eventually(Duration::from_secs(60), || {
+        logs.join("0.log.1").exists().then_some(())
+    });
+    assert!(rotated.is_some(), "no rotation in {}", logs.display());
+    let out = p.run(&["logs", &a, "--tail", "3"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "y\ny\ny\n");
+    let total = bytes_under(&logs);
+    assert!(total <= 50 * MIB, "{total} bytes of logs");
+    let out = p.run(&["delete", "pod", &a]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(leftovers(&uid, &p.pod_dir(&a)), Vec::<String>::new());
+    drop(g);
+}
