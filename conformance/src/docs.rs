@@ -17,6 +17,10 @@ const FAMILIES: &[(&str, &str)] = &[
     ("PROBE", "Probes: startup, liveness and readiness"),
     ("HOOK", "Lifecycle hooks: postStart and preStop"),
     ("ESC", "Escapes: attacks on the way out of a pod"),
+    (
+        "STOR",
+        "Storage: ephemeral-storage limits, emptyDir size limits, writable layers",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

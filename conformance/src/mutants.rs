@@ -106,6 +106,12 @@ pub const VARIANTS: &[Variant] = &[
       "deleting a pod sends SIGTERM without running the preStop hooks"),
     v("fs-group-ignored", &["ESC-025"],
       "fsGroup is ignored: emptyDirs keep root's group and no container holds it"),
+    v("no-storage-eviction", &["STOR-002", "STOR-003"],
+      "no ephemeral-storage eviction: a pod past a container's ephemeral-storage limit or an emptyDir's sizeLimit keeps running"),
+    v("unbounded-logs", &["STOR-001"],
+      "container logs are never rotated: they grow without bound"),
+    v("rootfs-kept-on-restart", &["STOR-004"],
+      "a restarted container keeps the writable layer of its last run"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

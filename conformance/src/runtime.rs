@@ -72,6 +72,13 @@ pub struct Capabilities {
     pub probes: bool,
     /// postStart and preStop hooks run as the kubelet runs them.
     pub hooks: bool,
+    /// A pod past a container's `limits.ephemeral-storage` or a disk
+    /// emptyDir's `sizeLimit` is evicted (Failed, reason `Evicted`).
+    pub storage_eviction: bool,
+    /// The bytes a container's logs are kept within (rotation: size times
+    /// files), when the runtime rotates logs and the adapter can measure
+    /// them ([`Runtime::log_bytes`]).
+    pub log_bound: Option<u64>,
 }
 
 /// Why a runtime call failed.
@@ -156,6 +163,25 @@ pub trait Runtime: Send + Sync {
     /// one line each; empty when the host is clean.
     fn leftovers(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The container's output (stdout and stderr), its last `tail` lines
+    /// when given, as `kubectl logs --tail` prints it.
+    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
+        let _ = (pod, container, tail);
+        Err(Error::Unsupported(format!(
+            "the {} adapter cannot read logs",
+            self.name()
+        )))
+    }
+
+    /// The bytes the runtime keeps on the node for the container's logs.
+    fn log_bytes(&self, pod: &str, container: &str) -> Result<u64, Error> {
+        let _ = (pod, container);
+        Err(Error::Unsupported(format!(
+            "the {} adapter cannot measure logs",
+            self.name()
+        )))
     }
 }
 

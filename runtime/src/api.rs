@@ -131,7 +131,7 @@ pub fn apply(
     if pods.is_empty() {
         return Err(Error::NoObjects);
     }
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let mut out = Vec::new();
     let mut waiting = Vec::new();
     for pod in pods {
@@ -321,7 +321,7 @@ pub fn ignored_fields(pod: &Pod) -> Vec<String> {
                     &mut out,
                     &format!("{path}.resources.{which}"),
                     &c["resources"][which],
-                    &["cpu", "memory"],
+                    &["cpu", "memory", "ephemeral-storage"],
                 );
             }
             check(
@@ -630,7 +630,7 @@ fn apply_abandoned(dir: &PodDir) -> bool {
 /// grace period, SIGKILL), waits for the shim to exit, and releases anything
 /// a dead shim left behind.
 pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let mut pod = dir.read_pod()?;
     let grace = grace
@@ -679,6 +679,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
 pub struct GcReport {
     pub released: Vec<PodKey>,
     pub removed: Vec<PodKey>,
+    /// Pods whose data was on disk without a record.
+    pub orphaned_data: Vec<PodKey>,
     /// Pending pods that fit once the dead ones were collected.
     pub scheduled: Vec<PodKey>,
 }
@@ -688,7 +690,7 @@ pub struct GcReport {
 /// removed; others stay, marked Failed with the reason, until deleted.
 /// Idempotent: a second run finds nothing to do.
 pub fn gc(config: &Config) -> Result<GcReport> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let manager = cgroups::Manager::new()?;
     let mut report = GcReport::default();
     let lock = store.lock()?;
@@ -749,6 +751,15 @@ pub fn gc(config: &Config) -> Result<GcReport> {
             dir.write_status(&status)?;
             let _ = dir.record_event(&Event::warning(reason, "podlab-gc", event));
         }
+    }
+    // Bytes on disk whose record is gone (a reboot wiped the state tmpfs).
+    for dir in store.orphaned_data(&lock)? {
+        let errors = shim::release_volumes(&dir);
+        if !errors.is_empty() {
+            return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
+        }
+        store.remove(&lock, &dir.key)?;
+        report.orphaned_data.push(dir.key.clone());
     }
     // Pods that died freed their requests: pending pods may fit now.
     report.scheduled = scheduler::schedule_pending(config, &store, &lock)?;
@@ -824,7 +835,7 @@ pub fn exec_with_timeout(
     argv: &[String],
     timeout: Option<Duration>,
 ) -> Result<i32> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let pod = dir.read_pod()?;
     let name = container_name(&pod, key, container)?;
@@ -978,7 +989,6 @@ mod tests {
                 "Warning: podlab ignores spec.containers[0].readinessProbe.httpGet.scheme: HTTPS (probes use plain HTTP)",
                 "Warning: podlab ignores spec.containers[0].volumeMounts[0].mountPropagation",
                 "Warning: podlab ignores spec.containers[0].env[1].valueFrom",
-                "Warning: podlab ignores spec.containers[0].resources.limits.ephemeral-storage",
             ]
         );
         let plain: Pod = serde_json::from_value(serde_json::json!({

@@ -55,7 +55,7 @@ pub fn get(
     all: bool,
     output: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let ns = namespace.unwrap_or("default");
     let dirs = match name {
         Some(n) => vec![store.get(&PodKey::new(ns, n))?],
@@ -106,7 +106,7 @@ pub fn get(
 /// deleted. Table rows after the first come without a header, as kubectl
 /// prints them; `-o json` prints one complete Pod object per line.
 pub fn watch(config: &Config, key: &PodKey, output: Option<&str>) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let mut first = true;
     let mut last = String::new();
@@ -166,7 +166,7 @@ pub fn events(
     all: bool,
     output: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let ns = namespace.unwrap_or("default");
     let mut rows = Vec::new();
     for dir in store.list(if all { None } else { Some(ns) })? {
@@ -322,7 +322,7 @@ fn age(created: Option<&Time>) -> String {
 }
 
 pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let (pod, status) = api::current_status(&dir)?;
     let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
@@ -578,25 +578,132 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     )
 }
 
-pub fn logs(config: &Config, key: &PodKey, container: Option<&str>) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
+/// `podlab logs`' options, as kubectl's.
+pub struct LogOptions {
+    pub previous: bool,
+    /// The last N lines only.
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+    pub since: Option<std::time::Duration>,
+    /// Keep printing what the container writes until it stops.
+    pub follow: bool,
+}
+
+pub fn logs(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    opts: &LogOptions,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let store = Store::of(config)?;
     let dir = store.get(key)?;
     let pod = dir.read_pod()?;
     let name = api::container_name(&pod, key, container)?;
-    let path = dir.log_file(&name);
-    match std::fs::File::open(&path) {
-        Ok(mut f) => {
-            std::io::copy(&mut f, &mut std::io::stdout().lock())?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "container \"{name}\" in pod \"{}\" is waiting to start",
+    let status = dir.read_status()?.unwrap_or_default();
+    let restarts = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .map_or(0, |c| c.restart_count.max(0) as u32);
+    let start = if opts.previous {
+        match restarts.checked_sub(1) {
+            Some(n) => n,
+            None => bail!(
+                "previous terminated container \"{name}\" in pod \"{}\" not found",
                 key.name
-            )
+            ),
         }
-        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    } else {
+        restarts
+    };
+    let path = podlab::logs::log_path(&dir.log_dir(&name), start);
+    if podlab::logs::files(&path).is_empty() {
+        bail!(
+            "container \"{name}\" in pod \"{}\" is waiting to start",
+            key.name
+        )
+    }
+    let mut follower = podlab::logs::Follower::new(path.clone());
+    let mut lines = follower.read_all()?;
+    if let Some(since) = opts.since {
+        let now = std::time::SystemTime::now();
+        let cut = now.checked_sub(since).unwrap_or(std::time::UNIX_EPOCH);
+        let cut = podlab::logs::timestamp(cut);
+        lines.retain(|l| podlab::logs::at_or_after(l, cut));
+    }
+    if let Some(n) = opts.tail {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    let print = |lines: Vec<podlab::logs::Line>| -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            if opts.timestamps {
+                write!(out, "{} ", l.time)?;
+            }
+            out.write_all(&l.text)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    print(lines)?;
+    if opts.follow && !opts.previous {
+        follow_log(&dir, &name, start, &mut follower, print)?;
     }
     Ok(())
+}
+
+/// `logs -f`: prints what the container start writes, woken by inotify on
+/// its log directory and on the pod's records, until that start is over
+/// (the container stopped or restarted) or the pod is gone.
+fn follow_log(
+    dir: &PodDir,
+    name: &str,
+    start: u32,
+    follower: &mut podlab::logs::Follower,
+    print: impl Fn(Vec<podlab::logs::Line>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
+    inotify.add_watch(
+        &dir.log_dir(name),
+        AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+    )?;
+    inotify.add_watch(
+        &dir.dir,
+        AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF,
+    )?;
+    let this_start_runs = || {
+        dir.read_status().ok().flatten().is_some_and(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+                .find(|c| c.name == name)
+                .is_some_and(|c| {
+                    c.restart_count.max(0) as u32 == start
+                        && c.state.as_ref().is_some_and(|st| st.running.is_some())
+                })
+        })
+    };
+    loop {
+        let running = dir.pod_file().exists() && this_start_runs();
+        print(follower.read_new()?)?;
+        if !running {
+            // The shim writes the last output before it records the exit.
+            return Ok(());
+        }
+        // A timeout as well: a status written before the watch was added.
+        podlab::sys::wait_readable(&inotify.as_fd(), Some(std::time::Duration::from_secs(1)))?;
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+        }
+    }
 }
 
 pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {

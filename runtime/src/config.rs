@@ -8,11 +8,17 @@ pub const DEFAULT_IMAGE_ROOT: &str = "/var/lib/podlab";
 /// Where `Localhost` seccomp profiles are looked up (the kubelet's
 /// `<root-dir>/seccomp`).
 pub const DEFAULT_SECCOMP_ROOT: &str = "/var/lib/podlab/seccomp";
+/// Where the bytes pods write go (writable layers, emptyDirs, logs): on
+/// disk next to the images, not on the small tmpfs `/run` usually is.
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/podlab/data";
 /// Per-container pids limit when the manifest sets none (kubelet's
 /// podPidsLimit is usually set in the same range).
 pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
 /// The kubelet's initial crash back-off.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a shim measures its pod's ephemeral storage (the kubelet's
+/// housekeeping period is 10 s as well).
+pub const DEFAULT_STORAGE_SCAN: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -20,6 +26,9 @@ pub struct Config {
     pub root: PathBuf,
     /// Image store root (`--image-root`, `PODLAB_IMAGE_ROOT`).
     pub image_root: PathBuf,
+    /// Data root (`--data-root`, `PODLAB_DATA_ROOT`): the pods' writable
+    /// layers, disk-backed emptyDirs and container logs.
+    pub data_root: PathBuf,
     /// `PODLAB_PIDS_LIMIT`.
     pub default_pids: i64,
     /// `PODLAB_BACKOFF_BASE_MS`: the first restart delay, so tests stay fast.
@@ -36,14 +45,24 @@ pub struct Config {
     /// `--seccomp-root` / `PODLAB_SECCOMP_ROOT`: `Localhost` seccomp
     /// profiles, by their relative `localhostProfile` path.
     pub seccomp_root: PathBuf,
+    /// `PODLAB_LOG_MAX_SIZE` (a quantity, default 10Mi): a container log is
+    /// rotated at this size (the kubelet's `containerLogMaxSize`).
+    pub log_max_size: u64,
+    /// `PODLAB_LOG_MAX_FILES` (default 5): log files kept per container
+    /// start, the current one included (`containerLogMaxFiles`).
+    pub log_max_files: usize,
+    /// `PODLAB_STORAGE_SCAN_MS`: the period of the shim's ephemeral-storage
+    /// scan (default [`DEFAULT_STORAGE_SCAN`]).
+    pub storage_scan: Duration,
 }
 
 impl Config {
-    pub fn new(root: PathBuf, image_root: PathBuf) -> Config {
+    pub fn new(root: PathBuf, image_root: PathBuf, data_root: PathBuf) -> Config {
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok());
         Config {
             root: absolute(root),
             image_root: absolute(image_root),
+            data_root: absolute(data_root),
             default_pids: env_num("PODLAB_PIDS_LIMIT").unwrap_or(DEFAULT_PIDS_LIMIT),
             backoff_base: env_num("PODLAB_BACKOFF_BASE_MS")
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))
@@ -57,6 +76,17 @@ impl Config {
             seccomp_root: std::env::var_os("PODLAB_SECCOMP_ROOT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SECCOMP_ROOT)),
+            log_max_size: std::env::var("PODLAB_LOG_MAX_SIZE")
+                .ok()
+                .and_then(|v| crate::quantity::memory_bytes(&v).ok())
+                .filter(|&n| n > 0)
+                .map_or(crate::logs::DEFAULT_MAX_SIZE, |n| n as u64),
+            log_max_files: env_num("PODLAB_LOG_MAX_FILES")
+                .filter(|&n| n > 0)
+                .map_or(crate::logs::DEFAULT_MAX_FILES, |n| n as usize),
+            storage_scan: env_num("PODLAB_STORAGE_SCAN_MS")
+                .filter(|&ms| ms > 0)
+                .map_or(DEFAULT_STORAGE_SCAN, |ms| Duration::from_millis(ms as u64)),
         }
     }
 }

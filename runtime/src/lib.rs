@@ -15,6 +15,7 @@ pub mod config;
 pub mod container;
 pub mod image;
 pub mod lifecycle;
+pub mod logs;
 pub mod manifest;
 pub mod mutants;
 pub mod namespaces;

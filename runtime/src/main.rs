@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use podlab::config::{Config, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT};
+use podlab::config::{
+    Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT,
+};
 use podlab::store::PodKey;
 
 #[derive(Parser)]
@@ -18,12 +20,16 @@ use podlab::store::PodKey;
     propagate_version = true
 )]
 struct Cli {
-    /// State directory (pods, their status and logs).
+    /// State directory (pod records, status, events, mount points).
     #[arg(long, global = true, env = "PODLAB_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
     /// Image store directory.
     #[arg(long, global = true, env = "PODLAB_IMAGE_ROOT", default_value = DEFAULT_IMAGE_ROOT)]
     image_root: PathBuf,
+    /// Data directory, on disk: what pods write (writable layers,
+    /// emptyDirs, container logs).
+    #[arg(long, global = true, env = "PODLAB_DATA_ROOT", default_value = DEFAULT_DATA_ROOT)]
+    data_root: PathBuf,
     /// Attach pods to the first CNI network (.conflist) in this directory
     /// instead of podlab's default bridge network.
     #[arg(long, global = true, env = "PODLAB_CNI_CONF_DIR")]
@@ -105,13 +111,29 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Print a container's stdout and stderr.
+    /// Print a container's stdout and stderr (its current start's log,
+    /// across rotated files).
     Logs {
         name: String,
         #[arg(short = 'c', long = "container")]
         container: Option<String>,
         #[command(flatten)]
         ns: Namespace,
+        /// The previous start of the container (after a restart).
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Only the last N lines (-1: all).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        tail: i64,
+        /// Prefix each line with the time it was written (RFC 3339, nanoseconds).
+        #[arg(long)]
+        timestamps: bool,
+        /// Only lines newer than this (5s, 2m, 3h).
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// Keep printing the container's output until it stops.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Delete pods: SIGTERM, the grace period, SIGKILL, then release everything.
     Delete {
@@ -194,7 +216,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let mut config = Config::new(cli.root, cli.image_root);
+    let mut config = Config::new(cli.root, cli.image_root, cli.data_root);
     if cli.cni_conf_dir.is_some() {
         config.cni_conf_dir = cli.cni_conf_dir;
     }
@@ -334,8 +356,20 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             name,
             container,
             ns,
+            previous,
+            tail,
+            timestamps,
+            since,
+            follow,
         } => {
-            cli::logs(config, &ns.key(&name), container.as_deref())?;
+            let opts = cli::LogOptions {
+                previous,
+                tail: usize::try_from(tail).ok(),
+                timestamps,
+                since,
+                follow,
+            };
+            cli::logs(config, &ns.key(&name), container.as_deref(), &opts)?;
             Ok(0)
         }
         Command::Delete {
@@ -376,8 +410,15 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             for key in &report.scheduled {
                 println!("scheduled pod/{} in namespace {}", key.name, key.namespace);
             }
+            for key in &report.orphaned_data {
+                println!(
+                    "removed the data of pod/{} in namespace {} (no record)",
+                    key.name, key.namespace
+                );
+            }
             if report.released.is_empty()
                 && report.removed.is_empty()
+                && report.orphaned_data.is_empty()
                 && report.scheduled.is_empty()
             {
                 println!("nothing to collect");

@@ -83,10 +83,17 @@ pub enum Mutant {
     PostStartFailureIgnored,
     /// preStop hooks are not run: SIGTERM comes at once.
     PreStopIgnored,
+    /// No ephemeral-storage eviction: a pod past a container's
+    /// ephemeral-storage limit or an emptyDir's sizeLimit keeps running.
+    NoStorageEviction,
+    /// Container logs are never rotated: they grow without bound.
+    UnboundedLogs,
+    /// A restarted container keeps the writable layer of its last run.
+    RootfsKeptOnRestart,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 37] = [
+    pub const ALL: [(&'static str, Mutant); 40] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -127,6 +134,9 @@ impl Mutant {
             Mutant::PostStartFailureIgnored,
         ),
         ("pre-stop-ignored", Mutant::PreStopIgnored),
+        ("no-storage-eviction", Mutant::NoStorageEviction),
+        ("unbounded-logs", Mutant::UnboundedLogs),
+        ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

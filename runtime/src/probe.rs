@@ -236,7 +236,7 @@ fn output_written() -> bool {
 
 /// Joins the pod's network namespace (nothing to do for `hostNetwork`).
 fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), String> {
-    let store = Store::open(&config.root).map_err(|e| e.to_string())?;
+    let store = Store::of(config).map_err(|e| e.to_string())?;
     let dir = store.get(key).map_err(|e| e.to_string())?;
     let state: RuntimeState = dir
         .read_runtime()

@@ -273,6 +273,24 @@ pub fn memory_bytes(s: &str) -> Result<i64, Error> {
     parse(s).map(|q| q.value())
 }
 
+/// Bytes as Kubernetes prints a binary quantity: the largest binary suffix
+/// that divides them (`31457280` → `30Mi`), else plain digits.
+pub fn format_bytes(n: i64) -> String {
+    for (shift, suffix) in [
+        (60, "Ei"),
+        (50, "Pi"),
+        (40, "Ti"),
+        (30, "Gi"),
+        (20, "Mi"),
+        (10, "Ki"),
+    ] {
+        if n != 0 && n % (1i64 << shift) == 0 {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
 /// A CPU quantity in millicores, finer fractions rounded up (like
 /// Kubernetes' `MilliValue()`): `"0.5"` → 500, `"250m"` → 250, `"1u"` → 1.
 pub fn cpu_millis(s: &str) -> Result<i64, Error> {
@@ -388,6 +406,15 @@ mod tests {
                 input: input.to_string()
             }
         );
+    }
+
+    #[test]
+    fn bytes_print_with_the_largest_binary_suffix() {
+        assert_eq!(format_bytes(30 << 20), "30Mi");
+        assert_eq!(format_bytes(3 << 30), "3Gi");
+        assert_eq!(format_bytes(1536), "1536");
+        assert_eq!(format_bytes(1000), "1000");
+        assert_eq!(format_bytes(0), "0");
     }
 
     #[test]

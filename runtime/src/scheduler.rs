@@ -43,11 +43,13 @@ pub enum Error {
     },
 }
 
-/// CPU (millicores) and memory (bytes), as requested or allocatable.
+/// CPU (millicores), memory and ephemeral storage (bytes), as requested or
+/// allocatable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
     pub cpu_millis: i64,
     pub memory_bytes: i64,
+    pub ephemeral_bytes: i64,
 }
 
 impl Resources {
@@ -55,6 +57,7 @@ impl Resources {
         Resources {
             cpu_millis: self.cpu_millis + o.cpu_millis,
             memory_bytes: self.memory_bytes + o.memory_bytes,
+            ephemeral_bytes: self.ephemeral_bytes + o.ephemeral_bytes,
         }
     }
 
@@ -62,7 +65,25 @@ impl Resources {
         Resources {
             cpu_millis: self.cpu_millis.max(o.cpu_millis),
             memory_bytes: self.memory_bytes.max(o.memory_bytes),
+            ephemeral_bytes: self.ephemeral_bytes.max(o.ephemeral_bytes),
         }
+    }
+}
+
+/// The size of the filesystem holding `data_root`: the node's ephemeral
+/// storage capacity (the kubelet's nodefs), 0 when it cannot be read.
+pub fn ephemeral_capacity(data_root: &std::path::Path) -> i64 {
+    nix::sys::statvfs::statvfs(data_root)
+        .map(|s| (s.blocks() as i64).saturating_mul(s.fragment_size() as i64))
+        .unwrap_or(0)
+}
+
+/// What the host has: every CPU this process may run on, all its memory,
+/// and the filesystem of the data root.
+pub fn capacity_at(data_root: &std::path::Path) -> Resources {
+    Resources {
+        ephemeral_bytes: ephemeral_capacity(data_root),
+        ..capacity()
     }
 }
 
@@ -78,6 +99,7 @@ pub fn capacity() -> Resources {
     Resources {
         cpu_millis: cpus * 1000,
         memory_bytes: memory,
+        ephemeral_bytes: 0,
     }
 }
 
@@ -106,15 +128,17 @@ pub fn reserved() -> Result<Resources, Error> {
     Ok(Resources {
         cpu_millis: read("PODLAB_RESERVED_CPU", quantity::cpu_millis)?,
         memory_bytes: read("PODLAB_RESERVED_MEMORY", quantity::memory_bytes)?,
+        ephemeral_bytes: read("PODLAB_RESERVED_EPHEMERAL_STORAGE", quantity::memory_bytes)?,
     })
 }
 
 /// What pods may request in total: capacity minus the reserve.
-pub fn allocatable() -> Result<Resources, Error> {
-    let (cap, res) = (capacity(), reserved()?);
+pub fn allocatable(data_root: &std::path::Path) -> Result<Resources, Error> {
+    let (cap, res) = (capacity_at(data_root), reserved()?);
     Ok(Resources {
         cpu_millis: (cap.cpu_millis - res.cpu_millis).max(0),
         memory_bytes: (cap.memory_bytes - res.memory_bytes).max(0),
+        ephemeral_bytes: (cap.ephemeral_bytes - res.ephemeral_bytes).max(0),
     })
 }
 
@@ -127,6 +151,10 @@ fn container_requests(c: &Container) -> Result<Resources, quantity::Error> {
             .transpose()?
             .unwrap_or(0),
         memory_bytes: get("memory")
+            .map(|q| quantity::memory_bytes(&q))
+            .transpose()?
+            .unwrap_or(0),
+        ephemeral_bytes: get("ephemeral-storage")
             .map(|q| quantity::memory_bytes(&q))
             .transpose()?
             .unwrap_or(0),
@@ -183,6 +211,11 @@ pub fn insufficient(
         && used.memory_bytes + request.memory_bytes > allocatable.memory_bytes
     {
         short.push("memory");
+    }
+    if request.ephemeral_bytes > 0
+        && used.ephemeral_bytes + request.ephemeral_bytes > allocatable.ephemeral_bytes
+    {
+        short.push("ephemeral-storage");
     }
     short
 }
@@ -245,7 +278,11 @@ pub fn decide(store: &Store, pod: &Pod, key: &PodKey) -> Result<Option<String>, 
     if request == Resources::default() || Mutant::from_env() == Some(Mutant::AdmitAll) {
         return Ok(None);
     }
-    let short = insufficient(allocatable()?, in_use(store, Some(key))?, request);
+    let short = insufficient(
+        allocatable(store.data_root())?,
+        in_use(store, Some(key))?,
+        request,
+    );
     Ok((!short.is_empty()).then(|| unschedulable_message(&short)))
 }
 
@@ -375,6 +412,7 @@ mod tests {
         Resources {
             cpu_millis: cpu,
             memory_bytes: mem_mi << 20,
+            ephemeral_bytes: 0,
         }
     }
 
@@ -385,11 +423,14 @@ mod tests {
         assert_eq!(mem_total("nothing"), None);
         let cap = capacity();
         assert!(cap.cpu_millis >= 1000 && cap.memory_bytes > 0, "{cap:?}");
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(capacity_at(tmp.path()).ephemeral_bytes > 0);
     }
 
     #[test]
     fn requests_follow_the_kubernetes_formula() {
         let r = |cpu: &str, mem: &str| serde_json::json!({"requests": {"cpu": cpu, "memory": mem}});
+        let disk = |d: &str| serde_json::json!({"requests": {"ephemeral-storage": d}});
         let p = pod(serde_json::json!({
             "metadata": {"name": "p"},
             "spec": {
@@ -416,6 +457,12 @@ mod tests {
             serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),
         );
         assert_eq!(pod_requests(&empty).unwrap(), Resources::default());
+        let disks = pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
+                {"name": "a", "resources": disk("1Gi")}, {"name": "b", "resources": disk("512Mi")}
+            ]}}),
+        );
+        assert_eq!(pod_requests(&disks).unwrap().ephemeral_bytes, 1536 << 20);
     }
 
     #[test]
@@ -429,6 +476,21 @@ mod tests {
         );
         // No request: fits even a full node.
         assert!(insufficient(node, res(2000, 1024), res(0, 0)).is_empty());
+        // Ephemeral storage counts like the others.
+        let disk = |gi: i64| Resources {
+            ephemeral_bytes: gi << 30,
+            ..res(0, 0)
+        };
+        let node = Resources {
+            ephemeral_bytes: 10 << 30,
+            ..node
+        };
+        assert!(insufficient(node, disk(4), disk(6)).is_empty());
+        assert_eq!(insufficient(node, disk(5), disk(6)), ["ephemeral-storage"]);
+        assert_eq!(
+            unschedulable_message(&["ephemeral-storage"]),
+            "0/1 nodes are available: 1 Insufficient ephemeral-storage."
+        );
         assert_eq!(
             unschedulable_message(&["memory"]),
             "0/1 nodes are available: 1 Insufficient memory."
@@ -442,7 +504,7 @@ mod tests {
     #[test]
     fn pods_in_use_are_the_bound_unfinished_ones() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let mk = |name: &str, bound: bool, phase: &str| {
             let mut p = pod(serde_json::json!({
@@ -473,7 +535,7 @@ mod tests {
     #[test]
     fn unschedulable_pods_are_marked_once_per_message() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let p = pod(
             serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),

@@ -6,6 +6,14 @@
 //! - `runtime.json` what the shim holds on the host (pids, netns, cgroups), for exec/describe/gc;
 //! - `events.jsonl` the pod's events, one JSON object per line.
 //!
+//! What the pod itself writes lives on disk under the data root instead
+//! (`--data-root`, default `/var/lib/podlab/data`), in
+//! `<data root>/pods/<namespace>/<name>/`: the containers' overlay upper and
+//! work directories (`containers/<c>/{upper,work}`), the emptyDir volumes
+//! (`volumes/<v>`; a `medium: Memory` one is a tmpfs mounted there) and the
+//! container logs (`logs/<c>.log`). The state root is often a small tmpfs
+//! (`/run`); only records and mount points go there.
+//!
 //! Records are replaced atomically (temp file + rename), and creating or
 //! removing a pod directory happens under an exclusive `flock` on `<root>/lock`,
 //! so concurrent `podlab` processes never see a half-written record.
@@ -29,6 +37,12 @@ pub enum Error {
     },
     #[error("pods \"{name}\" not found in namespace \"{namespace}\"")]
     NotFound { namespace: String, name: String },
+    #[error("data root {data_root} belongs to the state root {owner}, not {root}: give each state root its own --data-root")]
+    DataRootTaken {
+        data_root: PathBuf,
+        owner: PathBuf,
+        root: PathBuf,
+    },
     #[error("pods \"{name}\" already exists in namespace \"{namespace}\"")]
     AlreadyExists { namespace: String, name: String },
 }
@@ -130,6 +144,8 @@ pub struct PodDir {
     pub dir: PathBuf,
     /// The store's root, whose `lock` guards creating and handing over.
     pub root: PathBuf,
+    /// The pod's bytes on disk: writable layers, emptyDirs, logs.
+    pub data: PathBuf,
 }
 
 impl PodDir {
@@ -148,11 +164,21 @@ impl PodDir {
     pub fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
     }
-    pub fn log_file(&self, container: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{container}.log"))
+    /// The container's logs, one `<restart>.log` per start (data root).
+    pub fn log_dir(&self, container: &str) -> PathBuf {
+        self.data.join("logs").join(container)
     }
+    /// The container's records and rootfs mount point (state root).
     pub fn container_dir(&self, container: &str) -> PathBuf {
         self.dir.join("containers").join(container)
+    }
+    /// The container's overlay upper and work directories (data root).
+    pub fn layer_dir(&self, container: &str) -> PathBuf {
+        self.data.join("containers").join(container)
+    }
+    /// The directory of the pod's emptyDir volumes (data root).
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.data.join("volumes")
     }
     /// Mount point of the pod-wide tmpfs bound to every container's `/dev/shm`.
     pub fn shm_dir(&self) -> PathBuf {
@@ -235,18 +261,50 @@ impl PodDir {
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    data_root: PathBuf,
 }
 
 impl Store {
-    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
-        let root = root.into();
-        let pods = root.join("pods");
-        fs::create_dir_all(&pods).map_err(io_err(&pods))?;
-        Ok(Store { root })
+    /// The store with its records under `root` and the pods' bytes under `data_root`.
+    pub fn open(root: impl Into<PathBuf>, data_root: impl Into<PathBuf>) -> Result<Store> {
+        let (root, data_root) = (root.into(), data_root.into());
+        for pods in [root.join("pods"), data_root.join("pods")] {
+            fs::create_dir_all(&pods).map_err(io_err(&pods))?;
+        }
+        // gc removes data without a record: a data root shared by two state
+        // roots would lose the other's pods, so the first one claims it.
+        let owner_file = data_root.join("owner");
+        let owner = match fs::read_to_string(&owner_file) {
+            Ok(o) => PathBuf::from(o.trim_end_matches('\n')),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut claim = root.as_os_str().as_encoded_bytes().to_vec();
+                claim.push(b'\n');
+                write_atomic(&owner_file, &claim)?;
+                root.clone()
+            }
+            Err(e) => return Err(io_err(&owner_file)(e)),
+        };
+        if owner != root {
+            return Err(Error::DataRootTaken {
+                data_root,
+                owner,
+                root,
+            });
+        }
+        Ok(Store { root, data_root })
+    }
+
+    /// The store of a configuration's two roots.
+    pub fn of(config: &crate::config::Config) -> Result<Store> {
+        Store::open(&config.root, &config.data_root)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn data_root(&self) -> &Path {
+        &self.data_root
     }
 
     /// Takes the store-wide lock (blocking). Held only for short critical
@@ -271,6 +329,11 @@ impl Store {
             key: key.clone(),
             dir: self.root.join("pods").join(&key.namespace).join(&key.name),
             root: self.root.clone(),
+            data: self
+                .data_root
+                .join("pods")
+                .join(&key.namespace)
+                .join(&key.name),
         }
     }
 
@@ -296,24 +359,47 @@ impl Store {
                 name: key.name.clone(),
             });
         }
-        fs::create_dir_all(dir.dir.join("logs")).map_err(io_err(&dir.dir))?;
+        fs::create_dir_all(&dir.dir).map_err(io_err(&dir.dir))?;
+        let logs = dir.data.join("logs");
+        fs::create_dir_all(&logs).map_err(io_err(&logs))?;
         dir.write_pod(pod)?;
         Ok(dir)
     }
 
-    /// Removes the pod's record and everything in its directory. Idempotent.
+    /// Removes the pod's record, its data and everything in both
+    /// directories. Idempotent. The data goes first: a crash in between
+    /// leaves a record that gc still finds.
     pub fn remove(&self, _lock: &StoreLock, key: &PodKey) -> Result<()> {
         let dir = self.pod_dir(key);
-        match fs::remove_dir_all(&dir.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&dir.dir)(e)),
-        }
-        // Drop the namespace directory once its last pod is gone.
-        if let Some(ns_dir) = dir.dir.parent() {
-            let _ = fs::remove_dir(ns_dir);
+        for d in [&dir.data, &dir.dir] {
+            match fs::remove_dir_all(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(d)(e)),
+            }
+            // Drop the namespace directory once its last pod is gone.
+            if let Some(ns_dir) = d.parent() {
+                let _ = fs::remove_dir(ns_dir);
+            }
         }
         Ok(())
+    }
+
+    /// Pods whose data is on disk with no record in the state root: the
+    /// state root (a tmpfs) was wiped by a reboot, or a crash came between
+    /// the two removals. The caller holds the store lock.
+    pub fn orphaned_data(&self, _lock: &StoreLock) -> Result<Vec<PodDir>> {
+        let pods = self.data_root.join("pods");
+        let mut out = Vec::new();
+        for ns in read_dir_names(&pods)? {
+            for name in read_dir_names(&pods.join(&ns))? {
+                let dir = self.pod_dir(&PodKey::new(ns.clone(), name));
+                if !dir.pod_file().exists() {
+                    out.push(dir);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every pod in the store, optionally in one namespace, sorted by key.
@@ -413,7 +499,7 @@ mod tests {
     #[test]
     fn create_get_list_remove() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let key = PodKey::new("default", "web");
         store.create(&lock, &key, &pod("web")).unwrap();
@@ -434,16 +520,48 @@ mod tests {
         assert_eq!(all, ["default/web", "other/db"]);
         assert_eq!(store.list(Some("other")).unwrap().len(), 1);
 
+        // What the pod writes goes under the data root, records under the state root.
+        let dir = store.get(&key).unwrap();
+        assert!(dir
+            .log_dir("a")
+            .starts_with(tmp.path().join("data/pods/default/web")));
+        assert!(dir.layer_dir("a").starts_with(&dir.data));
+        assert!(dir.volumes_dir().starts_with(&dir.data));
+        assert!(dir
+            .pod_file()
+            .starts_with(tmp.path().join("pods/default/web")));
+        fs::create_dir_all(dir.layer_dir("a").join("upper/tmp")).unwrap();
+        fs::write(dir.layer_dir("a").join("upper/tmp/big"), b"bytes").unwrap();
+
+        assert!(store.orphaned_data(&lock).unwrap().is_empty());
         store.remove(&lock, &key).unwrap();
         store.remove(&lock, &key).unwrap();
         assert!(matches!(store.get(&key), Err(Error::NotFound { .. })));
         assert!(!tmp.path().join("pods/default").exists());
+        assert!(!tmp.path().join("data/pods/default").exists());
+
+        // Data left without its record (the state tmpfs was wiped) is an orphan.
+        let db = PodKey::new("other", "db");
+        fs::remove_dir_all(tmp.path().join("pods/other/db")).unwrap();
+        let orphans = store.orphaned_data(&lock).unwrap();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].key, db);
+    }
+
+    #[test]
+    fn a_data_root_serves_one_state_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        Store::open(tmp.path().join("a"), &data).unwrap();
+        Store::open(tmp.path().join("a"), &data).unwrap();
+        let err = Store::open(tmp.path().join("b"), &data).unwrap_err();
+        assert!(matches!(err, Error::DataRootTaken { .. }), "{err}");
     }
 
     #[test]
     fn corrupt_record_is_an_error_not_a_panic() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let dir = store
             .create(&lock, &PodKey::new("default", "x"), &pod("x"))
@@ -455,7 +573,7 @@ mod tests {
     #[test]
     fn events_survive_a_torn_last_line() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         let lock = store.lock().unwrap();
         let dir = store
             .create(&lock, &PodKey::new("default", "x"), &pod("x"))

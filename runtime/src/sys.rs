@@ -237,6 +237,45 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// Waits until `fd` is readable or `timeout` passes; returns true if readable.
+/// Sets O_NONBLOCK on a descriptor (the shim's end of a log pipe).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns; no memory is involved.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until `fd` or one of `more` is readable (or hung up), or the
+/// timeout passes.
+pub fn wait_readable_any(
+    fd: &impl AsRawFd,
+    more: &[std::os::fd::RawFd],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<()> {
+    let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+    let mut fds: Vec<libc::pollfd> = std::iter::once(fd.as_raw_fd())
+        .chain(more.iter().copied())
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: a slice of pollfds we own, with its length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 pub fn wait_readable(fd: &impl AsRawFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     loop {

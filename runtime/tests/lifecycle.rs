@@ -1158,6 +1158,8 @@ fn spawn_watch(
         .arg(p.root.path())
         .arg("--image-root")
         .arg(image_root())
+        .arg("--data-root")
+        .arg(&p.data)
         .args(["get", "pod", name, "-w"])
         .args(args)
         .stdout(std::process::Stdio::piped())

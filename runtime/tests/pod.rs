@@ -302,7 +302,7 @@ fn gc_cleans_up_after_a_killed_shim() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&a));
     let mut left = leftovers(&uid, &p.pod_dir(&a));
-    left.retain(|l| !l.starts_with("record"));
+    left.retain(|l| !l.starts_with("record") && !l.starts_with("data"));
     assert_eq!(left, Vec::<String>::new());
     assert!(!alive(pause));
     assert_eq!(p.pod_json(&a)["status"]["phase"], "Failed");

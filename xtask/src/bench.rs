@@ -145,7 +145,9 @@ impl Bench {
         c.arg("--root")
             .arg(&self.state)
             .arg("--image-root")
-            .arg(&self.images);
+            .arg(&self.images)
+            .arg("--data-root")
+            .arg(self.work.join("data"));
         c
     }
 

@@ -113,11 +113,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let bin = fixtures::build_podlab(false)?;
     let root = util::target().join("conformance-cli-root");
+    let data = util::target().join("conformance-cli-data");
     let images = test::test_image_root();
     let globals = format!(
-        "--root {} --image-root {}",
+        "--root {} --image-root {} --data-root {}",
         root.display(),
-        images.display()
+        images.display(),
+        data.display()
     );
     if root.to_string_lossy().contains(char::is_whitespace)
         || images.to_string_lossy().contains(char::is_whitespace)
@@ -128,7 +130,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let caps = format!(
         "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
          node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
-         unschedulable,oom-reason,probes,hooks",
+         unschedulable,oom-reason,probes,hooks,storage-eviction",
         podlab::config::DEFAULT_PIDS_LIMIT
     );
     util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");
@@ -137,11 +139,14 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
             .arg("--runtime")
             .arg(format!("cli:{}", bin.display()))
             .args(["--caps", &caps])
-            .env("CONFORMANCE_CLI_ARGS", globals),
+            .env("CONFORMANCE_CLI_ARGS", globals)
+            // podlab's shims inherit it: the storage scan every half second.
+            .env("PODLAB_STORAGE_SCAN_MS", "500"),
     );
     // The suite found no pod left behind; the store itself goes too.
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&data);
     }
     result
 }

@@ -13,12 +13,17 @@ use crate::{doctor, fixtures, util};
 struct Demo {
     podlab: PathBuf,
     root: PathBuf,
+    data: PathBuf,
 }
 
 impl Demo {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.podlab);
-        c.arg("--root").arg(&self.root).args(args);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--data-root")
+            .arg(&self.data)
+            .args(args);
         c
     }
 
@@ -71,6 +76,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let demo = Demo {
         podlab,
         root: util::target().join("demo-state"),
+        data: util::target().join("demo-data"),
     };
     let manifest = util::root().join("fixtures/pods/demo.yaml");
     // A demo pod left by an interrupted run would make apply say "unchanged".

@@ -42,6 +42,7 @@ pub fn render(podlab: &Path) -> anyhow::Result<String> {
                 .arg("--help")
                 .env("COLUMNS", "100")
                 .env_remove("PODLAB_ROOT")
+                .env_remove("PODLAB_DATA_ROOT")
                 .env_remove("PODLAB_IMAGE_ROOT"),
         )?;
         // Defaults that depend on the environment are not part of the reference.

@@ -402,6 +402,7 @@ pub fn run_all(_args: &[String]) -> anyhow::Result<()> {
     // The graders and the lab commands see the same isolated podlab.
     std::env::set_var("PATH", &path);
     std::env::set_var("PODLAB_ROOT", &state);
+    std::env::set_var("PODLAB_DATA_ROOT", util::target().join("labs/data"));
     std::env::set_var("PODLAB_IMAGE_ROOT", &images);
     std::env::set_var("PODLAB_BACKOFF_BASE_MS", "500");
     cleanup();

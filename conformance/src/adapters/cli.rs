@@ -110,6 +110,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "postStart and preStop hooks run as the kubelet runs them",
     ),
     (
+        "storage-eviction",
+        "a pod past an ephemeral-storage limit or a disk emptyDir's sizeLimit is evicted",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -141,6 +145,8 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     oom_reason: true,
                     probes: true,
                     hooks: true,
+                    storage_eviction: true,
+                    log_bound: None,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -157,6 +163,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "oom-reason" => caps.oom_reason = true,
             "probes" => caps.probes = true,
             "hooks" => caps.hooks = true,
+            "storage-eviction" => caps.storage_eviction = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -314,6 +321,18 @@ impl Runtime for Cli {
         ];
         let out = self.run(&sub, None, COMMAND_TIMEOUT)?;
         check_status(&out, &self.shown(&sub))
+    }
+
+    /// `logs POD -c C [--tail N]`.
+    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
+        let tail = tail.map(|n| n.to_string());
+        let mut sub = vec!["logs", pod, "-c", container];
+        if let Some(n) = &tail {
+            sub.extend(["--tail", n.as_str()]);
+        }
+        let out = self.run(&sub, None, COMMAND_TIMEOUT)?;
+        check_status(&out, &self.shown(&sub))?;
+        Ok(out.stdout)
     }
 
     /// kubectl's `delete --grace-period N` waits until the pod is gone.

@@ -51,6 +51,9 @@ pub struct Podlab {
     cli: Cli,
     /// This run's private state directory (`--root`), removed on drop.
     root: tempfile::TempDir,
+    /// This run's private data directory (`--data-root`: writable layers,
+    /// emptyDirs, logs), removed on drop.
+    data: tempfile::TempDir,
     /// Every pod uid this adapter saw, to look for leftovers.
     uids: Mutex<Vec<String>>,
 }
@@ -61,9 +64,20 @@ impl Podlab {
             .prefix("podlab-conformance-")
             .tempdir()
             .map_err(|e| Error::Other(format!("cannot create a state directory: {e}")))?;
+        // On disk, where podlab's default data root is: the STOR tests
+        // write tens of MB, too much for a tmpfs /tmp.
+        let data = tempfile::Builder::new()
+            .prefix("podlab-conformance-data-")
+            .tempdir_in(std::env::temp_dir())
+            .map_err(|e| Error::Other(format!("cannot create a data directory: {e}")))?;
         // Global options come before the subcommand: after `exec ... --`
         // they would be the command's.
-        let mut global_args = vec!["--root".into(), root.path().display().to_string()];
+        let mut global_args = vec![
+            "--root".into(),
+            root.path().display().to_string(),
+            "--data-root".into(),
+            data.path().display().to_string(),
+        ];
         if let Some(images) = &config.image_root {
             global_args.extend(["--image-root".into(), images.display().to_string()]);
         }
@@ -78,6 +92,14 @@ impl Podlab {
                 "PODLAB_BACKOFF_BASE_MS".to_string(),
                 BACKOFF_BASE_MS.to_string(),
             ),
+            // The ephemeral-storage scan every half second instead of the
+            // kubelet's ten, so eviction tests end quickly.
+            ("PODLAB_STORAGE_SCAN_MS".to_string(), "500".to_string()),
+            ("PODLAB_LOG_MAX_SIZE".to_string(), LOG_MAX_SIZE.to_string()),
+            (
+                "PODLAB_LOG_MAX_FILES".to_string(),
+                LOG_MAX_FILES.to_string(),
+            ),
         ];
         env.extend(config.env);
         let cli = CliConfig {
@@ -91,6 +113,7 @@ impl Podlab {
         Ok(Podlab {
             cli: Cli::named("podlab".into(), cli),
             root,
+            data,
             uids: Mutex::new(Vec::new()),
         })
     }
@@ -127,6 +150,10 @@ impl Podlab {
         }
         let mut marks = self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone();
         left.extend(host_leftovers(&marks));
+        left.extend(store_leftovers(
+            &[self.root.path(), self.data.path()],
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        ));
         // Processes: a shim names our state directory, a pause its pod's
         // netns (by uid), a container process sits in its pod's cgroup.
         marks.push(self.root.path().to_string_lossy().into_owned());
@@ -158,7 +185,26 @@ fn capabilities() -> Capabilities {
         oom_reason: true,
         probes: true,
         hooks: true,
+        storage_eviction: true,
+        log_bound: Some(LOG_MAX_SIZE * LOG_MAX_FILES),
     }
+}
+
+/// The log rotation the adapter asks podlab for (`PODLAB_LOG_MAX_SIZE`,
+/// `PODLAB_LOG_MAX_FILES`): small, so STOR-001 writes a few MB, not 60.
+const LOG_MAX_SIZE: u64 = 1 << 20;
+const LOG_MAX_FILES: u64 = 3;
+
+/// Bytes of the files under `dir` (a container's log directory).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 impl Runtime for Podlab {
@@ -207,6 +253,31 @@ impl Runtime for Podlab {
     fn leftovers(&self) -> Vec<String> {
         crate::runtime::settled_leftovers(|| self.leftovers_now())
     }
+
+    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
+        self.cli.logs(pod, container, tail)
+    }
+
+    /// What is in the container's log directory under the data root, over
+    /// every namespace (the current start's files and the previous one's).
+    fn log_bytes(&self, pod: &str, container: &str) -> Result<u64, Error> {
+        let pods = self.data.path().join("pods");
+        let mut total = 0;
+        let mut found = false;
+        for ns in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+            let dir = ns.path().join(pod).join("logs").join(container);
+            if dir.is_dir() {
+                found = true;
+                total += dir_bytes(&dir);
+            }
+        }
+        if !found {
+            return Err(Error::NotFound(format!(
+                "{pod} (no log directory of {container})"
+            )));
+        }
+        Ok(total)
+    }
 }
 
 /// Network namespaces and cgroup directories on the host that still
@@ -231,6 +302,33 @@ fn leftovers_under(netns: &Path, cgroup_root: &Path, uids: &[String]) -> Vec<Str
             let name = e.file_name().to_string_lossy().into_owned();
             if uids.iter().any(|u| name.contains(u.as_str())) {
                 left.push(format!("{} is still there", e.path().display()));
+            }
+        }
+    }
+    left.sort();
+    left
+}
+
+/// Pod directories left under the state or the data root (`pods/NS/NAME`),
+/// and mounts still under either (`mountinfo` is /proc/self/mountinfo).
+fn store_leftovers(roots: &[&Path], mountinfo: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for root in roots {
+        let pods = root.join("pods");
+        for ns in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+            for pod in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                left.push(format!("{} is still there", pod.path().display()));
+            }
+        }
+        let prefix = format!("{}/", root.display());
+        for line in mountinfo.lines() {
+            // The mount point is the fifth field.
+            if line
+                .split(' ')
+                .nth(4)
+                .is_some_and(|m| m.starts_with(&prefix))
+            {
+                left.push(format!("still mounted: {line}"));
             }
         }
     }
@@ -270,6 +368,28 @@ fn process_leftovers(proc_root: &Path, marks: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_leftovers_are_pod_dirs_and_mounts_under_either_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, data) = (dir.path().join("state"), dir.path().join("data"));
+        std::fs::create_dir_all(state.join("pods/default")).unwrap();
+        std::fs::create_dir_all(data.join("pods")).unwrap();
+        assert_eq!(store_leftovers(&[&state, &data], ""), Vec::<String>::new());
+        std::fs::create_dir_all(data.join("pods/default/web/volumes/v")).unwrap();
+        let mounts = format!(
+            "40 30 0:50 / {}/pods/default/web/volumes/v rw - tmpfs podlab-emptydir rw\n\
+             41 30 0:51 / /elsewhere rw - tmpfs x rw",
+            data.display()
+        );
+        let left = store_leftovers(&[&state, &data], &mounts);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(
+            left[0].contains("data/pods/default/web is still there"),
+            "{left:?}"
+        );
+        assert!(left[1].starts_with("still mounted: 40 "), "{left:?}");
+    }
 
     #[test]
     fn leftovers_are_the_entries_naming_our_pods() {

@@ -274,6 +274,9 @@ impl Runtime for Podman {
             probes: false,
             // Not verified on podman 4.3.1's kube play.
             hooks: false,
+            // podman has no eviction: nothing measures a pod's disk use.
+            storage_eviction: false,
+            log_bound: None,
         }
     }
 

@@ -330,7 +330,7 @@ fn ctr(ctx: &Ctx, name: &str, argv: &[&str]) -> Value {
     json!({"name": name, "image": ctx.probe_image, "command": argv})
 }
 
-fn sh(ctx: &Ctx, name: &str, script: &str) -> Value {
+pub(super) fn sh(ctx: &Ctx, name: &str, script: &str) -> Value {
     ctr(ctx, name, &["sh", "-c", script])
 }
 

@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod net;
 pub mod podnet;
 pub mod probes;
+pub mod storage;
 mod util;
 pub mod uts;
 
@@ -50,6 +51,7 @@ pub fn all() -> Vec<TestCase> {
         esc_mounts::CASES,
         esc_devices::CASES,
         esc_privileges::CASES,
+        storage::CASES,
     ]
     .concat()
 }

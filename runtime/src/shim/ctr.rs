@@ -56,6 +56,8 @@ pub(super) struct Ctr {
     /// The readiness probe's verdict in the current run.
     pub(super) probe_ready: bool,
     pub(super) stopping: Option<Stopping>,
+    /// The current start's log and the pipes it is read from.
+    pub(super) log: Option<super::logpipe::CtrLog>,
 }
 
 impl Ctr {
@@ -90,6 +92,7 @@ impl Ctr {
             finished: false,
             post_start: None,
             probes: Vec::new(),
+            log: None,
             probe_started: false,
             probe_ready: false,
             stopping: None,
@@ -188,7 +191,11 @@ mod tests {
     fn ctr(image: &str) -> Ctr {
         let spec: Container =
             serde_json::from_value(serde_json::json!({"name": "a", "image": image})).unwrap();
-        let config = Config::new("/nonexistent/root".into(), "/nonexistent/images".into());
+        let config = Config::new(
+            "/nonexistent/root".into(),
+            "/nonexistent/images".into(),
+            "/nonexistent/data".into(),
+        );
         Ctr::new(Role::App, spec, &config, false)
     }
 

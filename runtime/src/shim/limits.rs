@@ -63,6 +63,41 @@ pub fn pod_limits(pod: &Pod) -> Result<Limits, quantity::Error> {
     Ok(Limits::from_millis(cpu, None, memory, pids))
 }
 
+/// The pod's memory limit as the kubelet computes it for a memory-backed
+/// emptyDir: the pod-level limit, else the sum of the app containers'
+/// limits when every one has a limit; None when the pod is unbounded.
+pub fn pod_memory_limit(pod: &Pod) -> Result<Option<i64>, quantity::Error> {
+    if let Some(m) = pod_limits(pod)?.memory_bytes {
+        return Ok(Some(m));
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(None);
+    };
+    let mut sum: i64 = 0;
+    for c in &spec.containers {
+        match container_limits(c, 0)?.memory_bytes {
+            Some(m) => sum = sum.saturating_add(m),
+            None => return Ok(None),
+        }
+    }
+    Ok((!spec.containers.is_empty()).then_some(sum))
+}
+
+/// The size of a `medium: Memory` emptyDir's tmpfs: its sizeLimit, capped by
+/// the pod's memory limit (its pages are charged to the pod); None leaves
+/// the kernel's default (half of RAM).
+pub fn memory_volume_size(
+    pod: &Pod,
+    size_limit: Option<&str>,
+) -> Result<Option<i64>, quantity::Error> {
+    let size = size_limit.map(quantity::memory_bytes).transpose()?;
+    let pod_limit = pod_memory_limit(pod)?;
+    Ok(match (size, pod_limit) {
+        (Some(s), Some(p)) => Some(s.min(p)),
+        (s, p) => s.or(p),
+    })
+}
+
 impl Shim {
     /// The `no-*-limit` mutants: one limit left out of the container's cgroup.
     pub(super) fn mutant_limits(&self, limits: &mut Limits) {
@@ -141,6 +176,38 @@ mod tests {
         assert_eq!(
             pod_limits(&with_pids("-64")).unwrap_err().reason(),
             "is negative"
+        );
+    }
+
+    #[test]
+    fn a_memory_volume_is_sized_by_its_limit_or_the_pods() {
+        let c = |m: Option<&str>| match m {
+            Some(m) => serde_json::json!({"name": "a", "resources": {"limits": {"memory": m}}}),
+            None => serde_json::json!({"name": "a"}),
+        };
+        let two =
+            pod(serde_json::json!({"spec": {"containers": [c(Some("64Mi")), c(Some("32Mi"))]}}));
+        assert_eq!(memory_volume_size(&two, None).unwrap(), Some(96 << 20));
+        assert_eq!(
+            memory_volume_size(&two, Some("10Mi")).unwrap(),
+            Some(10 << 20)
+        );
+        assert_eq!(
+            memory_volume_size(&two, Some("1Gi")).unwrap(),
+            Some(96 << 20)
+        );
+        // One container without a limit: the pod is unbounded.
+        let open = pod(serde_json::json!({"spec": {"containers": [c(Some("64Mi")), c(None)]}}));
+        assert_eq!(memory_volume_size(&open, None).unwrap(), None);
+        assert_eq!(
+            memory_volume_size(&open, Some("8Mi")).unwrap(),
+            Some(8 << 20)
+        );
+        let pod_level = pod(serde_json::json!({"spec": {
+            "resources": {"limits": {"memory": "16Mi"}}, "containers": [c(None)]}}));
+        assert_eq!(
+            memory_volume_size(&pod_level, None).unwrap(),
+            Some(16 << 20)
         );
     }
 

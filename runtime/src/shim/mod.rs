@@ -44,11 +44,13 @@ use crate::sys::{self, ProcessId};
 
 mod ctr;
 mod limits;
+mod logpipe;
 mod pod_sandbox;
 mod probes;
 mod spawn;
 mod start;
 mod status;
+mod storage;
 mod supervise;
 mod terminate;
 
@@ -117,6 +119,8 @@ pub struct Shim {
     terminating: Option<Instant>,
     /// The pod finished and the scheduler was told.
     released_requests: bool,
+    /// When the next ephemeral-storage scan is due (none without limits).
+    next_storage_scan: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
 }
@@ -167,7 +171,7 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
 /// would run a pod that delete cannot stop and gc would release under it,
 /// so it runs nothing, and the pod is reported ApplyAbandoned.
 fn claim(config: &Config, key: &PodKey) -> Result<bool, Error> {
-    let store = Store::open(&config.root)?;
+    let store = Store::of(config)?;
     let _lock = store.lock()?;
     let dir = store.get(key)?;
     Ok(read_shim(&dir).is_some_and(|s| s.pid == std::process::id() as i32))
@@ -209,7 +213,7 @@ fn go_duration(d: Duration) -> String {
 
 impl Shim {
     fn new(config: Config, key: PodKey, notify: File) -> Result<Shim, Error> {
-        let store = Store::open(&config.root)?;
+        let store = Store::of(&config)?;
         let dir = store.get(&key)?;
         let mut pod = dir.read_pod()?;
         let mutant = Mutant::from_env();
@@ -266,6 +270,7 @@ impl Shim {
             initialized: false,
             terminating: None,
             released_requests: false,
+            next_storage_scan: None,
             notify: Some(notify),
         })
     }
@@ -310,6 +315,7 @@ impl Shim {
         self.save_status()?;
         self.create_sandbox()?;
         self.prepare_volumes()?;
+        self.next_storage_scan = self.first_storage_scan();
 
         loop {
             self.sync()?;
@@ -318,13 +324,16 @@ impl Shim {
                 // Past the grace period (and the two seconds kubelet adds
                 // after a preStop hook) release() kills what is left.
                 if !self.ctrs.iter().any(Ctr::running) || Instant::now() >= deadline + AFTER_HOOK {
+                    self.pump_logs();
                     return self.finish_termination();
                 }
             }
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(Instant::now()));
-            sys::wait_readable(sigfd, timeout).map_err(io("wait for signals"))?;
+            sys::wait_readable_any(sigfd, &self.log_fds(), timeout)
+                .map_err(io("wait for signals and output"))?;
+            self.pump_logs();
             let mut terminate = false;
             while let Ok(Some(info)) = sigfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
@@ -349,6 +358,7 @@ impl Shim {
             .map(|d| d + AFTER_HOOK)
             .into_iter()
             .collect();
+        all.extend(self.next_storage_scan.filter(|_| !self.evicted()));
         for c in &self.ctrs {
             all.extend(c.restart_at);
             all.extend(c.retry_at);
@@ -373,7 +383,7 @@ impl Shim {
     /// then the app containers (one after another while a postStart hook
     /// runs); stops the sidecars once the app containers are done for good.
     fn sync(&mut self) -> Result<(), Error> {
-        if self.terminating.is_some() || self.pod_terminal() {
+        if self.terminating.is_some() || self.pod_terminal() || self.evicted() {
             self.stop_in_order();
             return Ok(());
         }
@@ -423,6 +433,7 @@ impl Shim {
     /// Handles what became due: hook and probe timers, grace periods,
     /// retries and restarts.
     fn tick(&mut self, now: Instant) -> Result<(), Error> {
+        self.scan_storage(now);
         for i in 0..self.ctrs.len() {
             self.tick_stopping(i, now);
             if self.ctrs[i]

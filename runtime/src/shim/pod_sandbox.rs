@@ -20,7 +20,6 @@ use crate::container;
 use crate::lifecycle;
 use crate::mutants::Mutant;
 use crate::network;
-use crate::quantity;
 use crate::sandbox;
 use crate::store::{now_time, PodDir};
 use crate::sys::{self, ProcessId};
@@ -161,7 +160,7 @@ impl Shim {
     }
 
     /// Creates the pod's emptyDir volumes: a directory under the pod's
-    /// state, or a tmpfs for `medium: Memory` (sized by `sizeLimit`).
+    /// data (on disk), or a tmpfs for `medium: Memory` (sized by `sizeLimit`).
     pub(super) fn prepare_volumes(&mut self) -> Result<(), Error> {
         use std::os::unix::fs::PermissionsExt;
         let fs_group = self
@@ -178,8 +177,9 @@ impl Shim {
             fs::create_dir_all(&path).map_err(io(format!("mkdir {}", path.display())))?;
             if empty.medium.as_deref() == Some("Memory") {
                 let mut data = String::from("mode=0777");
-                if let Some(size) = &empty.size_limit {
-                    data.push_str(&format!(",size={}", quantity::memory_bytes(&size.0)?));
+                let size_limit = empty.size_limit.as_ref().map(|q| q.0.as_str());
+                if let Some(size) = super::limits::memory_volume_size(&self.pod, size_limit)? {
+                    data.push_str(&format!(",size={size}"));
                 }
                 if !sys::is_mount_point(&path) {
                     sys::mount(
@@ -279,12 +279,12 @@ fn wrong_ip(ip: &str) -> String {
 
 /// The directory of a pod's emptyDir volume.
 pub fn volume_dir(dir: &PodDir, volume: &str) -> PathBuf {
-    dir.dir.join("volumes").join(volume)
+    dir.volumes_dir().join(volume)
 }
 
 /// True while one of the pod's memory-backed volumes is mounted.
 pub fn volumes_mounted(dir: &PodDir) -> bool {
-    fs::read_dir(dir.dir.join("volumes"))
+    fs::read_dir(dir.volumes_dir())
         .map(|entries| entries.flatten().any(|e| sys::is_mount_point(&e.path())))
         .unwrap_or(false)
 }
@@ -293,7 +293,7 @@ pub fn volumes_mounted(dir: &PodDir) -> bool {
 /// pod's record). Safe to repeat; returns the errors.
 pub fn release_volumes(dir: &PodDir) -> Vec<String> {
     let mut errors = Vec::new();
-    let Ok(entries) = fs::read_dir(dir.dir.join("volumes")) else {
+    let Ok(entries) = fs::read_dir(dir.volumes_dir()) else {
         return errors;
     };
     for e in entries.flatten() {

@@ -145,6 +145,8 @@ impl Shim {
             .arg(&self.config.root)
             .arg("--image-root")
             .arg(&self.config.image_root)
+            .arg("--data-root")
+            .arg(&self.config.data_root)
             .arg("__probe")
             .arg(&self.dir.key.namespace)
             .arg(&self.dir.key.name)

@@ -96,7 +96,9 @@ pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> 
     cmd.arg("--root")
         .arg(&config.root)
         .arg("--image-root")
-        .arg(&config.image_root);
+        .arg(&config.image_root)
+        .arg("--data-root")
+        .arg(&config.data_root);
     if let Some(dir) = &config.cni_conf_dir {
         cmd.arg("--cni-conf-dir").arg(dir);
     }

@@ -4,7 +4,7 @@
 //! its probes begin. A start that cannot happen (a missing image, a bad
 //! configuration) is shown as a waiting reason and retried with back-off.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -102,10 +102,13 @@ impl Shim {
         self.ctrs[i].oom_base = leaf.oom_kill_count().unwrap_or(0);
 
         let cdir = self.dir.container_dir(&name);
-        let (upper, work, rootfs) = (cdir.join("upper"), cdir.join("work"), cdir.join("rootfs"));
+        let layer = self.dir.layer_dir(&name);
+        let (upper, work, rootfs) = (layer.join("upper"), layer.join("work"), cdir.join("rootfs"));
         // A restarted container starts from the image again, as in Kubernetes.
-        let _ = fs::remove_dir_all(&upper);
-        let _ = fs::remove_dir_all(&work);
+        if self.mutant != Some(Mutant::RootfsKeptOnRestart) {
+            let _ = fs::remove_dir_all(&upper);
+            let _ = fs::remove_dir_all(&work);
+        }
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).map_err(io(format!("mkdir {}", d.display())))?;
         }
@@ -136,13 +139,17 @@ impl Shim {
         let config_path = cdir.join("config.json");
         store::write_json_atomic(&config_path, &init)?;
 
-        let log_path = self.dir.log_file(&name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(format!("open {}", log_path.display())))?;
-        let log2 = log.try_clone().map_err(io("dup log"))?;
+        // What is left of the last start's output goes to its own log.
+        if let Some(mut old) = self.ctrs[i].log.take() {
+            let _ = old.pump();
+        }
+        let start_number = if self.ctrs[i].ran {
+            self.ctrs[i].status.restart_count.max(0) as u32 + 1
+        } else {
+            0
+        };
+        let (ctr_log, log, log2) = super::logpipe::CtrLog::open(self, &name, start_number)?;
+        self.ctrs[i].log = Some(ctr_log);
         let (report_r, report_w) = sandbox::pipe()?;
         let (go_r, go_w) = sandbox::pipe()?;
         let mut cmd = Command::new(self_exe());

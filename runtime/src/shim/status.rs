@@ -90,8 +90,8 @@ impl Shim {
         if self.mutant == Some(Mutant::EarlyRunning) && self.state.pause.is_some() {
             phase = lifecycle::RUNNING;
         }
-        // A pod whose sandbox died stays Failed.
-        if lost {
+        // A pod whose sandbox died, or that was evicted, stays Failed.
+        if lost || self.evicted() {
             phase = lifecycle::FAILED;
         }
         self.status.phase = Some(phase.into());

@@ -127,6 +127,7 @@ impl Shim {
         let c = &self.ctrs[i];
         let restart = self.terminating.is_none()
             && !self.sandbox_lost()
+            && !self.evicted()
             && lifecycle::should_restart(&policy, c.role == Role::Sidecar, c.role == Role::Init, code)
             && self.mutant != Some(Mutant::NoRestart)
             // A sidecar is not restarted once the pod's app containers are done.

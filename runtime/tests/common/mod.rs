@@ -60,21 +60,52 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:x}{:x}", std::process::id() & 0xfff, n & 0xfffff)
 }
 
-/// One isolated podlab state root.
+/// One isolated podlab state root and its data root.
 pub struct Podlab {
     pub root: tempfile::TempDir,
+    /// The data root (`--data-root`), next to the state root and named after
+    /// it (see [`data_root_of`]); removed on drop.
+    pub data: PathBuf,
+}
+
+/// The data root the harness gives a state root: `podlab-state-X` has
+/// `podlab-data-X` beside it, so a pod's two directories are found from one.
+pub fn data_root_of(state_root: &Path) -> PathBuf {
+    let name = state_root
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .replacen("podlab-state-", "podlab-data-", 1)
+        })
+        .unwrap_or_default();
+    state_root.with_file_name(name)
+}
+
+/// A pod's directory under the data root, from its directory in the state
+/// root (`<root>/pods/<ns>/<name>`).
+pub fn data_dir_of(pod_dir: &Path) -> Option<PathBuf> {
+    let name = pod_dir.file_name()?;
+    let ns_dir = pod_dir.parent()?;
+    let root = ns_dir.parent()?.parent()?;
+    Some(
+        data_root_of(root)
+            .join("pods")
+            .join(ns_dir.file_name()?)
+            .join(name),
+    )
 }
 
 impl Podlab {
     pub fn new() -> Podlab {
         let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/podlab-test");
         std::fs::create_dir_all(&base).expect("test dir");
-        Podlab {
-            root: tempfile::Builder::new()
-                .prefix("podlab-state-")
-                .tempdir_in(base)
-                .expect("tempdir"),
-        }
+        let root = tempfile::Builder::new()
+            .prefix("podlab-state-")
+            .tempdir_in(base)
+            .expect("tempdir");
+        let data = data_root_of(root.path());
+        std::fs::create_dir_all(&data).expect("data root");
+        Podlab { root, data }
     }
 
     pub fn cmd(&self) -> Command {
@@ -82,7 +113,9 @@ impl Podlab {
         c.arg("--root")
             .arg(self.root.path())
             .arg("--image-root")
-            .arg(image_root());
+            .arg(image_root())
+            .arg("--data-root")
+            .arg(&self.data);
         c.env("PODLAB_BACKOFF_BASE_MS", "200");
         c
     }
@@ -172,6 +205,17 @@ impl Podlab {
     pub fn pod_dir(&self, name: &str) -> PathBuf {
         self.root.path().join("pods/default").join(name)
     }
+
+    /// The pod's directory under the data root (layers, volumes, logs).
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.data.join("pods/default").join(name)
+    }
+}
+
+impl Drop for Podlab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
 }
 
 pub struct PodGuard<'a> {
@@ -253,6 +297,15 @@ pub fn leftovers(uid: &str, pod_dir: &Path) -> Vec<String> {
     if pod_dir.exists() {
         left.push(format!("record {}", pod_dir.display()));
     }
+    if let Some(data) = data_dir_of(pod_dir) {
+        let name = data.to_string_lossy();
+        for line in mounts.lines().filter(|l| l.contains(&*name)) {
+            left.push(format!("mount {line}"));
+        }
+        if data.exists() {
+            left.push(format!("data {}", data.display()));
+        }
+    }
     left
 }
 
@@ -276,6 +329,8 @@ pub fn spawnable(p: &Podlab) -> std::process::Command {
         .arg(p.root.path())
         .arg("--image-root")
         .arg(image_root())
+        .arg("--data-root")
+        .arg(&p.data)
         .env("PODLAB_BACKOFF_BASE_MS", "200");
     c
 }

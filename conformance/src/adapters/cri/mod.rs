@@ -381,6 +381,11 @@ impl Runtime for Cri {
             probes: false,
             // Hooks too are the kubelet's, and this adapter does not run them.
             hooks: false,
+            // Eviction is the kubelet's: containerd measures nothing against
+            // ephemeral-storage limits.
+            storage_eviction: false,
+            // containerd writes what the kubelet asks; rotation is the kubelet's.
+            log_bound: None,
         }
     }
 
