@@ -330,7 +330,8 @@ fn create(
     let now = now_time();
     pod.metadata.uid = Some(new_uid());
     pod.metadata.creation_timestamp = Some(now.clone());
-    pod.metadata.resource_version = Some("1".into());
+    // The API server starts a pod at generation 1; the store sets its version.
+    pod.metadata.generation = Some(1);
     // The scheduler binds pods; a nodeName in the manifest is not obeyed.
     pod.spec = pod.spec.map(unbound);
     pod.status = None;
@@ -553,10 +554,20 @@ fn wait_running(dir: &PodDir, notify: File, left: Duration, timeout: Duration) -
 /// The pod and its status as `get` shows it. A pod whose shim is gone while
 /// it should be running is reported `Unknown`, never a stale Running.
 pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
-    let pod = dir.read_pod()?;
-    let mut status = match dir.read_status() {
-        Ok(Some(s)) => s,
-        Ok(None) => lifecycle::initial_status(&now_time()),
+    let mut pod = dir.read_pod()?;
+    let mut status = match dir.read_status_versioned() {
+        Ok(Some((s, version))) => {
+            // The pod's version is its newest record's.
+            let of_pod = pod
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            pod.metadata.resource_version = Some(of_pod.max(version).to_string());
+            s
+        }
+        Ok(None) => lifecycle::initial_status(&pod, &now_time()),
         // A torn status record (a crash mid-write on a filesystem without
         // atomic rename) is reported, never a panic or a hidden pod.
         Err(store::Error::Corrupt { path, source }) => PodStatus {
@@ -618,6 +629,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
         .max(0);
     if pod.metadata.deletion_timestamp.is_none() {
         pod.metadata.deletion_timestamp = Some(now_time());
+        // A graceful deletion is a change the kubelet must observe.
+        pod.metadata.generation = Some(pod.metadata.generation.unwrap_or(1) + 1);
     }
     pod.metadata.deletion_grace_period_seconds = Some(grace);
     dir.write_pod(&pod)?;

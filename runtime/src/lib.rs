@@ -20,7 +20,7 @@ pub mod mutants;
 pub mod namespaces;
 pub mod network;
 pub mod probe;
-pub mod quantity;
+pub use podlab_kube::quantity;
 pub mod safepath;
 pub mod sandbox;
 pub mod scheduler;

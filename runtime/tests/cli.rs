@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 #[test]
@@ -158,4 +160,71 @@ fn unknown_pods_are_not_found() {
     let out = p.run(&["get", "deployments"]);
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("doesn't have a resource type \"deployments\""));
+}
+
+/// The fields the API server and the kubelet add to a v1 Pod: the QoS class,
+/// the repo digest as imageID, a resourceVersion that grows with every change
+/// (store-wide), and the generation the kubelet reports having observed,
+/// bumped by a graceful deletion.
+#[test]
+fn the_pod_object_carries_qos_image_id_and_versions() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("obj");
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {a}\nspec:\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, \"3600\"]\n    resources:\n      limits: {{cpu: 100m, memory: 32Mi}}\n"
+    );
+    let _g = p.pod(&a, &text);
+    let pod = p.pod_json(&a);
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{pod}");
+    let image_id = pod["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (repo, digest) = image_id.split_once('@').expect("repo@digest");
+    assert_eq!(repo, "podlab.local/busybox", "{image_id}");
+    assert!(
+        digest.len() == 71 && digest.starts_with("sha256:"),
+        "{image_id}"
+    );
+    let version = |pod: &serde_json::Value| -> u64 {
+        pod["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("resourceVersion: {pod}"))
+    };
+    let running = version(&pod);
+    assert!(running > 1, "the shim's status writes count: {pod}");
+    assert_eq!(pod["metadata"]["generation"], 1);
+    assert_eq!(pod["status"]["observedGeneration"], 1, "{pod}");
+    // An unchanged pod keeps its version.
+    assert_eq!(version(&p.pod_json(&a)), running);
+
+    let b = unique("obj");
+    let _gb = p.pod(
+        &b,
+        &manifest(&b, &[("app", BUSYBOX, &["sleep", "3600"], None)]),
+    );
+    let other = p.pod_json(&b);
+    assert_eq!(other["status"]["qosClass"], "BestEffort");
+    assert!(version(&other) > running, "one counter for the store");
+
+    // sleep as PID 1 ignores SIGTERM: the deletion waits out its grace
+    // period, long enough to see the deleting pod.
+    let mut delete = spawnable(&p)
+        .args(["delete", "pod", &a])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = eventually(Duration::from_secs(10), || {
+        let out = p.run(&["get", "pod", &a, "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (pod["status"]["observedGeneration"] == 2).then_some(pod)
+    });
+    let _ = p.run(&["delete", "pod", &a, "--grace-period", "0"]);
+    let _ = delete.wait();
+    let deleting = seen.expect("the kubelet observes the deletion's generation");
+    assert_eq!(deleting["metadata"]["generation"], 2);
+    assert!(deleting["metadata"]["deletionTimestamp"].is_string());
+    assert!(version(&deleting) > version(&other), "{deleting}");
 }

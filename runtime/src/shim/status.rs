@@ -96,6 +96,7 @@ impl Shim {
         }
         self.status.phase = Some(phase.into());
         lifecycle::update_conditions(&self.pod, &mut self.status, &now_time());
+        lifecycle::set_observed_generation(&mut self.status, self.pod.metadata.generation);
         if self.written.as_ref() != Some(&self.status) {
             self.dir.write_status(&self.status)?;
             self.written = Some(self.status.clone());
