@@ -523,6 +523,54 @@ pub fn watch(
     }
 }
 
+/// What `podlab wait --for=...` waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    /// A condition type with a status (compared ignoring case, as kubectl does).
+    Condition { type_: String, status: String },
+    /// The pod's record is gone.
+    Delete,
+}
+
+/// True when the pod meets `what` (never for [`WaitFor::Delete`]: a pod
+/// that is still there is not deleted).
+pub fn meets(pod: &Pod, what: &WaitFor) -> bool {
+    match what {
+        WaitFor::Delete => false,
+        WaitFor::Condition { type_, status } => pod
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_.eq_ignore_ascii_case(type_) && c.status.eq_ignore_ascii_case(status)),
+    }
+}
+
+/// Waits until the pod meets `what`, watching its records: `Ok(true)` when
+/// it does, `Ok(false)` when `timeout` passed first. A missing pod has met
+/// [`WaitFor::Delete`]; for a condition it is not found.
+pub fn wait_for(config: &Config, key: &PodKey, what: &WaitFor, timeout: Duration) -> Result<bool> {
+    let store = Store::open(&config.root)?;
+    let dir = match store.get(key) {
+        Ok(dir) => dir,
+        Err(store::Error::NotFound { .. }) if *what == WaitFor::Delete => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
+    let mut met = false;
+    let end = match watch(&dir, Some(timeout), |pod| {
+        met = meets(pod, what);
+        !met
+    }) {
+        // Deleted between the lookup and the watch.
+        Err(Error::Store(store::Error::NotFound { .. })) => WatchEnd::Deleted,
+        other => other?,
+    };
+    Ok(match end {
+        WatchEnd::Deleted => *what == WaitFor::Delete,
+        WatchEnd::Stopped => met,
+        WatchEnd::TimedOut => false,
+    })
+}
+
 /// Waits for the shim's first report (Running, or why not) with a deadline.
 fn wait_running(dir: &PodDir, notify: File, left: Duration, timeout: Duration) -> Result<()> {
     let ready = sys::wait_readable(&notify, Some(left)).map_err(|e| Error::Io(e.to_string()))?;
@@ -913,6 +961,25 @@ fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_are_met_ignoring_case() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "False"}]}
+        }))
+        .unwrap();
+        let cond = |t: &str, s: &str| WaitFor::Condition {
+            type_: t.into(),
+            status: s.into(),
+        };
+        assert!(meets(&pod, &cond("ready", "true")));
+        assert!(!meets(&pod, &cond("Ready", "False")));
+        assert!(meets(&pod, &cond("ContainersReady", "false")));
+        assert!(!meets(&pod, &cond("Initialized", "True")));
+        assert!(!meets(&pod, &WaitFor::Delete));
+    }
 
     #[test]
     fn uids_are_v4_and_distinct() {

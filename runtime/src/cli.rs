@@ -95,7 +95,12 @@ pub fn get(
                 }
                 return Ok(());
             }
-            print!("{}", table(&pods, all, output == Some("wide")));
+            let cols = Columns {
+                namespace: all,
+                wide: output == Some("wide"),
+                ..Columns::default()
+            };
+            print!("{}", table(&pods, cols, podlab::store::unix_now()));
         }
         Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"),
     }
@@ -118,7 +123,11 @@ pub fn watch(config: &Config, key: &PodKey, output: Option<&str>) -> anyhow::Res
                 .map(|y| format!("---\n{y}"))
                 .map_err(serde::ser::Error::custom),
             Some("wide") | None => {
-                let t = table(std::slice::from_ref(pod), false, output == Some("wide"));
+                let cols = Columns {
+                    wide: output == Some("wide"),
+                    ..Columns::default()
+                };
+                let t = table(std::slice::from_ref(pod), cols, podlab::store::unix_now());
                 let mut lines = t.lines();
                 let header = lines.next().unwrap_or_default();
                 let row = lines.next().unwrap_or_default();
@@ -234,7 +243,7 @@ pub fn events(
                     .ok()
                     .map(Time);
                 let mut row = vec![
-                    age(seen.as_ref()),
+                    age(seen.as_ref(), podlab::store::unix_now()),
                     e.type_.clone(),
                     e.reason.clone(),
                     format!("pod/{}", key.name),
@@ -270,16 +279,31 @@ fn align(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn table(pods: &[Pod], all: bool, wide: bool) -> String {
+/// Which columns a pod table has.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Columns {
+    /// A NAMESPACE column first (`-A`).
+    pub namespace: bool,
+    /// `-o wide`: IP, NODE, NOMINATED NODE, READINESS GATES.
+    pub wide: bool,
+    /// `--no-headers`.
+    pub no_headers: bool,
+}
+
+/// `kubectl get pods` as a table, ages counted to `now` (seconds since the epoch).
+pub fn table(pods: &[Pod], cols: Columns, now: i64) -> String {
     let mut rows = Vec::new();
     let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
-    if all {
+    if cols.namespace {
         header.insert(0, "NAMESPACE");
     }
-    if wide {
-        header.extend(["IP", "NODE"]);
+    if cols.wide {
+        header.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
     }
-    rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    if !cols.no_headers {
+        rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    }
+    let none = || "<none>".to_string();
     for pod in pods {
         let status = pod.status.clone().unwrap_or_default();
         let (ready, total) = lifecycle::ready_count(pod, &status);
@@ -288,36 +312,72 @@ fn table(pods: &[Pod], all: bool, wide: bool) -> String {
             format!("{ready}/{total}"),
             lifecycle::display_status(pod, &status),
             lifecycle::restarts(pod, &status).to_string(),
-            age(pod.metadata.creation_timestamp.as_ref()),
+            age(pod.metadata.creation_timestamp.as_ref(), now),
         ];
-        if all {
+        if cols.namespace {
             row.insert(0, pod.metadata.namespace.clone().unwrap_or_default());
         }
-        if wide {
-            row.push(status.pod_ip.clone().unwrap_or_else(|| "<none>".into()));
-            row.push(
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-            );
+        if cols.wide {
+            let spec = pod.spec.as_ref();
+            row.push(status.pod_ip.clone().unwrap_or_else(none));
+            row.push(spec.and_then(|s| s.node_name.clone()).unwrap_or_else(none));
+            row.push(status.nominated_node_name.clone().unwrap_or_else(none));
+            row.push(readiness_gates(pod, &status).unwrap_or_else(none));
         }
         rows.push(row);
     }
     align(&rows)
 }
 
-/// kubectl's short ages: 42s, 5m, 3h, 2d.
-fn age(created: Option<&Time>) -> String {
-    let Some(t) = created else {
-        return "<unknown>".into();
+/// READINESS GATES: how many of the pod's gates are True, of how many.
+fn readiness_gates(pod: &Pod, status: &PodStatus) -> Option<String> {
+    let gates = pod.spec.as_ref()?.readiness_gates.as_ref()?;
+    if gates.is_empty() {
+        return None;
+    }
+    let met = gates
+        .iter()
+        .filter(|g| lifecycle::condition_is_true(status, &g.condition_type))
+        .count();
+    Some(format!("{met}/{}", gates.len()))
+}
+
+/// AGE: the time since `created` as kubectl's printers show it.
+fn age(created: Option<&Time>, now: i64) -> String {
+    match created {
+        Some(t) => human_duration(now - t.0.as_second()),
+        None => "<unknown>".into(),
+    }
+}
+
+/// A duration in seconds the way kubectl shortens it: two units while the
+/// second one still tells something (`5m3s`, `3h20m`, `5d4h`, `2y45d`), one
+/// after (`150m`, `20h`, `100d`); up to one second in the future is "0s"
+/// (clock skew), further is `<invalid>`.
+pub fn human_duration(secs: i64) -> String {
+    const MIN: i64 = 60;
+    const HOUR: i64 = 60 * MIN;
+    const DAY: i64 = 24 * HOUR;
+    const YEAR: i64 = 365 * DAY;
+    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
     };
-    let secs = (podlab::store::unix_now() - t.0.as_second()).max(0);
     match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 * 2 => format!("{}m", s / 60),
-        s if s < 86400 * 2 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+        s if s < -1 => "<invalid>".into(),
+        s if s < 0 => "0s".into(),
+        s if s < 2 * MIN => format!("{s}s"),
+        s if s < 10 * MIN => two(s / MIN, "m", s % MIN, "s"),
+        s if s < 3 * HOUR => format!("{}m", s / MIN),
+        s if s < 8 * HOUR => two(s / HOUR, "h", s % HOUR / MIN, "m"),
+        s if s < 2 * DAY => format!("{}h", s / HOUR),
+        s if s < 8 * DAY => two(s / DAY, "d", s % DAY / HOUR, "h"),
+        s if s < 2 * YEAR => format!("{}d", s / DAY),
+        s if s < 8 * YEAR => two(s / YEAR, "y", s % YEAR / DAY, "d"),
+        s => format!("{}y", s / YEAR),
     }
 }
 
@@ -648,48 +708,83 @@ fn human_size(bytes: u64) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn table_has_kubectl_columns() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
-            "status": {"phase": "Running", "podIP": "10.89.0.2", "containerStatuses": [
-                {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
-                 "state": {"running": {}}},
-                {"name": "b", "ready": false, "restartCount": 2, "image": "x", "imageID": "",
-                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
-            ]}
-        }))
-        .unwrap();
-        let t = table(&[pod], false, true);
-        let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("NAME"), "{t}");
-        assert!(lines[0].ends_with("IP          NODE"), "{t}");
-        let cells: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(
-            cells,
-            [
-                "web",
-                "1/2",
-                "CrashLoopBackOff",
-                "3",
-                cells[4],
-                "10.89.0.2",
-                "n1"
-            ]
-        );
-        assert!(cells[4].ends_with('d'));
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// 2020-01-01T00:00:00Z, the creation time of the test pods.
+    const CREATED: i64 = 1_577_836_800;
+
+    fn sample() -> Vec<Pod> {
+        vec![
+            pod(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
+                "status": {"phase": "Running", "podIP": "10.89.0.2", "containerStatuses": [
+                    {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
+                     "state": {"running": {}}},
+                    {"name": "b", "ready": false, "restartCount": 2, "image": "x", "imageID": "",
+                     "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ]}
+            })),
+            pod(serde_json::json!({
+                "metadata": {"name": "gated", "namespace": "lab", "creationTimestamp": "2020-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "a"}],
+                    "readinessGates": [{"conditionType": "example.com/one"}, {"conditionType": "example.com/two"}]},
+                "status": {"phase": "Pending", "nominatedNodeName": "n2", "conditions": [
+                    {"type": "example.com/one", "status": "True"}]}
+            })),
+        ]
     }
 
     #[test]
-    fn ages_are_short() {
-        let t = |s: i64| {
-            Time(k8s_openapi::jiff::Timestamp::from_second(podlab::store::unix_now() - s).unwrap())
+    fn tables_have_kubectls_columns() {
+        let now = CREATED + 5 * 60 + 3;
+        let plain = table(&sample(), Columns::default(), now);
+        insta::assert_snapshot!("table_plain", plain);
+        let wide = Columns {
+            namespace: true,
+            wide: true,
+            ..Columns::default()
         };
-        assert_eq!(age(Some(&t(5))), "5s");
-        assert_eq!(age(Some(&t(600))), "10m");
-        assert_eq!(age(Some(&t(3 * 3600))), "3h");
-        assert_eq!(age(Some(&t(3 * 86400))), "3d");
+        insta::assert_snapshot!("table_wide_all_namespaces", table(&sample(), wide, now));
+        let bare = Columns {
+            no_headers: true,
+            ..Columns::default()
+        };
+        // Widths come from the rows alone, as kubectl pads them.
+        insta::assert_snapshot!("table_no_headers", table(&sample(), bare, now));
+    }
+
+    #[test]
+    fn ages_follow_kubectls_rules() {
+        let cases = [
+            (-5, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (119, "119s"),
+            (120, "2m"),
+            (5 * 60 + 3, "5m3s"),
+            (10 * 60 + 3, "10m"),
+            (150 * 60, "150m"),
+            (3 * 3600 - 1, "179m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 20 * 60 + 59, "3h20m"),
+            (8 * 3600 + 60, "8h"),
+            (47 * 3600, "47h"),
+            (48 * 3600, "2d"),
+            (5 * 86400 + 4 * 3600, "5d4h"),
+            (8 * 86400 + 3600, "8d"),
+            (729 * 86400, "729d"),
+            (2 * 365 * 86400 + 45 * 86400, "2y45d"),
+            (9 * 365 * 86400, "9y"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}s");
+        }
+        let t = Time(k8s_openapi::jiff::Timestamp::from_second(CREATED).unwrap());
+        assert_eq!(age(Some(&t), CREATED + 90), "90s");
+        assert_eq!(age(None, CREATED), "<unknown>");
         assert_eq!(human_size(2048), "2.0KiB");
     }
 }

@@ -57,9 +57,10 @@ enum Command {
         file: String,
         #[command(flatten)]
         ns: Namespace,
-        /// Wait until the pods are Running (default 60s).
-        #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
-        wait: Option<Duration>,
+        /// podlab's own: wait until the pods are Running, at most this long
+        /// (default 60s). Not kubectl's `--wait`, which is about pruning.
+        #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
+        wait_ready: Option<Duration>,
     },
     /// List pods, or show one.
     Get {
@@ -122,6 +123,21 @@ enum Command {
         grace_period: Option<i64>,
         #[arg(long)]
         ignore_not_found: bool,
+    },
+    /// Wait until pods meet a condition or are deleted, as kubectl wait does:
+    /// `podlab wait --for=condition=Ready pod/NAME --timeout=60s`.
+    Wait {
+        /// `pod/NAME` (also `pods/NAME`), or `pod` followed by names.
+        #[arg(required = true)]
+        resources: Vec<String>,
+        /// `condition=TYPE` (status True), `condition=TYPE=STATUS`, or `delete`.
+        #[arg(long = "for", value_name = "CONDITION", value_parser = parse_wait_for)]
+        for_: podlab::api::WaitFor,
+        #[command(flatten)]
+        ns: Namespace,
+        /// How long to wait for each resource (kubectl's default: 30s).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Manage the image store.
     #[command(subcommand)]
@@ -186,6 +202,61 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `--for`: `delete`, `condition=TYPE` or `condition=TYPE=STATUS`.
+fn parse_wait_for(s: &str) -> Result<podlab::api::WaitFor, String> {
+    if s.eq_ignore_ascii_case("delete") {
+        return Ok(podlab::api::WaitFor::Delete);
+    }
+    let Some(cond) = s.strip_prefix("condition=") else {
+        return Err(format!(
+            "unrecognized condition {s:?} (condition=TYPE[=STATUS] or delete)"
+        ));
+    };
+    let (type_, status) = cond.split_once('=').unwrap_or((cond, "True"));
+    if type_.is_empty() || status.is_empty() {
+        return Err(format!("condition {s:?} names no type or no status"));
+    }
+    Ok(podlab::api::WaitFor::Condition {
+        type_: type_.into(),
+        status: status.into(),
+    })
+}
+
+/// Pod names from `pod/NAME`, `pods/NAME` or `pod NAME...`.
+fn pod_names(resources: &[String]) -> anyhow::Result<Vec<String>> {
+    match resources {
+        [kind, names @ ..] if !kind.contains('/') => {
+            pods_resource(kind)?;
+            if names.is_empty() {
+                anyhow::bail!("you must specify the pods to wait for: pod/NAME or pod NAME");
+            }
+            Ok(names.to_vec())
+        }
+        _ => resources
+            .iter()
+            .map(|r| match r.split_once('/') {
+                Some((kind, name)) if !name.is_empty() => {
+                    pods_resource(kind)?;
+                    Ok(name.to_string())
+                }
+                _ => anyhow::bail!("{r:?}: expected pod/NAME"),
+            })
+            .collect(),
+    }
+}
+
+/// True when the error is a pod that does not exist.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    use podlab::store::Error as S;
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<S>(), Some(S::NotFound { .. }))
+            || matches!(
+                c.downcast_ref::<podlab::api::Error>(),
+                Some(podlab::api::Error::Store(S::NotFound { .. }))
+            )
+    })
+}
+
 fn main() {
     let cli = Cli::parse();
     let mut config = Config::new(cli.root, cli.image_root);
@@ -213,7 +284,9 @@ fn main() {
             Err(e) => {
                 // Some messages carry kubectl's own "error: " prefix already.
                 let msg = error_text(&e);
-                if msg.starts_with("error: ") || msg.starts_with("The ") {
+                if is_not_found(&e) {
+                    eprintln!("Error from server (NotFound): {msg}");
+                } else if msg.starts_with("error: ") || msg.starts_with("The ") {
                     eprintln!("{msg}");
                 } else {
                     eprintln!("error: {msg}");
@@ -252,7 +325,11 @@ fn pods_resource(resource: &str) -> anyhow::Result<()> {
 
 fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Apply { file, ns, wait } => {
+        Command::Apply {
+            file,
+            ns,
+            wait_ready: wait,
+        } => {
             let text = cli::read_manifest(&file)?;
             let mut warn = |w: String| eprintln!("{w}");
             for applied in podlab::api::apply(
@@ -353,6 +430,23 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             }
             Ok(i32::from(failed))
         }
+        Command::Wait {
+            resources,
+            for_,
+            ns,
+            timeout,
+        } => {
+            let mut failed = false;
+            for name in pod_names(&resources)? {
+                if podlab::api::wait_for(config, &ns.key(&name), &for_, timeout)? {
+                    println!("pod/{name} condition met");
+                } else {
+                    eprintln!("error: timed out waiting for the condition on pods/{name}");
+                    failed = true;
+                }
+            }
+            Ok(i32::from(failed))
+        }
         Command::Image(cmd) => {
             cli::image(config, cmd)?;
             Ok(0)
@@ -394,6 +488,34 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn wait_for_parses_like_kubectl() {
+        use podlab::api::WaitFor;
+        assert_eq!(parse_wait_for("delete").unwrap(), WaitFor::Delete);
+        assert_eq!(
+            parse_wait_for("condition=Ready").unwrap(),
+            WaitFor::Condition {
+                type_: "Ready".into(),
+                status: "True".into()
+            }
+        );
+        assert_eq!(
+            parse_wait_for("condition=Ready=false").unwrap(),
+            WaitFor::Condition {
+                type_: "Ready".into(),
+                status: "false".into()
+            }
+        );
+        assert!(parse_wait_for("ready").is_err());
+        assert!(parse_wait_for("condition=").is_err());
+        let names = |r: &[&str]| pod_names(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(names(&["pod/a", "pods/b"]).unwrap(), ["a", "b"]);
+        assert_eq!(names(&["pod", "a", "b"]).unwrap(), ["a", "b"]);
+        assert!(names(&["deploy/a"]).is_err());
+        assert!(names(&["pod"]).is_err());
+        assert!(names(&["pod/"]).is_err());
     }
 
     #[test]

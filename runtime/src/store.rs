@@ -32,7 +32,8 @@ pub enum Error {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("pods \"{name}\" not found in namespace \"{namespace}\"")]
+    // kubectl's words; the namespace is the one the command named.
+    #[error("pods \"{name}\" not found")]
     NotFound { namespace: String, name: String },
     #[error("pods \"{name}\" already exists in namespace \"{namespace}\"")]
     AlreadyExists { namespace: String, name: String },

@@ -50,7 +50,19 @@ fn get_prints_v1_pod_objects_with_status() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
     );
     assert!(
         table.lines().nth(1).unwrap().starts_with(&format!("{a} ")),
@@ -147,12 +159,25 @@ fn bad_manifests_are_refused_and_create_nothing() {
 #[test]
 fn unknown_pods_are_not_found() {
     let p = Podlab::new();
-    let out = p.run(&["delete", "pod", "ghost"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("pods \"ghost\" not found"),
-        "{out:?}"
-    );
+    // kubectl's words, whichever command meets the missing pod.
+    for args in [
+        &["delete", "pod", "ghost"][..],
+        &["get", "pod", "ghost"],
+        &["get", "pod", "ghost", "-o", "json"],
+        &["describe", "pod", "ghost"],
+        &["wait", "--for=condition=Ready", "pod/ghost"],
+    ] {
+        let out = p.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "Error from server (NotFound): pods \"ghost\" not found\n",
+            "{args:?}"
+        );
+    }
+    // A missing pod is as deleted as it gets.
+    let out = p.run(&["wait", "--for=delete", "pod/ghost", "--timeout=1s"]);
+    assert!(out.status.success(), "{out:?}");
     assert!(p
         .run(&["delete", "pod", "ghost", "--ignore-not-found"])
         .status
@@ -227,4 +252,56 @@ fn the_pod_object_carries_qos_image_id_and_versions() {
     assert_eq!(deleting["metadata"]["generation"], 2);
     assert!(deleting["metadata"]["deletionTimestamp"].is_string());
     assert!(version(&deleting) > version(&other), "{deleting}");
+}
+
+/// `podlab wait` as kubectl's: a condition met prints `pod/NAME condition
+/// met`, one never met times out naming the pod and fails, `--for=delete`
+/// returns once the pod is gone.
+#[test]
+fn wait_for_conditions_and_deletion() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("wait");
+    let _g = p.pod(
+        &a,
+        &manifest(&a, &[("app", BUSYBOX, &["sleep", "3600"], None)]),
+    );
+    let target = format!("pod/{a}");
+    let out = p.run(&["wait", "--for=condition=Ready", &target, "--timeout=30s"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("pod/{a} condition met\n")
+    );
+    let out = p.run(&[
+        "wait",
+        "--for=condition=Ready=False",
+        &target,
+        "--timeout=1s",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("error: timed out waiting for the condition on pods/{a}\n")
+    );
+    let out = p.run(&["wait", "--for=ready", &target]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--for"),
+        "the error names the flag: {out:?}"
+    );
+    let waiter = spawnable(&p)
+        .args(["wait", "--for=delete", &target, "--timeout=60s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(p
+        .run(&["delete", "pod", &a, "--grace-period", "0"])
+        .status
+        .success());
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("pod/{a} condition met\n")
+    );
 }

@@ -92,7 +92,12 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
 
 fn tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {
     say("Apply the pod: it is stored Pending, its shim builds the sandbox, then it runs");
-    d.show(&["apply", "-f", &manifest.to_string_lossy(), "--wait=60s"])?;
+    d.show(&[
+        "apply",
+        "-f",
+        &manifest.to_string_lossy(),
+        "--wait-ready=60s",
+    ])?;
     d.show(&["get", "pods", "-o", "wide"])?;
 
     say("Both containers are in the pause's network, UTS and IPC namespaces; mnt and pid are their own");

@@ -113,7 +113,7 @@ impl Shim {
         Ok(())
     }
 
-    /// Tells a waiting `apply --wait` the pod's first outcome: Running or a
+    /// Tells a waiting `apply --wait-ready` the pod's first outcome: Running or a
     /// final phase, or a state that needs the user (a missing image, a
     /// crash loop). Progress (creating, initializing) is not an outcome.
     fn maybe_notify(&mut self) {
