@@ -660,10 +660,36 @@ fn apply_abandoned(dir: &PodDir) -> bool {
             .unwrap_or(false)
 }
 
+/// A deletion asked for: the pod is marked and its shim told to stop it.
+pub struct Deletion {
+    pub key: PodKey,
+    dir: PodDir,
+    uid: String,
+    /// The shim's pidfd (readable once it exits) and how long to allow it.
+    shim: Option<(std::os::fd::OwnedFd, Duration)>,
+}
+
+impl Deletion {
+    /// True when a live shim is stopping the pod; it releases and removes
+    /// the pod itself, so nobody needs to wait for it.
+    pub fn shim_owns_it(&self) -> bool {
+        self.shim.is_some()
+    }
+}
+
 /// Graceful delete: marks the pod, asks its shim to stop it (SIGTERM, the
 /// grace period, SIGKILL), waits for the shim to exit, and releases anything
 /// a dead shim left behind.
 pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
+    let deletion = begin_delete(config, key, grace)?;
+    finish_delete(config, deletion)
+}
+
+/// The first half of [`delete`]: marks the pod deleted (deletionTimestamp,
+/// the grace period, a new generation) and sends its shim SIGTERM, without
+/// waiting. Asking for many deletions first and waiting after makes
+/// deleting N pods take about the longest grace period, as with kubectl.
+pub fn begin_delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<Deletion> {
     let store = Store::open(&config.root)?;
     let dir = store.get(key)?;
     let mut pod = dir.read_pod()?;
@@ -683,18 +709,39 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
     pod.metadata.deletion_grace_period_seconds = Some(grace);
     dir.write_pod(&pod)?;
 
+    let mut shim_fd = None;
     if let Some(shim) = shim::read_shim(&dir).filter(|s| s.is_alive()) {
         if let Ok(pidfd) = sys::pidfd_open(shim.pid) {
             let _ = kill(Pid::from_raw(shim.pid), Signal::SIGTERM);
             // The shim needs the grace period plus a moment to tear down.
-            let limit = Duration::from_secs(grace as u64 + 30);
-            let _ = sys::wait_readable(&pidfd, Some(limit));
+            shim_fd = Some((pidfd, Duration::from_secs(grace as u64 + 30)));
         }
     }
-    // Whatever the shim did not finish (it crashed, or was never started).
+    Ok(Deletion {
+        key: key.clone(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        dir,
+        shim: shim_fd,
+    })
+}
+
+/// The second half of [`delete`]: waits for the shim to exit, then
+/// releases whatever it did not (it crashed, or was never started) and
+/// removes the record.
+pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
+    let Deletion {
+        key,
+        dir,
+        uid,
+        shim,
+        ..
+    } = deletion;
+    if let Some((pidfd, limit)) = shim {
+        let _ = sys::wait_readable(&pidfd, Some(limit));
+    }
+    let store = Store::open(&config.root)?;
     let lock = store.lock()?;
     if dir.pod_file().exists() {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
         errors.extend(shim::release_volumes(&dir));
         if !errors.is_empty() {
@@ -703,7 +750,7 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
                 errors.join("; ")
             )));
         }
-        store.remove(&lock, key)?;
+        store.remove(&lock, &key)?;
     }
     // Its requests are free again: pending pods may fit now.
     scheduler::schedule_pending(config, &store, &lock)?;

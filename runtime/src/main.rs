@@ -123,6 +123,11 @@ enum Command {
         grace_period: Option<i64>,
         #[arg(long)]
         ignore_not_found: bool,
+        /// Wait for the pods to be gone before returning (`--wait=false`
+        /// returns once every deletion is asked for).
+        #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+              default_value_t = true, default_missing_value = "true")]
+        wait: bool,
     },
     /// Wait until pods meet a condition or are deleted, as kubectl wait does:
     /// `podlab wait --for=condition=Ready pod/NAME --timeout=60s`.
@@ -413,19 +418,43 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             grace_period,
             ignore_not_found,
+            wait,
         } => {
             pods_resource(&resource)?;
             let mut failed = false;
-            for name in names {
-                let key = ns.key(&name);
-                match podlab::api::delete(config, &key, grace_period) {
-                    Ok(()) => println!("pod \"{name}\" deleted"),
-                    Err(podlab::api::Error::Store(podlab::store::Error::NotFound { .. }))
-                        if ignore_not_found => {}
-                    Err(e) => {
-                        eprintln!("Error from server (NotFound): {e}");
-                        failed = true;
+            let mut report = |name: &str, e: podlab::api::Error| {
+                let e = anyhow::Error::from(e);
+                if is_not_found(&e) {
+                    if ignore_not_found {
+                        return;
                     }
+                    eprintln!("Error from server (NotFound): {}", error_text(&e));
+                } else {
+                    eprintln!("error: deleting pod {name}: {}", error_text(&e));
+                }
+                failed = true;
+            };
+            // Every deletion is asked for first, then waited for: the whole
+            // takes about the longest grace period, as with kubectl.
+            let mut asked = Vec::new();
+            for name in &names {
+                match podlab::api::begin_delete(config, &ns.key(name), grace_period) {
+                    Ok(d) => {
+                        println!("pod \"{name}\" deleted");
+                        asked.push(d);
+                    }
+                    Err(e) => report(name, e),
+                }
+            }
+            for d in asked {
+                // Without --wait, a live shim finishes the deletion alone;
+                // a pod without one is released now.
+                if !wait && d.shim_owns_it() {
+                    continue;
+                }
+                let name = d.key.name.clone();
+                if let Err(e) = podlab::api::finish_delete(config, d) {
+                    report(&name, e);
                 }
             }
             Ok(i32::from(failed))

@@ -305,3 +305,77 @@ fn wait_for_conditions_and_deletion() {
         format!("pod/{a} condition met\n")
     );
 }
+
+fn graceful(name: &str, grace: u32) -> String {
+    manifest(name, &[("app", BUSYBOX, &["sleep", "3600"], None)]).replace(
+        "terminationGracePeriodSeconds: 0",
+        &format!("terminationGracePeriodSeconds: {grace}"),
+    )
+}
+
+/// `delete pod a b c ...` asks for every deletion before waiting for any, as
+/// kubectl does: while the command runs there is a moment where every pod
+/// is still there and already marked deleting (one after another, the last
+/// would be marked only once the others were gone, a grace period each).
+#[test]
+fn delete_asks_for_every_deletion_before_waiting() {
+    require_root!();
+    let p = Podlab::new();
+    let names: Vec<String> = (0..3).map(|_| unique("del")).collect();
+    let _guards: Vec<_> = names.iter().map(|n| p.pod(n, &graceful(n, 5))).collect();
+    let mut args = vec!["delete", "pod"];
+    args.extend(names.iter().map(String::as_str));
+    let mut delete = spawnable(&p)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let all_marked = eventually(Duration::from_secs(4), || {
+        let marked = names.iter().all(|n| {
+            let out = p.run(&["get", "pod", n, "-o", "json"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|pod| pod["metadata"]["deletionTimestamp"].is_string())
+        });
+        marked.then_some(())
+    });
+    // PID 1 ignores SIGTERM: each pod goes at the end of its grace period.
+    let status = delete.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut delete.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(all_marked.is_some(), "the pods were not all marked at once");
+    assert!(status.success());
+    let want: String = names
+        .iter()
+        .map(|n| format!("pod \"{n}\" deleted\n"))
+        .collect();
+    assert_eq!(out, want);
+    for n in &names {
+        assert!(!p.pod_dir(n).exists(), "{n} is still stored");
+    }
+}
+
+/// `--wait=false` returns once the deletion is asked for; the pod's shim
+/// finishes it alone.
+#[test]
+fn delete_without_waiting_returns_at_once() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("nowait");
+    let _g = p.pod(&a, &graceful(&a, 30));
+    let out = p.run(&["delete", "pod", &a, "--wait=false"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("pod \"{a}\" deleted\n")
+    );
+    // Still there, deleting: its 30 s grace period has not passed.
+    let pod = p.pod_json(&a);
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    // A second delete shortens the grace period and waits for the end.
+    assert!(p
+        .run(&["delete", "pod", &a, "--grace-period", "0"])
+        .status
+        .success());
+    assert!(!p.pod_dir(&a).exists());
+}

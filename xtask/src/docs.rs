@@ -60,16 +60,6 @@ fn subcommands(help: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn subcommands_are_read_from_the_help() {
-        let help = "Usage: podlab <COMMAND>\n\nCommands:\n  apply   Create pods\n  wait    Wait until pods meet a\n          condition\n  help    Print this\n\nOptions:\n  -h, --help\n";
-        assert_eq!(super::subcommands(help), ["apply", "wait"]);
-        assert!(super::subcommands("Usage: podlab gc\n\nOptions:\n").is_empty());
-    }
-}
-
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let podlab = fixtures::build_podlab(false)?;
     let text = render(&podlab)?;
@@ -85,4 +75,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::write(&path, text)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subcommands_are_read_from_the_help() {
+        let help = "Usage: podlab <COMMAND>\n\nCommands:\n  apply   Create pods\n  wait    Wait until pods meet a\n          condition\n  help    Print this\n\nOptions:\n  -h, --help\n";
+        assert_eq!(super::subcommands(help), ["apply", "wait"]);
+        assert!(super::subcommands("Usage: podlab gc\n\nOptions:\n").is_empty());
+    }
 }
