@@ -418,6 +418,28 @@ pub fn pod_object(dir: &PodDir) -> Result<Pod> {
     Ok(pod)
 }
 
+/// The pods of one namespace (or all) whose labels match, as `get` shows them.
+pub fn list(
+    config: &Config,
+    namespace: Option<&str>,
+    selector: &crate::selector::Selector,
+) -> Result<Vec<Pod>> {
+    let store = Store::open(&config.root)?;
+    let mut out = Vec::new();
+    for dir in store.list(namespace)? {
+        let pod = match pod_object(&dir) {
+            Ok(pod) => pod,
+            // Deleted since the listing.
+            Err(_) if !dir.pod_file().exists() => continue,
+            Err(e) => return Err(e),
+        };
+        if selector.matches(pod.metadata.labels.as_ref()) {
+            out.push(pod);
+        }
+    }
+    Ok(out)
+}
+
 /// Follows one pod: calls `on_change` with the pod (status included) now
 /// and after each change, until it returns false, the pod is deleted, or
 /// `timeout` passes. Changes are noticed through inotify on the pod's

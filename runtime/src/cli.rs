@@ -12,6 +12,7 @@ use podlab::config::Config;
 use podlab::image::ImageStore;
 use podlab::lifecycle;
 use podlab::namespaces::{ns_id, Kind};
+use podlab::selector::Selector;
 use podlab::shim::RuntimeState;
 use podlab::store::{PodDir, PodKey, Store};
 
@@ -43,9 +44,59 @@ pub fn read_manifest(file: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// A pod as `get -o json` prints it: the stored object with its status.
-fn pod_object(dir: &PodDir) -> anyhow::Result<Pod> {
-    Ok(api::pod_object(dir)?)
+/// How `get` prints pods, from `-o` (and `--no-headers`).
+pub enum Output {
+    Table(Columns),
+    Json,
+    Yaml,
+    Name,
+    JsonPath(crate::jsonpath::Template),
+}
+
+impl Output {
+    pub fn parse(output: Option<&str>, cols: Columns) -> anyhow::Result<Output> {
+        Ok(match output {
+            None => Output::Table(cols),
+            Some("wide") => Output::Table(Columns { wide: true, ..cols }),
+            Some("json") => Output::Json,
+            Some("yaml") => Output::Yaml,
+            Some("name") => Output::Name,
+            Some(o) if o.starts_with("jsonpath=") => {
+                Output::JsonPath(crate::jsonpath::Template::parse(&o["jsonpath=".len()..])?)
+            }
+            Some(other) => bail!("-o/--output: unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,jsonpath,name,wide,yaml"),
+        })
+    }
+}
+
+/// What `get` prints for these pods: one object when `single`, else a List.
+pub fn render_pods(
+    pods: &[Pod],
+    single: bool,
+    output: &Output,
+    now: i64,
+) -> anyhow::Result<String> {
+    let value = || -> anyhow::Result<serde_json::Value> {
+        Ok(match (single, pods.first()) {
+            (true, Some(pod)) => serde_json::to_value(pod)?,
+            _ => serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": pods,
+                "metadata": {"resourceVersion": ""},
+            }),
+        })
+    };
+    Ok(match output {
+        Output::Json => serde_json::to_string_pretty(&value()?)? + "\n",
+        Output::Yaml => serde_norway::to_string(&value()?)?,
+        Output::JsonPath(t) => t.render(&value()?),
+        Output::Name => pods
+            .iter()
+            .map(|p| format!("pod/{}\n", p.metadata.name.as_deref().unwrap_or("")))
+            .collect(),
+        Output::Table(cols) => table(pods, *cols, now),
+    })
 }
 
 pub fn get(
@@ -53,118 +104,131 @@ pub fn get(
     name: Option<&str>,
     namespace: Option<&str>,
     all: bool,
-    output: Option<&str>,
+    selector: &Selector,
+    output: &Output,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.root)?;
     let ns = namespace.unwrap_or("default");
-    let dirs = match name {
-        Some(n) => vec![store.get(&PodKey::new(ns, n))?],
-        None => store.list(if all { None } else { Some(ns) })?,
+    let pods = match name {
+        Some(n) => {
+            let store = Store::open(&config.root)?;
+            vec![api::pod_object(&store.get(&PodKey::new(ns, n))?)?]
+        }
+        None => api::list(config, (!all).then_some(ns), selector)?,
     };
-    let pods: Vec<Pod> = dirs.iter().map(pod_object).collect::<anyhow::Result<_>>()?;
-    let single = name.is_some();
-    match output {
-        Some("json") | Some("yaml") => {
-            let value = if single {
-                serde_json::to_value(&pods[0])?
-            } else {
-                serde_json::json!({
-                    "apiVersion": "v1",
-                    "kind": "List",
-                    "items": pods,
-                    "metadata": {"resourceVersion": ""},
-                })
-            };
-            if output == Some("json") {
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                print!("{}", serde_norway::to_string(&value)?);
-            }
+    if pods.is_empty() && matches!(output, Output::Table(_)) {
+        if all {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {ns} namespace.");
         }
-        Some("name") => {
-            for p in &pods {
-                println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""));
-            }
-        }
-        Some("wide") | None => {
-            if pods.is_empty() {
-                if all {
-                    eprintln!("No resources found");
-                } else {
-                    eprintln!("No resources found in {ns} namespace.");
-                }
-                return Ok(());
-            }
-            let cols = Columns {
-                namespace: all,
-                wide: output == Some("wide"),
-                ..Columns::default()
-            };
-            print!("{}", table(&pods, cols, podlab::store::unix_now()));
-        }
-        Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"),
+        return Ok(());
     }
+    print!(
+        "{}",
+        render_pods(&pods, name.is_some(), output, podlab::store::unix_now())?
+    );
     Ok(())
 }
 
-/// `get pod NAME -w`: the pod now, then again at each change, until it is
-/// deleted. Table rows after the first come without a header, as kubectl
-/// prints them; `-o json` prints one complete Pod object per line.
-pub fn watch(config: &Config, key: &PodKey, output: Option<&str>) -> anyhow::Result<()> {
+/// `get -w`: each pod now (unless `watch_only`), then again at each change,
+/// until every pod is deleted. Several pods are followed one thread each
+/// (the pods there when the watch starts). Table rows come without a header
+/// after the first, as kubectl prints them; `-o json` prints one complete
+/// Pod object per line.
+pub fn watch(
+    config: &Config,
+    keys: &[PodKey],
+    output: &Output,
+    watch_only: bool,
+) -> anyhow::Result<()> {
     let store = Store::open(&config.root)?;
-    let dir = store.get(key)?;
-    let mut first = true;
-    let mut last = String::new();
-    let mut failed = None;
-    api::watch(&dir, None, |pod| {
-        let text = match output {
-            Some("json") => serde_json::to_string(pod).map(|l| l + "\n"),
-            Some("yaml") => serde_norway::to_string(pod)
-                .map(|y| format!("---\n{y}"))
-                .map_err(serde::ser::Error::custom),
-            Some("wide") | None => {
-                let cols = Columns {
-                    wide: output == Some("wide"),
-                    ..Columns::default()
-                };
-                let t = table(std::slice::from_ref(pod), cols, podlab::store::unix_now());
-                let mut lines = t.lines();
-                let header = lines.next().unwrap_or_default();
-                let row = lines.next().unwrap_or_default();
-                Ok(if first {
-                    format!("{header}\n{row}\n")
-                } else {
-                    format!("{row}\n")
-                })
-            }
-            Some(other) => {
-                failed = Some(anyhow::anyhow!("unable to match a printer suitable for the output format \"{other}\" in watch mode, allowed formats are: json,wide,yaml"));
-                return false;
-            }
-        };
-        match text {
-            Ok(text) => {
-                // Unchanged as printed (e.g. only a timestamp moved): skip.
-                let body = text.lines().last().unwrap_or_default().to_string();
-                if first || body != last || output.is_some_and(|o| o != "wide") {
-                    print!("{text}");
-                    use std::io::Write;
-                    let _ = std::io::stdout().flush();
+    let dirs = keys
+        .iter()
+        .map(|k| store.get(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let printed_header = std::sync::atomic::AtomicBool::new(false);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for dir in &dirs {
+            let printed_header = &printed_header;
+            let errors = &errors;
+            scope.spawn(move || {
+                let mut first = true;
+                let mut last = String::new();
+                let result = api::watch(dir, None, |pod| {
+                    let skip = first && watch_only;
+                    first = false;
+                    if skip {
+                        return true;
+                    }
+                    let text = match watch_line(pod, output, &mut last, printed_header) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            if let Ok(mut errs) = errors.lock() {
+                                errs.push(e);
+                            }
+                            return false;
+                        }
+                    };
+                    if !text.is_empty() {
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.flush();
+                    }
+                    true
+                });
+                if let Err(e) = result {
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push(e.into());
+                    }
                 }
-                last = body;
-                first = false;
-                true
-            }
-            Err(e) => {
-                failed = Some(e.into());
-                false
-            }
+            });
         }
-    })?;
-    match failed {
+    });
+    match errors.into_inner().ok().and_then(|mut e| e.pop()) {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// One change of one watched pod as printed; empty when a table row did
+/// not change (only a timestamp moved).
+fn watch_line(
+    pod: &Pod,
+    output: &Output,
+    last: &mut String,
+    printed_header: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<String> {
+    use std::sync::atomic::Ordering;
+    Ok(match output {
+        Output::Json => serde_json::to_string(pod)? + "\n",
+        Output::Yaml => format!("---\n{}", serde_norway::to_string(pod)?),
+        Output::Table(cols) => {
+            let t = table(
+                std::slice::from_ref(pod),
+                Columns {
+                    no_headers: false,
+                    ..*cols
+                },
+                podlab::store::unix_now(),
+            );
+            let mut lines = t.lines();
+            let header = lines.next().unwrap_or_default();
+            let row = lines.next().unwrap_or_default().to_string();
+            if row == *last {
+                return Ok(String::new());
+            }
+            *last = row.clone();
+            let header_due = !cols.no_headers && !printed_header.swap(true, Ordering::SeqCst);
+            if header_due {
+                format!("{header}\n{row}\n")
+            } else {
+                format!("{row}\n")
+            }
+        }
+        other => render_pods(std::slice::from_ref(pod), true, other, 0)?,
+    })
 }
 
 /// `get events`: the pods' events, oldest first, as kubectl lists them.
@@ -754,6 +818,34 @@ mod tests {
         };
         // Widths come from the rows alone, as kubectl pads them.
         insta::assert_snapshot!("table_no_headers", table(&sample(), bare, now));
+    }
+
+    #[test]
+    fn get_renders_names_jsonpath_and_lists() {
+        let pods = sample();
+        let now = CREATED + 60;
+        let render = |o: &str, single: bool| {
+            let out = Output::parse(Some(o), Columns::default()).unwrap();
+            render_pods(if single { &pods[..1] } else { &pods }, single, &out, now).unwrap()
+        };
+        assert_eq!(render("name", false), "pod/web\npod/gated\n");
+        assert_eq!(
+            render("jsonpath={.items[*].metadata.name}", false),
+            "web gated"
+        );
+        assert_eq!(render("jsonpath={.metadata.name}", true), "web");
+        assert_eq!(render("jsonpath={.kind}", false), "List");
+        let list: serde_json::Value = serde_json::from_str(&render("json", false)).unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 2);
+        let one: serde_json::Value = serde_json::from_str(&render("json", true)).unwrap();
+        assert_eq!(one["metadata"]["name"], "web");
+        for bad in ["table", "jsonpath={.x"] {
+            let e = Output::parse(Some(bad), Columns::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("-o/--output") || e.contains("jsonpath"), "{e}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod safepath;
 pub mod sandbox;
 pub mod scheduler;
 pub mod security;
+pub mod selector;
 pub mod shim;
 pub mod store;
 pub mod sys;

@@ -1,6 +1,7 @@
 //! `podlab`: a kubectl-shaped CLI over a real, one-node pod runtime.
 
 mod cli;
+mod jsonpath;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use podlab::config::{Config, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT};
+use podlab::selector::Selector;
 use podlab::store::PodKey;
 
 #[derive(Parser)]
@@ -72,13 +74,24 @@ enum Command {
         /// Every namespace.
         #[arg(short = 'A', long = "all-namespaces")]
         all_namespaces: bool,
-        /// Output format: wide, json, yaml, name.
+        /// Output format: wide, json, yaml, name, jsonpath=TEMPLATE.
         #[arg(short = 'o', long = "output")]
         output: Option<String>,
-        /// After the pod, print it again at each change until it is deleted
-        /// (one JSON object per line with -o json).
+        /// Only pods whose labels match: `a=b`, `a!=b`, `a`, `!a`,
+        /// `a in (x,y)`, `a notin (x,y)`, comma-separated.
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Tables without their header line.
+        #[arg(long)]
+        no_headers: bool,
+        /// After the pods, print each again at each change until it is
+        /// deleted (one JSON object per line with -o json). Without a name,
+        /// the pods there when the watch starts.
         #[arg(short = 'w', long = "watch")]
         watch: bool,
+        /// Like --watch, without printing the pods as they are first.
+        #[arg(long)]
+        watch_only: bool,
     },
     /// Show a pod in detail: containers, limits, namespaces, cgroups, events.
     Describe {
@@ -114,8 +127,11 @@ enum Command {
     /// Delete pods: SIGTERM, the grace period, SIGKILL, then release everything.
     Delete {
         resource: String,
-        #[arg(required = true)]
+        #[arg(required_unless_present = "selector")]
         names: Vec<String>,
+        /// Delete the pods whose labels match (see `get -l`).
+        #[arg(short = 'l', long = "selector", conflicts_with = "names")]
+        selector: Option<String>,
         #[command(flatten)]
         ns: Namespace,
         /// Seconds to wait after SIGTERM (default: the pod's terminationGracePeriodSeconds).
@@ -250,6 +266,14 @@ fn pod_names(resources: &[String]) -> anyhow::Result<Vec<String>> {
     }
 }
 
+/// `-l`: the empty selector (everything) when not given.
+fn parse_selector(text: Option<&str>) -> anyhow::Result<Selector> {
+    match text {
+        None => Ok(Selector::default()),
+        Some(t) => Selector::parse(t).map_err(|e| anyhow::anyhow!("-l/--selector: {e}")),
+    }
+}
+
 /// True when the error is a pod that does not exist.
 fn is_not_found(e: &anyhow::Error) -> bool {
     use podlab::store::Error as S;
@@ -355,10 +379,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             all_namespaces,
             output,
+            selector,
+            no_headers,
             watch,
+            watch_only,
         } => {
             if matches!(resource.as_str(), "events" | "event" | "ev") {
-                if watch {
+                if watch || watch_only {
                     anyhow::bail!("podlab cannot watch events; use `podlab get pod NAME -w`");
                 }
                 cli::events(
@@ -371,11 +398,34 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             pods_resource(&resource)?;
-            if watch {
-                let Some(name) = name else {
-                    anyhow::bail!("podlab watches one pod: podlab get pod NAME -w");
+            let selector = parse_selector(selector.as_deref())?;
+            if name.is_some() && selector != Selector::default() {
+                anyhow::bail!("-l/--selector: a pod name cannot be given with a selector");
+            }
+            let cols = cli::Columns {
+                namespace: all_namespaces,
+                no_headers,
+                ..Default::default()
+            };
+            let output = cli::Output::parse(output.as_deref(), cols)?;
+            if watch || watch_only {
+                let keys = match name {
+                    Some(name) => vec![ns.key(&name)],
+                    None => podlab::api::list(
+                        config,
+                        (!all_namespaces).then(|| ns.namespace.as_deref().unwrap_or("default")),
+                        &selector,
+                    )?
+                    .iter()
+                    .map(|p| {
+                        PodKey::new(
+                            p.metadata.namespace.clone().unwrap_or_default(),
+                            p.metadata.name.clone().unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
                 };
-                cli::watch(config, &ns.key(&name), output.as_deref())?;
+                cli::watch(config, &keys, &output, watch_only)?;
                 return Ok(0);
             }
             cli::get(
@@ -383,7 +433,8 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 name.as_deref(),
                 ns.namespace.as_deref(),
                 all_namespaces,
-                output.as_deref(),
+                &selector,
+                &output,
             )?;
             Ok(0)
         }
@@ -415,12 +466,25 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         Command::Delete {
             resource,
             names,
+            selector,
             ns,
             grace_period,
             ignore_not_found,
             wait,
         } => {
             pods_resource(&resource)?;
+            let names = match selector {
+                None => names,
+                Some(text) => {
+                    let selector = parse_selector(Some(&text))?;
+                    let namespace = ns.namespace.as_deref().unwrap_or("default");
+                    let pods = podlab::api::list(config, Some(namespace), &selector)?;
+                    if pods.is_empty() {
+                        eprintln!("No resources found");
+                    }
+                    pods.into_iter().filter_map(|p| p.metadata.name).collect()
+                }
+            };
             let mut failed = false;
             let mut report = |name: &str, e: podlab::api::Error| {
                 let e = anyhow::Error::from(e);

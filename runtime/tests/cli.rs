@@ -379,3 +379,127 @@ fn delete_without_waiting_returns_at_once() {
         .success());
     assert!(!p.pod_dir(&a).exists());
 }
+
+fn labelled(name: &str, labels: &str) -> String {
+    manifest(name, &[("app", BUSYBOX, &["sleep", "3600"], None)]).replace(
+        &format!("  name: {name}\n"),
+        &format!("  name: {name}\n  labels: {{{labels}}}\n"),
+    )
+}
+
+/// kubectl's selection and printing flags: `-l` on get, watch and delete,
+/// `-o name`, `-o jsonpath=`, `--no-headers`, `--watch-only`.
+#[test]
+fn selectors_and_output_formats() {
+    require_root!();
+    let p = Podlab::new();
+    let web1 = unique("sel-a");
+    let web2 = unique("sel-b");
+    let db = unique("sel-c");
+    let _g1 = p.pod(&web1, &labelled(&web1, "app: web, tier: front"));
+    let _g2 = p.pod(&web2, &labelled(&web2, "app: web"));
+    let _g3 = p.pod(&db, &labelled(&db, "app: db"));
+    let text = |args: &[&str]| {
+        let out = p.run(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut web = [web1.clone(), web2.clone()];
+    web.sort();
+    assert_eq!(
+        text(&["get", "pods", "-l", "app=web", "-o", "name"]),
+        format!("pod/{}\npod/{}\n", web[0], web[1])
+    );
+    assert_eq!(
+        text(&[
+            "get",
+            "pods",
+            "-l",
+            "app in (db, other)",
+            "-o",
+            "jsonpath={.items[*].metadata.name}"
+        ]),
+        db
+    );
+    assert_eq!(
+        text(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web,!tier",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.qosClass}{"\n"}{end}"#
+        ]),
+        format!("{web2}\tBestEffort\n")
+    );
+    assert_eq!(
+        text(&[
+            "get",
+            "pod",
+            &web1,
+            "-o",
+            "jsonpath={.metadata.labels.tier}"
+        ]),
+        "front"
+    );
+    let rows = text(&["get", "pods", "-l", "app!=db", "--no-headers"]);
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(rows.lines().all(|l| !l.starts_with("NAME")), "{rows}");
+    let out = p.run(&["get", "pods", "-l", "app in (web"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-l/--selector"),
+        "the error names the flag: {out:?}"
+    );
+
+    // --watch-only: nothing for the pod as it is, one line per change after.
+    let watcher = spawnable(&p)
+        .args(["get", "pods", "-l", "app=db", "--watch-only", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it watches the pod's records, changes cannot be missed.
+    let watching = eventually(Duration::from_secs(10), || {
+        watches_inotify(watcher.id()).then_some(())
+    });
+    assert!(watching.is_some(), "the watcher never watched");
+    assert!(p.run(&["delete", "pod", &db]).status.success());
+    let out = watcher.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "the deletion was not printed");
+    for pod in &lines {
+        assert_eq!(pod["metadata"]["name"], db.as_str());
+        assert!(
+            pod["metadata"]["deletionTimestamp"].is_string(),
+            "printed before any change: {pod}"
+        );
+    }
+
+    // delete -l: the web pods go, nothing else is asked to.
+    let out = text(&["delete", "pod", "-l", "app=web"]);
+    assert_eq!(
+        out,
+        format!("pod \"{}\" deleted\npod \"{}\" deleted\n", web[0], web[1])
+    );
+    assert_eq!(text(&["get", "pods", "-o", "name"]), "");
+}
+
+/// True when the process holds an inotify descriptor with a watch on it.
+fn watches_inotify(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let inotify = std::fs::read_link(fd.path())
+            .is_ok_and(|t| t.to_string_lossy() == "anon_inode:inotify");
+        inotify
+            && std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .is_ok_and(|info| info.contains("inotify wd:"))
+    })
+}
