@@ -760,6 +760,18 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Kubernetes API version podlab's objects follow: the k8s-openapi
+/// feature runtime/Cargo.toml picks (a unit test keeps the two equal).
+const KUBERNETES_API: &str = "1.35";
+
+/// `podlab version`, shaped like kubectl's.
+pub fn version_text() -> String {
+    format!(
+        "Client Version: v{}\nKubernetes API: v{KUBERNETES_API}\n",
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
 fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1 << 20) as f64),
@@ -846,6 +858,24 @@ mod tests {
                 .to_string();
             assert!(e.contains("-o/--output") || e.contains("jsonpath"), "{e}");
         }
+    }
+
+    #[test]
+    fn version_names_both_versions() {
+        let v = version_text();
+        assert!(
+            v.starts_with(&format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
+        let feature = format!("\"v{}\"", KUBERNETES_API.replace('.', "_"));
+        assert!(
+            include_str!("../Cargo.toml").contains(&feature),
+            "runtime/Cargo.toml picks another API version than {KUBERNETES_API}"
+        );
+        assert!(
+            v.ends_with(&format!("Kubernetes API: v{KUBERNETES_API}\n")),
+            "{v}"
+        );
     }
 
     #[test]

@@ -160,6 +160,17 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Print the podlab version and the Kubernetes API version it speaks.
+    Version {
+        /// Accepted for kubectl compatibility: podlab has no server to ask.
+        #[arg(long)]
+        client: bool,
+    },
+    /// Print a shell completion script: `source <(podlab completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Manage the image store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -539,6 +550,15 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 }
             }
             Ok(i32::from(failed))
+        }
+        Command::Version { .. } => {
+            print!("{}", cli::version_text());
+            Ok(0)
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "podlab", &mut std::io::stdout());
+            Ok(0)
         }
         Command::Image(cmd) => {
             cli::image(config, cmd)?;

@@ -56,7 +56,12 @@ fn quote(s: &str) -> String {
 }
 
 fn say(text: &str) {
-    println!("\n\x1b[1;36m# {text}\x1b[0m");
+    use std::io::IsTerminal;
+    let line = format!("# {text}");
+    println!(
+        "\n{}",
+        util::styled(&line, "1;36", std::io::stdout().is_terminal())
+    );
 }
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {

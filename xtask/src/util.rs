@@ -60,12 +60,24 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
 static STEPS: std::sync::Mutex<Vec<(String, std::time::Instant)>> =
     std::sync::Mutex::new(Vec::new());
 
+/// `text` in the ANSI style `sgr` (e.g. "1" bold) when `terminal` is true
+/// and NO_COLOR is unset; plain otherwise, so logs and pipes get no escapes.
+pub fn styled(text: &str, sgr: &str, terminal: bool) -> String {
+    if terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
 /// Announces a step, with the time since the task began.
 pub fn step(msg: &str) {
     let now = std::time::Instant::now();
     let mut steps = STEPS.lock().unwrap_or_else(|e| e.into_inner());
     let since = steps.first().map(|(_, t)| now - *t).unwrap_or_default();
-    eprintln!("\x1b[1m==> [{}] {msg}\x1b[0m", clock(since));
+    use std::io::IsTerminal;
+    let line = format!("==> [{}] {msg}", clock(since));
+    eprintln!("{}", styled(&line, "1", std::io::stderr().is_terminal()));
     steps.push((msg.to_string(), now));
 }
 
@@ -149,6 +161,14 @@ fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn colours_only_for_terminals() {
+        assert_eq!(super::styled("x", "1", false), "x");
+        if std::env::var_os("NO_COLOR").is_none() {
+            assert_eq!(super::styled("x", "1", true), "\x1b[1mx\x1b[0m");
+        }
+    }
+
     use super::*;
 
     #[test]
