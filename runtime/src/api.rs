@@ -418,6 +418,117 @@ pub fn pod_object(dir: &PodDir) -> Result<Pod> {
     Ok(pod)
 }
 
+/// One container's use, as `kubectl top pod --containers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerUsage {
+    pub name: String,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+/// One pod's use: its whole cgroup (the pause included) and each container's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodUsage {
+    pub key: PodKey,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// CPU and memory use of the pods, read from their cgroups: memory as the
+/// working set now, CPU as the average over `window` (two readings of the
+/// CPU time used, as metrics-server takes them, over a shorter window).
+/// Pods without a cgroup (not started, or finished) are left out; a pod
+/// asked for by name has no metrics then.
+pub fn top(
+    config: &Config,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    selector: &crate::selector::Selector,
+    window: Duration,
+) -> Result<Vec<PodUsage>> {
+    let manager = cgroups::Manager::new()?;
+    let pods: Vec<Pod> = match (name, namespace) {
+        (Some(n), ns) => {
+            let store = Store::open(&config.root)?;
+            vec![pod_object(
+                &store.get(&PodKey::new(ns.unwrap_or("default"), n))?,
+            )?]
+        }
+        (None, ns) => list(config, ns, selector)?,
+    };
+    struct Sample {
+        key: PodKey,
+        pod: cgroups::PodCgroup,
+        leaves: Vec<(String, cgroups::Leaf)>,
+    }
+    let mut samples = Vec::new();
+    for pod in &pods {
+        let key = PodKey::new(
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let cg = manager.pod(pod.metadata.uid.as_deref().unwrap_or_default());
+        if pod.metadata.uid.is_none() || !cg.exists() {
+            if name.is_some() {
+                return Err(Error::Io(format!("Metrics not available for pod {key}")));
+            }
+            continue;
+        }
+        let leaves = cg
+            .leaves()?
+            .into_iter()
+            .filter_map(|l| {
+                let ctr = l.strip_prefix("ctr-")?.to_string();
+                Some((ctr, cg.leaf(&l)))
+            })
+            .collect();
+        samples.push(Sample {
+            key,
+            pod: cg,
+            leaves,
+        });
+    }
+    let read = |s: &Sample| -> Result<(cgroups::Usage, Vec<cgroups::Usage>)> {
+        let pod = s.pod.usage()?;
+        let leaves = s
+            .leaves
+            .iter()
+            .map(|(_, l)| l.usage())
+            .collect::<std::result::Result<_, _>>()?;
+        Ok((pod, leaves))
+    };
+    let before: Vec<_> = samples.iter().map(read).collect::<Result<_>>()?;
+    let start = Instant::now();
+    if !samples.is_empty() {
+        std::thread::sleep(window);
+    }
+    let after: Vec<_> = samples.iter().map(read).collect::<Result<_>>()?;
+    let elapsed_ns = start.elapsed().as_nanos().max(1) as u64;
+    let millis = |a: &cgroups::Usage, b: &cgroups::Usage| {
+        b.cpu_ns.saturating_sub(a.cpu_ns).saturating_mul(1000) / elapsed_ns
+    };
+    Ok(samples
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(s, ((p0, l0), (p1, l1)))| PodUsage {
+            key: s.key.clone(),
+            cpu_millis: millis(p0, p1),
+            memory_bytes: p1.working_set_bytes,
+            containers: s
+                .leaves
+                .iter()
+                .zip(l0.iter().zip(l1))
+                .map(|((name, _), (a, b))| ContainerUsage {
+                    name: name.clone(),
+                    cpu_millis: millis(a, b),
+                    memory_bytes: b.working_set_bytes,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
 /// The pods of one namespace (or all) whose labels match, as `get` shows them.
 pub fn list(
     config: &Config,

@@ -760,6 +760,52 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kubectl top pod` as a table: CPU in millicores, memory in Mi; with
+/// `containers` one row per container under its pod.
+pub fn top_table(usage: &[api::PodUsage], containers: bool, cols: Columns) -> String {
+    let mut rows = Vec::new();
+    let mut header = if containers {
+        vec!["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    } else {
+        vec!["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    };
+    if cols.namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    if !cols.no_headers {
+        rows.push(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    }
+    let mi = |b: u64| format!("{}Mi", b >> 20);
+    for p in usage {
+        let mut lines: Vec<Vec<String>> = if containers {
+            p.containers
+                .iter()
+                .map(|c| {
+                    vec![
+                        p.key.name.clone(),
+                        c.name.clone(),
+                        format!("{}m", c.cpu_millis),
+                        mi(c.memory_bytes),
+                    ]
+                })
+                .collect()
+        } else {
+            vec![vec![
+                p.key.name.clone(),
+                format!("{}m", p.cpu_millis),
+                mi(p.memory_bytes),
+            ]]
+        };
+        for l in &mut lines {
+            if cols.namespace {
+                l.insert(0, p.key.namespace.clone());
+            }
+        }
+        rows.extend(lines);
+    }
+    align(&rows)
+}
+
 /// The Kubernetes API version podlab's objects follow: the k8s-openapi
 /// feature runtime/Cargo.toml picks (a unit test keeps the two equal).
 const KUBERNETES_API: &str = "1.35";
@@ -858,6 +904,44 @@ mod tests {
                 .to_string();
             assert!(e.contains("-o/--output") || e.contains("jsonpath"), "{e}");
         }
+    }
+
+    #[test]
+    fn top_prints_like_kubectl_top() {
+        let usage = vec![
+            api::PodUsage {
+                key: PodKey::new("default", "web"),
+                cpu_millis: 251,
+                memory_bytes: 70 << 20,
+                containers: vec![
+                    api::ContainerUsage {
+                        name: "app".into(),
+                        cpu_millis: 250,
+                        memory_bytes: (64 << 20) + 5,
+                    },
+                    api::ContainerUsage {
+                        name: "sidecar".into(),
+                        cpu_millis: 0,
+                        memory_bytes: 1 << 20,
+                    },
+                ],
+            },
+            api::PodUsage {
+                key: PodKey::new("lab", "db"),
+                cpu_millis: 3,
+                memory_bytes: 512 << 10,
+                containers: vec![],
+            },
+        ];
+        insta::assert_snapshot!("top_pods", top_table(&usage, false, Columns::default()));
+        let all = Columns {
+            namespace: true,
+            ..Columns::default()
+        };
+        insta::assert_snapshot!(
+            "top_containers_all_namespaces",
+            top_table(&usage, true, all)
+        );
     }
 
     #[test]

@@ -160,6 +160,28 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// CPU (millicores, averaged over a second) and memory (working set) of
+    /// pods and their containers, read from their cgroups, as kubectl top.
+    Top {
+        /// The resource type: pod (pods, po); podlab has one node and no
+        /// `top node`.
+        resource: String,
+        name: Option<String>,
+        /// One row per container.
+        #[arg(long)]
+        containers: bool,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Every namespace.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+        /// Only pods whose labels match (see `get -l`).
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Tables without their header line.
+        #[arg(long)]
+        no_headers: bool,
+    },
     /// Print the podlab version and the Kubernetes API version it speaks.
     Version {
         /// Accepted for kubectl compatibility: podlab has no server to ask.
@@ -550,6 +572,37 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 }
             }
             Ok(i32::from(failed))
+        }
+        Command::Top {
+            resource,
+            name,
+            containers,
+            ns,
+            all_namespaces,
+            selector,
+            no_headers,
+        } => {
+            pods_resource(&resource)?;
+            let selector = parse_selector(selector.as_deref())?;
+            let namespace = ns.namespace.as_deref().unwrap_or("default");
+            let usage = podlab::api::top(
+                config,
+                (!all_namespaces || name.is_some()).then_some(namespace),
+                name.as_deref(),
+                &selector,
+                Duration::from_secs(1),
+            )?;
+            if usage.is_empty() {
+                eprintln!("No resources found in {namespace} namespace.");
+                return Ok(0);
+            }
+            let cols = cli::Columns {
+                namespace: all_namespaces,
+                no_headers,
+                ..Default::default()
+            };
+            print!("{}", cli::top_table(&usage, containers, cols));
+            Ok(0)
         }
         Command::Version { .. } => {
             print!("{}", cli::version_text());

@@ -503,3 +503,49 @@ fn watches_inotify(pid: u32) -> bool {
             .is_ok_and(|info| info.contains("inotify wd:"))
     })
 }
+
+/// `top pod --containers` reads each container's own cgroup: the one
+/// spinning uses CPU, the sleeping one none to speak of, and both hold
+/// memory.
+#[test]
+fn top_reads_each_containers_cgroup() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("top");
+    let text = manifest(
+        &a,
+        &[
+            ("spin", BUSYBOX, &["sh", "-c", "while :; do :; done"], None),
+            ("idle", BUSYBOX, &["sleep", "3600"], None),
+        ],
+    );
+    let _g = p.pod(&a, &text);
+    let out = p.run(&["top", "pod", &a, "--containers", "--no-headers"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |name: &str| -> (u64, u64) {
+        let r = rows
+            .iter()
+            .find(|r| r[1] == name)
+            .unwrap_or_else(|| panic!("no {name} row: {stdout}"));
+        assert_eq!(r[0], a.as_str());
+        let cpu = r[2].strip_suffix('m').unwrap().parse().unwrap();
+        let mem = r[3].strip_suffix("Mi").unwrap().parse().unwrap();
+        (cpu, mem)
+    };
+    let (spin, _) = row("spin");
+    let (idle, _) = row("idle");
+    // How much CPU the spinner gets depends on the machine's load; that it
+    // gets more than the sleeper does not.
+    assert!(spin > idle, "{stdout}");
+    let all = String::from_utf8(p.run(&["top", "pod"]).stdout).unwrap();
+    assert!(all.starts_with("NAME"), "{all}");
+    assert!(
+        all.lines().any(|l| l.starts_with(&format!("{a} "))),
+        "{all}"
+    );
+}
