@@ -418,6 +418,90 @@ pub fn pod_object(dir: &PodDir) -> Result<Pod> {
     Ok(pod)
 }
 
+/// A process of a live pod and the namespaces it is in (`net:[4026532…]`,
+/// as /proc/PID/ns names them), each marked shared with the pause or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessPicture {
+    pub pid: i32,
+    /// (kind, id, joined): `joined` when the pause holds the same one.
+    pub namespaces: Vec<(String, String, bool)>,
+}
+
+/// One container of a live pod: its process, cgroup and limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerPicture {
+    pub name: String,
+    pub process: Option<ProcessPicture>,
+    pub cgroup: String,
+    pub limits: cgroups::Limits,
+}
+
+/// What a live pod is on this host, for `describe -o mermaid`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodPicture {
+    pub key: PodKey,
+    pub uid: String,
+    pub pod_ip: Option<String>,
+    pub pause: Option<ProcessPicture>,
+    pub pod_cgroup: Option<String>,
+    pub containers: Vec<ContainerPicture>,
+    pub ifname: String,
+    pub links: crate::network::HostLinks,
+}
+
+/// Reads a live pod's processes, namespaces, cgroups and network links.
+pub fn picture(config: &Config, key: &PodKey) -> Result<PodPicture> {
+    use crate::namespaces::{ns_id, Kind};
+    let store = Store::open(&config.root)?;
+    let dir = store.get(key)?;
+    let (_, status) = current_status(&dir)?;
+    let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
+    let pause_ids: Vec<(Kind, Option<String>)> = Kind::ALL
+        .iter()
+        .map(|k| (*k, state.pause.and_then(|p| ns_id(p.pid, *k))))
+        .collect();
+    let process = |pid: i32, is_pause: bool| ProcessPicture {
+        pid,
+        namespaces: Kind::ALL
+            .iter()
+            .filter_map(|k| {
+                let id = ns_id(pid, *k)?;
+                let joined = !is_pause
+                    && pause_ids
+                        .iter()
+                        .any(|(pk, pid_)| pk == k && pid_.as_deref() == Some(id.as_str()));
+                Some((k.proc_name().to_string(), id, joined))
+            })
+            .collect(),
+    };
+    let containers = state
+        .containers
+        .iter()
+        .map(|(name, c)| ContainerPicture {
+            name: name.clone(),
+            process: c
+                .pid
+                .filter(|p| p.is_alive())
+                .map(|p| process(p.pid, false)),
+            cgroup: c.cgroup.clone(),
+            limits: c.limits.clone(),
+        })
+        .collect();
+    Ok(PodPicture {
+        key: key.clone(),
+        uid: state.uid.clone(),
+        pod_ip: status.pod_ip.clone(),
+        pause: state
+            .pause
+            .filter(|p| p.is_alive())
+            .map(|p| process(p.pid, true)),
+        pod_cgroup: state.pod_cgroup.clone(),
+        containers,
+        ifname: crate::network::POD_IFNAME.to_string(),
+        links: crate::network::host_links(config, &state.uid),
+    })
+}
+
 /// One container's use, as `kubectl top pod --containers` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerUsage {

@@ -760,6 +760,112 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `describe -o mermaid`: the live pod as a Mermaid flowchart. Each process
+/// lists every namespace it is in as /proc/PID/ns names it, marked `joins`
+/// (the pause's) or `own`; each container has its cgroup with its limits;
+/// the pod's eth0 leads through the host veth to the bridge.
+pub fn mermaid(p: &api::PodPicture) -> String {
+    use std::fmt::Write;
+    let mut s = String::from("flowchart LR\n");
+    let ip = p.pod_ip.as_deref().unwrap_or("no IP");
+    let _ = writeln!(
+        s,
+        "  subgraph pod[\"pod {}/{} · uid {} · IP {ip}\"]",
+        p.key.namespace, p.key.name, p.uid
+    );
+    let ns_lines = |proc_: &api::ProcessPicture, pause: bool| -> String {
+        proc_
+            .namespaces
+            .iter()
+            .map(|(_, id, joined)| {
+                let how = match (pause, joined) {
+                    (true, _) => "holds",
+                    (false, true) => "joins",
+                    (false, false) => "own",
+                };
+                format!("<br/>{id} {how}")
+            })
+            .collect()
+    };
+    match &p.pause {
+        Some(pause) => {
+            let _ = writeln!(
+                s,
+                "    pause[\"pause · PID {}{}\"]",
+                pause.pid,
+                ns_lines(pause, true)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "    pause[\"pause · not running\"]");
+        }
+    }
+    if let Some(cg) = &p.pod_cgroup {
+        let _ = writeln!(s, "    podcg[(\"cgroup {cg}\")]");
+        let _ = writeln!(s, "    pause --- podcg");
+    }
+    for (i, c) in p.containers.iter().enumerate() {
+        let label = match &c.process {
+            Some(proc_) => format!(
+                "container {} · PID {}{}",
+                c.name,
+                proc_.pid,
+                ns_lines(proc_, false)
+            ),
+            None => format!("container {} · not running", c.name),
+        };
+        let _ = writeln!(s, "    c{i}[\"{label}\"]");
+        let _ = writeln!(
+            s,
+            "    cg{i}[(\"cgroup {}<br/>{}\")]",
+            c.cgroup,
+            limits_text(&c.limits)
+        );
+        let _ = writeln!(s, "    c{i} --- cg{i}");
+        let joined: Vec<&str> = c
+            .process
+            .iter()
+            .flat_map(|pr| pr.namespaces.iter())
+            .filter(|(_, _, j)| *j)
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        if !joined.is_empty() {
+            let _ = writeln!(s, "    c{i} -. joins {} .-> pause", joined.join(", "));
+        }
+    }
+    let _ = writeln!(s, "    eth0[\"{} · {ip}\"]", p.ifname);
+    let _ = writeln!(s, "    pause --- eth0");
+    let _ = writeln!(s, "  end");
+    let veth = p.links.veth.as_deref().unwrap_or("veth (unknown)");
+    let bridge = p.links.bridge.as_deref().unwrap_or("bridge (unknown)");
+    let _ = writeln!(s, "  veth[\"host {veth}\"]");
+    let _ = writeln!(s, "  bridge[\"bridge {bridge}\"]");
+    let _ = writeln!(s, "  eth0 --- veth --- bridge");
+    s
+}
+
+/// A container's limits in words: memory, CPU quota, shares, pids.
+fn limits_text(l: &podlab::cgroups::Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = l.memory_bytes {
+        parts.push(format!("memory {}", human_size(m.max(0) as u64)));
+    }
+    if let (Some(q), Some(per)) = (l.cpu_quota_us, l.cpu_period_us) {
+        parts.push(format!("cpu {q}/{per} µs"));
+    }
+    if let Some(sh) = l.cpu_shares {
+        parts.push(format!("shares {sh}"));
+    }
+    if let Some(p) = l.pids_max {
+        parts.push(format!("pids {p}"));
+    }
+    if parts.is_empty() {
+        "no limits".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// `kubectl top pod` as a table: CPU in millicores, memory in Mi; with
 /// `containers` one row per container under its pod.
 pub fn top_table(usage: &[api::PodUsage], containers: bool, cols: Columns) -> String {
@@ -942,6 +1048,60 @@ mod tests {
             "top_containers_all_namespaces",
             top_table(&usage, true, all)
         );
+    }
+
+    #[test]
+    fn mermaid_draws_processes_namespaces_cgroups_and_links() {
+        let ns = |kind: &str, id: u64, joined: bool| {
+            (kind.to_string(), format!("{kind}:[{id}]"), joined)
+        };
+        let picture = api::PodPicture {
+            key: PodKey::new("default", "web"),
+            uid: "u-1".into(),
+            pod_ip: Some("10.89.0.5".into()),
+            pause: Some(api::ProcessPicture {
+                pid: 100,
+                namespaces: vec![
+                    ns("net", 1, false),
+                    ns("uts", 2, false),
+                    ns("ipc", 3, false),
+                ],
+            }),
+            pod_cgroup: Some("podlab/pod-u-1".into()),
+            containers: vec![
+                api::ContainerPicture {
+                    name: "app".into(),
+                    process: Some(api::ProcessPicture {
+                        pid: 200,
+                        namespaces: vec![
+                            ns("net", 1, true),
+                            ns("uts", 2, true),
+                            ns("mnt", 9, false),
+                        ],
+                    }),
+                    cgroup: "podlab/pod-u-1/ctr-app".into(),
+                    limits: podlab::cgroups::Limits {
+                        memory_bytes: Some(64 << 20),
+                        cpu_quota_us: Some(25_000),
+                        cpu_period_us: Some(100_000),
+                        cpu_shares: Some(256),
+                        pids_max: Some(1024),
+                    },
+                },
+                api::ContainerPicture {
+                    name: "done".into(),
+                    process: None,
+                    cgroup: "podlab/pod-u-1/ctr-done".into(),
+                    limits: Default::default(),
+                },
+            ],
+            ifname: "eth0".into(),
+            links: podlab::network::HostLinks {
+                bridge: Some("podlab0".into()),
+                veth: Some("veth12ab".into()),
+            },
+        };
+        insta::assert_snapshot!("mermaid_pod", mermaid(&picture));
     }
 
     #[test]

@@ -99,6 +99,11 @@ enum Command {
         name: String,
         #[command(flatten)]
         ns: Namespace,
+        /// podlab's own: `mermaid` prints a diagram of the live pod
+        /// (processes with their namespaces, cgroups with limits, veth,
+        /// bridge, pod IP) instead of the text.
+        #[arg(short = 'o', long = "output")]
+        output: Option<String>,
     },
     /// Run a command in a container of a pod.
     Exec {
@@ -471,9 +476,25 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             )?;
             Ok(0)
         }
-        Command::Describe { resource, name, ns } => {
+        Command::Describe {
+            resource,
+            name,
+            ns,
+            output,
+        } => {
             pods_resource(&resource)?;
-            cli::describe(config, &ns.key(&name))?;
+            match output.as_deref() {
+                None => cli::describe(config, &ns.key(&name))?,
+                Some("mermaid") => {
+                    print!(
+                        "{}",
+                        cli::mermaid(&podlab::api::picture(config, &ns.key(&name))?)
+                    )
+                }
+                Some(other) => {
+                    anyhow::bail!("-o/--output: describe prints text or \"mermaid\", not {other:?}")
+                }
+            }
             Ok(0)
         }
         Command::Exec {

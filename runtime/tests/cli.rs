@@ -549,3 +549,61 @@ fn top_reads_each_containers_cgroup() {
         "{all}"
     );
 }
+
+/// `describe -o mermaid` draws the real pod: every namespace ID it shows for
+/// a PID is the one /proc/PID/ns holds, the pause's are marked held and a
+/// container's shared ones joined, and the veth and pod IP are the live ones.
+#[test]
+fn mermaid_diagram_matches_the_live_pod() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("pic");
+    let _g = p.pod(
+        &a,
+        &manifest(&a, &[("app", BUSYBOX, &["sleep", "3600"], Some("32Mi"))]),
+    );
+    let out = p.run(&["describe", "pod", &a, "-o", "mermaid"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("flowchart LR\n"), "{text}");
+    let mut checked = 0;
+    let mut pids = Vec::new();
+    for line in text.lines() {
+        let Some((_, rest)) = line.split_once(" · PID ") else {
+            continue;
+        };
+        let pid: i32 = rest.split('<').next().unwrap().parse().unwrap();
+        pids.push(pid);
+        for entry in rest.split("<br/>").skip(1) {
+            let entry = entry.trim_end_matches("\"]");
+            let (id, how) = entry.rsplit_once(' ').unwrap();
+            let kind = id.split(':').next().unwrap();
+            let real = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+            assert_eq!(id, real.to_string_lossy(), "PID {pid} {kind}: {text}");
+            assert!(["holds", "joins", "own"].contains(&how), "{entry}");
+            checked += 1;
+        }
+    }
+    assert_eq!(pids.len(), 2, "the pause and the container: {text}");
+    assert!(checked >= 8, "{text}");
+    // The container joins the pause's network namespace and has its own mounts.
+    let net = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(net(pids[0]), net(pids[1]));
+    let net_id = net(pids[0]).to_string_lossy().into_owned();
+    assert!(text.contains(&format!("{net_id} joins")), "{text}");
+    assert!(text.contains(&format!("{net_id} holds")), "{text}");
+    let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", pids[1])).unwrap();
+    assert!(
+        text.contains(&format!("{} own", mnt.to_string_lossy())),
+        "{text}"
+    );
+    assert!(text.contains("memory 32.0MiB"), "{text}");
+    let ip = p.pod_json(&a)["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains(&format!("eth0 · {ip}")), "{text}");
+    let veths = veths_of(&p.uid(&a));
+    assert_eq!(veths.len(), 1, "{veths:?}");
+    assert!(text.contains(&format!("host {}", veths[0])), "{text}");
+}

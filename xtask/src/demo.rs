@@ -171,7 +171,21 @@ fn tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {
     );
     d.exec("app", &["cat", "/proc/self/cgroup"])?;
 
+    say("top reads each container's use from its own cgroup");
+    let top = d.show(&["top", "pod", "demo", "--containers"])?;
+    ensure!(
+        top.contains(" app ") && top.contains(" sidecar "),
+        "top lists both containers: {top:?}"
+    );
+
     say("describe shows the namespaces, cgroups and events");
     d.show(&["describe", "pod", "demo"])?;
+
+    say("The same pod as a diagram (Mermaid): processes, the namespaces each holds or joins, cgroups, veth, bridge");
+    let diagram = d.show(&["describe", "pod", "demo", "-o", "mermaid"])?;
+    ensure!(
+        diagram.starts_with("flowchart") && diagram.contains(" joins"),
+        "no diagram: {diagram:?}"
+    );
     Ok(())
 }
