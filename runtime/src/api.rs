@@ -418,13 +418,37 @@ pub fn pod_object(dir: &PodDir) -> Result<Pod> {
     Ok(pod)
 }
 
+/// How a process of a pod is in one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsHow {
+    /// The pause's own: the pod's shared namespace.
+    Holds,
+    /// A container in the pause's namespace.
+    Joins,
+    /// A container's own namespace.
+    Own,
+    /// The host's (the namespace podlab itself runs in).
+    Host,
+}
+
+impl NsHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NsHow::Holds => "holds",
+            NsHow::Joins => "joins",
+            NsHow::Own => "own",
+            NsHow::Host => "host",
+        }
+    }
+}
+
 /// A process of a live pod and the namespaces it is in (`net:[4026532…]`,
-/// as /proc/PID/ns names them), each marked shared with the pause or not.
+/// as /proc/PID/ns names them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessPicture {
     pub pid: i32,
-    /// (kind, id, joined): `joined` when the pause holds the same one.
-    pub namespaces: Vec<(String, String, bool)>,
+    /// (kind, id, how).
+    pub namespaces: Vec<(String, String, NsHow)>,
 }
 
 /// One container of a live pod: its process, cgroup and limits.
@@ -456,21 +480,34 @@ pub fn picture(config: &Config, key: &PodKey) -> Result<PodPicture> {
     let dir = store.get(key)?;
     let (_, status) = current_status(&dir)?;
     let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
-    let pause_ids: Vec<(Kind, Option<String>)> = Kind::ALL
-        .iter()
-        .map(|k| (*k, state.pause.and_then(|p| ns_id(p.pid, *k))))
-        .collect();
+    let ids_of = |pid: Option<i32>| -> Vec<(Kind, Option<String>)> {
+        Kind::ALL
+            .iter()
+            .map(|k| (*k, pid.and_then(|p| ns_id(p, *k))))
+            .collect()
+    };
+    let pause_ids = ids_of(state.pause.map(|p| p.pid));
+    let host_ids = ids_of(Some(std::process::id() as i32));
+    let same = |ids: &[(Kind, Option<String>)], k: Kind, id: &str| {
+        ids.iter()
+            .any(|(ik, i)| *ik == k && i.as_deref() == Some(id))
+    };
     let process = |pid: i32, is_pause: bool| ProcessPicture {
         pid,
         namespaces: Kind::ALL
             .iter()
             .filter_map(|k| {
                 let id = ns_id(pid, *k)?;
-                let joined = !is_pause
-                    && pause_ids
-                        .iter()
-                        .any(|(pk, pid_)| pk == k && pid_.as_deref() == Some(id.as_str()));
-                Some((k.proc_name().to_string(), id, joined))
+                let how = if same(&host_ids, *k, &id) {
+                    NsHow::Host
+                } else if is_pause {
+                    NsHow::Holds
+                } else if same(&pause_ids, *k, &id) {
+                    NsHow::Joins
+                } else {
+                    NsHow::Own
+                };
+                Some((k.proc_name().to_string(), id, how))
             })
             .collect(),
     };

@@ -761,8 +761,9 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
 }
 
 /// `describe -o mermaid`: the live pod as a Mermaid flowchart. Each process
-/// lists every namespace it is in as /proc/PID/ns names it, marked `joins`
-/// (the pause's) or `own`; each container has its cgroup with its limits;
+/// lists every namespace it is in as /proc/PID/ns names it, marked `holds`
+/// (the pause's, shared by the pod), `joins` (a container in the pause's),
+/// `own` or `host` (the namespace podlab runs in); each container has its cgroup with its limits;
 /// the pod's eth0 leads through the host veth to the bridge.
 pub fn mermaid(p: &api::PodPicture) -> String {
     use std::fmt::Write;
@@ -773,18 +774,11 @@ pub fn mermaid(p: &api::PodPicture) -> String {
         "  subgraph pod[\"pod {}/{} · uid {} · IP {ip}\"]",
         p.key.namespace, p.key.name, p.uid
     );
-    let ns_lines = |proc_: &api::ProcessPicture, pause: bool| -> String {
+    let ns_lines = |proc_: &api::ProcessPicture| -> String {
         proc_
             .namespaces
             .iter()
-            .map(|(_, id, joined)| {
-                let how = match (pause, joined) {
-                    (true, _) => "holds",
-                    (false, true) => "joins",
-                    (false, false) => "own",
-                };
-                format!("<br/>{id} {how}")
-            })
+            .map(|(_, id, how)| format!("<br/>{id} {}", how.as_str()))
             .collect()
     };
     match &p.pause {
@@ -793,7 +787,7 @@ pub fn mermaid(p: &api::PodPicture) -> String {
                 s,
                 "    pause[\"pause · PID {}{}\"]",
                 pause.pid,
-                ns_lines(pause, true)
+                ns_lines(pause)
             );
         }
         None => {
@@ -810,7 +804,7 @@ pub fn mermaid(p: &api::PodPicture) -> String {
                 "container {} · PID {}{}",
                 c.name,
                 proc_.pid,
-                ns_lines(proc_, false)
+                ns_lines(proc_)
             ),
             None => format!("container {} · not running", c.name),
         };
@@ -826,7 +820,7 @@ pub fn mermaid(p: &api::PodPicture) -> String {
             .process
             .iter()
             .flat_map(|pr| pr.namespaces.iter())
-            .filter(|(_, _, j)| *j)
+            .filter(|(_, _, how)| *how == api::NsHow::Joins)
             .map(|(k, _, _)| k.as_str())
             .collect();
         if !joined.is_empty() {
@@ -1052,8 +1046,9 @@ mod tests {
 
     #[test]
     fn mermaid_draws_processes_namespaces_cgroups_and_links() {
-        let ns = |kind: &str, id: u64, joined: bool| {
-            (kind.to_string(), format!("{kind}:[{id}]"), joined)
+        use api::NsHow::{Holds, Host, Joins, Own};
+        let ns = |kind: &str, id: u64, how: api::NsHow| {
+            (kind.to_string(), format!("{kind}:[{id}]"), how)
         };
         let picture = api::PodPicture {
             key: PodKey::new("default", "web"),
@@ -1062,9 +1057,10 @@ mod tests {
             pause: Some(api::ProcessPicture {
                 pid: 100,
                 namespaces: vec![
-                    ns("net", 1, false),
-                    ns("uts", 2, false),
-                    ns("ipc", 3, false),
+                    ns("net", 1, Holds),
+                    ns("uts", 2, Holds),
+                    ns("ipc", 3, Holds),
+                    ns("mnt", 8, Host),
                 ],
             }),
             pod_cgroup: Some("podlab/pod-u-1".into()),
@@ -1074,9 +1070,9 @@ mod tests {
                     process: Some(api::ProcessPicture {
                         pid: 200,
                         namespaces: vec![
-                            ns("net", 1, true),
-                            ns("uts", 2, true),
-                            ns("mnt", 9, false),
+                            ns("net", 1, Joins),
+                            ns("uts", 2, Joins),
+                            ns("mnt", 9, Own),
                         ],
                     }),
                     cgroup: "podlab/pod-u-1/ctr-app".into(),

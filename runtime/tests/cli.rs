@@ -580,7 +580,9 @@ fn mermaid_diagram_matches_the_live_pod() {
             let kind = id.split(':').next().unwrap();
             let real = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
             assert_eq!(id, real.to_string_lossy(), "PID {pid} {kind}: {text}");
-            assert!(["holds", "joins", "own"].contains(&how), "{entry}");
+            let host = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+            assert_eq!(how == "host", real == host, "PID {pid} {entry}");
+            assert!(["holds", "joins", "own", "host"].contains(&how), "{entry}");
             checked += 1;
         }
     }
