@@ -99,6 +99,14 @@ pub fn render_pods(
     })
 }
 
+/// Points this process's stdin at /dev/null, so an exec'd command without
+/// `-i` reads end-of-file at once instead of the user's terminal.
+pub fn empty_stdin() -> anyhow::Result<()> {
+    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+    nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
+    Ok(())
+}
+
 pub fn get(
     config: &Config,
     name: Option<&str>,

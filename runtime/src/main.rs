@@ -112,9 +112,10 @@ enum Command {
         container: Option<String>,
         #[command(flatten)]
         ns: Namespace,
-        /// Accepted for kubectl compatibility: stdin is always attached.
+        /// Pass stdin to the command; without it the command reads an
+        /// empty stdin, as with kubectl.
         #[arg(short = 'i', long = "stdin")]
-        _stdin: bool,
+        stdin: bool,
         /// Accepted for kubectl compatibility.
         #[arg(short = 't', long = "tty")]
         _tty: bool,
@@ -502,13 +503,19 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             container,
             ns,
             command,
+            stdin,
             ..
-        } => Ok(podlab::api::exec(
-            config,
-            &ns.key(&name),
-            container.as_deref(),
-            &command,
-        )?),
+        } => {
+            if !stdin {
+                cli::empty_stdin()?;
+            }
+            Ok(podlab::api::exec(
+                config,
+                &ns.key(&name),
+                container.as_deref(),
+                &command,
+            )?)
+        }
         Command::Logs {
             name,
             container,

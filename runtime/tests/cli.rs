@@ -97,13 +97,23 @@ fn exec_returns_the_command_exit_code_and_logs_capture_output() {
         p.exec(&a, "one", &["no-such-command"]).status.code(),
         Some(127)
     );
-    let out = p
-        .cmd()
-        .args(["exec", &a, "--", "cat"])
-        .write_stdin("from-stdin")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-stdin");
+    // stdin reaches the command with -i only, as with kubectl.
+    let cat = |flags: &[&str]| {
+        let out = p
+            .cmd()
+            .arg("exec")
+            .args(flags)
+            .args([a.as_str(), "--", "cat"])
+            .write_stdin("from-stdin")
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(cat(&["-i"]), "from-stdin");
+    assert_eq!(cat(&["--stdin"]), "from-stdin");
+    assert_eq!(cat(&[]), "");
     assert_eq!(p.exec_ok(&a, "one", &["pwd"]).trim(), "/");
     let logs = eventually(std::time::Duration::from_secs(10), || {
         let out = p.run(&["logs", &a]);
