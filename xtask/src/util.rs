@@ -35,7 +35,7 @@ pub fn cargo() -> Command {
 /// Runs a command with its output shown, failing with the command line.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let line = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("starting {line}"))?;
+    let status = with_progress(|| cmd.status()).with_context(|| format!("starting {line}"))?;
     if !status.success() {
         bail!("{line} failed: {status}");
     }
@@ -54,6 +54,34 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How often a long command says it is still running.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `f` (a child command) and, while it runs, prints a line every
+/// [`PROGRESS_EVERY`] naming the current step and how long it has taken, so
+/// a quiet build or unpack of several minutes does not look hung.
+fn with_progress<T>(f: impl FnOnce() -> T) -> T {
+    let step = STEPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .last()
+        .map(|(m, _)| m.clone())
+        .unwrap_or_else(|| "working".into());
+    let (done, ticks) = std::sync::mpsc::channel::<()>();
+    let start = std::time::Instant::now();
+    let ticker = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            ticks.recv_timeout(PROGRESS_EVERY)
+        {
+            eprintln!("    ... {step}: still running ({})", clock(start.elapsed()));
+        }
+    });
+    let out = f();
+    drop(done);
+    let _ = ticker.join();
+    out
 }
 
 /// The steps so far, with when each began, for [`print_timings`].
