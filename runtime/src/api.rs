@@ -355,7 +355,8 @@ fn create(
     let now = now_time();
     pod.metadata.uid = Some(new_uid());
     pod.metadata.creation_timestamp = Some(now.clone());
-    pod.metadata.resource_version = Some("1".into());
+    // The API server starts a pod at generation 1; the store sets its version.
+    pod.metadata.generation = Some(1);
     // The scheduler binds pods; a nodeName in the manifest is not obeyed.
     pod.spec = pod.spec.map(unbound);
     pod.status = None;
@@ -440,6 +441,260 @@ pub fn pod_object(dir: &PodDir) -> Result<Pod> {
     let (mut pod, status) = current_status(dir)?;
     pod.status = Some(status);
     Ok(pod)
+}
+
+/// How a process of a pod is in one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsHow {
+    /// The pause's own: the pod's shared namespace.
+    Holds,
+    /// A container in the pause's namespace.
+    Joins,
+    /// A container's own namespace.
+    Own,
+    /// The host's (the namespace podlab itself runs in).
+    Host,
+}
+
+impl NsHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NsHow::Holds => "holds",
+            NsHow::Joins => "joins",
+            NsHow::Own => "own",
+            NsHow::Host => "host",
+        }
+    }
+}
+
+/// A process of a live pod and the namespaces it is in (`net:[4026532…]`,
+/// as /proc/PID/ns names them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessPicture {
+    pub pid: i32,
+    /// (kind, id, how).
+    pub namespaces: Vec<(String, String, NsHow)>,
+}
+
+/// One container of a live pod: its process, cgroup and limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerPicture {
+    pub name: String,
+    pub process: Option<ProcessPicture>,
+    pub cgroup: String,
+    pub limits: cgroups::Limits,
+}
+
+/// What a live pod is on this host, for `describe -o mermaid`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodPicture {
+    pub key: PodKey,
+    pub uid: String,
+    pub pod_ip: Option<String>,
+    pub pause: Option<ProcessPicture>,
+    pub pod_cgroup: Option<String>,
+    pub containers: Vec<ContainerPicture>,
+    pub ifname: String,
+    pub links: crate::network::HostLinks,
+}
+
+/// Reads a live pod's processes, namespaces, cgroups and network links.
+pub fn picture(config: &Config, key: &PodKey) -> Result<PodPicture> {
+    use crate::namespaces::{ns_id, Kind};
+    let store = Store::of(config)?;
+    let dir = store.get(key)?;
+    let (_, status) = current_status(&dir)?;
+    let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
+    let ids_of = |pid: Option<i32>| -> Vec<(Kind, Option<String>)> {
+        Kind::ALL
+            .iter()
+            .map(|k| (*k, pid.and_then(|p| ns_id(p, *k))))
+            .collect()
+    };
+    let pause_ids = ids_of(state.pause.map(|p| p.pid));
+    let host_ids = ids_of(Some(std::process::id() as i32));
+    let same = |ids: &[(Kind, Option<String>)], k: Kind, id: &str| {
+        ids.iter()
+            .any(|(ik, i)| *ik == k && i.as_deref() == Some(id))
+    };
+    let process = |pid: i32, is_pause: bool| ProcessPicture {
+        pid,
+        namespaces: Kind::ALL
+            .iter()
+            .filter_map(|k| {
+                let id = ns_id(pid, *k)?;
+                let how = if same(&host_ids, *k, &id) {
+                    NsHow::Host
+                } else if is_pause {
+                    NsHow::Holds
+                } else if same(&pause_ids, *k, &id) {
+                    NsHow::Joins
+                } else {
+                    NsHow::Own
+                };
+                Some((k.proc_name().to_string(), id, how))
+            })
+            .collect(),
+    };
+    let containers = state
+        .containers
+        .iter()
+        .map(|(name, c)| ContainerPicture {
+            name: name.clone(),
+            process: c
+                .pid
+                .filter(|p| p.is_alive())
+                .map(|p| process(p.pid, false)),
+            cgroup: c.cgroup.clone(),
+            limits: c.limits.clone(),
+        })
+        .collect();
+    Ok(PodPicture {
+        key: key.clone(),
+        uid: state.uid.clone(),
+        pod_ip: status.pod_ip.clone(),
+        pause: state
+            .pause
+            .filter(|p| p.is_alive())
+            .map(|p| process(p.pid, true)),
+        pod_cgroup: state.pod_cgroup.clone(),
+        containers,
+        ifname: crate::network::POD_IFNAME.to_string(),
+        links: crate::network::host_links(config, &state.uid),
+    })
+}
+
+/// One container's use, as `kubectl top pod --containers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerUsage {
+    pub name: String,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+/// One pod's use: its whole cgroup (the pause included) and each container's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodUsage {
+    pub key: PodKey,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// CPU and memory use of the pods, read from their cgroups: memory as the
+/// working set now, CPU as the average over `window` (two readings of the
+/// CPU time used, as metrics-server takes them, over a shorter window).
+/// Pods without a cgroup (not started, or finished) are left out; a pod
+/// asked for by name has no metrics then.
+pub fn top(
+    config: &Config,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    selector: &crate::selector::Selector,
+    window: Duration,
+) -> Result<Vec<PodUsage>> {
+    let manager = cgroups::Manager::new()?;
+    let pods: Vec<Pod> = match (name, namespace) {
+        (Some(n), ns) => {
+            let store = Store::of(config)?;
+            vec![pod_object(
+                &store.get(&PodKey::new(ns.unwrap_or("default"), n))?,
+            )?]
+        }
+        (None, ns) => list(config, ns, selector)?,
+    };
+    struct Sample {
+        key: PodKey,
+        pod: cgroups::PodCgroup,
+        leaves: Vec<(String, cgroups::Leaf)>,
+    }
+    let mut samples = Vec::new();
+    for pod in &pods {
+        let key = PodKey::new(
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let cg = manager.pod(pod.metadata.uid.as_deref().unwrap_or_default());
+        if pod.metadata.uid.is_none() || !cg.exists() {
+            if name.is_some() {
+                return Err(Error::Io(format!("Metrics not available for pod {key}")));
+            }
+            continue;
+        }
+        let leaves = cg
+            .leaves()?
+            .into_iter()
+            .filter_map(|l| {
+                let ctr = l.strip_prefix("ctr-")?.to_string();
+                Some((ctr, cg.leaf(&l)))
+            })
+            .collect();
+        samples.push(Sample {
+            key,
+            pod: cg,
+            leaves,
+        });
+    }
+    let read = |s: &Sample| -> Result<(cgroups::Usage, Vec<cgroups::Usage>)> {
+        let pod = s.pod.usage()?;
+        let leaves = s
+            .leaves
+            .iter()
+            .map(|(_, l)| l.usage())
+            .collect::<std::result::Result<_, _>>()?;
+        Ok((pod, leaves))
+    };
+    let before: Vec<_> = samples.iter().map(read).collect::<Result<_>>()?;
+    let start = Instant::now();
+    if !samples.is_empty() {
+        std::thread::sleep(window);
+    }
+    let after: Vec<_> = samples.iter().map(read).collect::<Result<_>>()?;
+    let elapsed_ns = start.elapsed().as_nanos().max(1) as u64;
+    let millis = |a: &cgroups::Usage, b: &cgroups::Usage| {
+        b.cpu_ns.saturating_sub(a.cpu_ns).saturating_mul(1000) / elapsed_ns
+    };
+    Ok(samples
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(s, ((p0, l0), (p1, l1)))| PodUsage {
+            key: s.key.clone(),
+            cpu_millis: millis(p0, p1),
+            memory_bytes: p1.working_set_bytes,
+            containers: s
+                .leaves
+                .iter()
+                .zip(l0.iter().zip(l1))
+                .map(|((name, _), (a, b))| ContainerUsage {
+                    name: name.clone(),
+                    cpu_millis: millis(a, b),
+                    memory_bytes: b.working_set_bytes,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// The pods of one namespace (or all) whose labels match, as `get` shows them.
+pub fn list(
+    config: &Config,
+    namespace: Option<&str>,
+    selector: &crate::selector::Selector,
+) -> Result<Vec<Pod>> {
+    let store = Store::of(config)?;
+    let mut out = Vec::new();
+    for dir in store.list(namespace)? {
+        let pod = match pod_object(&dir) {
+            Ok(pod) => pod,
+            // Deleted since the listing.
+            Err(_) if !dir.pod_file().exists() => continue,
+            Err(e) => return Err(e),
+        };
+        if selector.matches(pod.metadata.labels.as_ref()) {
+            out.push(pod);
+        }
+    }
+    Ok(out)
 }
 
 /// Follows one pod: calls `on_change` with the pod (status included) now
@@ -547,6 +802,54 @@ pub fn watch(
     }
 }
 
+/// What `podlab wait --for=...` waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    /// A condition type with a status (compared ignoring case, as kubectl does).
+    Condition { type_: String, status: String },
+    /// The pod's record is gone.
+    Delete,
+}
+
+/// True when the pod meets `what` (never for [`WaitFor::Delete`]: a pod
+/// that is still there is not deleted).
+pub fn meets(pod: &Pod, what: &WaitFor) -> bool {
+    match what {
+        WaitFor::Delete => false,
+        WaitFor::Condition { type_, status } => pod
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_.eq_ignore_ascii_case(type_) && c.status.eq_ignore_ascii_case(status)),
+    }
+}
+
+/// Waits until the pod meets `what`, watching its records: `Ok(true)` when
+/// it does, `Ok(false)` when `timeout` passed first. A missing pod has met
+/// [`WaitFor::Delete`]; for a condition it is not found.
+pub fn wait_for(config: &Config, key: &PodKey, what: &WaitFor, timeout: Duration) -> Result<bool> {
+    let store = Store::of(config)?;
+    let dir = match store.get(key) {
+        Ok(dir) => dir,
+        Err(store::Error::NotFound { .. }) if *what == WaitFor::Delete => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
+    let mut met = false;
+    let end = match watch(&dir, Some(timeout), |pod| {
+        met = meets(pod, what);
+        !met
+    }) {
+        // Deleted between the lookup and the watch.
+        Err(Error::Store(store::Error::NotFound { .. })) => WatchEnd::Deleted,
+        other => other?,
+    };
+    Ok(match end {
+        WatchEnd::Deleted => *what == WaitFor::Delete,
+        WatchEnd::Stopped => met,
+        WatchEnd::TimedOut => false,
+    })
+}
+
 /// Waits for the shim's first report (Running, or why not) with a deadline.
 fn wait_running(dir: &PodDir, notify: File, left: Duration, timeout: Duration) -> Result<()> {
     let ready = sys::wait_readable(&notify, Some(left)).map_err(|e| Error::Io(e.to_string()))?;
@@ -578,10 +881,20 @@ fn wait_running(dir: &PodDir, notify: File, left: Duration, timeout: Duration) -
 /// The pod and its status as `get` shows it. A pod whose shim is gone while
 /// it should be running is reported `Unknown`, never a stale Running.
 pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
-    let pod = dir.read_pod()?;
-    let mut status = match dir.read_status() {
-        Ok(Some(s)) => s,
-        Ok(None) => lifecycle::initial_status(&now_time()),
+    let mut pod = dir.read_pod()?;
+    let mut status = match dir.read_status_versioned() {
+        Ok(Some((s, version))) => {
+            // The pod's version is its newest record's.
+            let of_pod = pod
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            pod.metadata.resource_version = Some(of_pod.max(version).to_string());
+            s
+        }
+        Ok(None) => lifecycle::initial_status(&pod, &now_time()),
         // A torn status record (a crash mid-write on a filesystem without
         // atomic rename) is reported, never a panic or a hidden pod.
         Err(store::Error::Corrupt { path, source }) => PodStatus {
@@ -626,10 +939,36 @@ fn apply_abandoned(dir: &PodDir) -> bool {
             .unwrap_or(false)
 }
 
+/// A deletion asked for: the pod is marked and its shim told to stop it.
+pub struct Deletion {
+    pub key: PodKey,
+    dir: PodDir,
+    uid: String,
+    /// The shim's pidfd (readable once it exits) and how long to allow it.
+    shim: Option<(std::os::fd::OwnedFd, Duration)>,
+}
+
+impl Deletion {
+    /// True when a live shim is stopping the pod; it releases and removes
+    /// the pod itself, so nobody needs to wait for it.
+    pub fn shim_owns_it(&self) -> bool {
+        self.shim.is_some()
+    }
+}
+
 /// Graceful delete: marks the pod, asks its shim to stop it (SIGTERM, the
 /// grace period, SIGKILL), waits for the shim to exit, and releases anything
 /// a dead shim left behind.
 pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
+    let deletion = begin_delete(config, key, grace)?;
+    finish_delete(config, deletion)
+}
+
+/// The first half of [`delete`]: marks the pod deleted (deletionTimestamp,
+/// the grace period, a new generation) and sends its shim SIGTERM, without
+/// waiting. Asking for many deletions first and waiting after makes
+/// deleting N pods take about the longest grace period, as with kubectl.
+pub fn begin_delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<Deletion> {
     let store = Store::of(config)?;
     let dir = store.get(key)?;
     let mut pod = dir.read_pod()?;
@@ -643,22 +982,45 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
         .max(0);
     if pod.metadata.deletion_timestamp.is_none() {
         pod.metadata.deletion_timestamp = Some(now_time());
+        // A graceful deletion is a change the kubelet must observe.
+        pod.metadata.generation = Some(pod.metadata.generation.unwrap_or(1) + 1);
     }
     pod.metadata.deletion_grace_period_seconds = Some(grace);
     dir.write_pod(&pod)?;
 
+    let mut shim_fd = None;
     if let Some(shim) = shim::read_shim(&dir).filter(|s| s.is_alive()) {
         if let Ok(pidfd) = sys::pidfd_open(shim.pid) {
             let _ = kill(Pid::from_raw(shim.pid), Signal::SIGTERM);
             // The shim needs the grace period plus a moment to tear down.
-            let limit = Duration::from_secs(grace as u64 + 30);
-            let _ = sys::wait_readable(&pidfd, Some(limit));
+            shim_fd = Some((pidfd, Duration::from_secs(grace as u64 + 30)));
         }
     }
-    // Whatever the shim did not finish (it crashed, or was never started).
+    Ok(Deletion {
+        key: key.clone(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        dir,
+        shim: shim_fd,
+    })
+}
+
+/// The second half of [`delete`]: waits for the shim to exit, then
+/// releases whatever it did not (it crashed, or was never started) and
+/// removes the record.
+pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
+    let Deletion {
+        key,
+        dir,
+        uid,
+        shim,
+        ..
+    } = deletion;
+    if let Some((pidfd, limit)) = shim {
+        let _ = sys::wait_readable(&pidfd, Some(limit));
+    }
+    let store = Store::of(config)?;
     let lock = store.lock()?;
     if dir.pod_file().exists() {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
         errors.extend(shim::release_volumes(&dir));
         if !errors.is_empty() {
@@ -667,7 +1029,7 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
                 errors.join("; ")
             )));
         }
-        store.remove(&lock, key)?;
+        store.remove(&lock, &key)?;
     }
     // Its requests are free again: pending pods may fit now.
     scheduler::schedule_pending(config, &store, &lock)?;
@@ -936,6 +1298,25 @@ fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_are_met_ignoring_case() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "False"}]}
+        }))
+        .unwrap();
+        let cond = |t: &str, s: &str| WaitFor::Condition {
+            type_: t.into(),
+            status: s.into(),
+        };
+        assert!(meets(&pod, &cond("ready", "true")));
+        assert!(!meets(&pod, &cond("Ready", "False")));
+        assert!(meets(&pod, &cond("ContainersReady", "false")));
+        assert!(!meets(&pod, &cond("Initialized", "True")));
+        assert!(!meets(&pod, &WaitFor::Delete));
+    }
 
     #[test]
     fn uids_are_v4_and_distinct() {

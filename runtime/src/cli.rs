@@ -12,6 +12,7 @@ use podlab::config::Config;
 use podlab::image::ImageStore;
 use podlab::lifecycle;
 use podlab::namespaces::{ns_id, Kind};
+use podlab::selector::Selector;
 use podlab::shim::RuntimeState;
 use podlab::store::{PodDir, PodKey, Store};
 
@@ -43,9 +44,67 @@ pub fn read_manifest(file: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// A pod as `get -o json` prints it: the stored object with its status.
-fn pod_object(dir: &PodDir) -> anyhow::Result<Pod> {
-    Ok(api::pod_object(dir)?)
+/// How `get` prints pods, from `-o` (and `--no-headers`).
+pub enum Output {
+    Table(Columns),
+    Json,
+    Yaml,
+    Name,
+    JsonPath(crate::jsonpath::Template),
+}
+
+impl Output {
+    pub fn parse(output: Option<&str>, cols: Columns) -> anyhow::Result<Output> {
+        Ok(match output {
+            None => Output::Table(cols),
+            Some("wide") => Output::Table(Columns { wide: true, ..cols }),
+            Some("json") => Output::Json,
+            Some("yaml") => Output::Yaml,
+            Some("name") => Output::Name,
+            Some(o) if o.starts_with("jsonpath=") => {
+                Output::JsonPath(crate::jsonpath::Template::parse(&o["jsonpath=".len()..])?)
+            }
+            Some(other) => bail!("-o/--output: unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,jsonpath,name,wide,yaml"),
+        })
+    }
+}
+
+/// What `get` prints for these pods: one object when `single`, else a List.
+pub fn render_pods(
+    pods: &[Pod],
+    single: bool,
+    output: &Output,
+    now: i64,
+) -> anyhow::Result<String> {
+    let value = || -> anyhow::Result<serde_json::Value> {
+        Ok(match (single, pods.first()) {
+            (true, Some(pod)) => serde_json::to_value(pod)?,
+            _ => serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": pods,
+                "metadata": {"resourceVersion": ""},
+            }),
+        })
+    };
+    Ok(match output {
+        Output::Json => serde_json::to_string_pretty(&value()?)? + "\n",
+        Output::Yaml => serde_norway::to_string(&value()?)?,
+        Output::JsonPath(t) => t.render(&value()?),
+        Output::Name => pods
+            .iter()
+            .map(|p| format!("pod/{}\n", p.metadata.name.as_deref().unwrap_or("")))
+            .collect(),
+        Output::Table(cols) => table(pods, *cols, now),
+    })
+}
+
+/// Points this process's stdin at /dev/null, so an exec'd command without
+/// `-i` reads end-of-file at once instead of the user's terminal.
+pub fn empty_stdin() -> anyhow::Result<()> {
+    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+    nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
+    Ok(())
 }
 
 pub fn get(
@@ -53,109 +112,131 @@ pub fn get(
     name: Option<&str>,
     namespace: Option<&str>,
     all: bool,
-    output: Option<&str>,
+    selector: &Selector,
+    output: &Output,
 ) -> anyhow::Result<()> {
-    let store = Store::of(config)?;
     let ns = namespace.unwrap_or("default");
-    let dirs = match name {
-        Some(n) => vec![store.get(&PodKey::new(ns, n))?],
-        None => store.list(if all { None } else { Some(ns) })?,
+    let pods = match name {
+        Some(n) => {
+            let store = Store::of(config)?;
+            vec![api::pod_object(&store.get(&PodKey::new(ns, n))?)?]
+        }
+        None => api::list(config, (!all).then_some(ns), selector)?,
     };
-    let pods: Vec<Pod> = dirs.iter().map(pod_object).collect::<anyhow::Result<_>>()?;
-    let single = name.is_some();
-    match output {
-        Some("json") | Some("yaml") => {
-            let value = if single {
-                serde_json::to_value(&pods[0])?
-            } else {
-                serde_json::json!({
-                    "apiVersion": "v1",
-                    "kind": "List",
-                    "items": pods,
-                    "metadata": {"resourceVersion": ""},
-                })
-            };
-            if output == Some("json") {
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                print!("{}", serde_norway::to_string(&value)?);
-            }
+    if pods.is_empty() && matches!(output, Output::Table(_)) {
+        if all {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {ns} namespace.");
         }
-        Some("name") => {
-            for p in &pods {
-                println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""));
-            }
-        }
-        Some("wide") | None => {
-            if pods.is_empty() {
-                if all {
-                    eprintln!("No resources found");
-                } else {
-                    eprintln!("No resources found in {ns} namespace.");
-                }
-                return Ok(());
-            }
-            print!("{}", table(&pods, all, output == Some("wide")));
-        }
-        Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"),
+        return Ok(());
     }
+    print!(
+        "{}",
+        render_pods(&pods, name.is_some(), output, podlab::store::unix_now())?
+    );
     Ok(())
 }
 
-/// `get pod NAME -w`: the pod now, then again at each change, until it is
-/// deleted. Table rows after the first come without a header, as kubectl
-/// prints them; `-o json` prints one complete Pod object per line.
-pub fn watch(config: &Config, key: &PodKey, output: Option<&str>) -> anyhow::Result<()> {
+/// `get -w`: each pod now (unless `watch_only`), then again at each change,
+/// until every pod is deleted. Several pods are followed one thread each
+/// (the pods there when the watch starts). Table rows come without a header
+/// after the first, as kubectl prints them; `-o json` prints one complete
+/// Pod object per line.
+pub fn watch(
+    config: &Config,
+    keys: &[PodKey],
+    output: &Output,
+    watch_only: bool,
+) -> anyhow::Result<()> {
     let store = Store::of(config)?;
-    let dir = store.get(key)?;
-    let mut first = true;
-    let mut last = String::new();
-    let mut failed = None;
-    api::watch(&dir, None, |pod| {
-        let text = match output {
-            Some("json") => serde_json::to_string(pod).map(|l| l + "\n"),
-            Some("yaml") => serde_norway::to_string(pod)
-                .map(|y| format!("---\n{y}"))
-                .map_err(serde::ser::Error::custom),
-            Some("wide") | None => {
-                let t = table(std::slice::from_ref(pod), false, output == Some("wide"));
-                let mut lines = t.lines();
-                let header = lines.next().unwrap_or_default();
-                let row = lines.next().unwrap_or_default();
-                Ok(if first {
-                    format!("{header}\n{row}\n")
-                } else {
-                    format!("{row}\n")
-                })
-            }
-            Some(other) => {
-                failed = Some(anyhow::anyhow!("unable to match a printer suitable for the output format \"{other}\" in watch mode, allowed formats are: json,wide,yaml"));
-                return false;
-            }
-        };
-        match text {
-            Ok(text) => {
-                // Unchanged as printed (e.g. only a timestamp moved): skip.
-                let body = text.lines().last().unwrap_or_default().to_string();
-                if first || body != last || output.is_some_and(|o| o != "wide") {
-                    print!("{text}");
-                    use std::io::Write;
-                    let _ = std::io::stdout().flush();
+    let dirs = keys
+        .iter()
+        .map(|k| store.get(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let printed_header = std::sync::atomic::AtomicBool::new(false);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for dir in &dirs {
+            let printed_header = &printed_header;
+            let errors = &errors;
+            scope.spawn(move || {
+                let mut first = true;
+                let mut last = String::new();
+                let result = api::watch(dir, None, |pod| {
+                    let skip = first && watch_only;
+                    first = false;
+                    if skip {
+                        return true;
+                    }
+                    let text = match watch_line(pod, output, &mut last, printed_header) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            if let Ok(mut errs) = errors.lock() {
+                                errs.push(e);
+                            }
+                            return false;
+                        }
+                    };
+                    if !text.is_empty() {
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.flush();
+                    }
+                    true
+                });
+                if let Err(e) = result {
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push(e.into());
+                    }
                 }
-                last = body;
-                first = false;
-                true
-            }
-            Err(e) => {
-                failed = Some(e.into());
-                false
-            }
+            });
         }
-    })?;
-    match failed {
+    });
+    match errors.into_inner().ok().and_then(|mut e| e.pop()) {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// One change of one watched pod as printed; empty when a table row did
+/// not change (only a timestamp moved).
+fn watch_line(
+    pod: &Pod,
+    output: &Output,
+    last: &mut String,
+    printed_header: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<String> {
+    use std::sync::atomic::Ordering;
+    Ok(match output {
+        Output::Json => serde_json::to_string(pod)? + "\n",
+        Output::Yaml => format!("---\n{}", serde_norway::to_string(pod)?),
+        Output::Table(cols) => {
+            let t = table(
+                std::slice::from_ref(pod),
+                Columns {
+                    no_headers: false,
+                    ..*cols
+                },
+                podlab::store::unix_now(),
+            );
+            let mut lines = t.lines();
+            let header = lines.next().unwrap_or_default();
+            let row = lines.next().unwrap_or_default().to_string();
+            if row == *last {
+                return Ok(String::new());
+            }
+            *last = row.clone();
+            let header_due = !cols.no_headers && !printed_header.swap(true, Ordering::SeqCst);
+            if header_due {
+                format!("{header}\n{row}\n")
+            } else {
+                format!("{row}\n")
+            }
+        }
+        other => render_pods(std::slice::from_ref(pod), true, other, 0)?,
+    })
 }
 
 /// `get events`: the pods' events, oldest first, as kubectl lists them.
@@ -234,7 +315,7 @@ pub fn events(
                     .ok()
                     .map(Time);
                 let mut row = vec![
-                    age(seen.as_ref()),
+                    age(seen.as_ref(), podlab::store::unix_now()),
                     e.type_.clone(),
                     e.reason.clone(),
                     format!("pod/{}", key.name),
@@ -270,16 +351,31 @@ fn align(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn table(pods: &[Pod], all: bool, wide: bool) -> String {
+/// Which columns a pod table has.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Columns {
+    /// A NAMESPACE column first (`-A`).
+    pub namespace: bool,
+    /// `-o wide`: IP, NODE, NOMINATED NODE, READINESS GATES.
+    pub wide: bool,
+    /// `--no-headers`.
+    pub no_headers: bool,
+}
+
+/// `kubectl get pods` as a table, ages counted to `now` (seconds since the epoch).
+pub fn table(pods: &[Pod], cols: Columns, now: i64) -> String {
     let mut rows = Vec::new();
     let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
-    if all {
+    if cols.namespace {
         header.insert(0, "NAMESPACE");
     }
-    if wide {
-        header.extend(["IP", "NODE"]);
+    if cols.wide {
+        header.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
     }
-    rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    if !cols.no_headers {
+        rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    }
+    let none = || "<none>".to_string();
     for pod in pods {
         let status = pod.status.clone().unwrap_or_default();
         let (ready, total) = lifecycle::ready_count(pod, &status);
@@ -288,36 +384,72 @@ fn table(pods: &[Pod], all: bool, wide: bool) -> String {
             format!("{ready}/{total}"),
             lifecycle::display_status(pod, &status),
             lifecycle::restarts(pod, &status).to_string(),
-            age(pod.metadata.creation_timestamp.as_ref()),
+            age(pod.metadata.creation_timestamp.as_ref(), now),
         ];
-        if all {
+        if cols.namespace {
             row.insert(0, pod.metadata.namespace.clone().unwrap_or_default());
         }
-        if wide {
-            row.push(status.pod_ip.clone().unwrap_or_else(|| "<none>".into()));
-            row.push(
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-            );
+        if cols.wide {
+            let spec = pod.spec.as_ref();
+            row.push(status.pod_ip.clone().unwrap_or_else(none));
+            row.push(spec.and_then(|s| s.node_name.clone()).unwrap_or_else(none));
+            row.push(status.nominated_node_name.clone().unwrap_or_else(none));
+            row.push(readiness_gates(pod, &status).unwrap_or_else(none));
         }
         rows.push(row);
     }
     align(&rows)
 }
 
-/// kubectl's short ages: 42s, 5m, 3h, 2d.
-fn age(created: Option<&Time>) -> String {
-    let Some(t) = created else {
-        return "<unknown>".into();
+/// READINESS GATES: how many of the pod's gates are True, of how many.
+fn readiness_gates(pod: &Pod, status: &PodStatus) -> Option<String> {
+    let gates = pod.spec.as_ref()?.readiness_gates.as_ref()?;
+    if gates.is_empty() {
+        return None;
+    }
+    let met = gates
+        .iter()
+        .filter(|g| lifecycle::condition_is_true(status, &g.condition_type))
+        .count();
+    Some(format!("{met}/{}", gates.len()))
+}
+
+/// AGE: the time since `created` as kubectl's printers show it.
+fn age(created: Option<&Time>, now: i64) -> String {
+    match created {
+        Some(t) => human_duration(now - t.0.as_second()),
+        None => "<unknown>".into(),
+    }
+}
+
+/// A duration in seconds the way kubectl shortens it: two units while the
+/// second one still tells something (`5m3s`, `3h20m`, `5d4h`, `2y45d`), one
+/// after (`150m`, `20h`, `100d`); up to one second in the future is "0s"
+/// (clock skew), further is `<invalid>`.
+pub fn human_duration(secs: i64) -> String {
+    const MIN: i64 = 60;
+    const HOUR: i64 = 60 * MIN;
+    const DAY: i64 = 24 * HOUR;
+    const YEAR: i64 = 365 * DAY;
+    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
     };
-    let secs = (podlab::store::unix_now() - t.0.as_second()).max(0);
     match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 * 2 => format!("{}m", s / 60),
-        s if s < 86400 * 2 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+        s if s < -1 => "<invalid>".into(),
+        s if s < 0 => "0s".into(),
+        s if s < 2 * MIN => format!("{s}s"),
+        s if s < 10 * MIN => two(s / MIN, "m", s % MIN, "s"),
+        s if s < 3 * HOUR => format!("{}m", s / MIN),
+        s if s < 8 * HOUR => two(s / HOUR, "h", s % HOUR / MIN, "m"),
+        s if s < 2 * DAY => format!("{}h", s / HOUR),
+        s if s < 8 * DAY => two(s / DAY, "d", s % DAY / HOUR, "h"),
+        s if s < 2 * YEAR => format!("{}d", s / DAY),
+        s if s < 8 * YEAR => two(s / YEAR, "y", s % YEAR / DAY, "d"),
+        s => format!("{}y", s / YEAR),
     }
 }
 
@@ -743,6 +875,164 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `describe -o mermaid`: the live pod as a Mermaid flowchart. Each process
+/// lists every namespace it is in as /proc/PID/ns names it, marked `holds`
+/// (the pause's, shared by the pod), `joins` (a container in the pause's),
+/// `own` or `host` (the namespace podlab runs in); each container has its cgroup with its limits;
+/// the pod's eth0 leads through the host veth to the bridge.
+pub fn mermaid(p: &api::PodPicture) -> String {
+    use std::fmt::Write;
+    let mut s = String::from("flowchart LR\n");
+    let ip = p.pod_ip.as_deref().unwrap_or("no IP");
+    let _ = writeln!(
+        s,
+        "  subgraph pod[\"pod {}/{} · uid {} · IP {ip}\"]",
+        p.key.namespace, p.key.name, p.uid
+    );
+    let ns_lines = |proc_: &api::ProcessPicture| -> String {
+        proc_
+            .namespaces
+            .iter()
+            .map(|(_, id, how)| format!("<br/>{id} {}", how.as_str()))
+            .collect()
+    };
+    match &p.pause {
+        Some(pause) => {
+            let _ = writeln!(
+                s,
+                "    pause[\"pause · PID {}{}\"]",
+                pause.pid,
+                ns_lines(pause)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "    pause[\"pause · not running\"]");
+        }
+    }
+    if let Some(cg) = &p.pod_cgroup {
+        let _ = writeln!(s, "    podcg[(\"cgroup {cg}\")]");
+        let _ = writeln!(s, "    pause --- podcg");
+    }
+    for (i, c) in p.containers.iter().enumerate() {
+        let label = match &c.process {
+            Some(proc_) => format!(
+                "container {} · PID {}{}",
+                c.name,
+                proc_.pid,
+                ns_lines(proc_)
+            ),
+            None => format!("container {} · not running", c.name),
+        };
+        let _ = writeln!(s, "    c{i}[\"{label}\"]");
+        let _ = writeln!(
+            s,
+            "    cg{i}[(\"cgroup {}<br/>{}\")]",
+            c.cgroup,
+            limits_text(&c.limits)
+        );
+        let _ = writeln!(s, "    c{i} --- cg{i}");
+        let joined: Vec<&str> = c
+            .process
+            .iter()
+            .flat_map(|pr| pr.namespaces.iter())
+            .filter(|(_, _, how)| *how == api::NsHow::Joins)
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        if !joined.is_empty() {
+            let _ = writeln!(s, "    c{i} -. joins {} .-> pause", joined.join(", "));
+        }
+    }
+    let _ = writeln!(s, "    eth0[\"{} · {ip}\"]", p.ifname);
+    let _ = writeln!(s, "    pause --- eth0");
+    let _ = writeln!(s, "  end");
+    let veth = p.links.veth.as_deref().unwrap_or("veth (unknown)");
+    let bridge = p.links.bridge.as_deref().unwrap_or("bridge (unknown)");
+    let _ = writeln!(s, "  veth[\"host {veth}\"]");
+    let _ = writeln!(s, "  bridge[\"bridge {bridge}\"]");
+    let _ = writeln!(s, "  eth0 --- veth --- bridge");
+    s
+}
+
+/// A container's limits in words: memory, CPU quota, shares, pids.
+fn limits_text(l: &podlab::cgroups::Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = l.memory_bytes {
+        parts.push(format!("memory {}", human_size(m.max(0) as u64)));
+    }
+    if let (Some(q), Some(per)) = (l.cpu_quota_us, l.cpu_period_us) {
+        parts.push(format!("cpu {q}/{per} µs"));
+    }
+    if let Some(sh) = l.cpu_shares {
+        parts.push(format!("shares {sh}"));
+    }
+    if let Some(p) = l.pids_max {
+        parts.push(format!("pids {p}"));
+    }
+    if parts.is_empty() {
+        "no limits".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// `kubectl top pod` as a table: CPU in millicores, memory in Mi; with
+/// `containers` one row per container under its pod.
+pub fn top_table(usage: &[api::PodUsage], containers: bool, cols: Columns) -> String {
+    let mut rows = Vec::new();
+    let mut header = if containers {
+        vec!["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    } else {
+        vec!["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    };
+    if cols.namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    if !cols.no_headers {
+        rows.push(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    }
+    let mi = |b: u64| format!("{}Mi", b >> 20);
+    for p in usage {
+        let mut lines: Vec<Vec<String>> = if containers {
+            p.containers
+                .iter()
+                .map(|c| {
+                    vec![
+                        p.key.name.clone(),
+                        c.name.clone(),
+                        format!("{}m", c.cpu_millis),
+                        mi(c.memory_bytes),
+                    ]
+                })
+                .collect()
+        } else {
+            vec![vec![
+                p.key.name.clone(),
+                format!("{}m", p.cpu_millis),
+                mi(p.memory_bytes),
+            ]]
+        };
+        for l in &mut lines {
+            if cols.namespace {
+                l.insert(0, p.key.namespace.clone());
+            }
+        }
+        rows.extend(lines);
+    }
+    align(&rows)
+}
+
+/// The Kubernetes API version podlab's objects follow: the k8s-openapi
+/// feature runtime/Cargo.toml picks (a unit test keeps the two equal).
+const KUBERNETES_API: &str = "1.35";
+
+/// `podlab version`, shaped like kubectl's.
+pub fn version_text() -> String {
+    format!(
+        "Client Version: v{}\nKubernetes API: v{KUBERNETES_API}\n",
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
 fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1 << 20) as f64),
@@ -755,48 +1045,223 @@ fn human_size(bytes: u64) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn table_has_kubectl_columns() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
-            "status": {"phase": "Running", "podIP": "10.89.0.2", "containerStatuses": [
-                {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
-                 "state": {"running": {}}},
-                {"name": "b", "ready": false, "restartCount": 2, "image": "x", "imageID": "",
-                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
-            ]}
-        }))
-        .unwrap();
-        let t = table(&[pod], false, true);
-        let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("NAME"), "{t}");
-        assert!(lines[0].ends_with("IP          NODE"), "{t}");
-        let cells: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(
-            cells,
-            [
-                "web",
-                "1/2",
-                "CrashLoopBackOff",
-                "3",
-                cells[4],
-                "10.89.0.2",
-                "n1"
-            ]
-        );
-        assert!(cells[4].ends_with('d'));
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// 2020-01-01T00:00:00Z, the creation time of the test pods.
+    const CREATED: i64 = 1_577_836_800;
+
+    fn sample() -> Vec<Pod> {
+        vec![
+            pod(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
+                "status": {"phase": "Running", "podIP": "10.89.0.2", "containerStatuses": [
+                    {"name": "a", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
+                     "state": {"running": {}}},
+                    {"name": "b", "ready": false, "restartCount": 2, "image": "x", "imageID": "",
+                     "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ]}
+            })),
+            pod(serde_json::json!({
+                "metadata": {"name": "gated", "namespace": "lab", "creationTimestamp": "2020-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "a"}],
+                    "readinessGates": [{"conditionType": "example.com/one"}, {"conditionType": "example.com/two"}]},
+                "status": {"phase": "Pending", "nominatedNodeName": "n2", "conditions": [
+                    {"type": "example.com/one", "status": "True"}]}
+            })),
+        ]
     }
 
     #[test]
-    fn ages_are_short() {
-        let t = |s: i64| {
-            Time(k8s_openapi::jiff::Timestamp::from_second(podlab::store::unix_now() - s).unwrap())
+    fn tables_have_kubectls_columns() {
+        let now = CREATED + 5 * 60 + 3;
+        let plain = table(&sample(), Columns::default(), now);
+        insta::assert_snapshot!("table_plain", plain);
+        let wide = Columns {
+            namespace: true,
+            wide: true,
+            ..Columns::default()
         };
-        assert_eq!(age(Some(&t(5))), "5s");
-        assert_eq!(age(Some(&t(600))), "10m");
-        assert_eq!(age(Some(&t(3 * 3600))), "3h");
-        assert_eq!(age(Some(&t(3 * 86400))), "3d");
+        insta::assert_snapshot!("table_wide_all_namespaces", table(&sample(), wide, now));
+        let bare = Columns {
+            no_headers: true,
+            ..Columns::default()
+        };
+        // Widths come from the rows alone, as kubectl pads them.
+        insta::assert_snapshot!("table_no_headers", table(&sample(), bare, now));
+    }
+
+    #[test]
+    fn get_renders_names_jsonpath_and_lists() {
+        let pods = sample();
+        let now = CREATED + 60;
+        let render = |o: &str, single: bool| {
+            let out = Output::parse(Some(o), Columns::default()).unwrap();
+            render_pods(if single { &pods[..1] } else { &pods }, single, &out, now).unwrap()
+        };
+        assert_eq!(render("name", false), "pod/web\npod/gated\n");
+        assert_eq!(
+            render("jsonpath={.items[*].metadata.name}", false),
+            "web gated"
+        );
+        assert_eq!(render("jsonpath={.metadata.name}", true), "web");
+        assert_eq!(render("jsonpath={.kind}", false), "List");
+        let list: serde_json::Value = serde_json::from_str(&render("json", false)).unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 2);
+        let one: serde_json::Value = serde_json::from_str(&render("json", true)).unwrap();
+        assert_eq!(one["metadata"]["name"], "web");
+        for bad in ["table", "jsonpath={.x"] {
+            let e = Output::parse(Some(bad), Columns::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("-o/--output") || e.contains("jsonpath"), "{e}");
+        }
+    }
+
+    #[test]
+    fn top_prints_like_kubectl_top() {
+        let usage = vec![
+            api::PodUsage {
+                key: PodKey::new("default", "web"),
+                cpu_millis: 251,
+                memory_bytes: 70 << 20,
+                containers: vec![
+                    api::ContainerUsage {
+                        name: "app".into(),
+                        cpu_millis: 250,
+                        memory_bytes: (64 << 20) + 5,
+                    },
+                    api::ContainerUsage {
+                        name: "sidecar".into(),
+                        cpu_millis: 0,
+                        memory_bytes: 1 << 20,
+                    },
+                ],
+            },
+            api::PodUsage {
+                key: PodKey::new("lab", "db"),
+                cpu_millis: 3,
+                memory_bytes: 512 << 10,
+                containers: vec![],
+            },
+        ];
+        insta::assert_snapshot!("top_pods", top_table(&usage, false, Columns::default()));
+        let all = Columns {
+            namespace: true,
+            ..Columns::default()
+        };
+        insta::assert_snapshot!(
+            "top_containers_all_namespaces",
+            top_table(&usage, true, all)
+        );
+    }
+
+    #[test]
+    fn mermaid_draws_processes_namespaces_cgroups_and_links() {
+        use api::NsHow::{Holds, Host, Joins, Own};
+        let ns = |kind: &str, id: u64, how: api::NsHow| {
+            (kind.to_string(), format!("{kind}:[{id}]"), how)
+        };
+        let picture = api::PodPicture {
+            key: PodKey::new("default", "web"),
+            uid: "u-1".into(),
+            pod_ip: Some("10.89.0.5".into()),
+            pause: Some(api::ProcessPicture {
+                pid: 100,
+                namespaces: vec![
+                    ns("net", 1, Holds),
+                    ns("uts", 2, Holds),
+                    ns("ipc", 3, Holds),
+                    ns("mnt", 8, Host),
+                ],
+            }),
+            pod_cgroup: Some("podlab/pod-u-1".into()),
+            containers: vec![
+                api::ContainerPicture {
+                    name: "app".into(),
+                    process: Some(api::ProcessPicture {
+                        pid: 200,
+                        namespaces: vec![
+                            ns("net", 1, Joins),
+                            ns("uts", 2, Joins),
+                            ns("mnt", 9, Own),
+                        ],
+                    }),
+                    cgroup: "podlab/pod-u-1/ctr-app".into(),
+                    limits: podlab::cgroups::Limits {
+                        memory_bytes: Some(64 << 20),
+                        cpu_quota_us: Some(25_000),
+                        cpu_period_us: Some(100_000),
+                        cpu_shares: Some(256),
+                        pids_max: Some(1024),
+                    },
+                },
+                api::ContainerPicture {
+                    name: "done".into(),
+                    process: None,
+                    cgroup: "podlab/pod-u-1/ctr-done".into(),
+                    limits: Default::default(),
+                },
+            ],
+            ifname: "eth0".into(),
+            links: podlab::network::HostLinks {
+                bridge: Some("podlab0".into()),
+                veth: Some("veth12ab".into()),
+            },
+        };
+        insta::assert_snapshot!("mermaid_pod", mermaid(&picture));
+    }
+
+    #[test]
+    fn version_names_both_versions() {
+        let v = version_text();
+        assert!(
+            v.starts_with(&format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
+        let feature = format!("\"v{}\"", KUBERNETES_API.replace('.', "_"));
+        assert!(
+            include_str!("../Cargo.toml").contains(&feature),
+            "runtime/Cargo.toml picks another API version than {KUBERNETES_API}"
+        );
+        assert!(
+            v.ends_with(&format!("Kubernetes API: v{KUBERNETES_API}\n")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn ages_follow_kubectls_rules() {
+        let cases = [
+            (-5, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (119, "119s"),
+            (120, "2m"),
+            (5 * 60 + 3, "5m3s"),
+            (10 * 60 + 3, "10m"),
+            (150 * 60, "150m"),
+            (3 * 3600 - 1, "179m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 20 * 60 + 59, "3h20m"),
+            (8 * 3600 + 60, "8h"),
+            (47 * 3600, "47h"),
+            (48 * 3600, "2d"),
+            (5 * 86400 + 4 * 3600, "5d4h"),
+            (8 * 86400 + 3600, "8d"),
+            (729 * 86400, "729d"),
+            (2 * 365 * 86400 + 45 * 86400, "2y45d"),
+            (9 * 365 * 86400, "9y"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}s");
+        }
+        let t = Time(k8s_openapi::jiff::Timestamp::from_second(CREATED).unwrap());
+        assert_eq!(age(Some(&t), CREATED + 90), "90s");
+        assert_eq!(age(None, CREATED), "<unknown>");
         assert_eq!(human_size(2048), "2.0KiB");
     }
 }

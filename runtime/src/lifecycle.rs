@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podlab_kube::qos;
 
 pub const PENDING: &str = "Pending";
 pub const RUNNING: &str = "Running";
@@ -29,15 +30,30 @@ pub const CONDITIONS: [&str; 5] = [
 /// The kubelet's longest crash (and image pull) back-off.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// The status the API server gives a new pod, once the scheduler has bound it.
-pub fn initial_status(now: &Time) -> PodStatus {
+/// The status the API server gives a new pod, once the scheduler has bound
+/// it: Pending, with its QoS class (a pod whose quantities do not parse never
+/// got past validation, so it has none).
+pub fn initial_status(pod: &Pod, now: &Time) -> PodStatus {
+    let qos = pod.spec.as_ref().and_then(|s| qos::qos_class(s).ok());
     let mut status = PodStatus {
         phase: Some(PENDING.into()),
-        qos_class: None,
+        qos_class: qos.map(|q| q.as_str().to_string()),
         ..Default::default()
     };
     set_condition(&mut status, "PodScheduled", true, None, now);
     status
+}
+
+/// Records which generation of the pod this status reflects, on the pod and
+/// on each condition the kubelet owns, as the kubelet does (Kubernetes 1.33+;
+/// PodScheduled is the scheduler's).
+pub fn set_observed_generation(status: &mut PodStatus, generation: Option<i64>) {
+    status.observed_generation = generation;
+    for c in status.conditions.iter_mut().flatten() {
+        if c.type_ != "PodScheduled" {
+            c.observed_generation = generation;
+        }
+    }
 }
 
 /// Sets a condition, keeping its transition time when its value is unchanged.
@@ -724,10 +740,46 @@ mod tests {
     }
 
     #[test]
+    fn a_new_pod_carries_its_qos_class() {
+        let with = |resources: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"spec": {"containers": [
+                {"name": "a", "image": "i", "resources": resources}]}}))
+            .unwrap()
+        };
+        let class = |p: &Pod| initial_status(p, &now()).qos_class;
+        assert_eq!(
+            class(&with(serde_json::json!({}))).as_deref(),
+            Some("BestEffort")
+        );
+        let full = serde_json::json!({"limits": {"cpu": "1", "memory": "64Mi"}});
+        assert_eq!(class(&with(full)).as_deref(), Some("Guaranteed"));
+        let some = serde_json::json!({"requests": {"memory": "64Mi"}});
+        assert_eq!(class(&with(some)).as_deref(), Some("Burstable"));
+    }
+
+    #[test]
+    fn observed_generation_is_the_kubelets_not_the_schedulers() {
+        let mut s = initial_status(&Pod::default(), &now());
+        set_condition(&mut s, "Ready", false, None, &now());
+        set_observed_generation(&mut s, Some(2));
+        assert_eq!(s.observed_generation, Some(2));
+        let of = |t: &str| {
+            s.conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .observed_generation
+        };
+        assert_eq!(of("Ready"), Some(2));
+        assert_eq!(of("PodScheduled"), None);
+    }
+
+    #[test]
     fn conditions_keep_their_transition_time_and_order() {
         let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1000).unwrap());
         let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2000).unwrap());
-        let mut s = initial_status(&t0);
+        let mut s = initial_status(&Pod::default(), &t0);
         set_condition(&mut s, "Ready", false, Some("ContainersNotReady"), &t0);
         set_condition(&mut s, "Ready", false, Some("ContainersNotReady"), &t1);
         set_condition(&mut s, "Initialized", true, None, &t1);
@@ -757,7 +809,7 @@ mod tests {
     #[test]
     fn conditions_follow_init_containers_and_readiness() {
         let p = pod("Always", &["i1", "side*"], 2);
-        let mut s = initial_status(&now());
+        let mut s = initial_status(&p, &now());
         s.init_container_statuses = Some(vec![named("i1", running(&now()), false)]);
         s.container_statuses = Some(vec![
             named("c", waiting("PodInitializing", None), false),

@@ -1,6 +1,7 @@
 //! `podlab`: a kubectl-shaped CLI over a real, one-node pod runtime.
 
 mod cli;
+mod jsonpath;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use podlab::config::{
     Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT,
 };
+use podlab::selector::Selector;
 use podlab::store::PodKey;
 
 #[derive(Parser)]
@@ -66,9 +68,10 @@ enum Command {
         file: String,
         #[command(flatten)]
         ns: Namespace,
-        /// Wait until the pods are Running (default 60s).
-        #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
-        wait: Option<Duration>,
+        /// podlab's own: wait until the pods are Running, at most this long
+        /// (default 60s). Not kubectl's `--wait`, which is about pruning.
+        #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
+        wait_ready: Option<Duration>,
     },
     /// List pods, or show one.
     Get {
@@ -80,13 +83,24 @@ enum Command {
         /// Every namespace.
         #[arg(short = 'A', long = "all-namespaces")]
         all_namespaces: bool,
-        /// Output format: wide, json, yaml, name.
+        /// Output format: wide, json, yaml, name, jsonpath=TEMPLATE.
         #[arg(short = 'o', long = "output")]
         output: Option<String>,
-        /// After the pod, print it again at each change until it is deleted
-        /// (one JSON object per line with -o json).
+        /// Only pods whose labels match: `a=b`, `a!=b`, `a`, `!a`,
+        /// `a in (x,y)`, `a notin (x,y)`, comma-separated.
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Tables without their header line.
+        #[arg(long)]
+        no_headers: bool,
+        /// After the pods, print each again at each change until it is
+        /// deleted (one JSON object per line with -o json). Without a name,
+        /// the pods there when the watch starts.
         #[arg(short = 'w', long = "watch")]
         watch: bool,
+        /// Like --watch, without printing the pods as they are first.
+        #[arg(long)]
+        watch_only: bool,
     },
     /// Show a pod in detail: containers, limits, namespaces, cgroups, events.
     Describe {
@@ -94,6 +108,11 @@ enum Command {
         name: String,
         #[command(flatten)]
         ns: Namespace,
+        /// podlab's own: `mermaid` prints a diagram of the live pod
+        /// (processes with their namespaces, cgroups with limits, veth,
+        /// bridge, pod IP) instead of the text.
+        #[arg(short = 'o', long = "output")]
+        output: Option<String>,
     },
     /// Run a command in a container of a pod.
     Exec {
@@ -102,9 +121,10 @@ enum Command {
         container: Option<String>,
         #[command(flatten)]
         ns: Namespace,
-        /// Accepted for kubectl compatibility: stdin is always attached.
+        /// Pass stdin to the command; without it the command reads an
+        /// empty stdin, as with kubectl.
         #[arg(short = 'i', long = "stdin")]
-        _stdin: bool,
+        stdin: bool,
         /// Accepted for kubectl compatibility.
         #[arg(short = 't', long = "tty")]
         _tty: bool,
@@ -138,8 +158,11 @@ enum Command {
     /// Delete pods: SIGTERM, the grace period, SIGKILL, then release everything.
     Delete {
         resource: String,
-        #[arg(required = true)]
+        #[arg(required_unless_present = "selector")]
         names: Vec<String>,
+        /// Delete the pods whose labels match (see `get -l`).
+        #[arg(short = 'l', long = "selector", conflicts_with = "names")]
+        selector: Option<String>,
         #[command(flatten)]
         ns: Namespace,
         /// Seconds to wait after SIGTERM (default: the pod's terminationGracePeriodSeconds).
@@ -147,6 +170,59 @@ enum Command {
         grace_period: Option<i64>,
         #[arg(long)]
         ignore_not_found: bool,
+        /// Wait for the pods to be gone before returning (`--wait=false`
+        /// returns once every deletion is asked for).
+        #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+              default_value_t = true, default_missing_value = "true")]
+        wait: bool,
+    },
+    /// Wait until pods meet a condition or are deleted, as kubectl wait does:
+    /// `podlab wait --for=condition=Ready pod/NAME --timeout=60s`.
+    Wait {
+        /// `pod/NAME` (also `pods/NAME`), or `pod` followed by names.
+        #[arg(required = true)]
+        resources: Vec<String>,
+        /// `condition=TYPE` (status True), `condition=TYPE=STATUS`, or `delete`.
+        #[arg(long = "for", value_name = "CONDITION", value_parser = parse_wait_for)]
+        for_: podlab::api::WaitFor,
+        #[command(flatten)]
+        ns: Namespace,
+        /// How long to wait for each resource (kubectl's default: 30s).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// CPU (millicores, averaged over a second) and memory (working set) of
+    /// pods and their containers, read from their cgroups, as kubectl top.
+    Top {
+        /// The resource type: pod (pods, po); podlab has one node and no
+        /// `top node`.
+        resource: String,
+        name: Option<String>,
+        /// One row per container.
+        #[arg(long)]
+        containers: bool,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Every namespace.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+        /// Only pods whose labels match (see `get -l`).
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Tables without their header line.
+        #[arg(long)]
+        no_headers: bool,
+    },
+    /// Print the podlab version and the Kubernetes API version it speaks.
+    Version {
+        /// Accepted for kubectl compatibility: podlab has no server to ask.
+        #[arg(long)]
+        client: bool,
+    },
+    /// Print a shell completion script: `source <(podlab completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Manage the image store.
     #[command(subcommand)]
@@ -214,6 +290,69 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `--for`: `delete`, `condition=TYPE` or `condition=TYPE=STATUS`.
+fn parse_wait_for(s: &str) -> Result<podlab::api::WaitFor, String> {
+    if s.eq_ignore_ascii_case("delete") {
+        return Ok(podlab::api::WaitFor::Delete);
+    }
+    let Some(cond) = s.strip_prefix("condition=") else {
+        return Err(format!(
+            "unrecognized condition {s:?} (condition=TYPE[=STATUS] or delete)"
+        ));
+    };
+    let (type_, status) = cond.split_once('=').unwrap_or((cond, "True"));
+    if type_.is_empty() || status.is_empty() {
+        return Err(format!("condition {s:?} names no type or no status"));
+    }
+    Ok(podlab::api::WaitFor::Condition {
+        type_: type_.into(),
+        status: status.into(),
+    })
+}
+
+/// Pod names from `pod/NAME`, `pods/NAME` or `pod NAME...`.
+fn pod_names(resources: &[String]) -> anyhow::Result<Vec<String>> {
+    match resources {
+        [kind, names @ ..] if !kind.contains('/') => {
+            pods_resource(kind)?;
+            if names.is_empty() {
+                anyhow::bail!("you must specify the pods to wait for: pod/NAME or pod NAME");
+            }
+            Ok(names.to_vec())
+        }
+        _ => resources
+            .iter()
+            .map(|r| match r.split_once('/') {
+                Some((kind, name)) if !name.is_empty() => {
+                    pods_resource(kind)?;
+                    Ok(name.to_string())
+                }
+                _ => anyhow::bail!("{r:?}: expected pod/NAME"),
+            })
+            .collect(),
+    }
+}
+
+/// `-l`: the empty selector (everything) when not given.
+fn parse_selector(text: Option<&str>) -> anyhow::Result<Selector> {
+    match text {
+        None => Ok(Selector::default()),
+        Some(t) => Selector::parse(t).map_err(|e| anyhow::anyhow!("-l/--selector: {e}")),
+    }
+}
+
+/// True when the error is a pod that does not exist.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    use podlab::store::Error as S;
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<S>(), Some(S::NotFound { .. }))
+            || matches!(
+                c.downcast_ref::<podlab::api::Error>(),
+                Some(podlab::api::Error::Store(S::NotFound { .. }))
+            )
+    })
+}
+
 fn main() {
     let cli = Cli::parse();
     let mut config = Config::new(cli.root, cli.image_root, cli.data_root);
@@ -243,7 +382,9 @@ fn main() {
             Err(e) => {
                 // Some messages carry kubectl's own "error: " prefix already.
                 let msg = error_text(&e);
-                if msg.starts_with("error: ") || msg.starts_with("The ") {
+                if is_not_found(&e) {
+                    eprintln!("Error from server (NotFound): {msg}");
+                } else if msg.starts_with("error: ") || msg.starts_with("The ") {
                     eprintln!("{msg}");
                 } else {
                     eprintln!("error: {msg}");
@@ -282,7 +423,11 @@ fn pods_resource(resource: &str) -> anyhow::Result<()> {
 
 fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Apply { file, ns, wait } => {
+        Command::Apply {
+            file,
+            ns,
+            wait_ready: wait,
+        } => {
             let text = cli::read_manifest(&file)?;
             let mut warn = |w: String| eprintln!("{w}");
             for applied in podlab::api::apply(
@@ -303,10 +448,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             all_namespaces,
             output,
+            selector,
+            no_headers,
             watch,
+            watch_only,
         } => {
             if matches!(resource.as_str(), "events" | "event" | "ev") {
-                if watch {
+                if watch || watch_only {
                     anyhow::bail!("podlab cannot watch events; use `podlab get pod NAME -w`");
                 }
                 cli::events(
@@ -319,11 +467,34 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             pods_resource(&resource)?;
-            if watch {
-                let Some(name) = name else {
-                    anyhow::bail!("podlab watches one pod: podlab get pod NAME -w");
+            let selector = parse_selector(selector.as_deref())?;
+            if name.is_some() && selector != Selector::default() {
+                anyhow::bail!("-l/--selector: a pod name cannot be given with a selector");
+            }
+            let cols = cli::Columns {
+                namespace: all_namespaces,
+                no_headers,
+                ..Default::default()
+            };
+            let output = cli::Output::parse(output.as_deref(), cols)?;
+            if watch || watch_only {
+                let keys = match name {
+                    Some(name) => vec![ns.key(&name)],
+                    None => podlab::api::list(
+                        config,
+                        (!all_namespaces).then(|| ns.namespace.as_deref().unwrap_or("default")),
+                        &selector,
+                    )?
+                    .iter()
+                    .map(|p| {
+                        PodKey::new(
+                            p.metadata.namespace.clone().unwrap_or_default(),
+                            p.metadata.name.clone().unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
                 };
-                cli::watch(config, &ns.key(&name), output.as_deref())?;
+                cli::watch(config, &keys, &output, watch_only)?;
                 return Ok(0);
             }
             cli::get(
@@ -331,13 +502,30 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 name.as_deref(),
                 ns.namespace.as_deref(),
                 all_namespaces,
-                output.as_deref(),
+                &selector,
+                &output,
             )?;
             Ok(0)
         }
-        Command::Describe { resource, name, ns } => {
+        Command::Describe {
+            resource,
+            name,
+            ns,
+            output,
+        } => {
             pods_resource(&resource)?;
-            cli::describe(config, &ns.key(&name))?;
+            match output.as_deref() {
+                None => cli::describe(config, &ns.key(&name))?,
+                Some("mermaid") => {
+                    print!(
+                        "{}",
+                        cli::mermaid(&podlab::api::picture(config, &ns.key(&name))?)
+                    )
+                }
+                Some(other) => {
+                    anyhow::bail!("-o/--output: describe prints text or \"mermaid\", not {other:?}")
+                }
+            }
             Ok(0)
         }
         Command::Exec {
@@ -345,13 +533,19 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             container,
             ns,
             command,
+            stdin,
             ..
-        } => Ok(podlab::api::exec(
-            config,
-            &ns.key(&name),
-            container.as_deref(),
-            &command,
-        )?),
+        } => {
+            if !stdin {
+                cli::empty_stdin()?;
+            }
+            Ok(podlab::api::exec(
+                config,
+                &ns.key(&name),
+                container.as_deref(),
+                &command,
+            )?)
+        }
         Command::Logs {
             name,
             container,
@@ -375,25 +569,119 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         Command::Delete {
             resource,
             names,
+            selector,
             ns,
             grace_period,
             ignore_not_found,
+            wait,
         } => {
             pods_resource(&resource)?;
-            let mut failed = false;
-            for name in names {
-                let key = ns.key(&name);
-                match podlab::api::delete(config, &key, grace_period) {
-                    Ok(()) => println!("pod \"{name}\" deleted"),
-                    Err(podlab::api::Error::Store(podlab::store::Error::NotFound { .. }))
-                        if ignore_not_found => {}
-                    Err(e) => {
-                        eprintln!("Error from server (NotFound): {e}");
-                        failed = true;
+            let names = match selector {
+                None => names,
+                Some(text) => {
+                    let selector = parse_selector(Some(&text))?;
+                    let namespace = ns.namespace.as_deref().unwrap_or("default");
+                    let pods = podlab::api::list(config, Some(namespace), &selector)?;
+                    if pods.is_empty() {
+                        eprintln!("No resources found");
                     }
+                    pods.into_iter().filter_map(|p| p.metadata.name).collect()
+                }
+            };
+            let mut failed = false;
+            let mut report = |name: &str, e: podlab::api::Error| {
+                let e = anyhow::Error::from(e);
+                if is_not_found(&e) {
+                    if ignore_not_found {
+                        return;
+                    }
+                    eprintln!("Error from server (NotFound): {}", error_text(&e));
+                } else {
+                    eprintln!("error: deleting pod {name}: {}", error_text(&e));
+                }
+                failed = true;
+            };
+            // Every deletion is asked for first, then waited for: the whole
+            // takes about the longest grace period, as with kubectl.
+            let mut asked = Vec::new();
+            for name in &names {
+                match podlab::api::begin_delete(config, &ns.key(name), grace_period) {
+                    Ok(d) => {
+                        println!("pod \"{name}\" deleted");
+                        asked.push(d);
+                    }
+                    Err(e) => report(name, e),
+                }
+            }
+            for d in asked {
+                // Without --wait, a live shim finishes the deletion alone;
+                // a pod without one is released now.
+                if !wait && d.shim_owns_it() {
+                    continue;
+                }
+                let name = d.key.name.clone();
+                if let Err(e) = podlab::api::finish_delete(config, d) {
+                    report(&name, e);
                 }
             }
             Ok(i32::from(failed))
+        }
+        Command::Wait {
+            resources,
+            for_,
+            ns,
+            timeout,
+        } => {
+            let mut failed = false;
+            for name in pod_names(&resources)? {
+                if podlab::api::wait_for(config, &ns.key(&name), &for_, timeout)? {
+                    println!("pod/{name} condition met");
+                } else {
+                    eprintln!("error: timed out waiting for the condition on pods/{name}");
+                    failed = true;
+                }
+            }
+            Ok(i32::from(failed))
+        }
+        Command::Top {
+            resource,
+            name,
+            containers,
+            ns,
+            all_namespaces,
+            selector,
+            no_headers,
+        } => {
+            pods_resource(&resource)?;
+            let selector = parse_selector(selector.as_deref())?;
+            let namespace = ns.namespace.as_deref().unwrap_or("default");
+            let usage = podlab::api::top(
+                config,
+                (!all_namespaces || name.is_some()).then_some(namespace),
+                name.as_deref(),
+                &selector,
+                Duration::from_secs(1),
+            )?;
+            if usage.is_empty() {
+                eprintln!("No resources found in {namespace} namespace.");
+                return Ok(0);
+            }
+            let cols = cli::Columns {
+                namespace: all_namespaces,
+                no_headers,
+                ..Default::default()
+            };
+            print!("{}", cli::top_table(&usage, containers, cols));
+            Ok(0)
+        }
+        Command::Version { .. } => {
+            print!("{}", cli::version_text());
+            Ok(0)
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "podlab", &mut std::io::stdout());
+            Ok(0)
         }
         Command::Image(cmd) => {
             cli::image(config, cmd)?;
@@ -443,6 +731,34 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn wait_for_parses_like_kubectl() {
+        use podlab::api::WaitFor;
+        assert_eq!(parse_wait_for("delete").unwrap(), WaitFor::Delete);
+        assert_eq!(
+            parse_wait_for("condition=Ready").unwrap(),
+            WaitFor::Condition {
+                type_: "Ready".into(),
+                status: "True".into()
+            }
+        );
+        assert_eq!(
+            parse_wait_for("condition=Ready=false").unwrap(),
+            WaitFor::Condition {
+                type_: "Ready".into(),
+                status: "false".into()
+            }
+        );
+        assert!(parse_wait_for("ready").is_err());
+        assert!(parse_wait_for("condition=").is_err());
+        let names = |r: &[&str]| pod_names(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(names(&["pod/a", "pods/b"]).unwrap(), ["a", "b"]);
+        assert_eq!(names(&["pod", "a", "b"]).unwrap(), ["a", "b"]);
+        assert!(names(&["deploy/a"]).is_err());
+        assert!(names(&["pod"]).is_err());
+        assert!(names(&["pod/"]).is_err());
     }
 
     #[test]

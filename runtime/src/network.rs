@@ -120,3 +120,55 @@ mod tests {
         assert!(!node_name().is_empty());
     }
 }
+
+/// The host's side of a pod's attachment: the bridge and the veth the CNI
+/// result names (interfaces without a `sandbox` are on the host).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostLinks {
+    pub bridge: Option<String>,
+    pub veth: Option<String>,
+}
+
+/// Reads [`HostLinks`] from a pod's cached CNI result.
+pub fn host_links(config: &Config, uid: &str) -> HostLinks {
+    pod_network(config)
+        .ok()
+        .and_then(|c| c.cached_result(uid, POD_IFNAME).ok().flatten())
+        .map(|r| host_links_of(&r))
+        .unwrap_or_default()
+}
+
+/// The host interfaces of a CNI result: a veth (`veth…`) and the bridge.
+pub fn host_links_of(result: &serde_json::Value) -> HostLinks {
+    let mut links = HostLinks::default();
+    for i in result["interfaces"].as_array().into_iter().flatten() {
+        let on_host = i["sandbox"].as_str().is_none_or(str::is_empty);
+        let Some(name) = i["name"].as_str().filter(|_| on_host) else {
+            continue;
+        };
+        if name.starts_with("veth") {
+            links.veth.get_or_insert_with(|| name.to_string());
+        } else {
+            links.bridge.get_or_insert_with(|| name.to_string());
+        }
+    }
+    links
+}
+
+#[cfg(test)]
+mod host_link_tests {
+    #[test]
+    fn host_links_come_from_interfaces_outside_the_sandbox() {
+        let r = serde_json::json!({"interfaces": [
+            {"name": "podlab0", "mac": "a"},
+            {"name": "veth1a2b", "mac": "b"},
+            {"name": "eth0", "sandbox": "/run/netns/podlab-x"}]});
+        let l = super::host_links_of(&r);
+        assert_eq!(l.bridge.as_deref(), Some("podlab0"));
+        assert_eq!(l.veth.as_deref(), Some("veth1a2b"));
+        assert_eq!(
+            super::host_links_of(&serde_json::json!({})),
+            super::HostLinks::default()
+        );
+    }
+}

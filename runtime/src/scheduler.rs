@@ -288,9 +288,10 @@ pub fn decide(store: &Store, pod: &Pod, key: &PodKey) -> Result<Option<String>, 
 
 /// Records a pod the node cannot hold now: Pending, `PodScheduled=False`.
 pub fn mark_unschedulable(dir: &PodDir, message: &str) -> Result<(), Error> {
+    let pod = dir.read_pod()?;
     let mut status = dir
         .read_status()?
-        .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+        .unwrap_or_else(|| lifecycle::initial_status(&pod, &now_time()));
     let already = is_unschedulable(&status)
         && status
             .conditions
@@ -342,7 +343,7 @@ pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<Fi
     dir.write_pod(pod)?;
     let mut status = dir
         .read_status()?
-        .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+        .unwrap_or_else(|| lifecycle::initial_status(pod, &now_time()));
     lifecycle::set_condition(&mut status, "PodScheduled", true, None, &now_time());
     dir.write_status(&status)?;
     dir.record_event(&Event::normal(
@@ -516,7 +517,7 @@ mod tests {
             }
             let key = PodKey::new("default", name);
             let dir = store.create(&lock, &key, &p).unwrap();
-            let mut st = lifecycle::initial_status(&now_time());
+            let mut st = lifecycle::initial_status(&p, &now_time());
             st.phase = Some(phase.into());
             dir.write_status(&st).unwrap();
             key

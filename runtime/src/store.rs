@@ -17,6 +17,11 @@
 //! Records are replaced atomically (temp file + rename), and creating or
 //! removing a pod directory happens under an exclusive `flock` on `<root>/lock`,
 //! so concurrent `podlab` processes never see a half-written record.
+//!
+//! Every write of `pod.json` or `status.json` takes the next value of one
+//! store-wide counter (`<root>/resource-version`, bumped under its own
+//! `flock`) and records it in what it writes, as etcd's revision: a pod's
+//! `metadata.resourceVersion` is the larger of its two records' versions.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -35,7 +40,8 @@ pub enum Error {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("pods \"{name}\" not found in namespace \"{namespace}\"")]
+    // kubectl's words; the namespace is the one the command named.
+    #[error("pods \"{name}\" not found")]
     NotFound { namespace: String, name: String },
     #[error("data root {data_root} belongs to the state root {owner}, not {root}: give each state root its own --data-root")]
     DataRootTaken {
@@ -192,8 +198,12 @@ impl PodDir {
     pub fn read_pod(&self) -> Result<Pod> {
         read_json(&self.pod_file())
     }
+    /// Writes the pod under the next resource version (set in the record,
+    /// whatever `pod` carries).
     pub fn write_pod(&self, pod: &Pod) -> Result<()> {
-        write_json_atomic(&self.pod_file(), pod)
+        let mut pod = pod.clone();
+        pod.metadata.resource_version = Some(next_resource_version(&self.root)?.to_string());
+        write_json_atomic(&self.pod_file(), &pod)
     }
     /// Runs `check` while no podlab process holds the store lock (a shared
     /// lock, never waited for); `None` when one does: a pod may be being
@@ -213,10 +223,23 @@ impl PodDir {
 
     /// The status, or `None` when the shim has not written one yet.
     pub fn read_status(&self) -> Result<Option<PodStatus>> {
-        read_json_opt(&self.status_file())
+        Ok(self.read_status_versioned()?.map(|(s, _)| s))
     }
+    /// The status with the resource version it was written under.
+    pub fn read_status_versioned(&self) -> Result<Option<(PodStatus, u64)>> {
+        let path = self.status_file();
+        let Some(record) = read_json_opt::<StatusRecord>(&path)? else {
+            return Ok(None);
+        };
+        Ok(Some((record.status, record.resource_version)))
+    }
+    /// Writes the status under the next resource version.
     pub fn write_status(&self, status: &PodStatus) -> Result<()> {
-        write_json_atomic(&self.status_file(), status)
+        let record = StatusRecord {
+            resource_version: next_resource_version(&self.root)?,
+            status: status.clone(),
+        };
+        write_json_atomic(&self.status_file(), &record)
     }
     pub fn read_runtime<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         read_json_opt(&self.runtime_file())
@@ -255,6 +278,45 @@ impl PodDir {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect())
     }
+}
+
+/// `status.json`: the v1 `PodStatus` plus the version it was written under.
+#[derive(Serialize, Deserialize)]
+struct StatusRecord {
+    #[serde(rename = "resourceVersion", default)]
+    resource_version: u64,
+    #[serde(flatten)]
+    status: PodStatus,
+}
+
+/// Takes the next value of the store-wide resource version counter. The
+/// counter file is replaced atomically under an exclusive `flock` on its own
+/// lock file (never the store lock, which writers of records may hold).
+pub fn next_resource_version(root: &Path) -> Result<u64> {
+    let lock_path = root.join("resource-version.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    // SAFETY: flock on a descriptor we own; released when it closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io_err(&lock_path)(io::Error::last_os_error()));
+    }
+    let path = root.join("resource-version");
+    let current = match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Io {
+            path: path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let next = current + 1;
+    write_atomic(&path, next.to_string().as_bytes())?;
+    drop(lock);
+    Ok(next)
 }
 
 /// The store rooted at the state directory (`--root`, default `/run/podlab`).
@@ -556,6 +618,66 @@ mod tests {
         Store::open(tmp.path().join("a"), &data).unwrap();
         let err = Store::open(tmp.path().join("b"), &data).unwrap_err();
         assert!(matches!(err, Error::DataRootTaken { .. }), "{err}");
+    }
+
+    #[test]
+    fn every_write_takes_a_larger_resource_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
+        let lock = store.lock().unwrap();
+        let a = store
+            .create(&lock, &PodKey::new("default", "a"), &pod("a"))
+            .unwrap();
+        let b = store
+            .create(&lock, &PodKey::new("default", "b"), &pod("b"))
+            .unwrap();
+        let rv = |d: &PodDir| -> u64 {
+            d.read_pod()
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (ra, rb) = (rv(&a), rv(&b));
+        assert!(rb > ra, "{ra} {rb}");
+        let status = PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        };
+        a.write_status(&status).unwrap();
+        let (got, rs) = a.read_status_versioned().unwrap().unwrap();
+        assert_eq!(got, status);
+        assert!(rs > rb, "{rb} {rs}");
+        // The pod carries a stale version: the store sets the next one.
+        a.write_pod(&a.read_pod().unwrap()).unwrap();
+        assert!(rv(&a) > rs);
+        // The counter survives the process: a new handle goes on from it.
+        let again = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
+        assert!(next_resource_version(again.root()).unwrap() > rv(&a));
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_resource_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|_| next_resource_version(&root).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=200).collect::<Vec<_>>());
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn kill_mid_apply(stage: &str) {
     let dir = p.pod_dir(&a);
     let log = p.root.path().join("apply.stderr");
     let mut cli = spawnable(&p)
-        .args(["apply", "-f", "-", "--wait=60s"])
+        .args(["apply", "-f", "-", "--wait-ready=60s"])
         .env("PODLAB_TEST_STALL_AT", stage)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

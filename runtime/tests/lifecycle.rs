@@ -848,7 +848,7 @@ fn an_unschedulable_pod_stays_pending_until_room_frees_up() {
     let waiting = unique("sched-wait");
     let small = unique("sched-small");
     let out = run(
-        &["apply", "-f", "-", "--wait=30s"],
+        &["apply", "-f", "-", "--wait-ready=30s"],
         Some(requesting(&big, "200Mi")),
     );
     assert!(out.status.success(), "{out:?}");
@@ -876,9 +876,9 @@ fn an_unschedulable_pod_stays_pending_until_room_frees_up() {
         !p.pod_dir(&waiting).join("runtime.json").exists(),
         "a shim started"
     );
-    // --wait on a pod that cannot be scheduled times out naming why.
+    // --wait-ready on a pod that cannot be scheduled times out naming why.
     let out = run(
-        &["apply", "-f", "-", "--wait=1s"],
+        &["apply", "-f", "-", "--wait-ready=1s"],
         Some(requesting(&small, "200Mi")),
     );
     let _g3 = guard(&p, &small);
@@ -1043,11 +1043,11 @@ fn pull_policies_on_a_missing_image() {
         container(&st, "containerStatuses", "app")["state"]["waiting"]["message"],
         format!("Container image \"{image}\" is not present with pull policy of Never")
     );
-    // apply --wait does not hang on a pod that cannot start: it says why.
+    // apply --wait-ready does not hang on a pod that cannot start: it says why.
     let c = unique("pull-wait");
     let out = p
         .cmd()
-        .args(["apply", "-f", "-", "--wait=30s"])
+        .args(["apply", "-f", "-", "--wait-ready=30s"])
         .write_stdin(with_image(&c, &image, "IfNotPresent"))
         .output()
         .unwrap();
@@ -1292,7 +1292,7 @@ fn apply_warns_about_fields_podlab_ignores() {
     );
     let out = p
         .cmd()
-        .args(["apply", "-f", "-", "--wait=30s"])
+        .args(["apply", "-f", "-", "--wait-ready=30s"])
         .write_stdin(m)
         .output()
         .unwrap();

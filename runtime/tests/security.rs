@@ -263,7 +263,7 @@ fn localhost_seccomp_profiles_and_namespaced_sysctls() {
         .cmd()
         .arg("--seccomp-root")
         .arg(&profiles)
-        .args(["apply", "-f", "-", "--wait=60s"])
+        .args(["apply", "-f", "-", "--wait-ready=60s"])
         .write_stdin(manifest)
         .output()
         .expect("apply");

@@ -299,7 +299,7 @@ fn apply_scanned<'a>(p: &'a Podlab, name: &str, manifest: &str) -> PodGuard<'a> 
     let out = p
         .cmd()
         .env("PODLAB_STORAGE_SCAN_MS", "200")
-        .args(["apply", "-f", "-", "--wait=60s"])
+        .args(["apply", "-f", "-", "--wait-ready=60s"])
         .write_stdin(manifest.to_string())
         .output()
         .unwrap();

@@ -159,7 +159,11 @@ impl Bench {
 
     fn podlab_start(&self, name: &str) -> anyhow::Result<Duration> {
         let m = self.manifest(name)?;
-        timed(self.podlab().args(["apply", "--wait=60s", "-f"]).arg(m))
+        timed(
+            self.podlab()
+                .args(["apply", "--wait-ready=60s", "-f"])
+                .arg(m),
+        )
     }
 
     fn podlab_delete(&self, name: &str) -> anyhow::Result<Duration> {

@@ -61,7 +61,12 @@ fn quote(s: &str) -> String {
 }
 
 fn say(text: &str) {
-    println!("\n\x1b[1;36m# {text}\x1b[0m");
+    use std::io::IsTerminal;
+    let line = format!("# {text}");
+    println!(
+        "\n{}",
+        util::styled(&line, "1;36", std::io::stdout().is_terminal())
+    );
 }
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
@@ -98,7 +103,12 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
 
 fn tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {
     say("Apply the pod: it is stored Pending, its shim builds the sandbox, then it runs");
-    d.show(&["apply", "-f", &manifest.to_string_lossy(), "--wait=60s"])?;
+    d.show(&[
+        "apply",
+        "-f",
+        &manifest.to_string_lossy(),
+        "--wait-ready=60s",
+    ])?;
     d.show(&["get", "pods", "-o", "wide"])?;
 
     say("Both containers are in the pause's network, UTS and IPC namespaces; mnt and pid are their own");
@@ -167,7 +177,21 @@ fn tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {
     );
     d.exec("app", &["cat", "/proc/self/cgroup"])?;
 
+    say("top reads each container's use from its own cgroup");
+    let top = d.show(&["top", "pod", "demo", "--containers"])?;
+    ensure!(
+        top.contains(" app ") && top.contains(" sidecar "),
+        "top lists both containers: {top:?}"
+    );
+
     say("describe shows the namespaces, cgroups and events");
     d.show(&["describe", "pod", "demo"])?;
+
+    say("The same pod as a diagram (Mermaid): processes, the namespaces each holds or joins, cgroups, veth, bridge");
+    let diagram = d.show(&["describe", "pod", "demo", "-o", "mermaid"])?;
+    ensure!(
+        diagram.starts_with("flowchart") && diagram.contains(" joins"),
+        "no diagram: {diagram:?}"
+    );
     Ok(())
 }

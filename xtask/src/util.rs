@@ -35,7 +35,7 @@ pub fn cargo() -> Command {
 /// Runs a command with its output shown, failing with the command line.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let line = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("starting {line}"))?;
+    let status = with_progress(|| cmd.status()).with_context(|| format!("starting {line}"))?;
     if !status.success() {
         bail!("{line} failed: {status}");
     }
@@ -56,16 +56,56 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// How often a long command says it is still running.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `f` (a child command) and, while it runs, prints a line every
+/// [`PROGRESS_EVERY`] naming the current step and how long it has taken, so
+/// a quiet build or unpack of several minutes does not look hung.
+fn with_progress<T>(f: impl FnOnce() -> T) -> T {
+    let step = STEPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .last()
+        .map(|(m, _)| m.clone())
+        .unwrap_or_else(|| "working".into());
+    let (done, ticks) = std::sync::mpsc::channel::<()>();
+    let start = std::time::Instant::now();
+    let ticker = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            ticks.recv_timeout(PROGRESS_EVERY)
+        {
+            eprintln!("    ... {step}: still running ({})", clock(start.elapsed()));
+        }
+    });
+    let out = f();
+    drop(done);
+    let _ = ticker.join();
+    out
+}
+
 /// The steps so far, with when each began, for [`print_timings`].
 static STEPS: std::sync::Mutex<Vec<(String, std::time::Instant)>> =
     std::sync::Mutex::new(Vec::new());
+
+/// `text` in the ANSI style `sgr` (e.g. "1" bold) when `terminal` is true
+/// and NO_COLOR is unset; plain otherwise, so logs and pipes get no escapes.
+pub fn styled(text: &str, sgr: &str, terminal: bool) -> String {
+    if terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
 
 /// Announces a step, with the time since the task began.
 pub fn step(msg: &str) {
     let now = std::time::Instant::now();
     let mut steps = STEPS.lock().unwrap_or_else(|e| e.into_inner());
     let since = steps.first().map(|(_, t)| now - *t).unwrap_or_default();
-    eprintln!("\x1b[1m==> [{}] {msg}\x1b[0m", clock(since));
+    use std::io::IsTerminal;
+    let line = format!("==> [{}] {msg}", clock(since));
+    eprintln!("{}", styled(&line, "1", std::io::stderr().is_terminal()));
     steps.push((msg.to_string(), now));
 }
 
@@ -149,6 +189,14 @@ fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn colours_only_for_terminals() {
+        assert_eq!(super::styled("x", "1", false), "x");
+        if std::env::var_os("NO_COLOR").is_none() {
+            assert_eq!(super::styled("x", "1", true), "\x1b[1mx\x1b[0m");
+        }
+    }
+
     use super::*;
 
     #[test]

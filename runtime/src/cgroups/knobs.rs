@@ -77,6 +77,53 @@ pub(crate) fn oom_kill_count(inner: &Inner, rel: &str) -> Result<u64, Error> {
         .ok_or(Error::Parse { file, content })
 }
 
+/// What a cgroup (with its descendants) has used: CPU time so far and its
+/// memory working set, the two numbers `kubectl top` shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_ns: u64,
+    /// Memory in use minus the inactive page cache (what the kubelet calls
+    /// the working set: what the OOM killer would not reclaim first).
+    pub working_set_bytes: u64,
+}
+
+/// v1: `cpuacct.usage`, `memory.usage_in_bytes` less `total_inactive_file`;
+/// v2: `cpu.stat` usage_usec, `memory.current` less `inactive_file`.
+pub(crate) fn usage(inner: &Inner, rel: &str) -> Result<Usage, Error> {
+    let mem = inner.mount(Ctl::Memory)?.join(rel);
+    let (cpu_ns, used, inactive) = match inner.mode {
+        Mode::V1 => (
+            read_u64(&inner.mount(Ctl::CpuAcct)?.join(rel).join("cpuacct.usage"))?,
+            read_u64(&mem.join("memory.usage_in_bytes"))?,
+            stat_value(&mem.join("memory.stat"), "total_inactive_file")?,
+        ),
+        Mode::V2 => (
+            stat_value(&mem.join("cpu.stat"), "usage_usec")?.saturating_mul(1000),
+            read_u64(&mem.join("memory.current"))?,
+            stat_value(&mem.join("memory.stat"), "inactive_file")?,
+        ),
+    };
+    Ok(Usage {
+        cpu_ns,
+        working_set_bytes: used.saturating_sub(inactive),
+    })
+}
+
+/// One `key value` line of a flat-keyed cgroup file (`memory.stat`, `cpu.stat`).
+fn stat_value(file: &Path, key: &str) -> Result<u64, Error> {
+    let content = read_string(file)?;
+    content
+        .lines()
+        .find_map(|line| match line.split_once(' ') {
+            Some((k, v)) if k == key => v.trim().parse().ok(),
+            _ => None,
+        })
+        .ok_or(Error::Parse {
+            file: file.to_path_buf(),
+            content,
+        })
+}
+
 fn apply_memory(inner: &Inner, rel: &str, bytes: i64) -> Result<(), Error> {
     let v2 = inner.mode == Mode::V2;
     let mount = inner.mount(Ctl::Memory)?;

@@ -70,6 +70,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::{seed_fixture_root, seed_fixture_v1_hierarchy, FIXTURE_DEVICE_PROGRAM};
 use backend::{Backend, Fixture, Kernel};
 pub use devices::Devices;
+pub use knobs::Usage;
 pub use limits::{
     quota_from_millis, shares_from_millis, shares_from_weight, weight_from_shares, Limits,
     DEFAULT_CPU_PERIOD_US, MAX_CPU_SHARES, MAX_CPU_WEIGHT, MIN_CPU_QUOTA_US, MIN_CPU_SHARES,
@@ -724,6 +725,11 @@ impl PodCgroup {
         self.paths().iter().any(|p| p.is_dir())
     }
 
+    /// What the whole pod uses now (every leaf, the pause included).
+    pub fn usage(&self) -> Result<Usage, Error> {
+        knobs::usage(&self.inner, &self.relative_path())
+    }
+
     /// Creates the leaf `pause` or `ctr-<name>` with `limits`, then reads
     /// every value back: the kernel may refuse or clamp. Fails with
     /// [`Error::AlreadyExists`] if it exists; a failure leaves no leaf behind.
@@ -916,6 +922,11 @@ impl Leaf {
             all.extend(read_procs(&dir)?);
         }
         Ok(all.into_iter().collect())
+    }
+
+    /// What the leaf's processes use now.
+    pub fn usage(&self) -> Result<Usage, Error> {
+        knobs::usage(&self.inner, &self.relative_path())
     }
 
     /// Processes the OOM killer killed in this leaf ("oom_kill" of

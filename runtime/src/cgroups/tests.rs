@@ -916,3 +916,56 @@ mod host_v1 {
         assert_eq!(leftovers(&uid), Vec::<PathBuf>::new());
     }
 }
+
+/// `top` reads the same numbers the kubelet does, from either version's files.
+#[rstest]
+#[case::v1(Mode::V1)]
+#[case::v2(Mode::V2)]
+fn usage_is_cpu_time_and_working_set(#[case] mode: Mode) {
+    let (_dir, m) = fixture(mode);
+    let pod = m.create_pod("u1", &Limits::default()).unwrap();
+    let leaf = pod
+        .create_leaf("ctr-app", &app_limits(), Devices::Allowlist)
+        .unwrap();
+    // What the kernel would report; a fixture tree holds plain files.
+    let write = |ctl: &str, file: &str, text: &str| {
+        let dir = match mode {
+            Mode::V2 => m.root().join(leaf.relative_path()),
+            Mode::V1 => m.root().join(ctl).join(leaf.relative_path()),
+        };
+        fs::write(dir.join(file), text).unwrap();
+    };
+    match mode {
+        Mode::V1 => {
+            write("cpuacct", "cpuacct.usage", "1500000000\n");
+            write("memory", "memory.usage_in_bytes", &format!("{}\n", 10 * MI));
+            write(
+                "memory",
+                "memory.stat",
+                &format!("cache 1\ntotal_inactive_file {}\n", 2 * MI),
+            );
+        }
+        Mode::V2 => {
+            write("", "cpu.stat", "usage_usec 1500000\nuser_usec 1000000\n");
+            write("", "memory.current", &format!("{}\n", 10 * MI));
+            write(
+                "",
+                "memory.stat",
+                &format!("anon 5\ninactive_file {}\n", 2 * MI),
+            );
+        }
+    }
+    assert_eq!(
+        leaf.usage().unwrap(),
+        Usage {
+            cpu_ns: 1_500_000_000,
+            working_set_bytes: 8 * MI as u64
+        }
+    );
+    write(
+        if mode == Mode::V1 { "memory" } else { "" },
+        "memory.stat",
+        "nothing 0\n",
+    );
+    assert!(matches!(leaf.usage(), Err(Error::Parse { .. })));
+}

@@ -397,6 +397,13 @@ impl Cni {
         }
     }
 
+    /// The final ADD result recorded for an attachment, if it completed.
+    pub fn cached_result(&self, container_id: &str, ifname: &str) -> Result<Option<Value>, Error> {
+        Ok(self
+            .read_cache(container_id, ifname)?
+            .and_then(|record| record.result))
+    }
+
     /// The attachments of this network that have a cache record: what a
     /// garbage collector should DEL when their pods are gone.
     pub fn cached(&self) -> Result<Vec<CachedAttachment>, Error> {

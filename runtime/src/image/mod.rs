@@ -150,3 +150,19 @@ pub struct PreparedImage {
     /// `lowerdir=` list the other way round: top first).
     pub layers: Vec<std::path::PathBuf>,
 }
+
+impl PreparedImage {
+    /// The `imageID` a kubelet reports: `registry/repository@sha256:…` (the
+    /// repo digest), or the bare digest if the reference does not parse.
+    pub fn image_id(&self) -> String {
+        repo_digest(&self.reference, &self.digest)
+    }
+}
+
+/// `registry/repository@digest` for a reference and a manifest digest.
+pub fn repo_digest(reference: &str, digest: &str) -> String {
+    match Reference::parse(reference) {
+        Ok(r) => format!("{}@{digest}", r.name()),
+        Err(_) => digest.to_string(),
+    }
+}

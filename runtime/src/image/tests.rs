@@ -651,3 +651,17 @@ fn open_creates_an_oci_layout() {
     ImageStore::open(store.root()).unwrap();
     assert!(oci.join("index.json").is_file());
 }
+
+#[test]
+fn image_id_is_the_repo_digest_like_the_kubelet_reports() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        repo_digest("busybox:1.36", &digest),
+        format!("docker.io/library/busybox@{digest}")
+    );
+    assert_eq!(
+        repo_digest(&format!("localhost:5000/app@{digest}"), &digest),
+        format!("localhost:5000/app@{digest}")
+    );
+    assert_eq!(repo_digest("Not A Ref", &digest), digest);
+}

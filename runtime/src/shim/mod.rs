@@ -225,7 +225,7 @@ impl Shim {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let status = dir
             .read_status()?
-            .unwrap_or_else(|| lifecycle::initial_status(&now_time()));
+            .unwrap_or_else(|| lifecycle::initial_status(&pod, &now_time()));
         let spec = pod.spec.clone().unwrap_or_default();
         let init = spec.init_containers.clone().unwrap_or_default();
         let has_init = !init.is_empty();
@@ -346,6 +346,8 @@ impl Shim {
             self.save_status()?;
             if terminate {
                 self.begin_termination();
+                // Report the deletion's generation as observed.
+                self.save_status()?;
             }
             self.tick(Instant::now())?;
         }

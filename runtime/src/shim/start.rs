@@ -194,7 +194,7 @@ impl Shim {
             c.backoff.step(instant);
         }
         c.ran = true;
-        c.status.image_id = image.digest.clone();
+        c.status.image_id = image.image_id();
         c.status.container_id = Some(format!("podlab://{}-{name}", self.uid));
         let started = match (pid, error) {
             (Some(p), None) => {

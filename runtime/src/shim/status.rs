@@ -96,6 +96,7 @@ impl Shim {
         }
         self.status.phase = Some(phase.into());
         lifecycle::update_conditions(&self.pod, &mut self.status, &now_time());
+        lifecycle::set_observed_generation(&mut self.status, self.pod.metadata.generation);
         if self.written.as_ref() != Some(&self.status) {
             self.dir.write_status(&self.status)?;
             self.written = Some(self.status.clone());
@@ -112,7 +113,7 @@ impl Shim {
         Ok(())
     }
 
-    /// Tells a waiting `apply --wait` the pod's first outcome: Running or a
+    /// Tells a waiting `apply --wait-ready` the pod's first outcome: Running or a
     /// final phase, or a state that needs the user (a missing image, a
     /// crash loop). Progress (creating, initializing) is not an outcome.
     fn maybe_notify(&mut self) {

@@ -63,6 +63,8 @@ impl Shim {
     /// period (re-read, so a second delete can shorten it).
     pub(super) fn begin_termination(&mut self) {
         let pod = self.dir.read_pod().unwrap_or_else(|_| self.pod.clone());
+        // The deletion bumped the generation: the status reports it seen.
+        self.pod.metadata.generation = pod.metadata.generation;
         let grace = pod
             .metadata
             .deletion_grace_period_seconds

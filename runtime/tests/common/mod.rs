@@ -126,7 +126,7 @@ impl Podlab {
 
     pub fn apply(&self, manifest: &str) -> Output {
         self.cmd()
-            .args(["apply", "-f", "-", "--wait=60s"])
+            .args(["apply", "-f", "-", "--wait-ready=60s"])
             .write_stdin(manifest.to_string())
             .output()
             .expect("apply")

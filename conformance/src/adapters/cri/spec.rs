@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SeccompProfile};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use podlab_kube::qos::QosClass;
 
 /// The labels kubelet puts on every sandbox and container.
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
@@ -377,39 +378,9 @@ pub fn resources(c: &Container) -> Result<cri::LinuxContainerResources, String> 
     })
 }
 
-/// Kubelet's QoS classes: Guaranteed (every container limits cpu and memory
-/// and requests exactly that), BestEffort (nobody asks for anything),
-/// Burstable otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QosClass {
-    Guaranteed,
-    Burstable,
-    BestEffort,
-}
-
+/// The pod's QoS class, by the rule the runtime under test also uses.
 pub fn qos_class(spec: &PodSpec) -> Result<QosClass, String> {
-    let all: Vec<Amounts> = all_containers(spec)
-        .map(amounts)
-        .collect::<Result<_, _>>()?;
-    let nothing = |a: &Amounts| {
-        a.cpu_request.is_none()
-            && a.cpu_limit.is_none()
-            && a.memory_request.is_none()
-            && a.memory_limit.is_none()
-    };
-    let guaranteed = |a: &Amounts| {
-        a.cpu_limit.is_some()
-            && a.memory_limit.is_some()
-            && a.cpu_request == a.cpu_limit
-            && a.memory_request == a.memory_limit
-    };
-    Ok(if all.iter().all(nothing) {
-        QosClass::BestEffort
-    } else if all.iter().all(guaranteed) {
-        QosClass::Guaranteed
-    } else {
-        QosClass::Burstable
-    })
+    podlab_kube::qos::qos_class(spec).map_err(|e| e.to_string())
 }
 
 /// The container's oom_score_adj: by QoS class, and for Burstable pods the
