@@ -16,6 +16,10 @@ const FAMILIES: &[(&str, &str)] = &[
     ("LIFE", "Lifecycle"),
     ("PROBE", "Probes: startup, liveness and readiness"),
     ("HOOK", "Lifecycle hooks: postStart and preStop"),
+    (
+        "RESTART",
+        "Restart policies, exit reasons and the crash back-off",
+    ),
     ("ESC", "Escapes: attacks on the way out of a pod"),
     (
         "STOR",

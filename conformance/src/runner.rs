@@ -94,7 +94,7 @@ pub fn run(
 /// diagnosis or skip reason indented below.
 pub fn format_line(r: &TestResult) -> String {
     let mut line = format!(
-        "{:<10}{}  {} ({}.{}s)",
+        "{:<12}{}  {} ({}.{}s)",
         r.id,
         r.status.label(),
         r.must,
@@ -192,7 +192,7 @@ mod tests {
         };
         assert_eq!(
             format_line(&r),
-            "UTS-003   FAIL  Containers MUST share. (1.5s)\n           containers differ"
+            "UTS-003     FAIL  Containers MUST share. (1.5s)\n           containers differ"
         );
     }
 }

@@ -83,6 +83,11 @@ pub enum Mutant {
     PostStartFailureIgnored,
     /// preStop hooks are not run: SIGTERM comes at once.
     PreStopIgnored,
+    /// Every ended run is recorded with reason Error, exit 0 too.
+    WrongExitReason,
+    /// A failing container is restarted at once, every time: no back-off,
+    /// no CrashLoopBackOff.
+    NoCrashBackoff,
     /// No ephemeral-storage eviction: a pod past a container's
     /// ephemeral-storage limit or an emptyDir's sizeLimit keeps running.
     NoStorageEviction,
@@ -93,7 +98,7 @@ pub enum Mutant {
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 40] = [
+    pub const ALL: [(&'static str, Mutant); 42] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -134,6 +139,8 @@ impl Mutant {
             Mutant::PostStartFailureIgnored,
         ),
         ("pre-stop-ignored", Mutant::PreStopIgnored),
+        ("wrong-exit-reason", Mutant::WrongExitReason),
+        ("no-crash-backoff", Mutant::NoCrashBackoff),
         ("no-storage-eviction", Mutant::NoStorageEviction),
         ("unbounded-logs", Mutant::UnboundedLogs),
         ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),

@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod net;
 pub mod podnet;
 pub mod probes;
+pub mod restart;
 pub mod storage;
 mod util;
 pub mod uts;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<TestCase> {
         lifecycle::CASES,
         probes::CASES,
         hooks::CASES,
+        restart::CASES,
         esc_mounts::CASES,
         esc_devices::CASES,
         esc_privileges::CASES,

@@ -4,7 +4,7 @@
 //! back-off; the pod failing when its sandbox dies; and the failure the
 //! shim cannot recover from, which leaves the pod Pending with the reason.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -98,7 +98,12 @@ impl Shim {
                 .and_then(|l| l.oom_kill_count().ok())
                 .is_some_and(|n| n > c.oom_base)
             && self.mutant != Some(Mutant::OomUnreported);
-        let state = lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, None);
+        let mut state = lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, None);
+        if self.mutant == Some(Mutant::WrongExitReason) {
+            if let Some(t) = state.terminated.as_mut() {
+                t.reason = Some("Error".into());
+            }
+        }
         if c.status
             .state
             .as_ref()
@@ -140,7 +145,11 @@ impl Shim {
             return;
         }
         let now = Instant::now();
-        let delay = c.backoff.delay(now);
+        let delay = if self.mutant == Some(Mutant::NoCrashBackoff) {
+            Duration::ZERO
+        } else {
+            c.backoff.delay(now)
+        };
         c.restart_at = Some(now + delay);
         if delay.is_zero() {
             return;
