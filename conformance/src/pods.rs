@@ -211,6 +211,38 @@ pub fn manifest_yaml(mut manifest: Value) -> String {
     serde_norway::to_string(&manifest).unwrap_or_else(|_| manifest.to_string())
 }
 
+/// Runs `argv` in `container` of `pod` every 100 ms until its stdout
+/// satisfies `done`, for at most `within`: that stdout, or what the last
+/// exec gave (exit status, output, or the error) when time ran out. For
+/// watching a pod while something else (a delete) acts on it.
+pub fn exec_until(
+    rt: &dyn Runtime,
+    ctx: &Ctx,
+    pod: &str,
+    container: &str,
+    argv: &[&str],
+    within: std::time::Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + within;
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let mut last = String::from("no exec yet");
+    while std::time::Instant::now() < deadline {
+        match rt.exec(pod, container, &argv, ctx.timeouts.exec) {
+            Ok(out) if done(&out.stdout) => return Ok(out.stdout),
+            Ok(out) => {
+                last = format!(
+                    "exit {}, stdout {:?}, stderr {:?}",
+                    out.exit_code, out.stdout, out.stderr
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(last)
+}
+
 /// A pod made from a raw manifest (init containers, volumes, restart
 /// policy: more than [`PodManifest`] builds); deleted when dropped.
 pub struct RawPod<'a> {

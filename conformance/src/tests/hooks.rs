@@ -2,14 +2,14 @@
 //! the container counts as running (a failing one kills it), preStop
 //! before SIGTERM and inside the grace period.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde_json::{json, Value};
 
-use crate::pods::RawPod;
+use crate::pods::{exec_until, RawPod};
 use crate::runtime::{self, Runtime};
-use crate::suite::{ensure, fail, skip, Check, Ctx, Outcome, TestCase};
+use crate::suite::{ensure, fail, skip, Check, Ctx, TestCase};
 
 pub const CASES: &[TestCase] = &[
     case!("HOOK-001", post_start_before_running,
@@ -124,7 +124,16 @@ fn pre_stop_before_term(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         .map_err(|e| fail(format!("pod {} did not start: {e}", pod.name)))?;
     let (deleted, log) = std::thread::scope(|s| {
         let delete = s.spawn(|| rt.delete_pod_with_grace(&pod.name, 5));
-        let log = read_log_while_terminating(rt, ctx, &pod.name);
+        // Until the log shows the SIGTERM, or the grace period is nearly over.
+        let log = exec_until(
+            rt,
+            ctx,
+            &pod.name,
+            "app",
+            &["cat", "/tmp/log"],
+            Duration::from_millis(4500),
+            |out| out.contains("term"),
+        );
         let deleted = delete
             .join()
             .unwrap_or_else(|_| Err(runtime::Error::Other("the delete thread panicked".into())));
@@ -140,7 +149,12 @@ fn pre_stop_before_term(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         }
         Ok(()) => {}
     }
-    let log = log?;
+    let log = log.map_err(|last| {
+        fail(format!(
+            "pod {}: during its deletion /tmp/log never showed the SIGTERM (the last exec: {last})",
+            pod.name
+        ))
+    })?;
     let lines: Vec<&str> = log.lines().collect();
     ensure(
         lines.first() == Some(&"prestop") && lines.contains(&"term"),
@@ -151,22 +165,4 @@ fn pre_stop_before_term(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         )
         },
     )
-}
-
-/// Execs `cat /tmp/log` into the pod while it is being deleted, until the
-/// log shows both the hook and the SIGTERM, or the grace period is nearly over.
-fn read_log_while_terminating(rt: &dyn Runtime, ctx: &Ctx, pod: &str) -> Result<String, Outcome> {
-    let deadline = Instant::now() + Duration::from_millis(4500);
-    let argv = ["cat".to_string(), "/tmp/log".to_string()];
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        if let Ok(out) = rt.exec(pod, "app", &argv, ctx.timeouts.exec) {
-            last = out.stdout;
-            if last.contains("term") {
-                return Ok(last);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(last)
 }

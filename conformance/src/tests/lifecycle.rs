@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde_json::{json, Value};
 
-use crate::pods::{ContainerSpec, PodGuard, PodManifest, RawPod};
+use crate::pods::{exec_until, ContainerSpec, PodGuard, PodManifest, RawPod};
 use crate::runtime::{self, Runtime};
 use crate::suite::{ensure, fail, skip, Check, Ctx, Outcome, TestCase};
 
@@ -823,26 +823,17 @@ fn unschedulable_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 /// period, until the note its SIGTERM trap writes shows up: proof that
 /// SIGTERM came and that the container still ran after it.
 fn noted_term_while_running(rt: &dyn Runtime, ctx: &Ctx, pod: &str) -> Check {
-    let deadline = Instant::now() + Duration::from_millis(2500);
-    let argv = ["cat".to_string(), "/tmp/term".to_string()];
-    let mut last = String::from("no exec yet");
-    while Instant::now() < deadline {
-        match rt.exec(pod, "app", &argv, ctx.timeouts.exec) {
-            Ok(out) if out.stdout.trim() == "got-term" => return Ok(()),
-            Ok(out) => {
-                last = format!(
-                    "exit {}, stdout {:?}, stderr {:?}",
-                    out.exit_code, out.stdout, out.stderr
-                )
-            }
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(fail(format!(
-        "pod {pod} (grace 3 s), being deleted, never showed that its container got SIGTERM while \
-         it still ran (its trap writes /tmp/term; the last exec: {last})"
-    )))
+    let within = Duration::from_millis(2500);
+    exec_until(rt, ctx, pod, "app", &["cat", "/tmp/term"], within, |out| {
+        out.trim() == "got-term"
+    })
+    .map(drop)
+    .map_err(|last| {
+        fail(format!(
+            "pod {pod} (grace 3 s), being deleted, never showed that its container got SIGTERM while \
+             it still ran (its trap writes /tmp/term; the last exec: {last})"
+        ))
+    })
 }
 
 fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {

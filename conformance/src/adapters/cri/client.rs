@@ -257,9 +257,8 @@ impl Client {
         })
     }
 
-    /// The user an image runs as, as the runtime reports it: its uid when
-    /// numeric, else its user name. `None` when the image is not there.
-    pub fn image_user(&self, image: &str) -> Result<Option<(Option<i64>, String)>, Error> {
+    /// The runtime's ImageStatus of `image`: `None` when it is not there.
+    fn image_status(&self, image: &str) -> Result<Option<cri::Image>, Error> {
         let mut c = self.images();
         let request = cri::ImageStatusRequest {
             image: Some(cri::ImageSpec {
@@ -271,22 +270,19 @@ impl Client {
         let r = self.call("ImageStatus", CALL_TIMEOUT, async move {
             c.image_status(request).await
         })?;
-        Ok(r.image.map(|i| (i.uid.map(|u| u.value), i.username)))
+        Ok(r.image)
+    }
+
+    /// The user an image runs as, as the runtime reports it: its uid when
+    /// numeric, else its user name. `None` when the image is not there.
+    pub fn image_user(&self, image: &str) -> Result<Option<(Option<i64>, String)>, Error> {
+        Ok(self
+            .image_status(image)?
+            .map(|i| (i.uid.map(|u| u.value), i.username)))
     }
 
     /// Whether the runtime's image store holds `image`.
     pub fn image_present(&self, image: &str) -> Result<bool, Error> {
-        let mut c = self.images();
-        let request = cri::ImageStatusRequest {
-            image: Some(cri::ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            verbose: false,
-        };
-        let r = self.call("ImageStatus", CALL_TIMEOUT, async move {
-            c.image_status(request).await
-        })?;
-        Ok(r.image.is_some())
+        Ok(self.image_status(image)?.is_some())
     }
 }
