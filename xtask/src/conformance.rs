@@ -68,8 +68,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         doctor::require(needs, &format!("the suite on {runtime}"))?;
     }
     let images = test::test_image_root();
-    // Always rebuilt (a few seconds): images with an older probe than the
-    // tests expect would fail tests for nothing.
+    // Rebuilt once per xtask run (a few seconds): images with an older
+    // probe than the tests expect would fail tests for nothing.
     if util::is_root() && !util::flag(args, "--list") {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     }

@@ -78,7 +78,26 @@ pub fn build_podlab(release: bool) -> anyhow::Result<PathBuf> {
         .join("podlab"))
 }
 
+/// The image roots this process already built and imported the fixtures
+/// into: `cargo xtask test` runs the suite five times, and its sources do
+/// not change in between.
+static IMPORTED: std::sync::Mutex<Vec<Option<String>>> = std::sync::Mutex::new(Vec::new());
+
 pub fn build_and_import(image_root: Option<&str>) -> anyhow::Result<()> {
+    let key = image_root.map(String::from);
+    if IMPORTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&key)
+    {
+        return Ok(());
+    }
+    build_and_import_now(image_root)?;
+    IMPORTED.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+    Ok(())
+}
+
+fn build_and_import_now(image_root: Option<&str>) -> anyhow::Result<()> {
     doctor::install(&[doctor::Need::Pods])?;
     let probe = build_probe()?;
     let podlab = build_podlab(false)?;
