@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::containerd::Containerd;
-use crate::{doctor, fixtures, test, util};
+use crate::{doctor, fixtures, util};
 
 /// The cargo arguments that build the conformance runner with its CRI
 /// adapter, when protoc (which its gRPC code generation needs) is here.
@@ -67,7 +67,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         };
         doctor::require(needs, &format!("the suite on {runtime}"))?;
     }
-    let images = test::test_image_root();
+    let images = fixtures::test_image_root();
     // Rebuilt once per xtask run (a few seconds): images with an older
     // probe than the tests expect would fail tests for nothing.
     if util::is_root() && !util::flag(args, "--list") {
@@ -114,7 +114,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let bin = fixtures::build_podlab(false)?;
     let root = util::target().join("conformance-cli-root");
     let data = util::target().join("conformance-cli-data");
-    let images = test::test_image_root();
+    let images = fixtures::test_image_root();
     let globals = format!(
         "--root {} --image-root {} --data-root {}",
         root.display(),

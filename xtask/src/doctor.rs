@@ -22,10 +22,12 @@ pub enum Need {
     Podman,
     /// The suite's third runtime, through the CRI, and the CRI client's build.
     Containerd,
+    /// `cargo xtask vm`: podlab on a cgroup v2 kernel under emulation.
+    Vm,
 }
 
 /// Everything: what `test` and `doctor --install` install.
-pub const ALL: &[Need] = &[Need::Pods, Need::Podman, Need::Containerd];
+pub const ALL: &[Need] = &[Need::Pods, Need::Podman, Need::Containerd, Need::Vm];
 
 /// An external program a task or test runs, where Debian installs it, and
 /// the package it comes from.
@@ -77,6 +79,10 @@ pub const PROGRAMS: &[Program] = &[
     p("containerd", "/usr/bin/containerd", "containerd", Need::Containerd, "the third runtime, through the CRI"),
     p("ctr", "/usr/bin/ctr", "containerd", Need::Containerd, "importing the fixture images into containerd"),
     p("protoc", "/usr/bin/protoc", "protobuf-compiler", Need::Containerd, "building the CRI client's gRPC code"),
+    p("qemu-system-x86_64", "/usr/bin/qemu-system-x86_64", "qemu-system-x86", Need::Vm, "the cgroup v2 guest (`cargo xtask vm`)"),
+    p("apt-cache", "/usr/bin/apt-cache", "apt", Need::Vm, "finding Debian's kernel package for the guest"),
+    p("dpkg-deb", "/usr/bin/dpkg-deb", "dpkg", Need::Vm, "unpacking the guest's kernel without installing it"),
+    p("ldd", "/usr/bin/ldd", "libc-bin", Need::Vm, "the shared libraries the guest's binaries need"),
 ];
 
 /// The programs `needs` call for that are not on this host.

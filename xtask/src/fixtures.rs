@@ -61,6 +61,12 @@ pub fn build_probe() -> anyhow::Result<PathBuf> {
     Ok(probe_path())
 }
 
+/// The image store the integration tests, the suite, the labs and the VM
+/// use, kept apart from the user's.
+pub fn test_image_root() -> PathBuf {
+    util::target().join("podlab-test/images")
+}
+
 /// Builds the podlab binary (debug unless `release`) and returns its path.
 pub fn build_podlab(release: bool) -> anyhow::Result<PathBuf> {
     util::step(&format!(

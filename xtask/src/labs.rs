@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::{fixtures, test, util};
+use crate::{fixtures, util};
 
 /// One grader finding.
 struct Finding {
@@ -383,7 +383,7 @@ pub fn run_all(_args: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("the labs create pods and need root");
     }
     let podlab = fixtures::build_podlab(false)?;
-    let images = test::test_image_root();
+    let images = fixtures::test_image_root();
     if !images.join("oci/index.json").exists() {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     }

@@ -12,6 +12,7 @@ mod fuzz;
 mod labs;
 mod test;
 mod util;
+mod vm;
 
 use anyhow::bail;
 
@@ -34,6 +35,8 @@ tasks:
                           cri starts a private containerd under target/cri unless --cri-socket is given
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods
+  vm [-- COMMAND...]      boot Debian's kernel under qemu on a pure cgroup v2 host and run podlab's
+                          cgroup tests, the CGR family, LIFE-009 and the demo pod there (or COMMAND)
 ";
 
 fn main() {
@@ -65,6 +68,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "labs" => labs::run_all(rest),
         "docs" => docs::run(rest),
         "fuzz" => fuzz::run(rest),
+        "vm" => vm::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

@@ -527,7 +527,11 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         let _ = child.wait();
-        assert_eq!(codes, ["0", "2"], "/dev/null opens, /dev/tty1 does not");
+        // Any failure status: dash gives 2 for a failed redirection, busybox 1.
+        assert!(
+            codes.len() == 2 && codes[0] == "0" && codes[1] != "0",
+            "/dev/null opens, /dev/tty1 does not: {codes:?}"
+        );
     }
 
     #[test]
