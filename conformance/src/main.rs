@@ -42,9 +42,12 @@ options:
   --image-root DIR     podlab's image store holding the probe image (default: $PODLAB_IMAGE_ROOT)
   --podman-bin PATH    the podman binary (default: podman)
   --fixtures DIR       OCI image layouts podman loads (default: $CARGO_TARGET_DIR or target, then /fixtures)
-  --cri-socket PATH    cri: the runtime's CRI socket (default: $CRI_SOCKET)
+  --cri-socket ADDR    cri: the runtime's CRI endpoint, unix:///PATH or PATH (default: $CRI_SOCKET)
+  --runtime-handler H  cri: the runtime handler pods run with (Kubernetes' RuntimeClass;
+                       default: the runtime's own); the run is named cri-<runtime>-<handler>
   --context NAME       cli: passed to the binary as --context NAME
-  --caps LIST          cli: what the runtime supports, comma-separated (default: none):
+  --caps LIST          cli, cri: what the runtime supports, comma-separated (cli default: none;
+                       cri default: what the adapter declares for containerd):
                        pod-ip, privileged, cgroup-visible, pending-observable,
                        share-process-namespace, same-kernel, pod-pids, container-pids=N,
                        init-containers, restart-policy, unschedulable, oom-reason,
@@ -111,7 +114,8 @@ struct Args {
     context: Option<String>,
     caps: Option<String>,
     podman_bin: Option<PathBuf>,
-    cri_socket: Option<PathBuf>,
+    cri_socket: Option<String>,
+    runtime_handler: Option<String>,
     fixtures: Option<PathBuf>,
     expectations: Option<PathBuf>,
     summary: bool,
@@ -156,7 +160,8 @@ fn parse_args(argv: &[String]) -> Result<Args> {
                 args.caps = Some(list);
             }
             "--podman-bin" => args.podman_bin = Some(value()?.into()),
-            "--cri-socket" => args.cri_socket = Some(value()?.into()),
+            "--cri-socket" => args.cri_socket = Some(value()?),
+            "--runtime-handler" => args.runtime_handler = Some(value()?),
             "--fixtures" => args.fixtures = Some(value()?.into()),
             "--expectations" => args.expectations = Some(value()?.into()),
             "--podlab-bin" => args.podlab_bin = Some(value()?.into()),
@@ -187,11 +192,15 @@ fn parse_args(argv: &[String]) -> Result<Args> {
         }
     }
     let is_cli = matches!(args.runtime, Some(RuntimeKind::Cli(_)));
-    if !is_cli && (args.context.is_some() || args.caps.is_some()) {
-        bail!("--context and --caps are for --runtime cli:PATH");
+    let is_cri = args.runtime == Some(RuntimeKind::Cri);
+    if !is_cli && args.context.is_some() {
+        bail!("--context is for --runtime cli:PATH");
     }
-    if args.cri_socket.is_some() && args.runtime != Some(RuntimeKind::Cri) {
-        bail!("--cri-socket is for --runtime cri");
+    if !is_cli && !is_cri && args.caps.is_some() {
+        bail!("--caps is for --runtime cli:PATH and cri");
+    }
+    if !is_cri && (args.cri_socket.is_some() || args.runtime_handler.is_some()) {
+        bail!("--cri-socket and --runtime-handler are for --runtime cri");
     }
     if args.mutants
         && args
@@ -454,13 +463,18 @@ fn write_summary(dir: &std::path::Path) -> Result<()> {
 
 #[cfg(feature = "cri")]
 fn cri_runtime(args: &Args) -> Result<(Box<dyn Runtime>, String)> {
+    use podlab_conformance::adapters::cri::node;
     use podlab_conformance::adapters::cri::{Cri, CriConfig};
-    let socket = args
+    let address = args
         .cri_socket
         .clone()
-        .or_else(|| std::env::var_os("CRI_SOCKET").map(PathBuf::from))
-        .context("--runtime cri needs --cri-socket PATH (or $CRI_SOCKET)")?;
-    let mut config = CriConfig::new(socket);
+        .or_else(|| std::env::var("CRI_SOCKET").ok())
+        .context("--runtime cri needs --cri-socket unix:///PATH or PATH (or $CRI_SOCKET)")?;
+    let mut config = CriConfig::new(node::endpoint(&address).map_err(anyhow::Error::msg)?);
+    config.runtime_handler = args.runtime_handler.clone();
+    if let Some(list) = &args.caps {
+        config.capabilities = Some(cli::parse_capabilities(list).map_err(anyhow::Error::msg)?);
+    }
     if let Some(image) = &args.probe_image {
         config.probe_image = image.clone();
     }
@@ -685,6 +699,30 @@ mod tests_args {
         assert!(parse(&["--focus", "NET.*"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--list=yes"]).is_err());
+    }
+
+    #[test]
+    fn cri_flags_belong_to_cri() {
+        let a = parse(&[
+            "--runtime",
+            "cri",
+            "--cri-socket",
+            "unix:///run/containerd/containerd.sock",
+            "--runtime-handler",
+            "crun",
+            "--caps",
+            "pod-ip,init-containers",
+        ])
+        .unwrap();
+        assert_eq!(a.runtime_handler.as_deref(), Some("crun"));
+        assert_eq!(a.caps.as_deref(), Some("pod-ip,init-containers"));
+        let refused = |argv: &[&str]| parse(argv).unwrap_err().to_string();
+        assert!(
+            refused(&["--runtime", "podlab", "--runtime-handler", "crun"])
+                .contains("for --runtime cri")
+        );
+        assert!(refused(&["--runtime", "podman", "--caps", "pod-ip"]).contains("--caps is for"));
+        assert!(refused(&["--runtime", "cri", "--context", "x"]).contains("--context is for"));
     }
 
     #[test]

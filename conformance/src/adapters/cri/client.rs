@@ -20,6 +20,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Client {
     rt: tokio::runtime::Runtime,
     channel: Channel,
+    /// RunPodSandbox's `runtime_handler` (Kubernetes' RuntimeClass);
+    /// empty for the runtime's default.
+    handler: String,
 }
 
 /// Whether a call failed because the object does not exist.
@@ -55,7 +58,11 @@ impl Client {
                     socket.display()
                 ))
             })?;
-        let client = Client { rt, channel };
+        let client = Client {
+            rt,
+            channel,
+            handler: String::new(),
+        };
         let mut c = client.runtime();
         let version = client.call("Version", CALL_TIMEOUT, async move {
             c.version(cri::VersionRequest {
@@ -64,6 +71,37 @@ impl Client {
             .await
         })?;
         Ok((client, version))
+    }
+
+    /// Every sandbox runs with `handler` (a runtime handler the runtime's
+    /// configuration names, such as crun beside runc).
+    pub fn with_handler(mut self, handler: &str) -> Client {
+        self.handler = handler.to_string();
+        self
+    }
+
+    /// The runtime's configuration (its cgroup driver); `None` when the
+    /// runtime predates the call (containerd 1.6 answers Unimplemented).
+    pub fn runtime_config(&self) -> Result<Option<cri::RuntimeConfigResponse>, Error> {
+        let mut c = self.runtime();
+        let reply = self.call("RuntimeConfig", CALL_TIMEOUT, async move {
+            c.runtime_config(cri::RuntimeConfigRequest {}).await
+        });
+        match reply {
+            Ok(r) => Ok(Some(r)),
+            Err(Error::Command { code, .. }) if code == tonic::Code::Unimplemented as i32 => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The runtime's verbose status (conditions and its own info).
+    pub fn status(&self) -> Result<cri::StatusResponse, Error> {
+        let mut c = self.runtime();
+        self.call("Status", CALL_TIMEOUT, async move {
+            c.status(cri::StatusRequest { verbose: true }).await
+        })
     }
 
     fn runtime(&self) -> RuntimeServiceClient<Channel> {
@@ -106,7 +144,7 @@ impl Client {
         let mut c = self.runtime();
         let request = cri::RunPodSandboxRequest {
             config: Some(config),
-            runtime_handler: String::new(),
+            runtime_handler: self.handler.clone(),
         };
         let r = self.call("RunPodSandbox", CALL_TIMEOUT, async move {
             c.run_pod_sandbox(request).await

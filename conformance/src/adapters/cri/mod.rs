@@ -14,6 +14,7 @@
 //! other than emptyDir.
 
 mod client;
+pub mod node;
 mod spec;
 mod status;
 mod subpath;
@@ -43,8 +44,15 @@ pub struct CriConfig {
     pub socket: PathBuf,
     /// The probe image reference; it must be in the runtime's image store.
     pub probe_image: String,
-    /// Pods' cgroups go under `/<cgroup_root>/pod<uid>` in every hierarchy.
+    /// Pods' cgroups go under one parent of this name, in the form of the
+    /// runtime's cgroup driver (see [`node::CgroupLayout`]).
     pub cgroup_root: String,
+    /// The runtime handler pods run with (`runtime_handler`); `None` for
+    /// the runtime's default.
+    pub runtime_handler: Option<String>,
+    /// What the runtime supports, when the user says (`--caps`) instead of
+    /// the adapter's declaration for containerd.
+    pub capabilities: Option<Capabilities>,
     pub backoff: Backoff,
 }
 
@@ -54,6 +62,8 @@ impl CriConfig {
             socket,
             probe_image: "podlab.local/probe:latest".into(),
             cgroup_root: "podlab-cri".into(),
+            runtime_handler: None,
+            capabilities: None,
             backoff: Backoff {
                 base: Duration::from_millis(500),
                 max: Duration::from_secs(10),
@@ -73,6 +83,9 @@ pub struct Cri {
     client: Arc<Client>,
     /// "containerd 1.6.20 (CRI v1)", for reports.
     version: String,
+    /// `cri-<runtime>-<handler>`: the report's and the expectations' name.
+    run_name: String,
+    layout: node::CgroupLayout,
     /// Container logs and emptyDir volumes; removed on drop.
     dir: tempfile::TempDir,
     pods: Mutex<HashMap<String, Tracked>>,
@@ -87,10 +100,24 @@ pub struct Cri {
 impl Cri {
     /// Connects to the runtime and checks that the probe image is there.
     pub fn new(config: CriConfig) -> Result<Cri, Error> {
-        let (client, version) = Client::connect(&config.socket)?;
+        let (client, reply) = Client::connect(&config.socket)?;
+        let layout = node::CgroupLayout {
+            driver: node::cgroup_driver(client.runtime_config()?.as_ref()),
+            root: config.cgroup_root.clone(),
+        };
+        let handler = config
+            .runtime_handler
+            .clone()
+            .or_else(|| node::default_handler(client.status().ok().as_ref()));
+        let run_name = node::run_name(&reply, handler.as_deref());
+        let client = client.with_handler(config.runtime_handler.as_deref().unwrap_or(""));
         let version = format!(
-            "{} {} (CRI {})",
-            version.runtime_name, version.runtime_version, version.runtime_api_version
+            "{} {} (CRI {}), handler {}, cgroup driver {:?}",
+            reply.runtime_name,
+            reply.runtime_version,
+            reply.runtime_api_version,
+            handler.as_deref().unwrap_or("default"),
+            layout.driver
         );
         if !client.image_present(&config.probe_image)? {
             return Err(Error::Other(format!(
@@ -103,7 +130,7 @@ impl Cri {
             .prefix("podlab-conformance-cri-")
             .tempdir()
             .map_err(|e| Error::Other(format!("cannot create a state directory: {e}")))?;
-        let new_cgroup_roots = cgroup_roots(&config.cgroup_root)
+        let new_cgroup_roots = cgroup_roots(&layout.root_dir())
             .into_iter()
             .filter(|p| !p.exists())
             .collect();
@@ -111,6 +138,8 @@ impl Cri {
             config,
             client: Arc::new(client),
             version,
+            run_name,
+            layout,
             dir,
             pods: Mutex::new(HashMap::new()),
             terminating: Mutex::new(HashMap::new()),
@@ -133,7 +162,7 @@ impl Cri {
     }
 
     fn cgroup_parent(&self, uid: &str) -> String {
-        format!("/{}/pod{uid}", self.config.cgroup_root)
+        self.layout.pod_parent(uid)
     }
 
     /// The pod's emptyDir volumes, created on the host.
@@ -305,8 +334,8 @@ impl Cri {
         }
         // The runtime removes the containers' cgroups; the pod's parent
         // (kubelet's job) is ours.
-        for root in cgroup_roots(&self.config.cgroup_root) {
-            remove_cgroup_tree(&root.join(format!("pod{}", entry.id.uid)));
+        for root in cgroup_roots(&self.layout.root_dir()) {
+            remove_cgroup_tree(&root.join(self.layout.pod_dir(&entry.id.uid)));
         }
         // The prepared subPaths are bind mounts into the volumes: unmounted first.
         subpath::release(&entry.subpaths);
@@ -333,7 +362,7 @@ impl Cri {
             })),
             Err(e) => left.push(e.to_string()),
         }
-        for root in cgroup_roots(&self.config.cgroup_root) {
+        for root in cgroup_roots(&self.layout.root_dir()) {
             let Ok(entries) = std::fs::read_dir(&root) else {
                 continue;
             };
@@ -352,10 +381,13 @@ impl Cri {
 
 impl Runtime for Cri {
     fn name(&self) -> &str {
-        "cri"
+        &self.run_name
     }
 
     fn capabilities(&self) -> Capabilities {
+        if let Some(caps) = &self.config.capabilities {
+            return caps.clone();
+        }
         Capabilities {
             pod_ip: true,
             privileged: true,
