@@ -14,9 +14,20 @@
 //!   },
 //!   "expected_skips": {
 //!     "LIFE-011": "why the test cannot run on this runtime, as measured"
+//!   },
+//!   "not_runnable": {
+//!     "cgroup-v1-hybrid": {
+//!       "error": "a part of the error the runtime gives",
+//!       "reason": "why it cannot run pods on such a host, as measured"
+//!     }
 //!   }
 //! }
 //! ```
+//!
+//! `not_runnable` names the kinds of host ([`host_kind`]) on which the
+//! runtime cannot start a pod at all: there the run stops after the
+//! adapter's preflight, when the preflight fails with that error, and the
+//! run is kept for every other kind of host.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,6 +61,68 @@ pub struct Expectations {
     /// Test ID → the reason the test skips on the runtime.
     #[serde(default)]
     pub expected_skips: BTreeMap<String, String>,
+    /// Host kind → why the runtime cannot run pods there at all.
+    #[serde(default)]
+    pub not_runnable: BTreeMap<String, NotRunnable>,
+}
+
+/// A host on which a runtime cannot start a pod, as measured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotRunnable {
+    /// A part of the error the runtime's refusal carries.
+    pub error: String,
+    pub reason: String,
+}
+
+/// The host kinds `not_runnable` may name.
+pub const HOST_KINDS: &[&str] = &["cgroup-v1-hybrid", "cgroup-v1", "cgroup-v2"];
+
+/// This host's kind, by how /sys/fs/cgroup is mounted.
+pub fn host_kind() -> &'static str {
+    host_kind_of(std::path::Path::new("/sys/fs/cgroup"))
+}
+
+fn host_kind_of(cgroup: &Path) -> &'static str {
+    if cgroup.join("cgroup.controllers").exists() {
+        "cgroup-v2"
+    } else if cgroup.join("unified/cgroup.controllers").exists() {
+        "cgroup-v1-hybrid"
+    } else {
+        "cgroup-v1"
+    }
+}
+
+/// What a failed preflight means for a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preflight {
+    /// The runtime starts pods here: run the suite (the default).
+    Runs,
+    /// It cannot, as the file records for this kind of host.
+    NotRunnable(String),
+    /// It cannot, and the file does not say so (or not with this error).
+    Unexpected(String),
+    /// It can, though the file says it cannot: the record is stale.
+    Stale(String),
+}
+
+impl Expectations {
+    /// Compares the preflight's outcome on a `host` with the file.
+    pub fn preflight(&self, host: &str, outcome: Result<(), String>) -> Preflight {
+        let record = self.not_runnable.get(host);
+        match (outcome, record) {
+            (Ok(()), None) => Preflight::Runs,
+            (Ok(()), Some(r)) => Preflight::Stale(format!(
+                "the expectations say {} cannot run pods on a {host} host ({}), but it started one: remove the record",
+                self.runtime, r.reason
+            )),
+            (Err(e), Some(r)) if e.contains(&r.error) => Preflight::NotRunnable(r.reason.clone()),
+            (Err(e), _) => Preflight::Unexpected(format!(
+                "{} cannot start a pod on this {host} host: {e}",
+                self.runtime
+            )),
+        }
+    }
 }
 
 impl Expectations {
@@ -82,6 +155,23 @@ impl Expectations {
                 return Err(Error::Invalid {
                     path: shown,
                     detail: format!("{id} has no reason"),
+                });
+            }
+        }
+        for (host, r) in &e.not_runnable {
+            if !HOST_KINDS.contains(&host.as_str()) {
+                return Err(Error::Invalid {
+                    path: shown,
+                    detail: format!(
+                        "not_runnable: {host:?} is not a host kind ({})",
+                        HOST_KINDS.join(", ")
+                    ),
+                });
+            }
+            if r.error.trim().is_empty() || r.reason.trim().is_empty() {
+                return Err(Error::Invalid {
+                    path: shown,
+                    detail: format!("not_runnable.{host} needs an error and a reason"),
                 });
             }
         }
@@ -308,5 +398,49 @@ mod tests {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
             assert_eq!(e.runtime, stem, "{}", path.display());
         }
+    }
+
+    #[test]
+    fn a_runtime_that_cannot_run_here_is_recorded_per_host_kind() {
+        let e: Expectations = serde_json::from_str(
+            r#"{"runtime": "cri-containerd-crun", "not_runnable": {"cgroup-v1-hybrid":
+                {"error": "cgroups in hybrid mode not supported", "reason": "crun 1.8.1 refuses hybrid hosts"}}}"#,
+        )
+        .unwrap();
+        let refused = Err(
+            "OCI runtime create failed: cgroups in hybrid mode not supported, drop all controllers"
+                .to_string(),
+        );
+        assert_eq!(
+            e.preflight("cgroup-v1-hybrid", refused.clone()),
+            Preflight::NotRunnable("crun 1.8.1 refuses hybrid hosts".into())
+        );
+        // On a host the record does not name, the refusal is a finding.
+        assert!(matches!(
+            e.preflight("cgroup-v2", refused),
+            Preflight::Unexpected(_)
+        ));
+        // Another error than the one measured is a finding too.
+        assert!(matches!(
+            e.preflight("cgroup-v1-hybrid", Err("no such handler".into())),
+            Preflight::Unexpected(_)
+        ));
+        assert!(matches!(
+            e.preflight("cgroup-v1-hybrid", Ok(())),
+            Preflight::Stale(_)
+        ));
+        assert_eq!(e.preflight("cgroup-v2", Ok(())), Preflight::Runs);
+    }
+
+    #[test]
+    fn host_kinds_follow_the_cgroup_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(host_kind_of(dir.path()), "cgroup-v1");
+        std::fs::create_dir(dir.path().join("unified")).unwrap();
+        std::fs::write(dir.path().join("unified/cgroup.controllers"), "").unwrap();
+        assert_eq!(host_kind_of(dir.path()), "cgroup-v1-hybrid");
+        std::fs::write(dir.path().join("cgroup.controllers"), "cpu memory").unwrap();
+        assert_eq!(host_kind_of(dir.path()), "cgroup-v2");
+        assert!(HOST_KINDS.contains(&host_kind()));
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use podlab_conformance::adapters::cli::{self, Cli, CliConfig};
 use podlab_conformance::adapters::podlab::{Podlab, PodlabConfig};
 use podlab_conformance::adapters::podman::{Podman, PodmanConfig};
-use podlab_conformance::expectations::{self, Expectations};
+use podlab_conformance::expectations::{self, Expectations, Preflight};
 use podlab_conformance::filter::{self, Pattern};
 use podlab_conformance::mutants::{self, VariantRun, VARIANTS};
 use podlab_conformance::report::{self, TestResult, Totals};
@@ -353,6 +353,40 @@ fn run(args: Args) -> Result<ExitCode> {
             e.expected_skips.len()
         );
     }
+    // A runtime that cannot start a pod here at all fails every test the
+    // same way, each after a timeout: one pod first, compared with the
+    // expectations' record for this kind of host.
+    let host = expectations::host_kind();
+    let recorded = expected
+        .as_ref()
+        .map(|(_, e)| e.clone())
+        .unwrap_or_else(|| Expectations {
+            runtime: runtime.clone(),
+            ..Expectations::default()
+        });
+    match recorded.preflight(host, rt.preflight().map_err(|e| e.to_string())) {
+        Preflight::Runs => {}
+        Preflight::NotRunnable(reason) => {
+            println!("conformance: {runtime} cannot run pods on this {host} host, as its expectations record: {reason}");
+            std::fs::create_dir_all(&report_dir)?;
+            for stale in ["results.json", "report.md", "junit.xml"] {
+                let _ = std::fs::remove_file(report_dir.join(stale));
+            }
+            std::fs::write(
+                report_dir.join(summary::NOT_RUNNABLE_FILE),
+                format!("{host}: {reason}\n"),
+            )?;
+            if args.summary {
+                write_summary(report_dir.parent().unwrap_or(&report_dir))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Preflight::Unexpected(why) | Preflight::Stale(why) => {
+            eprintln!("conformance: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let _ = std::fs::remove_file(report_dir.join(summary::NOT_RUNNABLE_FILE));
     let results = runner::run(rt.as_ref(), &selected, &options, &|r| {
         println!("{}", runner::format_line(r))
     });
@@ -443,7 +477,12 @@ fn write_summary(dir: &std::path::Path) -> Result<()> {
     let all = tests::all();
     let ids: Vec<&str> = all.iter().map(|c| c.id).collect();
     let mut runs = Vec::new();
-    for (runtime, rows) in found {
+    for summary::Found {
+        runtime,
+        rows,
+        not_runnable,
+    } in found
+    {
         let expectations = match expectations_file(&runtime) {
             Some(path) => Some(Expectations::load(&path, &ids)?),
             None => None,
@@ -452,6 +491,7 @@ fn write_summary(dir: &std::path::Path) -> Result<()> {
             runtime,
             rows,
             expectations,
+            not_runnable,
         });
     }
     let path = dir.join("summary.md");

@@ -165,6 +165,13 @@ pub trait Runtime: Send + Sync {
         Vec::new()
     }
 
+    /// Starts and removes the smallest pod the runtime can run, before the
+    /// suite: an error means no test could start a pod on this host. The
+    /// default has nothing cheaper to try than the tests themselves.
+    fn preflight(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// The container's output (stdout and stderr), its last `tail` lines
     /// when given, as `kubectl logs --tail` prints it.
     fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {

@@ -25,15 +25,39 @@ pub struct Run {
     pub rows: Vec<Row>,
     /// Its expectations, when a file exists, to mark expected failures.
     pub expectations: Option<Expectations>,
+    /// Why the runtime could not run pods on this host at all, as its
+    /// expectations record (then `rows` is empty).
+    pub not_runnable: Option<String>,
 }
 
-/// Reads `<dir>/<runtime>/results.json` for every runtime directory, in
-/// name order; directories without results are not runs.
-pub fn read_runs(dir: &Path) -> std::io::Result<Vec<(String, Vec<Row>)>> {
+/// The file a run leaves instead of results.json when the runtime cannot
+/// start a pod on this host, as its expectations record.
+pub const NOT_RUNNABLE_FILE: &str = "not-runnable.txt";
+
+/// One run found under the reports directory.
+pub struct Found {
+    pub runtime: String,
+    pub rows: Vec<Row>,
+    pub not_runnable: Option<String>,
+}
+
+/// Reads `<dir>/<runtime>/results.json` (or its [`NOT_RUNNABLE_FILE`])
+/// for every runtime directory, in name order; directories with neither
+/// are not runs.
+pub fn read_runs(dir: &Path) -> std::io::Result<Vec<Found>> {
     let mut runs = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
+        let runtime = e.file_name().to_string_lossy().into_owned();
+        if let Ok(reason) = std::fs::read_to_string(e.path().join(NOT_RUNNABLE_FILE)) {
+            runs.push(Found {
+                runtime,
+                rows: Vec::new(),
+                not_runnable: Some(reason.trim().to_string()),
+            });
+            continue;
+        }
         let file = e.path().join("results.json");
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
@@ -44,7 +68,11 @@ pub fn read_runs(dir: &Path) -> std::io::Result<Vec<(String, Vec<Row>)>> {
                 format!("{}: {err}", file.display()),
             )
         })?;
-        runs.push((e.file_name().to_string_lossy().into_owned(), rows));
+        runs.push(Found {
+            runtime,
+            rows,
+            not_runnable: None,
+        });
     }
     Ok(runs)
 }
@@ -167,8 +195,12 @@ pub fn markdown(runs: &[Run], order: &[&str]) -> String {
         .collect();
     for id in &ids {
         let _ = write!(md, "| {id} |");
-        for v in &verdicts {
-            let text = v.get(id.as_str()).map_or("—", |v| cell(v.as_ref()));
+        for (v, r) in verdicts.iter().zip(runs) {
+            let text = if r.not_runnable.is_some() {
+                "n/a"
+            } else {
+                v.get(id.as_str()).map_or("—", |v| cell(v.as_ref()))
+            };
             let _ = write!(md, " {text} |");
         }
         md.push('\n');
@@ -196,7 +228,41 @@ pub fn markdown(runs: &[Run], order: &[&str]) -> String {
         }
         md.push('\n');
     }
+    deviations(&mut md, runs);
     md
+}
+
+/// Below the table: what each runtime could not do at all, and every
+/// recorded deviation with its measured reason.
+fn deviations(md: &mut String, runs: &[Run]) {
+    let unrunnable: Vec<&Run> = runs.iter().filter(|r| r.not_runnable.is_some()).collect();
+    if !unrunnable.is_empty() {
+        md.push_str("\n## Runtimes that cannot run pods on this host\n\n");
+        for r in unrunnable {
+            let _ = writeln!(
+                md,
+                "- **{}**: {}",
+                r.runtime,
+                r.not_runnable.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let recorded: Vec<(&Run, &Expectations)> = runs
+        .iter()
+        .filter(|r| r.not_runnable.is_none())
+        .filter_map(|r| r.expectations.as_ref().map(|e| (r, e)))
+        .filter(|(_, e)| !e.expected_failures.is_empty())
+        .collect();
+    if !recorded.is_empty() {
+        md.push_str("\n## Deviations from Kubernetes, as measured\n\n");
+        md.push_str("Each test a runtime fails as its expectations file records, with the evidence recorded there.\n");
+        for (r, e) in recorded {
+            let _ = writeln!(md, "\n### {}\n", r.runtime);
+            for (id, why) in &e.expected_failures {
+                let _ = writeln!(md, "- {id}: {why}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -225,7 +291,9 @@ mod tests {
                     .filter_map(|id| id.strip_prefix("skip:"))
                     .map(|id| (id.to_string(), "why".to_string()))
                     .collect(),
+                not_runnable: Default::default(),
             }),
+            not_runnable: None,
         }
     }
 
@@ -275,11 +343,39 @@ mod tests {
             std::fs::write(dir.path().join(rt).join("results.json"), json).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        std::fs::create_dir_all(dir.path().join("cri-x-crun")).unwrap();
+        std::fs::write(
+            dir.path().join("cri-x-crun").join(NOT_RUNNABLE_FILE),
+            "cgroup-v1-hybrid: crun refuses hybrid hosts\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("summary.md"), "old").unwrap();
         let runs = read_runs(dir.path()).unwrap();
-        let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["cli-podlab", "podman"]);
-        assert_eq!(runs[0].1[0].status, "failed");
+        let names: Vec<&str> = runs.iter().map(|f| f.runtime.as_str()).collect();
+        assert_eq!(names, ["cli-podlab", "cri-x-crun", "podman"]);
+        assert_eq!(runs[0].rows[0].status, "failed");
+        assert_eq!(
+            runs[1].not_runnable.as_deref(),
+            Some("cgroup-v1-hybrid: crun refuses hybrid hosts")
+        );
         assert!(markdown(&[], &[]).contains("No results"));
+    }
+
+    #[test]
+    fn a_runtime_that_cannot_run_here_shows_na_and_its_reason() {
+        let mut crun = run("cri-x-crun", &[], &[]);
+        crun.not_runnable = Some("cgroup-v1-hybrid: crun refuses hybrid hosts".into());
+        let runs = [run("podman", &[("NET-001", "failed")], &["NET-001"]), crun];
+        let md = markdown(&runs, &["NET-001"]);
+        assert!(md.contains("| NET-001 | xfail | n/a |"), "{md}");
+        assert!(
+            md.contains("## Runtimes that cannot run pods on this host"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **cri-x-crun**: cgroup-v1-hybrid: crun refuses hybrid hosts"),
+            "{md}"
+        );
+        assert!(md.contains("### podman\n\n- NET-001: why"), "{md}");
     }
 }

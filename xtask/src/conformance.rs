@@ -75,6 +75,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     // A CRI runtime of our own unless the caller names one.
     let mut containerd = None;
+    if runtime == "cri" && util::value(args, "--runtime-handler").as_deref() == Some("youki") {
+        crate::youki::build()?;
+    }
     if runtime == "cri" {
         if !has_protoc() {
             anyhow::bail!(

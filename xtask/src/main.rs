@@ -13,6 +13,7 @@ mod labs;
 mod test;
 mod util;
 mod vm;
+mod youki;
 
 use anyhow::bail;
 

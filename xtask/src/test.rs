@@ -68,8 +68,17 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
         crate::conformance::run(&["--runtime".into(), "podlab".into(), "--mutants".into()])?;
         // The same suite on podman, against its checked-in expectations.
         crate::conformance::run(&["--runtime".into(), "podman".into()])?;
-        // And on containerd through the CRI, against its own expectations.
+        // And on containerd through the CRI, against its own expectations:
+        // with runc, its default, then with the other OCI runtimes.
         crate::conformance::run(&["--runtime".into(), "cri".into()])?;
+        for handler in ["crun", "youki"] {
+            crate::conformance::run(&[
+                "--runtime".into(),
+                "cri".into(),
+                "--runtime-handler".into(),
+                handler.into(),
+            ])?;
+        }
         // podlab again, driven as any kubectl-compatible binary would be.
         crate::conformance::run_cli_on_podlab()?;
         crate::conformance::run(&["--summary".into()])?;

@@ -425,6 +425,50 @@ impl Runtime for Cri {
         self.config.probe_image.clone()
     }
 
+    /// One sandbox, run and removed: its pause container is the first thing
+    /// the OCI runtime starts, so a runtime that cannot run here says so.
+    fn preflight(&self) -> Result<(), Error> {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "podlab-preflight"},
+            "spec": {"containers": [{"name": "app", "image": self.config.probe_image}]},
+        }))
+        .map_err(|e| Error::Other(format!("the preflight pod: {e}")))?;
+        let id = PodIdentity {
+            name: "podlab-preflight".into(),
+            namespace: "default".into(),
+            uid: new_uid()?,
+        };
+        let logs = self
+            .dir
+            .path()
+            .join("logs")
+            .join(format!("preflight_{}", id.uid));
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| Error::Other(format!("cannot create {}: {e}", logs.display())))?;
+        let config = spec::sandbox_config(&pod, &id, &logs, &self.cgroup_parent(&id.uid))
+            .map_err(Error::Other)?;
+        let outcome = self.client.run_pod_sandbox(config);
+        if let Ok(sandbox) = &outcome {
+            let _ = self.client.stop_pod_sandbox(sandbox);
+            let _ = self.client.remove_pod_sandbox(sandbox);
+        }
+        // A refused sandbox can still leave its sandbox record behind.
+        if let Ok(list) = self.client.list_pod_sandboxes() {
+            for s in list
+                .iter()
+                .filter(|s| s.metadata.as_ref().is_some_and(|m| m.uid == id.uid))
+            {
+                let _ = self.client.stop_pod_sandbox(&s.id);
+                let _ = self.client.remove_pod_sandbox(&s.id);
+            }
+        }
+        for root in cgroup_roots(&self.layout.root_dir()) {
+            remove_cgroup_tree(&root.join(self.layout.pod_dir(&id.uid)));
+        }
+        let _ = std::fs::remove_dir_all(&logs);
+        outcome.map(|_| ())
+    }
+
     fn create_pod(&self, manifest_yaml: &str) -> Result<(), Error> {
         let pod: Pod = serde_norway::from_str(manifest_yaml).map_err(|e| Error::Parse {
             command: "the pod manifest".into(),
