@@ -25,6 +25,18 @@ const FAMILIES: &[(&str, &str)] = &[
         "STOR",
         "Storage: ephemeral-storage limits, emptyDir size limits, writable layers",
     ),
+    (
+        "CMD",
+        "Command and args against the image, working directory, environment, $(VAR) references",
+    ),
+    (
+        "EXEC",
+        "exec: the container's environment, user and working directory",
+    ),
+    (
+        "IMAGE",
+        "Images: pull policy Never, the image config's User and WorkingDir",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

@@ -116,6 +116,14 @@ pub const VARIANTS: &[Variant] = &[
       "container logs are never rotated: they grow without bound"),
     v("rootfs-kept-on-restart", &["STOR-004"],
       "a restarted container keeps the writable layer of its last run"),
+    v("no-var-expansion", &["CMD-004", "CMD-005"],
+      "$(VAR) references in env values, command and args stay as written"),
+    v("image-entrypoint-ignored", &["CMD-001"],
+      "without a command the image's Entrypoint is dropped: args or the image's Cmd run alone"),
+    v("exec-without-env", &["EXEC-001"],
+      "exec runs with an empty environment in /, not with the container's environment and working directory"),
+    v("image-user-ignored", &["IMAGE-002", "EXEC-002"],
+      "the image's User is ignored: without runAsUser the container runs as root"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

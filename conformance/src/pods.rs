@@ -285,6 +285,13 @@ impl<'a> RawPod<'a> {
     }
 }
 
+impl RawPod<'_> {
+    /// Runs `probe ARGS...` in `container`: [`PodGuard::probe`].
+    pub fn probe(&self, ctx: &Ctx, container: &str, args: &[&str]) -> Result<Value, Outcome> {
+        run_probe(self.rt, ctx, &self.name, container, args)
+    }
+}
+
 impl Drop for RawPod<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.rt.delete_pod(&self.name) {
@@ -370,20 +377,36 @@ impl<'a> PodGuard<'a> {
     /// printed first. A probe that did not run or printed no JSON fails the
     /// test: that is a broken environment, not an observation.
     pub fn probe(&self, container: &str, args: &[&str]) -> Result<Value, Outcome> {
-        let mut argv = vec!["probe"];
-        argv.extend_from_slice(args);
-        let out = self.exec(container, &argv)?;
-        parse_probe(&out).map_err(|why| {
-            fail(format!(
-                "`{}` in {}/{container} {why} (exit status {}; stdout {:?}; stderr {:?})",
-                argv.join(" "),
-                self.name,
-                out.exit_code,
-                out.stdout.trim(),
-                out.stderr.trim()
-            ))
-        })
+        run_probe(self.rt, self.ctx, &self.name, container, args)
     }
+}
+
+/// Runs `probe ARGS...` in a container and returns the JSON object it
+/// printed first. A probe that did not run or printed no JSON fails the
+/// test: that is a broken environment, not an observation.
+fn run_probe(
+    rt: &dyn Runtime,
+    ctx: &Ctx,
+    pod: &str,
+    container: &str,
+    args: &[&str],
+) -> Result<Value, Outcome> {
+    let argv: Vec<String> = std::iter::once("probe")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect();
+    let out = rt
+        .exec(pod, container, &argv, ctx.timeouts.exec)
+        .map_err(|e| fail(format!("exec in {pod}/{container}: {e}")))?;
+    parse_probe(&out).map_err(|why| {
+        fail(format!(
+            "`{}` in {pod}/{container} {why} (exit status {}; stdout {:?}; stderr {:?})",
+            argv.join(" "),
+            out.exit_code,
+            out.stdout.trim(),
+            out.stderr.trim()
+        ))
+    })
 }
 
 impl Drop for PodGuard<'_> {

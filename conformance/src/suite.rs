@@ -164,6 +164,19 @@ impl Ctx {
         }
     }
 
+    /// Another fixture image of the suite (`cargo xtask fixtures` builds
+    /// them), found beside the probe image: the probe's reference with its
+    /// last path component's name replaced, so `podlab.local/probe:latest`
+    /// gives `podlab.local/NAME:latest`.
+    pub fn fixture_image(&self, name: &str) -> String {
+        let probe = self.probe_image.as_str();
+        let start = probe.rfind('/').map_or(0, |i| i + 1);
+        let end = probe[start..]
+            .find([':', '@'])
+            .map_or(probe.len(), |i| start + i);
+        format!("{}{name}{}", &probe[..start], &probe[end..])
+    }
+
     /// A pod name no other test of any run uses: `<prefix>-<run>-<n>`.
     /// Kept short because it is also the pod's hostname (at most 63 bytes).
     pub fn unique_name(&self, prefix: &str) -> String {
@@ -260,6 +273,20 @@ mod tests {
             assert!(ctx.ipc_key() > 0);
         }
         assert_ne!(ctx.token(), ctx.token());
+    }
+
+    #[test]
+    fn fixture_images_sit_beside_the_probe() {
+        let mut ctx = Ctx::new(&Nothing, Timeouts::default());
+        for (probe, want) in [
+            ("podlab.local/probe:latest", "podlab.local/nonroot:latest"),
+            ("localhost:5000/me/probe", "localhost:5000/me/nonroot"),
+            ("probe@sha256:ab", "nonroot@sha256:ab"),
+            ("probe", "nonroot"),
+        ] {
+            ctx.probe_image = probe.into();
+            assert_eq!(ctx.fixture_image("nonroot"), want, "{probe}");
+        }
     }
 
     #[test]

@@ -1218,11 +1218,20 @@ pub fn exec_with_timeout(
     // /proc/self is not this process.
     let host_caps = crate::security::HostCaps::read();
     Plan::enter(pid.pid).apply()?;
-    let process = Process {
-        args: argv.to_vec(),
-        env: ctr.process.env.clone(),
-        cwd: ctr.process.cwd.clone(),
-    };
+    let process =
+        if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::ExecWithoutEnv) {
+            Process {
+                args: argv.to_vec(),
+                env: Vec::new(),
+                cwd: "/".into(),
+            }
+        } else {
+            Process {
+                args: argv.to_vec(),
+                env: ctr.process.env.clone(),
+                cwd: ctr.process.cwd.clone(),
+            }
+        };
     let args = match ExecArgs::new(&process) {
         Ok(a) => a,
         // As a shell does: 127 for a command that is not there.

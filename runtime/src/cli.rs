@@ -644,6 +644,20 @@ fn describe_container(
     }
     if let Some(rt) = rt {
         let _ = writeln!(s, "    Command:        {}", rt.process.args.join(" "));
+        // As resolved: the image's Entrypoint, Cmd, Env and WorkingDir
+        // with the manifest's over them and $(VAR) references expanded.
+        let _ = writeln!(s, "    Working Dir:    {}", rt.process.cwd);
+        let id = |v: Option<u32>| v.map_or_else(|| "0".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            s,
+            "    User:           uid={} gid={}",
+            id(rt.security.uid),
+            id(rt.security.gid)
+        );
+        let _ = writeln!(s, "    Environment:");
+        for kv in &rt.process.env {
+            let _ = writeln!(s, "      {kv}");
+        }
         if let Some(p) = rt.pid {
             let _ = writeln!(s, "    PID:            {}", p.pid);
             for k in [Kind::Mnt, Kind::Pid, Kind::Net, Kind::Uts, Kind::Ipc] {

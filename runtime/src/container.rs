@@ -2,7 +2,6 @@
 //! and the init that turns a re-exec'd `podlab` process into it: join the
 //! pod's namespaces, build the root filesystem, pivot_root, exec.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::Write;
@@ -11,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Container;
 use nix::mount::MsFlags;
+use podlab_kube::expansion;
 use serde::{Deserialize, Serialize};
 
 use crate::image::ImageConfig;
@@ -73,51 +73,57 @@ pub struct Process {
 impl Process {
     /// Resolves the container's process by the Kubernetes rules:
     /// `command` replaces the image's Entrypoint (and drops its Cmd), `args`
-    /// replaces Cmd; env is the image's, then the manifest's (later wins);
-    /// `$(VAR)` references in command/args/env are expanded from env.
+    /// replaces Cmd; env is the image's, then the container's (the
+    /// container's wins); `$(VAR)` references in the container's env,
+    /// command and args are expanded from the container's env alone, as the
+    /// kubelet does before any runtime sees the image.
     pub fn resolve(container: &Container, image: &ImageConfig) -> Result<Process, Error> {
+        let mutant = Mutant::from_env();
         let command = container.command.clone().unwrap_or_default();
         let args = container.args.clone().unwrap_or_default();
+        let entrypoint = if mutant == Some(Mutant::ImageEntrypointIgnored) {
+            Vec::new()
+        } else {
+            image.entrypoint.clone()
+        };
         let (entry, cmd) = match (command.is_empty(), args.is_empty()) {
-            (true, true) => (image.entrypoint.clone(), image.cmd.clone()),
-            (true, false) => (image.entrypoint.clone(), args),
+            (true, true) => (entrypoint, image.cmd.clone()),
+            (true, false) => (entrypoint, args),
             (false, true) => (command, Vec::new()),
             (false, false) => (command, args),
         };
 
-        let mut env: BTreeMap<String, String> = BTreeMap::new();
-        let mut order: Vec<String> = Vec::new();
-        let mut set = |k: String, v: String, env: &mut BTreeMap<String, String>| {
-            if !env.contains_key(&k) {
-                order.push(k.clone());
-            }
-            env.insert(k, v);
+        let vars = container.env.as_deref().unwrap_or_default();
+        let (own, argv) = if mutant == Some(Mutant::NoVarExpansion) {
+            let own = vars
+                .iter()
+                .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+                .collect();
+            (own, entry.into_iter().chain(cmd).collect())
+        } else {
+            let own = expansion::container_env(vars, |_| None);
+            let argv = expansion::expand_all(&[entry, cmd].concat(), &own);
+            (own, argv)
         };
-        for kv in &image.env {
-            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
-            set(k.to_string(), v.to_string(), &mut env);
-        }
-        for var in container.env.iter().flatten() {
-            let value = expand(var.value.as_deref().unwrap_or(""), &env);
-            set(var.name.clone(), value, &mut env);
-        }
-        if !env.contains_key("PATH") {
-            set("PATH".into(), DEFAULT_PATH.into(), &mut env);
-        }
-        let env_list = order
-            .iter()
-            .map(|k| format!("{k}={}", env.get(k).map(String::as_str).unwrap_or("")))
-            .collect();
-
-        let argv: Vec<String> = entry
-            .into_iter()
-            .chain(cmd)
-            .map(|a| expand(&a, &env))
-            .collect();
         if argv.is_empty() {
             return Err(Error::NoCommand {
                 container: container.name.clone(),
             });
+        }
+
+        let mut env: Vec<(String, String)> = Vec::new();
+        let image_env = image.env.iter().map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            (k.to_string(), v.to_string())
+        });
+        for (k, v) in image_env.chain(own) {
+            match env.iter_mut().find(|(name, _)| *name == k) {
+                Some(slot) => slot.1 = v,
+                None => env.push((k, v)),
+            }
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
         let cwd = container
             .working_dir
@@ -127,7 +133,7 @@ impl Process {
             .unwrap_or_else(|| "/".into());
         Ok(Process {
             args: argv,
-            env: env_list,
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd,
         })
     }
@@ -137,37 +143,6 @@ impl Process {
             .iter()
             .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     }
-}
-
-/// Kubernetes' `$(VAR)` expansion: known variables are replaced, `$$` is a
-/// literal `$`, unknown references stay as written.
-fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(body) = after.strip_prefix('(') {
-            match body.find(')') {
-                Some(end) if env.contains_key(&body[..end]) => {
-                    out.push_str(&env[&body[..end]]);
-                    rest = &body[end + 1..];
-                }
-                _ => {
-                    out.push('$');
-                    rest = after;
-                }
-            }
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Everything the container init needs, written by the shim as JSON.
@@ -716,6 +691,20 @@ mod tests {
         let p = Process::resolve(&c, &image()).unwrap();
         assert_eq!(p.args[1], "hello $(GREETING) $(NOPE)");
         assert_eq!(p.env, ["PATH=/bin", "GREETING=hello", "WHO=hello world"]);
+    }
+
+    #[test]
+    fn image_env_is_not_a_source_of_references() {
+        let mut c = container(&["echo", "$(GREETING)"], &[]);
+        c.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "COPY".into(),
+            value: Some("$(GREETING)".into()),
+            ..Default::default()
+        }]);
+        let p = Process::resolve(&c, &image()).unwrap();
+        assert_eq!(p.args, ["echo", "$(GREETING)"]);
+        assert_eq!(p.env_value("COPY"), Some("$(GREETING)"));
+        assert_eq!(p.env_value("GREETING"), Some("hi"));
     }
 
     #[test]

@@ -95,10 +95,20 @@ pub enum Mutant {
     UnboundedLogs,
     /// A restarted container keeps the writable layer of its last run.
     RootfsKeptOnRestart,
+    /// `$(VAR)` references in env values, command and args stay as written.
+    NoVarExpansion,
+    /// The image's Entrypoint is dropped when the container sets no
+    /// command: args (or the image's Cmd) run on their own.
+    ImageEntrypointIgnored,
+    /// exec runs with an empty environment in `/`, not with the
+    /// container's environment and working directory.
+    ExecWithoutEnv,
+    /// The image's User is ignored: without runAsUser the container runs as root.
+    ImageUserIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 42] = [
+    pub const ALL: [(&'static str, Mutant); 46] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -144,6 +154,10 @@ impl Mutant {
         ("no-storage-eviction", Mutant::NoStorageEviction),
         ("unbounded-logs", Mutant::UnboundedLogs),
         ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
+        ("no-var-expansion", Mutant::NoVarExpansion),
+        ("image-entrypoint-ignored", Mutant::ImageEntrypointIgnored),
+        ("exec-without-env", Mutant::ExecWithoutEnv),
+        ("image-user-ignored", Mutant::ImageUserIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -130,11 +130,7 @@ impl Containerd {
     /// Imports the fixture images (OCI layouts, archived) into the CRI
     /// plugin's namespace; the pause image is the sandbox image.
     fn import_fixtures(&self) -> anyhow::Result<()> {
-        for reference in [
-            fixtures::PAUSE_IMAGE,
-            fixtures::PROBE_IMAGE,
-            fixtures::BUSYBOX_IMAGE,
-        ] {
+        for reference in [&[fixtures::PAUSE_IMAGE][..], &fixtures::SUITE_IMAGES].concat() {
             let layout = fixtures::layout_dir(reference);
             if !layout.join("index.json").exists() {
                 bail!(

@@ -6,7 +6,12 @@
 //! - `podlab.local/probe:latest`: the same layer plus `/usr/local/bin/probe`;
 //! - `podlab.local/pause:latest`: the probe layer alone, running `probe
 //!   pause`: the sandbox image of the private containerd the CRI conformance
-//!   run starts (podlab has its own pause and does not import it).
+//!   run starts (podlab has its own pause and does not import it);
+//! - `podlab.local/entrypoint:latest`: the probe image with an Entrypoint
+//!   that writes its argv to /tmp/argv and sleeps, a Cmd, and Env of its
+//!   own (the CMD tests);
+//! - `podlab.local/nonroot:latest`: the probe image running as user
+//!   4321:4321 in /home/app (the IMAGE tests).
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -21,6 +26,10 @@ use crate::{doctor, util};
 pub const BUSYBOX_IMAGE: &str = "podlab.local/busybox:latest";
 pub const PROBE_IMAGE: &str = "podlab.local/probe:latest";
 pub const PAUSE_IMAGE: &str = "podlab.local/pause:latest";
+pub const ENTRYPOINT_IMAGE: &str = "podlab.local/entrypoint:latest";
+pub const NONROOT_IMAGE: &str = "podlab.local/nonroot:latest";
+/// Every image the suite's pods use, for runtimes that import them.
+pub const SUITE_IMAGES: [&str; 4] = [PROBE_IMAGE, BUSYBOX_IMAGE, ENTRYPOINT_IMAGE, NONROOT_IMAGE];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -120,17 +129,51 @@ fn build_and_import_now(image_root: Option<&str>) -> anyhow::Result<()> {
     fs::create_dir_all(&bin)?;
     fs::copy(&probe, bin.join("probe")).with_context(|| format!("copy {}", probe.display()))?;
     let probe_layer = layout::tar_gz_dir(&probe_dir)?;
+    let path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string();
     let config = ImageConfig {
-        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        env: vec![path.clone()],
         cmd: vec!["sh".into()],
         ..Default::default()
     };
-    for (reference, layers) in [
-        (BUSYBOX_IMAGE, vec![base.clone()]),
-        (PROBE_IMAGE, vec![base, probe_layer.clone()]),
+    // What the CMD tests compare argv and env with (conformance/src/tests/cmd.rs).
+    let entrypoint = ImageConfig {
+        env: vec![
+            path.clone(),
+            "IMAGE_ONLY=from-image".into(),
+            "SHARED=from-image".into(),
+        ],
+        entrypoint: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            r#"printf '%s\n' "$0" "$@" > /tmp/argv; exec sleep 3600"#.into(),
+            "image-entrypoint".into(),
+        ],
+        cmd: vec!["image-cmd-1".into(), "image cmd 2".into()],
+        ..Default::default()
+    };
+    let app_dir = work.join("app-layer");
+    fs::create_dir_all(app_dir.join("home/app"))?;
+    let app_layer = layout::tar_gz_dir(&app_dir)?;
+    let nonroot = ImageConfig {
+        env: vec![path],
+        cmd: vec!["sleep".into(), "3600".into()],
+        user: Some("4321:4321".into()),
+        working_dir: Some("/home/app".into()),
+        ..Default::default()
+    };
+    let probe_layers = vec![base.clone(), probe_layer.clone()];
+    for (reference, layers, config) in [
+        (BUSYBOX_IMAGE, vec![base.clone()], &config),
+        (PROBE_IMAGE, probe_layers.clone(), &config),
+        (ENTRYPOINT_IMAGE, probe_layers.clone(), &entrypoint),
+        (
+            NONROOT_IMAGE,
+            [probe_layers, vec![app_layer]].concat(),
+            &nonroot,
+        ),
     ] {
         let dir = layout_dir(reference);
-        layout::write_layout(&dir, reference, &layers, &config)?;
+        layout::write_layout(&dir, reference, &layers, config)?;
         let mut cmd = Command::new(&podlab);
         if let Some(r) = image_root {
             cmd.arg("--image-root").arg(r);

@@ -79,7 +79,7 @@ pub fn backward_step(phases: &[String]) -> Option<String> {
 
 /// Polls the pod until `until` holds (then `linger` more), calling `each`
 /// on every observation; stops early with `each`'s error.
-fn watch(
+pub(crate) fn watch(
     pod: &str,
     rt: &dyn Runtime,
     timeout: Duration,
@@ -341,7 +341,7 @@ fn init_statuses(p: &Pod) -> &[ContainerStatus] {
         .unwrap_or(&[])
 }
 
-fn find<'p>(statuses: &'p [ContainerStatus], name: &str) -> Option<&'p ContainerStatus> {
+pub(crate) fn find<'p>(statuses: &'p [ContainerStatus], name: &str) -> Option<&'p ContainerStatus> {
     statuses.iter().find(|c| c.name == name)
 }
 
@@ -360,7 +360,7 @@ fn terminated(
         .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))
 }
 
-fn waiting_reason(c: Option<&ContainerStatus>) -> Option<&str> {
+pub(crate) fn waiting_reason(c: Option<&ContainerStatus>) -> Option<&str> {
     c.and_then(|c| c.state.as_ref())
         .and_then(|s| s.waiting.as_ref())
         .and_then(|w| w.reason.as_deref())

@@ -20,10 +20,13 @@ macro_rules! case {
 pub mod cgroups;
 #[cfg(test)]
 mod claimed;
+pub mod cmd;
 pub mod esc_devices;
 pub mod esc_mounts;
 pub mod esc_privileges;
+pub mod exec;
 pub mod hooks;
+pub mod image;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
@@ -54,6 +57,9 @@ pub fn all() -> Vec<TestCase> {
         esc_devices::CASES,
         esc_privileges::CASES,
         storage::CASES,
+        cmd::CASES,
+        exec::CASES,
+        image::CASES,
     ]
     .concat()
 }

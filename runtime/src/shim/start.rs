@@ -433,7 +433,11 @@ impl Shim {
         let resolved = Profile::resolve(&Inputs {
             pod: pod_sc.as_ref(),
             container: ctr_sc.as_ref(),
-            image_user: image.config.user.as_deref(),
+            image_user: image
+                .config
+                .user
+                .as_deref()
+                .filter(|_| self.mutant != Some(Mutant::ImageUserIgnored)),
             layers: &image.layers,
             seccomp_root: &self.config.seccomp_root,
         });

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SeccompProfile};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use podlab_kube::expansion;
 use podlab_kube::qos::QosClass;
 
 /// The labels kubelet puts on every sandbox and container.
@@ -121,19 +122,21 @@ pub fn container_config(
     node_memory: u64,
 ) -> Result<cri::ContainerConfig, String> {
     let spec = spec(pod)?;
-    let mut envs = Vec::new();
-    for e in c.env.iter().flatten() {
-        if e.value_from.is_some() {
-            return Err(format!(
-                "containers[{}].env[{}].valueFrom is not supported by the CRI adapter",
-                c.name, e.name
-            ));
-        }
-        envs.push(cri::KeyValue {
-            key: e.name.clone(),
-            value: e.value.clone().unwrap_or_default(),
-        });
+    let vars = c.env.as_deref().unwrap_or_default();
+    if let Some(e) = vars.iter().find(|e| e.value_from.is_some()) {
+        return Err(format!(
+            "containers[{}].env[{}].valueFrom is not supported by the CRI adapter",
+            c.name, e.name
+        ));
     }
+    // The kubelet expands `$(VAR)` before the runtime sees the container.
+    let env = expansion::container_env(vars, |_| None);
+    let command = expansion::expand_all(c.command.as_deref().unwrap_or_default(), &env);
+    let args = expansion::expand_all(c.args.as_deref().unwrap_or_default(), &env);
+    let envs = env
+        .into_iter()
+        .map(|(key, value)| cri::KeyValue { key, value })
+        .collect();
     let mut mounts = Vec::new();
     for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let volume = volumes.get(&m.name).ok_or_else(|| {
@@ -171,8 +174,8 @@ pub fn container_config(
             image: c.image.clone().unwrap_or_default(),
             ..Default::default()
         }),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
+        command,
+        args,
         working_dir: c.working_dir.clone().unwrap_or_default(),
         envs,
         mounts,
@@ -586,6 +589,21 @@ mod tests {
         let err = container_config(&p, &id(), c, 0, &HashMap::new(), &HashMap::new(), 1 << 30)
             .unwrap_err();
         assert!(err.contains("volume \"scratch\""), "{err}");
+    }
+
+    #[test]
+    fn references_are_expanded_as_the_kubelet_does() {
+        let p = pod(
+            serde_json::json!({"containers": [{"name": "a", "image": "img",
+            "command": ["echo", "$(B)"], "args": ["$$(A)", "$(NOPE)"],
+            "env": [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)y"}]}]}),
+        );
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg =
+            container_config(&p, &id(), c, 0, &HashMap::new(), &HashMap::new(), 1 << 30).unwrap();
+        assert_eq!(cfg.command, ["echo", "xy"]);
+        assert_eq!(cfg.args, ["$(A)", "$(NOPE)"]);
+        assert_eq!(cfg.envs[1].value, "xy");
     }
 
     #[test]

@@ -318,6 +318,20 @@ impl Worker {
         let image = c.image.clone().unwrap_or_default();
         match self.client.image_present(&image) {
             Ok(true) => {}
+            Ok(false) if c.image_pull_policy.as_deref() == Some("Never") => {
+                // The kubelet does not try to pull: the container waits until
+                // the image appears, looked for again after the back-off.
+                self.back_off(s);
+                self.update(s, |r| {
+                    r.waiting = Some(Waiting::new(
+                        "ErrImageNeverPull",
+                        format!(
+                            "container image {image:?} is not present with pull policy of Never"
+                        ),
+                    ));
+                });
+                return;
+            }
             Ok(false) => {
                 // No pull: this adapter never reaches a registry, so an image
                 // missing from the runtime's store is a failed pull.
