@@ -95,10 +95,18 @@ pub enum Mutant {
     UnboundedLogs,
     /// A restarted container keeps the writable layer of its last run.
     RootfsKeptOnRestart,
+    /// The terminationMessagePath file is never read: no message.
+    NoTerminationMessage,
+    /// `activeDeadlineSeconds` is ignored: the pod runs on.
+    DeadlineIgnored,
+    /// The downward API gives a wrong `metadata.uid`.
+    WrongDownwardValue,
+    /// A restart removes the previous run's log.
+    PreviousLogLost,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 42] = [
+    pub const ALL: [(&'static str, Mutant); 46] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -144,6 +152,10 @@ impl Mutant {
         ("no-storage-eviction", Mutant::NoStorageEviction),
         ("unbounded-logs", Mutant::UnboundedLogs),
         ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
+        ("no-termination-message", Mutant::NoTerminationMessage),
+        ("deadline-ignored", Mutant::DeadlineIgnored),
+        ("wrong-downward-value", Mutant::WrongDownwardValue),
+        ("previous-log-lost", Mutant::PreviousLogLost),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
