@@ -116,6 +116,14 @@ pub const VARIANTS: &[Variant] = &[
       "container logs are never rotated: they grow without bound"),
     v("rootfs-kept-on-restart", &["STOR-004"],
       "a restarted container keeps the writable layer of its last run"),
+    v("no-termination-message", &["TERM-001", "TERM-002", "TERM-003"],
+      "the terminationMessagePath file is never read: no termination message"),
+    v("deadline-ignored", &["DEADLINE-001"],
+      "activeDeadlineSeconds is ignored: the pod runs on"),
+    v("wrong-downward-value", &["DOWNWARD-001", "DOWNWARD-003"],
+      "the downward API gives a wrong metadata.uid"),
+    v("previous-log-lost", &["LOGS-002"],
+      "a restart removes the previous run's log"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -94,7 +94,7 @@ pub fn run(
 /// diagnosis or skip reason indented below.
 pub fn format_line(r: &TestResult) -> String {
     let mut line = format!(
-        "{:<12}{}  {} ({}.{}s)",
+        "{:<13}{}  {} ({}.{}s)",
         r.id,
         r.status.label(),
         r.must,

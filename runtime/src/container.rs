@@ -488,7 +488,8 @@ fn mount_file(root: &Path, f: &FileMount) -> Result<(), Error> {
         .rsplit_once('/')
         .unwrap_or(("", f.target.as_str()));
     let rootfd = sys::open_dir_path(root)?;
-    let dir = safepath::open_dir(rootfd.as_fd(), parent, Scope::InRoot, true, 0o755).map_err(err)?;
+    let dir =
+        safepath::open_dir(rootfd.as_fd(), parent, Scope::InRoot, true, 0o755).map_err(err)?;
     let target = nix::fcntl::openat(
         dir.as_fd(),
         name,

@@ -102,7 +102,11 @@ fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
 }
 
 /// The value of a pod field.
-pub fn field_value(pod: &Pod, facts: &PodFacts, sel: &ObjectFieldSelector) -> Result<String, Error> {
+pub fn field_value(
+    pod: &Pod,
+    facts: &PodFacts,
+    sel: &ObjectFieldSelector,
+) -> Result<String, Error> {
     let meta = &pod.metadata;
     let path = sel.field_path.as_str();
     if let Some((base, key)) = subscript(path) {
@@ -148,7 +152,14 @@ pub fn resource_value(
     let set = container
         .resources
         .as_ref()
-        .and_then(|r| if which == "limits" { &r.limits } else { &r.requests }.as_ref())
+        .and_then(|r| {
+            if which == "limits" {
+                &r.limits
+            } else {
+                &r.requests
+            }
+            .as_ref()
+        })
         .and_then(|m| m.get(resource))
         .map(|q| q.0.clone());
     let divisor = sel
@@ -202,7 +213,12 @@ fn named<'a>(pod: &'a Pod, own: &'a Container, name: Option<&str>) -> Result<&'a
         Some(n) => pod
             .spec
             .iter()
-            .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
             .find(|c| c.name == n)
             .ok_or_else(|| Error::NoContainer(n.into())),
     }
@@ -210,7 +226,11 @@ fn named<'a>(pod: &'a Pod, own: &'a Container, name: Option<&str>) -> Result<&'a
 
 /// The container's environment with every `valueFrom` replaced by its
 /// value, so `$(VAR)` references to it expand as to any other variable.
-pub fn resolve_env(pod: &Pod, container: &Container, facts: &PodFacts) -> Result<Vec<EnvVar>, Error> {
+pub fn resolve_env(
+    pod: &Pod,
+    container: &Container,
+    facts: &PodFacts,
+) -> Result<Vec<EnvVar>, Error> {
     let mut out = Vec::new();
     for var in container.env.iter().flatten() {
         let Some(from) = &var.value_from else {
@@ -220,7 +240,11 @@ pub fn resolve_env(pod: &Pod, container: &Container, facts: &PodFacts) -> Result
         let value = if let Some(f) = &from.field_ref {
             field_value(pod, facts, f)?
         } else if let Some(r) = &from.resource_field_ref {
-            resource_value(named(pod, container, r.container_name.as_deref())?, r, facts)?
+            resource_value(
+                named(pod, container, r.container_name.as_deref())?,
+                r,
+                facts,
+            )?
         } else if from.config_map_key_ref.is_some() {
             return Err(Error::Source(format!("env {}: configMapKeyRef", var.name)));
         } else {
@@ -316,10 +340,16 @@ mod tests {
         let p = pod();
         let sel = ResourceFieldSelector {
             resource: res.into(),
-            divisor: divisor.map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
+            divisor: divisor
+                .map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
             container_name: None,
         };
-        resource_value(&p.spec.as_ref().unwrap().containers[container], &sel, &facts()).unwrap()
+        resource_value(
+            &p.spec.as_ref().unwrap().containers[container],
+            &sel,
+            &facts(),
+        )
+        .unwrap()
     }
 
     #[test]

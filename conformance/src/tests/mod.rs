@@ -20,6 +20,8 @@ macro_rules! case {
 pub mod cgroups;
 #[cfg(test)]
 mod claimed;
+pub mod deadline;
+pub mod downward;
 pub mod esc_devices;
 pub mod esc_mounts;
 pub mod esc_privileges;
@@ -27,11 +29,13 @@ pub mod hooks;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
+pub mod logs;
 pub mod net;
 pub mod podnet;
 pub mod probes;
 pub mod restart;
 pub mod storage;
+pub mod term;
 mod util;
 pub mod uts;
 
@@ -54,6 +58,10 @@ pub fn all() -> Vec<TestCase> {
         esc_devices::CASES,
         esc_privileges::CASES,
         storage::CASES,
+        term::CASES,
+        deadline::CASES,
+        downward::CASES,
+        logs::CASES,
     ]
     .concat()
 }

@@ -308,15 +308,17 @@ impl Shim {
         use std::os::unix::fs::PermissionsExt;
         let dir = volume_dir(&self.dir, volume);
         fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
-        let files = crate::downward::volume_files(&self.downward_pod(), source, &self.downward_facts())
-            .map_err(|e| Error::Other(format!("downwardAPI volume {volume:?}: {e}")))?;
+        let files =
+            crate::downward::volume_files(&self.downward_pod(), source, &self.downward_facts())
+                .map_err(|e| Error::Other(format!("downwardAPI volume {volume:?}: {e}")))?;
         for f in files {
             // Validation refused absolute paths and `..`.
             let path = dir.join(&f.path);
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
             }
-            fs::write(&path, f.content.as_bytes()).map_err(io(format!("write {}", path.display())))?;
+            fs::write(&path, f.content.as_bytes())
+                .map_err(io(format!("write {}", path.display())))?;
             fs::set_permissions(&path, fs::Permissions::from_mode(f.mode & 0o777))
                 .map_err(io(format!("chmod {}", path.display())))?;
         }

@@ -67,12 +67,9 @@ impl Shim {
         }
         let prepared = (|| -> Result<_, CreateFailure> {
             // The downward API's values first: `$(VAR)` may refer to them.
-            let env = crate::downward::resolve_env(
-                &self.downward_pod(),
-                &spec,
-                &self.downward_facts(),
-            )
-            .map_err(|e| CreateFailure::config(format!("container {name}: {e}")))?;
+            let env =
+                crate::downward::resolve_env(&self.downward_pod(), &spec, &self.downward_facts())
+                    .map_err(|e| CreateFailure::config(format!("container {name}: {e}")))?;
             let resolved = k8s_openapi::api::core::v1::Container {
                 env: Some(env),
                 ..spec.clone()

@@ -147,7 +147,10 @@ impl Shim {
             c.spec.termination_message_policy.as_deref(),
             crate::termination::read_tail(&file),
             code,
-            || log.and_then(|p| crate::logs::read(&p).ok()).unwrap_or_default(),
+            || {
+                log.and_then(|p| crate::logs::read(&p).ok())
+                    .unwrap_or_default()
+            },
         )
     }
 
