@@ -25,6 +25,13 @@ const FAMILIES: &[(&str, &str)] = &[
         "STOR",
         "Storage: ephemeral-storage limits, emptyDir size limits, writable layers",
     ),
+    ("TERM", "Termination messages"),
+    ("DEADLINE", "activeDeadlineSeconds"),
+    (
+        "DOWNWARD",
+        "The downward API: environment variables and volumes",
+    ),
+    ("LOGS", "Container logs: both streams, the previous run"),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

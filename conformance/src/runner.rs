@@ -102,8 +102,8 @@ pub fn format_line(r: &TestResult) -> String {
         r.duration_ms % 1000 / 100
     );
     if !r.reason.is_empty() {
-        line.push_str("\n           ");
-        line.push_str(&r.reason.replace('\n', "\n           "));
+        line.push_str("\n            ");
+        line.push_str(&r.reason.replace('\n', "\n            "));
     }
     line
 }
@@ -192,7 +192,7 @@ mod tests {
         };
         assert_eq!(
             format_line(&r),
-            "UTS-003     FAIL  Containers MUST share. (1.5s)\n           containers differ"
+            "UTS-003      FAIL  Containers MUST share. (1.5s)\n            containers differ"
         );
     }
 }
