@@ -37,6 +37,13 @@ const FAMILIES: &[(&str, &str)] = &[
         "IMAGE",
         "Images: pull policy Never, the image config's User and WorkingDir",
     ),
+    ("TERM", "Termination messages"),
+    ("DEADLINE", "activeDeadlineSeconds"),
+    (
+        "DOWNWARD",
+        "The downward API: environment variables and volumes",
+    ),
+    ("LOGS", "Container logs: both streams, the previous run"),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

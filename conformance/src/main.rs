@@ -258,7 +258,7 @@ fn run(args: Args) -> Result<ExitCode> {
     let selected = filter::select(&all, args.focus.as_ref(), args.skip.as_ref());
     if args.list {
         for c in &selected {
-            println!("{:<12}{}", c.id, c.must);
+            println!("{:<13}{}", c.id, c.must);
         }
         println!("{} of {} tests selected", selected.len(), all.len());
         return Ok(if selected.is_empty() {

@@ -124,6 +124,14 @@ pub const VARIANTS: &[Variant] = &[
       "exec runs with an empty environment in /, not with the container's environment and working directory"),
     v("image-user-ignored", &["IMAGE-002", "EXEC-002"],
       "the image's User is ignored: without runAsUser the container runs as root"),
+    v("no-termination-message", &["TERM-001", "TERM-002", "TERM-003"],
+      "the terminationMessagePath file is never read: no termination message"),
+    v("deadline-ignored", &["DEADLINE-001"],
+      "activeDeadlineSeconds is ignored: the pod runs on"),
+    v("wrong-downward-value", &["DOWNWARD-001", "DOWNWARD-003"],
+      "the downward API gives a wrong metadata.uid"),
+    v("previous-log-lost", &["LOGS-002"],
+      "a restart removes the previous run's log"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -94,7 +94,7 @@ pub fn run(
 /// diagnosis or skip reason indented below.
 pub fn format_line(r: &TestResult) -> String {
     let mut line = format!(
-        "{:<12}{}  {} ({}.{}s)",
+        "{:<13}{}  {} ({}.{}s)",
         r.id,
         r.status.label(),
         r.must,
@@ -102,8 +102,8 @@ pub fn format_line(r: &TestResult) -> String {
         r.duration_ms % 1000 / 100
     );
     if !r.reason.is_empty() {
-        line.push_str("\n           ");
-        line.push_str(&r.reason.replace('\n', "\n           "));
+        line.push_str("\n            ");
+        line.push_str(&r.reason.replace('\n', "\n            "));
     }
     line
 }
@@ -192,7 +192,7 @@ mod tests {
         };
         assert_eq!(
             format_line(&r),
-            "UTS-003     FAIL  Containers MUST share. (1.5s)\n           containers differ"
+            "UTS-003      FAIL  Containers MUST share. (1.5s)\n            containers differ"
         );
     }
 }

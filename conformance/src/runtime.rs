@@ -173,9 +173,16 @@ pub trait Runtime: Send + Sync {
     }
 
     /// The container's output (stdout and stderr), its last `tail` lines
-    /// when given, as `kubectl logs --tail` prints it.
-    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
-        let _ = (pod, container, tail);
+    /// when given, as `kubectl logs --tail` prints it; with `previous`, the
+    /// output of its run before the last restart (`kubectl logs --previous`).
+    fn logs(
+        &self,
+        pod: &str,
+        container: &str,
+        tail: Option<usize>,
+        previous: bool,
+    ) -> Result<String, Error> {
+        let _ = (pod, container, tail, previous);
         Err(Error::Unsupported(format!(
             "the {} adapter cannot read logs",
             self.name()

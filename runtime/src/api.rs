@@ -185,6 +185,7 @@ const SPEC_FIELDS: &[&str] = &[
     "shareProcessNamespace",
     "resources",
     "securityContext",
+    "activeDeadlineSeconds",
 ];
 const CONTAINER_FIELDS: &[&str] = &[
     "name",
@@ -204,6 +205,8 @@ const CONTAINER_FIELDS: &[&str] = &[
     "lifecycle",
     "restartPolicy",
     "securityContext",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
 ];
 const SECURITY_FIELDS: &[&str] = &[
     "privileged",
@@ -314,7 +317,20 @@ pub fn ignored_fields(pod: &Pod) -> Vec<String> {
                 );
             }
             for (j, e) in c["env"].as_array().into_iter().flatten().enumerate() {
-                check(&mut out, &format!("{path}.env[{j}]"), e, &["name", "value"]);
+                check(
+                    &mut out,
+                    &format!("{path}.env[{j}]"),
+                    e,
+                    &["name", "value", "valueFrom"],
+                );
+                // podlab has no ConfigMaps or Secrets: such a container
+                // cannot be created (CreateContainerConfigError).
+                check(
+                    &mut out,
+                    &format!("{path}.env[{j}].valueFrom"),
+                    &e["valueFrom"],
+                    &["fieldRef", "resourceFieldRef"],
+                );
             }
             for which in ["limits", "requests"] {
                 check(
@@ -1353,7 +1369,7 @@ mod tests {
                 "containers": [{
                     "name": "a", "image": "x", "command": ["sh"],
                     "envFrom": [{"configMapRef": {"name": "c"}}],
-                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
                     "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}, "windowsOptions": {"runAsUserName": "x"}},
                     "livenessProbe": {"grpc": {"port": 9000}, "periodSeconds": 3},
                     "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
@@ -1378,7 +1394,7 @@ mod tests {
                 "Warning: podlab ignores spec.containers[0].livenessProbe.grpc",
                 "Warning: podlab ignores spec.containers[0].readinessProbe.httpGet.scheme: HTTPS (probes use plain HTTP)",
                 "Warning: podlab ignores spec.containers[0].volumeMounts[0].mountPropagation",
-                "Warning: podlab ignores spec.containers[0].env[1].valueFrom",
+                "Warning: podlab ignores spec.containers[0].env[2].valueFrom.secretKeyRef",
             ]
         );
         let plain: Pod = serde_json::from_value(serde_json::json!({

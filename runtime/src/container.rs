@@ -169,6 +169,9 @@ pub struct InitConfig {
     /// The pod's volumes this container mounts, parents before children.
     #[serde(default)]
     pub mounts: Vec<VolumeMount>,
+    /// The node's file behind the container's terminationMessagePath.
+    #[serde(default)]
+    pub termination_log: Option<FileMount>,
     /// Deliberately broken variants (the `mutants` feature, for proving the
     /// conformance suite can fail): a private /dev/shm, UTS, IPC or netns.
     #[serde(default)]
@@ -179,6 +182,15 @@ pub struct InitConfig {
     pub private_ipc: bool,
     #[serde(default)]
     pub private_net: bool,
+}
+
+/// A single file of the node bind-mounted into the container (the
+/// termination message file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMount {
+    pub source: PathBuf,
+    /// The absolute path inside the container; made if missing.
+    pub target: String,
 }
 
 /// One `volumeMounts` entry, resolved by the shim to a host directory.
@@ -368,6 +380,9 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     for m in &cfg.mounts {
         mount_volume(root, m)?;
     }
+    if let Some(f) = &cfg.termination_log {
+        mount_file(root, f)?;
+    }
 
     if cfg.readonly_rootfs {
         sys::mount(
@@ -425,6 +440,43 @@ fn mount_volume(root: &Path, m: &VolumeMount) -> Result<(), Error> {
         let mounted = open_target(false)?;
         sys::remount_readonly(&sys::fd_path(&mounted))?;
     }
+    Ok(())
+}
+
+/// Bind-mounts a file of the node at its target inside the container's
+/// root. The target's directory is opened inside the root and the file is
+/// made there without following a link, so a path through a symlink of the
+/// image cannot put the mount outside the container.
+fn mount_file(root: &Path, f: &FileMount) -> Result<(), Error> {
+    use crate::safepath;
+    use crate::sys::Scope;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let err = |source| Error::Mount {
+        target: f.target.clone(),
+        source,
+    };
+    let (parent, name) = f
+        .target
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap_or(("", f.target.as_str()));
+    let rootfd = sys::open_dir_path(root)?;
+    let dir =
+        safepath::open_dir(rootfd.as_fd(), parent, Scope::InRoot, true, 0o755).map_err(err)?;
+    let target = nix::fcntl::openat(
+        dir.as_fd(),
+        name,
+        OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    )
+    .map_err(|source| sys::Error::Path {
+        op: "create",
+        path: PathBuf::from(&f.target),
+        source,
+    })?;
+    sys::bind(&f.source, &sys::fd_path(&target), false)?;
     Ok(())
 }
 

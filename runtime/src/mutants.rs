@@ -105,6 +105,14 @@ pub enum Mutant {
     ExecWithoutEnv,
     /// The image's User is ignored: without runAsUser the container runs as root.
     ImageUserIgnored,
+    /// The terminationMessagePath file is never read: no message.
+    NoTerminationMessage,
+    /// `activeDeadlineSeconds` is ignored: the pod runs on.
+    DeadlineIgnored,
+    /// The downward API gives a wrong `metadata.uid`.
+    WrongDownwardValue,
+    /// A restart removes the previous run's log.
+    PreviousLogLost,
 }
 
 impl Mutant {
@@ -158,6 +166,10 @@ impl Mutant {
         ("image-entrypoint-ignored", Mutant::ImageEntrypointIgnored),
         ("exec-without-env", Mutant::ExecWithoutEnv),
         ("image-user-ignored", Mutant::ImageUserIgnored),
+        ("no-termination-message", Mutant::NoTerminationMessage),
+        ("deadline-ignored", Mutant::DeadlineIgnored),
+        ("wrong-downward-value", Mutant::WrongDownwardValue),
+        ("previous-log-lost", Mutant::PreviousLogLost),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -323,12 +323,21 @@ impl Runtime for Cli {
         check_status(&out, &self.shown(&sub))
     }
 
-    /// `logs POD -c C [--tail N]`.
-    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
+    /// `logs POD -c C [--tail N] [--previous]`.
+    fn logs(
+        &self,
+        pod: &str,
+        container: &str,
+        tail: Option<usize>,
+        previous: bool,
+    ) -> Result<String, Error> {
         let tail = tail.map(|n| n.to_string());
         let mut sub = vec!["logs", pod, "-c", container];
         if let Some(n) = &tail {
             sub.extend(["--tail", n.as_str()]);
+        }
+        if previous {
+            sub.push("--previous");
         }
         let out = self.run(&sub, None, COMMAND_TIMEOUT)?;
         check_status(&out, &self.shown(&sub))?;

@@ -254,8 +254,14 @@ impl Runtime for Podlab {
         crate::runtime::settled_leftovers(|| self.leftovers_now())
     }
 
-    fn logs(&self, pod: &str, container: &str, tail: Option<usize>) -> Result<String, Error> {
-        self.cli.logs(pod, container, tail)
+    fn logs(
+        &self,
+        pod: &str,
+        container: &str,
+        tail: Option<usize>,
+        previous: bool,
+    ) -> Result<String, Error> {
+        self.cli.logs(pod, container, tail, previous)
     }
 
     /// What is in the container's log directory under the data root, over

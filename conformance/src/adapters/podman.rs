@@ -354,6 +354,33 @@ impl Runtime for Podman {
     fn leftovers(&self) -> Vec<String> {
         crate::runtime::settled_leftovers(|| self.leftovers_now())
     }
+
+    /// `podman logs [--tail N] <pod>-<container>`. podman 4.3.1's `logs`
+    /// has no `--previous`: a previous run's log cannot be asked for.
+    fn logs(
+        &self,
+        pod: &str,
+        container: &str,
+        tail: Option<usize>,
+        previous: bool,
+    ) -> Result<String, Error> {
+        if previous {
+            return Err(Error::Unsupported(
+                "podman 4.3.1's `podman logs` has no --previous option (measured: `podman logs --help`), so the adapter cannot ask for a previous run's log".into(),
+            ));
+        }
+        let target = format!("{pod}-{container}");
+        let tail = tail.map(|n| n.to_string());
+        let mut args = vec!["logs"];
+        if let Some(n) = &tail {
+            args.extend(["--tail", n.as_str()]);
+        }
+        args.push(&target);
+        let out = self.run(&args, COMMAND_TIMEOUT)?;
+        check_status(&out, &format!("podman {}", args.join(" ")))?;
+        // podman prints the container's stderr on its own stderr.
+        Ok(format!("{}{}", out.stdout, out.stderr))
+    }
 }
 
 impl Podman {

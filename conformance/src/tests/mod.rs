@@ -21,6 +21,8 @@ pub mod cgroups;
 #[cfg(test)]
 mod claimed;
 pub mod cmd;
+pub mod deadline;
+pub mod downward;
 pub mod esc_devices;
 pub mod esc_mounts;
 pub mod esc_privileges;
@@ -30,11 +32,13 @@ pub mod image;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
+pub mod logs;
 pub mod net;
 pub mod podnet;
 pub mod probes;
 pub mod restart;
 pub mod storage;
+pub mod term;
 mod util;
 pub mod uts;
 
@@ -60,6 +64,10 @@ pub fn all() -> Vec<TestCase> {
         cmd::CASES,
         exec::CASES,
         image::CASES,
+        term::CASES,
+        deadline::CASES,
+        downward::CASES,
+        logs::CASES,
     ]
     .concat()
 }

@@ -47,7 +47,7 @@ fn log_stays_bounded_and_shows_its_tail(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     )?;
     let deadline = std::time::Instant::now() + ctx.timeouts.start + Duration::from_secs(60);
     loop {
-        let seen: String = match rt.logs(&pod.name, "app", Some(1)) {
+        let seen: String = match rt.logs(&pod.name, "app", Some(1), false) {
             Ok(out) if out.trim_end() == last => break,
             Ok(out) => out.chars().take(80).collect(),
             Err(e) => e.to_string(),

@@ -463,6 +463,33 @@ spec:
   - {name: app, image: nginx, imagePullPolicy: Sometimes}
 "#
 )]
+#[case::downward_api(
+    "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"metadata.labels\"",
+    r#"apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - name: info
+    downwardAPI:
+      defaultMode: 1000
+      items:
+      - {path: /abs, fieldRef: {fieldPath: metadata.name}}
+      - {path: a/../b, fieldRef: {fieldPath: status.podIP}}
+      - {path: cpu, resourceFieldRef: {resource: limits.cpu}}
+      - {path: none}
+  containers:
+  - name: app
+    image: nginx
+    env:
+    - {name: A, valueFrom: {fieldRef: {fieldPath: metadata.labels}}}
+    - {name: B, valueFrom: {fieldRef: {apiVersion: v2, fieldPath: metadata.name}}}
+    - {name: C, valueFrom: {resourceFieldRef: {resource: limits.gpu}}}
+    - {name: D, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 2}}}
+    - {name: E, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 1m}}}
+    - {name: F, valueFrom: {}}
+"#
+)]
 fn bad_manifest_is_refused(#[case] expected: &str, #[case] text: &str) {
     let err = apply(text, None).expect_err("the manifest must be refused");
     let shown = err.to_string();

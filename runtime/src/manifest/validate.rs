@@ -2,7 +2,7 @@
 //! collected, each with the path of its field, so one `apply` shows them all.
 //!
 //! The rules are Kubernetes' where podlab supports the feature, and narrower
-//! where it does not (only emptyDir volumes, no extended resources). Fields
+//! where it does not (only emptyDir and downwardAPI volumes, no extended resources). Fields
 //! that [`super::default_pod`] fills in are accepted when empty, so a pod can
 //! be validated before or after defaulting.
 
@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use super::Error;
 use crate::quantity;
 
+mod downward;
 mod security;
 
 /// The kinds of field problems, named as the API server prints them.
@@ -309,12 +310,12 @@ impl Validator {
             match sources.as_slice() {
                 // No source is an emptyDir once defaulted.
                 [] => {}
-                [one] if one == "emptyDir" => {}
+                [one] if one == "emptyDir" || one == "downwardAPI" => {}
                 [one] => self.push(
                     &path,
                     FieldErrorKind::NotSupported,
                     quote(one),
-                    &supported(&["emptyDir"]),
+                    &supported(&["downwardAPI", "emptyDir"]),
                 ),
                 _ => self.push(
                     &path,
@@ -322,6 +323,9 @@ impl Validator {
                     None,
                     "may not specify more than 1 volume type",
                 ),
+            }
+            if let Some(source) = &volume.downward_api {
+                self.downward_volume(&format!("{path}.downwardAPI"), source);
             }
             if let Some(empty_dir) = &volume.empty_dir {
                 self.one_of(
@@ -423,6 +427,9 @@ impl Validator {
                     Some("\"\"".to_string()),
                     "may not be specified when `value` is not empty",
                 );
+            }
+            if let Some(from) = &env.value_from {
+                self.env_source(&format!("{env_path}.valueFrom"), from);
             }
         }
         self.mounts(path, c, volumes);

@@ -31,7 +31,12 @@ impl CtrLog {
     ) -> Result<(CtrLog, OwnedFd, OwnedFd), Error> {
         let dir = shim.dir.log_dir(name);
         // The kubelet keeps the logs of the current and the previous start.
-        logs::prune(&dir, restart.saturating_sub(1));
+        let keep_from = if shim.mutant == Some(crate::mutants::Mutant::PreviousLogLost) {
+            restart
+        } else {
+            restart.saturating_sub(1)
+        };
+        logs::prune(&dir, keep_from);
         let max_size = if shim.mutant == Some(crate::mutants::Mutant::UnboundedLogs) {
             u64::MAX
         } else {
@@ -53,6 +58,11 @@ impl CtrLog {
             pipes: vec![(Stream::Stdout, out_r), (Stream::Stderr, err_r)],
         };
         Ok((log, out_w, err_w))
+    }
+
+    /// The path of this start's log.
+    pub(super) fn path(&self) -> &std::path::Path {
+        self.writer.path()
     }
 
     pub(super) fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {

@@ -18,6 +18,7 @@
 //! | `supervise.rs` | reaping, exits, OOM kills, restarts with back-off, sandbox death |
 //! | `probes.rs` | probe and hook helper processes and their verdicts |
 //! | `terminate.rs` | preStop, SIGTERM, SIGKILL; stop order; delete's grace period |
+//! | `deadline.rs` | `activeDeadlineSeconds`: the pod fails with DeadlineExceeded |
 //! | `status.rs` | the pod's status, the runtime record, apply's notification |
 //! | `ctr.rs` | one container's state (`Ctr`) and its role in the pod |
 //! | `limits.rs` | cgroup limits from `resources` |
@@ -43,6 +44,7 @@ use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
 use crate::sys::{self, ProcessId};
 
 mod ctr;
+mod deadline;
 mod limits;
 mod logpipe;
 mod pod_sandbox;
@@ -121,6 +123,8 @@ pub struct Shim {
     released_requests: bool,
     /// When the next ephemeral-storage scan is due (none without limits).
     next_storage_scan: Option<Instant>,
+    /// When `activeDeadlineSeconds` runs out (none without one).
+    active_deadline: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
 }
@@ -271,6 +275,7 @@ impl Shim {
             terminating: None,
             released_requests: false,
             next_storage_scan: None,
+            active_deadline: None,
             notify: Some(notify),
         })
     }
@@ -316,6 +321,7 @@ impl Shim {
         self.create_sandbox()?;
         self.prepare_volumes()?;
         self.next_storage_scan = self.first_storage_scan();
+        self.active_deadline = self.first_deadline();
 
         loop {
             self.sync()?;
@@ -361,6 +367,7 @@ impl Shim {
             .into_iter()
             .collect();
         all.extend(self.next_storage_scan.filter(|_| !self.evicted()));
+        all.extend(self.active_deadline);
         for c in &self.ctrs {
             all.extend(c.restart_at);
             all.extend(c.retry_at);
@@ -385,7 +392,7 @@ impl Shim {
     /// then the app containers (one after another while a postStart hook
     /// runs); stops the sidecars once the app containers are done for good.
     fn sync(&mut self) -> Result<(), Error> {
-        if self.terminating.is_some() || self.pod_terminal() || self.evicted() {
+        if self.terminating.is_some() || self.pod_terminal() || self.failed_by_node() {
             self.stop_in_order();
             return Ok(());
         }
@@ -436,6 +443,7 @@ impl Shim {
     /// retries and restarts.
     fn tick(&mut self, now: Instant) -> Result<(), Error> {
         self.scan_storage(now);
+        self.check_deadline(now);
         for i in 0..self.ctrs.len() {
             self.tick_stopping(i, now);
             if self.ctrs[i]

@@ -172,6 +172,10 @@ impl Shim {
             .and_then(|g| u32::try_from(g).ok())
             .filter(|_| self.mutant != Some(Mutant::FsGroupIgnored));
         for v in self.volumes() {
+            if let Some(source) = &v.downward_api {
+                self.write_downward_volume(&v.name, source)?;
+                continue;
+            }
             let Some(empty) = &v.empty_dir else { continue };
             let path = volume_dir(&self.dir, &v.name);
             fs::create_dir_all(&path).map_err(io(format!("mkdir {}", path.display())))?;
@@ -224,10 +228,10 @@ impl Shim {
         for m in spec.volume_mounts.iter().flatten() {
             let Some(v) = volumes
                 .iter()
-                .find(|v| v.name == m.name && v.empty_dir.is_some())
+                .find(|v| v.name == m.name && (v.empty_dir.is_some() || v.downward_api.is_some()))
             else {
                 return Err(CreateFailure::error(format!(
-                    "volume {:?} is not an emptyDir of this pod",
+                    "volume {:?} is not an emptyDir or downwardAPI volume of this pod",
                     m.name
                 )));
             };
@@ -261,11 +265,64 @@ impl Shim {
                 source,
                 sub_path,
                 target: m.mount_path.clone(),
-                readonly: m.read_only.unwrap_or(false),
+                // The kubelet mounts a downwardAPI volume read-only.
+                readonly: m.read_only.unwrap_or(false) || v.downward_api.is_some(),
             });
         }
         mounts.sort_by_key(|m| m.target.split('/').filter(|s| !s.is_empty()).count());
         Ok(mounts)
+    }
+}
+
+impl Shim {
+    /// The pod as the downward API reads it (the `wrong-downward-value`
+    /// mutant gives it another uid).
+    pub(super) fn downward_pod(&self) -> std::borrow::Cow<'_, k8s_openapi::api::core::v1::Pod> {
+        if self.mutant != Some(Mutant::WrongDownwardValue) {
+            return std::borrow::Cow::Borrowed(&self.pod);
+        }
+        let mut pod = self.pod.clone();
+        pod.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+        std::borrow::Cow::Owned(pod)
+    }
+
+    /// What the downward API takes from the node and the pod's status.
+    pub(super) fn downward_facts(&self) -> crate::downward::PodFacts {
+        crate::downward::PodFacts {
+            pod_ip: self.status.pod_ip.clone(),
+            host_ip: self.status.host_ip.clone(),
+            node_name: self.state.node.clone(),
+            allocatable: crate::scheduler::allocatable(&self.config.data_root)
+                .unwrap_or_else(|_| crate::scheduler::capacity()),
+        }
+    }
+
+    /// Writes the files of a downwardAPI volume into its directory, which
+    /// containers mount read-only. Its values do not change while the pod
+    /// lives: podlab refuses to change a pod's labels or annotations.
+    fn write_downward_volume(
+        &self,
+        volume: &str,
+        source: &k8s_openapi::api::core::v1::DownwardAPIVolumeSource,
+    ) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = volume_dir(&self.dir, volume);
+        fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
+        let files =
+            crate::downward::volume_files(&self.downward_pod(), source, &self.downward_facts())
+                .map_err(|e| Error::Other(format!("downwardAPI volume {volume:?}: {e}")))?;
+        for f in files {
+            // Validation refused absolute paths and `..`.
+            let path = dir.join(&f.path);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
+            }
+            fs::write(&path, f.content.as_bytes())
+                .map_err(io(format!("write {}", path.display())))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(f.mode & 0o777))
+                .map_err(io(format!("chmod {}", path.display())))?;
+        }
+        Ok(())
     }
 }
 

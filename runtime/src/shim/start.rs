@@ -24,6 +24,10 @@ use super::probes::{Helper, ProbeKind, ProbeRun};
 use super::spawn::read_all;
 use super::{container_limits, io, self_exe, spawn_with_fds, ContainerRuntime, Error, Shim};
 
+/// The node's file behind a container's terminationMessagePath, in its
+/// directory of the state root.
+pub(super) const TERMINATION_LOG: &str = "termination-log";
+
 impl Shim {
     /// Creates and starts container `i` (or records why it cannot start:
     /// a missing image, a bad configuration). Errors are only those the
@@ -62,7 +66,16 @@ impl Shim {
             ));
         }
         let prepared = (|| -> Result<_, CreateFailure> {
-            let mut process = Process::resolve(&spec, &image.config).map_err(CreateFailure::of)?;
+            // The downward API's values first: `$(VAR)` may refer to them.
+            let env =
+                crate::downward::resolve_env(&self.downward_pod(), &spec, &self.downward_facts())
+                    .map_err(|e| CreateFailure::config(format!("container {name}: {e}")))?;
+            let resolved = k8s_openapi::api::core::v1::Container {
+                env: Some(env),
+                ..spec.clone()
+            };
+            let mut process =
+                Process::resolve(&resolved, &image.config).map_err(CreateFailure::of)?;
             let hostname =
                 fs::read_to_string(self.dir.etc_dir().join("hostname")).unwrap_or_default();
             process.env.push(format!("HOSTNAME={}", hostname.trim()));
@@ -112,6 +125,22 @@ impl Shim {
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).map_err(io(format!("mkdir {}", d.display())))?;
         }
+        // A new file for each start, as the kubelet makes one per container.
+        let termination_log = match spec
+            .termination_message_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            Some(target) => {
+                let source = cdir.join(TERMINATION_LOG);
+                crate::termination::prepare(&source).map_err(|e| Error::Other(e.to_string()))?;
+                Some(container::FileMount {
+                    source,
+                    target: target.to_string(),
+                })
+            }
+            None => None,
+        };
         let pause_pid = self.state.pause.map(|p| p.pid).unwrap_or(0);
         let init = InitConfig {
             name: name.clone(),
@@ -131,6 +160,7 @@ impl Shim {
                 .unwrap_or(false),
             security: security.clone(),
             mounts,
+            termination_log,
             private_shm: self.mutant == Some(Mutant::PrivateShm),
             private_uts: self.mutant == Some(Mutant::NoSharedUts),
             private_ipc: self.mutant == Some(Mutant::NoSharedIpc),

@@ -90,8 +90,9 @@ impl Shim {
         if self.mutant == Some(Mutant::EarlyRunning) && self.state.pause.is_some() {
             phase = lifecycle::RUNNING;
         }
-        // A pod whose sandbox died, or that was evicted, stays Failed.
-        if lost || self.evicted() {
+        // A pod whose sandbox died, that was evicted or ran past its
+        // deadline, stays Failed.
+        if lost || self.failed_by_node() {
             phase = lifecycle::FAILED;
         }
         self.status.phase = Some(phase.into());

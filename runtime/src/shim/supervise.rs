@@ -98,7 +98,10 @@ impl Shim {
                 .and_then(|l| l.oom_kill_count().ok())
                 .is_some_and(|n| n > c.oom_base)
             && self.mutant != Some(Mutant::OomUnreported);
-        let mut state = lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, None);
+        let message = self.termination_message(i, code);
+        let c = &mut self.ctrs[i];
+        let mut state =
+            lifecycle::terminated(code, signal, oom, c.started_at.clone(), &now, message);
         if self.mutant == Some(Mutant::WrongExitReason) {
             if let Some(t) = state.terminated.as_mut() {
                 t.reason = Some("Error".into());
@@ -123,6 +126,34 @@ impl Shim {
         self.schedule_restart(i, code);
     }
 
+    /// The termination message of container `i`'s run that ended with
+    /// `code`: its terminationMessagePath file, or its log's tail when the
+    /// policy falls back to it.
+    fn termination_message(&mut self, i: usize, code: i32) -> Option<String> {
+        if self.mutant == Some(Mutant::NoTerminationMessage) {
+            return None;
+        }
+        let file = self
+            .dir
+            .container_dir(&self.ctrs[i].spec.name)
+            .join(super::start::TERMINATION_LOG);
+        let c = &mut self.ctrs[i];
+        let log = c.log.as_mut().map(|l| {
+            // What the run printed last may still be in its pipes.
+            let _ = l.pump();
+            l.path().to_path_buf()
+        });
+        crate::termination::message(
+            c.spec.termination_message_policy.as_deref(),
+            crate::termination::read_tail(&file),
+            code,
+            || {
+                log.and_then(|p| crate::logs::read(&p).ok())
+                    .unwrap_or_default()
+            },
+        )
+    }
+
     /// Applies the restart policy with the kubelet's back-off: the first
     /// restart is immediate, then the delay doubles from the configured base
     /// up to five minutes (CrashLoopBackOff meanwhile), and starts over
@@ -132,7 +163,7 @@ impl Shim {
         let c = &self.ctrs[i];
         let restart = self.terminating.is_none()
             && !self.sandbox_lost()
-            && !self.evicted()
+            && !self.failed_by_node()
             && lifecycle::should_restart(&policy, c.role == Role::Sidecar, c.role == Role::Init, code)
             && self.mutant != Some(Mutant::NoRestart)
             // A sidecar is not restarted once the pod's app containers are done.

@@ -384,6 +384,60 @@ impl Runtime for Cri {
         &self.run_name
     }
 
+    /// The file the runtime writes for the run (`<container>/<attempt>.log`
+    /// under the sandbox's log directory), read as the kubelet reads it:
+    /// the text of its CRI-format lines, partial ones joined.
+    fn logs(
+        &self,
+        pod: &str,
+        container: &str,
+        tail: Option<usize>,
+        previous: bool,
+    ) -> Result<String, Error> {
+        let entry = self
+            .entry(pod)
+            .ok_or_else(|| Error::NotFound(pod.to_string()))?;
+        let restarts = {
+            let state = entry.lock();
+            let names = entry
+                .pod
+                .spec
+                .iter()
+                .flat_map(|s| {
+                    s.init_containers
+                        .iter()
+                        .flatten()
+                        .chain(s.containers.iter())
+                })
+                .map(|c| c.name.clone());
+            let records = state.init.iter().chain(state.app.iter());
+            names
+                .zip(records)
+                .find(|(n, _)| n == container)
+                .map(|(_, r)| r.restarts)
+                .ok_or_else(|| Error::Other(format!("pod {pod} has no container {container}")))?
+        };
+        let attempt = if previous {
+            restarts.checked_sub(1).ok_or_else(|| {
+                Error::Other(format!(
+                    "container {container} of pod {pod} has not restarted: no previous run"
+                ))
+            })?
+        } else {
+            restarts
+        };
+        let path = Path::new(&entry.sandbox_config.log_directory)
+            .join(container)
+            .join(format!("{attempt}.log"));
+        let raw = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Other(format!("cannot read {}: {e}", path.display())))?;
+        let mut lines = cri_log_text(&raw);
+        if let Some(n) = tail {
+            lines.drain(..lines.len().saturating_sub(n));
+        }
+        Ok(lines.iter().map(|l| format!("{l}\n")).collect())
+    }
+
     fn capabilities(&self) -> Capabilities {
         if let Some(caps) = &self.config.capabilities {
             return caps.clone();
@@ -721,4 +775,32 @@ fn node_memory() -> u64 {
         })
         .map(|kib| kib * 1024)
         .unwrap_or(1 << 30)
+}
+
+/// The text of a CRI-format log (`TIME STREAM P|F TEXT` per record): one
+/// line per full record, partial (`P`) records joined to the next.
+fn cri_log_text(raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut partial = String::new();
+    for record in raw.lines() {
+        let mut parts = record.splitn(4, ' ');
+        let (_, _, tag) = (parts.next(), parts.next(), parts.next());
+        let text = parts.next().unwrap_or("");
+        partial.push_str(text);
+        if tag != Some("P") {
+            out.push(std::mem::take(&mut partial));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn cri_log_records_become_lines() {
+        let raw = "2024-01-01T00:00:00Z stdout F one\n\
+                   2024-01-01T00:00:00Z stderr P tw\n\
+                   2024-01-01T00:00:00Z stderr F o\n";
+        assert_eq!(super::cri_log_text(raw), ["one", "two"]);
+    }
 }
