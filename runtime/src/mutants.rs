@@ -95,10 +95,19 @@ pub enum Mutant {
     UnboundedLogs,
     /// A restarted container keeps the writable layer of its last run.
     RootfsKeptOnRestart,
+    /// A `medium: Memory` emptyDir's tmpfs is mounted without a size: the
+    /// kernel's default (half of RAM) instead of its sizeLimit.
+    NoTmpfsSize,
+    /// `readOnly: true` of a volumeMount is ignored: the mount is writable.
+    ReadOnlyMountWritable,
+    /// `capabilities.add` is ignored (drop still applies).
+    CapsAddIgnored,
+    /// `allowPrivilegeEscalation: false` is ignored: no_new_privs stays off.
+    NoNewPrivsIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 42] = [
+    pub const ALL: [(&'static str, Mutant); 46] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -144,6 +153,10 @@ impl Mutant {
         ("no-storage-eviction", Mutant::NoStorageEviction),
         ("unbounded-logs", Mutant::UnboundedLogs),
         ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
+        ("no-tmpfs-size", Mutant::NoTmpfsSize),
+        ("read-only-mount-writable", Mutant::ReadOnlyMountWritable),
+        ("caps-add-ignored", Mutant::CapsAddIgnored),
+        ("no-new-privs-ignored", Mutant::NoNewPrivsIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

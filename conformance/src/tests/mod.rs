@@ -31,9 +31,11 @@ pub mod net;
 pub mod podnet;
 pub mod probes;
 pub mod restart;
+pub mod security;
 pub mod storage;
 mod util;
 pub mod uts;
+pub mod volumes;
 
 use crate::suite::TestCase;
 
@@ -54,6 +56,8 @@ pub fn all() -> Vec<TestCase> {
         esc_devices::CASES,
         esc_privileges::CASES,
         storage::CASES,
+        volumes::CASES,
+        security::CASES,
     ]
     .concat()
 }
