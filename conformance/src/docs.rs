@@ -25,6 +25,14 @@ const FAMILIES: &[(&str, &str)] = &[
         "STOR",
         "Storage: ephemeral-storage limits, emptyDir size limits, writable layers",
     ),
+    (
+        "VOL",
+        "Volumes: emptyDir sharing, medium, mode, subPath, readOnly and fsGroup",
+    ),
+    (
+        "SEC",
+        "Security context: ids, no_new_privs, read-only root, capabilities, masked paths",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

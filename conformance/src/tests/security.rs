@@ -130,9 +130,9 @@ fn no_new_privs_follows_allow_privilege_escalation(rt: &dyn Runtime, ctx: &Ctx) 
 }
 
 fn read_only_root_refuses_writes(rt: &dyn Runtime, ctx: &Ctx) -> Check {
-    let mounts = json!([{"name": "data", "mountPath": "/data"}]);
+    let mounts = json!([{"name": "rofs-data", "mountPath": "/data"}]);
     let manifest = PodManifest::new(ctx, "sec-rofs")
-        .spec_field("volumes", json!([{"name": "data", "emptyDir": {}}]))
+        .spec_field("volumes", json!([{"name": "rofs-data", "emptyDir": {}}]))
         .container(
             with_context(ctx, "app", json!({"readOnlyRootFilesystem": true}))
                 .field("volumeMounts", mounts.clone()),

@@ -14,7 +14,7 @@ use crate::suite::{fail, Check, Ctx, Outcome, TestCase};
 pub const CASES: &[TestCase] = &[
     case!("VOL-001", shared_in_pod_only,
         must: "An emptyDir volume MUST be shared by every container of its pod that mounts it, and MUST NOT be shared with another pod that has a volume of the same name.",
-        method: "Pod one has containers writer (the emptyDir data at /data) and reader (data at /shared); pod two has container app with its own emptyDir named data at /data. `probe write-file /data/token T` in writer; `probe read-file /shared/token` in reader must print T, and `probe read-file /data/token` in pod two must fail with ENOENT."),
+        method: "Pod one has containers writer (the emptyDir share at /data) and reader (share at /shared); pod two has container app with its own emptyDir also named share at /data. `probe write-file /data/token T` in writer; `probe read-file /shared/token` in reader must print T, and `probe read-file /data/token` in pod two must fail with ENOENT."),
     case!("VOL-002", memory_medium_is_sized_tmpfs,
         must: "An emptyDir with medium Memory MUST be a tmpfs whose size is the volume's sizeLimit.",
         method: "Container app (no memory limit) mounts an emptyDir with medium Memory and sizeLimit 16Mi at /mem: `probe mounts` must show a tmpfs at /mem, `stat -f -c '%S %b' /mem` (statfs) must give 16 MiB in all, and writing 20 MB into it with `head -c 20000000 /dev/zero > /mem/fill` must fail."),
@@ -23,15 +23,17 @@ pub const CASES: &[TestCase] = &[
         method: "Container app runs as uid 1000 (no fsGroup) and mounts a disk emptyDir at /disk and a medium Memory one at /mem; `stat -c %a` of each must print 777 and `probe write-file` of a file in each must succeed."),
     case!("VOL-004", sub_path_is_a_subdirectory,
         must: "A volumeMount with subPath MUST mount that subdirectory of the volume, created when missing, so a file written through it shows under the subdirectory in another container that mounts the whole volume.",
-        method: "Container part mounts emptyDir vol with subPath sub/dir at /part; container whole mounts all of vol at /vol. `probe write-file /part/f T` in part; `probe read-file /vol/sub/dir/f` in whole must print T, and /vol/f must not exist."),
+        method: "Container part mounts emptyDir sub with subPath sub/dir at /part; container whole mounts all of it at /vol. `probe write-file /part/f T` in part; `probe read-file /vol/sub/dir/f` in whole must print T, and /vol/f must not exist."),
     case!("VOL-005", read_only_mount_refuses_writes,
         must: "A volumeMount with readOnly: true MUST refuse writes with EROFS, while another container's read-write mount of the same volume stays writable and its files stay readable through the read-only one.",
-        method: "Container writer mounts emptyDir data read-write at /data, container reader mounts it with readOnly: true at /data. `probe write-file /data/w T` in writer must succeed; in reader `probe write-file /data/r x` must fail with EROFS and `probe read-file /data/w` must print T."),
+        method: "Container writer mounts an emptyDir read-write at /data, container reader mounts it with readOnly: true at /data. `probe write-file /data/w T` in writer must succeed; in reader `probe write-file /data/r x` must fail with EROFS and `probe read-file /data/w` must print T."),
     case!("VOL-006", fs_group_owns_volume_root,
         must: "With spec.securityContext.fsGroup, the root of an emptyDir MUST belong to the fsGroup with the setgid bit set, so what any container, root included, creates in it belongs to that group.",
         method: "The pod sets fsGroup 2000 and its container app runs as root (no runAsUser) with an emptyDir at /data: `stat -c '%g %a' /data` must print `2000 2777`, and after `probe write-file /data/f x`, `stat -c %g /data/f` must print 2000."),
 ];
 
+// Every test names its volumes differently: podman's kube play makes an
+// emptyDir a named volume shared by name (see VOL-001).
 fn mount(volume: &str, path: &str) -> Value {
     json!({"name": volume, "mountPath": path})
 }
@@ -79,18 +81,18 @@ fn write(pod: &PodGuard, container: &str, path: &str, text: &str) -> Check {
 }
 
 fn shared_in_pod_only(rt: &dyn Runtime, ctx: &Ctx) -> Check {
-    let volumes = json!([{"name": "data", "emptyDir": {}}]);
+    let volumes = json!([{"name": "share", "emptyDir": {}}]);
     let one = PodManifest::new(ctx, "vol-share")
         .spec_field("volumes", volumes.clone())
-        .container(with_mounts(ctx, "writer", json!([mount("data", "/data")])))
+        .container(with_mounts(ctx, "writer", json!([mount("share", "/data")])))
         .container(with_mounts(
             ctx,
             "reader",
-            json!([mount("data", "/shared")]),
+            json!([mount("share", "/shared")]),
         ));
     let two = PodManifest::new(ctx, "vol-other")
         .spec_field("volumes", volumes)
-        .container(with_mounts(ctx, "app", json!([mount("data", "/data")])));
+        .container(with_mounts(ctx, "app", json!([mount("share", "/data")])));
     let pods = PodGuard::start_all(rt, ctx, &[&one, &two])?;
     let token = ctx.token();
     write(&pods[0], "writer", "/data/token", &token)?;
@@ -116,9 +118,9 @@ fn memory_medium_is_sized_tmpfs(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let manifest = PodManifest::new(ctx, "vol-mem")
         .spec_field(
             "volumes",
-            json!([{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]),
+            json!([{"name": "sized", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]),
         )
-        .container(with_mounts(ctx, "app", json!([mount("mem", "/mem")])));
+        .container(with_mounts(ctx, "app", json!([mount("sized", "/mem")])));
     let pod = PodGuard::start(rt, ctx, &manifest)?;
     let v = pod.probe("app", &["mounts"])?;
     let mounts = v["mounts"].as_array().cloned().unwrap_or_default();
@@ -167,13 +169,13 @@ fn root_writable_by_everyone(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let manifest = PodManifest::new(ctx, "vol-mode")
         .spec_field(
             "volumes",
-            json!([{"name": "disk", "emptyDir": {}}, {"name": "mem", "emptyDir": {"medium": "Memory"}}]),
+            json!([{"name": "mode-disk", "emptyDir": {}}, {"name": "mode-mem", "emptyDir": {"medium": "Memory"}}]),
         )
         .container(
             with_mounts(
                 ctx,
                 "app",
-                json!([mount("disk", "/disk"), mount("mem", "/mem")]),
+                json!([mount("mode-disk", "/disk"), mount("mode-mem", "/mem")]),
             )
             .field("securityContext", json!({"runAsUser": 1000})),
         );
@@ -193,13 +195,13 @@ fn root_writable_by_everyone(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 
 fn sub_path_is_a_subdirectory(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let manifest = PodManifest::new(ctx, "vol-subpath")
-        .spec_field("volumes", json!([{"name": "vol", "emptyDir": {}}]))
+        .spec_field("volumes", json!([{"name": "sub", "emptyDir": {}}]))
         .container(with_mounts(
             ctx,
             "part",
-            json!([{"name": "vol", "mountPath": "/part", "subPath": "sub/dir"}]),
+            json!([{"name": "sub", "mountPath": "/part", "subPath": "sub/dir"}]),
         ))
-        .container(with_mounts(ctx, "whole", json!([mount("vol", "/vol")])));
+        .container(with_mounts(ctx, "whole", json!([mount("sub", "/vol")])));
     let pod = PodGuard::start(rt, ctx, &manifest)?;
     let token = ctx.token();
     write(&pod, "part", "/part/f", &token)?;
@@ -223,12 +225,12 @@ fn sub_path_is_a_subdirectory(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 
 fn read_only_mount_refuses_writes(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let manifest = PodManifest::new(ctx, "vol-ro")
-        .spec_field("volumes", json!([{"name": "data", "emptyDir": {}}]))
-        .container(with_mounts(ctx, "writer", json!([mount("data", "/data")])))
+        .spec_field("volumes", json!([{"name": "ro", "emptyDir": {}}]))
+        .container(with_mounts(ctx, "writer", json!([mount("ro", "/data")])))
         .container(with_mounts(
             ctx,
             "reader",
-            json!([{"name": "data", "mountPath": "/data", "readOnly": true}]),
+            json!([{"name": "ro", "mountPath": "/data", "readOnly": true}]),
         ));
     let pod = PodGuard::start(rt, ctx, &manifest)?;
     let token = ctx.token();
@@ -252,8 +254,8 @@ fn read_only_mount_refuses_writes(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 fn fs_group_owns_volume_root(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let manifest = PodManifest::new(ctx, "vol-fsgroup")
         .spec_field("securityContext", json!({"fsGroup": 2000}))
-        .spec_field("volumes", json!([{"name": "data", "emptyDir": {}}]))
-        .container(with_mounts(ctx, "app", json!([mount("data", "/data")])));
+        .spec_field("volumes", json!([{"name": "owned", "emptyDir": {}}]))
+        .container(with_mounts(ctx, "app", json!([mount("owned", "/data")])));
     let pod = PodGuard::start(rt, ctx, &manifest)?;
     let root = sh(&pod, "app", "stat -c '%g %a' /data")?;
     if root != "2000 2777" {
