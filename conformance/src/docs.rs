@@ -44,6 +44,14 @@ const FAMILIES: &[(&str, &str)] = &[
         "The downward API: environment variables and volumes",
     ),
     ("LOGS", "Container logs: both streams, the previous run"),
+    (
+        "VOL",
+        "Volumes: emptyDir sharing, medium, mode, subPath, readOnly and fsGroup",
+    ),
+    (
+        "SEC",
+        "Security context: ids, no_new_privs, read-only root, capabilities, masked paths",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

@@ -108,7 +108,7 @@ pub const VARIANTS: &[Variant] = &[
       "every ended run is recorded with reason Error, a clean exit too"),
     v("no-crash-backoff", &["RESTART-002"],
       "a failing container is restarted at once, every time, never held back in CrashLoopBackOff"),
-    v("fs-group-ignored", &["ESC-025"],
+    v("fs-group-ignored", &["ESC-025", "VOL-006"],
       "fsGroup is ignored: emptyDirs keep root's group and no container holds it"),
     v("no-storage-eviction", &["STOR-002", "STOR-003"],
       "no ephemeral-storage eviction: a pod past a container's ephemeral-storage limit or an emptyDir's sizeLimit keeps running"),
@@ -132,6 +132,14 @@ pub const VARIANTS: &[Variant] = &[
       "the downward API gives a wrong metadata.uid"),
     v("previous-log-lost", &["LOGS-002"],
       "a restart removes the previous run's log"),
+    v("no-tmpfs-size", &["VOL-002"],
+      "a medium Memory emptyDir's tmpfs gets the kernel's default size instead of its sizeLimit"),
+    v("read-only-mount-writable", &["VOL-005"],
+      "a volumeMount's readOnly: true is ignored"),
+    v("caps-add-ignored", &["SEC-004"],
+      "capabilities.add is ignored"),
+    v("no-new-privs-ignored", &["SEC-002"],
+      "allowPrivilegeEscalation: false does not set no_new_privs"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -113,10 +113,19 @@ pub enum Mutant {
     WrongDownwardValue,
     /// A restart removes the previous run's log.
     PreviousLogLost,
+    /// A `medium: Memory` emptyDir's tmpfs is mounted without a size: the
+    /// kernel's default (half of RAM) instead of its sizeLimit.
+    NoTmpfsSize,
+    /// `readOnly: true` of a volumeMount is ignored: the mount is writable.
+    ReadOnlyMountWritable,
+    /// `capabilities.add` is ignored (drop still applies).
+    CapsAddIgnored,
+    /// `allowPrivilegeEscalation: false` is ignored: no_new_privs stays off.
+    NoNewPrivsIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 46] = [
+    pub const ALL: [(&'static str, Mutant); 54] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -170,6 +179,10 @@ impl Mutant {
         ("deadline-ignored", Mutant::DeadlineIgnored),
         ("wrong-downward-value", Mutant::WrongDownwardValue),
         ("previous-log-lost", Mutant::PreviousLogLost),
+        ("no-tmpfs-size", Mutant::NoTmpfsSize),
+        ("read-only-mount-writable", Mutant::ReadOnlyMountWritable),
+        ("caps-add-ignored", Mutant::CapsAddIgnored),
+        ("no-new-privs-ignored", Mutant::NoNewPrivsIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -80,7 +80,7 @@ pub const DEFAULT_CAPS: [&str; 14] = [
 
 /// Files the OCI runtime default hides behind /dev/null (or an empty
 /// read-only tmpfs for directories).
-pub const MASKED_PATHS: [&str; 9] = [
+pub const MASKED_PATHS: [&str; 11] = [
     "proc/acpi",
     "proc/asound",
     "proc/kcore",
@@ -90,6 +90,8 @@ pub const MASKED_PATHS: [&str; 9] = [
     "proc/timer_stats",
     "proc/sched_debug",
     "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
 ];
 
 /// Kernel interfaces the OCI runtime default makes read-only.

@@ -38,8 +38,8 @@ pub const CASES: &[TestCase] = &[
         must: "With restartPolicy Always, a container that exits 0 MUST be restarted.",
         method: "Creates a pod with restartPolicy Always whose container exits 0 after 0.3 s; waits until its restartCount is at least 1 with the earlier run recorded as terminated with exit code 0, and the pod never Succeeded or Failed. Skipped when the runtime does not honour restart policies."),
     case!("LIFE-009", oom_killed_is_reported,
-        must: "A container killed for going past its memory limit MUST be reported terminated with reason OOMKilled.",
-        method: "Runs `probe alloc 200` (touches 200 MiB) as the only process of a container limited to 64Mi with restartPolicy Never; waits until the container's state or lastState is terminated and requires reason OOMKilled. Skipped when the runtime does not report the reason."),
+        must: "A container whose process the OOM killer killed for going past the container's memory limit MUST be reported terminated with reason OOMKilled, whether that process was its first one or a child of it.",
+        method: "One pod with restartPolicy Never: container app runs `probe alloc 200` (touches 200 MiB) as its only process under a 64Mi limit; container child runs `sh -c 'head -c 150000000 /dev/zero | tail > /dev/null'` under a 32Mi limit, where the kernel kills `tail` (which buffers the line without end) and the shell exits 137 by itself. Waits until each container's state or lastState is terminated: both need reason OOMKilled, and child exit code 137. Skipped when the runtime does not report the reason."),
     case!("LIFE-010", missing_image_stays_pending,
         must: "A pod whose only image cannot be pulled MUST stay Pending with its container waiting with reason ErrImagePull or ImagePullBackOff.",
         method: "Creates a pod whose image is under the never-resolving `.invalid` domain; polls until the container waits with ErrImagePull or ImagePullBackOff, then a few seconds more: every observation must be Pending, and the reason must stay one of the two. Skipped when the runtime cannot report a pod that does not start."),
@@ -670,32 +670,61 @@ fn oom_killed_is_reported(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     }
     let mut app = ctr(ctx, "app", &["probe", "alloc", "200"]);
     app["resources"] = json!({"limits": {"memory": "64Mi"}});
+    // tail keeps the last line, and /dev/zero has no line end: it grows
+    // until the kernel kills it, not the shell that runs the pipeline.
+    let mut child = sh(
+        ctx,
+        "child",
+        "head -c 150000000 /dev/zero | tail > /dev/null",
+    );
+    child["resources"] = json!({"limits": {"memory": "32Mi"}});
     let pod = RawPod::create(
         rt,
         ctx,
         "life-oom",
-        json!({"restartPolicy": "Never", "containers": [app]}),
+        json!({"restartPolicy": "Never", "containers": [app, child]}),
     )?;
     let name = pod.name.clone();
-    runtime::wait_for(
-        rt,
-        &pod.name,
-        "container app terminated",
-        ctx.timeouts.start,
-        |p| {
-            let t = find(runtime::container_statuses(p), "app").and_then(terminated)?;
-            Some(match t.reason.as_deref() {
-                Some("OOMKilled") => Ok(()),
-                other => Err(runtime::Error::Other(format!(
-                    "container app of pod {name} allocated 200 MiB under a 64Mi limit and ended \
-                     with exit code {} and reason {:?}, not OOMKilled",
-                    t.exit_code,
-                    other.unwrap_or("none")
-                ))),
-            })
-        },
-    )
-    .map_err(|e| fail(e.to_string()))
+    for (container, what, exit_code) in [
+        (
+            "app",
+            "allocated 200 MiB as its only process under a 64Mi limit",
+            None,
+        ),
+        (
+            "child",
+            "had the shell's child `tail` killed under a 32Mi limit",
+            Some(137),
+        ),
+    ] {
+        runtime::wait_for(
+            rt,
+            &pod.name,
+            &format!("container {container} terminated"),
+            ctx.timeouts.start,
+            |p| {
+                let t = find(runtime::container_statuses(p), container).and_then(terminated)?;
+                let reason = t.reason.as_deref();
+                Some(
+                    if reason == Some("OOMKilled")
+                        && exit_code.is_none_or(|code| code == t.exit_code)
+                    {
+                        Ok(())
+                    } else {
+                        Err(runtime::Error::Other(format!(
+                            "container {container} of pod {name} {what} and ended with exit \
+                             code {} and reason {:?}, not OOMKilled{}",
+                            t.exit_code,
+                            reason.unwrap_or("none"),
+                            exit_code.map_or(String::new(), |c| format!(" with exit code {c}"))
+                        )))
+                    },
+                )
+            },
+        )
+        .map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn missing_image_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {

@@ -37,10 +37,12 @@ pub mod net;
 pub mod podnet;
 pub mod probes;
 pub mod restart;
+pub mod security;
 pub mod storage;
 pub mod term;
 mod util;
 pub mod uts;
+pub mod volumes;
 
 use crate::suite::TestCase;
 
@@ -68,6 +70,8 @@ pub fn all() -> Vec<TestCase> {
         deadline::CASES,
         downward::CASES,
         logs::CASES,
+        volumes::CASES,
+        security::CASES,
     ]
     .concat()
 }

@@ -167,6 +167,16 @@ impl Ctr {
     }
 
     /// Kills the helpers of the current run (their verdicts no longer matter).
+    /// Whether the OOM killer killed any process of the container since
+    /// this run started, its main process or not: the count of its cgroup
+    /// went up past the one read at the start.
+    pub(super) fn oom_killed_this_run(&self) -> bool {
+        self.leaf
+            .as_ref()
+            .and_then(|l| l.oom_kill_count().ok())
+            .is_some_and(|n| n > self.oom_base)
+    }
+
     pub(super) fn drop_helpers(&mut self) {
         let helpers = self
             .probes
@@ -226,6 +236,45 @@ mod tests {
         );
         assert_eq!(reason(&c), Some("ImagePullBackOff"));
         assert_eq!(c.pull_backoff_due(later), None);
+    }
+
+    #[rstest::rstest]
+    #[case::v1(
+        cgroups::Mode::V1,
+        "memory.oom_control",
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n"
+    )]
+    #[case::v2(
+        cgroups::Mode::V2,
+        "memory.events",
+        "low 0\nhigh 0\nmax 9\noom 4\noom_kill 4\n"
+    )]
+    fn an_oom_kill_of_any_process_in_the_run_counts(
+        #[case] mode: cgroups::Mode,
+        #[case] file: &str,
+        #[case] after: &str,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        cgroups::seed_fixture_root(mode, dir.path()).unwrap();
+        let m = cgroups::Manager::with_root(mode, dir.path().to_path_buf());
+        let pod = m.create_pod("u1", &cgroups::Limits::default()).unwrap();
+        let leaf = pod
+            .create_leaf(
+                "ctr-a",
+                &cgroups::Limits::default(),
+                cgroups::Devices::Allowlist,
+            )
+            .unwrap();
+        let events = leaf.paths()[0].1.join(file);
+        let mut c = ctr("probe:1");
+        assert!(!c.oom_killed_this_run(), "no cgroup yet");
+        c.leaf = Some(leaf);
+        // Kills of an earlier run (the base read at start) do not count.
+        std::fs::write(&events, after).unwrap();
+        c.oom_base = 4;
+        assert!(!c.oom_killed_this_run());
+        c.oom_base = 3;
+        assert!(c.oom_killed_this_run());
     }
 
     #[test]

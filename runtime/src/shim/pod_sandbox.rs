@@ -182,7 +182,9 @@ impl Shim {
             if empty.medium.as_deref() == Some("Memory") {
                 let mut data = String::from("mode=0777");
                 let size_limit = empty.size_limit.as_ref().map(|q| q.0.as_str());
-                if let Some(size) = super::limits::memory_volume_size(&self.pod, size_limit)? {
+                let size = super::limits::memory_volume_size(&self.pod, size_limit)?
+                    .filter(|_| self.mutant != Some(Mutant::NoTmpfsSize));
+                if let Some(size) = size {
                     data.push_str(&format!(",size={size}"));
                 }
                 if !sys::is_mount_point(&path) {
@@ -266,7 +268,9 @@ impl Shim {
                 sub_path,
                 target: m.mount_path.clone(),
                 // The kubelet mounts a downwardAPI volume read-only.
-                readonly: m.read_only.unwrap_or(false) || v.downward_api.is_some(),
+                readonly: (m.read_only.unwrap_or(false)
+                    && self.mutant != Some(Mutant::ReadOnlyMountWritable))
+                    || v.downward_api.is_some(),
             });
         }
         mounts.sort_by_key(|m| m.target.split('/').filter(|s| !s.is_empty()).count());

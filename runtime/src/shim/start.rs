@@ -458,6 +458,13 @@ impl Shim {
                 ctr_sc.iter_mut().for_each(|s| s.run_as_non_root = None);
             }
             Some(Mutant::FsGroupIgnored) => pod_sc.iter_mut().for_each(|s| s.fs_group = None),
+            Some(Mutant::CapsAddIgnored) => ctr_sc
+                .iter_mut()
+                .filter_map(|s| s.capabilities.as_mut())
+                .for_each(|c| c.add = None),
+            Some(Mutant::NoNewPrivsIgnored) => ctr_sc
+                .iter_mut()
+                .for_each(|s| s.allow_privilege_escalation = None),
             _ => {}
         }
         let resolved = Profile::resolve(&Inputs {

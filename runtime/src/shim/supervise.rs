@@ -92,12 +92,10 @@ impl Shim {
         c.stopping = None;
         c.probe_started = false;
         c.probe_ready = false;
-        let oom = signal == Some(9)
-            && c.leaf
-                .as_ref()
-                .and_then(|l| l.oom_kill_count().ok())
-                .is_some_and(|n| n > c.oom_base)
-            && self.mutant != Some(Mutant::OomUnreported);
+        // Any OOM kill in the container's cgroup during this run, whichever
+        // process it hit: a shell whose child was killed exits 137 by itself,
+        // and containerd reports OOMKilled from the cgroup's event all the same.
+        let oom = c.oom_killed_this_run() && self.mutant != Some(Mutant::OomUnreported);
         let message = self.termination_message(i, code);
         let c = &mut self.ctrs[i];
         let mut state =
@@ -120,7 +118,7 @@ impl Shim {
             self.event(Event::warning(
                 "OOMKilling",
                 "kernel-monitor",
-                format!("Memory cgroup out of memory: Killed process {pid} of container {name}: it exceeded its memory limit"),
+                format!("Memory cgroup out of memory: the kernel killed a process of container {name} (main process {pid}): it exceeded its memory limit"),
             ));
         }
         self.schedule_restart(i, code);

@@ -165,8 +165,24 @@ impl Cri {
         self.layout.pod_parent(uid)
     }
 
-    /// The pod's emptyDir volumes, created on the host.
+    /// Unmounts the pod's memory-backed volumes and removes its volumes.
+    fn release_volumes(&self, uid: &str) {
+        let dir = self.dir.path().join("volumes").join(uid);
+        subpath::unmount_entries(&dir);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The pod's emptyDir volumes, created on the host (nothing is left of
+    /// them when one fails).
     fn volumes(&self, pod: &Pod, uid: &str) -> Result<HashMap<String, PathBuf>, Error> {
+        let made = self.make_volumes(pod, uid);
+        if made.is_err() {
+            self.release_volumes(uid);
+        }
+        made
+    }
+
+    fn make_volumes(&self, pod: &Pod, uid: &str) -> Result<HashMap<String, PathBuf>, Error> {
         let mut out = HashMap::new();
         let spec_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
         for v in spec_volumes.into_iter().flatten() {
@@ -179,6 +195,20 @@ impl Cri {
             let dir = self.dir.path().join("volumes").join(uid).join(&v.name);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
+            let empty_dir = v.empty_dir.as_ref();
+            if empty_dir.and_then(|e| e.medium.as_deref()) == Some("Memory") {
+                // As the kubelet mounts it: a tmpfs of the sizeLimit, capped
+                // by the pod's memory limit.
+                let size_limit = empty_dir.and_then(|e| e.size_limit.as_ref());
+                let size = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| spec::memory_volume_size(s, size_limit))
+                    .transpose()
+                    .map_err(Error::Other)?
+                    .flatten();
+                subpath::mount_tmpfs(&dir, size).map_err(Error::Other)?;
+            }
             // As the kubelet makes them: writable by any user, and with
             // fsGroup owned by that group with setgid.
             let fs_group = pod
@@ -339,7 +369,7 @@ impl Cri {
         }
         // The prepared subPaths are bind mounts into the volumes: unmounted first.
         subpath::release(&entry.subpaths);
-        let _ = std::fs::remove_dir_all(self.dir.path().join("volumes").join(&entry.id.uid));
+        self.release_volumes(&entry.id.uid);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -586,10 +616,16 @@ impl Runtime for Cri {
             Arc::clone(&self.client),
             self.config.backoff,
         );
-        let worker = std::thread::Builder::new()
+        let worker = match std::thread::Builder::new()
             .name(format!("pod-{name}"))
             .spawn(move || worker::run(e, client, backoff))
-            .map_err(|e| Error::Other(format!("cannot start the pod worker: {e}")))?;
+        {
+            Ok(w) => w,
+            Err(e) => {
+                self.release_volumes(&entry.id.uid);
+                return Err(Error::Other(format!("cannot start the pod worker: {e}")));
+            }
+        };
         self.pods().insert(name, Tracked { entry, worker });
         Ok(())
     }

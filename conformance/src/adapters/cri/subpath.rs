@@ -4,7 +4,8 @@
 //! made one component at a time relative to their opened parent, and the
 //! opened directory is bind-mounted through /proc/self/fd to a place the
 //! adapter owns, which is what the runtime is given: nothing the pod plants
-//! in its volume can redirect the mount afterwards.
+//! in its volume can redirect the mount afterwards. Also the tmpfs of a
+//! `medium: Memory` emptyDir, the other mount the adapter makes.
 
 use std::ffi::CString;
 use std::io;
@@ -111,6 +112,51 @@ pub fn prepare(volume: &Path, sub: &str, at: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Mounts a tmpfs (mode 0777, `size` bytes or the kernel's default) on
+/// `dir`: a `medium: Memory` emptyDir, as the kubelet makes one.
+pub fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), String> {
+    let target = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{}: NUL byte", dir.display()))?;
+    let data = match size {
+        Some(n) => format!("mode=0777,size={n}"),
+        None => "mode=0777".to_string(),
+    };
+    let data = CString::new(data).unwrap_or_default();
+    // SAFETY: mount(2) with valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "mount a tmpfs on {}: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Lazily unmounts whatever is mounted on the entries of `dir` (an entry
+/// that is no mount point is left as it is).
+pub fn unmount_entries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Ok(c) = CString::new(e.path().as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2 of a path under the adapter's own directory;
+            // EINVAL when nothing is mounted there.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
 /// Unmounts and removes every prepared subPath under `dir`, then `dir`.
 /// Only empty directories are removed: an unmount that failed leaves the
 /// volume's content where it is.
@@ -118,13 +164,9 @@ pub fn release(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    unmount_entries(dir);
     for e in entries.flatten() {
-        let path = e.path();
-        if let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) {
-            // SAFETY: umount2 of a path we mounted, lazily.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let _ = std::fs::remove_dir(&path);
+        let _ = std::fs::remove_dir(e.path());
     }
     let _ = std::fs::remove_dir(dir);
 }
