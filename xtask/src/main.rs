@@ -33,7 +33,8 @@ tasks:
                           the pod conformance suite (docs/conformance.md) against a runtime;
                           cri starts a private containerd under target/cri unless --cri-socket is given
   bench [--quick] [--report DIR]
-                          podlab against podman: start/delete latency, memory per pod, many pods
+                          podlab against podman: start/delete latency, memory per pod, many pods,
+                          and the whole conformance suite on podlab (suite_seconds, suite_tests)
 ";
 
 fn main() {
