@@ -83,6 +83,15 @@ pub fn generate(cases: &[TestCase]) -> String {
          the probe (`fixtures/probe`), which prints one JSON object per command.\n",
     );
     let _ = writeln!(md, "\n{} tests.", cases.len());
+    // The list is compiled in and checked by its unit tests; a broken one
+    // still yields a document, which then differs from the checked-in one.
+    let anchors = crate::anchors::load();
+    match &anchors {
+        Ok(a) => md.push_str(&a.coverage_markdown()),
+        Err(e) => {
+            let _ = writeln!(md, "\n{e}");
+        }
+    }
     for (prefix, title) in FAMILIES {
         let family: Vec<&TestCase> = cases
             .iter()
@@ -94,6 +103,9 @@ pub fn generate(cases: &[TestCase]) -> String {
         let _ = writeln!(md, "\n## {title}\n");
         for c in family {
             let _ = writeln!(md, "### {}\n\n**{}**\n\n{}\n", c.id, c.must, c.method);
+            if let Ok(a) = &anchors {
+                let _ = writeln!(md, "{}\n", a.line_for(c.id));
+            }
         }
     }
     md.push_str(&format!(

@@ -8,8 +8,10 @@
 //! - [`summary`]: the test ID × runtime table of every run.
 //! - [`tests`]: the registry, one module per property family.
 //! - [`runner`], [`filter`], [`report`], [`mutants`], [`docs`]: the `conformance` binary's parts.
+//! - [`anchors`]: the Kubernetes and critest tests the suite is measured against.
 
 pub mod adapters;
+pub mod anchors;
 pub mod docs;
 pub mod expectations;
 pub mod filter;

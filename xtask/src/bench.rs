@@ -3,7 +3,9 @@
 //! same fixture image, with interleaved runs so both see the same load.
 //!
 //! Measures apply → Running and delete latency (median, p95), host memory
-//! per running podlab pod (shim + pause RSS), and many pods at once. Writes
+//! per running podlab pod (shim + pause RSS), many pods at once, and the
+//! wall time of the whole conformance suite on podlab (`suite_seconds`,
+//! `suite_tests`: tests that ran). Writes
 //! `bench.json` (with `start_ratio` and `delete_ratio` = podlab median /
 //! podman median) and `bench.md`.
 
@@ -306,29 +308,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let many_down = start.elapsed();
 
-    util::step("a full conformance run on podlab");
-    let start = Instant::now();
-    let conformance_ok = util::cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "podlab-conformance",
-            "--bin",
-            "conformance",
-            "--",
-        ])
-        .args(["--runtime", "podlab", "--report"])
-        .arg(report.join("conformance"))
-        .arg("--podlab-bin")
-        .arg(&bench.podlab)
-        .arg("--image-root")
-        .arg(&images)
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    let conformance_s = start.elapsed().as_secs_f64();
+    let suite = conformance_suite(&bench, &images, &report.join("conformance"))?;
 
     let ratio = |a: &[Duration], b: &[Duration]| {
         (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
@@ -350,7 +330,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "start_ms": {"median": ms(percentile(&pm_start, 0.5)), "p95": ms(percentile(&pm_start, 0.95))},
             "delete_ms": {"median": ms(percentile(&pm_del, 0.5)), "p95": ms(percentile(&pm_del, 0.95))},
         })),
-        "conformance": {"wall_s": conformance_s, "passed": conformance_ok},
+        "suite_seconds": suite.seconds,
+        "suite_tests": suite.ran,
+        "conformance": {"passed": suite.passed, "skipped": suite.skipped},
         "start_ratio": ratio(&pl_start, &pm_start),
         "delete_ratio": ratio(&pl_del, &pm_del),
         "many_pods": {
@@ -371,6 +353,66 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     print!("{md}");
     println!("wrote {}", report.join("bench.json").display());
     Ok(())
+}
+
+/// One timed run of the whole conformance suite on podlab.
+struct Suite {
+    /// Wall time of the runner alone, default workers, built beforehand.
+    seconds: f64,
+    /// Tests that ran (passed or failed), skips not counted.
+    ran: usize,
+    skipped: usize,
+    /// The run matched podlab's expectations (exit status 0).
+    passed: bool,
+}
+
+/// Runs the suite on podlab as CI does (default workers) and times the
+/// runner only: it is built first, so compiling is not counted.
+fn conformance_suite(bench: &Bench, images: &Path, report: &Path) -> anyhow::Result<Suite> {
+    util::step("building the conformance runner (release)");
+    util::run(util::cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "podlab-conformance",
+        "--bin",
+        "conformance",
+    ]))?;
+    util::step("the whole conformance suite on podlab");
+    let start = Instant::now();
+    let passed = Command::new(util::target().join("release/conformance"))
+        .args(["--runtime", "podlab", "--report"])
+        .arg(report)
+        .arg("--podlab-bin")
+        .arg(&bench.podlab)
+        .arg("--image-root")
+        .arg(images)
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    let seconds = start.elapsed().as_secs_f64();
+    let results = std::fs::read_to_string(report.join("results.json")).with_context(|| {
+        format!(
+            "the suite wrote no {}",
+            report.join("results.json").display()
+        )
+    })?;
+    let (ran, skipped) = count_results(&results)?;
+    Ok(Suite {
+        seconds,
+        ran,
+        skipped,
+        passed,
+    })
+}
+
+/// (ran, skipped) among the results of a run's results.json.
+fn count_results(results_json: &str) -> anyhow::Result<(usize, usize)> {
+    let results: Vec<serde_json::Value> =
+        serde_json::from_str(results_json).context("results.json is not a list of results")?;
+    let skipped = results.iter().filter(|r| r["status"] == "skipped").count();
+    Ok((results.len() - skipped, skipped))
 }
 
 fn libpod_cgroup_parents() -> Vec<PathBuf> {
@@ -436,7 +478,7 @@ fn markdown(j: &serde_json::Value) -> String {
          | RSS of one pod's shim + pause, KiB | {} | - |\n\
          | {} pods: all up in s / all deleted in s | {:.2} / {:.2} | - |\n\
          | host memory per pod among them (PSS, shim + pause), KiB | {} | - |\n\
-         | full conformance run, s | {:.1} | - |\n\n\
+         | whole conformance suite on podlab, s ({} tests run) | {:.1} | - |\n\n\
          start_ratio = {}, delete_ratio = {}\n",
         j["machine"].as_str().unwrap_or(""),
         get(&j["podlab"]["start_ms"]["median"]),
@@ -452,7 +494,8 @@ fn markdown(j: &serde_json::Value) -> String {
         j["many_pods"]["start_all_s"].as_f64().unwrap_or(0.0),
         j["many_pods"]["delete_all_s"].as_f64().unwrap_or(0.0),
         j["many_pods"]["pss_per_pod_kib"],
-        j["conformance"]["wall_s"].as_f64().unwrap_or(0.0),
+        j["suite_tests"],
+        j["suite_seconds"].as_f64().unwrap_or(0.0),
         ratio(&j["start_ratio"]),
         ratio(&j["delete_ratio"]),
     )
@@ -471,5 +514,22 @@ mod tests {
         assert_eq!(percentile(&s, 0.5), Duration::from_millis(3));
         assert_eq!(percentile(&s, 0.95), Duration::from_millis(5));
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn skipped_tests_are_not_counted_as_run() {
+        let json = r#"[{"id": "A-001", "status": "passed"}, {"id": "A-002", "status": "failed"},
+                      {"id": "A-003", "status": "skipped"}]"#;
+        assert_eq!(count_results(json).unwrap(), (2, 1));
+        assert!(count_results("{}").is_err());
+    }
+
+    #[test]
+    fn the_summary_shows_the_suite_time_and_count() {
+        let md = markdown(&serde_json::json!({"suite_seconds": 91.26, "suite_tests": 84}));
+        assert!(
+            md.contains("| whole conformance suite on podlab, s (84 tests run) | 91.3 | - |"),
+            "{md}"
+        );
     }
 }

@@ -35,7 +35,8 @@ tasks:
                           the pod conformance suite (docs/conformance.md) against a runtime;
                           cri starts a private containerd under target/cri unless --cri-socket is given
   bench [--quick] [--report DIR]
-                          podlab against podman: start/delete latency, memory per pod, many pods
+                          podlab against podman: start/delete latency, memory per pod, many pods,
+                          and the whole conformance suite on podlab (suite_seconds, suite_tests)
   vm [-- COMMAND...]      boot Debian's kernel under qemu on a pure cgroup v2 host and run podlab's
                           cgroup tests, the CGR family, LIFE-009 and the demo pod there (or COMMAND)
 ";
