@@ -25,6 +25,16 @@ const FAMILIES: &[(&str, &str)] = &[
         "STOR",
         "Storage: ephemeral-storage limits, emptyDir size limits, writable layers",
     ),
+    ("HOSTS", "/etc/hosts and /etc/resolv.conf"),
+    (
+        "SYSCTL",
+        "Sysctls: the safe set inside the pod, the rest refused",
+    ),
+    ("HOSTNS", "Host namespaces: hostPID and hostIPC"),
+    (
+        "PORT",
+        "Host ports: hostPort and the scheduler's port conflicts",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

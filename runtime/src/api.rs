@@ -183,6 +183,12 @@ const SPEC_FIELDS: &[&str] = &[
     "hostname",
     "hostNetwork",
     "shareProcessNamespace",
+    "subdomain",
+    "hostAliases",
+    "dnsPolicy",
+    "dnsConfig",
+    "hostPID",
+    "hostIPC",
     "resources",
     "securityContext",
 ];
@@ -196,7 +202,8 @@ const CONTAINER_FIELDS: &[&str] = &[
     "workingDir",
     "resources",
     "volumeMounts",
-    // Informational in Kubernetes too.
+    // Informational in Kubernetes, but for hostPort (mapped through CNI's
+    // portmap, and checked for conflicts by the scheduler).
     "ports",
     "livenessProbe",
     "readinessProbe",
@@ -364,7 +371,7 @@ fn create(
     testhook::stall_at(Stage::ApplyStored);
     let started = (|| -> Result<Option<File>> {
         match scheduler::decide(store, &pod, key)? {
-            None => Ok(Some(scheduler::bind_and_start(config, &dir, &mut pod)?)),
+            None => Ok(scheduler::bind_and_start(config, &dir, &mut pod)?),
             Some(message) => {
                 scheduler::mark_unschedulable(&dir, &message)?;
                 Ok(None)

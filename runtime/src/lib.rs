@@ -13,6 +13,7 @@ pub mod cgroups;
 pub mod cni;
 pub mod config;
 pub mod container;
+pub mod etc_files;
 pub mod image;
 pub mod lifecycle;
 pub mod logs;

@@ -95,10 +95,22 @@ pub enum Mutant {
     UnboundedLogs,
     /// A restarted container keeps the writable layer of its last run.
     RootfsKeptOnRestart,
+    /// spec.hostAliases are left out of the pod's /etc/hosts.
+    NoHostAliases,
+    /// Namespaced sysctls off the kubelet's safe list are set like safe ones
+    /// instead of failing the pod with SysctlForbidden.
+    UnsafeSysctlAllowed,
+    /// `hostPID: true` is ignored: the pod gets its own PID namespaces.
+    HostPidIgnored,
+    /// hostPort mappings are not passed to CNI: nothing reaches the pod.
+    HostPortIgnored,
+    /// The scheduler ignores host ports: two pods asking for the same
+    /// hostPort both run.
+    PortConflictAdmitted,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 42] = [
+    pub const ALL: [(&'static str, Mutant); 47] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -144,6 +156,11 @@ impl Mutant {
         ("no-storage-eviction", Mutant::NoStorageEviction),
         ("unbounded-logs", Mutant::UnboundedLogs),
         ("rootfs-kept-on-restart", Mutant::RootfsKeptOnRestart),
+        ("no-host-aliases", Mutant::NoHostAliases),
+        ("unsafe-sysctl-allowed", Mutant::UnsafeSysctlAllowed),
+        ("host-pid-ignored", Mutant::HostPidIgnored),
+        ("host-port-ignored", Mutant::HostPortIgnored),
+        ("port-conflict-admitted", Mutant::PortConflictAdmitted),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

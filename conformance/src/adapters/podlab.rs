@@ -187,6 +187,8 @@ fn capabilities() -> Capabilities {
         hooks: true,
         storage_eviction: true,
         log_bound: Some(LOG_MAX_SIZE * LOG_MAX_FILES),
+        // hostPort through the portmap plugin podlab chains after bridge.
+        host_ports: true,
     }
 }
 

@@ -24,14 +24,18 @@ pub mod esc_devices;
 pub mod esc_mounts;
 pub mod esc_privileges;
 pub mod hooks;
+pub mod hostns;
+pub mod hosts;
 pub mod ipc;
 pub mod isolation;
 pub mod lifecycle;
 pub mod net;
 pub mod podnet;
+pub mod port;
 pub mod probes;
 pub mod restart;
 pub mod storage;
+pub mod sysctl;
 mod util;
 pub mod uts;
 
@@ -54,6 +58,10 @@ pub fn all() -> Vec<TestCase> {
         esc_devices::CASES,
         esc_privileges::CASES,
         storage::CASES,
+        hosts::CASES,
+        sysctl::CASES,
+        hostns::CASES,
+        port::CASES,
     ]
     .concat()
 }

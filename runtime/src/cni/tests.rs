@@ -40,6 +40,10 @@ fn default_network_writes_the_podlab_conflist_once() {
                 "ranges": [[{"subnet": "10.89.0.0/16"}]],
                 "dataDir": ipam.to_str().unwrap(),
             },
+        }, {
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
         }],
     });
     assert_eq!(written, expected);
@@ -129,6 +133,28 @@ fn conflist_validation_names_what_is_wrong() {
     // A missing cniVersion means 0.1.0, as the plugins' own decoder assumes.
     let n = Network::from_conflist(br#"{"name":"n","plugins":[{"type":"bridge"}]}"#, "x").unwrap();
     assert_eq!(n.cni_version, "0.1.0");
+}
+
+#[test]
+fn runtime_config_goes_only_to_plugins_with_the_capability() {
+    let conflist = json!({"cniVersion": "1.0.0", "name": "n", "plugins": [
+        {"type": "bridge"},
+        {"type": "portmap", "capabilities": {"portMappings": true}},
+    ]});
+    let n = Network::from_conflist(conflist.to_string().as_bytes(), "t").unwrap();
+    let rc = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}], "bandwidth": {}});
+    assert!(n
+        .plugin_config_with(0, None, Some(&rc))
+        .get("runtimeConfig")
+        .is_none());
+    assert_eq!(
+        n.plugin_config_with(1, None, Some(&rc))["runtimeConfig"],
+        json!({"portMappings": rc["portMappings"]})
+    );
+    assert!(n
+        .plugin_config_with(1, None, None)
+        .get("runtimeConfig")
+        .is_none());
 }
 
 #[test]
@@ -411,6 +437,7 @@ fn fake_cni(root: &Path, dirs: &[PathBuf], types: &[&str]) -> Cni {
         network,
         cache_dir: root.join("cache"),
         timeout: Duration::from_secs(20),
+        runtime_config: None,
     }
 }
 

@@ -386,6 +386,7 @@ impl Runtime for Cri {
             storage_eviction: false,
             // containerd writes what the kubelet asks; rotation is the kubelet's.
             log_bound: None,
+            host_ports: false,
         }
     }
 
