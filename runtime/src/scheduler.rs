@@ -300,6 +300,26 @@ pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
         .collect()
 }
 
+/// The container ports with a hostPort, as `describe` shows them
+/// (`8080->80/TCP`, `127.0.0.1:53->53/UDP`).
+pub fn host_ports_described(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host = p.host_port.filter(|h| *h > 0)?;
+            let ip = p
+                .host_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| format!("{ip}:"))
+                .unwrap_or_default();
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            Some(format!("{ip}{host}->{}/{proto}", p.container_port))
+        })
+        .collect()
+}
+
 /// Whether two host ports clash as the scheduler's NodePorts check sees it:
 /// same protocol and port, on the same address or one of them on all.
 pub fn ports_clash(a: &HostPort, b: &HostPort) -> bool {

@@ -187,7 +187,27 @@ impl Cni {
     pub fn default_network(state_root: &Path, ipam_dir: &Path, subnet: &str) -> Result<Cni, Error> {
         let path = state_root.join("cni/net.d/podlab.conflist");
         let network = match fs::read(&path) {
-            Ok(bytes) => Network::from_conflist(&bytes, &path.display().to_string())?,
+            Ok(bytes) => {
+                let found = Network::from_conflist(&bytes, &path.display().to_string())?;
+                // A file written by a podlab before hostPort (bridge alone, as
+                // generated) gets the portmap plugin; an edited one stays.
+                let fresh =
+                    Network::bridge(DEFAULT_NETWORK_NAME, DEFAULT_BRIDGE, subnet, ipam_dir)?;
+                if found.name == fresh.name
+                    && found.plugins.len() == 1
+                    && found.plugins.first() == fresh.plugins.first()
+                {
+                    let text = serde_json::to_string_pretty(&fresh.to_conflist())
+                        .map_err(|e| config::config("generated", &e.to_string()))?;
+                    write_atomic(&path, text.as_bytes())?;
+                    Network {
+                        origin: path.display().to_string(),
+                        ..fresh
+                    }
+                } else {
+                    found
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let network =
                     Network::bridge(DEFAULT_NETWORK_NAME, DEFAULT_BRIDGE, subnet, ipam_dir)?;

@@ -55,6 +55,15 @@ fn default_network_writes_the_podlab_conflist_once() {
         vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]
     );
 
+    // A file from before hostPort (the bridge alone) gets portmap added.
+    let mut old = expected.clone();
+    old["plugins"].as_array_mut().unwrap().truncate(1);
+    fs::write(&path, old.to_string()).unwrap();
+    let upgraded = Cni::default_network(root.path(), &ipam, "10.89.0.0/16").unwrap();
+    assert_eq!(upgraded.network.to_conflist(), expected);
+    let rewritten: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(rewritten, expected);
+
     // An existing file wins over the arguments: an operator may edit it.
     let mut edited = expected.clone();
     edited["plugins"][0]["bridge"] = json!("edited0");
