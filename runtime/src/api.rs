@@ -1388,6 +1388,21 @@ mod tests {
     }
 
     #[test]
+    fn host_files_dns_host_namespaces_and_host_ports_are_not_ignored() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "subdomain": "s", "hostPID": true, "hostIPC": true, "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["192.0.2.1"]},
+                "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}],
+                "containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+            }
+        }))
+        .unwrap();
+        assert_eq!(ignored_fields(&pod), Vec::<String>::new());
+    }
+
+    #[test]
     fn exec_picks_the_named_or_first_container() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p"},
