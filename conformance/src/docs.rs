@@ -52,6 +52,16 @@ const FAMILIES: &[(&str, &str)] = &[
         "SEC",
         "Security context: ids, no_new_privs, read-only root, capabilities, masked paths",
     ),
+    ("HOSTS", "/etc/hosts and /etc/resolv.conf"),
+    (
+        "SYSCTL",
+        "Sysctls: the safe set inside the pod, the rest refused",
+    ),
+    ("HOSTNS", "Host namespaces: hostPID and hostIPC"),
+    (
+        "PORT",
+        "Host ports: hostPort and the scheduler's port conflicts",
+    ),
 ];
 
 pub fn generate(cases: &[TestCase]) -> String {

@@ -140,6 +140,16 @@ pub const VARIANTS: &[Variant] = &[
       "capabilities.add is ignored"),
     v("no-new-privs-ignored", &["SEC-002"],
       "allowPrivilegeEscalation: false does not set no_new_privs"),
+    v("no-host-aliases", &["HOSTS-003"],
+      "spec.hostAliases are left out of /etc/hosts"),
+    v("unsafe-sysctl-allowed", &["SYSCTL-002"],
+      "sysctls off the kubelet's safe list are set instead of refused"),
+    v("host-pid-ignored", &["HOSTNS-001"],
+      "hostPID is ignored: the pod gets its own PID namespace"),
+    v("host-port-ignored", &["PORT-001"],
+      "hostPort mappings are never set up"),
+    v("port-conflict-admitted", &["PORT-002"],
+      "the scheduler admits two pods asking for the same hostPort"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

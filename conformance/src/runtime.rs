@@ -79,6 +79,9 @@ pub struct Capabilities {
     /// files), when the runtime rotates logs and the adapter can measure
     /// them ([`Runtime::log_bytes`]).
     pub log_bound: Option<u64>,
+    /// A container port's `hostPort` is reachable from the node at
+    /// 127.0.0.1:hostPort (CNI portmap or the like).
+    pub host_ports: bool,
 }
 
 /// Why a runtime call failed.

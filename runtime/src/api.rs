@@ -183,6 +183,12 @@ const SPEC_FIELDS: &[&str] = &[
     "hostname",
     "hostNetwork",
     "shareProcessNamespace",
+    "subdomain",
+    "hostAliases",
+    "dnsPolicy",
+    "dnsConfig",
+    "hostPID",
+    "hostIPC",
     "resources",
     "securityContext",
     "activeDeadlineSeconds",
@@ -197,7 +203,8 @@ const CONTAINER_FIELDS: &[&str] = &[
     "workingDir",
     "resources",
     "volumeMounts",
-    // Informational in Kubernetes too.
+    // Informational in Kubernetes, but for hostPort (mapped through CNI's
+    // portmap, and checked for conflicts by the scheduler).
     "ports",
     "livenessProbe",
     "readinessProbe",
@@ -380,7 +387,7 @@ fn create(
     testhook::stall_at(Stage::ApplyStored);
     let started = (|| -> Result<Option<File>> {
         match scheduler::decide(store, &pod, key)? {
-            None => Ok(Some(scheduler::bind_and_start(config, &dir, &mut pod)?)),
+            None => Ok(scheduler::bind_and_start(config, &dir, &mut pod)?),
             Some(message) => {
                 scheduler::mark_unschedulable(&dir, &message)?;
                 Ok(None)
@@ -1403,6 +1410,21 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(ignored_fields(&plain), Vec::<String>::new());
+    }
+
+    #[test]
+    fn host_files_dns_host_namespaces_and_host_ports_are_not_ignored() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "subdomain": "s", "hostPID": true, "hostIPC": true, "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["192.0.2.1"]},
+                "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}],
+                "containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+            }
+        }))
+        .unwrap();
+        assert_eq!(ignored_fields(&pod), Vec::<String>::new());
     }
 
     #[test]

@@ -462,6 +462,53 @@ pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pod's host namespaces, host ports, hostAliases and DNS settings,
+/// each only when the pod sets it.
+fn describe_host_and_dns(s: &mut String, spec: &k8s_openapi::api::core::v1::PodSpec) {
+    use std::fmt::Write;
+    let host_ns: Vec<&str> = [
+        ("net", spec.host_network),
+        ("pid", spec.host_pid),
+        ("ipc", spec.host_ipc),
+    ]
+    .iter()
+    .filter(|(_, on)| *on == Some(true))
+    .map(|(n, _)| *n)
+    .collect();
+    if !host_ns.is_empty() {
+        let _ = writeln!(s, "Host Namespaces: {}", host_ns.join(", "));
+    }
+    let ports: Vec<String> = podlab::scheduler::host_ports_described(spec);
+    if !ports.is_empty() {
+        let _ = writeln!(s, "Host Ports:   {}", ports.join(", "));
+    }
+    for a in spec.host_aliases.iter().flatten() {
+        let names = a.hostnames.clone().unwrap_or_default().join(" ");
+        let _ = writeln!(s, "Host Alias:   {} {names}", a.ip);
+    }
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    if let Some(cfg) = &spec.dns_config {
+        let options: Vec<String> = cfg
+            .options
+            .iter()
+            .flatten()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}:{v}", o.name.as_deref().unwrap_or_default()),
+                None => o.name.clone().unwrap_or_default(),
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "DNS:          {policy}; nameservers [{}]; searches [{}]; options [{}]",
+            cfg.nameservers.clone().unwrap_or_default().join(" "),
+            cfg.searches.clone().unwrap_or_default().join(" "),
+            options.join(" ")
+        );
+    } else if policy != "ClusterFirst" {
+        let _ = writeln!(s, "DNS:          {policy}");
+    }
+}
+
 fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodDir) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -507,6 +554,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         "IP:           {}",
         status.pod_ip.as_deref().unwrap_or("<none>")
     );
+    describe_host_and_dns(&mut s, &spec);
     let _ = writeln!(s, "Sandbox:");
     if let Some(p) = state.shim {
         let _ = writeln!(s, "  Shim PID:   {}", p.pid);
@@ -1058,6 +1106,30 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describe_shows_host_namespaces_ports_aliases_and_dns() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "hostPID": true, "hostIPC": true, "dnsPolicy": "None",
+            "dnsConfig": {"nameservers": ["192.0.2.1"], "searches": ["a.example"],
+                          "options": [{"name": "ndots", "value": "2"}]},
+            "hostAliases": [{"ip": "10.0.0.9", "hostnames": ["x", "y"]}],
+            "containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+        }))
+        .unwrap();
+        let mut s = String::new();
+        describe_host_and_dns(&mut s, &spec);
+        assert!(s.contains("Host Namespaces: pid, ipc\n"), "{s}");
+        assert!(s.contains("Host Ports:   8080->80/TCP\n"), "{s}");
+        assert!(s.contains("Host Alias:   10.0.0.9 x y\n"), "{s}");
+        assert!(
+            s.contains("DNS:          None; nameservers [192.0.2.1]; searches [a.example]; options [ndots:2]"),
+            "{s}"
+        );
+        let mut plain = String::new();
+        describe_host_and_dns(&mut plain, &Default::default());
+        assert!(plain.is_empty(), "{plain}");
+    }
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()

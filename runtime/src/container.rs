@@ -158,6 +158,9 @@ pub struct InitConfig {
     pub rootfs: PathBuf,
     pub pause_pid: i32,
     pub share_pid: bool,
+    /// `hostPID: true`: the container stays in the node's PID namespace.
+    #[serde(default)]
+    pub host_pid: bool,
     /// The pod's /dev/shm tmpfs on the host.
     pub shm: PathBuf,
     /// Pod-level `hostname`, `hosts`, `resolv.conf`.
@@ -225,7 +228,7 @@ pub fn init_main(config_path: &Path) -> i32 {
             path: config_path.to_path_buf(),
             source: e.into(),
         })?;
-        let mut plan = Plan::container(cfg.pause_pid, cfg.share_pid);
+        let mut plan = Plan::container(cfg.pause_pid, cfg.share_pid, cfg.host_pid);
         plan.break_sharing(cfg.private_uts, cfg.private_ipc, cfg.private_net);
         plan.apply()?;
         // The new PID namespace applies to children: fork once, the child is

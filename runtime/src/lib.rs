@@ -14,6 +14,7 @@ pub mod cni;
 pub mod config;
 pub mod container;
 pub mod downward;
+pub mod etc_files;
 pub mod image;
 pub mod lifecycle;
 pub mod logs;

@@ -239,6 +239,9 @@ enum Command {
         hostname: Option<String>,
         #[arg(long)]
         share_pid: bool,
+        /// `hostIPC: true`: stay in the node's IPC namespace.
+        #[arg(long)]
+        host_ipc: bool,
         /// `name=value`, set inside the pod's namespaces.
         #[arg(long)]
         sysctl: Vec<String>,
@@ -369,8 +372,9 @@ fn main() {
             netns,
             hostname,
             share_pid,
+            host_ipc,
             sysctl,
-        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid, &sysctl),
+        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid, host_ipc, &sysctl),
         Command::Init { config: path } => podlab::container::init_main(&path),
         Command::Probe {
             namespace,

@@ -122,10 +122,22 @@ pub enum Mutant {
     CapsAddIgnored,
     /// `allowPrivilegeEscalation: false` is ignored: no_new_privs stays off.
     NoNewPrivsIgnored,
+    /// spec.hostAliases are left out of the pod's /etc/hosts.
+    NoHostAliases,
+    /// Namespaced sysctls off the kubelet's safe list are set like safe ones
+    /// instead of failing the pod with SysctlForbidden.
+    UnsafeSysctlAllowed,
+    /// `hostPID: true` is ignored: the pod gets its own PID namespaces.
+    HostPidIgnored,
+    /// hostPort mappings are not passed to CNI: nothing reaches the pod.
+    HostPortIgnored,
+    /// The scheduler ignores host ports: two pods asking for the same
+    /// hostPort both run.
+    PortConflictAdmitted,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 54] = [
+    pub const ALL: [(&'static str, Mutant); 59] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -183,6 +195,11 @@ impl Mutant {
         ("read-only-mount-writable", Mutant::ReadOnlyMountWritable),
         ("caps-add-ignored", Mutant::CapsAddIgnored),
         ("no-new-privs-ignored", Mutant::NoNewPrivsIgnored),
+        ("no-host-aliases", Mutant::NoHostAliases),
+        ("unsafe-sysctl-allowed", Mutant::UnsafeSysctlAllowed),
+        ("host-pid-ignored", Mutant::HostPidIgnored),
+        ("host-port-ignored", Mutant::HostPortIgnored),
+        ("port-conflict-admitted", Mutant::PortConflictAdmitted),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

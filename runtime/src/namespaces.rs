@@ -99,8 +99,9 @@ impl Plan {
     /// The pause process: it lives in the pod's named network namespace and
     /// creates the UTS and IPC namespaces the containers will share (and the
     /// PID namespace when the pod shares one). `host_network` keeps the node's
-    /// network and hostname, as Kubernetes does for `hostNetwork: true`.
-    pub fn pause(netns: Option<PathBuf>, share_pid: bool) -> Plan {
+    /// network and hostname, as Kubernetes does for `hostNetwork: true`;
+    /// `host_ipc` keeps the node's IPC namespace (`hostIPC: true`).
+    pub fn pause(netns: Option<PathBuf>, share_pid: bool, host_ipc: bool) -> Plan {
         let net = match netns {
             Some(path) => Action::Join(path),
             None => Action::Inherit,
@@ -115,9 +116,14 @@ impl Plan {
         } else {
             Action::Inherit
         };
+        let ipc = if host_ipc {
+            Action::Inherit
+        } else {
+            Action::Create
+        };
         Plan {
             entries: vec![
-                (Kind::Ipc, Action::Create),
+                (Kind::Ipc, ipc),
                 (Kind::Uts, uts),
                 (Kind::Net, net),
                 (Kind::Pid, pid),
@@ -129,10 +135,13 @@ impl Plan {
 
     /// A container (or an exec'd process's view of one): joins the pause's
     /// net, UTS and IPC namespaces; PID is the pause's when shared, else its
-    /// own; mount and cgroup namespaces are always its own.
-    pub fn container(pause_pid: i32, share_pid: bool) -> Plan {
+    /// own, or the node's with `hostPID: true`; mount and cgroup namespaces
+    /// are always its own.
+    pub fn container(pause_pid: i32, share_pid: bool, host_pid: bool) -> Plan {
         let of_pause = |k: Kind| Action::Join(proc_ns_path(pause_pid, k));
-        let pid = if share_pid {
+        let pid = if host_pid {
+            Action::Inherit
+        } else if share_pid {
             of_pause(Kind::Pid)
         } else {
             Action::Create
@@ -237,7 +246,7 @@ mod tests {
 
     #[test]
     fn containers_join_the_pause_and_own_their_mounts() {
-        let plan = Plan::container(42, false);
+        let plan = Plan::container(42, false, false);
         for k in [Kind::Net, Kind::Uts, Kind::Ipc] {
             assert_eq!(
                 action(&plan, k),
@@ -252,19 +261,19 @@ mod tests {
 
     #[test]
     fn shared_process_namespace_joins_the_pause_pid_namespace() {
-        let plan = Plan::container(7, true);
+        let plan = Plan::container(7, true, false);
         assert_eq!(
             action(&plan, Kind::Pid),
             &Action::Join("/proc/7/ns/pid".into())
         );
-        assert!(Plan::pause(Some("/run/netns/x".into()), true)
+        assert!(Plan::pause(Some("/run/netns/x".into()), true, false)
             .create_flags()
             .contains(CloneFlags::CLONE_NEWPID));
     }
 
     #[test]
     fn pause_creates_uts_and_ipc_in_the_pod_netns() {
-        let plan = Plan::pause(Some("/run/netns/podlab-x".into()), false);
+        let plan = Plan::pause(Some("/run/netns/podlab-x".into()), false, false);
         assert_eq!(
             action(&plan, Kind::Net),
             &Action::Join("/run/netns/podlab-x".into())
@@ -277,10 +286,20 @@ mod tests {
 
     #[test]
     fn host_network_pods_keep_the_node_hostname() {
-        let plan = Plan::pause(None, false);
+        let plan = Plan::pause(None, false, false);
         assert_eq!(action(&plan, Kind::Net), &Action::Inherit);
         assert_eq!(action(&plan, Kind::Uts), &Action::Inherit);
         assert_eq!(plan.create_flags(), CloneFlags::CLONE_NEWIPC);
+    }
+
+    #[test]
+    fn host_pid_and_host_ipc_keep_the_nodes_namespaces() {
+        let plan = Plan::container(7, false, true);
+        assert_eq!(action(&plan, Kind::Pid), &Action::Inherit);
+        assert!(!plan.create_flags().contains(CloneFlags::CLONE_NEWPID));
+        let pause = Plan::pause(Some("/run/netns/podlab-x".into()), false, true);
+        assert_eq!(action(&pause, Kind::Ipc), &Action::Inherit);
+        assert_eq!(pause.create_flags(), CloneFlags::CLONE_NEWUTS);
     }
 
     #[test]

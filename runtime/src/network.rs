@@ -26,13 +26,46 @@ pub fn pod_network(config: &Config) -> Result<Cni, cni::Error> {
     }
 }
 
-/// CNI ADD for a pod. The bridge plugin switches the host's IPv4 forwarding
-/// on for a gateway bridge; pod-to-pod and node-to-pod traffic stay on the
-/// bridge and need none, so the host's setting is put back as it was.
-pub fn attach(config: &Config, uid: &str, netns: &Path) -> Result<Attachment, cni::Error> {
+/// The pod's `hostPort`s as CNI `portMappings` (libcni's runtimeConfig
+/// shape): every container port that asks for one, protocol in lower case.
+pub fn port_mappings(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<serde_json::Value> {
+    let spec = pod.spec.as_ref();
+    spec.into_iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host = p.host_port.filter(|h| *h > 0)?;
+            let mut m = serde_json::json!({
+                "hostPort": host,
+                "containerPort": p.container_port,
+                "protocol": p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+            });
+            if let Some(ip) = p.host_ip.as_deref().filter(|ip| !ip.is_empty()) {
+                m["hostIP"] = serde_json::json!(ip);
+            }
+            Some(m)
+        })
+        .collect()
+}
+
+/// CNI ADD for a pod, with its `hostPort` mappings. The bridge plugin
+/// switches the host's IPv4 forwarding on for a gateway bridge; pod-to-pod
+/// and node-to-pod traffic (hostPort traffic from the node's own addresses
+/// too) stay on the node and need none, so the host's setting is put back.
+pub fn attach(
+    config: &Config,
+    uid: &str,
+    netns: &Path,
+    ports: Vec<serde_json::Value>,
+) -> Result<Attachment, cni::Error> {
     let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
     let before = std::fs::read_to_string(forward).ok();
-    let result = pod_network(config).and_then(|c| c.add(uid, netns, POD_IFNAME));
+    let result = pod_network(config).and_then(|mut c| {
+        if !ports.is_empty() {
+            c.runtime_config = Some(serde_json::json!({ "portMappings": ports }));
+        }
+        c.add(uid, netns, POD_IFNAME)
+    });
     if let Some(b) = before {
         if std::fs::read_to_string(forward).ok().as_deref() != Some(b.as_str()) {
             let _ = std::fs::write(forward, b);

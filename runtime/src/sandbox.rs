@@ -140,9 +140,10 @@ pub fn unmount_shm(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes the pod's `hostname`, `hosts` and `resolv.conf`, bind-mounted
-/// into every container (Kubernetes manages the same three files).
-pub fn write_etc_files(dir: &Path, hostname: &str, pod_ip: Option<&str>) -> Result<(), Error> {
+/// Writes the pod's `hostname`, `hosts` and `resolv.conf` (rendered by
+/// [`crate::etc_files`]), bind-mounted into every container (Kubernetes
+/// manages the same three files).
+pub fn write_etc_files(dir: &Path, hostname: &str, hosts: &str, resolv: &str) -> Result<(), Error> {
     let io = |op, path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { op, path, source }
@@ -153,27 +154,8 @@ pub fn write_etc_files(dir: &Path, hostname: &str, pod_ip: Option<&str>) -> Resu
         fs::write(&p, text).map_err(io("write", &p))
     };
     write("hostname", &format!("{hostname}\n"))?;
-    write("hosts", &hosts_file(hostname, pod_ip))?;
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write("resolv.conf", &resolv)
-}
-
-fn hosts_file(hostname: &str, pod_ip: Option<&str>) -> String {
-    let mut s = String::from(
-        "# Kubernetes-managed hosts file (podlab).\n\
-         127.0.0.1\tlocalhost\n\
-         ::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\n\
-         fe00::0\tip6-mcastprefix\n\
-         fe00::1\tip6-allnodes\n\
-         fe00::2\tip6-allrouters\n",
-    );
-    match pod_ip {
-        Some(ip) => s.push_str(&format!("{ip}\t{hostname}\n")),
-        // Loopback-only pod: the hostname still resolves, to the pod itself.
-        None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
-    }
-    s
+    write("hosts", hosts)?;
+    write("resolv.conf", resolv)
 }
 
 /// Entry point of `podlab __pause`: enters the pod's network namespace,
@@ -184,6 +166,7 @@ pub fn pause_main(
     netns: Option<PathBuf>,
     hostname: Option<&str>,
     share_pid: bool,
+    host_ipc: bool,
     sysctls: &[String],
 ) -> i32 {
     // SAFETY: the shim passes fd 3 as the ready pipe; we own it from here.
@@ -191,7 +174,7 @@ pub fn pause_main(
     let mut ready = Some(ready);
     let result = (|| -> Result<(), Error> {
         let host_network = netns.is_none();
-        let mut plan = Plan::pause(netns, share_pid);
+        let mut plan = Plan::pause(netns, share_pid, host_ipc);
         if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::HostIpc) {
             plan.entries
                 .retain(|(kind, _)| *kind != namespaces::Kind::Ipc);
@@ -280,21 +263,16 @@ mod tests {
     }
 
     #[test]
-    fn hosts_file_maps_the_hostname() {
-        let with_ip = hosts_file("web", Some("10.89.0.5"));
-        assert!(with_ip.contains("127.0.0.1\tlocalhost\n"));
-        assert!(with_ip.ends_with("10.89.0.5\tweb\n"));
-        assert!(hosts_file("web", None).ends_with("127.0.1.1\tweb\n"));
-    }
-
-    #[test]
     fn etc_files_are_written() {
         let tmp = tempfile::tempdir().unwrap();
-        write_etc_files(tmp.path(), "demo", None).unwrap();
+        write_etc_files(tmp.path(), "demo", "127.0.0.1\tlocalhost\n", "").unwrap();
         assert_eq!(
             fs::read_to_string(tmp.path().join("hostname")).unwrap(),
             "demo\n"
         );
         assert!(tmp.path().join("resolv.conf").exists());
+        assert!(fs::read_to_string(tmp.path().join("hosts"))
+            .unwrap()
+            .contains("localhost"));
     }
 }

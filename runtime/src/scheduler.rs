@@ -226,7 +226,7 @@ pub fn unschedulable_message(short: &[&str]) -> String {
         .iter()
         .map(|r| format!("1 Insufficient {r}"))
         .collect();
-    format!("0/1 nodes are available: {}.", reasons.join(", "))
+    nodes_unavailable(&reasons)
 }
 
 pub fn is_bound(pod: &Pod) -> bool {
@@ -246,9 +246,10 @@ pub fn is_unschedulable(status: &PodStatus) -> bool {
     })
 }
 
-/// The requests of the bound pods that still hold them, `except` one.
-pub fn in_use(store: &Store, except: Option<&PodKey>) -> Result<Resources, Error> {
-    let mut used = Resources::default();
+/// The bound pods that still hold what they asked for (phase neither
+/// Succeeded nor Failed), `except` one.
+fn active_bound(store: &Store, except: Option<&PodKey>) -> Result<Vec<Pod>, Error> {
+    let mut out = Vec::new();
     for dir in store.list(None)? {
         if Some(&dir.key) == except {
             continue;
@@ -264,26 +265,109 @@ pub fn in_use(store: &Store, except: Option<&PodKey>) -> Result<Resources, Error
         ) {
             continue;
         }
-        // A record podlab wrote cannot have bad quantities; skip rather
-        // than block the node on one.
-        used = used.add(pod_requests(&pod).unwrap_or_default());
+        out.push(pod);
     }
-    Ok(used)
+    Ok(out)
 }
 
-/// The decision for one pod: `None` when it fits, else why not.
+/// The requests of the bound pods that still hold them, `except` one.
+pub fn in_use(store: &Store, except: Option<&PodKey>) -> Result<Resources, Error> {
+    // A record podlab wrote cannot have bad quantities; skip rather than
+    // block the node on one.
+    Ok(active_bound(store, except)?
+        .iter()
+        .fold(Resources::default(), |used, pod| {
+            used.add(pod_requests(pod).unwrap_or_default())
+        }))
+}
+
+/// One host port a pod takes: (host IP, protocol, port); an empty IP or
+/// 0.0.0.0 means every address of the node.
+pub type HostPort = (String, String, i32);
+
+/// The host ports a pod asks for (`ports[].hostPort` of its containers).
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let spec = pod.spec.iter();
+    spec.flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| {
+            let ip = p.host_ip.clone().unwrap_or_default();
+            let ip = if ip == "0.0.0.0" { String::new() } else { ip };
+            let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+            (ip, proto, p.host_port.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The container ports with a hostPort, as `describe` shows them
+/// (`8080->80/TCP`, `127.0.0.1:53->53/UDP`).
+pub fn host_ports_described(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host = p.host_port.filter(|h| *h > 0)?;
+            let ip = p
+                .host_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| format!("{ip}:"))
+                .unwrap_or_default();
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            Some(format!("{ip}{host}->{}/{proto}", p.container_port))
+        })
+        .collect()
+}
+
+/// Whether two host ports clash as the scheduler's NodePorts check sees it:
+/// same protocol and port, on the same address or one of them on all.
+pub fn ports_clash(a: &HostPort, b: &HostPort) -> bool {
+    a.1 == b.1 && a.2 == b.2 && (a.0.is_empty() || b.0.is_empty() || a.0 == b.0)
+}
+
+/// The decision for one pod:/// The decision for one pod: `None` when it fits, else why not.
 /// The caller holds the store lock.
 pub fn decide(store: &Store, pod: &Pod, key: &PodKey) -> Result<Option<String>, Error> {
     let request = pod_requests(pod)?;
-    if request == Resources::default() || Mutant::from_env() == Some(Mutant::AdmitAll) {
+    let wanted = host_ports(pod);
+    let mutant = Mutant::from_env();
+    if mutant == Some(Mutant::AdmitAll) {
         return Ok(None);
     }
-    let short = insufficient(
-        allocatable(store.data_root())?,
-        in_use(store, Some(key))?,
-        request,
-    );
-    Ok((!short.is_empty()).then(|| unschedulable_message(&short)))
+    let mut short: Vec<&str> = Vec::new();
+    if request != Resources::default() {
+        short = insufficient(
+            allocatable(store.data_root())?,
+            in_use(store, Some(key))?,
+            request,
+        );
+    }
+    let mut ports_taken = false;
+    if !wanted.is_empty() && mutant != Some(Mutant::PortConflictAdmitted) {
+        let taken: Vec<HostPort> = active_bound(store, Some(key))?
+            .iter()
+            .flat_map(host_ports)
+            .collect();
+        ports_taken = wanted
+            .iter()
+            .any(|w| taken.iter().any(|t| ports_clash(w, t)));
+    }
+    let mut reasons: Vec<String> = short
+        .iter()
+        .map(|r| format!("1 Insufficient {r}"))
+        .collect();
+    if ports_taken {
+        reasons.push(format!("1 {PORTS_TAKEN}"));
+    }
+    Ok((!reasons.is_empty()).then(|| nodes_unavailable(&reasons)))
+}
+
+/// The scheduler's words for a node whose host ports a pod wants are taken.
+pub const PORTS_TAKEN: &str = "node(s) didn't have free ports for the requested pod ports";
+
+fn nodes_unavailable(reasons: &[String]) -> String {
+    format!("0/1 nodes are available: {}.", reasons.join(", "))
 }
 
 /// Records a pod the node cannot hold now: Pending, `PodScheduled=False`.
@@ -333,9 +417,37 @@ fn queue_file(dir: &PodDir) -> std::path::PathBuf {
     dir.dir.join("queued.json")
 }
 
+/// Why the kubelet's admission refuses a pod bound to its node: a sysctl
+/// off the safe list (SysctlForbidden), as (reason, message); None admits.
+pub fn kubelet_rejects(pod: &Pod) -> Option<(&'static str, String)> {
+    if Mutant::from_env() == Some(Mutant::UnsafeSysctlAllowed) {
+        return None;
+    }
+    let sysctls = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.sysctls.as_ref());
+    let unsafe_one = sysctls
+        .into_iter()
+        .flatten()
+        .find(|s| !crate::manifest::is_safe_sysctl(&s.name))?;
+    Some((
+        SYSCTL_FORBIDDEN,
+        format!(
+            "Pod was rejected: forbidden sysctl: {:?} is not on the kubelet's safe list ({})",
+            unsafe_one.name,
+            crate::manifest::SAFE_SYSCTLS.join(", ")
+        ),
+    ))
+}
+
+pub const SYSCTL_FORBIDDEN: &str = "SysctlForbidden";
+
 /// Binds a stored pod to this node and starts its shim; returns the pipe
-/// on which the shim reports the pod's first outcome.
-pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<File, Error> {
+/// on which the shim reports the pod's first outcome. A pod the kubelet's
+/// admission refuses is bound and Failed at once, with no shim: None.
+pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<Option<File>, Error> {
     let node = network::node_name();
     if let Some(spec) = pod.spec.as_mut() {
         spec.node_name = Some(node.clone());
@@ -351,11 +463,19 @@ pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<Fi
         "default-scheduler",
         format!("Successfully assigned {} to {node}", dir.key),
     ))?;
+    if let Some((reason, message)) = kubelet_rejects(pod) {
+        status.phase = Some(lifecycle::FAILED.into());
+        status.reason = Some(reason.into());
+        status.message = Some(message.clone());
+        dir.write_status(&status)?;
+        dir.record_event(&Event::warning(reason, "kubelet", message))?;
+        return Ok(None);
+    }
     testhook::stall_at(Stage::ApplyBound);
     let (shim_id, notify) = shim::spawn(config, dir)?;
     testhook::stall_at(Stage::ApplySpawned);
     store::write_json_atomic(&shim::shim_file(dir), &shim_id)?;
-    Ok(notify)
+    Ok(Some(notify))
 }
 
 /// Schedules the pods that wait for room, oldest first; each that fits now
@@ -407,6 +527,33 @@ mod tests {
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn host_ports_clash_on_protocol_port_and_address() {
+        let p = pod(
+            serde_json::json!({"spec": {"containers": [{"name": "a", "ports": [
+                {"containerPort": 80, "hostPort": 8080},
+                {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "127.0.0.1"},
+                {"containerPort": 81},
+            ]}]}}),
+        );
+        let ports = host_ports(&p);
+        assert_eq!(
+            ports,
+            vec![
+                (String::new(), "TCP".into(), 8080),
+                ("127.0.0.1".into(), "UDP".into(), 5353)
+            ]
+        );
+        let all = |proto: &str, port| (String::new(), proto.to_string(), port);
+        assert!(ports_clash(&ports[0], &all("TCP", 8080)));
+        assert!(!ports_clash(&ports[0], &all("UDP", 8080)));
+        assert!(!ports_clash(&ports[0], &all("TCP", 8081)));
+        assert!(ports_clash(&ports[1], &all("UDP", 5353)));
+        let other_ip = ("10.0.0.1".to_string(), "UDP".to_string(), 5353);
+        assert!(!ports_clash(&ports[1], &other_ip));
+        assert!(PORTS_TAKEN.contains("didn't have free ports"));
     }
 
     fn res(cpu: i64, mem_mi: i64) -> Resources {

@@ -237,3 +237,45 @@ fn host_network_pods_use_the_node_network() {
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     assert_eq!(p.exec_ok(&a, "one", &["hostname"]).trim(), host);
 }
+
+/// The node's NAT rules that name this pod's uid (CNI portmap tags them).
+fn nat_rules_of(uid: &str) -> Vec<String> {
+    let out = std::process::Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(uid))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn host_port_reaches_the_pod_from_localhost_and_its_rules_go_with_it() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("hostport");
+    // Apart from other runs on this machine: the port follows our pid.
+    let host_port = 40_000 + (std::process::id() % 10_000) as u16;
+    let m = listener(&a, "tcp", 7272, "tok-hp").replace(
+        "    command:",
+        &format!("    ports: [{{containerPort: 7272, hostPort: {host_port}}}]\n    command:"),
+    );
+    let uid;
+    {
+        let _g = p.pod(&a, &m);
+        uid = p.uid(&a);
+        assert!(!nat_rules_of(&uid).is_empty(), "no portmap rule for {uid}");
+        let token = eventually(Duration::from_secs(20), || {
+            let addr = format!("127.0.0.1:{host_port}").parse().ok()?;
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            let mut t = String::new();
+            s.read_to_string(&mut t).ok()?;
+            (!t.is_empty()).then_some(t)
+        })
+        .expect("127.0.0.1:hostPort never reached the pod");
+        assert_eq!(token, "tok-hp");
+    }
+    assert_eq!(nat_rules_of(&uid), Vec::<String>::new());
+}

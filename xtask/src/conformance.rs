@@ -133,7 +133,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let caps = format!(
         "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
          node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
-         unschedulable,oom-reason,probes,hooks,storage-eviction",
+         unschedulable,oom-reason,probes,hooks,storage-eviction,host-ports",
         podlab::config::DEFAULT_PIDS_LIMIT
     );
     util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");

@@ -65,6 +65,8 @@ pub const PROGRAMS: &[Program] = &[
     p("bridge", "/usr/lib/cni/bridge", "containernetworking-plugins", Need::Pods, "the pod network (CNI)"),
     p("host-local", "/usr/lib/cni/host-local", "containernetworking-plugins", Need::Pods, "pod IP addresses (CNI IPAM)"),
     p("loopback", "/usr/lib/cni/loopback", "containernetworking-plugins", Need::Pods, "the pod's lo (CNI)"),
+    p("portmap", "/usr/lib/cni/portmap", "containernetworking-plugins", Need::Pods, "hostPort (CNI), chained after bridge"),
+    p("iptables", "/usr/sbin/iptables", "iptables", Need::Pods, "the rules the portmap plugin writes, and the tests that look for them"),
     p("ip", "/bin/ip", "iproute2", Need::Pods, "network checks in tests and labs"),
     p("sh", "/bin/sh", "dash", Need::Pods, "commands of the suite's adapters"),
     p("bash", "/bin/bash", "bash", Need::Pods, "the labs' commands"),

@@ -181,6 +181,9 @@ fn build_and_import_now(image_root: Option<&str>) -> anyhow::Result<()> {
         print!("{}", util::output(cmd.args(["image", "import"]).arg(&dir))?);
     }
     let pause = ImageConfig {
+        // youki refuses to start a process whose environment has no PATH,
+        // even with an absolute command (runc and crun do not care).
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         cmd: vec!["/usr/local/bin/probe".into(), "pause".into()],
         ..Default::default()
     };

@@ -114,6 +114,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "a pod past an ephemeral-storage limit or a disk emptyDir's sizeLimit is evicted",
     ),
     (
+        "host-ports",
+        "a container's hostPort is reachable from the node at 127.0.0.1",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -147,6 +151,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     hooks: true,
                     storage_eviction: true,
                     log_bound: None,
+                    host_ports: true,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -164,6 +169,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "probes" => caps.probes = true,
             "hooks" => caps.hooks = true,
             "storage-eviction" => caps.storage_eviction = true,
+            "host-ports" => caps.host_ports = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {

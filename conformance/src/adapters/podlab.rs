@@ -150,6 +150,7 @@ impl Podlab {
         }
         let mut marks = self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone();
         left.extend(host_leftovers(&marks));
+        left.extend(nat_rule_leftovers(&nat_rules(), &marks));
         left.extend(store_leftovers(
             &[self.root.path(), self.data.path()],
             &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
@@ -187,6 +188,8 @@ fn capabilities() -> Capabilities {
         hooks: true,
         storage_eviction: true,
         log_bound: Some(LOG_MAX_SIZE * LOG_MAX_FILES),
+        // hostPort through the portmap plugin podlab chains after bridge.
+        host_ports: true,
     }
 }
 
@@ -292,6 +295,27 @@ fn host_leftovers(uids: &[String]) -> Vec<String> {
     leftovers_under(Path::new("/run/netns"), Path::new("/sys/fs/cgroup"), uids)
 }
 
+/// The node's NAT rules as `iptables -S` prints them; empty when iptables
+/// is missing or fails (then there are no portmap rules either).
+fn nat_rules() -> String {
+    std::process::Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// hostPort rules (CNI portmap tags each with its container id, podlab's
+/// pod uid) still there for one of our pods.
+fn nat_rule_leftovers(rules: &str, uids: &[String]) -> Vec<String> {
+    rules
+        .lines()
+        .filter(|l| uids.iter().any(|u| l.contains(u.as_str())))
+        .map(|l| format!("iptables nat rule {l:?} is still there"))
+        .collect()
+}
+
 /// [`host_leftovers`] with the two roots as parameters, for tests.
 fn leftovers_under(netns: &Path, cgroup_root: &Path, uids: &[String]) -> Vec<String> {
     let mut dirs: Vec<PathBuf> = vec![netns.to_path_buf()];
@@ -374,6 +398,17 @@ fn process_leftovers(proc_root: &Path, marks: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn portmap_rules_of_our_pods_are_leftovers() {
+        let rules = "-N CNI-HOSTPORT-DNAT\n\
+            -A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"podlab\\\" id: \\\"u-1\\\"\" -j CNI-DN-x\n\
+            -A CNI-HOSTPORT-DNAT -m comment --comment \"id: \\\"other\\\"\" -j CNI-DN-y\n";
+        let left = nat_rule_leftovers(rules, &["u-1".to_string()]);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].contains("CNI-DN-x"));
+        assert!(nat_rule_leftovers(rules, &[]).is_empty());
+    }
 
     #[test]
     fn store_leftovers_are_pod_dirs_and_mounts_under_either_root() {

@@ -277,6 +277,7 @@ impl Runtime for Podman {
             // podman has no eviction: nothing measures a pod's disk use.
             storage_eviction: false,
             log_bound: None,
+            host_ports: false,
         }
     }
 

@@ -246,7 +246,7 @@ fn dev_shm_not_across_pods(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 }
 
 /// A SysV object this process created on the host; removed on drop.
-struct HostObject {
+pub(super) struct HostObject {
     kind: Mechanism,
     id: libc::c_int,
 }
@@ -282,7 +282,7 @@ impl Drop for HostObject {
 }
 
 /// Creates a host object under a random key not in use yet.
-fn host_object(ctx: &Ctx, kind: Mechanism) -> Result<(HostObject, i32), Outcome> {
+pub(super) fn host_object(ctx: &Ctx, kind: Mechanism) -> Result<(HostObject, i32), Outcome> {
     let mut last = None;
     for _ in 0..16 {
         let key = ctx.ipc_key();

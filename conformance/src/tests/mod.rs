@@ -28,6 +28,8 @@ pub mod esc_mounts;
 pub mod esc_privileges;
 pub mod exec;
 pub mod hooks;
+pub mod hostns;
+pub mod hosts;
 pub mod image;
 pub mod ipc;
 pub mod isolation;
@@ -35,10 +37,12 @@ pub mod lifecycle;
 pub mod logs;
 pub mod net;
 pub mod podnet;
+pub mod port;
 pub mod probes;
 pub mod restart;
 pub mod security;
 pub mod storage;
+pub mod sysctl;
 pub mod term;
 mod util;
 pub mod uts;
@@ -72,6 +76,10 @@ pub fn all() -> Vec<TestCase> {
         logs::CASES,
         volumes::CASES,
         security::CASES,
+        hosts::CASES,
+        sysctl::CASES,
+        hostns::CASES,
+        port::CASES,
     ]
     .concat()
 }

@@ -72,15 +72,15 @@ fn pod_ip(pod: &Pod, name: &str) -> Result<IpAddr, Outcome> {
 }
 
 /// What a one-shot listener reported: whom it served.
-struct Served {
-    peers: Vec<SocketAddr>,
+pub(super) struct Served {
+    pub(super) peers: Vec<SocketAddr>,
 }
 
 /// Runs `probe listen` in `container` of `pod` for one request on
 /// 0.0.0.0:`port` while `client` runs on this thread; returns the client's
 /// result and the peers the listener served. The listener is an exec, not
 /// the container's command, so its final report comes back to us.
-fn serve_one<T>(
+pub(super) fn serve_one<T>(
     pod: &PodGuard,
     container: &str,
     proto: &str,
@@ -235,6 +235,19 @@ fn read_token(addr: SocketAddr, within: Duration) -> std::io::Result<String> {
     Ok(data)
 }
 
+/// [`read_token`] from the node, retried while the listener starts.
+pub(super) fn read_token_until(addr: SocketAddr) -> std::io::Result<String> {
+    let deadline = Instant::now() + LISTENER_START;
+    loop {
+        match read_token(addr, Duration::from_secs(5)) {
+            Ok(data) => return Ok(data),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            // Refused while the listener starts: try again.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 fn node_to_pod_tcp(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     no_pod_network(ctx)?;
     if !ctx.caps.node_reaches_pods {
@@ -251,15 +264,7 @@ fn node_to_pod_tcp(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let ip = pod_ip(&pod.get()?, &pod.name)?;
     let addr = SocketAddr::new(ip, port);
     let (answer, _) = serve_one(&pod, "server", "tcp", port, &token, || {
-        let deadline = Instant::now() + LISTENER_START;
-        loop {
-            match read_token(addr, Duration::from_secs(5)) {
-                Ok(data) => return Ok(Ok(data)),
-                Err(e) if Instant::now() >= deadline => return Ok(Err(e)),
-                // Refused while the listener starts: try again.
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
+        Ok(read_token_until(addr))
     })?;
     match answer {
         Ok(data) if data == token => Ok(()),

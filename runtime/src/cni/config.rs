@@ -115,6 +115,12 @@ impl Network {
                     // so no pod traffic is ever routed off this machine.
                     "dataDir": ipam_dir,
                 },
+            }, {
+                // hostPort: DNAT from the node's own addresses to the pod,
+                // given the pod's mappings in runtimeConfig (as libcni does).
+                "type": "portmap",
+                "capabilities": { "portMappings": true },
+                "snat": true,
             }],
         });
         Network::from_conflist(conflist.to_string().as_bytes(), origin)
@@ -151,6 +157,29 @@ impl Network {
             None => conf.remove("prevResult"),
         };
         Value::Object(conf)
+    }
+
+    /// [`Network::plugin_config`] plus `runtimeConfig`: only the keys of
+    /// `runtime` the plugin declares in its `capabilities`, as libcni
+    /// passes them (portmap gets `portMappings`, bridge nothing).
+    pub(crate) fn plugin_config_with(
+        &self,
+        index: usize,
+        prev_result: Option<&Value>,
+        runtime: Option<&Value>,
+    ) -> Value {
+        let mut conf = self.plugin_config(index, prev_result);
+        let wanted: Map<String, Value> = runtime
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| conf["capabilities"][k.as_str()] == Value::Bool(true))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let (Some(obj), false) = (conf.as_object_mut(), wanted.is_empty()) {
+            obj.insert("runtimeConfig".into(), Value::Object(wanted));
+        }
+        conf
     }
 }
 

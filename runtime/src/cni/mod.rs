@@ -113,6 +113,9 @@ pub struct Cni {
     pub cache_dir: PathBuf,
     /// Per plugin call; a plugin still running then is killed.
     pub timeout: Duration,
+    /// What ADD passes as `runtimeConfig` (`portMappings`) to the plugins
+    /// that declare the capability; kept in the cache record for DEL.
+    pub runtime_config: Option<Value>,
 }
 
 /// A cache record: what was attached, found by `podlab gc` when the shim
@@ -136,6 +139,9 @@ struct CacheRecord {
     netns: PathBuf,
     /// The final result of the chain; None until ADD completed.
     result: Option<Value>,
+    /// The runtimeConfig of the ADD: portmap needs it again to DEL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime_config: Option<Value>,
 }
 
 const CACHE_KIND: &str = "podlabCniCacheV1";
@@ -170,6 +176,7 @@ impl Cni {
             network,
             cache_dir,
             timeout: DEFAULT_TIMEOUT,
+            runtime_config: None,
         }
     }
 
@@ -180,7 +187,27 @@ impl Cni {
     pub fn default_network(state_root: &Path, ipam_dir: &Path, subnet: &str) -> Result<Cni, Error> {
         let path = state_root.join("cni/net.d/podlab.conflist");
         let network = match fs::read(&path) {
-            Ok(bytes) => Network::from_conflist(&bytes, &path.display().to_string())?,
+            Ok(bytes) => {
+                let found = Network::from_conflist(&bytes, &path.display().to_string())?;
+                // A file written by a podlab before hostPort (bridge alone, as
+                // generated) gets the portmap plugin; an edited one stays.
+                let fresh =
+                    Network::bridge(DEFAULT_NETWORK_NAME, DEFAULT_BRIDGE, subnet, ipam_dir)?;
+                if found.name == fresh.name
+                    && found.plugins.len() == 1
+                    && found.plugins.first() == fresh.plugins.first()
+                {
+                    let text = serde_json::to_string_pretty(&fresh.to_conflist())
+                        .map_err(|e| config::config("generated", &e.to_string()))?;
+                    write_atomic(&path, text.as_bytes())?;
+                    Network {
+                        origin: path.display().to_string(),
+                        ..fresh
+                    }
+                } else {
+                    found
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let network =
                     Network::bridge(DEFAULT_NETWORK_NAME, DEFAULT_BRIDGE, subnet, ipam_dir)?;
@@ -282,6 +309,7 @@ impl Cni {
             if_name: ifname.into(),
             netns: netns.to_path_buf(),
             result: None,
+            runtime_config: self.runtime_config.clone(),
         };
         self.write_cache(&record)?;
 
@@ -306,7 +334,9 @@ impl Cni {
         };
         let mut prev: Option<Value> = None;
         for (i, (plugin, path)) in chain.iter().enumerate() {
-            let conf = self.network.plugin_config(i, prev.as_ref());
+            let conf =
+                self.network
+                    .plugin_config_with(i, prev.as_ref(), self.runtime_config.as_ref());
             let outcome = self
                 .exec(path, plugin, Command::Add, &call, &conf)
                 .and_then(|stdout| parse_result(plugin, &stdout));
@@ -348,11 +378,9 @@ impl Cni {
     pub fn del(&self, container_id: &str, netns: &Path, ifname: &str) -> Result<(), Error> {
         self.validate_call(container_id, ifname)?;
         // A corrupt record must not block cleanup: DEL without prevResult.
-        let prev = self
-            .read_cache(container_id, ifname)
-            .ok()
-            .flatten()
-            .and_then(|r| r.result);
+        let record = self.read_cache(container_id, ifname).ok().flatten();
+        let runtime = record.as_ref().and_then(|r| r.runtime_config.clone());
+        let prev = record.and_then(|r| r.result);
         let live = is_netns(netns);
         let netns_env: &OsStr = if live {
             netns.as_os_str()
@@ -367,7 +395,9 @@ impl Cni {
         let mut first_err = None;
         for i in (0..self.network.plugins.len()).rev() {
             let plugin = plugin_type(&self.network.plugins[i]).unwrap_or_default();
-            let conf = self.network.plugin_config(i, prev.as_ref());
+            let conf = self
+                .network
+                .plugin_config_with(i, prev.as_ref(), runtime.as_ref());
             let done = self
                 .find_plugin(plugin)
                 .and_then(|path| self.exec(&path, plugin, Command::Del, &call, &conf));
@@ -481,7 +511,9 @@ impl Cni {
         let mut del_err = None;
         for i in (0..=failed).rev() {
             let (plugin, path) = &chain[i];
-            let conf = self.network.plugin_config(i, prev);
+            let conf = self
+                .network
+                .plugin_config_with(i, prev, self.runtime_config.as_ref());
             if let Err(e) = self.exec(path, plugin, Command::Del, call, &conf) {
                 del_err.get_or_insert(e);
             }

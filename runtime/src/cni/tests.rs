@@ -40,6 +40,10 @@ fn default_network_writes_the_podlab_conflist_once() {
                 "ranges": [[{"subnet": "10.89.0.0/16"}]],
                 "dataDir": ipam.to_str().unwrap(),
             },
+        }, {
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
         }],
     });
     assert_eq!(written, expected);
@@ -50,6 +54,15 @@ fn default_network_writes_the_podlab_conflist_once() {
         cni.plugin_dirs,
         vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]
     );
+
+    // A file from before hostPort (the bridge alone) gets portmap added.
+    let mut old = expected.clone();
+    old["plugins"].as_array_mut().unwrap().truncate(1);
+    fs::write(&path, old.to_string()).unwrap();
+    let upgraded = Cni::default_network(root.path(), &ipam, "10.89.0.0/16").unwrap();
+    assert_eq!(upgraded.network.to_conflist(), expected);
+    let rewritten: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(rewritten, expected);
 
     // An existing file wins over the arguments: an operator may edit it.
     let mut edited = expected.clone();
@@ -129,6 +142,28 @@ fn conflist_validation_names_what_is_wrong() {
     // A missing cniVersion means 0.1.0, as the plugins' own decoder assumes.
     let n = Network::from_conflist(br#"{"name":"n","plugins":[{"type":"bridge"}]}"#, "x").unwrap();
     assert_eq!(n.cni_version, "0.1.0");
+}
+
+#[test]
+fn runtime_config_goes_only_to_plugins_with_the_capability() {
+    let conflist = json!({"cniVersion": "1.0.0", "name": "n", "plugins": [
+        {"type": "bridge"},
+        {"type": "portmap", "capabilities": {"portMappings": true}},
+    ]});
+    let n = Network::from_conflist(conflist.to_string().as_bytes(), "t").unwrap();
+    let rc = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}], "bandwidth": {}});
+    assert!(n
+        .plugin_config_with(0, None, Some(&rc))
+        .get("runtimeConfig")
+        .is_none());
+    assert_eq!(
+        n.plugin_config_with(1, None, Some(&rc))["runtimeConfig"],
+        json!({"portMappings": rc["portMappings"]})
+    );
+    assert!(n
+        .plugin_config_with(1, None, None)
+        .get("runtimeConfig")
+        .is_none());
 }
 
 #[test]
@@ -411,6 +446,7 @@ fn fake_cni(root: &Path, dirs: &[PathBuf], types: &[&str]) -> Cni {
         network,
         cache_dir: root.join("cache"),
         timeout: Duration::from_secs(20),
+        runtime_config: None,
     }
 }
 

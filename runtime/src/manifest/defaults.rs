@@ -45,6 +45,18 @@ pub fn default_pod(pod: &mut Pod, namespace: Option<&str>) -> Result<(), Error> 
     // Decides which resolv.conf the pod gets.
     spec.dns_policy
         .get_or_insert_with(|| "ClusterFirst".to_string());
+    // A hostNetwork pod listens on the node itself: each container port
+    // is also a host port the scheduler must keep free, as Kubernetes defaults it.
+    if spec.host_network == Some(true) {
+        let containers = spec.init_containers.iter_mut().flatten();
+        for c in containers.chain(spec.containers.iter_mut()) {
+            for p in c.ports.iter_mut().flatten() {
+                if p.host_port.unwrap_or(0) == 0 {
+                    p.host_port = Some(p.container_port);
+                }
+            }
+        }
+    }
     for volume in spec.volumes.iter_mut().flatten() {
         // A volume that names no source is an emptyDir in Kubernetes.
         if serde_json::to_value(&*volume)
@@ -148,6 +160,15 @@ fn image_tag(image: &str) -> ImageTag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod_with_ports() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "spec": {"hostNetwork": true, "containers": [{"name": "a", "ports": [
+                {"containerPort": 8080}, {"containerPort": 90, "hostPort": 9000}]}]}
+        }))
+        .unwrap()
+    }
     use k8s_openapi::api::core::v1::{ContainerPort, PodSpec, Volume};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use rstest::rstest;
@@ -216,6 +237,15 @@ mod tests {
         assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
         assert_eq!(spec.termination_grace_period_seconds, Some(30));
         assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirst"));
+        let mut hostnet = pod_with_ports();
+        default_pod(&mut hostnet, None).unwrap();
+        let ports = hostnet.spec.unwrap().containers[0].ports.clone().unwrap();
+        assert_eq!(
+            ports[0].host_port,
+            Some(8080),
+            "hostNetwork: hostPort = containerPort"
+        );
+        assert_eq!(ports[1].host_port, Some(9000), "a given hostPort stays");
         assert_eq!(
             spec.volumes.unwrap()[0].empty_dir,
             Some(EmptyDirVolumeSource::default())

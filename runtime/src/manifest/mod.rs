@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 pub use defaults::default_pod;
 pub use locate::{locate, FieldPath, Seg};
-pub use validate::{validate, FieldError, FieldErrorKind};
+pub use validate::{is_safe_sysctl, validate, FieldError, FieldErrorKind, SAFE_SYSCTLS};
 
 /// The largest document podlab accepts, checked before parsing it (the API
 /// server refuses large objects too; a pod manifest is a few KiB).

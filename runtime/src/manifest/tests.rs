@@ -929,3 +929,64 @@ fn line_numbers_in_libyaml_context_are_shifted() {
         "did not find expected key, while parsing a block mapping at line 12 column 1"
     );
 }
+
+#[test]
+fn host_files_dns_and_host_namespaces_are_validated_with_their_paths() {
+    let text = r#"apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  hostPID: true
+  hostIPC: true
+  shareProcessNamespace: true
+  securityContext:
+    sysctls: [{name: kernel.shm_rmid_forced, value: "1"}]
+  hostAliases:
+  - {ip: 10.0.0.300, hostnames: [ok.example, Not_A_Name]}
+  - {ip: "", hostnames: [x]}
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [192.0.2.1, 192.0.2.2, 192.0.2.3, not-an-ip]
+    searches: [a.example, "bad_domain", fqdn.example.]
+    options: [{value: "1"}]
+  containers:
+  - {name: app, image: nginx}
+"#;
+    let shown = apply(text, None).expect_err("must be refused").to_string();
+    for expected in [
+        "spec.hostAliases[0].ip: Invalid value: \"10.0.0.300\"",
+        "spec.hostAliases[0].hostnames[1]: Invalid value: \"Not_A_Name\"",
+        "spec.hostAliases[1].ip: Required value",
+        "spec.dnsConfig.nameservers: Invalid value",
+        "must not have more than 3 nameservers",
+        "spec.dnsConfig.nameservers[3]: Invalid value: \"not-an-ip\"",
+        "spec.dnsConfig.searches[1]: Invalid value: \"bad_domain\"",
+        "spec.dnsConfig.options[0].name: Required value",
+        "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+        "spec.securityContext.sysctls[0].name: Forbidden: \"kernel.shm_rmid_forced\"",
+    ] {
+        assert!(shown.contains(expected), "expected {expected:?} in:\n{shown}");
+    }
+    assert!(
+        !shown.contains("searches[2]"),
+        "a trailing dot is allowed:\n{shown}"
+    );
+
+    let many: Vec<String> = (0..33).map(|i| format!("d{i}.example")).collect();
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  dnsPolicy: None\n  dnsConfig: {{searches: [{}]}}\n  containers:\n  - {{name: app, image: nginx}}\n",
+        many.join(", ")
+    );
+    let shown = apply(&text, None).expect_err("must be refused").to_string();
+    assert!(
+        shown.contains("must not have more than 32 search paths"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("spec.dnsConfig.nameservers: Required value"),
+        "dnsPolicy None needs a nameserver:\n{shown}"
+    );
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  dnsPolicy: None\n  containers:\n  - {name: app, image: nginx}\n";
+    let shown = apply(text, None).expect_err("must be refused").to_string();
+    assert!(shown.contains("spec.dnsConfig: Required value"), "{shown}");
+}

@@ -15,8 +15,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use super::Error;
 use crate::quantity;
 
+mod dns;
 mod downward;
 mod security;
+pub use security::{is_safe_sysctl, SAFE_SYSCTLS};
 
 /// The kinds of field problems, named as the API server prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +285,9 @@ impl Validator {
             self.resources("spec.resources", resources, POD_LIMITS, POD_REQUESTS);
         }
         self.pod_security(spec);
+        self.host_aliases(spec);
+        self.dns_config(spec);
+        self.host_namespaces(spec);
     }
 
     /// Checks the volumes; returns the names that mounts may refer to.

@@ -256,6 +256,8 @@ impl Shim {
             node: network::node_name(),
             shim: ProcessId::of(std::process::id() as i32),
             share_pid,
+            host_pid: spec.host_pid.unwrap_or(false) && mutant != Some(Mutant::HostPidIgnored),
+            host_ipc: spec.host_ipc.unwrap_or(false),
             ..Default::default()
         };
         Ok(Shim {

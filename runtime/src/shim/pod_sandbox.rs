@@ -57,7 +57,12 @@ impl Shim {
 
         let mut pod_ip = None;
         if let Some(ns) = &netns {
-            let attached = network::attach(&self.config, &self.uid, ns)?;
+            let ports = if self.mutant == Some(Mutant::HostPortIgnored) {
+                Vec::new()
+            } else {
+                network::port_mappings(&self.pod)
+            };
+            let attached = network::attach(&self.config, &self.uid, ns, ports)?;
             pod_ip = attached.ips.first().cloned();
             if self.mutant == Some(Mutant::WrongPodIp) {
                 pod_ip = pod_ip.map(|ip| wrong_ip(&ip));
@@ -94,7 +99,24 @@ impl Shim {
                 .or_else(|| self.pod.metadata.name.clone())
                 .unwrap_or_default()
         };
-        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, pod_ip.as_deref())?;
+        let node_hosts = if host_network {
+            // The node's file as it is now, as the kubelet copies it.
+            Some(fs::read_to_string("/etc/hosts").unwrap_or_default())
+        } else {
+            None
+        };
+        let hosts = crate::etc_files::hosts_file(
+            &self.pod,
+            &hostname,
+            pod_ip.as_deref(),
+            node_hosts.as_deref(),
+            self.mutant != Some(Mutant::NoHostAliases),
+        );
+        let resolv = crate::etc_files::resolv_conf(
+            &self.pod,
+            &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        );
+        sandbox::write_etc_files(&self.dir.etc_dir(), &hostname, &hosts, &resolv)?;
         testhook::stall_at(Stage::ShimSandbox);
 
         let (ready_r, ready_w) = sandbox::pipe()?;
@@ -106,6 +128,9 @@ impl Shim {
         cmd.arg("--hostname").arg(&hostname);
         if self.state.share_pid {
             cmd.arg("--share-pid");
+        }
+        if self.state.host_ipc {
+            cmd.arg("--host-ipc");
         }
         let sysctls = spec
             .security_context

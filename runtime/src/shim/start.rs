@@ -151,7 +151,13 @@ impl Shim {
             rootfs,
             pause_pid,
             share_pid: self.state.share_pid,
-            shm: self.dir.shm_dir(),
+            host_pid: self.state.host_pid,
+            // hostIPC: the node's /dev/shm goes with the node's IPC namespace.
+            shm: if self.state.host_ipc {
+                std::path::PathBuf::from("/dev/shm")
+            } else {
+                self.dir.shm_dir()
+            },
             etc: self.dir.etc_dir(),
             readonly_rootfs: spec
                 .security_context

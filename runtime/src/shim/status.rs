@@ -29,6 +29,12 @@ pub struct RuntimeState {
     pub pause: Option<ProcessId>,
     pub netns: Option<PathBuf>,
     pub share_pid: bool,
+    /// `hostPID: true` (and not ignored by a mutant).
+    #[serde(default)]
+    pub host_pid: bool,
+    /// `hostIPC: true`.
+    #[serde(default)]
+    pub host_ipc: bool,
     pub cgroup_mode: Option<cgroups::Mode>,
     pub pod_cgroup: Option<String>,
     pub containers: BTreeMap<String, ContainerRuntime>,

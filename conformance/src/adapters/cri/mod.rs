@@ -14,6 +14,7 @@
 //! other than emptyDir.
 
 mod client;
+mod kubelet;
 pub mod node;
 mod spec;
 mod status;
@@ -370,6 +371,7 @@ impl Cri {
         // The prepared subPaths are bind mounts into the volumes: unmounted first.
         subpath::release(&entry.subpaths);
         self.release_volumes(&entry.id.uid);
+        let _ = std::fs::remove_file(&entry.etc_hosts);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -502,6 +504,7 @@ impl Runtime for Cri {
             storage_eviction: false,
             // containerd writes what the kubelet asks; rotation is the kubelet's.
             log_bound: None,
+            host_ports: false,
         }
     }
 
@@ -584,13 +587,19 @@ impl Runtime for Cri {
             .join(format!("{}_{}_{}", id.namespace, id.name, id.uid));
         std::fs::create_dir_all(&logs)
             .map_err(|e| Error::Other(format!("cannot create {}: {e}", logs.display())))?;
-        let sandbox_config = spec::sandbox_config(&pod, &id, &logs, &self.cgroup_parent(&id.uid))
-            .map_err(Error::Other)?;
+        let mut sandbox_config =
+            spec::sandbox_config(&pod, &id, &logs, &self.cgroup_parent(&id.uid))
+                .map_err(Error::Other)?;
+        // The kubelet's part of the sandbox: DNS and host ports.
+        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        sandbox_config.dns_config = Some(kubelet::dns_config(spec, &node_resolv));
+        sandbox_config.port_mappings = kubelet::port_mappings(spec);
         // Refuse what cannot run before anything is created.
         spec::qos_class(spec).map_err(Error::Other)?;
         let volumes = self.volumes(&pod, &id.uid)?;
         let records = |n: usize| vec![ContainerRecord::default(); n];
         let state = PodState {
+            rejected: kubelet::forbidden_sysctl(spec),
             sandbox_id: None,
             sandbox_error: None,
             pod_ip: None,
@@ -600,12 +609,14 @@ impl Runtime for Cri {
             created_at: now_nanos(),
         };
         let subpaths = self.dir.path().join("subpaths").join(&id.uid);
+        let etc_hosts = self.dir.path().join("etc-hosts").join(&id.uid);
         let entry = Arc::new(PodEntry {
             pod: pod.clone(),
             id,
             sandbox_config,
             volumes,
             subpaths,
+            etc_hosts,
             state: Mutex::new(state),
             stop: Default::default(),
             node_memory: self.node_memory,
@@ -663,6 +674,12 @@ impl Runtime for Cri {
             ]
         };
         status.insert("conditions".into(), Value::Array(conditions));
+        if let Some(message) = entry.lock().rejected.clone() {
+            // Refused by the kubelet's admission: Failed, nothing started.
+            status.insert("phase".into(), json!("Failed"));
+            status.insert("reason".into(), json!("SysctlForbidden"));
+            status.insert("message".into(), json!(message));
+        }
         let mut pod = serde_json::to_value(&entry.pod).map_err(|e| Error::Parse {
             command: format!("pod {name}"),
             detail: e.to_string(),

@@ -33,6 +33,9 @@ pub struct Backoff {
 /// What the worker and the status readers share about one pod.
 #[derive(Debug)]
 pub struct PodState {
+    /// Why the kubelet's admission refused the pod (a forbidden sysctl):
+    /// then nothing is created and the pod is Failed.
+    pub rejected: Option<String>,
     pub sandbox_id: Option<String>,
     /// Why the sandbox could not be created, while it could not.
     pub sandbox_error: Option<String>,
@@ -53,6 +56,8 @@ pub struct PodEntry {
     pub volumes: HashMap<String, PathBuf>,
     /// Where the containers' subPaths are bind-mounted for the runtime.
     pub subpaths: PathBuf,
+    /// The /etc/hosts file written for the pod and mounted into each container.
+    pub etc_hosts: PathBuf,
     pub state: Mutex<PodState>,
     pub stop: AtomicBool,
     pub node_memory: u64,
@@ -123,6 +128,9 @@ pub fn run(entry: Arc<PodEntry>, client: Arc<Client>, backoff: Backoff) {
         client,
         backoff,
     };
+    if worker.entry.lock().rejected.is_some() {
+        return;
+    }
     if worker.sandbox() {
         worker.containers();
     }
@@ -165,7 +173,23 @@ impl Worker {
                                 .then(|| self.entry.host_ip.clone())
                                 .flatten()
                         });
+                    // The kubelet's hosts file, once the pod's IP is known.
+                    let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+                    let hosts =
+                        super::kubelet::hosts_file(&self.entry.pod, ip.as_deref(), &node_hosts);
+                    let written = self
+                        .entry
+                        .etc_hosts
+                        .parent()
+                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .and_then(|()| std::fs::write(&self.entry.etc_hosts, hosts));
                     let mut state = self.entry.lock();
+                    if let Err(e) = written {
+                        state.sandbox_error = Some(format!(
+                            "cannot write {}: {e}",
+                            self.entry.etc_hosts.display()
+                        ));
+                    }
                     state.sandbox_id = Some(id);
                     state.sandbox_error = None;
                     state.pod_ip = ip;
@@ -368,7 +392,7 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.failed_start(s, "CreateContainerConfigError", e),
         };
-        let config = match spec::container_config(
+        let mut config = match spec::container_config(
             &self.entry.pod,
             &self.entry.id,
             c,
@@ -380,6 +404,18 @@ impl Worker {
             Ok(config) => config,
             Err(e) => return self.failed_start(s, "CreateContainerConfigError", e),
         };
+        // The kubelet mounts its hosts file unless the container mounts one.
+        if !config
+            .mounts
+            .iter()
+            .any(|m| m.container_path == "/etc/hosts")
+        {
+            config.mounts.push(cri::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: self.entry.etc_hosts.to_string_lossy().into_owned(),
+                ..Default::default()
+            });
+        }
         let id = match self.client.create_container(
             &sandbox_id,
             config,
