@@ -81,6 +81,8 @@ pub const PROGRAMS: &[Program] = &[
     p("containerd", "/usr/bin/containerd", "containerd", Need::Containerd, "the third runtime, through the CRI"),
     p("ctr", "/usr/bin/ctr", "containerd", Need::Containerd, "importing the fixture images into containerd"),
     p("crun", "/usr/bin/crun", "crun", Need::Containerd, "containerd's crun handler, an OCI runtime beside runc"),
+    p("pkg-config", "/usr/bin/pkg-config", "pkg-config", Need::Containerd, "finding libseccomp when youki is built"),
+    p("libseccomp.pc", "/usr/lib/x86_64-linux-gnu/pkgconfig/libseccomp.pc", "libseccomp-dev", Need::Containerd, "youki's seccomp support links libseccomp"),
     p("protoc", "/usr/bin/protoc", "protobuf-compiler", Need::Containerd, "building the CRI client's gRPC code"),
     p("qemu-system-x86_64", "/usr/bin/qemu-system-x86_64", "qemu-system-x86", Need::Vm, "the cgroup v2 guest (`cargo xtask vm`)"),
     p("apt-cache", "/usr/bin/apt-cache", "apt", Need::Vm, "finding Debian's kernel package for the guest"),
