@@ -184,6 +184,36 @@ fn kubectl_runs_a_pod_through_podlab_serve() {
         Some(format!("hello from {name}").as_str())
     );
 
+    // exec over WebSocket: output, the exit code, stdin.
+    let exec = server.run(&[
+        "exec",
+        &name,
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(exec.status.code(), Some(3), "{exec:?}");
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&exec.stderr).contains("err\n"));
+    let mut cat = server
+        .kubectl()
+        .args(["exec", "-i", &name, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec -i");
+    {
+        use std::io::Write;
+        let mut stdin = cat.stdin.take().expect("stdin");
+        stdin.write_all(b"through stdin\n").expect("write stdin");
+    }
+    let cat = cat.wait_with_output().expect("kubectl exec -i");
+    assert!(cat.status.success());
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "through stdin\n");
+
     // A second create of the same pod is a conflict.
     let dup = server.run(&["create", "-f", file]);
     assert!(!dup.status.success());

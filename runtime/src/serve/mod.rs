@@ -9,6 +9,7 @@
 //! layer, run on tokio's blocking pool. The process is threaded, so nothing
 //! here forks except to exec the podlab binary (the shims, `podlab exec`).
 
+mod exec;
 mod pods;
 mod routes;
 mod status;
@@ -141,7 +142,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+/// Every `name=value` of a query, in order (exec repeats `command=`).
+fn parse_query_all(q: Option<&str>) -> Vec<(String, String)> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
@@ -150,6 +152,10 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
             (percent_decode(k), percent_decode(v))
         })
         .collect()
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    parse_query_all(q).into_iter().collect()
 }
 
 /// A JSON answer.
@@ -246,6 +252,7 @@ pub fn run(config: Config, opts: Options) -> Result<(), Error> {
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HANDSHAKE_TIMEOUT)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }
@@ -259,6 +266,9 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     if !authenticated {
         return Ok(ApiError::unauthorized().response());
+    }
+    if exec::is_upgrade(&req) {
+        return Ok(exec::upgrade(ctx, req));
     }
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {

@@ -74,10 +74,8 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
         ["api", "v1", "namespaces", ns, "pods", name, "log"] if get => {
             pods::log(ctx, req, ns, name)
         }
-        ["api", "v1", "namespaces", _, "pods", _, "exec"] => Err(ApiError::new(
-            501,
-            "NotImplemented",
-            "podlab serve does not speak pods/exec yet; use `podlab exec`",
+        ["api", "v1", "namespaces", _, "pods", _, "exec"] => Err(ApiError::bad_request(
+            "pods/exec is served over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io)",
         )),
         _ if segs.first() == Some(&"api") || segs.first() == Some(&"apis") => Err(ApiError::new(
             404,
@@ -181,6 +179,7 @@ fn resources() -> Value {
             resource("namespaces", "namespace", false, "Namespace", &["get", "list"], &["ns"]),
             resource("nodes", "node", false, "Node", &["get", "list"], &["no"]),
             pods,
+            resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
             resource("pods/log", "", true, "Pod", &["get"], &[]),
             resource("pods/status", "", true, "Pod", &["get"], &[]),
         ]
