@@ -369,7 +369,7 @@ mod tests {
         // The example of RFC 6455 section 1.3.
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRK+xOo0="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
