@@ -46,6 +46,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let mutants = util::flag(args, "--mutants");
     let runtime = util::value(args, "--runtime").unwrap_or_else(|| "podlab".into());
+    // `--runtime serve`: the real kubectl against `podlab serve`.
+    if runtime == "serve" {
+        if util::is_root() {
+            fixtures::build_and_import(Some(&fixtures::test_image_root().to_string_lossy()))?;
+        }
+        let rest = without_runtime(args);
+        return run_cli_kubectl_on_serve(&rest);
+    }
     let mut pass: Vec<String> = args.to_vec();
     if util::value(args, "--runtime").is_none() {
         pass.extend(["--runtime".into(), runtime.clone()]);
@@ -147,6 +155,22 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     result
 }
 
+/// The arguments without `--runtime X`.
+fn without_runtime(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+        } else if a == "--runtime" {
+            skip = true;
+        } else if !a.starts_with("--runtime=") {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
 /// The capabilities podlab offers (as its own adapter declares), spelled
 /// as `--caps` for the kubectl-compatible adapter.
 fn podlab_caps() -> String {
@@ -219,7 +243,7 @@ impl Drop for Serve {
 /// The suite through the real kubectl (`cli:kubectl`, results as
 /// `cli-kubectl`) against `podlab serve`: the Kubernetes API path of
 /// podlab, driven as the suite drives a cluster.
-pub fn run_cli_kubectl_on_serve() -> anyhow::Result<()> {
+pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
     doctor::require(&[doctor::Need::Kubectl], "the suite through kubectl")?;
     let bin = fixtures::build_podlab(false)?;
     let serve = Serve::start(&bin)?;
@@ -227,6 +251,7 @@ pub fn run_cli_kubectl_on_serve() -> anyhow::Result<()> {
     let result = util::run(
         runner()
             .args(["--runtime", "cli:kubectl", "--caps", &podlab_caps()])
+            .args(extra)
             .env("KUBECONFIG", &serve.kubeconfig)
             .env_remove("CONFORMANCE_CLI_ARGS"),
     );

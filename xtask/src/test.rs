@@ -73,7 +73,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
         // podlab again, driven as any kubectl-compatible binary would be.
         crate::conformance::run_cli_on_podlab()?;
         // And through the real kubectl, over podlab's Kubernetes API.
-        crate::conformance::run_cli_kubectl_on_serve()?;
+        crate::conformance::run_cli_kubectl_on_serve(&[])?;
         crate::conformance::run(&["--summary".into()])?;
         util::step("coursework labs, as written (docs/labs)");
         crate::labs::run_all(&[])?;
