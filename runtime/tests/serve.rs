@@ -235,6 +235,33 @@ fn kubectl_runs_a_pod_through_podlab_serve() {
         !gone.status.success(),
         "the pod is still there after kubectl delete"
     );
+
+    // The pod's shim was the server's child: reaped, not left a zombie.
+    let server_pid = server.child.id().to_string();
+    let zombies = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let rest: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.split_whitespace().take(2).collect())
+                    .unwrap_or_default();
+                rest == ["Z", server_pid.as_str()]
+            })
+            .collect()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(10), || zombies()
+            .is_empty()
+            .then_some(()))
+        .is_some(),
+        "zombie children of podlab serve: {:?}",
+        zombies()
+    );
 }
 
 #[test]

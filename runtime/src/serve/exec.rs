@@ -286,7 +286,15 @@ async fn run(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let spawned = {
+        let mut own = super::OWN_WAITS.lock().unwrap_or_else(|e| e.into_inner());
+        let spawned = cmd.spawn();
+        if let Some(pid) = spawned.as_ref().ok().and_then(|c| c.id()) {
+            own.insert(pid as i32);
+        }
+        spawned
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let status = json!({"metadata": {}, "status": "Failure", "reason": "InternalError",
@@ -339,6 +347,7 @@ async fn run(
             }
         }
     });
+    let pid = child.id();
     let code = match child.wait().await {
         Ok(s) => s.code().unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;
@@ -346,6 +355,12 @@ async fn run(
         }),
         Err(_) => 1,
     };
+    if let Some(pid) = pid {
+        super::OWN_WAITS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(pid as i32));
+    }
     // Everything the command wrote goes out before the status.
     if let Some(t) = out {
         let _ = t.await;

@@ -179,6 +179,55 @@ impl ApiError {
     }
 }
 
+/// Children the server waits for itself (`podlab exec` of pods/exec);
+/// [`reap_detached`] leaves them alone. Held across their spawn, so none
+/// is reaped before it is listed.
+pub(crate) static OWN_WAITS: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The shims `api::apply` starts are this process's children, which a CLI
+/// leaves to init by exiting; a server lives on, so it reaps them itself
+/// once they are zombies (every few seconds, by pid: a blanket wait would
+/// take the exit status of an exec child from its waiter).
+fn reap_detached() {
+    let me = std::process::id() as i32;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let Ok(own) = OWN_WAITS.lock() else {
+            return;
+        };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // After the command name (which may hold spaces): state, ppid.
+            let mut rest = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .split_whitespace();
+            let state = rest.next();
+            let ppid = rest.next().and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(me) && state == Some("Z") && !own.contains(&pid) {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
+        }
+    }
+}
+
 /// Starts the server and serves until the process is stopped.
 pub fn run(config: Config, opts: Options) -> Result<(), Error> {
     let creds = tls::load_or_create(&config.root.join("serve"), &opts.address)?;
@@ -194,6 +243,7 @@ pub fn run(config: Config, opts: Options) -> Result<(), Error> {
         let what = what.to_string();
         move |source| Error::Io { what, source }
     };
+    std::thread::spawn(reap_detached);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
