@@ -214,6 +214,26 @@ fn kubectl_runs_a_pod_through_podlab_serve() {
     assert!(cat.status.success());
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "through stdin\n");
 
+    let waited = server.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("pod/{name}"),
+        "--timeout=30s",
+    ]);
+    assert_eq!(waited.trim(), format!("pod/{name} condition met"));
+    let described = server.ok(&["describe", "pod", &name]);
+    assert!(
+        described.contains("Events:") && described.contains("Started"),
+        "{described}"
+    );
+    let stamped = server.ok(&["logs", &name, "-c", "main", "--tail=1", "--timestamps"]);
+    assert!(
+        stamped
+            .trim_end()
+            .ends_with(&format!("Z hello from {name}")),
+        "{stamped}"
+    );
+
     // A second create of the same pod is a conflict.
     let dup = server.run(&["create", "-f", file]);
     assert!(!dup.status.success());
