@@ -59,6 +59,9 @@ pub enum Error {
     NoObjects,
     #[error("{0}")]
     Io(String),
+    /// The asked-for log does not exist (yet): kubectl's wording.
+    #[error("{0}")]
+    NoLog(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -1325,6 +1328,205 @@ fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
             Err(e) => return Err(Error::Io(format!("wait: {e}"))),
         }
     }
+}
+
+/// `logs`' options, as kubectl's.
+#[derive(Clone, Debug, Default)]
+pub struct LogOptions {
+    pub previous: bool,
+    /// The last N lines only.
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+    pub since: Option<Duration>,
+    /// Keep giving what the container writes until it stops.
+    pub follow: bool,
+}
+
+/// A container's log (its current start's, or the previous one), handed
+/// to `out` in batches of lines; with `follow`, what the start writes until
+/// it is over or `out` returns false. The CLI prints the lines, the API
+/// server streams them.
+pub fn logs(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    opts: &LogOptions,
+    out: &mut dyn FnMut(Vec<crate::logs::Line>) -> std::io::Result<bool>,
+) -> Result<()> {
+    let store = Store::of(config)?;
+    let dir = store.get(key)?;
+    let pod = dir.read_pod()?;
+    let name = container_name(&pod, key, container)?;
+    let status = dir.read_status()?.unwrap_or_default();
+    let restarts = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .map_or(0, |c| c.restart_count.max(0) as u32);
+    let start = if opts.previous {
+        restarts.checked_sub(1).ok_or_else(|| {
+            Error::NoLog(format!(
+                "previous terminated container \"{name}\" in pod \"{}\" not found",
+                key.name
+            ))
+        })?
+    } else {
+        restarts
+    };
+    let path = crate::logs::log_path(&dir.log_dir(&name), start);
+    if crate::logs::files(&path).is_empty() {
+        return Err(Error::NoLog(format!(
+            "container \"{name}\" in pod \"{}\" is waiting to start",
+            key.name
+        )));
+    }
+    let ioe = |e: std::io::Error| Error::Io(format!("logs of {key}: {e}"));
+    let loge = |e: crate::logs::Error| Error::Io(format!("logs of {key}: {e}"));
+    let mut follower = crate::logs::Follower::new(path);
+    let mut lines = follower.read_all().map_err(loge)?;
+    if let Some(since) = opts.since {
+        let now = std::time::SystemTime::now();
+        let cut = now.checked_sub(since).unwrap_or(std::time::UNIX_EPOCH);
+        let cut = crate::logs::timestamp(cut);
+        lines.retain(|l| crate::logs::at_or_after(l, cut));
+    }
+    if let Some(n) = opts.tail {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    if !out(lines).map_err(ioe)? || !opts.follow || opts.previous {
+        return Ok(());
+    }
+    follow_log(&dir, &name, start, &mut follower, out)
+}
+
+/// `logs -f`: hands on what the container start writes, woken by inotify
+/// on its log directory and on the pod's records, until that start is over
+/// (the container stopped or restarted), the pod is gone, or `out` says stop.
+fn follow_log(
+    dir: &PodDir,
+    name: &str,
+    start: u32,
+    follower: &mut crate::logs::Follower,
+    out: &mut dyn FnMut(Vec<crate::logs::Line>) -> std::io::Result<bool>,
+) -> Result<()> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    let ioe = |what: &str, e: String| Error::Io(format!("logs -f {}: {what}: {e}", dir.key));
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(|e| ioe("inotify", e.to_string()))?;
+    inotify
+        .add_watch(
+            &dir.log_dir(name),
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .map_err(|e| ioe("watch", e.to_string()))?;
+    inotify
+        .add_watch(
+            &dir.dir,
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF,
+        )
+        .map_err(|e| ioe("watch", e.to_string()))?;
+    let this_start_runs = || {
+        dir.read_status().ok().flatten().is_some_and(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+                .find(|c| c.name == name)
+                .is_some_and(|c| {
+                    c.restart_count.max(0) as u32 == start
+                        && c.state.as_ref().is_some_and(|st| st.running.is_some())
+                })
+        })
+    };
+    loop {
+        let running = dir.pod_file().exists() && this_start_runs();
+        let lines = follower
+            .read_new()
+            .map_err(|e| ioe("read", e.to_string()))?;
+        if !out(lines).map_err(|e| ioe("write", e.to_string()))? || !running {
+            // The shim writes the last output before it records the exit.
+            return Ok(());
+        }
+        // A timeout as well: a status written before the watch was added.
+        sys::wait_readable(&inotify.as_fd(), Some(Duration::from_secs(1)))
+            .map_err(|e| ioe("wait", e.to_string()))?;
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// One pod as `get -o json` shows it.
+pub fn get_pod(config: &Config, key: &PodKey) -> Result<Pod> {
+    pod_object(&Store::of(config)?.get(key)?)
+}
+
+/// Wakes a follower of every pod (an API server's watch) when the store
+/// may have changed: each record write bumps the store-wide resource
+/// version (a rename in the state root). Removals bump nothing, so waits
+/// end at their timeout too.
+pub struct StoreChanges {
+    inotify: nix::sys::inotify::Inotify,
+}
+
+impl StoreChanges {
+    /// Made before the first look, so no change between is missed.
+    pub fn new(config: &Config) -> Result<StoreChanges> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let ioe = |e: nix::Error| Error::Io(format!("watch {}: {e}", config.root.display()));
+        Store::of(config)?;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(ioe)?;
+        inotify
+            .add_watch(
+                &config.root,
+                AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+            )
+            .map_err(ioe)?;
+        Ok(StoreChanges { inotify })
+    }
+
+    /// Returns after a change or `timeout`, whichever is first.
+    pub fn wait(&self, timeout: Duration) -> Result<()> {
+        use std::os::fd::AsFd;
+        sys::wait_readable(&self.inotify.as_fd(), Some(timeout))
+            .map_err(|e| Error::Io(format!("watch the store: {e}")))?;
+        while let Ok(events) = self.inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The store-wide resource version now (what a list is "as of").
+pub fn resource_version(config: &Config) -> Result<u64> {
+    Ok(store::current_resource_version(&config.root)?)
+}
+
+/// The events of the pods of one namespace (or all), oldest first, each
+/// with its pod and the pod's uid.
+pub fn events(config: &Config, namespace: Option<&str>) -> Result<Vec<(PodKey, String, Event)>> {
+    let store = Store::of(config)?;
+    let mut rows = Vec::new();
+    for dir in store.list(namespace)? {
+        let uid = dir
+            .read_pod()
+            .ok()
+            .and_then(|p| p.metadata.uid)
+            .unwrap_or_default();
+        for e in dir.read_events().unwrap_or_default() {
+            rows.push((dir.key.clone(), uid.clone(), e));
+        }
+    }
+    // Stable: events of one pod keep their order within a second.
+    rows.sort_by(|a, b| a.2.time.cmp(&b.2.time));
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -422,36 +422,7 @@ fn age(created: Option<&Time>, now: i64) -> String {
     }
 }
 
-/// A duration in seconds the way kubectl shortens it: two units while the
-/// second one still tells something (`5m3s`, `3h20m`, `5d4h`, `2y45d`), one
-/// after (`150m`, `20h`, `100d`); up to one second in the future is "0s"
-/// (clock skew), further is `<invalid>`.
-pub fn human_duration(secs: i64) -> String {
-    const MIN: i64 = 60;
-    const HOUR: i64 = 60 * MIN;
-    const DAY: i64 = 24 * HOUR;
-    const YEAR: i64 = 365 * DAY;
-    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
-        if small == 0 {
-            format!("{big}{big_unit}")
-        } else {
-            format!("{big}{big_unit}{small}{small_unit}")
-        }
-    };
-    match secs {
-        s if s < -1 => "<invalid>".into(),
-        s if s < 0 => "0s".into(),
-        s if s < 2 * MIN => format!("{s}s"),
-        s if s < 10 * MIN => two(s / MIN, "m", s % MIN, "s"),
-        s if s < 3 * HOUR => format!("{}m", s / MIN),
-        s if s < 8 * HOUR => two(s / HOUR, "h", s % HOUR / MIN, "m"),
-        s if s < 2 * DAY => format!("{}h", s / HOUR),
-        s if s < 8 * DAY => two(s / DAY, "d", s % DAY / HOUR, "h"),
-        s if s < 2 * YEAR => format!("{}d", s / DAY),
-        s if s < 8 * YEAR => two(s / YEAR, "y", s % YEAR / DAY, "d"),
-        s => format!("{}y", s / YEAR),
-    }
-}
+pub use podlab::lifecycle::human_duration;
 
 pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
     let store = Store::of(config)?;
@@ -772,16 +743,7 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     )
 }
 
-/// `podlab logs`' options, as kubectl's.
-pub struct LogOptions {
-    pub previous: bool,
-    /// The last N lines only.
-    pub tail: Option<usize>,
-    pub timestamps: bool,
-    pub since: Option<std::time::Duration>,
-    /// Keep printing what the container writes until it stops.
-    pub follow: bool,
-}
+pub use podlab::api::LogOptions;
 
 pub fn logs(
     config: &Config,
@@ -790,48 +752,7 @@ pub fn logs(
     opts: &LogOptions,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let store = Store::of(config)?;
-    let dir = store.get(key)?;
-    let pod = dir.read_pod()?;
-    let name = api::container_name(&pod, key, container)?;
-    let status = dir.read_status()?.unwrap_or_default();
-    let restarts = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find(|c| c.name == name)
-        .map_or(0, |c| c.restart_count.max(0) as u32);
-    let start = if opts.previous {
-        match restarts.checked_sub(1) {
-            Some(n) => n,
-            None => bail!(
-                "previous terminated container \"{name}\" in pod \"{}\" not found",
-                key.name
-            ),
-        }
-    } else {
-        restarts
-    };
-    let path = podlab::logs::log_path(&dir.log_dir(&name), start);
-    if podlab::logs::files(&path).is_empty() {
-        bail!(
-            "container \"{name}\" in pod \"{}\" is waiting to start",
-            key.name
-        )
-    }
-    let mut follower = podlab::logs::Follower::new(path.clone());
-    let mut lines = follower.read_all()?;
-    if let Some(since) = opts.since {
-        let now = std::time::SystemTime::now();
-        let cut = now.checked_sub(since).unwrap_or(std::time::UNIX_EPOCH);
-        let cut = podlab::logs::timestamp(cut);
-        lines.retain(|l| podlab::logs::at_or_after(l, cut));
-    }
-    if let Some(n) = opts.tail {
-        lines.drain(..lines.len().saturating_sub(n));
-    }
-    let print = |lines: Vec<podlab::logs::Line>| -> std::io::Result<()> {
+    let mut print = |lines: Vec<podlab::logs::Line>| -> std::io::Result<bool> {
         let mut out = std::io::stdout().lock();
         for l in lines {
             if opts.timestamps {
@@ -840,64 +761,11 @@ pub fn logs(
             out.write_all(&l.text)?;
             out.write_all(b"\n")?;
         }
-        out.flush()
+        out.flush()?;
+        Ok(true)
     };
-    print(lines)?;
-    if opts.follow && !opts.previous {
-        follow_log(&dir, &name, start, &mut follower, print)?;
-    }
+    api::logs(config, key, container, opts, &mut print)?;
     Ok(())
-}
-
-/// `logs -f`: prints what the container start writes, woken by inotify on
-/// its log directory and on the pod's records, until that start is over
-/// (the container stopped or restarted) or the pod is gone.
-fn follow_log(
-    dir: &PodDir,
-    name: &str,
-    start: u32,
-    follower: &mut podlab::logs::Follower,
-    print: impl Fn(Vec<podlab::logs::Line>) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    use std::os::fd::AsFd;
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
-    inotify.add_watch(
-        &dir.log_dir(name),
-        AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
-    )?;
-    inotify.add_watch(
-        &dir.dir,
-        AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF,
-    )?;
-    let this_start_runs = || {
-        dir.read_status().ok().flatten().is_some_and(|s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .chain(s.container_statuses.iter().flatten())
-                .find(|c| c.name == name)
-                .is_some_and(|c| {
-                    c.restart_count.max(0) as u32 == start
-                        && c.state.as_ref().is_some_and(|st| st.running.is_some())
-                })
-        })
-    };
-    loop {
-        let running = dir.pod_file().exists() && this_start_runs();
-        print(follower.read_new()?)?;
-        if !running {
-            // The shim writes the last output before it records the exit.
-            return Ok(());
-        }
-        // A timeout as well: a status written before the watch was added.
-        podlab::sys::wait_readable(&inotify.as_fd(), Some(std::time::Duration::from_secs(1)))?;
-        while let Ok(events) = inotify.read_events() {
-            if events.is_empty() {
-                break;
-            }
-        }
-    }
 }
 
 pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {

@@ -30,6 +30,7 @@ pub mod scheduler;
 pub mod seccomp;
 pub mod security;
 pub mod selector;
+pub mod serve;
 pub mod shim;
 pub mod store;
 pub mod sys;

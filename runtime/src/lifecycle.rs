@@ -570,6 +570,37 @@ pub fn restarts(pod: &Pod, status: &PodStatus) -> i32 {
     sidecar_restarts + app
 }
 
+/// A duration in seconds the way kubectl shortens it: two units while the
+/// second one still tells something (`5m3s`, `3h20m`, `5d4h`, `2y45d`), one
+/// after (`150m`, `20h`, `100d`); up to one second in the future is "0s"
+/// (clock skew), further is `<invalid>`.
+pub fn human_duration(secs: i64) -> String {
+    const MIN: i64 = 60;
+    const HOUR: i64 = 60 * MIN;
+    const DAY: i64 = 24 * HOUR;
+    const YEAR: i64 = 365 * DAY;
+    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
+    };
+    match secs {
+        s if s < -1 => "<invalid>".into(),
+        s if s < 0 => "0s".into(),
+        s if s < 2 * MIN => format!("{s}s"),
+        s if s < 10 * MIN => two(s / MIN, "m", s % MIN, "s"),
+        s if s < 3 * HOUR => format!("{}m", s / MIN),
+        s if s < 8 * HOUR => two(s / HOUR, "h", s % HOUR / MIN, "m"),
+        s if s < 2 * DAY => format!("{}h", s / HOUR),
+        s if s < 8 * DAY => two(s / DAY, "d", s % DAY / HOUR, "h"),
+        s if s < 2 * YEAR => format!("{}d", s / DAY),
+        s if s < 8 * YEAR => two(s / YEAR, "y", s % YEAR / DAY, "d"),
+        s => format!("{}y", s / YEAR),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

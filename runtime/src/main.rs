@@ -229,6 +229,18 @@ enum Command {
     Image(ImageCommand),
     /// Release everything held by pods whose shim is gone.
     Gc,
+    /// Serve the Kubernetes API of this node over TLS, so kubectl and client
+    /// libraries drive podlab (same pods as the CLI). Makes a CA and client
+    /// credentials on first start (under the state root), writes a
+    /// kubeconfig and prints the `export KUBECONFIG=...` line.
+    Serve {
+        /// Where to listen; beyond loopback only on purpose (a warning says so).
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        address: std::net::SocketAddr,
+        /// Where to write the kubeconfig (default: ROOT/serve/kubeconfig).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig_out: Option<PathBuf>,
+    },
     #[command(name = "__shim", hide = true)]
     Shim { namespace: String, name: String },
     #[command(name = "__pause", hide = true)]
@@ -689,6 +701,19 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         }
         Command::Image(cmd) => {
             cli::image(config, cmd)?;
+            Ok(0)
+        }
+        Command::Serve {
+            address,
+            kubeconfig_out,
+        } => {
+            podlab::serve::run(
+                config.clone(),
+                podlab::serve::Options {
+                    address,
+                    kubeconfig_out,
+                },
+            )?;
             Ok(0)
         }
         Command::Gc => {

@@ -289,6 +289,19 @@ struct StatusRecord {
     status: PodStatus,
 }
 
+/// The store-wide resource version counter's current value (0 before any write).
+pub fn current_resource_version(root: &Path) -> Result<u64> {
+    let path = root.join("resource-version");
+    match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Io {
+            path: path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
 /// Takes the next value of the store-wide resource version counter. The
 /// counter file is replaced atomically under an exclusive `flock` on its own
 /// lock file (never the store lock, which writers of records may hold).

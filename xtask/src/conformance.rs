@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use crate::containerd::Containerd;
 use crate::{doctor, fixtures, util};
 
@@ -44,6 +46,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let mutants = util::flag(args, "--mutants");
     let runtime = util::value(args, "--runtime").unwrap_or_else(|| "podlab".into());
+    // `--runtime serve`: the real kubectl against `podlab serve`.
+    if runtime == "serve" {
+        if util::is_root() {
+            fixtures::build_and_import(Some(&fixtures::test_image_root().to_string_lossy()))?;
+        }
+        let rest = without_runtime(args);
+        return run_cli_kubectl_on_serve(&rest);
+    }
     let mut pass: Vec<String> = args.to_vec();
     if util::value(args, "--runtime").is_none() {
         pass.extend(["--runtime".into(), runtime.clone()]);
@@ -129,13 +139,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     {
         anyhow::bail!("CONFORMANCE_CLI_ARGS is split on whitespace: check out the project at a path without any");
     }
-    // What podlab offers (as its own adapter declares), spelled as --caps.
-    let caps = format!(
-        "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
-         node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
-         unschedulable,oom-reason,probes,hooks,storage-eviction,host-ports",
-        podlab::config::DEFAULT_PIDS_LIMIT
-    );
+    let caps = podlab_caps();
     util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");
     let result = util::run(
         runner()
@@ -147,6 +151,115 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
             .env("PODLAB_STORAGE_SCAN_MS", "500"),
     );
     // The suite found no pod left behind; the store itself goes too.
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    result
+}
+
+/// The arguments without `--runtime X`.
+fn without_runtime(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+        } else if a == "--runtime" {
+            skip = true;
+        } else if !a.starts_with("--runtime=") {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// The capabilities podlab offers (as its own adapter declares), spelled
+/// as `--caps` for the kubectl-compatible adapter.
+fn podlab_caps() -> String {
+    format!(
+        "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
+         node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
+         unschedulable,oom-reason,probes,hooks,storage-eviction,host-ports",
+        podlab::config::DEFAULT_PIDS_LIMIT
+    )
+}
+
+/// A `podlab serve` on a free loopback port with a private state root,
+/// stopped (and its pods' roots removed) on drop.
+struct Serve {
+    child: std::process::Child,
+    root: PathBuf,
+    data: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Serve {
+    fn start(bin: &std::path::Path) -> anyhow::Result<Serve> {
+        use std::io::BufRead;
+        let root = util::target().join("conformance-kubectl-root");
+        let data = util::target().join("conformance-kubectl-data");
+        let kubeconfig = root.join("kubeconfig");
+        std::fs::create_dir_all(&root)?;
+        let mut child = std::process::Command::new(bin)
+            .arg("--root")
+            .arg(&root)
+            .arg("--image-root")
+            .arg(fixtures::test_image_root())
+            .arg("--data-root")
+            .arg(&data)
+            .args(["serve", "--address", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            // The shims inherit it: the storage scan every half second.
+            .env("PODLAB_STORAGE_SCAN_MS", "500")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} serve", bin.display()))?;
+        let stdout = child.stdout.take().context("podlab serve's stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let ready = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("export KUBECONFIG="));
+        // Whatever it prints later is drained, so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let serve = Serve {
+            child,
+            root,
+            data,
+            kubeconfig,
+        };
+        if !ready {
+            anyhow::bail!("podlab serve exited before it listened");
+        }
+        Ok(serve)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The suite through the real kubectl (`cli:kubectl`, results as
+/// `cli-kubectl`) against `podlab serve`: the Kubernetes API path of
+/// podlab, driven as the suite drives a cluster.
+pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
+    doctor::require(&[doctor::Need::Kubectl], "the suite through kubectl")?;
+    let bin = fixtures::build_podlab(false)?;
+    let serve = Serve::start(&bin)?;
+    util::step("conformance suite through the real kubectl against podlab serve (cli:kubectl)");
+    let result = util::run(
+        runner()
+            .args(["--runtime", "cli:kubectl", "--caps", &podlab_caps()])
+            .args(extra)
+            .env("KUBECONFIG", &serve.kubeconfig)
+            .env_remove("CONFORMANCE_CLI_ARGS"),
+    );
+    let (root, data) = (serve.root.clone(), serve.data.clone());
+    drop(serve);
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&data);

@@ -24,6 +24,11 @@ pub enum Need {
     Containerd,
     /// `cargo xtask vm`: podlab on a cgroup v2 kernel under emulation.
     Vm,
+    /// The real kubectl the `podlab serve` tests drive. Not installed by
+    /// any task (its Debian package comes from Kubernetes' or Google's own
+    /// repository, which a host may lack): a missing one is an error that
+    /// names it.
+    Kubectl,
 }
 
 /// Everything: what `test` and `doctor --install` install.
@@ -88,6 +93,7 @@ pub const PROGRAMS: &[Program] = &[
     p("apt-cache", "/usr/bin/apt-cache", "apt", Need::Vm, "finding Debian's kernel package for the guest"),
     p("dpkg-deb", "/usr/bin/dpkg-deb", "dpkg", Need::Vm, "unpacking the guest's kernel without installing it"),
     p("ldd", "/usr/bin/ldd", "libc-bin", Need::Vm, "the shared libraries the guest's binaries need"),
+    p("kubectl", "/usr/bin/kubectl", "kubectl", Need::Kubectl, "the client the `podlab serve` tests drive (v1.32 tested; from the Kubernetes apt repository, not Debian's)"),
 ];
 
 /// The programs `needs` call for that are not on this host.
@@ -176,6 +182,22 @@ pub fn checks() -> Vec<Check> {
             format!("{} (Debian package {}: {})", p.path, p.package, p.why),
         );
     }
+    // The serve tests were written against kubectl 1.32; say which is here.
+    let kubectl = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("Client Version: ").map(str::to_string))
+        });
+    add(
+        "kubectl version",
+        kubectl.is_some(),
+        kubectl.unwrap_or_else(|| "no kubectl: the `podlab serve` tests need it".into()),
+    );
     out
 }
 

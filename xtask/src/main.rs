@@ -31,9 +31,10 @@ tasks:
                           run the cargo-fuzz targets for a bounded time each
   docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
   labs                    run every lab as written, grade it, and check each grader fails on a clean state
-  conformance [--runtime podlab|podman|cri|cli:PATH] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
+  conformance [--runtime podlab|podman|cri|serve|cli:PATH] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
                           the pod conformance suite (docs/conformance.md) against a runtime;
-                          cri starts a private containerd under target/cri unless --cri-socket is given
+                          cri starts a private containerd under target/cri unless --cri-socket is given;
+                          serve runs it through the real kubectl against `podlab serve` (as cli-kubectl)
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods,
                           and the whole conformance suite on podlab (suite_seconds, suite_tests)

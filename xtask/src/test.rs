@@ -81,6 +81,8 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
         }
         // podlab again, driven as any kubectl-compatible binary would be.
         crate::conformance::run_cli_on_podlab()?;
+        // And through the real kubectl, over podlab's Kubernetes API.
+        crate::conformance::run_cli_kubectl_on_serve(&[])?;
         crate::conformance::run(&["--summary".into()])?;
         util::step("coursework labs, as written (docs/labs)");
         crate::labs::run_all(&[])?;
@@ -89,7 +91,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
     } else {
         skipped_step(
             skips,
-            "conformance suite on podlab, its mutation matrix, podman, cri, cli:podlab",
+            "conformance suite on podlab, its mutation matrix, podman, cri, cli:podlab, cli:kubectl",
         );
         skipped_step(skips, "coursework labs (docs/labs)");
         skipped_step(skips, "podlab on cgroup v2 in a VM (cargo xtask vm)");

@@ -42,27 +42,38 @@ pub fn unblock_signals_on_exec(cmd: &mut Command) {
     }
 }
 
+/// How many descriptors [`spawn_with_fds`] places.
+const MAX_FIXED_FDS: usize = 8;
+
 /// Spawns `cmd` with the given descriptors placed at fixed numbers in the child.
 pub fn spawn_with_fds(
     cmd: &mut Command,
     fds: &[(i32, i32)],
 ) -> std::io::Result<std::process::Child> {
-    let fds = fds.to_vec();
+    // Fixed-size: the child of a fork in a threaded process (`podlab
+    // serve`) must not allocate, another thread may hold the heap's lock.
+    let mut table = [(-1, -1); MAX_FIXED_FDS];
+    if fds.len() > MAX_FIXED_FDS {
+        return Err(std::io::Error::other("too many descriptors to pass"));
+    }
+    table[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
     unblock_signals_on_exec(cmd);
-    // SAFETY: the closure only makes raw syscalls (fcntl, dup2) between fork and exec.
+    // SAFETY: the closure only makes raw syscalls (fcntl, dup2) between
+    // fork and exec, on stack arrays: no allocation.
     unsafe {
         cmd.pre_exec(move || {
             // Move every source above the targets first, so one mapping cannot
             // clobber the source of another.
-            let mut moved = Vec::with_capacity(fds.len());
-            for &(src, dst) in &fds {
+            let mut moved = [(-1, -1); MAX_FIXED_FDS];
+            for (i, &(src, dst)) in table[..count].iter().enumerate() {
                 let high = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 100);
                 if high < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                moved.push((high, dst));
+                moved[i] = (high, dst);
             }
-            for (high, dst) in moved {
+            for &(high, dst) in &moved[..count] {
                 if libc::dup2(high, dst) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }

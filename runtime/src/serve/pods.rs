@@ -1,0 +1,392 @@
+//! Pods (create, get, list, delete, status, log) and their events, each
+//! one call into the API layer.
+
+use hyper::Response;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+
+use super::{json, tables, watch, ApiError, Body, Ctx, Req};
+use crate::api;
+use crate::selector::Selector;
+use crate::store::PodKey;
+
+/// A pod as the API returns it: with its kind and version.
+pub fn pod_value(pod: &Pod) -> Value {
+    let mut v = serde_json::to_value(pod).unwrap_or(Value::Null);
+    v["kind"] = json!("Pod");
+    v["apiVersion"] = json!("v1");
+    v
+}
+
+fn label_selector(req: &Req) -> Result<Selector, ApiError> {
+    match req.q("labelSelector").filter(|s| !s.is_empty()) {
+        None => Ok(Selector::default()),
+        Some(t) => Selector::parse(t)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}"))),
+    }
+}
+
+/// A field selector: `a.b=v`, `a.b==v`, `a.b!=v`, comma-separated, over
+/// the object's JSON (what kubectl's `--field-selector` and its
+/// `metadata.name=` lookups send).
+pub struct FieldSelector(Vec<(Vec<String>, bool, String)>);
+
+impl FieldSelector {
+    pub fn parse(text: Option<&str>) -> Result<FieldSelector, ApiError> {
+        let mut terms = Vec::new();
+        for term in text
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+        {
+            let (path, equal, value) = if let Some((p, v)) = term.split_once("!=") {
+                (p, false, v)
+            } else if let Some((p, v)) = term.split_once("==") {
+                (p, true, v)
+            } else if let Some((p, v)) = term.split_once('=') {
+                (p, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector {term:?}: expected FIELD=VALUE or FIELD!=VALUE"
+                )));
+            };
+            let path = path.trim().split('.').map(str::to_string).collect();
+            terms.push((path, equal, value.trim().to_string()));
+        }
+        Ok(FieldSelector(terms))
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.0.iter().all(|(path, equal, want)| {
+            let mut v = object;
+            for p in path {
+                v = &v[p.as_str()];
+            }
+            let got = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (got == *want) == *equal
+        })
+    }
+}
+
+/// The pods of `ns` (or all) that match the request's selectors.
+pub fn matching(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    let labels = label_selector(req)?;
+    let fields = FieldSelector::parse(req.q("fieldSelector"))?;
+    Ok(api::list(&ctx.config, ns, &labels)?
+        .iter()
+        .map(pod_value)
+        .filter(|v| fields.matches(v))
+        .collect())
+}
+
+pub fn pods_table(pods: &[Value], req: &Req, rv: u64) -> Value {
+    let include = tables::Include::parse(req.q("includeObject"));
+    let rows = pods
+        .iter()
+        .map(|v| {
+            let pod: Pod = serde_json::from_value(v.clone()).unwrap_or_default();
+            (tables::pod_cells(&pod), v.clone())
+        })
+        .collect();
+    tables::table(tables::pod_columns(), rows, include, rv)
+}
+
+pub fn list_or_watch(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
+    if req.is_watch() {
+        return watch::pods(ctx, req, ns);
+    }
+    // The version is taken first: a watch from it misses nothing listed after.
+    let rv = api::resource_version(&ctx.config)?;
+    let pods = matching(ctx, req, ns)?;
+    if req.wants_table() {
+        return Ok(json(200, &pods_table(&pods, req, rv)));
+    }
+    Ok(json(
+        200,
+        &json!({"kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": rv.to_string()}, "items": pods}),
+    ))
+}
+
+fn one(ctx: &Ctx, ns: &str, name: &str) -> Result<Value, ApiError> {
+    match api::get_pod(&ctx.config, &PodKey::new(ns, name)) {
+        Ok(pod) => Ok(pod_value(&pod)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn get(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    let pod = one(ctx, ns, name)?;
+    if req.wants_table() {
+        let rv = api::resource_version(&ctx.config)?;
+        return Ok(json(200, &pods_table(&[pod], req, rv)));
+    }
+    Ok(json(200, &pod))
+}
+
+/// The media types a body may come in (JSON is YAML too).
+fn readable(content_type: &str) -> bool {
+    let base = content_type.split(';').next().unwrap_or("").trim();
+    matches!(base, "application/json" | "application/yaml" | "")
+}
+
+pub fn create(ctx: &Ctx, req: &Req, ns: &str) -> Result<Response<Body>, ApiError> {
+    if !readable(&req.content_type) {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (not {:?})",
+                req.content_type
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(&req.body)
+        .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let mut warnings = Vec::new();
+    let mut warn = |w: String| warnings.push(w);
+    let applied = api::apply(
+        &ctx.config,
+        text,
+        "the request body",
+        Some(ns),
+        None,
+        &mut warn,
+    )?;
+    let key = match applied.as_slice() {
+        [api::Applied::Created(key)] => key.clone(),
+        [api::Applied::Unchanged(key)] => {
+            return Err(already_exists(&key.name));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "the request must hold exactly one Pod",
+            ))
+        }
+    };
+    let mut r = json(201, &one(ctx, &key.namespace, &key.name)?);
+    for w in warnings {
+        let text = w.trim_start_matches("Warning: ").replace('"', "'");
+        let printable: String = text.chars().filter(|c| (' '..='~').contains(c)).collect();
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("299 - \"{printable}\"")) {
+            r.headers_mut().append("Warning", v);
+        }
+    }
+    Ok(r)
+}
+
+/// Patch and update: podlab keeps a pod as it was created (`podlab apply`
+/// refuses a changed manifest the same way), so any change is refused.
+pub fn update(ctx: &Ctx, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    one(ctx, ns, name)?;
+    Err(api::Error::Immutable {
+        name: name.to_string(),
+    }
+    .into())
+}
+
+fn already_exists(name: &str) -> ApiError {
+    ApiError {
+        details: Some(json!({"name": name, "kind": "pods"})),
+        ..ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("pods \"{name}\" already exists"),
+        )
+    }
+}
+
+/// Asks for the deletion (the shim gets SIGTERM) and answers at once with
+/// the object, deletionTimestamp set, as the API server does; the pod is
+/// removed when its shim is done (the deletion is finished on a thread).
+pub fn delete(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    let options: Value = if req.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?
+    };
+    let grace = match req.q("gracePeriodSeconds") {
+        Some(g) => Some(g.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds: {g:?} is not a number"))
+        })?),
+        None => options["gracePeriodSeconds"].as_i64(),
+    };
+    let key = PodKey::new(ns, name);
+    let deletion = api::begin_delete(&ctx.config, &key, grace)?;
+    let object = one(ctx, ns, name).ok();
+    let config = ctx.config.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = api::finish_delete(&config, deletion) {
+            eprintln!("podlab serve: deleting pod {key}: {e}");
+        }
+    });
+    Ok(match object {
+        Some(o) => json(200, &o),
+        None => json(
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "kind": "pods"}}),
+        ),
+    })
+}
+
+fn flag(req: &Req, name: &str) -> bool {
+    matches!(req.q(name), Some("true" | "1"))
+}
+
+pub fn log(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    let number = |p: &str| -> Result<Option<i64>, ApiError> {
+        req.q(p)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("{p}: {v:?} is not a number")))
+            })
+            .transpose()
+    };
+    let opts = api::LogOptions {
+        previous: flag(req, "previous"),
+        tail: number("tailLines")?.and_then(|n| usize::try_from(n).ok()),
+        timestamps: flag(req, "timestamps"),
+        since: number("sinceSeconds")?.map(|s| std::time::Duration::from_secs(s.max(0) as u64)),
+        follow: flag(req, "follow"),
+    };
+    let key = PodKey::new(ns, name);
+    let container = req
+        .q("container")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let render = move |lines: Vec<crate::logs::Line>, timestamps: bool| {
+        let mut out = Vec::new();
+        for l in lines {
+            if timestamps {
+                out.extend_from_slice(l.time.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(&l.text);
+            out.push(b'\n');
+        }
+        out
+    };
+    if !opts.follow {
+        let mut body = Vec::new();
+        api::logs(
+            &ctx.config,
+            &key,
+            container.as_deref(),
+            &opts,
+            &mut |lines| {
+                body.extend(render(lines, opts.timestamps));
+                Ok(true)
+            },
+        )?;
+        return Ok(super::respond(200, "text/plain", body));
+    }
+    // Errors (no such pod or container) are answered before the stream
+    // starts: the first batch comes back on a channel.
+    let (tx, rx) = tokio::sync::mpsc::channel::<hyper::body::Bytes>(16);
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<Result<(), ApiError>>();
+    let config = ctx.config.clone();
+    std::thread::spawn(move || {
+        let mut started = false;
+        let first = first_tx.clone();
+        let result = api::logs(&config, &key, container.as_deref(), &opts, &mut |lines| {
+            if !started {
+                started = true;
+                let _ = first.send(Ok(()));
+            }
+            let bytes = render(lines, opts.timestamps);
+            if bytes.is_empty() {
+                return Ok(!tx.is_closed());
+            }
+            Ok(tx.blocking_send(bytes.into()).is_ok())
+        });
+        if let Err(e) = result {
+            let _ = first_tx.send(Err(e.into()));
+        }
+    });
+    match first_rx.recv() {
+        Ok(Err(e)) => Err(e),
+        _ => {
+            let mut r = Response::new(Body::Stream(rx));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain"),
+            );
+            Ok(r)
+        }
+    }
+}
+
+/// The pods' events as v1 Events (`kubectl get events`, `describe`).
+pub fn events(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
+    if req.is_watch() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let rv = api::resource_version(&ctx.config)?;
+    let fields = FieldSelector::parse(req.q("fieldSelector"))?;
+    let items: Vec<Value> = api::events(&ctx.config, ns)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, uid, e))| {
+            json!({
+                "kind": "Event", "apiVersion": "v1",
+                "metadata": {"name": format!("{}.{:x}", key.name, i), "namespace": key.namespace,
+                    "creationTimestamp": e.time},
+                "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": key.namespace,
+                    "name": key.name, "uid": uid},
+                "reason": e.reason, "message": e.message, "type": e.type_,
+                "source": {"component": e.from},
+                "firstTimestamp": e.time, "lastTimestamp": e.time, "count": 1,
+                "reportingComponent": e.from, "reportingInstance": "",
+            })
+        })
+        .filter(|v| fields.matches(v))
+        .collect();
+    if req.wants_table() {
+        let include = tables::Include::parse(req.q("includeObject"));
+        let rows = items
+            .iter()
+            .map(|e| (tables::event_cells(e), e.clone()))
+            .collect();
+        return Ok(json(
+            200,
+            &tables::table(tables::event_columns(), rows, include, rv),
+        ));
+    }
+    Ok(json(
+        200,
+        &json!({"kind": "EventList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_selectors_match_json_paths() {
+        let pod = json!({"metadata": {"name": "web", "namespace": "default"}, "status": {"phase": "Running"}});
+        let m = |s: &str| FieldSelector::parse(Some(s)).unwrap().matches(&pod);
+        assert!(m("metadata.name=web"));
+        assert!(m("metadata.name==web,status.phase=Running"));
+        assert!(!m("metadata.name!=web"));
+        assert!(m("spec.nodeName="));
+        assert!(FieldSelector::parse(Some("metadata.name")).is_err());
+    }
+
+    #[test]
+    fn bodies_must_be_json_or_yaml() {
+        assert!(readable("application/json"));
+        assert!(readable("application/yaml; charset=utf-8"));
+        assert!(!readable("application/vnd.kubernetes.protobuf"));
+    }
+}

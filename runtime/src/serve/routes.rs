@@ -1,0 +1,317 @@
+//! From a request to its handler; discovery, version, namespaces and the
+//! node live here, pods and events in [`super::pods`].
+
+use hyper::{Method, Response};
+use serde_json::{json, Value};
+
+use super::{json, pods, tables, ApiError, Body, Ctx, Req};
+
+/// The Kubernetes version whose API podlab speaks (k8s-openapi's feature).
+const KUBE_MAJOR: &str = "1";
+const KUBE_MINOR: &str = "35";
+
+/// Namespaces that always exist, as in a fresh cluster.
+const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+pub fn route(ctx: &Ctx, req: &Req) -> Response<Body> {
+    match dispatch(ctx, req) {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
+    let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = req.method == Method::GET;
+    match segs.as_slice() {
+        ["version"] if get => Ok(json(200, &version())),
+        ["healthz" | "livez" | "readyz"] if get => {
+            Ok(super::respond(200, "text/plain", b"ok".to_vec()))
+        }
+        ["api"] if get => Ok(json(
+            200,
+            &json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}),
+        )),
+        ["api", "v1"] if get => Ok(json(200, &resources())),
+        ["openapi", "v3"] if get => Ok(json(
+            200,
+            &json!({"paths": {"api/v1": {"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash())}}}),
+        )),
+        ["openapi", "v3", "api", "v1"] if get => Ok(json(200, &openapi_v1())),
+        // No API groups: kubectl then uses the core group alone.
+        ["apis"] if get => Ok(json(
+            200,
+            &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        )),
+        ["api", "v1", "namespaces"] if get => namespaces(ctx, req),
+        ["api", "v1", "namespaces", ns] if get => namespace(ctx, ns),
+        ["api", "v1", "nodes"] if get => nodes(ctx, req),
+        ["api", "v1", "nodes", name] if get => {
+            let node = node(ctx);
+            if node["metadata"]["name"] != *name {
+                return Err(ApiError::not_found("nodes", name));
+            }
+            Ok(json(200, &node))
+        }
+        ["api", "v1", "pods"] if get => pods::list_or_watch(ctx, req, None),
+        ["api", "v1", "events"] if get => pods::events(ctx, req, None),
+        ["api", "v1", "namespaces", ns, "events"] if get => pods::events(ctx, req, Some(ns)),
+        ["api", "v1", "namespaces", ns, "pods"] => match req.method {
+            Method::GET => pods::list_or_watch(ctx, req, Some(ns)),
+            Method::POST => pods::create(ctx, req, ns),
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        ["api", "v1", "namespaces", ns, "pods", name] => match req.method {
+            Method::GET => pods::get(ctx, req, ns, name),
+            Method::DELETE => pods::delete(ctx, req, ns, name),
+            Method::PATCH | Method::PUT => pods::update(ctx, ns, name),
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        ["api", "v1", "namespaces", ns, "pods", name, "status"] if get => {
+            pods::get(ctx, req, ns, name)
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, "log"] if get => {
+            pods::log(ctx, req, ns, name)
+        }
+        ["api", "v1", "namespaces", _, "pods", _, "exec"] => Err(ApiError::bad_request(
+            "pods/exec is served over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io)",
+        )),
+        _ if segs.first() == Some(&"api") || segs.first() == Some(&"apis") => Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    }
+}
+
+/// Names this build's OpenAPI document (clients cache it by this).
+fn openapi_hash() -> String {
+    format!("podlab-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The OpenAPI v3 document of the core group, as much as kubectl reads:
+/// pods' patch operation taking `fieldValidation`, which is how kubectl
+/// learns to leave validation to the server (podlab's own, with field
+/// paths) rather than download schemas to validate against.
+fn openapi_v1() -> Value {
+    let gvk = json!({"group": "", "version": "v1", "kind": "Pod"});
+    let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+    let op = |id: &str, action: &str| {
+        json!({
+            "operationId": id,
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation")],
+            "responses": {"200": {"description": "OK"}},
+        })
+    };
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0")},
+        "paths": {
+            "/api/v1/namespaces/{namespace}/pods": {"post": op("createCoreV1NamespacedPod", "post")},
+            "/api/v1/namespaces/{namespace}/pods/{name}": {"patch": op("patchCoreV1NamespacedPod", "patch")},
+        },
+        "components": {"schemas": {}},
+    })
+}
+
+fn version() -> Value {
+    json!({
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0-podlab.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", arch()),
+    })
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn resource(
+    name: &str,
+    singular: &str,
+    namespaced: bool,
+    kind: &str,
+    verbs: &[&str],
+    short: &[&str],
+) -> Value {
+    let mut r = json!({"name": name, "singularName": singular, "namespaced": namespaced,
+        "kind": kind, "verbs": verbs});
+    if !short.is_empty() {
+        r["shortNames"] = json!(short);
+    }
+    r
+}
+
+/// The core group's resources podlab serves, with their verbs.
+fn resources() -> Value {
+    let mut pods = resource(
+        "pods",
+        "pod",
+        true,
+        "Pod",
+        &["create", "delete", "get", "list", "watch"],
+        &["po"],
+    );
+    pods["categories"] = json!(["all"]);
+    json!({
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [
+            resource("events", "event", true, "Event", &["get", "list"], &["ev"]),
+            resource("namespaces", "namespace", false, "Namespace", &["get", "list"], &["ns"]),
+            resource("nodes", "node", false, "Node", &["get", "list"], &["no"]),
+            pods,
+            resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
+            resource("pods/log", "", true, "Pod", &["get"], &[]),
+            resource("pods/status", "", true, "Pod", &["get"], &[]),
+        ]
+    })
+}
+
+/// The namespaces: the fixed ones and those that hold pods.
+fn namespace_names(ctx: &Ctx) -> Result<Vec<String>, ApiError> {
+    let mut names: Vec<String> = NAMESPACES.iter().map(|s| s.to_string()).collect();
+    let pods = crate::api::list(&ctx.config, None, &crate::selector::Selector::default())?;
+    for p in pods {
+        if let Some(ns) = p.metadata.namespace {
+            if !names.contains(&ns) {
+                names.push(ns);
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn namespace_object(ctx: &Ctx, name: &str) -> Value {
+    json!({"kind": "Namespace", "apiVersion": "v1",
+        "metadata": {"name": name, "creationTimestamp": ctx.started,
+            "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+}
+
+fn namespaces(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
+    let items: Vec<Value> = namespace_names(ctx)?
+        .iter()
+        .map(|n| namespace_object(ctx, n))
+        .collect();
+    let rv = crate::api::resource_version(&ctx.config)?;
+    if req.wants_table() {
+        let columns = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}),
+            json!({"name": "Status", "type": "string", "format": "", "description": "", "priority": 0}),
+            json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}),
+        ];
+        let rows = items
+            .iter()
+            .map(|n| {
+                let cells = vec![
+                    n["metadata"]["name"].clone(),
+                    json!("Active"),
+                    json!(tables::age_of(Some(&ctx.started))),
+                ];
+                (cells, n.clone())
+            })
+            .collect();
+        let include = tables::Include::parse(req.q("includeObject"));
+        return Ok(json(200, &tables::table(columns, rows, include, rv)));
+    }
+    Ok(json(
+        200,
+        &json!({"kind": "NamespaceList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+    ))
+}
+
+fn namespace(ctx: &Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+    if !namespace_names(ctx)?.iter().any(|n| n == name) {
+        return Err(ApiError::not_found("namespaces", name));
+    }
+    Ok(json(200, &namespace_object(ctx, name)))
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+/// This machine as a Node: capacity, allocatable as the scheduler counts
+/// it, Ready, and what it runs.
+fn node(ctx: &Ctx) -> Value {
+    use crate::scheduler;
+    let name = crate::network::node_name();
+    let cap = scheduler::capacity_at(&ctx.config.data_root);
+    let alloc = scheduler::allocatable(&ctx.config.data_root).unwrap_or(cap);
+    let res = |r: scheduler::Resources| {
+        json!({"cpu": format!("{}m", r.cpu_millis), "memory": format!("{}", r.memory_bytes),
+            "ephemeral-storage": format!("{}", r.ephemeral_bytes), "pods": "110"})
+    };
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    json!({
+        "kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": name, "creationTimestamp": ctx.started, "resourceVersion": "1",
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch(), "node-role.kubernetes.io/control-plane": ""}},
+        "spec": {},
+        "status": {
+            "capacity": res(cap),
+            "allocatable": res(alloc),
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "podlab is running pods", "lastHeartbeatTime": crate::store::now_rfc3339(),
+                "lastTransitionTime": ctx.started}],
+            "addresses": [{"type": "Hostname", "address": name}],
+            "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": kernel, "osImage": os_image(),
+                "containerRuntimeVersion": format!("podlab://{}", env!("CARGO_PKG_VERSION")),
+                "kubeletVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0-podlab"),
+                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch()}
+        }
+    })
+}
+
+fn nodes(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
+    let node = node(ctx);
+    if req.is_watch() {
+        return Err(ApiError::method_not_allowed());
+    }
+    if req.wants_table() {
+        let include = tables::Include::parse(req.q("includeObject"));
+        let rows = vec![(tables::node_cells(&node), node)];
+        return Ok(json(
+            200,
+            &tables::table(tables::node_columns(), rows, include, 1),
+        ));
+    }
+    Ok(json(
+        200,
+        &json!({"kind": "NodeList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "1"}, "items": [node]}),
+    ))
+}

@@ -1,0 +1,135 @@
+//! Errors as the API server gives them: `Status` objects with a reason and
+//! an HTTP code, and the mapping from the API layer's errors.
+
+use serde_json::{json, Value};
+
+use crate::api;
+use crate::manifest::{self, FieldErrorKind};
+use crate::store;
+
+/// An error answer: its code, reason, message and details.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn not_found(resource: &str, name: &str) -> ApiError {
+        ApiError {
+            details: Some(json!({"name": name, "kind": resource})),
+            ..ApiError::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "InternalError", message)
+    }
+
+    /// The `Status` object of the answer.
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+/// The `reason` of a field cause, as the API server names it.
+fn cause_reason(kind: FieldErrorKind) -> &'static str {
+    match kind {
+        FieldErrorKind::Required => "FieldValueRequired",
+        FieldErrorKind::Invalid => "FieldValueInvalid",
+        FieldErrorKind::Duplicate => "FieldValueDuplicate",
+        FieldErrorKind::NotFound => "FieldValueNotFound",
+        FieldErrorKind::NotSupported => "FieldValueNotSupported",
+        FieldErrorKind::Forbidden => "FieldValueForbidden",
+    }
+}
+
+/// Without the CLI's "error: " prefix, which kubectl adds itself.
+fn plain(message: String) -> String {
+    message
+        .strip_prefix("error: ")
+        .map(str::to_string)
+        .unwrap_or(message)
+}
+
+impl From<api::Error> for ApiError {
+    fn from(e: api::Error) -> ApiError {
+        use api::Error as A;
+        match e {
+            A::Store(store::Error::NotFound { name, .. }) => ApiError::not_found("pods", &name),
+            A::Manifest(manifest::Error::Invalid { pod, problems }) => {
+                let causes: Vec<Value> = problems
+                    .iter()
+                    .map(|p| {
+                        let mut message = p.kind.to_string();
+                        if let Some(v) = &p.value {
+                            message.push_str(&format!(": {v}"));
+                        }
+                        if !p.detail.is_empty() {
+                            message.push_str(&format!(": {}", p.detail));
+                        }
+                        json!({"reason": cause_reason(p.kind), "message": message, "field": p.path})
+                    })
+                    .collect();
+                let message = manifest::Error::Invalid {
+                    pod: pod.clone(),
+                    problems,
+                }
+                .to_string();
+                ApiError {
+                    details: Some(json!({"name": pod, "kind": "Pod", "causes": causes})),
+                    ..ApiError::new(422, "Invalid", message)
+                }
+            }
+            A::Manifest(e @ manifest::Error::TooLarge { .. }) => {
+                ApiError::new(413, "RequestEntityTooLarge", plain(e.to_string()))
+            }
+            A::Manifest(e) => ApiError::bad_request(plain(e.to_string())),
+            e @ A::Immutable { .. } => ApiError::new(422, "Invalid", e.to_string()),
+            e @ (A::NoLog(_) | A::NoSuchContainer { .. } | A::NotRunning { .. }) => {
+                ApiError::bad_request(plain(e.to_string()))
+            }
+            A::NoObjects => ApiError::bad_request("the request has no object"),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
