@@ -14,14 +14,14 @@ use crate::suite::{fail, Check, Ctx, Outcome, TestCase};
 
 pub const CASES: &[TestCase] = &[
     case!("DOWNWARD-001", env_from_pod_fields,
-        must: "Environment variables from fieldRef MUST hold the pod's name, namespace, uid, pod IP, host IP, node name and a label's value, as the pod object reports them.",
-        method: "A pod whose container takes metadata.name, metadata.namespace, metadata.uid, status.podIP (when the runtime declares pod-ip), status.hostIP, spec.nodeName and metadata.labels['podlab.test/tier'] as environment variables. Once it runs, `env` in it is compared with the pod object: name and uid equal, namespace equal to the pod's (non-empty), podIP equal to status.podIP, hostIP and nodeName equal to status.hostIP and spec.nodeName where the pod reports them and non-empty otherwise, the label's value equal."),
+        must: "Environment variables from fieldRef MUST hold the pod's name, namespace, uid, pod IP, host IP, node name and a label's value, as the pod object reports them, and the pod MUST report its host IP.",
+        method: "A pod whose container takes metadata.name, metadata.namespace, metadata.uid, status.podIP (when the runtime declares pod-ip), status.hostIP, spec.nodeName and metadata.labels['podlab.test/tier'] as environment variables. Once it runs, `env` in it is compared with the pod object: name and uid equal, namespace equal to the pod's (non-empty), podIP equal to status.podIP, hostIP equal to status.hostIP, which must be set, nodeName equal to spec.nodeName where the pod reports it and non-empty otherwise, the label's value equal."),
     case!("DOWNWARD-002", env_from_resources,
         must: "Environment variables from resourceFieldRef MUST hold the container's cpu and memory limits and requests divided by the divisor and rounded up, and the node's allocatable cpu and memory where no limit is set.",
         method: "Container app sets limits cpu 1250m, memory 64Mi and requests cpu 250m, memory 32Mi, and reads them (limits.cpu with divisor 1m and with none, requests.cpu with divisor 1m, limits.memory with divisor 1Mi, requests.memory with none) and, through containerName, the limits.cpu and limits.memory of a second container that sets none. Expected: 1250, 2, 250, 64, 33554432, and positive whole numbers for the unset limits."),
     case!("DOWNWARD-003", downward_volume,
-        must: "A downwardAPI volume MUST hold the pod's labels and annotations (one key=\"value\" line each, sorted), name, uid and a container's cpu and memory limits in the files its items name.",
-        method: "A pod with two labels and an annotation mounts a downwardAPI volume with items labels (metadata.labels), annotations (metadata.annotations), name, uid, cpu_limit (limits.cpu of app, divisor 1m) and mem_limit (limits.memory of app, divisor 1Mi), app limiting cpu 500m and memory 48Mi. Each file is read with cat and compared with the pod object and the limits: labels sorted as key=\"value\" lines, 500 and 48."),
+        must: "A downwardAPI volume MUST hold the pod's labels and annotations (one key=\"value\" line each, sorted), name, uid and a container's cpu and memory limits and requests (the node's allocatable where no limit is set) in the files its items name, with the item's mode or else the volume's defaultMode, and the pod object MUST report the labels and annotations it was created with.",
+        method: "A pod with two labels and an annotation mounts a downwardAPI volume (defaultMode 0440) with items labels (metadata.labels), annotations (metadata.annotations), name (mode 0400), uid, cpu_limit and cpu_request (limits.cpu and requests.cpu of app, divisor 1m), mem_limit and mem_request (limits.memory and requests.memory of app, divisor 1Mi), bare_cpu and bare_mem (limits.cpu and limits.memory of container bare, which sets none), app limiting cpu 500m and memory 48Mi and requesting cpu 250m and memory 32Mi. Each file is read with cat and compared with the pod object and the resources: labels sorted as key=\"value\" lines, 500, 250, 48, 32, positive whole numbers for bare; `stat -L -c %a` must give 400 for name and 440 for uid; the pod object's labels and annotations must hold those it was given."),
     case!("DOWNWARD-004", bad_field_refused,
         must: "A pod whose environment refers to a pod field the downward API does not provide MUST be refused or its container never started.",
         method: "A pod whose env takes fieldRef metadata.nonexistent. Passes when the runtime refuses the pod; otherwise the container must not run and must show a waiting reason (CreateContainerConfigError or similar) within the start timeout."),
@@ -135,7 +135,11 @@ fn env_from_pod_fields(rt: &dyn Runtime, ctx: &Ctx) -> Check {
                 .unwrap_or_else(|| "(no uid reported)".into()),
         ),
     );
-    expect("HOST_IP", status.host_ip.clone().filter(|s| !s.is_empty()));
+    let host_ip = status.host_ip.clone().filter(|s| !s.is_empty());
+    expect(
+        "HOST_IP",
+        Some(host_ip.unwrap_or_else(|| "(no status.hostIP reported)".into())),
+    );
     expect(
         "NODE_NAME",
         spec.node_name.clone().filter(|s| !s.is_empty()),
@@ -220,23 +224,32 @@ fn env_from_resources(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 
 fn downward_volume(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let item = |path: &str, field: &str| json!({"path": path, "fieldRef": {"fieldPath": field}});
-    let res = |path: &str, r: &str, d: &str| json!({"path": path, "resourceFieldRef": {"containerName": "app", "resource": r, "divisor": d}});
+    let res = |path: &str, c: &str, r: &str, d: &str| json!({"path": path, "resourceFieldRef": {"containerName": c, "resource": r, "divisor": d}});
+    let mut name_item = item("name", "metadata.name");
+    name_item["mode"] = json!(0o400);
     let pod = create_with_meta(
         rt,
         ctx,
         "downward-vol",
         json!({
-            "volumes": [{"name": "info", "downwardAPI": {"items": [
+            "volumes": [{"name": "info", "downwardAPI": {"defaultMode": 0o440, "items": [
                 item("labels", "metadata.labels"),
                 item("annotations", "metadata.annotations"),
-                item("name", "metadata.name"),
+                name_item,
                 item("uid", "metadata.uid"),
-                res("cpu_limit", "limits.cpu", "1m"),
-                res("mem_limit", "limits.memory", "1Mi"),
+                res("cpu_limit", "app", "limits.cpu", "1m"),
+                res("cpu_request", "app", "requests.cpu", "1m"),
+                res("mem_limit", "app", "limits.memory", "1Mi"),
+                res("mem_request", "app", "requests.memory", "1Mi"),
+                res("bare_cpu", "bare", "limits.cpu", "1m"),
+                res("bare_mem", "bare", "limits.memory", "1Mi"),
             ]}}],
-            "containers": [{"name": "app", "image": ctx.probe_image, "command": ["sleep", "3600"],
-                            "resources": {"limits": {"cpu": "500m", "memory": "48Mi"}},
-                            "volumeMounts": [{"name": "info", "mountPath": "/etc/podinfo"}]}]}),
+            "containers": [
+                {"name": "app", "image": ctx.probe_image, "command": ["sleep", "3600"],
+                 "resources": {"limits": {"cpu": "500m", "memory": "48Mi"},
+                               "requests": {"cpu": "250m", "memory": "32Mi"}},
+                 "volumeMounts": [{"name": "info", "mountPath": "/etc/podinfo"}]},
+                {"name": "bare", "image": ctx.probe_image, "command": ["sleep", "3600"]}]}),
         json!({"zone": "a", "podlab.test/tier": "front"}),
         json!({"podlab.test/build": "42"}),
     )?;
@@ -270,12 +283,50 @@ fn downward_volume(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         ("name", pod.name.as_str()),
         ("uid", uid.as_str()),
         ("cpu_limit", "500"),
+        ("cpu_request", "250"),
         ("mem_limit", "48"),
+        ("mem_request", "32"),
     ] {
         let seen = read(file)?;
         if seen.trim_end() != want || want.is_empty() {
             wrong.push(format!("{file} is {seen:?}, expected {want:?}"));
         }
+    }
+    for file in ["bare_cpu", "bare_mem"] {
+        let seen = read(file)?;
+        if !seen.trim_end().parse::<u64>().is_ok_and(|n| n > 0) {
+            wrong.push(format!(
+                "{file} is {seen:?}, expected the node's allocatable, a positive whole number"
+            ));
+        }
+    }
+    let modes = pod.sh(
+        ctx,
+        "app",
+        "stat -L -c %a /etc/podinfo/name /etc/podinfo/uid",
+    )?;
+    let modes: Vec<&str> = modes.split_whitespace().collect();
+    if modes != ["400", "440"] {
+        wrong.push(format!(
+            "the modes of name and uid are {modes:?}, expected 400 (the item's mode) and 440 (the volume's defaultMode)"
+        ));
+    }
+    let given = |m: &Option<BTreeMap<String, String>>, k: &str, v: &str| {
+        m.as_ref().and_then(|m| m.get(k)).map(String::as_str) == Some(v)
+    };
+    if !given(&p.metadata.labels, "zone", "a")
+        || !given(&p.metadata.labels, "podlab.test/tier", "front")
+    {
+        wrong.push(format!(
+            "the pod object's labels are {:?}, without zone=a and podlab.test/tier=front it was created with",
+            p.metadata.labels
+        ));
+    }
+    if !given(&p.metadata.annotations, "podlab.test/build", "42") {
+        wrong.push(format!(
+            "the pod object's annotations are {:?}, without podlab.test/build=42 it was created with",
+            p.metadata.annotations
+        ));
     }
     if !wrong.is_empty() {
         return Err(fail(format!(

@@ -16,14 +16,14 @@ pub const CASES: &[TestCase] = &[
         must: "A container whose liveness probe fails its failureThreshold times in a row MUST be restarted.",
         method: "A container sleeps with an exec liveness probe (`test -e /tmp/healthy`, never true; period 1 s, failureThreshold 1); waits until its restartCount is at least 1 with the earlier run recorded in lastState.terminated. Skipped when the runtime does not declare probes."),
     case!("PROBE-002", readiness_decides_ready,
-        must: "A running container whose readiness probe fails MUST be reported not ready and the pod's Ready condition False; once the probe succeeds, the container MUST become ready and the pod Ready.",
-        method: "A container sleeps with an exec readiness probe (`test -e /tmp/ready`, period 1 s); after it runs, every observation for a few seconds must show it not ready and Ready=False; then exec creates /tmp/ready and the container must become ready with Ready=True. Skipped when the runtime does not declare probes."),
+        must: "A running container whose readiness probe fails MUST be reported not ready and the pod's Ready condition False, and MUST NOT be restarted for it or for a liveness probe that succeeds; once the readiness probe succeeds, the container MUST become ready and the pod Ready.",
+        method: "A container sleeps with an exec readiness probe (`test -e /tmp/ready`, period 1 s) and an exec liveness probe that succeeds (`test -d /tmp`, period 1 s, failureThreshold 1); after it runs, every observation for a few seconds must show it not ready, Ready=False and restartCount 0; then exec creates /tmp/ready and the container must become ready with Ready=True, still with restartCount 0. Skipped when the runtime does not declare probes."),
     case!("PROBE-003", startup_holds_liveness_back,
         must: "Until a container's startup probe succeeds, its liveness probe MUST NOT run: a liveness probe that always fails restarts the container only after the startup probe succeeded.",
         method: "A container has a startup probe (`test -e /tmp/started`, period 1 s, failureThreshold 60) and a liveness probe that always fails (period 1 s, failureThreshold 1); for a few seconds after it runs, restartCount must stay 0 and started false; then exec creates /tmp/started and the container must be restarted by its liveness probe. Skipped when the runtime does not declare probes."),
     case!("PROBE-004", http_and_tcp_handlers,
         must: "An httpGet probe MUST succeed only on a 2xx or 3xx answer and a tcpSocket probe only when the port accepts connections, both at the pod's address.",
-        method: "Container web serves /tmp with busybox httpd on port 8080 and has an httpGet readiness probe on /ready; container open has a tcpSocket readiness probe on 8080, container closed one on 8099, where nothing listens. After all run: open must become ready, while web (404) and closed stay not ready for a few seconds; then exec writes /tmp/ready in web and web must become ready while closed stays not ready. Skipped when the runtime does not declare probes."),
+        method: "Container web writes /tmp/alive and serves /tmp with busybox httpd on port 8080; it has an httpGet readiness probe on /ready and an httpGet liveness probe on /alive; container open has a tcpSocket readiness probe and a tcpSocket liveness probe on 8080, container closed a readiness one on 8099, where nothing listens (liveness probes: period 1 s, failureThreshold 5). After all run: open must become ready, while web (404) and closed stay not ready for a few seconds; then exec writes /tmp/ready in web and web must become ready while closed stays not ready; web and open, whose liveness probes succeed, must never have been restarted. Skipped when the runtime does not declare probes."),
 ];
 
 fn need_probes(ctx: &Ctx) -> Check {
@@ -146,12 +146,15 @@ fn liveness_failure_restarts(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 
 fn readiness_decides_ready(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     need_probes(ctx)?;
-    let probe = exec_probe("test -e /tmp/ready", 1, 1);
+    let probes = json!({
+        "readinessProbe": exec_probe("test -e /tmp/ready", 1, 1),
+        "livenessProbe": exec_probe("test -d /tmp", 1, 1),
+    });
     let pod = RawPod::create(
         rt,
         ctx,
         "probe-ready",
-        json!({"containers": [ctr(ctx, "app", "exec sleep 3600", json!({"readinessProbe": probe}))]}),
+        json!({"containers": [ctr(ctx, "app", "exec sleep 3600", probes)]}),
     )?;
     wait(
         rt,
@@ -160,27 +163,38 @@ fn readiness_decides_ready(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         ctx.timeouts.start,
         |p| running(p, "app"),
     )?;
+    let not_restarted = |p: &Pod| {
+        if restarts(p, "app") == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "pod {}: container app was restarted (restartCount {}) although only its readiness probe fails \
+             and its liveness probe succeeds: {}",
+            pod.name,
+            restarts(p, "app"),
+            runtime::describe(p)
+        ))
+    };
     holds(rt, &pod.name, hold_window(ctx), |p| {
         if ready(p, "app") || pod_ready(p) == Some(true) {
-            Err(format!(
+            return Err(format!(
                 "pod {} shows container app ready (Ready condition {:?}) while its readiness probe fails: {}",
                 pod.name,
                 pod_ready(p),
                 runtime::describe(p)
-            ))
-        } else {
-            Ok(())
+            ));
         }
+        not_restarted(p)
     })?;
     pod.sh(ctx, "app", "touch /tmp/ready")?;
-    wait(
+    let p = wait(
         rt,
         &pod.name,
         "container app ready and the pod Ready once its probe succeeds",
         Duration::from_secs(20),
         |p| ready(p, "app") && pod_ready(p) == Some(true),
-    )
-    .map(drop)
+    )?;
+    not_restarted(&p).map_err(fail)
 }
 
 fn startup_holds_liveness_back(rt: &dyn Runtime, ctx: &Ctx) -> Check {
@@ -232,16 +246,35 @@ fn http_and_tcp_handlers(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let http = json!({"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1});
     let tcp =
         |port: u16| json!({"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 1});
+    // Liveness probes that succeed; five failures in a row give httpd time to listen.
+    let alive = json!({"httpGet": {"path": "/alive", "port": 8080}, "periodSeconds": 1, "failureThreshold": 5});
+    let mut tcp_alive = tcp(8080);
+    tcp_alive["failureThreshold"] = json!(5);
     let pod = RawPod::create(
         rt,
         ctx,
         "probe-handlers",
         json!({"containers": [
-            ctr(ctx, "web", "exec httpd -f -p 8080 -h /tmp", json!({"readinessProbe": http})),
-            ctr(ctx, "open", "exec sleep 3600", json!({"readinessProbe": tcp(8080)})),
+            ctr(ctx, "web", "echo ok > /tmp/alive && exec httpd -f -p 8080 -h /tmp",
+                json!({"readinessProbe": http, "livenessProbe": alive})),
+            ctr(ctx, "open", "exec sleep 3600",
+                json!({"readinessProbe": tcp(8080), "livenessProbe": tcp_alive})),
             ctr(ctx, "closed", "exec sleep 3600", json!({"readinessProbe": tcp(8099)})),
         ]}),
     )?;
+    let unrestarted = |p: &Pod| {
+        for c in ["web", "open"] {
+            if restarts(p, c) > 0 {
+                return Err(format!(
+                    "pod {}: container {c} was restarted (restartCount {}) although its liveness probe succeeds: {}",
+                    pod.name,
+                    restarts(p, c),
+                    runtime::describe(p)
+                ));
+            }
+        }
+        Ok(())
+    };
     wait(
         rt,
         &pod.name,
@@ -250,6 +283,7 @@ fn http_and_tcp_handlers(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         |p| ready(p, "open"),
     )?;
     holds(rt, &pod.name, hold_window(ctx), |p| {
+        unrestarted(p)?;
         for (c, why) in [
             ("web", "its httpGet probe gets 404"),
             ("closed", "nothing listens on its tcpSocket port"),
@@ -277,5 +311,6 @@ fn http_and_tcp_handlers(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "pod {}: container closed became ready although nothing listens on port 8099",
             pod.name
         )
-    })
+    })?;
+    unrestarted(&p).map_err(fail)
 }

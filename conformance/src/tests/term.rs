@@ -21,7 +21,7 @@ pub const CASES: &[TestCase] = &[
         method: "A container writes 1000 bytes of 'a' then 4096 bytes of 'b' to /dev/termination-log and exits 0 (restartPolicy Never); once the pod ended, state.terminated.message must be the 4096 bytes of 'b'."),
     case!("TERM-003", fallback_to_logs,
         must: "Under terminationMessagePolicy FallbackToLogsOnError a container that failed with an empty termination file MUST get the tail of its log as its message (at most the last 80 lines and 2048 bytes), and a container that succeeded or wrote the file MUST NOT get its log as the message.",
-        method: "Three pods at once with restartPolicy Never and FallbackToLogsOnError: one prints the lines line-1 to line-100 and exits 1 (its message must end with line-100, must not hold line-20 or anything before it, and must be at most 2048 bytes); one prints a line and exits 0 (no message, or an empty one); one prints a line, writes a token to its termination file and exits 1 (the message must be the token)."),
+        method: "Four pods at once with restartPolicy Never and FallbackToLogsOnError: one prints the lines line-1 to line-100 and exits 1 (its message must end with line-100, must not hold line-20 or anything before it, and must be at most 2048 bytes); one prints a line and exits 0 (no message, or an empty one); two print a line, write a token to their termination file and exit 1 and 0 (each message must be its token)."),
 ];
 
 /// The container `app`'s terminated state once the pod has ended.
@@ -137,6 +137,14 @@ fn fallback_to_logs(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "echo not-the-message; printf %s {token} > /dev/termination-log; exit 1"
         )),
     )?;
+    let written_ok = RawPod::create(
+        rt,
+        ctx,
+        "term-logs-file-ok",
+        fallback(&format!(
+            "echo not-the-message; printf %s {token}-ok > /dev/termination-log; exit 0"
+        )),
+    )?;
 
     let t = ended(rt, ctx, &failed.name).map_err(fail)?;
     let m = t.message.clone().unwrap_or_default();
@@ -160,13 +168,18 @@ fn fallback_to_logs(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             shown(&t.message)
         )));
     }
-    let t = ended(rt, ctx, &written.name).map_err(fail)?;
-    if t.message.as_deref() != Some(token.as_str()) {
-        return Err(fail(format!(
-            "pod {}: a failed container that wrote {token:?} to its termination file under FallbackToLogsOnError got {}; the file must win over the log",
-            written.name,
-            shown(&t.message)
-        )));
+    for (pod, want, how) in [
+        (&written, token.clone(), "failed"),
+        (&written_ok, format!("{token}-ok"), "succeeded"),
+    ] {
+        let t = ended(rt, ctx, &pod.name).map_err(fail)?;
+        if t.message.as_deref() != Some(want.as_str()) {
+            return Err(fail(format!(
+                "pod {}: a container that {how} after writing {want:?} to its termination file under FallbackToLogsOnError got {}; the file must win over the log",
+                pod.name,
+                shown(&t.message)
+            )));
+        }
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ pub const CASES: &[TestCase] = &[
         must: "An emptyDir with medium Memory MUST be a tmpfs whose size is the volume's sizeLimit.",
         method: "Container app (no memory limit) mounts an emptyDir with medium Memory and sizeLimit 16Mi at /mem: `probe mounts` must show a tmpfs at /mem, `stat -f -c '%S %b' /mem` (statfs) must give 16 MiB in all, and writing 20 MB into it with `head -c 20000000 /dev/zero > /mem/fill` must fail."),
     case!("VOL-003", root_writable_by_everyone,
-        must: "The root directory of an emptyDir, on disk or in memory, MUST have mode 0777, so that a container running as any user can create files in it.",
-        method: "Container app runs as uid 1000 (no fsGroup) and mounts a disk emptyDir at /disk and a medium Memory one at /mem; `stat -c %a` of each must print 777 and `probe write-file` of a file in each must succeed."),
+        must: "The root directory of an emptyDir, on disk or in memory, MUST have mode 0777, so that a container running as any user can create files in it, and a file created there MUST keep the mode it is given and what was written to it.",
+        method: "Container app runs as uid 1000 (no fsGroup) and container root as root, both mounting a disk emptyDir at /disk and a medium Memory one at /mem; `stat -c %a` of each must print 777 and `probe write-file` of a file in each must succeed as uid 1000; then in each container and volume a shell writes a file per mode 644, 666 and 777, chmods it, and `stat -c %a` and cat must give that mode and what was written."),
     case!("VOL-004", sub_path_is_a_subdirectory,
         must: "A volumeMount with subPath MUST mount that subdirectory of the volume, created when missing, so a file written through it shows under the subdirectory in another container that mounts the whole volume.",
         method: "Container part mounts emptyDir sub with subPath sub/dir at /part; container whole mounts all of it at /vol. `probe write-file /part/f T` in part; `probe read-file /vol/sub/dir/f` in whole must print T, and /vol/f must not exist."),
@@ -178,7 +178,12 @@ fn root_writable_by_everyone(rt: &dyn Runtime, ctx: &Ctx) -> Check {
                 json!([mount("mode-disk", "/disk"), mount("mode-mem", "/mem")]),
             )
             .field("securityContext", json!({"runAsUser": 1000})),
-        );
+        )
+        .container(with_mounts(
+            ctx,
+            "root",
+            json!([mount("mode-disk", "/disk"), mount("mode-mem", "/mem")]),
+        ));
     let pod = PodGuard::start(rt, ctx, &manifest)?;
     for dir in ["/disk", "/mem"] {
         let mode = sh(&pod, "app", &format!("stat -c %a {dir}"))?;
@@ -189,6 +194,23 @@ fn root_writable_by_everyone(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             )));
         }
         write(&pod, "app", &format!("{dir}/by-1000"), "x")?;
+    }
+    let want = "644 content-644\n666 content-666\n777 content-777";
+    for container in ["app", "root"] {
+        for dir in ["/disk", "/mem"] {
+            let script = format!(
+                "for m in 644 666 777; do f={dir}/{container}-$m; echo content-$m > $f && chmod $m $f \
+                 && echo \"$(stat -c %a $f) $(cat $f)\"; done"
+            );
+            let seen = sh(&pod, container, &script)?;
+            if seen != want {
+                return Err(fail(format!(
+                    "files container {container} of pod {} created in the emptyDir at {dir} show modes and contents \
+                     {seen:?}, expected {want:?}",
+                    pod.name
+                )));
+            }
+        }
     }
     Ok(())
 }
