@@ -22,6 +22,7 @@ usage: conformance --runtime RUNTIME [options]
        conformance --list [--focus P] [--skip P]
        conformance --summary [--report DIR]
        conformance --gen-docs PATH
+       conformance --gen-runtimes PATH | --check-runtimes PATH [--report DIR]
 
 Runs the pod conformance suite against a runtime and writes results.json,
 junit.xml and report.md, then compares the results with the runtime's
@@ -67,6 +68,10 @@ options:
                        in the reports directory (after the run, with --runtime)
   --gen-docs PATH      write the generated test documentation to PATH, and the capability
                        table of adapter-contract.md beside it, and exit
+  --gen-runtimes PATH  write the runtime matrix (docs/runtimes.md) as the expectations files
+                       predict it for this kind of host, and exit
+  --check-runtimes PATH
+                       fail unless PATH is the matrix the runs in the reports directory give
 
 PATTERN is not a regular expression: substrings separated by `|`, matched
 without case against the ID and the MUST sentence (e.g. 'NET-00|UTS-001').
@@ -130,6 +135,8 @@ struct Args {
     mutants: bool,
     variants: Option<Pattern>,
     gen_docs: Option<PathBuf>,
+    gen_runtimes: Option<PathBuf>,
+    check_runtimes: Option<PathBuf>,
     help: bool,
 }
 
@@ -181,6 +188,8 @@ fn parse_args(argv: &[String]) -> Result<Args> {
                 args.workers = Some(n);
             }
             "--gen-docs" => args.gen_docs = Some(value()?.into()),
+            "--gen-runtimes" => args.gen_runtimes = Some(value()?.into()),
+            "--check-runtimes" => args.check_runtimes = Some(value()?.into()),
             "--list" | "--mutants" | "--summary" | "--help" | "-h" if inline.is_some() => {
                 bail!("{flag} takes no value")
             }
@@ -254,6 +263,22 @@ fn run(args: Args) -> Result<ExitCode> {
             .with_context(|| format!("cannot write {}", contract.display()))?;
         println!("wrote the capability table of {}", contract.display());
         return Ok(ExitCode::SUCCESS);
+    }
+    let ids: Vec<&str> = all.iter().map(|c| c.id).collect();
+    let host = expectations::host_kind();
+    if let Some(path) = &args.gen_runtimes {
+        let runs = summary::expected_runs(all_expectations(&ids)?, &ids, host);
+        std::fs::write(path, summary::runtimes_page(&runs, &ids, host))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!(
+            "wrote {} ({} runtimes, for a {host} host)",
+            path.display(),
+            runs.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = &args.check_runtimes {
+        return check_runtimes(path, &reports_root(&args), &ids, host);
     }
     let selected = filter::select(&all, args.focus.as_ref(), args.skip.as_ref());
     if args.list {
@@ -468,6 +493,81 @@ fn load_expectations(args: &Args, runtime: &str) -> Result<Option<(PathBuf, Expe
         );
     }
     Ok(Some((path, e)))
+}
+
+/// Every expectations file of the checkout, in name order.
+fn all_expectations(ids: &[&str]) -> Result<Vec<Expectations>> {
+    let dir = expectations_file("podlab")
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .context("cannot find conformance/expectations")?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| Expectations::load(p, ids).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Fails unless the published matrix is what the runs under `dir` give:
+/// every runtime ran, and each did what its expectations record.
+fn check_runtimes(
+    page: &std::path::Path,
+    dir: &std::path::Path,
+    ids: &[&str],
+    host: &str,
+) -> Result<ExitCode> {
+    let published =
+        std::fs::read_to_string(page).with_context(|| format!("cannot read {}", page.display()))?;
+    if summary::page_host(&published) != Some(host) {
+        println!(
+            "{} holds for a {} host and this one is {host}: not compared",
+            page.display(),
+            summary::page_host(&published).unwrap_or("unnamed")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut runs = Vec::new();
+    for found in summary::read_runs(dir)
+        .with_context(|| format!("cannot read the runs under {}", dir.display()))?
+    {
+        let expectations = match expectations_file(&found.runtime) {
+            Some(path) => Some(Expectations::load(&path, ids)?),
+            None => None,
+        };
+        runs.push(summary::Run {
+            runtime: found.runtime,
+            rows: found.rows,
+            expectations,
+            not_runnable: found.not_runnable,
+        });
+    }
+    let made = summary::runtimes_page(&runs, ids, host);
+    if made == published {
+        println!(
+            "{} matches the {} runs under {}",
+            page.display(),
+            runs.len(),
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = made
+        .lines()
+        .zip(published.lines())
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("the runs give\n  {a}\nwhere it says\n  {b}"))
+        .unwrap_or_else(|| "the runs give a page of another length".into());
+    eprintln!(
+        "conformance: {} does not match the runs under {}: {first}\n(regenerate it with `cargo xtask docs` once the expectations are right)",
+        page.display(),
+        dir.display()
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// Writes `<dir>/summary.md` from the runs found in `dir`.

@@ -267,6 +267,12 @@ pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
     result
 }
 
+/// Fails unless docs/runtimes.md is the matrix this run's reports give.
+pub fn check_runtimes_page() -> anyhow::Result<()> {
+    util::step("docs/runtimes.md against the runs just made");
+    util::run(runner().args(["--check-runtimes", "docs/runtimes.md"]))
+}
+
 /// podlab with the `mutants` feature, in its own target dir so the normal
 /// build is never one that can break on purpose.
 pub fn build_mutant_podlab() -> anyhow::Result<PathBuf> {

@@ -86,7 +86,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "docs::tests",
         ]))
         .map_err(|e| anyhow::anyhow!("{e}\nrun `cargo xtask docs` to regenerate"))?;
-        return Ok(());
+        return check_runtimes_page();
     }
     std::fs::write(&path, text)?;
     println!("wrote {}", path.display());
@@ -100,7 +100,53 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "--",
         "--gen-docs",
         "docs/conformance.md",
-    ]))
+    ]))?;
+    gen_runtimes_page(&util::root().join(RUNTIMES))
+}
+
+/// The runtime matrix, as the expectations files predict it for this kind
+/// of host; `cargo xtask test` compares it with its runs.
+const RUNTIMES: &str = "docs/runtimes.md";
+
+fn gen_runtimes_page(out: &Path) -> anyhow::Result<()> {
+    util::run(
+        util::cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "podlab-conformance",
+                "--bin",
+                "conformance",
+                "--",
+            ])
+            .arg("--gen-runtimes")
+            .arg(out),
+    )
+}
+
+/// The header line naming the host kind the page holds for.
+fn host_line(page: &str) -> Option<&str> {
+    page.lines().find(|l| l.starts_with("<!-- Generated"))
+}
+
+fn check_runtimes_page() -> anyhow::Result<()> {
+    let fresh = util::target().join("docs-check/runtimes.md");
+    if let Some(dir) = fresh.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    gen_runtimes_page(&fresh)?;
+    let made = std::fs::read_to_string(&fresh)?;
+    let published = std::fs::read_to_string(util::root().join(RUNTIMES)).unwrap_or_default();
+    if host_line(&made) != host_line(&published) {
+        println!("{RUNTIMES} holds for another kind of host than this one: not compared");
+        return Ok(());
+    }
+    if made != published {
+        bail!("{RUNTIMES} is out of date with conformance/expectations: run `cargo xtask docs`");
+    }
+    println!("{RUNTIMES} is up to date");
+    Ok(())
 }
 
 #[cfg(test)]
