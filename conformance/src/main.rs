@@ -42,6 +42,8 @@ options:
   --podlab-bin PATH    the podlab binary (default: $PODLAB_BIN, else `podlab` on PATH)
   --image-root DIR     podlab's image store holding the probe image (default: $PODLAB_IMAGE_ROOT)
   --podman-bin PATH    the podman binary (default: podman)
+  --podman-runtime R   the OCI runtime podman runs containers with (default: runc); the run
+                       is named podman-<R>
   --fixtures DIR       OCI image layouts podman loads (default: $CARGO_TARGET_DIR or target, then /fixtures)
   --cri-socket ADDR    cri: the runtime's CRI endpoint, unix:///PATH or PATH (default: $CRI_SOCKET)
   --runtime-handler H  cri: the runtime handler pods run with (Kubernetes' RuntimeClass;
@@ -120,6 +122,7 @@ struct Args {
     caps: Option<String>,
     podman_bin: Option<PathBuf>,
     cri_socket: Option<String>,
+    podman_runtime: Option<String>,
     runtime_handler: Option<String>,
     fixtures: Option<PathBuf>,
     expectations: Option<PathBuf>,
@@ -167,6 +170,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
                 args.caps = Some(list);
             }
             "--podman-bin" => args.podman_bin = Some(value()?.into()),
+            "--podman-runtime" => args.podman_runtime = Some(value()?),
             "--cri-socket" => args.cri_socket = Some(value()?),
             "--runtime-handler" => args.runtime_handler = Some(value()?),
             "--fixtures" => args.fixtures = Some(value()?.into()),
@@ -207,6 +211,9 @@ fn parse_args(argv: &[String]) -> Result<Args> {
     }
     if !is_cli && !is_cri && args.caps.is_some() {
         bail!("--caps is for --runtime cli:PATH and cri");
+    }
+    if args.podman_runtime.is_some() && args.runtime != Some(RuntimeKind::Podman) {
+        bail!("--podman-runtime is for --runtime podman");
     }
     if !is_cri && (args.cri_socket.is_some() || args.runtime_handler.is_some()) {
         bail!("--cri-socket and --runtime-handler are for --runtime cri");
@@ -656,6 +663,9 @@ fn podman_config(args: &Args) -> Result<PodmanConfig> {
         bail!("no OCI image layout in {}", dir.display());
     }
     config.layouts = layouts;
+    if let Some(runtime) = &args.podman_runtime {
+        config.oci_runtime = runtime.clone();
+    }
     if let Some(image) = &args.probe_image {
         config.probe_image = image.clone();
     }
@@ -863,6 +873,12 @@ mod tests_args {
         );
         assert!(refused(&["--runtime", "podman", "--caps", "pod-ip"]).contains("--caps is for"));
         assert!(refused(&["--runtime", "cri", "--context", "x"]).contains("--context is for"));
+        assert!(
+            refused(&["--runtime", "podlab", "--podman-runtime", "crun"])
+                .contains("for --runtime podman")
+        );
+        let a = parse(&["--runtime", "podman", "--podman-runtime", "crun"]).unwrap();
+        assert_eq!(a.podman_runtime.as_deref(), Some("crun"));
     }
 
     #[test]

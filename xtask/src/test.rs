@@ -71,6 +71,12 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
         crate::conformance::run(&["--runtime".into(), "podlab".into(), "--mutants".into()])?;
         // The same suite on podman, against its checked-in expectations.
         crate::conformance::run(&["--runtime".into(), "podman".into()])?;
+        crate::conformance::run(&[
+            "--runtime".into(),
+            "podman".into(),
+            "--podman-runtime".into(),
+            "crun".into(),
+        ])?;
         // And on containerd through the CRI, against its own expectations:
         // with runc, its default, then with the other OCI runtimes.
         crate::conformance::run(&["--runtime".into(), "cri".into()])?;

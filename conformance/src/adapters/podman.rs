@@ -25,18 +25,23 @@ use crate::runtime::{Capabilities, Error, ExecOutput, PidsLimits, Runtime};
 /// `kube play` also builds podman's pause image.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Podman's configuration for this run. `runc`, because crun 1.8 refuses
-/// the hybrid cgroup hierarchy; ulimits within the hard limits, because
-/// podman's defaults need CAP_SYS_RESOURCE; file locks in the private
-/// tmpdir, so the host's shared-memory lock table is never used.
-const CONTAINERS_CONF: &str = r#"# Written by the podlab conformance suite for one run.
+/// Podman's configuration for this run: the OCI runtime asked for (runc
+/// by default: crun 1.8 refuses a hybrid cgroup hierarchy); ulimits within
+/// the hard limits, because podman's defaults need CAP_SYS_RESOURCE; file
+/// locks in the private tmpdir, so the host's shared-memory lock table is
+/// never used.
+fn containers_conf(oci_runtime: &str) -> String {
+    format!(
+        r#"# Written by the podlab conformance suite for one run.
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
 [engine]
-runtime = "runc"
+runtime = "{oci_runtime}"
 lock_type = "file"
-"#;
+"#
+    )
+}
 
 /// Where podman puts pod cgroups with the cgroupfs manager.
 const CGROUP_PARENT: &str = "libpod_parent";
@@ -50,6 +55,9 @@ pub struct PodmanConfig {
     pub layouts: Vec<PathBuf>,
     /// The probe image reference (one of the layouts' names).
     pub probe_image: String,
+    /// The OCI runtime podman runs containers with; the run is named
+    /// `podman-<runtime>` after it.
+    pub oci_runtime: String,
 }
 
 impl PodmanConfig {
@@ -58,12 +66,15 @@ impl PodmanConfig {
             bin,
             layouts: Vec::new(),
             probe_image: "podlab.local/probe:latest".into(),
+            oci_runtime: "runc".into(),
         }
     }
 }
 
 pub struct Podman {
     config: PodmanConfig,
+    /// `podman-<OCI runtime>`.
+    name: String,
     /// Storage, run state, temp dir, containers.conf and manifests; removed on drop.
     dir: tempfile::TempDir,
     /// The manifests of the pods this adapter created, by name: podman
@@ -88,13 +99,14 @@ impl Podman {
                 .map_err(|e| Error::Other(format!("cannot create {sub}: {e}")))?;
         }
         let conf = dir.path().join("containers.conf");
-        std::fs::write(&conf, CONTAINERS_CONF)
+        std::fs::write(&conf, containers_conf(&config.oci_runtime))
             .map_err(|e| Error::Other(format!("cannot write {}: {e}", conf.display())))?;
         let new_cgroup_parents = cgroup_parents()
             .into_iter()
             .filter(|p| !p.exists())
             .collect();
         let podman = Podman {
+            name: format!("podman-{}", config.oci_runtime),
             config,
             dir,
             specs: Mutex::new(HashMap::new()),
@@ -234,7 +246,24 @@ impl Podman {
 
 impl Runtime for Podman {
     fn name(&self) -> &str {
-        "podman"
+        &self.name
+    }
+
+    /// One container of the probe image, run and removed: the OCI runtime
+    /// starts it, so one that cannot run here says so.
+    fn preflight(&self) -> Result<(), Error> {
+        let out = self.run(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &self.config.probe_image,
+                "true",
+            ],
+            COMMAND_TIMEOUT,
+        )?;
+        check_status(&out, "podman run --rm (preflight)")
     }
 
     fn capabilities(&self) -> Capabilities {
