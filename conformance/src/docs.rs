@@ -64,6 +64,45 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Family prefix → the Kubernetes documentation of the behaviour its tests
+/// check: what a runtime that fails one of them deviates from.
+const KUBERNETES_DOCS: &[(&str, &str, &str)] = &[
+    ("NET", "Pods: resource sharing and communication", "https://kubernetes.io/docs/concepts/workloads/pods/#resource-sharing-and-communication"),
+    ("UTS", "DNS for Services and Pods: a Pod's hostname", "https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#pod-s-hostname-and-subdomain-fields"),
+    ("IPC", "Pods: resource sharing and communication", "https://kubernetes.io/docs/concepts/workloads/pods/#resource-sharing-and-communication"),
+    ("ISO", "Share Process Namespace between Containers in a Pod", "https://kubernetes.io/docs/tasks/configure-pod-container/share-process-namespace/"),
+    ("CGR", "Resource Management for Pods and Containers", "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"),
+    ("LIFE", "Pod Lifecycle", "https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/"),
+    ("PROBE", "Configure Liveness, Readiness and Startup Probes", "https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/"),
+    ("HOOK", "Container Lifecycle Hooks", "https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/"),
+    ("RESTART", "Pod Lifecycle: container restart policy", "https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#restart-policy"),
+    ("ESC", "Configure a Security Context for a Pod or Container", "https://kubernetes.io/docs/tasks/configure-pod-container/security-context/"),
+    ("STOR", "Resource Management: local ephemeral storage", "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/#local-ephemeral-storage"),
+    ("CMD", "Define a Command and Arguments for a Container", "https://kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/"),
+    ("EXEC", "Get a Shell to a Running Container", "https://kubernetes.io/docs/tasks/debug/debug-application/get-shell-running-container/"),
+    ("IMAGE", "Images", "https://kubernetes.io/docs/concepts/containers/images/"),
+    ("TERM", "Determine the Reason for Pod Failure", "https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/"),
+    ("DEADLINE", "Pod API: activeDeadlineSeconds", "https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#lifecycle"),
+    ("DOWNWARD", "Downward API", "https://kubernetes.io/docs/concepts/workloads/pods/downward-api/"),
+    ("LOGS", "Logging Architecture", "https://kubernetes.io/docs/concepts/cluster-administration/logging/"),
+    ("VOL", "Volumes: emptyDir", "https://kubernetes.io/docs/concepts/storage/volumes/#emptydir"),
+    ("SEC", "Configure a Security Context for a Pod or Container", "https://kubernetes.io/docs/tasks/configure-pod-container/security-context/"),
+    ("HOSTS", "Adding entries to Pod /etc/hosts with HostAliases", "https://kubernetes.io/docs/tasks/network/customize-hosts-file-for-pods/"),
+    ("SYSCTL", "Using sysctls in a Kubernetes Cluster", "https://kubernetes.io/docs/tasks/administer-cluster/sysctl-cluster/"),
+    ("HOSTNS", "Pod API: hostPID and hostIPC", "https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#security-context"),
+    ("PORT", "Pod API: container ports and hostPort", "https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#ports"),
+];
+
+/// The Kubernetes documentation of the behaviour test `id` checks, as a
+/// Markdown link.
+pub fn kubernetes_doc(id: &str) -> Option<String> {
+    let family = id.split('-').next()?;
+    KUBERNETES_DOCS
+        .iter()
+        .find(|(f, _, _)| *f == family)
+        .map(|(_, title, url)| format!("[{title}]({url})"))
+}
+
 pub fn generate(cases: &[TestCase]) -> String {
     let mut md = String::from(
         "# Pod conformance tests\n\n\
@@ -251,6 +290,23 @@ pub fn splice_table(doc: &str, table: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_names_the_kubernetes_documentation_it_checks() {
+        for (family, _) in FAMILIES {
+            let doc = kubernetes_doc(&format!("{family}-001"));
+            assert!(
+                doc.as_deref()
+                    .is_some_and(|d| d.contains("](https://kubernetes.io/docs/")),
+                "{family}: {doc:?}"
+            );
+        }
+        assert_eq!(
+            KUBERNETES_DOCS.len(),
+            FAMILIES.len(),
+            "one entry per family"
+        );
+    }
 
     #[test]
     fn checked_in_docs_are_up_to_date() {

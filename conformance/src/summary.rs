@@ -322,11 +322,18 @@ fn deviations(md: &mut String, runs: &[Run]) {
         .collect();
     if !recorded.is_empty() {
         md.push_str("\n## Deviations from Kubernetes, as measured\n\n");
-        md.push_str("Each test a runtime fails as its expectations file records, with the evidence recorded there.\n");
+        md.push_str("Each test a runtime fails as its expectations file records, the Kubernetes documentation of what it deviates from, and the evidence recorded there.\n");
         for (r, e) in recorded {
             let _ = writeln!(md, "\n### {}\n", r.runtime);
             for (id, why) in &e.expected_failures {
-                let _ = writeln!(md, "- {id}: {why}");
+                match crate::docs::kubernetes_doc(id) {
+                    Some(doc) => {
+                        let _ = writeln!(md, "- {id} (Kubernetes: {doc}): {why}");
+                    }
+                    None => {
+                        let _ = writeln!(md, "- {id}: {why}");
+                    }
+                }
             }
         }
     }
@@ -443,7 +450,7 @@ mod tests {
             md.contains("- **cri-x-crun**: cgroup-v1-hybrid: crun refuses hybrid hosts"),
             "{md}"
         );
-        assert!(md.contains("### podman\n\n- NET-001: why"), "{md}");
+        assert!(md.contains("### podman\n\n- NET-001 (Kubernetes: [Pods: resource sharing"), "{md}");
     }
 
     #[test]
