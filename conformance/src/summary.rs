@@ -450,7 +450,10 @@ mod tests {
             md.contains("- **cri-x-crun**: cgroup-v1-hybrid: crun refuses hybrid hosts"),
             "{md}"
         );
-        assert!(md.contains("### podman\n\n- NET-001 (Kubernetes: [Pods: resource sharing"), "{md}");
+        assert!(
+            md.contains("### podman\n\n- NET-001 (Kubernetes: [Pods: resource sharing"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Kubernetes' own rules that both the podlab runtime and the conformance
 //! suite need, kept once so the two can never disagree about them:
-//! resource [`quantity`] parsing, a pod's [`qos`] class and the
-//! [`expansion`] of `$(VAR)` references.
+//! resource [`quantity`] parsing, a pod's [`qos`] class, the
+//! [`expansion`] of `$(VAR)` references and the kubelet's safe [`sysctl`]s.
 
 pub mod expansion;
 pub mod qos;
 pub mod quantity;
+pub mod sysctl;

@@ -6,30 +6,13 @@
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
-/// The kubelet's safe sysctls (Kubernetes 1.32); others need the node's
-/// `--allowed-unsafe-sysctls`, which this adapter's "kubelet" has none of.
-const SAFE_SYSCTLS: &[&str] = &[
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-];
-
 /// The kubelet's admission verdict on the pod's sysctls: the message of a
 /// SysctlForbidden rejection, or None.
 pub fn forbidden_sysctl(spec: &PodSpec) -> Option<String> {
     let sysctls = spec.security_context.as_ref()?.sysctls.as_ref()?;
     let bad = sysctls
         .iter()
-        .find(|s| !SAFE_SYSCTLS.contains(&s.name.replace('/', ".").as_str()))?;
+        .find(|s| !podlab_kube::sysctl::is_safe(&s.name))?;
     Some(format!(
         "Pod was rejected: forbidden sysctl: {:?} not allowlisted",
         bad.name

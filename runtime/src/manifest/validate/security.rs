@@ -21,27 +21,11 @@ pub fn is_namespaced_sysctl(name: &str) -> bool {
         || name == "kernel.sem"
 }
 
-/// The sysctls the kubelet allows without `--allowed-unsafe-sysctls`:
-/// namespaced and isolated between pods (the kubelet's safe set as of
-/// Kubernetes 1.32).
-pub const SAFE_SYSCTLS: &[&str] = &[
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-];
+pub use podlab_kube::sysctl::SAFE_SYSCTLS;
 
 /// Whether a sysctl (`a.b.c` or `a/b/c`) is on the kubelet's safe list.
 pub fn is_safe_sysctl(name: &str) -> bool {
-    SAFE_SYSCTLS.contains(&name.replace('/', ".").as_str())
+    podlab_kube::sysctl::is_safe(name)
 }
 
 /// `a.b_c.d-e` or `a/b/c`: lowercase segments of letters, digits, `_` and `-`.
