@@ -267,6 +267,36 @@ pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
     result
 }
 
+/// The runtime matrix: the suite on every runtime, one after another (they
+/// share the host's cgroups and bridges), each against its own
+/// expectations, then the summary and docs/runtimes.md checked against the
+/// runs; with `mutants`, podlab's mutation matrix after podlab's own run.
+pub fn run_matrix(mutants: bool) -> anyhow::Result<()> {
+    let arg = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    // Reports of earlier runs (or of runtimes since renamed) would be read
+    // as runs of this one by the summary and the matrix check.
+    let _ = std::fs::remove_dir_all(util::target().join("conformance"));
+    run(&arg(&["--runtime", "podlab"]))?;
+    if mutants {
+        run(&arg(&["--runtime", "podlab", "--mutants"]))?;
+    }
+    // podman with its OCI runtimes.
+    run(&arg(&["--runtime", "podman"]))?;
+    run(&arg(&["--runtime", "podman", "--podman-runtime", "crun"]))?;
+    // containerd through the CRI: runc, its default, then the other OCI
+    // runtimes as handlers.
+    run(&arg(&["--runtime", "cri"]))?;
+    for handler in ["crun", "youki"] {
+        run(&arg(&["--runtime", "cri", "--runtime-handler", handler]))?;
+    }
+    // podlab again, driven as any kubectl-compatible binary would be, and
+    // through the real kubectl over podlab's Kubernetes API.
+    run_cli_on_podlab()?;
+    run_cli_kubectl_on_serve(&[])?;
+    run(&arg(&["--summary"]))?;
+    check_runtimes_page()
+}
+
 /// Fails unless docs/runtimes.md is the matrix this run's reports give.
 pub fn check_runtimes_page() -> anyhow::Result<()> {
     util::step("docs/runtimes.md against the runs just made");

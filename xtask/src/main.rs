@@ -38,6 +38,9 @@ tasks:
   bench [--quick] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods,
                           and the whole conformance suite on podlab (suite_seconds, suite_tests)
+  matrix                  the suite on every runtime this host has (podlab, podman with runc and crun,
+                          containerd with runc, crun and youki, cli:podlab, kubectl against serve),
+                          each against its expectations, and docs/runtimes.md checked against the runs
   vm [-- COMMAND...]      boot Debian's kernel under qemu on a pure cgroup v2 host and run podlab's
                           cgroup tests, the CGR family, LIFE-009 and the demo pod there (or COMMAND)
 ";
@@ -72,6 +75,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "docs" => docs::run(rest),
         "fuzz" => fuzz::run(rest),
         "vm" => vm::run(rest),
+        "matrix" => match rest.first() {
+            None => conformance::run_matrix(false),
+            Some(a) => bail!("matrix: unknown argument {a:?} (usage: cargo xtask matrix)"),
+        },
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

@@ -64,36 +64,8 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
             .env(podlab::testhook::SKIP_LOG_ENV, skips),
     )?;
     if root {
-        // Reports of earlier runs (or of runtimes since renamed) would be
-        // read as runs of this one by the summary and the matrix check.
-        let _ = std::fs::remove_dir_all(util::target().join("conformance"));
-        crate::conformance::run(&["--runtime".into(), "podlab".into()])?;
-        crate::conformance::run(&["--runtime".into(), "podlab".into(), "--mutants".into()])?;
-        // The same suite on podman, against its checked-in expectations.
-        crate::conformance::run(&["--runtime".into(), "podman".into()])?;
-        crate::conformance::run(&[
-            "--runtime".into(),
-            "podman".into(),
-            "--podman-runtime".into(),
-            "crun".into(),
-        ])?;
-        // And on containerd through the CRI, against its own expectations:
-        // with runc, its default, then with the other OCI runtimes.
-        crate::conformance::run(&["--runtime".into(), "cri".into()])?;
-        for handler in ["crun", "youki"] {
-            crate::conformance::run(&[
-                "--runtime".into(),
-                "cri".into(),
-                "--runtime-handler".into(),
-                handler.into(),
-            ])?;
-        }
-        // podlab again, driven as any kubectl-compatible binary would be.
-        crate::conformance::run_cli_on_podlab()?;
-        // And through the real kubectl, over podlab's Kubernetes API.
-        crate::conformance::run_cli_kubectl_on_serve(&[])?;
-        crate::conformance::run(&["--summary".into()])?;
-        crate::conformance::check_runtimes_page()?;
+        // The suite on every runtime, podlab's mutation matrix included.
+        crate::conformance::run_matrix(true)?;
         util::step("coursework labs, as written (docs/labs)");
         crate::labs::run_all(&[])?;
         // podlab's cgroup v2 path on a real v2 kernel (the host is v1).
