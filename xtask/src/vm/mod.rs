@@ -64,8 +64,7 @@ pub fn boot(command: Option<&str>) -> anyhow::Result<()> {
     let work = util::target().join("vm");
     fs::create_dir_all(&work)?;
     let kernel = Kernel::fetch(&work.join("kernel"))?;
-    let initrd = work.join("initrd.cpio");
-    build_initramfs(&initrd, &kernel, command.unwrap_or(PLAN))?;
+    let initrd = initramfs(&work, &kernel, command.unwrap_or(PLAN))?;
     util::step(&format!(
         "booting Debian's kernel {} under qemu (TCG) on cgroup v2",
         kernel.release
@@ -298,67 +297,182 @@ fn build_conformance() -> anyhow::Result<PathBuf> {
     Ok(util::target().join("debug/conformance"))
 }
 
-fn build_initramfs(out: &Path, kernel: &Kernel, command: &str) -> anyhow::Result<()> {
+/// One entry of the guest's initramfs: a host file, a host tree, or bytes.
+enum Entry {
+    Copy {
+        host: PathBuf,
+        at: String,
+    },
+    Tree {
+        host: PathBuf,
+        at: String,
+    },
+    Data {
+        at: String,
+        mode: u32,
+        bytes: Vec<u8>,
+    },
+    Dir(String),
+}
+
+/// What the initramfs holds, before anything is written.
+fn initramfs_plan(kernel: &Kernel, command: &str) -> anyhow::Result<Vec<Entry>> {
     let podlab = fixtures::build_podlab(false)?;
     let images = fixtures::test_image_root();
     fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     let suite = build_conformance()?;
     let lib_tests = build_lib_tests()?;
-    util::step("writing the guest's initramfs");
-
-    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut a = cpio::Archive::new(std::io::BufWriter::new(file));
-    a.file("init", 0o755, INIT.as_bytes())?;
-    a.dir("newroot")?;
-    a.copy(Path::new("/bin/busybox"), "bin/busybox")?;
-    for (bin, at) in [
-        (&podlab, "usr/local/bin/podlab"),
-        (&suite, "usr/local/bin/conformance"),
-        (&lib_tests, "guest/podlab-lib-tests"),
-    ] {
-        a.copy(bin, at)?;
-    }
+    let copy = |host: &Path, at: &str| Entry::Copy {
+        host: host.to_path_buf(),
+        at: at.to_string(),
+    };
+    let data = |at: &str, mode: u32, bytes: &[u8]| Entry::Data {
+        at: at.to_string(),
+        mode,
+        bytes: bytes.to_vec(),
+    };
+    let mut plan = vec![
+        data("init", 0o755, INIT.as_bytes()),
+        Entry::Dir("newroot".into()),
+        copy(Path::new("/bin/busybox"), "bin/busybox"),
+        copy(&podlab, "usr/local/bin/podlab"),
+        copy(&suite, "usr/local/bin/conformance"),
+        copy(&lib_tests, "guest/podlab-lib-tests"),
+    ];
     let mut libs = BTreeSet::new();
     for bin in [&podlab, &suite, &lib_tests] {
         libs.extend(libraries(bin)?);
     }
     for lib in libs {
-        a.copy(&lib, &lib.to_string_lossy())?;
+        plan.push(copy(&lib, &lib.to_string_lossy()));
     }
     for plugin in CNI_PLUGINS {
         let host = Path::new("/usr/lib/cni").join(plugin);
         if host.exists() {
-            a.copy(&host, &format!("usr/lib/cni/{plugin}"))?;
+            plan.push(copy(&host, &format!("usr/lib/cni/{plugin}")));
         }
     }
-    a.tree(&images, "var/lib/podlab")?;
-    let order = module_load_order(&kernel.modules, MODULES)?;
+    plan.push(Entry::Tree {
+        host: images,
+        at: "var/lib/podlab".into(),
+    });
     let mut names = String::new();
-    for m in &order {
+    for m in module_load_order(&kernel.modules, MODULES)? {
         let name = m
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        a.copy(m, &format!("modules/{name}"))?;
+        plan.push(copy(&m, &format!("modules/{name}")));
         names.push_str(&name);
         names.push('\n');
     }
-    a.file("modules/order", 0o644, names.as_bytes())?;
-    a.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
-    a.file("etc/group", 0o644, b"root:x:0:\n")?;
-    a.file(
+    plan.push(data("modules/order", 0o644, names.as_bytes()));
+    plan.push(data(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+    ));
+    plan.push(data("etc/group", 0o644, b"root:x:0:\n"));
+    plan.push(data(
         "etc/hosts",
         0o644,
         b"127.0.0.1\tlocalhost\n::1\tlocalhost\n",
-    )?;
-    a.file("etc/resolv.conf", 0o644, b"")?;
-    a.file("guest/run.sh", 0o755, command.as_bytes())?;
-    a.copy(
+    ));
+    plan.push(data("etc/resolv.conf", 0o644, b""));
+    plan.push(data("guest/run.sh", 0o755, command.as_bytes()));
+    plan.push(copy(
         &util::root().join("fixtures/pods/demo.yaml"),
         "guest/demo.yaml",
-    )?;
+    ));
+    Ok(plan)
+}
+
+/// A key of everything the plan would write: each entry's place and the
+/// bytes it would hold. Contents, not modification times: cargo relinks
+/// the same binaries when builds with other features come between, and the
+/// fixture import rewrites the same image store on every run.
+fn plan_key(plan: &[Entry]) -> anyhow::Result<u64> {
+    use std::hash::{Hash, Hasher};
+    fn file(h: &mut impl Hasher, path: &Path) -> anyhow::Result<()> {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(path)?.permissions());
+        (path, mode, bytes).hash(h);
+        Ok(())
+    }
+    fn tree(h: &mut impl Hasher, dir: &Path) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if fs::symlink_metadata(&p)?.is_dir() {
+                tree(h, &p)?;
+            } else if let Ok(target) = fs::read_link(&p) {
+                (p, target).hash(h);
+            } else {
+                file(h, &p)?;
+            }
+        }
+        Ok(())
+    }
+    // Fixed keys: the same inputs give the same key from run to run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for e in plan {
+        match e {
+            Entry::Copy { host, at } => {
+                at.hash(&mut h);
+                file(&mut h, host)?;
+            }
+            Entry::Tree { host, at } => {
+                at.hash(&mut h);
+                tree(&mut h, host)?;
+            }
+            Entry::Data { at, mode, bytes } => (at, mode, bytes).hash(&mut h),
+            Entry::Dir(at) => at.hash(&mut h),
+        }
+    }
+    Ok(h.finish())
+}
+
+fn write_initramfs(plan: &[Entry], out: &Path) -> anyhow::Result<()> {
+    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut a = cpio::Archive::new(std::io::BufWriter::new(file));
+    for e in plan {
+        match e {
+            Entry::Copy { host, at } => a.copy(host, at)?,
+            Entry::Tree { host, at } => a.tree(host, at)?,
+            Entry::Data { at, mode, bytes } => a.file(at, *mode, bytes)?,
+            Entry::Dir(at) => a.dir(at)?,
+        }
+    }
     a.finish()?;
     Ok(())
+}
+
+/// The guest's initramfs under `work`, written only when what it would
+/// hold changed since the last one (which is then removed).
+fn initramfs(work: &Path, kernel: &Kernel, command: &str) -> anyhow::Result<PathBuf> {
+    let plan = initramfs_plan(kernel, command)?;
+    let out = work.join(format!("initrd-{:016x}.cpio", plan_key(&plan)?));
+    if out.exists() {
+        util::step(&format!(
+            "the guest's initramfs is unchanged ({})",
+            out.display()
+        ));
+        return Ok(out);
+    }
+    util::step("writing the guest's initramfs");
+    for old in fs::read_dir(work)?.flatten().map(|e| e.path()) {
+        let name = old
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("initrd") && name.ends_with(".cpio") {
+            let _ = fs::remove_file(&old);
+        }
+    }
+    let partial = out.with_extension("partial");
+    write_initramfs(&plan, &partial)?;
+    fs::rename(&partial, &out)?;
+    Ok(out)
 }
 
 /// What the console said.
@@ -470,7 +584,7 @@ mod tests {
 
     #[test]
     fn dependencies_load_first_and_once() {
-        let dir = tempdir();
+        let dir = tempdir("modules");
         let kernel = dir.join("kernel/net");
         fs::create_dir_all(&kernel).unwrap();
         fs::write(kernel.join("bridge.ko"), b"\0depends=stp,llc\0").unwrap();
@@ -507,8 +621,58 @@ mod tests {
         );
     }
 
-    fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-vm-test-{}", std::process::id()));
+    /// A fresh directory of one test (tests run at once in one process).
+    #[test]
+    fn the_initramfs_key_follows_its_inputs() {
+        let dir = tempdir("key");
+        fs::create_dir_all(dir.join("tree/sub")).unwrap();
+        fs::write(dir.join("bin"), b"one").unwrap();
+        fs::write(dir.join("tree/sub/layer"), b"layer").unwrap();
+        let plan = |script: &str| {
+            vec![
+                Entry::Copy {
+                    host: dir.join("bin"),
+                    at: "usr/local/bin/podlab".into(),
+                },
+                Entry::Tree {
+                    host: dir.join("tree"),
+                    at: "var/lib/podlab".into(),
+                },
+                Entry::Data {
+                    at: "guest/run.sh".into(),
+                    mode: 0o755,
+                    bytes: script.as_bytes().to_vec(),
+                },
+            ]
+        };
+        let first = plan_key(&plan("exit 0")).unwrap();
+        assert_eq!(
+            first,
+            plan_key(&plan("exit 0")).unwrap(),
+            "same inputs, same key"
+        );
+        assert_ne!(first, plan_key(&plan("exit 1")).unwrap(), "another command");
+        // Rewritten with the same bytes (a relink, a new import): same key.
+        fs::write(dir.join("bin"), b"one").unwrap();
+        assert_eq!(first, plan_key(&plan("exit 0")).unwrap(), "same bytes");
+        fs::write(dir.join("tree/sub/layer"), b"other").unwrap();
+        let changed = plan_key(&plan("exit 0")).unwrap();
+        assert_ne!(first, changed, "a file in the tree changed");
+        fs::write(dir.join("bin"), b"two").unwrap();
+        assert_ne!(
+            changed,
+            plan_key(&plan("exit 0")).unwrap(),
+            "the binary changed"
+        );
+        let out = dir.join("initrd.cpio");
+        write_initramfs(&plan("exit 0"), &out).unwrap();
+        assert!(fs::metadata(&out).unwrap().len() > 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh directory of one test (tests run at once in one process).
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-vm-test-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
