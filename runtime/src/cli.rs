@@ -247,24 +247,9 @@ pub fn events(
     all: bool,
     output: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = Store::of(config)?;
     let ns = namespace.unwrap_or("default");
-    let mut rows = Vec::new();
-    for dir in store.list(if all { None } else { Some(ns) })? {
-        if pod.is_some_and(|p| p != dir.key.name) {
-            continue;
-        }
-        let uid = dir
-            .read_pod()
-            .ok()
-            .and_then(|p| p.metadata.uid)
-            .unwrap_or_default();
-        for e in dir.read_events().unwrap_or_default() {
-            rows.push((dir.key.clone(), uid.clone(), e));
-        }
-    }
-    // Stable: events of one pod keep their order within a second.
-    rows.sort_by(|a, b| a.2.time.cmp(&b.2.time));
+    let mut rows = api::events(config, if all { None } else { Some(ns) })?;
+    rows.retain(|(key, _, _)| pod.is_none_or(|p| p == key.name));
     match output {
         Some("json") => {
             let items: Vec<serde_json::Value> = rows
