@@ -920,6 +920,13 @@ pub fn current_status(dir: &PodDir) -> Result<(Pod, PodStatus)> {
             pod.metadata.resource_version = Some(of_pod.max(version).to_string());
             s
         }
+        // Removed between the two reads: the pod is gone, not new again.
+        Ok(None) if !dir.pod_file().exists() => {
+            return Err(Error::Store(store::Error::NotFound {
+                namespace: dir.key.namespace.clone(),
+                name: dir.key.name.clone(),
+            }))
+        }
         Ok(None) => lifecycle::initial_status(&pod, &now_time()),
         // A torn status record (a crash mid-write on a filesystem without
         // atomic rename) is reported, never a panic or a hidden pod.

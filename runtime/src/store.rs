@@ -446,6 +446,14 @@ impl Store {
     /// leaves a record that gc still finds.
     pub fn remove(&self, _lock: &StoreLock, key: &PodKey) -> Result<()> {
         let dir = self.pod_dir(key);
+        // The record goes first: a reader that still finds the pod file
+        // also finds its status, never a pod without one (which reads as
+        // a fresh, Pending pod).
+        match fs::remove_file(dir.pod_file()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir.pod_file())(e)),
+        }
         for d in [&dir.data, &dir.dir] {
             match fs::remove_dir_all(d) {
                 Ok(()) => {}
