@@ -176,7 +176,7 @@ fn without_runtime(args: &[String]) -> Vec<String> {
 
 /// The capabilities podlab offers (as its own adapter declares), spelled
 /// as `--caps` for the kubectl-compatible adapter.
-fn podlab_caps() -> String {
+pub fn podlab_caps() -> String {
     format!(
         "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
          node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\

@@ -70,7 +70,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "conformance" => conformance::run(rest),
-        "lab" => labs::check(args),
+        "lab" => labs::lab(args),
         "labs" => labs::run_all(rest),
         "docs" => docs::run(rest),
         "fuzz" => fuzz::run(rest),
