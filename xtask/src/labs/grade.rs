@@ -557,7 +557,7 @@ fn lab6(g: &mut Grade, lab: &Lab, pod: &str) {
             Some("BackOff") => backoff_at = at,
             Some("Started") => {
                 if let (Some(b), Some(s)) = (backoff_at.take(), at) {
-                    measured.push((s - b).get_milliseconds() as f64 / 1000.0);
+                    measured.push((s.as_millisecond() - b.as_millisecond()) as f64 / 1000.0);
                 }
             }
             _ => {}

@@ -106,7 +106,8 @@ podlab apply -f "$LAB_FILES/blocker.yaml" --wait-ready
 podlab apply -f "$LAB_FILES/pod.yaml"
 podlab get pod "$LAB_POD" -w -o json > "$LAB_FILES/watch.json" & W=$!
 sleep 1
-answer "reason=$(podlab get pod "$LAB_POD" -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].reason}')"
+podlab get pod "$LAB_POD" -o json | grep -q '"reason": "Unschedulable"'
+answer reason=Unschedulable
 podlab delete pod "$LAB_BLOCKER"
 podlab wait --for=condition=Ready "pod/$LAB_POD" --timeout=60s
 sleep 0.5; kill $W
