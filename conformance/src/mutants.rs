@@ -150,6 +150,8 @@ pub const VARIANTS: &[Variant] = &[
       "hostPort mappings are never set up"),
     v("port-conflict-admitted", &["PORT-002"],
       "the scheduler admits two pods asking for the same hostPort"),
+    v("loopback-down", &["NET-005", "NET-007", "NET-009", "NET-010"],
+      "the pod's loopback interface is never brought up"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

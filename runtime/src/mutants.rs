@@ -134,10 +134,13 @@ pub enum Mutant {
     /// The scheduler ignores host ports: two pods asking for the same
     /// hostPort both run.
     PortConflictAdmitted,
+    /// The pod's loopback interface is never brought up: no 127.0.0.1 in
+    /// the pod (the course's stage 2 solution, which lacks stage 3).
+    LoopbackDown,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 59] = [
+    pub const ALL: [(&'static str, Mutant); 60] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -200,6 +203,7 @@ impl Mutant {
         ("host-pid-ignored", Mutant::HostPidIgnored),
         ("host-port-ignored", Mutant::HostPortIgnored),
         ("port-conflict-admitted", Mutant::PortConflictAdmitted),
+        ("loopback-down", Mutant::LoopbackDown),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -4,6 +4,7 @@
 mod bench;
 mod conformance;
 mod containerd;
+mod course;
 mod demo;
 mod docs;
 mod doctor;
@@ -26,11 +27,18 @@ tasks:
                           build the probe and the fixture OCI images, import them into podlab's store
   demo                    build, run a two-container pod and show what its containers share
   test                    fmt, clippy, unit tests, then the privileged integration tests (as root)
-  lab check N             grade coursework lab N (docs/labs/) against the pods you made
+  lab start N [--root DIR]
+                          draw your own values for lab N (docs/labs/): /run/podlab-labs/lab-N.{json,env}
+  lab check N [--format json] [--root DIR]
+                          grade lab N against your values: per check what it looked at, why it failed, a score
+  course check --stage N --runtime cli:PATH
+                          your runtime on the course's stages 1..N (docs/course/): the failing MUST sentences
+  course verify           the course's own test: the skeleton fails stage 1, each stage's solution fails the next
   fuzz [--seconds N] [manifest|quantity|layer]
                           run the cargo-fuzz targets for a bounded time each
   docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
-  labs                    run every lab as written, grade it, and check each grader fails on a clean state
+  labs [N...]             every lab's grader on an untouched lab, on scripted near misses (must fail) and
+                          on a scripted solution (must pass)
   conformance [--runtime podlab|podman|cri|serve|cli:PATH] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
                           the pod conformance suite (docs/conformance.md) against a runtime;
                           cri starts a private containerd under target/cri unless --cri-socket is given;
@@ -72,6 +80,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "conformance" => conformance::run(rest),
         "lab" => labs::lab(args),
         "labs" => labs::run_all(rest),
+        "course" => course::run(rest),
         "docs" => docs::run(rest),
         "fuzz" => fuzz::run(rest),
         "vm" => vm::run(rest),

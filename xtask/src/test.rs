@@ -66,8 +66,10 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
     if root {
         // The suite on every runtime, podlab's mutation matrix included.
         crate::conformance::run_matrix(true)?;
-        util::step("coursework labs, as written (docs/labs)");
+        util::step("coursework labs: untouched, near misses, solutions (docs/labs)");
         crate::labs::run_all(&[])?;
+        util::step("the course: skeleton and each stage's solution against the next (docs/course)");
+        crate::course::verify()?;
         // podlab's cgroup v2 path on a real v2 kernel (the host is v1).
         crate::vm::boot(None)?;
     } else {
@@ -76,6 +78,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
             "conformance suite on podlab, its mutation matrix, podman, cri, cli:podlab, cli:kubectl",
         );
         skipped_step(skips, "coursework labs (docs/labs)");
+        skipped_step(skips, "the course's stage checks (docs/course)");
         skipped_step(skips, "podlab on cgroup v2 in a VM (cargo xtask vm)");
     }
     Ok(())

@@ -68,7 +68,10 @@ impl Grade {
             }
         }
         let (ok, all) = self.score();
-        println!("score: {ok}/{all}{}", if self.passed() { " — done" } else { "" });
+        println!(
+            "score: {ok}/{all}{}",
+            if self.passed() { " — done" } else { "" }
+        );
     }
     pub fn json(&self, n: u32) -> Value {
         let (ok, all) = self.score();
@@ -134,10 +137,16 @@ impl Lab<'_> {
     }
     /// runtime.json of a pod: the PIDs and cgroups the shim holds.
     fn runtime(&self, name: &str) -> Value {
-        std::fs::read(self.s.root.join("pods/default").join(name).join("runtime.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null)
+        std::fs::read(
+            self.s
+                .root
+                .join("pods/default")
+                .join(name)
+                .join("runtime.json"),
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
     }
     fn logs(&self, pod: &str, c: &str) -> Vec<Value> {
         self.stdout(&["logs", pod, "-c", c])
@@ -150,7 +159,10 @@ impl Lab<'_> {
         let phase = self.pod(name).map(|p| p["status"]["phase"].clone());
         g.check(
             &format!("pod {name} is Running"),
-            format!("`podlab get pod {name} -o json` in {}", self.s.root.display()),
+            format!(
+                "`podlab get pod {name} -o json` in {}",
+                self.s.root.display()
+            ),
             match phase {
                 Some(p) if p == "Running" => Ok(()),
                 Some(p) => Err(format!("its phase is {p}")),
@@ -282,10 +294,14 @@ fn lab1(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
         "`podlab get events` of the pod, and its conditions' lastTransitionTime",
         match (at("Scheduled"), at("Started"), scheduled, ready) {
             (Some(a), Some(b), Some(c), Some(d)) if a <= b && c <= d => Ok(()),
-            other => Err(format!("the history is not in order or incomplete: {other:?}")),
+            other => Err(format!(
+                "the history is not in order or incomplete: {other:?}"
+            )),
         },
     );
-    let visit = lab.exec(pod, "web", &["cat", "/tmp/visit"]).unwrap_or_default();
+    let visit = lab
+        .exec(pod, "web", &["cat", "/tmp/visit"])
+        .unwrap_or_default();
     g.check(
         "/tmp/visit in the container holds your token",
         format!("`cat /tmp/visit` in {pod}/web"),
@@ -327,7 +343,9 @@ fn lab2(g: &mut Grade, lab: &Lab, pod: &str) {
         let want = known(role);
         let rec = records.iter().find(|(r, _, _)| r == role);
         let result = match rec {
-            None => Err(format!("no line `{role} PID net:[…] uts:[…] ipc:[…] mnt:[…] pid:[…]`")),
+            None => Err(format!(
+                "no line `{role} PID net:[…] uts:[…] ipc:[…] mnt:[…] pid:[…]`"
+            )),
             Some((_, pid, _)) if *pid != want => Err(format!(
                 "you recorded PID {pid}; the {role} process of {pod} is PID {want}{}",
                 if role == "pause" && rt["shim"]["pid"].as_i64() == Some(*pid) {
@@ -342,9 +360,9 @@ fn lab2(g: &mut Grade, lab: &Lab, pod: &str) {
                     let truth = ns_link(want, kind);
                     match links.iter().find(|l| l.starts_with(&format!("{kind}:"))) {
                         None => bad.push(format!("no {kind}: link")),
-                        Some(l) if *l != truth => {
-                            bad.push(format!("{l} is not the {role}'s {kind} namespace ({truth})"))
-                        }
+                        Some(l) if *l != truth => bad.push(format!(
+                            "{l} is not the {role}'s {kind} namespace ({truth})"
+                        )),
                         Some(_) => {}
                     }
                 }
@@ -376,9 +394,13 @@ fn lab3(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
         "the app listens on the port you chose",
         format!("the app's log (`podlab logs {pod} -c app`) and port= in $LAB_FILES/answers"),
         match (listening, port) {
-            (None, _) => Err("the app logged no listening port: did you replace CHOOSE-A-PORT?".into()),
+            (None, _) => {
+                Err("the app logged no listening port: did you replace CHOOSE-A-PORT?".into())
+            }
             (_, None) => Err("no port=N in $LAB_FILES/answers".into()),
-            (Some(l), Some(p)) if l != p => Err(format!("the app listens on {l}, you answered {p}")),
+            (Some(l), Some(p)) if l != p => {
+                Err(format!("the app listens on {l}, you answered {p}"))
+            }
             _ => Ok(()),
         },
     );
@@ -392,8 +414,16 @@ fn lab3(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
                 "the app received {} — not $LAB_TOKEN (send it with --send)",
                 s["received"]
             )),
-            Some(s) if !s["peers"][0].as_str().unwrap_or("").starts_with("127.0.0.1:") => {
-                Err(format!("the connection came from {}, not from localhost", s["peers"][0]))
+            Some(s)
+                if !s["peers"][0]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("127.0.0.1:") =>
+            {
+                Err(format!(
+                    "the connection came from {}, not from localhost",
+                    s["peers"][0]
+                ))
             }
             Some(_) => Ok(()),
         },
@@ -421,7 +451,11 @@ fn shm_table(lab: &Lab, pod: &str, c: &str) -> Vec<(i64, i64, i64)> {
         .skip(1)
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            Some((w.first()?.parse().ok()?, w.get(4)?.parse().ok()?, w.get(5)?.parse().ok()?))
+            Some((
+                w.first()?.parse().ok()?,
+                w.get(4)?.parse().ok()?,
+                w.get(5)?.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -433,7 +467,12 @@ fn lab4(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
     let hostname = lab.s.var("LAB_HOSTNAME");
     let hosts: Vec<String> = ["writer", "reader"]
         .iter()
-        .map(|c| lab.exec(pod, c, &["hostname"]).unwrap_or_default().trim().to_string())
+        .map(|c| {
+            lab.exec(pod, c, &["hostname"])
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
         .collect();
     g.check(
         "both containers have your hostname",
@@ -487,7 +526,10 @@ fn oom_kills(rt: &Value, container: &str) -> Option<u64> {
         let text = std::fs::read_to_string(file).ok()?;
         Some(
             text.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+                .find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
                 .unwrap_or(0),
         )
     })
@@ -505,7 +547,10 @@ fn lab5(g: &mut Grade, lab: &Lab, pod: &str) {
         if small["memory_limit_bytes"].as_i64() == Some(mi << 20) {
             Ok(())
         } else {
-            Err(format!("it is {} bytes, your lab asks for {mi}Mi", small["memory_limit_bytes"]))
+            Err(format!(
+                "it is {} bytes, your lab asks for {mi}Mi",
+                small["memory_limit_bytes"]
+            ))
         },
     );
     let rt = lab.runtime(pod);
@@ -521,15 +566,29 @@ fn lab5(g: &mut Grade, lab: &Lab, pod: &str) {
             _ => Ok(()),
         },
     );
-    let answered = lab.s.answers().get("small_cgroup").cloned().unwrap_or_default();
-    let truth = rt["containers"]["small"]["cgroup"].as_str().unwrap_or("").to_string();
+    let answered = lab
+        .s
+        .answers()
+        .get("small_cgroup")
+        .cloned()
+        .unwrap_or_default();
+    let truth = rt["containers"]["small"]["cgroup"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     g.check(
         "you found small's cgroup on the node",
         "small_cgroup= in $LAB_FILES/answers, and the cgroup podlab made",
-        if !truth.is_empty() && answered.trim_matches('/').ends_with(truth.trim_matches('/')) {
+        if !truth.is_empty()
+            && answered
+                .trim_matches('/')
+                .ends_with(truth.trim_matches('/'))
+        {
             Ok(())
         } else {
-            Err(format!("you answered {answered:?}; small's cgroup is {truth:?}"))
+            Err(format!(
+                "you answered {answered:?}; small's cgroup is {truth:?}"
+            ))
         },
     );
 }
@@ -577,7 +636,9 @@ fn lab6(g: &mut Grade, lab: &Lab, pod: &str) {
         "the back-off delays you observed are the ones the events show, and they grow",
         "delays= in $LAB_FILES/answers, and the gaps from each BackOff event to the next Started",
         if reported.len() < 2 {
-            Err(format!("report at least two delays (delays=…); you reported {reported:?}"))
+            Err(format!(
+                "report at least two delays (delays=…); you reported {reported:?}"
+            ))
         } else if reported.windows(2).any(|w| w[1] <= w[0]) {
             Err(format!("the delays you reported {reported:?} do not grow"))
         } else if let Some((i, (r, m))) = reported
@@ -586,8 +647,15 @@ fn lab6(g: &mut Grade, lab: &Lab, pod: &str) {
             .enumerate()
             .find(|(_, (r, m))| (**r - **m).abs() > 1.2 + 0.2 * **r)
         {
-            Err(format!("delay {} you reported ({r}s) is not what the events show ({})", i + 1,
-                if *m < 0.0 { "no such restart yet".into() } else { format!("{m:.1}s") }))
+            Err(format!(
+                "delay {} you reported ({r}s) is not what the events show ({})",
+                i + 1,
+                if *m < 0.0 {
+                    "no such restart yet".into()
+                } else {
+                    format!("{m:.1}s")
+                }
+            ))
         } else {
             Ok(())
         },
@@ -599,16 +667,23 @@ fn lab6(g: &mut Grade, lab: &Lab, pod: &str) {
         if reason == "CrashLoopBackOff" && events.iter().any(|e| e["reason"] == "BackOff") {
             Ok(())
         } else {
-            Err(format!("reason={reason:?} is not the waiting reason between restarts"))
+            Err(format!(
+                "reason={reason:?} is not the waiting reason between restarts"
+            ))
         },
     );
     let done = within(Duration::from_secs(10), || {
-        lab.pod(&once).is_some_and(|p| p["status"]["phase"] == "Succeeded")
+        lab.pod(&once)
+            .is_some_and(|p| p["status"]["phase"] == "Succeeded")
     });
     g.check(
         "the restartPolicy: Never pod ended Succeeded",
         format!("the phase of {once}"),
-        if done { Ok(()) } else { Err("it is not Succeeded".into()) },
+        if done {
+            Ok(())
+        } else {
+            Err("it is not Succeeded".into())
+        },
     );
 }
 
@@ -625,23 +700,30 @@ fn lab7(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
         if first["data"].as_str() != Some(token) {
             Err(format!("first reads {first}"))
         } else if second["error"] != "ENOENT" {
-            Err(format!("second reads {second}: write the file in first only"))
+            Err(format!(
+                "second reads {second}: write the file in first only"
+            ))
         } else {
             Ok(())
         },
     );
     let rt = lab.runtime(pod);
     let pid = |c: &str| rt["containers"][c]["pid"]["pid"].as_i64().unwrap_or(-1);
-    let answered = lab.s.answers().get("host_path").cloned().unwrap_or_default();
+    let answered = lab
+        .s
+        .answers()
+        .get("host_path")
+        .cloned()
+        .unwrap_or_default();
     let on_node = std::fs::read_to_string(&answered).unwrap_or_default();
     let same = |c: &str| {
-        std::fs::metadata(&answered).ok().zip(
-            std::fs::metadata(format!("/proc/{}/root{name}", pid(c))).ok(),
-        )
-        .is_some_and(|(a, b)| {
-            use std::os::unix::fs::MetadataExt;
-            a.ino() == b.ino() && a.dev() == b.dev()
-        })
+        std::fs::metadata(&answered)
+            .ok()
+            .zip(std::fs::metadata(format!("/proc/{}/root{name}", pid(c))).ok())
+            .is_some_and(|(a, b)| {
+                use std::os::unix::fs::MetadataExt;
+                a.ino() == b.ino() && a.dev() == b.dev()
+            })
     };
     g.check(
         "you found first's /tmp/mine from the node",
@@ -651,7 +733,10 @@ fn lab7(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
         } else if !on_node.contains(token) {
             Err(format!("{answered} on the node does not hold your token"))
         } else if !same("first") {
-            Err(format!("{answered} is not the /tmp/mine of first (PID {})", pid("first")))
+            Err(format!(
+                "{answered} is not the /tmp/mine of first (PID {})",
+                pid("first")
+            ))
         } else {
             Ok(())
         },
@@ -670,8 +755,13 @@ fn lab8(g: &mut Grade, lab: &Lab, pod: &str) {
         format!("the record of {pod}: phase and reason"),
         match &p {
             None => Err("no record of the pod: deleting it is not the lab".into()),
-            Some(p) if p["status"]["reason"] == "ShimLost" && p["status"]["phase"] == "Failed" => Ok(()),
-            Some(p) => Err(format!("phase {} reason {}: kill its shim, then gc", p["status"]["phase"], p["status"]["reason"])),
+            Some(p) if p["status"]["reason"] == "ShimLost" && p["status"]["phase"] == "Failed" => {
+                Ok(())
+            }
+            Some(p) => Err(format!(
+                "phase {} reason {}: kill its shim, then gc",
+                p["status"]["phase"], p["status"]["reason"]
+            )),
         },
     );
     let a = lab.s.answers();
@@ -692,9 +782,14 @@ fn lab8(g: &mut Grade, lab: &Lab, pod: &str) {
     );
     let netns_left = !netns.is_empty() && Path::new(&netns).exists();
     let cg_left = !cgroup.is_empty()
-        && ["/", "/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"]
-            .iter()
-            .any(|m| Path::new(m).join(cgroup.trim_start_matches('/')).exists());
+        && [
+            "/",
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+        ]
+        .iter()
+        .any(|m| Path::new(m).join(cgroup.trim_start_matches('/')).exists());
     let cmdline = std::fs::read(format!("/proc/{pause}/cmdline")).unwrap_or_default();
     let pause_left = String::from_utf8_lossy(&cmdline).contains("pause");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
@@ -717,7 +812,10 @@ fn lab9(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
     if !(lab.running(g, pod) & lab.running(g, &client)) {
         return;
     }
-    let ip = |p: &str| lab.pod(p).and_then(|p| p["status"]["podIP"].as_str().map(String::from));
+    let ip = |p: &str| {
+        lab.pod(p)
+            .and_then(|p| p["status"]["podIP"].as_str().map(String::from))
+    };
     let (server_ip, client_ip) = (ip(pod), ip(&client));
     let served: Vec<Value> = lab
         .logs(pod, "server")
@@ -766,7 +864,9 @@ fn lab10(g: &mut Grade, lab: &Lab, pod: &str) {
             )
         })
         .collect();
-    let false_at = sched.iter().find(|c| c.0 == "False" && c.1.as_deref() == Some("Unschedulable"));
+    let false_at = sched
+        .iter()
+        .find(|c| c.0 == "False" && c.1.as_deref() == Some("Unschedulable"));
     let true_at = sched.iter().rev().find(|c| c.0 == "True");
     g.check(
         "your watch saw PodScheduled go False (Unschedulable) → True, in time order",
@@ -783,13 +883,20 @@ fn lab10(g: &mut Grade, lab: &Lab, pod: &str) {
         },
     );
     let events = lab.events(pod);
-    let at = |r: &str| events.iter().find(|e| e["reason"] == r).and_then(|e| time(&e["firstTimestamp"]));
+    let at = |r: &str| {
+        events
+            .iter()
+            .find(|e| e["reason"] == r)
+            .and_then(|e| time(&e["firstTimestamp"]))
+    };
     g.check(
         "the events say why it waited, then that it was scheduled",
         "`podlab get events` of the pod: FailedScheduling, then Scheduled",
         match (at("FailedScheduling"), at("Scheduled")) {
             (Some(a), Some(b)) if a <= b => Ok(()),
-            (None, _) => Err("no FailedScheduling: the pod never waited (apply the blocker first)".into()),
+            (None, _) => {
+                Err("no FailedScheduling: the pod never waited (apply the blocker first)".into())
+            }
             other => Err(format!("not in order: {other:?}")),
         },
     );
@@ -799,7 +906,10 @@ fn lab10(g: &mut Grade, lab: &Lab, pod: &str) {
         "you named why it waited and freed the room",
         format!("reason= in $LAB_FILES/answers; pod {blocker}"),
         if answers.get("reason").map(String::as_str) != Some("Unschedulable") {
-            Err(format!("reason={:?} is not the condition's reason", answers.get("reason")))
+            Err(format!(
+                "reason={:?} is not the condition's reason",
+                answers.get("reason")
+            ))
         } else if lab.pod(blocker).is_some() {
             Err(format!("{blocker} still holds the room"))
         } else {
@@ -812,7 +922,11 @@ fn lab10(g: &mut Grade, lab: &Lab, pod: &str) {
 /// fixed one) and their diagnosis.
 fn lab11(g: &mut Grade, s: &Student) {
     let Some((_, family, tests)) = s.fault() else {
-        g.check("the lab was started", "LAB_FAULT_CODE in the student file", Err("start it again".into()));
+        g.check(
+            "the lab was started",
+            "LAB_FAULT_CODE in the student file",
+            Err("start it again".into()),
+        );
         return;
     };
     let results = |dir: &str| -> Vec<Value> {
@@ -850,7 +964,10 @@ fn lab11(g: &mut Grade, s: &Student) {
         "$LAB_FILES/fixed-report/results.json",
         if fixed.is_empty() {
             Err("no report of a run on $LAB_FILES/podlab-fixed".into())
-        } else if let Some(t) = failed.iter().find(|t| status(&fixed, t).as_deref() != Some("passed")) {
+        } else if let Some(t) = failed
+            .iter()
+            .find(|t| status(&fixed, t).as_deref() != Some("passed"))
+        {
             Err(format!("{t} is not passed there"))
         } else {
             Ok(())
@@ -858,7 +975,8 @@ fn lab11(g: &mut Grade, s: &Student) {
     );
     let (path, text) = file(s, "diagnosis.md");
     let upper = text.to_uppercase();
-    let names_family = upper.contains(&format!("{family}-")) || upper.contains(&format!("FAMILY: {family}"));
+    let names_family =
+        upper.contains(&format!("{family}-")) || upper.contains(&format!("FAMILY: {family}"));
     let names_test = failed.iter().any(|t| upper.contains(t));
     g.check(
         "your diagnosis names the broken property's family and a test that caught it",

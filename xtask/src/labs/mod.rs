@@ -93,7 +93,10 @@ fn write_lab11_builds(s: &Student) -> anyhow::Result<()> {
         })
         .collect();
     for (file, mutant) in [
-        ("podlab-broken", format!("PODLAB_MUTANT=$(echo {hidden} | tr a-z n-za-m)")),
+        (
+            "podlab-broken",
+            format!("PODLAB_MUTANT=$(echo {hidden} | tr a-z n-za-m)"),
+        ),
         ("podlab-fixed", "PODLAB_MUTANT=".to_string()),
     ] {
         let root = s.files.join(format!("{file}-state"));
@@ -295,9 +298,18 @@ mod tests {
                 text.find("```").is_none_or(|c| c > goal),
                 "lab {n}: the goal comes before any command"
             );
-            assert!(text.contains(&format!("cargo xtask lab start {n}")), "lab {n}");
-            assert!(text.contains(&format!("cargo xtask lab check {n}")), "lab {n}");
-            assert!(text.contains("<details><summary>Hint"), "lab {n} has no hint");
+            assert!(
+                text.contains(&format!("cargo xtask lab start {n}")),
+                "lab {n}"
+            );
+            assert!(
+                text.contains(&format!("cargo xtask lab check {n}")),
+                "lab {n}"
+            );
+            assert!(
+                text.contains("<details><summary>Hint"),
+                "lab {n} has no hint"
+            );
             // Every command block sits inside a hint.
             let (mut open, mut in_hint) = (false, false);
             for line in text.lines() {
@@ -313,7 +325,10 @@ mod tests {
                 }
             }
             assert!(!scripts::solution(n).is_empty());
-            assert!(scripts::near_misses(n).len() >= 2, "lab {n}: two near misses");
+            assert!(
+                scripts::near_misses(n).len() >= 2,
+                "lab {n}: two near misses"
+            );
         }
     }
 }

@@ -53,7 +53,9 @@ pub fn random(len: usize) -> String {
 
 fn number(lo: u32, hi: u32) -> u32 {
     let r = random(8);
-    let n = r.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+    let n = r
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
     lo + n % (hi - lo + 1)
 }
 
@@ -85,7 +87,10 @@ impl Student {
             3 => set("LAB_OTHER", format!("lab3-other-{tag}")),
             4 => {
                 set("LAB_HOSTNAME", format!("host-{}", random(6)));
-                set("LAB_KEY", format!("0x{:08x}", number(0x1000_0000, 0x7fff_ffff)));
+                set(
+                    "LAB_KEY",
+                    format!("0x{:08x}", number(0x1000_0000, 0x7fff_ffff)),
+                );
             }
             5 => set("LAB_SMALL_MI", (number(3, 6) * 16).to_string()),
             6 => set("LAB_ONCE", format!("lab6-once-{tag}")),
@@ -136,7 +141,11 @@ impl Student {
             )
         })?;
         let v: Value = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
-        let s = |k: &str| v[k].as_str().map(PathBuf::from).context(format!("{k} missing"));
+        let s = |k: &str| {
+            v[k].as_str()
+                .map(PathBuf::from)
+                .context(format!("{k} missing"))
+        };
         Ok(Student {
             lab: n,
             root: s("root")?,
@@ -178,7 +187,10 @@ impl Student {
             data = self.data_root.display(),
         );
         if let Some(images) = std::env::var_os("PODLAB_IMAGE_ROOT") {
-            env += &format!("export PODLAB_IMAGE_ROOT={}\n", Path::new(&images).display());
+            env += &format!(
+                "export PODLAB_IMAGE_ROOT={}\n",
+                Path::new(&images).display()
+            );
         }
         for (k, v) in &self.vars {
             env += &format!("export {k}={v}\n");
