@@ -184,7 +184,9 @@ pub fn pause_main(
             if let Some(h) = hostname {
                 nix::unistd::sethostname(h).map_err(|e| Error::Hostname(h.into(), e))?;
             }
-            sys::loopback_up()?;
+            if crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::LoopbackDown) {
+                sys::loopback_up()?;
+            }
         }
         set_sysctls(sysctls)?;
         if share_pid {

@@ -89,8 +89,10 @@ fn run_suite(
         "podlab-conformance",
         "--bin",
         "conformance",
-        "--",
     ])
+    // The runner as `cargo xtask conformance` builds it: no rebuild.
+    .args(conformance::cri_features())
+    .arg("--")
     .args(["--runtime", runtime, "--focus", &focus])
     .arg("--report")
     .arg(report)

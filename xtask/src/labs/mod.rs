@@ -149,6 +149,8 @@ pub fn run_all(args: &[String]) -> anyhow::Result<()> {
     std::env::set_var("PODLAB_IMAGE_ROOT", &images);
     // Lab 6's back-off from 2 s instead of the kubelet's 10 s.
     std::env::set_var("PODLAB_BACKOFF_BASE_MS", "2000");
+    // Lab 11's scripts run the suite's runner as `cargo xtask conformance` builds it.
+    std::env::set_var("SUITE_FEATURES", conformance::cri_features().join(" "));
     std::env::remove_var("PODLAB_ROOT");
     std::env::remove_var("PODLAB_DATA_ROOT");
     let mut failed = Vec::new();
@@ -331,4 +333,24 @@ mod tests {
             );
         }
     }
+}
+
+/// The commands of a lab text: the `$ ` lines of its ```console blocks.
+#[cfg(test)]
+pub fn commands(markdown: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_console = false;
+    for line in markdown.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") {
+            in_console = !in_console && t.trim_start_matches('`').trim() == "console";
+            continue;
+        }
+        if in_console {
+            if let Some(cmd) = t.strip_prefix("$ ") {
+                out.push(cmd.to_string());
+            }
+        }
+    }
+    out
 }

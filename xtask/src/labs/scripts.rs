@@ -15,6 +15,9 @@ const fn miss(name: &'static str, expect: &'static str, body: &'static str) -> N
 
 /// Shell helpers every script may use.
 pub const LIB: &str = r#"
+# The suite's runner itself: what `cargo xtask conformance` runs, without
+# rebuilding the fixture images each time.
+conformance() { cargo run -q -p podlab-conformance $SUITE_FEATURES --bin conformance -- "$@"; }
 answer() { echo "$1" >> "$LAB_FILES/answers"; }
 pid_of() { podlab describe pod "$1" | awk -v c="  $2:" '$0 == c {f=1} f && /^    PID:/ {print $2; exit}'; }
 "#;
@@ -135,9 +138,9 @@ sleep 0.5; kill $W
         11 => {
             r#"
 F='NET-001|NET-003|NET-005|UTS-00|IPC-00|ISO-002'
-cargo xtask conformance --runtime "cli:$LAB_FILES/podlab-broken" --caps "$LAB_CAPS" --focus "$F" --report "$LAB_FILES/broken-report" || true
+conformance --runtime "cli:$LAB_FILES/podlab-broken" --caps "$LAB_CAPS" --focus "$F" --report "$LAB_FILES/broken-report" || true
 FAILED=$(grep -o '"id": "[A-Z]*-[0-9]*"\|"status": "[a-z]*"' "$LAB_FILES/broken-report/results.json" | paste - - | awk '/failed/ {print $2}' | tr -d '"' | tr '\n' ' ')
-cargo xtask conformance --runtime "cli:$LAB_FILES/podlab-fixed" --caps "$LAB_CAPS" --focus "$F" --report "$LAB_FILES/fixed-report"
+conformance --runtime "cli:$LAB_FILES/podlab-fixed" --caps "$LAB_CAPS" --focus "$F" --report "$LAB_FILES/fixed-report"
 echo "The suite on the broken build fails $FAILED: their MUST sentences name the pod property this build breaks, which the same run on the correct build keeps." > "$LAB_FILES/diagnosis.md"
 "#
         }
@@ -394,7 +397,7 @@ echo "I think the broken property is the cgroup memory limit, CGR-001 fails beca
                 "a run focused on a family the fault is not in",
                 "did not run (or passed)",
                 r#"
-cargo xtask conformance --runtime "cli:$LAB_FILES/podlab-broken" --caps "$LAB_CAPS" --focus CGR-001 --report "$LAB_FILES/broken-report" || true
+conformance --runtime "cli:$LAB_FILES/podlab-broken" --caps "$LAB_CAPS" --focus CGR-001 --report "$LAB_FILES/broken-report" || true
 echo "I think the broken property is the cgroup memory limit, CGR-001 fails because limits are not applied at all." > "$LAB_FILES/diagnosis.md"
 "#,
             ),
