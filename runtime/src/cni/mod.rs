@@ -322,10 +322,12 @@ impl Cni {
             json!({"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"});
         let lo_up =
             crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::LoopbackDown);
-        if let Err(e) = lo_up
-            .then(|| self.exec(&loopback, "loopback", Command::Add, &lo, &lo_conf))
-            .unwrap_or(Ok(Vec::new()))
-        {
+        let added = if lo_up {
+            self.exec(&loopback, "loopback", Command::Add, &lo, &lo_conf)
+        } else {
+            Ok(Vec::new())
+        };
+        if let Err(e) = added {
             // Nothing but (maybe) lo was touched: no record needed. Should
             // removing it fail, gc finds a harmless pending record.
             let _ = self.remove_cache(container_id, ifname);

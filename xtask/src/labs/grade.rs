@@ -407,7 +407,7 @@ fn lab3(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
     let served = logs.iter().find(|l| l.get("served").is_some());
     g.check(
         "your client in the sidecar reached the app over 127.0.0.1 and sent your token",
-        format!("the app's `served` line: who connected and what they sent"),
+        "the app's `served` line: who connected and what they sent",
         match served {
             None => Err("the app served no connection yet".into()),
             Some(s) if !s["received"].to_string().contains(token) => Err(format!(
@@ -496,8 +496,8 @@ fn lab4(g: &mut Grade, lab: &Lab, pod: &str, token: &str) {
         match (find(&w), find(&r)) {
             (None, _) => Err(format!("there is no SysV segment with key {}", lab.s.var("LAB_KEY"))),
             _ if seg["data"].as_str() != Some(token) => Err(format!("the segment holds {}, not $LAB_TOKEN", seg["data"])),
-            (Some((_, cpid, _)), _) if cpid == 0 => Err("the segment was created outside the writer (its creator is not a writer process): create it in writer".into()),
-            (_, Some((_, _, lpid))) if lpid == 0 => Err("the reader never attached it".into()),
+            (Some((_, 0, _)), _) => Err("the segment was created outside the writer (its creator is not a writer process): create it in writer".into()),
+            (_, Some((_, _, 0))) => Err("the reader never attached it".into()),
             _ => Ok(()),
         },
     );
@@ -980,7 +980,7 @@ fn lab11(g: &mut Grade, s: &Student) {
     let names_test = failed.iter().any(|t| upper.contains(t));
     g.check(
         "your diagnosis names the broken property's family and a test that caught it",
-        format!("{path}"),
+        path.to_string(),
         if text.split_whitespace().count() < 15 {
             Err("write the diagnosis: what property is broken, which test showed it, why (15 words or more)".into())
         } else if !names_family || !names_test {

@@ -282,6 +282,26 @@ fn lab_files() -> anyhow::Result<Vec<(u32, PathBuf)>> {
     Ok(labs)
 }
 
+/// The commands of a lab text: the `$ ` lines of its ```console blocks.
+#[cfg(test)]
+pub fn commands(markdown: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_console = false;
+    for line in markdown.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") {
+            in_console = !in_console && t.trim_start_matches('`').trim() == "console";
+            continue;
+        }
+        if in_console {
+            if let Some(cmd) = t.strip_prefix("$ ") {
+                out.push(cmd.to_string());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,24 +353,4 @@ mod tests {
             );
         }
     }
-}
-
-/// The commands of a lab text: the `$ ` lines of its ```console blocks.
-#[cfg(test)]
-pub fn commands(markdown: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_console = false;
-    for line in markdown.lines() {
-        let t = line.trim_start();
-        if t.starts_with("```") {
-            in_console = !in_console && t.trim_start_matches('`').trim() == "console";
-            continue;
-        }
-        if in_console {
-            if let Some(cmd) = t.strip_prefix("$ ") {
-                out.push(cmd.to_string());
-            }
-        }
-    }
-    out
 }

@@ -207,7 +207,7 @@ impl Student {
         let mut out = text.to_string();
         let files = ("LAB_FILES".to_string(), self.files.display().to_string());
         for (k, v) in self.vars.iter().chain([(&files.0, &files.1)]) {
-            out = out.replace(&format!("${{{k}}}"), &v);
+            out = out.replace(&format!("${{{k}}}"), v);
         }
         out
     }
