@@ -53,6 +53,9 @@ pub fn lab(args: &[String]) -> anyhow::Result<()> {
             if let Some(root) = util::value(args, "--root") {
                 s.root = PathBuf::from(root);
             }
+            if let Some(data) = util::value(args, "--data-root") {
+                s.data_root = PathBuf::from(data);
+            }
             let g = grade::grade(&s);
             if util::value(args, "--format").as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&g.json(n))?);
@@ -64,7 +67,7 @@ pub fn lab(args: &[String]) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask lab start N [--root DIR] | lab check N [--format json] [--root DIR]"),
+        _ => bail!("usage: cargo xtask lab start N [--root DIR] | lab check N [--format json] [--root DIR] [--data-root DIR]"),
     }
 }
 
@@ -235,7 +238,7 @@ fn run_script(s: &Student, body: &str) -> anyhow::Result<()> {
 /// Deletes every pod of the labs' roots and collects what is left.
 fn cleanup(n: u32) {
     let dir = student::labs_dir();
-    let mut roots = vec![(dir.join("root"), dir.join("data"))];
+    let mut roots = vec![(dir.join("root"), student::data_dir())];
     if n == 11 {
         for b in ["podlab-broken", "podlab-fixed"] {
             let st = dir.join("lab11").join(format!("{b}-state"));

@@ -67,8 +67,8 @@ podlab exec "$LAB_POD" -c reader -- probe read-file /dev/shm/note
         // With --root and --data-root spelled out: the grader must follow them.
         5 => {
             r#"
+R="--root $LAB_ROOT --data-root $PODLAB_DATA_ROOT"
 unset PODLAB_ROOT PODLAB_DATA_ROOT
-R="--root $LAB_ROOT --data-root $LAB_DIR/data"
 podlab apply $R -f "$LAB_FILES/limits.yaml" --wait-ready
 podlab exec $R "$LAB_POD" -c small -- probe alloc 100 || echo "exit code $?"
 podlab exec $R "$LAB_POD" -c large -- probe alloc 100

@@ -20,6 +20,13 @@ pub fn labs_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/podlab-labs"))
 }
 
+/// What the labs' pods write (layers, logs): on disk, not in /run's tmpfs.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("PODLAB_LABS_DIR")
+        .map(|d| PathBuf::from(d).join("data"))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/podlab-labs/data"))
+}
+
 pub struct Student {
     pub lab: u32,
     /// The lab's podlab state root (never the default /run/podlab).
@@ -113,7 +120,7 @@ impl Student {
         }
         Student {
             lab: n,
-            data_root: dir.join("data"),
+            data_root: data_dir(),
             root,
             files,
             vars,
