@@ -212,9 +212,11 @@ impl PodDir {
 
     fn write_pod_as(&self, pod: &Pod, kind: ChangeKind) -> Result<()> {
         let mut pod = pod.clone();
-        let rv = record_change(&self.root, &self.key, kind, None)?;
-        pod.metadata.resource_version = Some(rv.to_string());
-        write_json_atomic(&self.pod_file(), &pod)
+        record_change(&self.root, &self.key, kind, None, |rv| {
+            pod.metadata.resource_version = Some(rv.to_string());
+            write_json_atomic(&self.pod_file(), &pod)
+        })?;
+        Ok(())
     }
 
     /// The pod's records as one object (the status inside), for a
@@ -259,11 +261,14 @@ impl PodDir {
     }
     /// Writes the status under the next resource version.
     pub fn write_status(&self, status: &PodStatus) -> Result<()> {
-        let record = StatusRecord {
-            resource_version: record_change(&self.root, &self.key, ChangeKind::Modified, None)?,
-            status: status.clone(),
-        };
-        write_json_atomic(&self.status_file(), &record)
+        record_change(&self.root, &self.key, ChangeKind::Modified, None, |rv| {
+            let record = StatusRecord {
+                resource_version: rv,
+                status: status.clone(),
+            };
+            write_json_atomic(&self.status_file(), &record)
+        })?;
+        Ok(())
     }
     pub fn read_runtime<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         read_json_opt(&self.runtime_file())
@@ -313,8 +318,16 @@ struct StatusRecord {
     status: PodStatus,
 }
 
-/// The store-wide resource version counter's current value (0 before any write).
+/// The store-wide resource version counter's current value (0 before any
+/// write), read under the counter's lock: every change up to it is in
+/// its record and in the history.
 pub fn current_resource_version(root: &Path) -> Result<u64> {
+    let _lock = lock_counter(root)?;
+    read_counter(root)
+}
+
+/// The counter's value, for a caller that holds its lock.
+fn read_counter(root: &Path) -> Result<u64> {
     let path = root.join("resource-version");
     match fs::read_to_string(&path) {
         Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Io {
@@ -359,10 +372,12 @@ pub struct Expired {
 /// The changes after `since`, oldest first; `Expired` when some of them
 /// are no longer kept.
 pub fn changes_since(root: &Path, since: u64) -> Result<std::result::Result<Vec<Change>, Expired>> {
+    // Under the lock: the start, the counter and the lines agree.
+    let _lock = lock_counter(root)?;
     let start = match fs::read_to_string(root.join("changes-since")) {
         Ok(t) => t.trim().parse::<u64>().unwrap_or(u64::MAX),
         // No history yet: nothing before now can be replayed.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => current_resource_version(root)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => read_counter(root)?,
         Err(e) => return Err(io_err(&root.join("changes-since"))(e)),
     };
     if since < start {
@@ -381,16 +396,20 @@ pub fn changes_since(root: &Path, since: u64) -> Result<std::result::Result<Vec<
         .collect()))
 }
 
-/// Takes the next resource version for a change of `key` and appends it
-/// to the history, both under the counter's lock so lines stay in order.
+/// Takes the next resource version for a change of `key`, makes the
+/// change (`write`, given the version) and appends it to the history, all
+/// under the counter's lock: lines stay in order, and a reader that finds
+/// a line finds the record as it was changed.
 pub fn record_change(
     root: &Path,
     key: &PodKey,
     kind: ChangeKind,
     object: Option<serde_json::Value>,
+    write: impl FnOnce(u64) -> Result<()>,
 ) -> Result<u64> {
     let lock = lock_counter(root)?;
     let rv = bump_counter(root)?;
+    write(rv)?;
     let object = object.map(|mut o| {
         o["metadata"]["resourceVersion"] = serde_json::json!(rv.to_string());
         o
@@ -428,7 +447,12 @@ fn append_history(root: &Path, line: &[u8], rv: u64) -> Result<()> {
     f.write_all(line).map_err(io_err(&path))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     drop(f);
-    if len <= HISTORY_BYTES {
+    // Tests shrink it to see a watch expire without thousands of changes.
+    let limit = std::env::var("PODLAB_HISTORY_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(HISTORY_BYTES);
+    if len <= limit {
         return Ok(());
     }
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
@@ -474,15 +498,7 @@ pub fn next_resource_version(root: &Path) -> Result<u64> {
 /// The counter plus one, written back. The caller holds the counter lock.
 fn bump_counter(root: &Path) -> Result<u64> {
     let path = root.join("resource-version");
-    let current = match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Io {
-            path: path.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    let next = current + 1;
+    let next = read_counter(root)? + 1;
     write_atomic(&path, next.to_string().as_bytes())?;
     Ok(next)
 }
@@ -602,16 +618,25 @@ impl Store {
     pub fn remove(&self, _lock: &StoreLock, key: &PodKey) -> Result<()> {
         let dir = self.pod_dir(key);
         // Watchers see the deletion with the pod's last object.
-        if let Some(last) = dir.last_object() {
-            record_change(&self.root, key, ChangeKind::Deleted, Some(last))?;
-        }
         // The record goes first: a reader that still finds the pod file
         // also finds its status, never a pod without one (which reads as
         // a fresh, Pending pod).
-        match fs::remove_file(dir.pod_file()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&dir.pod_file())(e)),
+        let remove_record = |_rv| match fs::remove_file(dir.pod_file()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&dir.pod_file())(e)),
+        };
+        match dir.last_object() {
+            Some(last) => {
+                record_change(
+                    &self.root,
+                    key,
+                    ChangeKind::Deleted,
+                    Some(last),
+                    remove_record,
+                )?;
+            }
+            None => remove_record(0)?,
         }
         for d in [&dir.data, &dir.dir] {
             match fs::remove_dir_all(d) {
@@ -860,20 +885,28 @@ mod tests {
         assert_eq!(last["metadata"]["name"], "h");
         assert_eq!(last["metadata"]["resourceVersion"], all[2].rv.to_string());
         assert!(last.get("status").is_some());
-        assert_eq!(changes_since(tmp.path(), all[1].rv).unwrap().unwrap().len(), 1);
+        assert_eq!(
+            changes_since(tmp.path(), all[1].rv).unwrap().unwrap().len(),
+            1
+        );
         // Past its size the history is cut; older versions are gone (410).
         let first = all[0].rv;
         while fs::metadata(tmp.path().join("changes-since"))
             .map(|_| changes_since(tmp.path(), first).unwrap().is_ok())
             .unwrap_or(true)
         {
-            record_change(tmp.path(), &key, ChangeKind::Modified, None).unwrap();
+            record_change(tmp.path(), &key, ChangeKind::Modified, None, |_| Ok(())).unwrap();
         }
         let Err(Expired { oldest }) = changes_since(tmp.path(), first).unwrap() else {
             panic!("not expired");
         };
         assert!(oldest > first);
-        assert!(fs::metadata(tmp.path().join("changes.jsonl")).unwrap().len() <= HISTORY_BYTES);
+        assert!(
+            fs::metadata(tmp.path().join("changes.jsonl"))
+                .unwrap()
+                .len()
+                <= HISTORY_BYTES
+        );
         let kept = changes_since(tmp.path(), oldest).unwrap().unwrap();
         assert_eq!(kept[0].rv, oldest + 1);
     }
