@@ -1561,9 +1561,8 @@ pub fn get_pod(config: &Config, key: &PodKey) -> Result<Pod> {
 }
 
 /// Wakes a follower of every pod (an API server's watch) when the store
-/// may have changed: each record write bumps the store-wide resource
-/// version (a rename in the state root). Removals bump nothing, so waits
-/// end at their timeout too.
+/// may have changed: each record write and each removal bumps the
+/// store-wide resource version (a rename in the state root).
 pub struct StoreChanges {
     inotify: nix::sys::inotify::Inotify,
 }

@@ -425,10 +425,14 @@ fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
         &labeled_manifest(&name, &ns, "    app: web\n", BUSYBOX),
     );
     let v1 = v1.to_str().expect("utf-8");
+    // With the pod's labels in a downwardAPI volume.
     let other = write(
         p.root.path(),
         "doomed.yaml",
-        &labeled_manifest(&doomed, "default", "    app: dl\n", BUSYBOX),
+        &format!(
+            "{}    volumeMounts:\n    - name: info\n      mountPath: /etc/podinfo\n  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - path: labels\n        fieldRef:\n          fieldPath: metadata.labels\n",
+            labeled_manifest(&doomed, "default", "    app: dl\n", BUSYBOX)
+        ),
     );
     assert_eq!(
         server.ok(&["apply", "-f", v1]).trim(),
@@ -615,6 +619,14 @@ fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
         "{}",
         stderr_of(&out)
     );
+
+    // New labels reach the downwardAPI volume of a running pod.
+    server.ok(&["label", "pod", &doomed, "extra=yes"]);
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let out = server.ok(&["exec", &doomed, "--", "cat", "/etc/podinfo/labels"]);
+        out.contains("extra=\"yes\"").then_some(out)
+    });
+    assert!(seen.is_some(), "the downwardAPI volume kept the old labels");
 
     // A deadline set through a JSON patch reaches the pod's shim.
     server.ok(&[

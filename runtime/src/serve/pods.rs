@@ -570,6 +570,46 @@ mod tests {
         assert!(!m("metadata.name!=web"));
         assert!(m("spec.nodeName="));
         assert!(FieldSelector::parse(Some("metadata.name")).is_err());
+        let unknown = FieldSelector::parse(Some("spec.bogus=1")).unwrap();
+        let e = unknown.only(POD_FIELDS).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert_eq!(e.message, "field label not supported: spec.bogus");
+    }
+
+    #[test]
+    fn patches_and_updates_get_their_status_codes() {
+        assert_eq!(
+            patch_type("application/strategic-merge-patch+json").unwrap(),
+            PatchType::Strategic
+        );
+        assert_eq!(
+            patch_type("application/merge-patch+json; charset=utf-8").unwrap(),
+            PatchType::Merge
+        );
+        assert_eq!(
+            patch_type("application/json-patch+json").unwrap(),
+            PatchType::Json
+        );
+        let e = patch_type("application/apply-patch+yaml").unwrap_err();
+        assert_eq!((e.code, e.reason), (415, "UnsupportedMediaType"));
+        let e = as_pod(json!({"spec": {"containers": "no"}})).unwrap_err();
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        let e = ApiError::from(api::Error::Conflict { name: "web".into() });
+        assert_eq!((e.code, e.reason), (409, "Conflict"));
+        assert!(e.message.ends_with("the object has been modified; please apply your changes to the latest version and try again"));
+        // A refused update is 422 with its cause on the field.
+        let old: Pod = serde_json::from_value(json!({"metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "a", "image": "x"}]}}))
+        .unwrap();
+        let mut new = old.clone();
+        new.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+        let e = ApiError::from(api::Error::from(
+            crate::pod_update::check(&old, new).unwrap_err(),
+        ));
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        let cause = &e.details.unwrap()["causes"][0];
+        assert_eq!(cause["field"], "spec");
+        assert_eq!(cause["reason"], "FieldValueForbidden");
     }
 
     #[test]

@@ -12,7 +12,10 @@ const MAGIC: &[u8] = b"k8s\0";
 
 /// One field of a message: its number and, for the length-delimited
 /// kind (wire type 2), its bytes.
-fn fields(mut buf: &[u8]) -> Option<Vec<(u64, Option<&[u8]>)>> {
+type Field<'a> = (u64, Option<&'a [u8]>);
+
+/// The fields of a message, in order; `None` when it is not one.
+fn fields(mut buf: &[u8]) -> Option<Vec<Field<'_>>> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         let tag = varint(&mut buf)?;

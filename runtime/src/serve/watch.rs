@@ -149,7 +149,7 @@ impl Follower {
                 .rev()
                 .find(|c| c.kind == ChangeKind::Deleted)
                 .and_then(|c| c.object.clone())
-                .map(|o| pods::tombstone_value(o));
+                .map(pods::tombstone_value);
             // Deleted (and maybe made again) since the client saw it.
             if let (Some(dead), Some(_)) = (&tombstone, self.known.get(&name)) {
                 let recreated = list.iter().any(|c| c.kind == ChangeKind::Added);
@@ -280,10 +280,12 @@ pub fn pods(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, Ap
                     return;
                 }
             }
-            if flag(&opts.req, "sendInitialEvents") && opts.bookmarks && !opts.table {
-                if !send("BOOKMARK", &bookmark(start, true)) {
-                    return;
-                }
+            if flag(&opts.req, "sendInitialEvents")
+                && opts.bookmarks
+                && !opts.table
+                && !send("BOOKMARK", &bookmark(start, true))
+            {
+                return;
             }
         }
         let mut pending = replay;
