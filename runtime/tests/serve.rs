@@ -350,6 +350,26 @@ fn requests_without_a_client_certificate_get_401() {
     assert!(err.contains("You must be logged in to the server"), "{err}");
 }
 
+/// Deletes every pod of the state root when dropped, so a failed test
+/// leaves nothing running (kubectl made them: no CLI guard holds them).
+struct DeleteAllPods<'a>(&'a Podlab);
+
+impl Drop for DeleteAllPods<'_> {
+    fn drop(&mut self) {
+        let out = self.0.run(&["get", "pods", "-A", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for pod in list["items"].as_array().into_iter().flatten() {
+            let meta = &pod["metadata"];
+            let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) else {
+                continue;
+            };
+            let _ = self
+                .0
+                .run(&["delete", "pod", name, "-n", ns, "--grace-period", "0"]);
+        }
+    }
+}
+
 /// A pod's JSON through kubectl.
 fn pod_json(server: &Server, ns: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(&server.ok(&["get", "pod", name, "-n", ns, "-o", "json"]))
@@ -370,6 +390,7 @@ fn labeled_manifest(name: &str, ns: &str, labels: &str, image: &str) -> String {
 fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
     require_root!();
     let p = Podlab::new();
+    let _cleanup = DeleteAllPods(&p);
     // A small history, so a watch from an early version expires here.
     let server = Server::start_with(&p, &[("PODLAB_HISTORY_BYTES", "2048")]);
     let ns = common::unique("team");
