@@ -39,8 +39,9 @@ pub enum Error {
     Namespaces(#[from] crate::namespaces::Error),
     #[error(transparent)]
     Scheduler(#[from] scheduler::Error),
-    #[error("The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (podlab: delete and re-apply the pod)")]
-    Immutable { name: String },
+    /// An update named a resource version that is no longer the pod's.
+    #[error("Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again")]
+    Conflict { name: String },
     #[error("pod {key} did not become Running within {timeout:?}: {status}")]
     WaitTimeout {
         key: PodKey,
@@ -70,6 +71,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
     Created(PodKey),
+    /// An existing pod took the change (labels, an image, ...).
+    Configured(PodKey),
     Unchanged(PodKey),
 }
 
@@ -77,6 +80,7 @@ impl std::fmt::Display for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Applied::Created(k) => write!(f, "pod/{} created", k.name),
+            Applied::Configured(k) => write!(f, "pod/{} configured", k.name),
             Applied::Unchanged(k) => write!(f, "pod/{} unchanged", k.name),
         }
     }
@@ -118,6 +122,30 @@ pub fn apply(
     wait: Option<Duration>,
     warn: &mut dyn FnMut(String),
 ) -> Result<Vec<Applied>> {
+    apply_with(config, text, source, namespace, wait, warn, true)
+}
+
+/// `create` rather than `apply`: an existing pod is an AlreadyExists
+/// error, never updated.
+pub fn create_new(
+    config: &Config,
+    text: &str,
+    source: &str,
+    namespace: Option<&str>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Applied>> {
+    apply_with(config, text, source, namespace, None, warn, false)
+}
+
+fn apply_with(
+    config: &Config,
+    text: &str,
+    source: &str,
+    namespace: Option<&str>,
+    wait: Option<Duration>,
+    warn: &mut dyn FnMut(String),
+    update_existing: bool,
+) -> Result<Vec<Applied>> {
     let mut pods = Vec::new();
     let mut warnings = Vec::new();
     for doc in manifest::parse(text, source)? {
@@ -147,14 +175,27 @@ pub fn apply(
         );
         let lock = store.lock()?;
         if let Ok(existing) = store.get(&key) {
-            let current = existing.read_pod()?;
-            if current.spec.map(unbound) == pod.spec.clone().map(unbound)
-                && current.metadata.labels == pod.metadata.labels
-            {
-                out.push(Applied::Unchanged(key));
-                continue;
+            if !update_existing {
+                return Err(store::Error::AlreadyExists {
+                    namespace: key.namespace,
+                    name: key.name,
+                }
+                .into());
             }
-            return Err(Error::Immutable { name: key.name });
+            // What the manifest leaves out of metadata stays as stored.
+            let current = existing.read_pod()?;
+            let mut pod = pod;
+            if pod.metadata.annotations.is_none() {
+                pod.metadata.annotations = current.metadata.annotations.clone();
+            }
+            let changed = update_locked(&existing, pod, None)?;
+            drop(lock);
+            out.push(if changed {
+                Applied::Configured(key)
+            } else {
+                Applied::Unchanged(key)
+            });
+            continue;
         }
         let (dir, notify) = create(config, &store, &lock, &key, pod)?;
         drop(lock);
@@ -173,6 +214,49 @@ pub fn apply(
         }
     }
     Ok(out)
+}
+
+/// Replaces a stored pod with `new`, as far as Kubernetes lets a pod
+/// change (see [`crate::pod_update`]); `resource_version`, when given,
+/// must still be the pod's (409 Conflict otherwise). An image change
+/// restarts that container with the new image, a new deadline reaches the
+/// pod's shim, new labels reach its downwardAPI volumes. Returns the pod.
+pub fn update(
+    config: &Config,
+    key: &PodKey,
+    mut new: Pod,
+    resource_version: Option<&str>,
+) -> Result<Pod> {
+    manifest::default_pod(&mut new, Some(&key.namespace))?;
+    let store = Store::of(config)?;
+    let lock = store.lock()?;
+    let dir = store.get(key)?;
+    update_locked(&dir, new, resource_version)?;
+    drop(lock);
+    pod_object(&dir)
+}
+
+/// [`update`] under the store lock; whether anything changed.
+fn update_locked(dir: &PodDir, new: Pod, resource_version: Option<&str>) -> Result<bool> {
+    let (current, _) = current_status(dir)?;
+    if let Some(rv) = resource_version.filter(|v| !v.is_empty()) {
+        if current.metadata.resource_version.as_deref() != Some(rv) {
+            return Err(Error::Conflict {
+                name: dir.key.name.clone(),
+            });
+        }
+    }
+    let stored = dir.read_pod()?;
+    let (pod, changes) = crate::pod_update::check(&stored, new)?;
+    manifest::validate(&pod)?;
+    if changes.is_empty() {
+        return Ok(false);
+    }
+    dir.write_pod(&pod)?;
+    if changes.reaches_shim() {
+        shim::notify_update(dir);
+    }
+    Ok(true)
 }
 
 /// Pod fields podlab runs as Kubernetes does; any other field that is set
@@ -1003,6 +1087,8 @@ pub fn delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<()> {
 /// deleting N pods take about the longest grace period, as with kubectl.
 pub fn begin_delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result<Deletion> {
     let store = Store::of(config)?;
+    // Under the lock: an update in between would undo the deletion mark.
+    let lock = store.lock()?;
     let dir = store.get(key)?;
     let mut pod = dir.read_pod()?;
     let grace = grace
@@ -1020,6 +1106,7 @@ pub fn begin_delete(config: &Config, key: &PodKey, grace: Option<i64>) -> Result
     }
     pod.metadata.deletion_grace_period_seconds = Some(grace);
     dir.write_pod(&pod)?;
+    drop(lock);
 
     let mut shim_fd = None;
     if let Some(shim) = shim::read_shim(&dir).filter(|s| s.is_alive()) {
@@ -1474,9 +1561,8 @@ pub fn get_pod(config: &Config, key: &PodKey) -> Result<Pod> {
 }
 
 /// Wakes a follower of every pod (an API server's watch) when the store
-/// may have changed: each record write bumps the store-wide resource
-/// version (a rename in the state root). Removals bump nothing, so waits
-/// end at their timeout too.
+/// may have changed: each record write and each removal bumps the
+/// store-wide resource version (a rename in the state root).
 pub struct StoreChanges {
     inotify: nix::sys::inotify::Inotify,
 }

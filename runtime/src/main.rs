@@ -61,7 +61,9 @@ impl Namespace {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create pods from a manifest (YAML or JSON; "-" reads stdin).
+    /// Create pods from a manifest (YAML or JSON; "-" reads stdin); applied
+    /// again, a pod takes what Kubernetes lets change (labels, annotations,
+    /// images, a shorter activeDeadlineSeconds, added tolerations).
     Apply {
         /// The manifest file, or - for standard input.
         #[arg(short = 'f', long = "filename")]
@@ -233,6 +235,13 @@ enum Command {
     /// libraries drive podlab (same pods as the CLI). Makes a CA and client
     /// credentials on first start (under the state root), writes a
     /// kubeconfig and prints the `export KUBECONFIG=...` line.
+    #[command(
+        after_help = "Served: pods (create, get, list, watch from a resourceVersion with \
+        410 Expired past the kept history, bookmarks, label and field selectors; patch as merge, \
+        strategic merge or JSON patch and update of what Kubernetes lets change, 409 Conflict on \
+        a stale resourceVersion; delete, log, exec), namespaces (create, list, watch, delete with \
+        their pods), events, the node."
+    )]
     Serve {
         /// Where to listen; beyond loopback only on purpose (a warning says so).
         #[arg(long, default_value = "127.0.0.1:6443")]

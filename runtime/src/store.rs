@@ -22,6 +22,12 @@
 //! store-wide counter (`<root>/resource-version`, bumped under its own
 //! `flock`) and records it in what it writes, as etcd's revision: a pod's
 //! `metadata.resourceVersion` is the larger of its two records' versions.
+//!
+//! Each of those versions also goes into `<root>/changes.jsonl` (which pod,
+//! added, modified or deleted; a deleted pod's last object), under the same
+//! lock: the history an API server's watch replays from. It is bounded:
+//! past [`HISTORY_BYTES`] the older half goes, and `<root>/changes-since`
+//! records the version the kept history starts after.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -201,9 +207,29 @@ impl PodDir {
     /// Writes the pod under the next resource version (set in the record,
     /// whatever `pod` carries).
     pub fn write_pod(&self, pod: &Pod) -> Result<()> {
+        self.write_pod_as(pod, ChangeKind::Modified)
+    }
+
+    fn write_pod_as(&self, pod: &Pod, kind: ChangeKind) -> Result<()> {
         let mut pod = pod.clone();
-        pod.metadata.resource_version = Some(next_resource_version(&self.root)?.to_string());
-        write_json_atomic(&self.pod_file(), &pod)
+        record_change(&self.root, &self.key, kind, None, |rv| {
+            pod.metadata.resource_version = Some(rv.to_string());
+            write_json_atomic(&self.pod_file(), &pod)
+        })?;
+        Ok(())
+    }
+
+    /// The pod's records as one object (the status inside), for a
+    /// deleted pod's last appearance in the history.
+    fn last_object(&self) -> Option<serde_json::Value> {
+        let mut pod: serde_json::Value = read_json_opt(&self.pod_file()).ok().flatten()?;
+        if let Ok(Some(mut status)) = read_json_opt::<serde_json::Value>(&self.status_file()) {
+            if let Some(o) = status.as_object_mut() {
+                o.remove("resourceVersion");
+            }
+            pod["status"] = status;
+        }
+        Some(pod)
     }
     /// Runs `check` while no podlab process holds the store lock (a shared
     /// lock, never waited for); `None` when one does: a pod may be being
@@ -235,11 +261,14 @@ impl PodDir {
     }
     /// Writes the status under the next resource version.
     pub fn write_status(&self, status: &PodStatus) -> Result<()> {
-        let record = StatusRecord {
-            resource_version: next_resource_version(&self.root)?,
-            status: status.clone(),
-        };
-        write_json_atomic(&self.status_file(), &record)
+        record_change(&self.root, &self.key, ChangeKind::Modified, None, |rv| {
+            let record = StatusRecord {
+                resource_version: rv,
+                status: status.clone(),
+            };
+            write_json_atomic(&self.status_file(), &record)
+        })?;
+        Ok(())
     }
     pub fn read_runtime<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         read_json_opt(&self.runtime_file())
@@ -289,8 +318,16 @@ struct StatusRecord {
     status: PodStatus,
 }
 
-/// The store-wide resource version counter's current value (0 before any write).
+/// The store-wide resource version counter's current value (0 before any
+/// write), read under the counter's lock: every change up to it is in
+/// its record and in the history.
 pub fn current_resource_version(root: &Path) -> Result<u64> {
+    let _lock = lock_counter(root)?;
+    read_counter(root)
+}
+
+/// The counter's value, for a caller that holds its lock.
+fn read_counter(root: &Path) -> Result<u64> {
     let path = root.join("resource-version");
     match fs::read_to_string(&path) {
         Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Io {
@@ -302,10 +339,138 @@ pub fn current_resource_version(root: &Path) -> Result<u64> {
     }
 }
 
-/// Takes the next value of the store-wide resource version counter. The
-/// counter file is replaced atomically under an exclusive `flock` on its own
-/// lock file (never the store lock, which writers of records may hold).
-pub fn next_resource_version(root: &Path) -> Result<u64> {
+/// What happened to a pod at one resource version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One line of the history: a pod's change at a resource version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub rv: u64,
+    pub key: PodKey,
+    pub kind: ChangeKind,
+    /// A deleted pod's last object (pod and status), as watchers show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<serde_json::Value>,
+}
+
+/// The history is cut to half once it grows past this: a small record on
+/// the state root (a tmpfs), some hundreds of changes.
+pub const HISTORY_BYTES: u64 = if cfg!(test) { 8 * 1024 } else { 256 * 1024 };
+
+/// Changes older than the kept history were asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Expired {
+    /// The oldest version a watch may start from now.
+    pub oldest: u64,
+}
+
+/// The changes after `since`, oldest first; `Expired` when some of them
+/// are no longer kept.
+pub fn changes_since(root: &Path, since: u64) -> Result<std::result::Result<Vec<Change>, Expired>> {
+    // Under the lock: the start, the counter and the lines agree.
+    let _lock = lock_counter(root)?;
+    let start = match fs::read_to_string(root.join("changes-since")) {
+        Ok(t) => t.trim().parse::<u64>().unwrap_or(u64::MAX),
+        // No history yet: nothing before now can be replayed.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => read_counter(root)?,
+        Err(e) => return Err(io_err(&root.join("changes-since"))(e)),
+    };
+    if since < start {
+        return Ok(Err(Expired { oldest: start }));
+    }
+    let path = root.join("changes.jsonl");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    Ok(Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Change>(l).ok())
+        .filter(|c| c.rv > since)
+        .collect()))
+}
+
+/// Takes the next resource version for a change of `key`, makes the
+/// change (`write`, given the version) and appends it to the history, all
+/// under the counter's lock: lines stay in order, and a reader that finds
+/// a line finds the record as it was changed.
+pub fn record_change(
+    root: &Path,
+    key: &PodKey,
+    kind: ChangeKind,
+    object: Option<serde_json::Value>,
+    write: impl FnOnce(u64) -> Result<()>,
+) -> Result<u64> {
+    let lock = lock_counter(root)?;
+    let rv = bump_counter(root)?;
+    write(rv)?;
+    let object = object.map(|mut o| {
+        o["metadata"]["resourceVersion"] = serde_json::json!(rv.to_string());
+        o
+    });
+    let change = Change {
+        rv,
+        key: key.clone(),
+        kind,
+        object,
+    };
+    let mut line = serde_json::to_vec(&change).map_err(|source| Error::Corrupt {
+        path: root.join("changes.jsonl"),
+        source,
+    })?;
+    line.push(b'\n');
+    append_history(root, &line, rv)?;
+    drop(lock);
+    Ok(rv)
+}
+
+/// Appends one line; cuts the older half once the file is too big. The
+/// caller holds the counter lock.
+fn append_history(root: &Path, line: &[u8], rv: u64) -> Result<()> {
+    let path = root.join("changes.jsonl");
+    let since = root.join("changes-since");
+    if !since.exists() {
+        // The history starts here: everything before is unknown.
+        write_atomic(&since, (rv - 1).to_string().as_bytes())?;
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    f.write_all(line).map_err(io_err(&path))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    drop(f);
+    // Tests shrink it to see a watch expire without thousands of changes.
+    let limit = std::env::var("PODLAB_HISTORY_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(HISTORY_BYTES);
+    if len <= limit {
+        return Ok(());
+    }
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines.len() / 2;
+    let dropped = lines[..cut]
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Change>(l).ok())
+        .map(|c| c.rv)
+        .unwrap_or(rv - 1);
+    let kept: String = lines[cut..].iter().map(|l| format!("{l}\n")).collect();
+    // The start moves first: a reader never takes the cut history as whole.
+    write_atomic(&since, dropped.to_string().as_bytes())?;
+    write_atomic(&path, kept.as_bytes())
+}
+
+fn lock_counter(root: &Path) -> Result<File> {
     let lock_path = root.join("resource-version.lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -317,18 +482,24 @@ pub fn next_resource_version(root: &Path) -> Result<u64> {
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io_err(&lock_path)(io::Error::last_os_error()));
     }
-    let path = root.join("resource-version");
-    let current = match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Io {
-            path: path.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    let next = current + 1;
-    write_atomic(&path, next.to_string().as_bytes())?;
+    Ok(lock)
+}
+
+/// Takes the next value of the store-wide resource version counter. The
+/// counter file is replaced atomically under an exclusive `flock` on its own
+/// lock file (never the store lock, which writers of records may hold).
+pub fn next_resource_version(root: &Path) -> Result<u64> {
+    let lock = lock_counter(root)?;
+    let next = bump_counter(root)?;
     drop(lock);
+    Ok(next)
+}
+
+/// The counter plus one, written back. The caller holds the counter lock.
+fn bump_counter(root: &Path) -> Result<u64> {
+    let path = root.join("resource-version");
+    let next = read_counter(root)? + 1;
+    write_atomic(&path, next.to_string().as_bytes())?;
     Ok(next)
 }
 
@@ -437,7 +608,7 @@ impl Store {
         fs::create_dir_all(&dir.dir).map_err(io_err(&dir.dir))?;
         let logs = dir.data.join("logs");
         fs::create_dir_all(&logs).map_err(io_err(&logs))?;
-        dir.write_pod(pod)?;
+        dir.write_pod_as(pod, ChangeKind::Added)?;
         Ok(dir)
     }
 
@@ -446,13 +617,26 @@ impl Store {
     /// leaves a record that gc still finds.
     pub fn remove(&self, _lock: &StoreLock, key: &PodKey) -> Result<()> {
         let dir = self.pod_dir(key);
+        // Watchers see the deletion with the pod's last object.
         // The record goes first: a reader that still finds the pod file
         // also finds its status, never a pod without one (which reads as
         // a fresh, Pending pod).
-        match fs::remove_file(dir.pod_file()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&dir.pod_file())(e)),
+        let remove_record = |_rv| match fs::remove_file(dir.pod_file()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&dir.pod_file())(e)),
+        };
+        match dir.last_object() {
+            Some(last) => {
+                record_change(
+                    &self.root,
+                    key,
+                    ChangeKind::Deleted,
+                    Some(last),
+                    remove_record,
+                )?;
+            }
+            None => remove_record(0)?,
         }
         for d in [&dir.data, &dir.dir] {
             match fs::remove_dir_all(d) {
@@ -677,6 +861,54 @@ mod tests {
         // The counter survives the process: a new handle goes on from it.
         let again = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
         assert!(next_resource_version(again.root()).unwrap() > rv(&a));
+    }
+
+    #[test]
+    fn the_history_replays_changes_and_expires_what_it_cut() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), tmp.path().join("data")).unwrap();
+        let before = current_resource_version(tmp.path()).unwrap();
+        let lock = store.lock().unwrap();
+        let key = PodKey::new("default", "h");
+        let dir = store.create(&lock, &key, &pod("h")).unwrap();
+        dir.write_status(&PodStatus::default()).unwrap();
+        store.remove(&lock, &key).unwrap();
+        let all = changes_since(tmp.path(), before).unwrap().unwrap();
+        let kinds: Vec<ChangeKind> = all.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [ChangeKind::Added, ChangeKind::Modified, ChangeKind::Deleted]
+        );
+        assert!(all.windows(2).all(|w| w[0].rv < w[1].rv));
+        // The deletion carries the pod's last object, at its own version.
+        let last = all[2].object.as_ref().unwrap();
+        assert_eq!(last["metadata"]["name"], "h");
+        assert_eq!(last["metadata"]["resourceVersion"], all[2].rv.to_string());
+        assert!(last.get("status").is_some());
+        assert_eq!(
+            changes_since(tmp.path(), all[1].rv).unwrap().unwrap().len(),
+            1
+        );
+        // Past its size the history is cut; older versions are gone (410).
+        let first = all[0].rv;
+        while fs::metadata(tmp.path().join("changes-since"))
+            .map(|_| changes_since(tmp.path(), first).unwrap().is_ok())
+            .unwrap_or(true)
+        {
+            record_change(tmp.path(), &key, ChangeKind::Modified, None, |_| Ok(())).unwrap();
+        }
+        let Err(Expired { oldest }) = changes_since(tmp.path(), first).unwrap() else {
+            panic!("not expired");
+        };
+        assert!(oldest > first);
+        assert!(
+            fs::metadata(tmp.path().join("changes.jsonl"))
+                .unwrap()
+                .len()
+                <= HISTORY_BYTES
+        );
+        let kept = changes_since(tmp.path(), oldest).unwrap().unwrap();
+        assert_eq!(kept[0].rv, oldest + 1);
     }
 
     #[test]

@@ -234,6 +234,30 @@ fn the_pod_object_carries_qos_image_id_and_versions() {
     assert_eq!(pod["status"]["observedGeneration"], 1, "{pod}");
     // An unchanged pod keeps its version.
     assert_eq!(version(&p.pod_json(&a)), running);
+    // Applied again with a label, the pod takes it; another change of the
+    // spec is refused with Kubernetes' words.
+    let relabeled = text.replace(
+        &format!("  name: {a}\n"),
+        &format!("  name: {a}\n  labels:\n    tier: front\n"),
+    );
+    let out = p.apply(&relabeled);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("pod/{a} configured")
+    );
+    let labeled = p.pod_json(&a);
+    assert_eq!(labeled["metadata"]["labels"]["tier"], "front");
+    assert!(version(&labeled) > running);
+    assert_eq!(labeled["metadata"]["generation"], 1, "labels are not the spec");
+    let out = p.apply(&relabeled.replace("\"3600\"", "\"3601\""));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("spec: Forbidden: pod updates may not change fields other than"),
+        "{out:?}"
+    );
+    let running = version(&p.pod_json(&a));
 
     let b = unique("obj");
     let _gb = p.pod(

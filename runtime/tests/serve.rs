@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{spawnable, Podlab, BUSYBOX};
+use common::{spawnable, Podlab, BUSYBOX, PROBE};
 
 /// kubectl from $KUBECTL or PATH; a missing one is an error, not a skip.
 fn kubectl_path() -> PathBuf {
@@ -32,8 +32,16 @@ struct Server {
 
 impl Server {
     fn start(p: &Podlab) -> Server {
+        Server::start_with(p, &[])
+    }
+
+    fn start_with(p: &Podlab, env: &[(&str, &str)]) -> Server {
         let kubeconfig = p.root.path().join("kubeconfig-test");
-        let mut child = spawnable(p)
+        let mut cmd = spawnable(p);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(["serve", "--address", "127.0.0.1:0", "--kubeconfig-out"])
             .arg(&kubeconfig)
             .stdout(Stdio::piped())
@@ -340,4 +348,406 @@ fn requests_without_a_client_certificate_get_401() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("You must be logged in to the server"), "{err}");
+}
+
+/// Deletes every pod of the state root when dropped, so a failed test
+/// leaves nothing running (kubectl made them: no CLI guard holds them).
+struct DeleteAllPods<'a>(&'a Podlab);
+
+impl Drop for DeleteAllPods<'_> {
+    fn drop(&mut self) {
+        let out = self.0.run(&["get", "pods", "-A", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for pod in list["items"].as_array().into_iter().flatten() {
+            let meta = &pod["metadata"];
+            let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) else {
+                continue;
+            };
+            let _ = self
+                .0
+                .run(&["delete", "pod", name, "-n", ns, "--grace-period", "0"]);
+        }
+    }
+}
+
+/// A pod's JSON through kubectl.
+fn pod_json(server: &Server, ns: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&server.ok(&["get", "pod", name, "-n", ns, "-o", "json"]))
+        .expect("pod json")
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn labeled_manifest(name: &str, ns: &str, labels: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n{labels}spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sleep, '600']\n"
+    )
+}
+
+#[test]
+fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
+    require_root!();
+    let p = Podlab::new();
+    let _cleanup = DeleteAllPods(&p);
+    // A small history, so a watch from an early version expires here.
+    let server = Server::start_with(&p, &[("PODLAB_HISTORY_BYTES", "2048")]);
+    let ns = common::unique("team");
+    let name = common::unique("upd");
+    let doomed = common::unique("dl");
+
+    // Namespaces: made through the API; a pod in a missing one is refused.
+    assert_eq!(
+        server.ok(&["create", "namespace", &ns]).trim(),
+        format!("namespace/{ns} created")
+    );
+    assert!(server.ok(&["get", "namespaces"]).contains(&ns));
+    let missing = common::unique("nope");
+    let file = write(
+        p.root.path(),
+        "missing.yaml",
+        &labeled_manifest(&name, &missing, "    app: web\n", BUSYBOX),
+    );
+    let out = server.run(&["apply", "-f", file.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains(&format!("namespaces \"{missing}\" not found")),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Watch the namespace with the event types shown.
+    let mut watcher = server
+        .kubectl()
+        .args([
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-w",
+            "--output-watch-events",
+            "--no-headers",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let watched = watcher.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(watched).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    let v1 = write(
+        p.root.path(),
+        "v1.yaml",
+        &labeled_manifest(&name, &ns, "    app: web\n", BUSYBOX),
+    );
+    let v1 = v1.to_str().expect("utf-8");
+    // With the pod's labels in a downwardAPI volume.
+    let other = write(
+        p.root.path(),
+        "doomed.yaml",
+        &format!(
+            "{}    volumeMounts:\n    - name: info\n      mountPath: /etc/podinfo\n  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - path: labels\n        fieldRef:\n          fieldPath: metadata.labels\n",
+            labeled_manifest(&doomed, "default", "    app: dl\n", BUSYBOX)
+        ),
+    );
+    assert_eq!(
+        server.ok(&["apply", "-f", v1]).trim(),
+        format!("pod/{name} created")
+    );
+    server.ok(&["apply", "-f", other.to_str().expect("utf-8")]);
+    for (n, pod) in [(ns.as_str(), name.as_str()), ("default", doomed.as_str())] {
+        server.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "-n",
+            n,
+            "--timeout=60s",
+        ]);
+    }
+    let first = pod_json(&server, &ns, &name);
+    let stale_rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+
+    // A second apply with other labels patches the pod.
+    let v2 = write(
+        p.root.path(),
+        "v2.yaml",
+        &labeled_manifest(&name, &ns, "    app: web2\n    tier: front\n", BUSYBOX),
+    );
+    assert_eq!(
+        server
+            .ok(&["apply", "-f", v2.to_str().expect("utf-8")])
+            .trim(),
+        format!("pod/{name} configured")
+    );
+    let before_label = pod_json(&server, &ns, &name)["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    assert_eq!(
+        server
+            .ok(&["label", "pod", &name, "-n", &ns, "color=blue"])
+            .trim(),
+        format!("pod/{name} labeled")
+    );
+    assert_eq!(
+        server
+            .ok(&["annotate", "pod", &name, "-n", &ns, "note=hello"])
+            .trim(),
+        format!("pod/{name} annotated")
+    );
+    let labeled = pod_json(&server, &ns, &name);
+    assert_eq!(labeled["metadata"]["labels"]["app"], "web2");
+    assert_eq!(labeled["metadata"]["labels"]["tier"], "front");
+    assert_eq!(labeled["metadata"]["labels"]["color"], "blue");
+    assert_eq!(labeled["metadata"]["annotations"]["note"], "hello");
+    // Selectors see the new labels, list and watch alike.
+    let selected = server.ok(&["get", "pods", "-n", &ns, "-l", "color=blue", "-o", "name"]);
+    assert_eq!(selected.trim(), format!("pod/{name}"));
+    let by_field = server.ok(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector",
+        &format!("metadata.name={name},status.phase=Running"),
+        "-o",
+        "name",
+    ]);
+    assert_eq!(by_field.trim(), format!("pod/{name}"));
+    // A watch from a version replays what changed after it.
+    let replay = server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{ns}/pods?watch=true&resourceVersion={before_label}&labelSelector=color%3Dblue&timeoutSeconds=1"),
+    ]);
+    let first_event: serde_json::Value =
+        serde_json::from_str(replay.lines().next().expect("an event")).expect("event json");
+    assert_eq!(first_event["type"], "ADDED", "{replay}");
+    assert_eq!(first_event["object"]["metadata"]["labels"]["color"], "blue");
+    // Bookmarks, after the initial events when asked for.
+    let bookmarked = server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{ns}/pods?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"),
+    ]);
+    let kinds: Vec<String> = bookmarked
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("ADDED"),
+        "{bookmarked}"
+    );
+    assert!(
+        bookmarked.contains("k8s.io/initial-events-end"),
+        "{bookmarked}"
+    );
+
+    // A new image: the container is killed and started with it.
+    let image_before = labeled["status"]["containerStatuses"][0]["imageID"].clone();
+    assert_eq!(
+        server
+            .ok(&[
+                "set",
+                "image",
+                &format!("pod/{name}"),
+                "-n",
+                &ns,
+                &format!("main={PROBE}")
+            ])
+            .trim(),
+        format!("pod/{name} image updated")
+    );
+    let restarted = common::eventually(Duration::from_secs(30), || {
+        let pod = pod_json(&server, &ns, &name);
+        let c = &pod["status"]["containerStatuses"][0];
+        (c["restartCount"] == 1 && c["state"]["running"].is_object() && c["image"] == PROBE)
+            .then_some(pod)
+    })
+    .expect("the container never restarted with the new image");
+    let c = &restarted["status"]["containerStatuses"][0];
+    assert_ne!(c["imageID"], image_before, "{c}");
+    assert_eq!(restarted["spec"]["containers"][0]["image"], PROBE);
+    let described = server.ok(&["describe", "pod", &name, "-n", &ns]);
+    assert!(
+        described.contains("definition changed, will be restarted"),
+        "{described}"
+    );
+
+    // An update from a stale version is a conflict.
+    let mut stale = pod_json(&server, &ns, &name);
+    stale["metadata"]["resourceVersion"] = serde_json::json!(stale_rv);
+    stale["metadata"]["labels"]["color"] = serde_json::json!("red");
+    let stale_file = write(p.root.path(), "stale.json", &stale.to_string());
+    let out = server.run(&["replace", "-f", stale_file.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("Conflict")
+            && stderr_of(&out).contains("the object has been modified; please apply your changes to the latest version and try again"),
+        "{}",
+        stderr_of(&out)
+    );
+    // A current one goes through.
+    let mut fresh = pod_json(&server, &ns, &name);
+    fresh["metadata"]["labels"]["color"] = serde_json::json!("green");
+    let fresh_file = write(p.root.path(), "fresh.json", &fresh.to_string());
+    assert_eq!(
+        server
+            .ok(&["replace", "-f", fresh_file.to_str().expect("utf-8")])
+            .trim(),
+        format!("pod/{name} replaced")
+    );
+
+    // What Kubernetes does not let change is refused in its words.
+    let out = server.run(&[
+        "patch",
+        "pod",
+        &name,
+        "-n",
+        &ns,
+        "-p",
+        r#"{"spec":{"containers":[{"name":"main","command":["sleep","1"]}]}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = server.run(&[
+        "patch",
+        "pod",
+        &name,
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    assert!(
+        !out.status.success() && stderr_of(&out).contains("Forbidden"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // New labels reach the downwardAPI volume of a running pod.
+    server.ok(&["label", "pod", &doomed, "extra=yes"]);
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let out = server.ok(&["exec", &doomed, "--", "cat", "/etc/podinfo/labels"]);
+        out.contains("extra=\"yes\"").then_some(out)
+    });
+    assert!(seen.is_some(), "the downwardAPI volume kept the old labels");
+
+    // A deadline set through a JSON patch reaches the pod's shim.
+    server.ok(&[
+        "patch",
+        "pod",
+        &doomed,
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/activeDeadlineSeconds","value":1}]"#,
+    ]);
+    let failed = common::eventually(Duration::from_secs(30), || {
+        let pod = pod_json(&server, "default", &doomed);
+        (pod["status"]["reason"] == "DeadlineExceeded").then_some(pod)
+    });
+    assert!(
+        failed.is_some(),
+        "the shortened deadline never failed the pod"
+    );
+    let out = server.run(&[
+        "patch",
+        "pod",
+        &doomed,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"activeDeadlineSeconds":100}}"#,
+    ]);
+    assert!(
+        stderr_of(&out).contains("spec.activeDeadlineSeconds"),
+        "{}",
+        stderr_of(&out)
+    );
+    server.ok(&["delete", "pod", &doomed, "--wait=false"]);
+
+    // Deleting the namespace deletes its pod, Terminating meanwhile.
+    let deleted = server.ok(&["delete", "namespace", &ns, "--wait=false"]);
+    assert_eq!(deleted.trim(), format!("namespace \"{ns}\" deleted"));
+    let phase = server.run(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"]);
+    assert!(
+        !phase.status.success() || String::from_utf8_lossy(&phase.stdout) == "Terminating",
+        "{phase:?}"
+    );
+    server.ok(&[
+        "wait",
+        "--for=delete",
+        &format!("namespace/{ns}"),
+        "--timeout=60s",
+    ]);
+    assert!(!server
+        .run(&["get", "pod", &name, "-n", &ns])
+        .status
+        .success());
+
+    let mut events = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !events.iter().any(|l: &String| l.starts_with("DELETED")) && Instant::now() < end {
+        if let Ok(l) = lines_rx.recv_timeout(Duration::from_millis(200)) {
+            events.push(l);
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"ADDED"), "{events:?}");
+    assert!(kinds.contains(&"MODIFIED"), "{events:?}");
+    assert_eq!(kinds.last(), Some(&"DELETED"), "{events:?}");
+
+    // A watch from a version older than the kept history: 410 Expired.
+    let expired = server.ok(&["get", "--raw", "/api/v1/pods?watch=true&resourceVersion=1"]);
+    let event: serde_json::Value =
+        serde_json::from_str(expired.lines().next().expect("an event")).expect("json");
+    assert_eq!(event["type"], "ERROR", "{expired}");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+
+    // Bodies past the limit are refused before they are read whole.
+    let big = write(
+        p.root.path(),
+        "big.json",
+        &format!("{{\"kind\":\"Pod\",\"x\":\"{}\"}}", "a".repeat(4 << 20)),
+    );
+    let out = server.run(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods",
+        "-f",
+        big.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("larger than"),
+        "{}",
+        stderr_of(&out)
+    );
+    let _ = server.run(&[
+        "wait",
+        "--for=delete",
+        &format!("pod/{doomed}"),
+        "--timeout=30s",
+    ]);
 }

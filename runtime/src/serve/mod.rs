@@ -11,6 +11,7 @@
 
 mod exec;
 mod pods;
+mod protobuf;
 mod routes;
 mod status;
 mod tables;

@@ -56,6 +56,19 @@ impl FieldSelector {
         Ok(FieldSelector(terms))
     }
 
+    /// Refuses fields outside `known`, as the API server does.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        for (path, _, _) in &self.0 {
+            let field = path.join(".");
+            if !known.contains(&field.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(path, equal, want)| {
             let mut v = object;
@@ -72,15 +85,55 @@ impl FieldSelector {
     }
 }
 
+/// The fields a pod's field selector may name (the API server's list).
+const POD_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+];
+
+fn pod_fields(req: &Req) -> Result<FieldSelector, ApiError> {
+    let fields = FieldSelector::parse(req.q("fieldSelector"))?;
+    fields.only(POD_FIELDS)?;
+    Ok(fields)
+}
+
 /// The pods of `ns` (or all) that match the request's selectors.
 pub fn matching(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Vec<Value>, ApiError> {
     let labels = label_selector(req)?;
-    let fields = FieldSelector::parse(req.q("fieldSelector"))?;
+    let fields = pod_fields(req)?;
     Ok(api::list(&ctx.config, ns, &labels)?
         .iter()
         .map(pod_value)
         .filter(|v| fields.matches(v))
         .collect())
+}
+
+/// One pod, if it exists and matches the request's selectors.
+pub fn matching_one(ctx: &Ctx, req: &Req, key: &PodKey) -> Result<Option<Value>, ApiError> {
+    let labels = label_selector(req)?;
+    let fields = pod_fields(req)?;
+    let pod = match api::get_pod(&ctx.config, key) {
+        Ok(p) => p,
+        Err(api::Error::Store(crate::store::Error::NotFound { .. })) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let v = pod_value(&pod);
+    Ok((labels.matches(pod.metadata.labels.as_ref()) && fields.matches(&v)).then_some(v))
+}
+
+/// A deleted pod's last object from the store's history, as a Pod.
+pub fn tombstone_value(mut object: Value) -> Value {
+    object["kind"] = json!("Pod");
+    object["apiVersion"] = json!("v1");
+    object
 }
 
 pub fn pods_table(pods: &[Value], req: &Req, rv: u64) -> Value {
@@ -134,37 +187,67 @@ fn readable(content_type: &str) -> bool {
     matches!(base, "application/json" | "application/yaml" | "")
 }
 
-pub fn create(ctx: &Ctx, req: &Req, ns: &str) -> Result<Response<Body>, ApiError> {
-    if !readable(&req.content_type) {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (not {:?})",
-                req.content_type
-            ),
-        ));
-    }
+fn unsupported_media(content_type: &str, accepted: &str) -> ApiError {
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!(
+            "the body of the request was in an unknown format - accepted media types include: {accepted} (not {content_type:?})"
+        ),
+    )
+}
+
+/// The body as text, or a 400 when it is not UTF-8 or empty.
+fn body_text(req: &Req) -> Result<&str, ApiError> {
     let text = std::str::from_utf8(&req.body)
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
+    Ok(text)
+}
+
+/// A namespace pods may be made in: one that exists and is not going away.
+fn check_namespace(ctx: &Ctx, ns: &str, pod: &str) -> Result<(), ApiError> {
+    use crate::kube_namespaces as kns;
+    let found = kns::get(&ctx.config, ns, &ctx.started)?;
+    if found.phase == kns::TERMINATING {
+        return Err(ApiError {
+            details: Some(json!({"name": pod, "kind": "pods"})),
+            ..ApiError::new(
+                403,
+                "Forbidden",
+                format!("pods \"{pod}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
+            )
+        });
+    }
+    Ok(())
+}
+
+pub fn create(ctx: &Ctx, req: &Req, ns: &str) -> Result<Response<Body>, ApiError> {
+    if !readable(&req.content_type) {
+        return Err(unsupported_media(
+            &req.content_type,
+            "application/json, application/yaml",
+        ));
+    }
+    let text = body_text(req)?;
+    let named = serde_norway::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["metadata"]["name"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    check_namespace(ctx, ns, &named)?;
     let mut warnings = Vec::new();
     let mut warn = |w: String| warnings.push(w);
-    let applied = api::apply(
-        &ctx.config,
-        text,
-        "the request body",
-        Some(ns),
-        None,
-        &mut warn,
-    )?;
+    let applied = match api::create_new(&ctx.config, text, "the request body", Some(ns), &mut warn)
+    {
+        Err(api::Error::Store(crate::store::Error::AlreadyExists { name, .. })) => {
+            return Err(already_exists(&name))
+        }
+        other => other?,
+    };
     let key = match applied.as_slice() {
         [api::Applied::Created(key)] => key.clone(),
-        [api::Applied::Unchanged(key)] => {
-            return Err(already_exists(&key.name));
-        }
         _ => {
             return Err(ApiError::bad_request(
                 "the request must hold exactly one Pod",
@@ -182,14 +265,120 @@ pub fn create(ctx: &Ctx, req: &Req, ns: &str) -> Result<Response<Body>, ApiError
     Ok(r)
 }
 
-/// Patch and update: podlab keeps a pod as it was created (`podlab apply`
-/// refuses a changed manifest the same way), so any change is refused.
-pub fn update(ctx: &Ctx, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
-    one(ctx, ns, name)?;
-    Err(api::Error::Immutable {
-        name: name.to_string(),
+/// The patch formats PATCH takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PatchType {
+    Merge,
+    Strategic,
+    Json,
+}
+
+fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/json-patch+json" => Ok(PatchType::Json),
+        other => Err(unsupported_media(
+            other,
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+        )),
     }
-    .into())
+}
+
+/// A client's JSON as a Pod, or a 400 naming what does not fit.
+fn as_pod(value: Value) -> Result<Pod, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("the object is not a valid Pod: {e}")))
+}
+
+/// Stores an updated pod through the API layer and answers with it.
+fn store_update(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    pod: Pod,
+    precondition: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let key = PodKey::new(ns, name);
+    let updated = api::update(&ctx.config, &key, pod, precondition.as_deref())?;
+    Ok(json(200, &pod_value(&updated)))
+}
+
+/// PATCH of a pod: the patch applied to the current object, then stored
+/// as an update (what may change is the API layer's rule). A patch that
+/// sets metadata.resourceVersion makes it a precondition.
+pub fn patch(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    let kind = patch_type(&req.content_type)?;
+    let patch: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?;
+    let current = one(ctx, ns, name)?;
+    let mut target = current.clone();
+    let applied = match kind {
+        PatchType::Merge => {
+            crate::patch::merge(&mut target, &patch);
+            Ok(())
+        }
+        PatchType::Strategic => crate::patch::strategic(&mut target, &patch),
+        PatchType::Json => crate::patch::json_patch(&mut target, &patch),
+    };
+    applied.map_err(|e| match e {
+        crate::patch::Error::Operation { .. } => ApiError::new(422, "Invalid", e.to_string()),
+        e => ApiError::bad_request(e.to_string()),
+    })?;
+    let wanted = &target["metadata"]["resourceVersion"];
+    let precondition = (*wanted != current["metadata"]["resourceVersion"])
+        .then(|| wanted.as_str().unwrap_or("").to_string());
+    store_update(ctx, ns, name, as_pod(target)?, precondition)
+}
+
+/// PUT of a pod: the whole object; its metadata.resourceVersion, when
+/// set, must still be the pod's.
+pub fn replace(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    if !readable(&req.content_type) {
+        return Err(unsupported_media(
+            &req.content_type,
+            "application/json, application/yaml",
+        ));
+    }
+    let text = body_text(req)?;
+    let object: Value = serde_norway::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a Pod: {e}")))?;
+    if !object.is_object() {
+        return Err(ApiError::bad_request("the body is not a Pod object"));
+    }
+    if let Some(given) = object["metadata"]["name"].as_str() {
+        if given != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    if object["metadata"]["namespace"]
+        .as_str()
+        .is_some_and(|n| n != ns)
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    one(ctx, ns, name)?;
+    let precondition = object["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_string);
+    store_update(ctx, ns, name, as_pod(object)?, precondition)
+}
+
+/// pods/status is the node's to write (the shim's), not a client's.
+pub fn status_write(ctx: &Ctx, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    one(ctx, ns, name)?;
+    Err(ApiError {
+        details: Some(json!({"name": name, "kind": "pods"})),
+        ..ApiError::new(
+            403,
+            "Forbidden",
+            format!("pods \"{name}\" is forbidden: a pod's status is written by its node (the pod's podlab shim), not through the API"),
+        )
+    })
 }
 
 fn already_exists(name: &str) -> ApiError {
@@ -381,6 +570,46 @@ mod tests {
         assert!(!m("metadata.name!=web"));
         assert!(m("spec.nodeName="));
         assert!(FieldSelector::parse(Some("metadata.name")).is_err());
+        let unknown = FieldSelector::parse(Some("spec.bogus=1")).unwrap();
+        let e = unknown.only(POD_FIELDS).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert_eq!(e.message, "field label not supported: spec.bogus");
+    }
+
+    #[test]
+    fn patches_and_updates_get_their_status_codes() {
+        assert_eq!(
+            patch_type("application/strategic-merge-patch+json").unwrap(),
+            PatchType::Strategic
+        );
+        assert_eq!(
+            patch_type("application/merge-patch+json; charset=utf-8").unwrap(),
+            PatchType::Merge
+        );
+        assert_eq!(
+            patch_type("application/json-patch+json").unwrap(),
+            PatchType::Json
+        );
+        let e = patch_type("application/apply-patch+yaml").unwrap_err();
+        assert_eq!((e.code, e.reason), (415, "UnsupportedMediaType"));
+        let e = as_pod(json!({"spec": {"containers": "no"}})).unwrap_err();
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        let e = ApiError::from(api::Error::Conflict { name: "web".into() });
+        assert_eq!((e.code, e.reason), (409, "Conflict"));
+        assert!(e.message.ends_with("the object has been modified; please apply your changes to the latest version and try again"));
+        // A refused update is 422 with its cause on the field.
+        let old: Pod = serde_json::from_value(json!({"metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "a", "image": "x"}]}}))
+        .unwrap();
+        let mut new = old.clone();
+        new.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+        let e = ApiError::from(api::Error::from(
+            crate::pod_update::check(&old, new).unwrap_err(),
+        ));
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        let cause = &e.details.unwrap()["causes"][0];
+        assert_eq!(cause["field"], "spec");
+        assert_eq!(cause["reason"], "FieldValueForbidden");
     }
 
     #[test]

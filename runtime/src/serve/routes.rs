@@ -10,9 +10,6 @@ use super::{json, pods, tables, ApiError, Body, Ctx, Req};
 const KUBE_MAJOR: &str = "1";
 const KUBE_MINOR: &str = "35";
 
-/// Namespaces that always exist, as in a fresh cluster.
-const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
 pub fn route(ctx: &Ctx, req: &Req) -> Response<Body> {
     match dispatch(ctx, req) {
         Ok(r) => r,
@@ -44,8 +41,17 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
             200,
             &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
         )),
-        ["api", "v1", "namespaces"] if get => namespaces(ctx, req),
-        ["api", "v1", "namespaces", ns] if get => namespace(ctx, ns),
+        ["api", "v1", "namespaces"] => match req.method {
+            Method::GET if req.is_watch() => super::watch::relisting(ctx, req, namespace_values),
+            Method::GET => namespaces(ctx, req),
+            Method::POST => create_namespace(ctx, req),
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        ["api", "v1", "namespaces", ns] => match req.method {
+            Method::GET => namespace(ctx, ns),
+            Method::DELETE => delete_namespace(ctx, ns),
+            _ => Err(ApiError::method_not_allowed()),
+        },
         ["api", "v1", "nodes"] if get => nodes(ctx, req),
         ["api", "v1", "nodes", name] if get => {
             let node = node(ctx);
@@ -65,12 +71,15 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
         ["api", "v1", "namespaces", ns, "pods", name] => match req.method {
             Method::GET => pods::get(ctx, req, ns, name),
             Method::DELETE => pods::delete(ctx, req, ns, name),
-            Method::PATCH | Method::PUT => pods::update(ctx, ns, name),
+            Method::PATCH => pods::patch(ctx, req, ns, name),
+            Method::PUT => pods::replace(ctx, req, ns, name),
             _ => Err(ApiError::method_not_allowed()),
         },
-        ["api", "v1", "namespaces", ns, "pods", name, "status"] if get => {
-            pods::get(ctx, req, ns, name)
-        }
+        ["api", "v1", "namespaces", ns, "pods", name, "status"] => match req.method {
+            Method::GET => pods::get(ctx, req, ns, name),
+            Method::PATCH | Method::PUT => pods::status_write(ctx, ns, name),
+            _ => Err(ApiError::method_not_allowed()),
+        },
         ["api", "v1", "namespaces", ns, "pods", name, "log"] if get => {
             pods::log(ctx, req, ns, name)
         }
@@ -167,7 +176,9 @@ fn resources() -> Value {
         "pod",
         true,
         "Pod",
-        &["create", "delete", "get", "list", "watch"],
+        &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         &["po"],
     );
     pods["categories"] = json!(["all"]);
@@ -176,7 +187,7 @@ fn resources() -> Value {
         "groupVersion": "v1",
         "resources": [
             resource("events", "event", true, "Event", &["get", "list"], &["ev"]),
-            resource("namespaces", "namespace", false, "Namespace", &["get", "list"], &["ns"]),
+            resource("namespaces", "namespace", false, "Namespace", &["create", "delete", "get", "list", "watch"], &["ns"]),
             resource("nodes", "node", false, "Node", &["get", "list"], &["no"]),
             pods,
             resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
@@ -186,34 +197,34 @@ fn resources() -> Value {
     })
 }
 
-/// The namespaces: the fixed ones and those that hold pods.
-fn namespace_names(ctx: &Ctx) -> Result<Vec<String>, ApiError> {
-    let mut names: Vec<String> = NAMESPACES.iter().map(|s| s.to_string()).collect();
-    let pods = crate::api::list(&ctx.config, None, &crate::selector::Selector::default())?;
-    for p in pods {
-        if let Some(ns) = p.metadata.namespace {
-            if !names.contains(&ns) {
-                names.push(ns);
-            }
-        }
+/// A namespace as the API shows it.
+fn namespace_object(ns: &crate::kube_namespaces::Namespace) -> Value {
+    let mut meta = json!({"name": ns.name, "creationTimestamp": ns.creation_timestamp,
+        "labels": ns.labels, "resourceVersion": ns.resource_version.to_string()});
+    if !ns.uid.is_empty() {
+        meta["uid"] = json!(ns.uid);
     }
-    names.sort();
-    Ok(names)
+    if let Some(t) = &ns.deletion_timestamp {
+        meta["deletionTimestamp"] = json!(t);
+    }
+    json!({"kind": "Namespace", "apiVersion": "v1", "metadata": meta,
+        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": ns.phase}})
 }
 
-fn namespace_object(ctx: &Ctx, name: &str) -> Value {
-    json!({"kind": "Namespace", "apiVersion": "v1",
-        "metadata": {"name": name, "creationTimestamp": ctx.started,
-            "labels": {"kubernetes.io/metadata.name": name}},
-        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+/// Every namespace matching the request's field selector.
+fn namespace_values(ctx: &Ctx, req: &Req) -> Result<Vec<Value>, ApiError> {
+    let fields = pods::FieldSelector::parse(req.q("fieldSelector"))?;
+    fields.only(&["metadata.name", "status.phase"])?;
+    Ok(crate::kube_namespaces::list(&ctx.config, &ctx.started)?
+        .iter()
+        .map(namespace_object)
+        .filter(|n| fields.matches(n))
+        .collect())
 }
 
 fn namespaces(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
-    let items: Vec<Value> = namespace_names(ctx)?
-        .iter()
-        .map(|n| namespace_object(ctx, n))
-        .collect();
     let rv = crate::api::resource_version(&ctx.config)?;
+    let items = namespace_values(ctx, req)?;
     if req.wants_table() {
         let columns = vec![
             json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}),
@@ -225,8 +236,8 @@ fn namespaces(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
             .map(|n| {
                 let cells = vec![
                     n["metadata"]["name"].clone(),
-                    json!("Active"),
-                    json!(tables::age_of(Some(&ctx.started))),
+                    n["status"]["phase"].clone(),
+                    json!(tables::age_of(n["metadata"]["creationTimestamp"].as_str())),
                 ];
                 (cells, n.clone())
             })
@@ -242,10 +253,63 @@ fn namespaces(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
 }
 
 fn namespace(ctx: &Ctx, name: &str) -> Result<Response<Body>, ApiError> {
-    if !namespace_names(ctx)?.iter().any(|n| n == name) {
-        return Err(ApiError::not_found("namespaces", name));
+    let ns = crate::kube_namespaces::get(&ctx.config, name, &ctx.started)?;
+    Ok(json(200, &namespace_object(&ns)))
+}
+
+/// `kubectl create namespace X`: a Namespace object in JSON.
+fn create_namespace(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
+    let base = req.content_type.split(';').next().unwrap_or("").trim();
+    let (name, labels) = match base {
+        "application/json" | "" => {
+            let body: Value = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("the body is not a Namespace: {e}")))?;
+            let labels = body["metadata"]["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
+            (name, labels)
+        }
+        // What kubectl's typed client sends for `create namespace`.
+        super::protobuf::MEDIA_TYPE => super::protobuf::name_and_labels(&req.body)
+            .ok_or_else(|| ApiError::bad_request("the body is not a protobuf Namespace"))?,
+        _ => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json, {} (not {base:?})", super::protobuf::MEDIA_TYPE),
+            ))
+        }
+    };
+    let name = name.as_str();
+    if name.is_empty() {
+        return Err(ApiError {
+            details: Some(json!({"kind": "Namespace", "causes": [
+                {"reason": "FieldValueRequired", "message": "Required value: name or generateName is required", "field": "metadata.name"}]})),
+            ..ApiError::new(422, "Invalid", "Namespace \"\" is invalid: metadata.name: Required value: name or generateName is required")
+        });
     }
-    Ok(json(200, &namespace_object(ctx, name)))
+    let ns = crate::kube_namespaces::create(&ctx.config, name, labels, &ctx.started)?;
+    Ok(json(201, &namespace_object(&ns)))
+}
+
+/// Marks the namespace Terminating and answers with it; its pods are
+/// deleted and then its record on a thread, as the namespace controller.
+fn delete_namespace(ctx: &Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+    let (ns, deletions) = crate::kube_namespaces::begin_delete(&ctx.config, name, &ctx.started)?;
+    let config = ctx.config.clone();
+    let owned = name.to_string();
+    std::thread::spawn(move || {
+        if let Err(e) = crate::kube_namespaces::finish_delete(&config, &owned, deletions) {
+            eprintln!("podlab serve: deleting namespace {owned}: {e}");
+        }
+    });
+    Ok(json(200, &namespace_object(&ns)))
 }
 
 fn os_image() -> String {

@@ -124,11 +124,52 @@ impl From<api::Error> for ApiError {
                 ApiError::new(413, "RequestEntityTooLarge", plain(e.to_string()))
             }
             A::Manifest(e) => ApiError::bad_request(plain(e.to_string())),
-            e @ A::Immutable { .. } => ApiError::new(422, "Invalid", e.to_string()),
+            e @ A::Conflict { .. } => {
+                let name = match &e {
+                    A::Conflict { name } => name.clone(),
+                    _ => String::new(),
+                };
+                ApiError {
+                    details: Some(json!({"name": name, "kind": "pods"})),
+                    ..ApiError::new(409, "Conflict", e.to_string())
+                }
+            }
+            A::Store(store::Error::AlreadyExists { name, .. }) => ApiError {
+                details: Some(json!({"name": name, "kind": "pods"})),
+                ..ApiError::new(
+                    409,
+                    "AlreadyExists",
+                    format!("pods \"{name}\" already exists"),
+                )
+            },
             e @ (A::NoLog(_) | A::NoSuchContainer { .. } | A::NotRunning { .. }) => {
                 ApiError::bad_request(plain(e.to_string()))
             }
             A::NoObjects => ApiError::bad_request("the request has no object"),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::kube_namespaces::Error> for ApiError {
+    fn from(e: crate::kube_namespaces::Error) -> ApiError {
+        use crate::kube_namespaces::Error as N;
+        let detail = |name: &str| Some(json!({"name": name, "kind": "namespaces"}));
+        match e {
+            N::Api(e) => e.into(),
+            N::NotFound(name) => ApiError::not_found("namespaces", &name),
+            e @ N::AlreadyExists(_) => {
+                let name = match &e {
+                    N::AlreadyExists(n) => n.clone(),
+                    _ => String::new(),
+                };
+                ApiError {
+                    details: detail(&name),
+                    ..ApiError::new(409, "AlreadyExists", e.to_string())
+                }
+            }
+            e @ N::Undeletable(_) => ApiError::new(403, "Forbidden", e.to_string()),
+            e @ N::Invalid(_) => ApiError::new(422, "Invalid", e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
     }

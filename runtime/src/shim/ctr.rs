@@ -49,6 +49,9 @@ pub(super) struct Ctr {
     pub(super) ran: bool,
     /// It stopped and is not started again.
     pub(super) finished: bool,
+    /// Being stopped because its image changed: started again at once,
+    /// whatever the restart policy.
+    pub(super) respec: bool,
     pub(super) post_start: Option<Helper>,
     pub(super) probes: Vec<ProbeRun>,
     /// The startup probe passed (or there is none) in the current run.
@@ -90,6 +93,7 @@ impl Ctr {
             pulled: false,
             ran: false,
             finished: false,
+            respec: false,
             post_start: None,
             probes: Vec::new(),
             log: None,

@@ -26,13 +26,15 @@ impl Shim {
         self.evicted() || self.deadline_exceeded()
     }
 
-    /// When the deadline falls, from now (the pod's start).
+    /// When the deadline falls, counted from the pod's start (an update
+    /// that shortens it may put it in the past: it fails at once).
     pub(super) fn first_deadline(&self) -> Option<Instant> {
         if self.mutant == Some(Mutant::DeadlineIgnored) {
             return None;
         }
         let secs = self.pod.spec.as_ref()?.active_deadline_seconds?;
-        Some(Instant::now() + Duration::from_secs(secs.max(0) as u64))
+        let start = self.run_started.unwrap_or_else(Instant::now);
+        Some(start + Duration::from_secs(secs.max(0) as u64))
     }
 
     /// Fails the pod once its deadline has passed, unless it already ended.

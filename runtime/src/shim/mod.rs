@@ -22,6 +22,7 @@
 //! | `status.rs` | the pod's status, the runtime record, apply's notification |
 //! | `ctr.rs` | one container's state (`Ctr`) and its role in the pod |
 //! | `limits.rs` | cgroup limits from `resources` |
+//! | `update.rs` | a changed record (SIGHUP): new images restart, deadline, downward volumes |
 //! | `spawn.rs` | re-executing podlab (shim, pause, init, helpers); `shim.json` |
 
 use std::fs::File;
@@ -55,6 +56,7 @@ mod status;
 mod storage;
 mod supervise;
 mod terminate;
+mod update;
 
 use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
@@ -64,6 +66,7 @@ pub use spawn::{
 };
 pub use status::{ContainerRuntime, RuntimeState};
 use terminate::AFTER_HOOK;
+pub use update::notify_update;
 
 /// The descriptor on which `podlab apply` listens for the pod's first outcome.
 pub const NOTIFY_FD: i32 = 3;
@@ -125,6 +128,8 @@ pub struct Shim {
     next_storage_scan: Option<Instant>,
     /// When `activeDeadlineSeconds` runs out (none without one).
     active_deadline: Option<Instant>,
+    /// When the pod started on the node: deadlines count from it.
+    run_started: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
 }
@@ -185,7 +190,13 @@ fn claim(config: &Config, key: &PodKey) -> Result<bool, Error> {
 /// sleeps: it waits on one descriptor with a timeout.
 fn signal_fd() -> Result<SignalFd, Error> {
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+    // SIGHUP: the pod's record changed (an update through the API).
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         mask.add(s);
     }
     mask.thread_block()
@@ -278,6 +289,7 @@ impl Shim {
             released_requests: false,
             next_storage_scan: None,
             active_deadline: None,
+            run_started: None,
             notify: Some(notify),
         })
     }
@@ -323,6 +335,7 @@ impl Shim {
         self.create_sandbox()?;
         self.prepare_volumes()?;
         self.next_storage_scan = self.first_storage_scan();
+        self.run_started = Some(Instant::now());
         self.active_deadline = self.first_deadline();
 
         loop {
@@ -343,11 +356,18 @@ impl Shim {
                 .map_err(io("wait for signals and output"))?;
             self.pump_logs();
             let mut terminate = false;
+            let mut updated = false;
             while let Ok(Some(info)) = sigfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGCHLD) => self.reap()?,
                     Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => terminate = true,
+                    Ok(Signal::SIGHUP) => updated = true,
                     _ => {}
+                }
+            }
+            if updated && self.terminating.is_none() {
+                if let Err(e) = self.pod_updated() {
+                    self.event(Event::warning("FailedUpdate", "kubelet", e.to_string()));
                 }
             }
             // Every exit is shown before anything restarts it.

@@ -327,9 +327,10 @@ impl Shim {
     }
 
     /// Writes the files of a downwardAPI volume into its directory, which
-    /// containers mount read-only. Its values do not change while the pod
-    /// lives: podlab refuses to change a pod's labels or annotations.
-    fn write_downward_volume(
+    /// containers mount read-only; again after an update of the pod's
+    /// labels or annotations (each file replaced by rename, so a reader
+    /// sees the old or the new content).
+    pub(super) fn write_downward_volume(
         &self,
         volume: &str,
         source: &k8s_openapi::api::core::v1::DownwardAPIVolumeSource,
@@ -346,10 +347,15 @@ impl Shim {
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
             }
-            fs::write(&path, f.content.as_bytes())
-                .map_err(io(format!("write {}", path.display())))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(f.mode & 0o777))
-                .map_err(io(format!("chmod {}", path.display())))?;
+            let tmp = path.with_file_name(format!(
+                ".{}.podlab-tmp",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            fs::write(&tmp, f.content.as_bytes())
+                .map_err(io(format!("write {}", tmp.display())))?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(f.mode & 0o777))
+                .map_err(io(format!("chmod {}", tmp.display())))?;
+            fs::rename(&tmp, &path).map_err(io(format!("rename {}", path.display())))?;
         }
         Ok(())
     }

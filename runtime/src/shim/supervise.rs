@@ -159,21 +159,37 @@ impl Shim {
     pub(super) fn schedule_restart(&mut self, i: usize, code: i32) {
         let policy = lifecycle::restart_policy(&self.pod).to_string();
         let c = &self.ctrs[i];
+        let respec = c.respec;
         let restart = self.terminating.is_none()
             && !self.sandbox_lost()
             && !self.failed_by_node()
-            && lifecycle::should_restart(&policy, c.role == Role::Sidecar, c.role == Role::Init, code)
+            && (respec
+                || lifecycle::should_restart(
+                    &policy,
+                    c.role == Role::Sidecar,
+                    c.role == Role::Init,
+                    code,
+                ))
             && self.mutant != Some(Mutant::NoRestart)
             // A sidecar is not restarted once the pod's app containers are done.
             && !(c.role == Role::Sidecar && self.pod_terminal());
         let pod_ref = self.pod_ref();
         let c = &mut self.ctrs[i];
+        c.respec = false;
         if !restart {
             c.finished = true;
             c.refresh();
             return;
         }
         let now = Instant::now();
+        if respec {
+            // It did not fail: no back-off, no CrashLoopBackOff; it shows
+            // as being created again, its run as the last state.
+            c.restart_at = Some(now + super::update::RESPEC_DELAY);
+            c.status.last_state = c.status.state.take();
+            c.status.state = Some(lifecycle::waiting("ContainerCreating", None));
+            return;
+        }
         let delay = if self.mutant == Some(Mutant::NoCrashBackoff) {
             Duration::ZERO
         } else {
