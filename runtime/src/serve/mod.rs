@@ -14,7 +14,7 @@ mod pods;
 mod routes;
 mod status;
 mod tables;
-mod tls;
+pub(crate) mod tls;
 mod watch;
 
 use std::collections::HashMap;
