@@ -230,10 +230,9 @@ fn parse_hosts_toml(text: &str, path: &Path) -> Result<HostsToml, Error> {
             _ => Err(at("expected true or false")),
         };
         match out.hosts.last_mut() {
-            None => match key {
-                "server" => out.server = Some(string()?),
-                _ => {} // other top-level keys (ca, capabilities of the server) are not needed
-            },
+            // Other top-level keys (the server's ca, capabilities) are not needed.
+            None if key == "server" => out.server = Some(string()?),
+            None => {}
             Some(host) => match key {
                 "capabilities" => host.capabilities = Some(strings()?),
                 "ca" => host.ca = strings()?,
