@@ -174,6 +174,28 @@ impl ImageStore {
     }
 }
 
+/// Removes what crashed pulls left under `<root>/pulls`: a staging
+/// directory whose lock nobody holds (a running pull keeps its own).
+pub(super) fn remove_stale_staging(root: &Path) {
+    let Ok(entries) = fs::read_dir(root.join(PULLS_DIR)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let lock = path.with_extension("lock");
+        let Ok(file) = File::options().write(true).open(&lock) else {
+            let _ = fs::remove_dir_all(&path);
+            continue;
+        };
+        if let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn lock_file(path: &Path) -> Result<Flock<File>, Error> {
     let file = File::options()
         .create(true)
@@ -342,6 +364,21 @@ mod tests {
         };
         let err = store.pull("Bad/Name", &options, &mut |_| {}).unwrap_err();
         assert!(matches!(err, Error::InvalidReference { .. }), "{err}");
+    }
+
+    #[test]
+    fn stale_staging_goes_and_a_running_pull_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let pulls = dir.path().join(PULLS_DIR);
+        for key in ["crashed", "running"] {
+            fs::create_dir_all(pulls.join(key)).unwrap();
+            fs::write(pulls.join(key).join("blob"), b"x").unwrap();
+        }
+        let _held = lock_file(&pulls.join("running.lock")).unwrap();
+        File::create(pulls.join("crashed.lock")).unwrap();
+        remove_stale_staging(dir.path());
+        assert!(!pulls.join("crashed").exists());
+        assert!(pulls.join("running/blob").exists());
     }
 
     #[test]

@@ -507,6 +507,7 @@ impl ImageStore {
         remove_entries(&self.blobs_dir(), stale)?;
         remove_entries(&self.layers_dir().join("sha256"), stale)?;
         remove_entries(&self.layers_dir(), |name| name.starts_with("tmp-"))?;
+        super::pull::remove_stale_staging(&self.root);
         remove_entries(&self.root, |name| name.starts_with("tmp-import-"))
     }
 
