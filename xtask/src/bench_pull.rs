@@ -28,7 +28,7 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
     std::fs::create_dir_all(&dir)?;
     util::step(&format!(
         "pull: a {LAYERS}-layer image of {} MiB into a loopback registry",
-        LAYERS * LAYER_BYTES >> 20
+        (LAYERS * LAYER_BYTES) >> 20
     ));
     let layout_dir = dir.join("layout");
     build_image(&dir, &layout_dir)?;
