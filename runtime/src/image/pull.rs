@@ -393,3 +393,167 @@ mod tests {
         );
     }
 }
+
+/// The Bearer flow Docker Hub uses, against a fake registry in this
+/// process: a 401 with a challenge, a token fetched from the realm with
+/// the login, the retry with the token, and blob downloads redirected to
+/// another origin that must not see the token.
+#[cfg(test)]
+mod bearer_tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use base64::Engine;
+    use http_body_util::Full;
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+
+    use super::*;
+    use crate::image::layout;
+
+    const TOKEN: &str = "tok-123";
+
+    struct Fake {
+        port: u16,
+        blobs: PathBuf,
+        manifest: Vec<u8>,
+    }
+
+    fn answer(fake: &Fake, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let reply = |status: u16, body: Vec<u8>| {
+            Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from(body)))
+                .unwrap()
+        };
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        if path == "/token" {
+            let login = base64::engine::general_purpose::STANDARD.encode("student:s3cret");
+            if auth != format!("Basic {login}") || !query.contains("scope=repository:app:pull") {
+                return reply(401, b"bad login".to_vec());
+            }
+            return reply(200, format!(r#"{{"token":"{TOKEN}"}}"#).into_bytes());
+        }
+        if let Some(hex) = path.strip_prefix("/storage/") {
+            // Signed storage URLs carry their own authority.
+            if !auth.is_empty() {
+                return reply(400, b"credentials leaked to storage".to_vec());
+            }
+            return reply(200, fs::read(fake.blobs.join(hex)).unwrap_or_default());
+        }
+        if auth != format!("Bearer {TOKEN}") {
+            let mut r = reply(401, br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec());
+            r.headers_mut().insert(
+                "www-authenticate",
+                format!(
+                    r#"Bearer realm="http://127.0.0.1:{}/token",service="fake",scope="repository:app:pull""#,
+                    fake.port
+                )
+                .parse()
+                .unwrap(),
+            );
+            return r;
+        }
+        if path == "/v2/app/manifests/1" {
+            let mut r = reply(200, fake.manifest.clone());
+            r.headers_mut()
+                .insert("content-type", OCI_MANIFEST.parse().unwrap());
+            return r;
+        }
+        if let Some(digest) = path.strip_prefix("/v2/app/blobs/") {
+            let mut r = reply(307, Vec::new());
+            let hex = digest.trim_start_matches("sha256:");
+            r.headers_mut().insert(
+                "location",
+                format!("http://localhost:{}/storage/{hex}", fake.port)
+                    .parse()
+                    .unwrap(),
+            );
+            return r;
+        }
+        reply(404, Vec::new())
+    }
+
+    #[test]
+    fn bearer_token_from_the_realm_and_no_token_to_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        fs::write(rootfs.join("etc/hello"), b"hi\n").unwrap();
+        let layout_dir = dir.path().join("layout");
+        let layer = layout::tar_gz_dir(&rootfs).unwrap();
+        let digest =
+            layout::write_layout(&layout_dir, "app", &[layer], &Default::default()).unwrap();
+        let blobs = layout_dir.join("blobs/sha256");
+        let manifest = fs::read(blobs.join(digest.trim_start_matches("sha256:"))).unwrap();
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let fake = Arc::new(Fake {
+            port,
+            blobs,
+            manifest,
+        });
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let fake = fake.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let r = answer(&fake, &req);
+                            async move { Ok::<_, Infallible>(r) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+
+        let docker = dir.path().join("docker.json");
+        let login = base64::engine::general_purpose::STANDARD.encode("student:s3cret");
+        fs::write(
+            &docker,
+            serde_json::json!({"auths": {format!("127.0.0.1:{port}"): {"auth": login}}})
+                .to_string(),
+        )
+        .unwrap();
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let options = PullOptions {
+            registry_config: dir.path().join("etc"),
+            docker_config: Some(docker),
+        };
+        let reference = format!("127.0.0.1:{port}/app:1");
+        let info = store.pull(&reference, &options, &mut |_| {}).unwrap();
+        assert_eq!(info.digest, digest);
+        assert!(store.prepare(&reference).is_ok());
+
+        // Without the login the realm refuses, and the error says so.
+        let anonymous = PullOptions {
+            docker_config: None,
+            ..options
+        };
+        let err = store
+            .pull(&reference, &anonymous, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/token") && err.contains("401"), "{err}");
+    }
+}
