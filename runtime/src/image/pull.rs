@@ -128,6 +128,16 @@ impl ImageStore {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ImageInfo, Error> {
         registry.settle_scheme().await?;
+        // A tag that still points where it did needs no manifest GET (which
+        // registries count as a pull; imagePullPolicy Always asks each start).
+        if let Some(tag) = wanted.tag.as_ref().filter(|_| wanted.digest.is_none()) {
+            let now = registry.manifest_digest(tag, ACCEPT).await.ok().flatten();
+            if now.is_some() && now == self.source_digest(name)? {
+                if let Some(info) = self.lookup(name)? {
+                    return Ok(info);
+                }
+            }
+        }
         let resolved = resolve(registry, wanted).await?;
         let layers = resolved.manifest.layers().clone();
         let missing: Vec<&Descriptor> = layers
@@ -219,6 +229,7 @@ async fn resolve(registry: &mut Registry, wanted: &Reference) -> Result<Resolved
         .unwrap_or_else(|| "latest".to_string());
     let (mut bytes, mut media_type) = registry.manifest(&first, ACCEPT, JSON_LIMIT).await?;
     let mut digest = sha256_digest(&bytes);
+    let source_digest = Some(digest.clone());
     if let Some(pinned) = &wanted.digest {
         expect_digest(pinned, &digest)?;
     }
@@ -287,6 +298,7 @@ async fn resolve(registry: &mut Registry, wanted: &Reference) -> Result<Resolved
             reason: e.to_string(),
         })?;
     Ok(Resolved {
+        source_digest,
         descriptor: Descriptor::new(media, bytes.len() as u64, oci_digest),
         manifest_bytes: bytes,
         manifest,
@@ -417,6 +429,8 @@ mod bearer_tests {
         port: u16,
         blobs: PathBuf,
         manifest: Vec<u8>,
+        /// Manifest GETs answered (HEADs are not counted).
+        gets: std::sync::atomic::AtomicUsize,
     }
 
     fn answer(fake: &Fake, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -462,7 +476,14 @@ mod bearer_tests {
             return r;
         }
         if path == "/v2/app/manifests/1" {
+            if req.method() == hyper::Method::GET {
+                fake.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             let mut r = reply(200, fake.manifest.clone());
+            r.headers_mut().insert(
+                "docker-content-digest",
+                sha256_digest(&fake.manifest).parse().unwrap(),
+            );
             r.headers_mut()
                 .insert("content-type", OCI_MANIFEST.parse().unwrap());
             return r;
@@ -501,7 +522,9 @@ mod bearer_tests {
             port,
             blobs,
             manifest,
+            gets: Default::default(),
         });
+        let server = fake.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -513,7 +536,7 @@ mod bearer_tests {
                     let Ok((stream, _)) = listener.accept().await else {
                         return;
                     };
-                    let fake = fake.clone();
+                    let fake = server.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let r = answer(&fake, &req);
@@ -544,6 +567,12 @@ mod bearer_tests {
         let info = store.pull(&reference, &options, &mut |_| {}).unwrap();
         assert_eq!(info.digest, digest);
         assert!(store.prepare(&reference).is_ok());
+        assert_eq!(fake.gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // The tag still points there: a HEAD says so, no second GET.
+        let again = store.pull(&reference, &options, &mut |_| {}).unwrap();
+        assert_eq!(again.digest, digest);
+        assert_eq!(fake.gets.load(std::sync::atomic::Ordering::SeqCst), 1);
 
         // Without the login the realm refuses, and the error says so.
         let anonymous = PullOptions {

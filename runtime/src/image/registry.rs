@@ -312,6 +312,34 @@ impl Registry {
     /// GET with the session's authorization, answering one auth challenge
     /// and following redirects; any status but 2xx is an error naming it.
     async fn get(&mut self, url: &str, accept: Option<&str>) -> Result<Response<Incoming>, Error> {
+        self.request(hyper::Method::GET, url, accept).await
+    }
+
+    /// The digest the registry gives for a manifest reference, from a HEAD
+    /// (which registries do not count as a pull); None when it gives none.
+    pub(crate) async fn manifest_digest(
+        &mut self,
+        reference: &str,
+        accept: &str,
+    ) -> Result<Option<String>, Error> {
+        let url = self.api_url(&format!("manifests/{reference}"));
+        let response = self
+            .request(hyper::Method::HEAD, &url, Some(accept))
+            .await?;
+        Ok(response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|d| super::blob::is_sha256_digest(d))
+            .map(str::to_string))
+    }
+
+    async fn request(
+        &mut self,
+        method: hyper::Method,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<Response<Incoming>, Error> {
         let mut url = Url::parse(url).ok_or_else(|| bad_url(url))?;
         let registry_origin = url.origin();
         let mut challenged = false;
@@ -321,7 +349,9 @@ impl Registry {
             let authorization = (url.origin() == registry_origin)
                 .then(|| self.authorization.clone())
                 .flatten();
-            let response = self.send(&url, accept, authorization.as_deref()).await?;
+            let response = self
+                .send(method.clone(), &url, accept, authorization.as_deref())
+                .await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !challenged && url.origin() == registry_origin
             {
@@ -392,7 +422,9 @@ impl Registry {
                 let token_url = format!("{realm}{sep}{}", query.join("&"));
                 let url = Url::parse(&token_url).ok_or_else(|| bad_url(&token_url))?;
                 let auth = self.credentials.as_ref().map(basic);
-                let response = self.send(&url, None, auth.as_deref()).await?;
+                let response = self
+                    .send(hyper::Method::GET, &url, None, auth.as_deref())
+                    .await?;
                 if !response.status().is_success() {
                     return Err(status_error(&url, response).await);
                 }
@@ -421,6 +453,7 @@ impl Registry {
     /// there is one (a closed one is replaced once).
     async fn send(
         &mut self,
+        method: hyper::Method,
         url: &Url,
         accept: Option<&str>,
         authorization: Option<&str>,
@@ -434,7 +467,9 @@ impl Registry {
             if sender.ready().await.is_err() {
                 continue;
             }
-            let mut request = Request::get(url.path.as_str())
+            let mut request = Request::builder()
+                .method(method.clone())
+                .uri(url.path.as_str())
                 .header(hyper::header::HOST, url.authority.as_str())
                 .header(hyper::header::USER_AGENT, USER_AGENT);
             if let Some(accept) = accept {

@@ -30,6 +30,8 @@ pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// containerd (and nerdctl, docker 25+) put the full name here and only the
 /// tag into `REF_NAME`.
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// podlab's own index annotation: the digest a pulled tag resolved to.
+const SOURCE_DIGEST: &str = "io.podlab.image.source-digest";
 pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Manifests, indexes and configs are small; this bounds what a hostile
 /// source can make us hold in memory.
@@ -50,6 +52,9 @@ pub struct ImageStore {
 
 /// A manifest from an import source, checked and parsed, with its config.
 pub(super) struct Resolved {
+    /// What a pulled tag pointed at (an index or this manifest), kept with
+    /// the name so an unchanged tag needs no manifest fetch next time.
+    pub(super) source_digest: Option<String>,
     pub(super) descriptor: Descriptor,
     pub(super) manifest_bytes: Vec<u8>,
     pub(super) manifest: ImageManifest,
@@ -407,14 +412,26 @@ impl ImageStore {
                 resolved.descriptor.size(),
                 resolved.descriptor.digest().clone(),
             );
-            desc.set_annotations(Some(HashMap::from([(
-                REF_NAME.to_string(),
-                reference.clone(),
-            )])));
+            let mut annotations = HashMap::from([(REF_NAME.to_string(), reference.clone())]);
+            if let Some(source) = &resolved.source_digest {
+                annotations.insert(SOURCE_DIGEST.to_string(), source.clone());
+            }
+            desc.set_annotations(Some(annotations));
             manifests.push(desc);
         }
         store_index.set_manifests(manifests);
         self.write_index(&store_index)
+    }
+
+    /// What the registry's tag pointed at when `reference` was last pulled.
+    pub(super) fn source_digest(&self, reference: &str) -> Result<Option<String>, Error> {
+        let _lock = self.lock(false)?;
+        let index = self.read_index()?;
+        Ok(index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d) == Some(reference))
+            .and_then(|d| d.annotations().as_ref()?.get(SOURCE_DIGEST).cloned()))
     }
 
     /// Finishes a pull: moves the layer blobs fetched into `staging` into
@@ -627,6 +644,7 @@ impl SourceLayout<'_> {
         }
         check_layer_count(&manifest, &config, &digest)?;
         Ok(Resolved {
+            source_digest: None,
             descriptor: desc.clone(),
             manifest_bytes,
             manifest,
