@@ -35,6 +35,8 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 /// Directory under the store root with one lock file (and one staging
 /// directory) per reference being pulled.
 const PULLS_DIR: &str = "pulls";
+/// Blobs fetched at once (containerd's default too).
+const PARALLEL_FETCHES: usize = 3;
 /// How often a commit may find a layer collected under it before giving up.
 const COMMIT_ATTEMPTS: usize = 3;
 
@@ -154,19 +156,14 @@ impl ImageStore {
         });
         let mut fetch = missing;
         for _ in 0..COMMIT_ATTEMPTS {
-            for layer in &fetch {
-                let digest = layer.digest().to_string();
-                let dest = staging.join(digest_hex(&digest)?);
-                if dest.exists() {
-                    continue;
-                }
-                registry
-                    .blob_to_file(&digest, layer.size(), &dest, &mut |n| {
-                        progress(&Progress::Bytes(n))
-                    })
-                    .await?;
-                progress(&Progress::LayerDone);
-            }
+            let jobs = fetch
+                .iter()
+                .map(|l| {
+                    let digest = l.digest().to_string();
+                    Ok((staging.join(digest_hex(&digest)?), digest, l.size()))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            fetch_blobs(registry, jobs, progress).await?;
             match self.commit_pull(name, &resolved, staging)? {
                 Ok(info) => return Ok(info),
                 Err(collected) => {
@@ -182,6 +179,54 @@ impl ImageStore {
             reason: "its layers kept being removed from the store while it was pulled".to_string(),
         })
     }
+}
+
+/// Fetches blobs into their staging files, [`PARALLEL_FETCHES`] at a time
+/// (as containerd does), each on its own connection; progress comes back
+/// over a channel to the caller's callback.
+async fn fetch_blobs(
+    registry: &Registry,
+    jobs: Vec<(PathBuf, String, u64)>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), Error> {
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .filter(|(dest, ..)| !dest.exists())
+        .collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(jobs));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..PARALLEL_FETCHES {
+        let mut session = registry.fork();
+        let queue = queue.clone();
+        let tx = tx.clone();
+        workers.spawn(async move {
+            loop {
+                let job = queue.lock().map_or(None, |mut q| q.pop());
+                let Some((dest, digest, size)) = job else {
+                    return Ok::<(), Error>(());
+                };
+                let bytes = tx.clone();
+                session
+                    .blob_to_file(&digest, size, &dest, &mut move |n| {
+                        let _ = bytes.send(Progress::Bytes(n));
+                    })
+                    .await?;
+                let _ = tx.send(Progress::LayerDone);
+            }
+        });
+    }
+    drop(tx);
+    while let Some(p) = rx.recv().await {
+        progress(&p);
+    }
+    while let Some(done) = workers.join_next().await {
+        done.map_err(|e| Error::Invalid {
+            what: "a blob download".to_string(),
+            reason: e.to_string(),
+        })??;
+    }
+    Ok(())
 }
 
 /// Removes what crashed pulls left under `<root>/pulls`: a staging

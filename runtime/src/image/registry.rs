@@ -204,6 +204,19 @@ impl Registry {
         })
     }
 
+    /// A second session with the same host, scheme and authorization but
+    /// its own connections, for fetching blobs side by side.
+    pub(crate) fn fork(&self) -> Registry {
+        Registry {
+            host: self.host.clone(),
+            repository: self.repository.clone(),
+            credentials: self.credentials.clone(),
+            tls: self.tls.clone(),
+            authorization: self.authorization.clone(),
+            connections: HashMap::new(),
+        }
+    }
+
     /// For a loopback registry without configuration: plain HTTP if the
     /// server does not answer TLS (never after a certificate error).
     pub(crate) async fn settle_scheme(&mut self) -> Result<(), Error> {
@@ -264,7 +277,7 @@ impl Registry {
         digest: &str,
         size: u64,
         dest: &Path,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), Error> {
         let url = self.api_url(&format!("blobs/{digest}"));
         let mut response = self.get(&url, None).await?;
