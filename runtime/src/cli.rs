@@ -15,6 +15,7 @@ use podlab::namespaces::{ns_id, Kind};
 use podlab::selector::Selector;
 use podlab::shim::RuntimeState;
 use podlab::store::{PodDir, PodKey, Store};
+use std::io::IsTerminal;
 
 use crate::ImageCommand;
 
@@ -761,6 +762,19 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
                 println!("imported {} {}", img.reference, img.digest);
             }
         }
+        ImageCommand::Pull { reference, quiet } => {
+            let terminal = !quiet && std::io::stderr().is_terminal();
+            let mut bar = PullBar::new(&reference);
+            let img = store.pull(&reference, &config.pull_options(), &mut |p| {
+                if terminal {
+                    bar.update(p);
+                }
+            })?;
+            if terminal {
+                bar.finish();
+            }
+            println!("pulled {} {}", img.reference, img.digest);
+        }
         ImageCommand::Ls => {
             let images = store.list()?;
             let mut rows = vec![["IMAGE".to_string(), "DIGEST".into(), "SIZE".into()]];
@@ -788,6 +802,73 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line on stderr, redrawn at most ten times a second: layers and
+/// bytes fetched of what the pull needs.
+struct PullBar {
+    reference: String,
+    layers: usize,
+    missing: usize,
+    done: usize,
+    total: u64,
+    bytes: u64,
+    drawn: Option<std::time::Instant>,
+}
+
+impl PullBar {
+    fn new(reference: &str) -> PullBar {
+        PullBar {
+            reference: reference.to_string(),
+            layers: 0,
+            missing: 0,
+            done: 0,
+            total: 0,
+            bytes: 0,
+            drawn: None,
+        }
+    }
+
+    fn update(&mut self, p: &podlab::image::Progress) {
+        use podlab::image::Progress;
+        match *p {
+            Progress::Resolved {
+                layers,
+                missing,
+                bytes,
+            } => {
+                (self.layers, self.missing, self.total) = (layers, missing, bytes);
+            }
+            Progress::Bytes(n) => self.bytes += n,
+            Progress::LayerDone => self.done += 1,
+        }
+        let now = std::time::Instant::now();
+        let due = self
+            .drawn
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_millis(100));
+        if due || matches!(p, Progress::LayerDone) {
+            self.drawn = Some(now);
+            self.draw();
+        }
+    }
+
+    fn draw(&self) {
+        let cached = self.layers - self.missing;
+        eprint!(
+            "\r\x1b[K{}: layers {}/{} ({} already present), {} / {}",
+            self.reference,
+            self.done + cached,
+            self.layers,
+            cached,
+            human_size(self.bytes),
+            human_size(self.total)
+        );
+    }
+
+    fn finish(&self) {
+        self.draw();
+        eprintln!();
+    }
 }
 
 /// `describe -o mermaid`: the live pod as a Mermaid flowchart. Each process

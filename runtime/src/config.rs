@@ -8,6 +8,8 @@ pub const DEFAULT_IMAGE_ROOT: &str = "/var/lib/podlab";
 /// Where `Localhost` seccomp profiles are looked up (the kubelet's
 /// `<root-dir>/seccomp`).
 pub const DEFAULT_SECCOMP_ROOT: &str = "/var/lib/podlab/seccomp";
+/// Where `certs.d/<registry>/hosts.toml` live unless PODLAB_REGISTRY_CONFIG says.
+pub const DEFAULT_REGISTRY_CONFIG: &str = "/etc/podlab";
 /// Where the bytes pods write go (writable layers, emptyDirs, logs): on
 /// disk next to the images, not on the small tmpfs `/run` usually is.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/podlab/data";
@@ -54,6 +56,10 @@ pub struct Config {
     /// `PODLAB_STORAGE_SCAN_MS`: the period of the shim's ephemeral-storage
     /// scan (default [`DEFAULT_STORAGE_SCAN`]).
     pub storage_scan: Duration,
+    /// `PODLAB_REGISTRY_CONFIG` (default `/etc/podlab`): holds
+    /// `certs.d/<registry>/hosts.toml` for mirrors, CAs and plain-HTTP
+    /// registries, laid out as containerd's config_path.
+    pub registry_config: PathBuf,
 }
 
 impl Config {
@@ -87,6 +93,17 @@ impl Config {
             storage_scan: env_num("PODLAB_STORAGE_SCAN_MS")
                 .filter(|&ms| ms > 0)
                 .map_or(DEFAULT_STORAGE_SCAN, |ms| Duration::from_millis(ms as u64)),
+            registry_config: std::env::var_os("PODLAB_REGISTRY_CONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRY_CONFIG)),
+        }
+    }
+
+    /// Registry settings for pulls: hosts.toml files and the Docker config.
+    pub fn pull_options(&self) -> crate::image::PullOptions {
+        crate::image::PullOptions {
+            registry_config: self.registry_config.clone(),
+            docker_config: crate::image::docker_config_path(),
         }
     }
 }

@@ -286,6 +286,13 @@ enum ImageCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Pull an image from a registry (progress on a terminal).
+    Pull {
+        reference: String,
+        /// No progress, even on a terminal.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// List images.
     #[command(alias = "list")]
     Ls,

@@ -1030,7 +1030,7 @@ fn pull_policies_on_a_missing_image() {
             &p,
             &always,
             "Failed",
-            "imagePullPolicy is Always, but podlab does not pull"
+            "podlab.local images are never pulled"
         ),
         "{:#?}",
         events(&p, &always)

@@ -262,6 +262,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     let work = util::target().join("bench/work");
     fresh_dir(&work)?;
+    if util::flag(args, "--pull-only") {
+        let pull = crate::bench_pull::figures(&podlab, &work, if quick { 3 } else { 5 })?;
+        std::fs::create_dir_all(&report)?;
+        let json = serde_json::json!({"machine": machine(), "pull": pull});
+        std::fs::write(
+            report.join("pull.json"),
+            serde_json::to_string_pretty(&json)?,
+        )?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
     // From here on, dropping `bench` (on success or on any error) deletes
     // what the run started and unmounts what podman mounted under `work`.
     let mut bench = Bench {
@@ -309,6 +320,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let many_down = start.elapsed();
 
     let suite = conformance_suite(&bench, &images, &report.join("conformance"))?;
+    let pull = crate::bench_pull::figures(&bench.podlab, &work, if quick { 3 } else { 5 })?;
 
     let ratio = |a: &[Duration], b: &[Duration]| {
         (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
@@ -335,6 +347,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "conformance": {"passed": suite.passed, "skipped": suite.skipped},
         "start_ratio": ratio(&pl_start, &pm_start),
         "delete_ratio": ratio(&pl_del, &pm_del),
+        "pull": pull,
         "many_pods": {
             "count": many,
             "start_all_s": many_up.as_secs_f64(),
@@ -478,7 +491,9 @@ fn markdown(j: &serde_json::Value) -> String {
          | RSS of one pod's shim + pause, KiB | {} | - |\n\
          | {} pods: all up in s / all deleted in s | {:.2} / {:.2} | - |\n\
          | host memory per pod among them (PSS, shim + pause), KiB | {} | - |\n\
-         | whole conformance suite on podlab, s ({} tests run) | {:.1} | - |\n\n\
+         | whole conformance suite on podlab, s ({} tests run) | {:.1} | - |\n\
+         | pull of a {} MiB image from a loopback registry, median s | {} | {} |\n\
+         | {} pods of one new image at once, all up in s | {} | - |\n\n\
          start_ratio = {}, delete_ratio = {}\n",
         j["machine"].as_str().unwrap_or(""),
         get(&j["podlab"]["start_ms"]["median"]),
@@ -496,6 +511,11 @@ fn markdown(j: &serde_json::Value) -> String {
         j["many_pods"]["pss_per_pod_kib"],
         j["suite_tests"],
         j["suite_seconds"].as_f64().unwrap_or(0.0),
+        j["pull"]["image_mib"],
+        get(&j["pull"]["podlab_s"]),
+        get(&j["pull"]["podman_s"]),
+        10,
+        get(&j["pull"]["ten_pods_one_image_s"]),
         ratio(&j["start_ratio"]),
         ratio(&j["delete_ratio"]),
     )

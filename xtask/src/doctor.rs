@@ -29,10 +29,18 @@ pub enum Need {
     /// repository, which a host may lack): a missing one is an error that
     /// names it.
     Kubectl,
+    /// The pull tests' private registry and the tool that pushes to it.
+    Registry,
 }
 
 /// Everything: what `test` and `doctor --install` install.
-pub const ALL: &[Need] = &[Need::Pods, Need::Podman, Need::Containerd, Need::Vm];
+pub const ALL: &[Need] = &[
+    Need::Pods,
+    Need::Podman,
+    Need::Containerd,
+    Need::Vm,
+    Need::Registry,
+];
 
 /// An external program a task or test runs, where Debian installs it, and
 /// the package it comes from.
@@ -93,6 +101,8 @@ pub const PROGRAMS: &[Program] = &[
     p("apt-cache", "/usr/bin/apt-cache", "apt", Need::Vm, "finding Debian's kernel package for the guest"),
     p("dpkg-deb", "/usr/bin/dpkg-deb", "dpkg", Need::Vm, "unpacking the guest's kernel without installing it"),
     p("ldd", "/usr/bin/ldd", "libc-bin", Need::Vm, "the shared libraries the guest's binaries need"),
+    p("docker-registry", "/usr/bin/docker-registry", "docker-registry", Need::Registry, "the private registry on loopback the pull tests pull from"),
+    p("skopeo", "/usr/bin/skopeo", "skopeo", Need::Registry, "pushing the fixture images to the test registry"),
     p("kubectl", "/usr/bin/kubectl", "kubectl", Need::Kubectl, "the client the `podlab serve` tests drive (v1.32 tested; from the Kubernetes apt repository, not Debian's)"),
 ];
 

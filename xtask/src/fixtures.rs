@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
+use podlab::image::testregistry::{Options, TestRegistry};
 use podlab::image::{layout, ImageConfig};
 
 use crate::{doctor, util};
@@ -194,6 +195,24 @@ fn build_and_import_now(image_root: Option<&str>) -> anyhow::Result<()> {
         &pause,
     )?;
     Ok(())
+}
+
+/// The shared registry of the pull tests (`runtime/tests/pull.rs`): a
+/// docker-registry on a free loopback port with its files under target/,
+/// holding the busybox and probe fixtures as `podlab/busybox:latest` and
+/// `podlab/probe:latest`. Stopped (by PID) when the value is dropped.
+pub fn start_registry() -> anyhow::Result<TestRegistry> {
+    doctor::install(&[doctor::Need::Registry])?;
+    let dir = util::target().join("podlab-test/registry");
+    let _ = fs::remove_dir_all(&dir);
+    let registry = TestRegistry::start(&dir, Options::default()).map_err(anyhow::Error::msg)?;
+    for reference in [BUSYBOX_IMAGE, PROBE_IMAGE] {
+        let name = reference.replacen("podlab.local/", "podlab/", 1);
+        registry
+            .push(&layout_dir(reference), reference, &name, false, None)
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(registry)
 }
 
 /// Where the OCI layout of a fixture image is written.

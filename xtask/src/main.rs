@@ -2,6 +2,7 @@
 //! plain Rust behind the `.cargo/config.toml` alias, no shell scripts).
 
 mod bench;
+mod bench_pull;
 mod conformance;
 mod containerd;
 mod course;
@@ -43,7 +44,7 @@ tasks:
                           the pod conformance suite (docs/conformance.md) against a runtime;
                           cri starts a private containerd under target/cri unless --cri-socket is given;
                           serve runs it through the real kubectl against `podlab serve` (as cli-kubectl)
-  bench [--quick] [--report DIR]
+  bench [--quick] [--pull-only] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods,
                           and the whole conformance suite on podlab (suite_seconds, suite_tests)
   matrix                  the suite on every runtime this host has (podlab, podman with runc and crun,

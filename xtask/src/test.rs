@@ -53,9 +53,23 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
     if root {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     }
+    // The pull tests (runtime/tests/pull.rs) run with the others, against
+    // a registry that lives until they are done.
+    let registry = if root {
+        util::step("test registry on loopback (docker-registry; fixtures pushed with skopeo)");
+        Some(fixtures::start_registry()?)
+    } else {
+        None
+    };
     util::step("cargo test (unit and integration tests)");
+    let mut cargo_test = util::cargo();
+    if let Some(r) = &registry {
+        cargo_test
+            .env(podlab::image::testregistry::ADDRESS_ENV, &r.address)
+            .env("PODLAB_TEST_FIXTURES", util::target().join("fixtures"));
+    }
     util::run(
-        util::cargo()
+        cargo_test
             .args(["test", "--workspace"])
             .args(crate::conformance::cri_features())
             .args(["--", "--test-threads", "2"])
@@ -63,6 +77,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
             .env("PODLAB_PROBE", fixtures::probe_path())
             .env(podlab::testhook::SKIP_LOG_ENV, skips),
     )?;
+    drop(registry);
     if root {
         // The suite on every runtime, podlab's mutation matrix included.
         crate::conformance::run_matrix(true)?;

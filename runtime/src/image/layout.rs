@@ -34,6 +34,15 @@ pub fn tar_gz_dir(dir: &Path) -> Result<Vec<u8>, Error> {
         .map_err(io_err(format!("compressing {}", dir.display())))
 }
 
+/// Like [`tar_gz_dir`], uncompressed (a `tar` layer).
+pub fn tar_dir(dir: &Path) -> Result<Vec<u8>, Error> {
+    let mut builder = tar::Builder::new(Vec::new());
+    append_tree(&mut builder, dir, Path::new(""))?;
+    builder
+        .into_inner()
+        .map_err(io_err(format!("packing {}", dir.display())))
+}
+
 fn append_tree<W: Write>(
     builder: &mut tar::Builder<W>,
     root: &Path,

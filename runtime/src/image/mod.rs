@@ -7,14 +7,20 @@
 //!   each `index.json` entry is one image name (the
 //!   `org.opencontainers.image.ref.name` annotation holds the full reference);
 //! - `layers/sha256/<hex>`: the unpacked layer whose blob has that digest;
+//! - `pulls/<key>.lock`, `pulls/<key>/`: a pull's lock (one per reference)
+//!   and the layers it fetched before they move into `oci/blobs`;
 //! - `lock`: flock'd exclusively by writers (import, tag, remove) and shared
 //!   by readers (list, lookup, prepare), so several podlab processes can work
 //!   on one store.
 
 mod blob;
+mod hosts;
 pub mod layout;
+mod pull;
 mod reference;
+mod registry;
 mod store;
+pub mod testregistry;
 pub mod unpack;
 
 #[cfg(test)]
@@ -23,7 +29,9 @@ mod tests;
 use std::io;
 
 pub use blob::sha256_digest;
-pub use reference::{normalize_reference, Reference};
+pub use hosts::docker_config_path;
+pub use pull::{hosts_of, Progress, PullOptions};
+pub use reference::{normalize_reference, Reference, LOCAL_REGISTRY};
 pub use store::ImageStore;
 
 /// Errors of the image store; messages name the reference, digest or tar
@@ -32,6 +40,16 @@ pub use store::ImageStore;
 pub enum Error {
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
+    /// A registry answered with an error status.
+    #[error("{url}: {status}{}", if message.is_empty() { String::new() } else { format!(" ({message})") })]
+    Registry {
+        url: String,
+        status: String,
+        message: String,
+    },
+    /// A registry could not be reached or the exchange broke off.
+    #[error("{url}: {reason}")]
+    Transport { url: String, reason: String },
     #[error("image {0} not found")]
     NotFound(String),
     #[error("{context}: {source}")]

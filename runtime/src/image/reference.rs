@@ -5,6 +5,10 @@
 use super::Error;
 
 const DEFAULT_REGISTRY: &str = "docker.io";
+/// Images named under this registry exist only in podlab's store (the
+/// fixtures, images a user imports): podlab never pulls them, whatever the
+/// imagePullPolicy, as `.local` names no host a registry could be on.
+pub const LOCAL_REGISTRY: &str = "podlab.local";
 const DEFAULT_TAG: &str = "latest";
 /// Docker's limit on the repository part (registry included).
 const MAX_NAME_LEN: usize = 255;

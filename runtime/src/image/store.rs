@@ -30,17 +30,19 @@ pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// containerd (and nerdctl, docker 25+) put the full name here and only the
 /// tag into `REF_NAME`.
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// podlab's own index annotation: the digest a pulled tag resolved to.
+const SOURCE_DIGEST: &str = "io.podlab.image.source-digest";
 pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Manifests, indexes and configs are small; this bounds what a hostile
 /// source can make us hold in memory.
-const JSON_LIMIT: u64 = 16 << 20;
+pub(super) const JSON_LIMIT: u64 = 16 << 20;
 /// Real images nest at most one index in another.
 const MAX_INDEX_DEPTH: usize = 4;
 
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(super) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(super) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(super) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(super) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// A local store of images; see the module documentation for the layout.
 #[derive(Clone, Debug)]
@@ -49,16 +51,19 @@ pub struct ImageStore {
 }
 
 /// A manifest from an import source, checked and parsed, with its config.
-struct Resolved {
-    descriptor: Descriptor,
-    manifest_bytes: Vec<u8>,
-    manifest: ImageManifest,
-    config_bytes: Vec<u8>,
-    config: ImageConfiguration,
+pub(super) struct Resolved {
+    /// What a pulled tag pointed at (an index or this manifest), kept with
+    /// the name so an unchanged tag needs no manifest fetch next time.
+    pub(super) source_digest: Option<String>,
+    pub(super) descriptor: Descriptor,
+    pub(super) manifest_bytes: Vec<u8>,
+    pub(super) manifest: ImageManifest,
+    pub(super) config_bytes: Vec<u8>,
+    pub(super) config: ImageConfiguration,
 }
 
 impl Resolved {
-    fn digest(&self) -> String {
+    pub(super) fn digest(&self) -> String {
         self.descriptor.digest().to_string()
     }
 
@@ -255,14 +260,14 @@ impl ImageStore {
         self.oci_dir().join("index.json")
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
+    pub(super) fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
         Ok(self.blobs_dir().join(digest_hex(digest)?))
     }
 
     /// flock on `<root>/lock`: exclusive for writers, shared for readers.
     /// Each call opens its own file description, so the lock also separates
     /// threads of one process. Released when the guard drops.
-    fn lock(&self, exclusive: bool) -> Result<Flock<File>, Error> {
+    pub(super) fn lock(&self, exclusive: bool) -> Result<Flock<File>, Error> {
         let path = self.root.join("lock");
         let file = File::options()
             .create(true)
@@ -391,24 +396,82 @@ impl ImageStore {
             }
         }
 
+        self.name_images(&named)?;
+        Ok(named.iter().map(|(r, resolved)| resolved.info(r)).collect())
+    }
+
+    /// Points each name at its image in the store's index (replacing what
+    /// the name pointed at before). The caller holds the exclusive lock.
+    fn name_images(&self, named: &[(String, &Resolved)]) -> Result<(), Error> {
         let mut store_index = self.read_index()?;
         let mut manifests = store_index.manifests().clone();
-        for (reference, resolved) in &named {
+        for (reference, resolved) in named {
             manifests.retain(|d| ref_name(d) != Some(reference.as_str()));
             let mut desc = Descriptor::new(
                 resolved.descriptor.media_type().clone(),
                 resolved.descriptor.size(),
                 resolved.descriptor.digest().clone(),
             );
-            desc.set_annotations(Some(HashMap::from([(
-                REF_NAME.to_string(),
-                reference.clone(),
-            )])));
+            let mut annotations = HashMap::from([(REF_NAME.to_string(), reference.clone())]);
+            if let Some(source) = &resolved.source_digest {
+                annotations.insert(SOURCE_DIGEST.to_string(), source.clone());
+            }
+            desc.set_annotations(Some(annotations));
             manifests.push(desc);
         }
         store_index.set_manifests(manifests);
-        self.write_index(&store_index)?;
-        Ok(named.iter().map(|(r, resolved)| resolved.info(r)).collect())
+        self.write_index(&store_index)
+    }
+
+    /// What the registry's tag pointed at when `reference` was last pulled.
+    pub(super) fn source_digest(&self, reference: &str) -> Result<Option<String>, Error> {
+        let _lock = self.lock(false)?;
+        let index = self.read_index()?;
+        Ok(index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d) == Some(reference))
+            .and_then(|d| d.annotations().as_ref()?.get(SOURCE_DIGEST).cloned()))
+    }
+
+    /// Finishes a pull: moves the layer blobs fetched into `staging` into
+    /// the store, writes config and manifest, and names the image. Under
+    /// the exclusive lock, so garbage collection never sees the blobs
+    /// unreferenced. A layer that was in the store when the pull began but
+    /// has since been collected is reported as `Ok(Err(digest))`: the
+    /// caller fetches it and tries again.
+    pub(super) fn commit_pull(
+        &self,
+        reference: &str,
+        resolved: &Resolved,
+        staging: &Path,
+    ) -> Result<Result<ImageInfo, String>, Error> {
+        let _lock = self.lock(true)?;
+        for layer in resolved.manifest.layers() {
+            let digest = layer.digest().to_string();
+            let dest = self.blob_path(&digest)?;
+            let fetched = staging.join(digest_hex(&digest)?);
+            if fetched.exists() {
+                if dest.exists() {
+                    let _ = fs::remove_file(&fetched);
+                } else {
+                    fs::rename(&fetched, &dest)
+                        .map_err(io_err(format!("moving blob {digest} into the store")))?;
+                }
+            } else if !dest.exists() {
+                return Ok(Err(digest));
+            }
+        }
+        let config = self.blob_path(resolved.manifest.config().digest().as_ref())?;
+        if !config.exists() {
+            write_atomic(&config, &resolved.config_bytes)?;
+        }
+        let manifest = self.blob_path(&resolved.digest())?;
+        if !manifest.exists() {
+            write_atomic(&manifest, &resolved.manifest_bytes)?;
+        }
+        self.name_images(&[(reference.to_string(), resolved)])?;
+        Ok(Ok(resolved.info(reference)))
     }
 
     /// Copies one image's blobs into the store, manifest last. Blobs already
@@ -461,6 +524,7 @@ impl ImageStore {
         remove_entries(&self.blobs_dir(), stale)?;
         remove_entries(&self.layers_dir().join("sha256"), stale)?;
         remove_entries(&self.layers_dir(), |name| name.starts_with("tmp-"))?;
+        super::pull::remove_stale_staging(&self.root);
         remove_entries(&self.root, |name| name.starts_with("tmp-import-"))
     }
 
@@ -580,6 +644,7 @@ impl SourceLayout<'_> {
         }
         check_layer_count(&manifest, &config, &digest)?;
         Ok(Resolved {
+            source_digest: None,
             descriptor: desc.clone(),
             manifest_bytes,
             manifest,
@@ -589,7 +654,7 @@ impl SourceLayout<'_> {
     }
 }
 
-fn check_layer_count(
+pub(super) fn check_layer_count(
     manifest: &ImageManifest,
     config: &ImageConfiguration,
     digest: &str,
@@ -642,11 +707,23 @@ fn annotated_name(desc: &Descriptor) -> Option<String> {
         .cloned()
 }
 
+/// The host's platform decides which image of a multi-arch index runs.
 fn is_linux_amd64(platform: &oci_spec::image::Platform) -> bool {
-    *platform.os() == Os::Linux && *platform.architecture() == Arch::Amd64
+    *platform.os() == Os::Linux && *platform.architecture() == host_arch()
 }
 
-fn pick_platform<'a>(index: &'a ImageIndex, digest: &str) -> Result<&'a Descriptor, Error> {
+pub(super) fn host_arch() -> Arch {
+    match std::env::consts::ARCH {
+        "x86_64" => Arch::Amd64,
+        "aarch64" => Arch::ARM64,
+        other => Arch::Other(other.to_string()),
+    }
+}
+
+pub(super) fn pick_platform<'a>(
+    index: &'a ImageIndex,
+    digest: &str,
+) -> Result<&'a Descriptor, Error> {
     let manifests = index.manifests();
     if let Some(desc) = manifests
         .iter()

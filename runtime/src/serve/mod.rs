@@ -15,7 +15,7 @@ mod protobuf;
 mod routes;
 mod status;
 mod tables;
-mod tls;
+pub(crate) mod tls;
 mod watch;
 
 use std::collections::HashMap;

@@ -45,6 +45,11 @@ pub(super) struct Ctr {
     /// When a shown ErrImagePull turns into ImagePullBackOff.
     pub(super) pull_backoff_at: Option<Instant>,
     pub(super) pulled: bool,
+    /// The `podlab image pull` helper of the coming start, while it runs.
+    pub(super) pull: Option<Helper>,
+    /// The image was pulled for the coming start (imagePullPolicy Always
+    /// pulls once per start, not once per attempt to create it).
+    pub(super) pull_done: bool,
     /// A container was created at least once: the next start is a restart.
     pub(super) ran: bool,
     /// It stopped and is not started again.
@@ -91,6 +96,8 @@ impl Ctr {
             retry_backoff: lifecycle::BackOff::new(config.backoff_base, config.backoff_max),
             pull_backoff_at: None,
             pulled: false,
+            pull: None,
+            pull_done: false,
             ran: false,
             finished: false,
             respec: false,
@@ -113,7 +120,7 @@ impl Ctr {
     }
 
     pub(super) fn waiting_for_timer(&self) -> bool {
-        self.restart_at.is_some() || self.retry_at.is_some()
+        self.restart_at.is_some() || self.retry_at.is_some() || self.pull.is_some()
     }
 
     /// A regular init container that ran to a successful end.
@@ -155,6 +162,11 @@ impl Ctr {
         self.restart_at = None;
         self.retry_at = None;
         self.pull_backoff_at = None;
+        // A pull for a start that will not come: the store stays consistent
+        // (blobs move in only when complete), so it can simply end.
+        if let Some(pid) = self.pull.take().and_then(|h| h.pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 
     /// A shown ErrImagePull turns into ImagePullBackOff once its time has

@@ -47,17 +47,21 @@ impl Shim {
             }
         }
         let image_ref = spec.image.clone().unwrap_or_default();
+        let pulled_now = std::mem::take(&mut self.ctrs[i].pull_done);
+        if !pulled_now && self.pull_first(i, &image_ref) {
+            return Ok(());
+        }
         let image = match ImageStore::open(&self.config.image_root)
             .and_then(|images| images.prepare(&image_ref))
         {
             Ok(img) => img,
             Err(e) => {
-                self.image_failed(i, e);
+                self.image_failed(i, image_failure(&self.ctrs[i], &e));
                 return Ok(());
             }
         };
         self.ctrs[i].pull_backoff_at = None;
-        if !self.ctrs[i].pulled {
+        if !self.ctrs[i].pulled && !pulled_now {
             self.ctrs[i].pulled = true;
             self.event(Event::normal(
                 "Pulled",
@@ -392,39 +396,136 @@ impl Shim {
         }
     }
 
-    /// The image is not usable: the container waits (ErrImagePull, then
-    /// ImagePullBackOff) and the shim tries again with back-off, so the pod
-    /// starts once the image is imported. podlab never pulls from a
-    /// registry, so imagePullPolicy Always cannot fetch a missing image.
-    fn image_failed(&mut self, i: usize, err: crate::image::Error) {
-        let now = Instant::now();
-        let c = &mut self.ctrs[i];
-        let image = c.spec.image.clone().unwrap_or_default();
-        let policy = c
-            .spec
-            .image_pull_policy
-            .clone()
-            .unwrap_or_else(|| "IfNotPresent".into());
-        let missing = matches!(err, crate::image::Error::NotFound(_));
-        let (reason, message) = match &err {
-            crate::image::Error::NotFound(_) if policy == "Never" => (
-                "ErrImageNeverPull",
-                format!("Container image \"{image}\" is not present with pull policy of Never"),
-            ),
-            crate::image::Error::InvalidReference { reason, .. } => (
-                "InvalidImageName",
-                format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {reason}"),
-            ),
-            _ if missing && policy == "Always" => (
-                "ErrImagePull",
-                format!("Failed to pull image \"{image}\": imagePullPolicy is Always, but podlab does not pull from registries and the image is not in its store; import it with `podlab image import`"),
-            ),
-            _ if missing => (
-                "ErrImagePull",
-                format!("Failed to pull image \"{image}\": the image is not in podlab's store and podlab does not pull from registries; import it with `podlab image import`"),
-            ),
-            e => ("ErrImagePull", format!("Failed to pull image \"{image}\": {e}")),
+    /// Starts a pull when imagePullPolicy calls for one (Always; or
+    /// IfNotPresent and the image is not in the store): true when the start
+    /// now waits for it, or failed already (a bad name, Never and absent).
+    ///
+    /// The pull runs in a `podlab image pull` helper the shim reaps like a
+    /// probe: its HTTP client's runtime starts threads, and the shim forks.
+    fn pull_first(&mut self, i: usize, image: &str) -> bool {
+        let reference = match crate::image::Reference::parse(image) {
+            Ok(r) => r,
+            Err(e) => {
+                self.image_failed(i, image_failure(&self.ctrs[i], &e));
+                return true;
+            }
         };
+        if reference.registry == crate::image::LOCAL_REGISTRY {
+            return false;
+        }
+        let policy = pull_policy(&self.ctrs[i].spec);
+        let present = ImageStore::open(&self.config.image_root)
+            .and_then(|s| s.lookup(image))
+            .is_ok_and(|found| found.is_some());
+        let pull = match policy.as_str() {
+            "Always" => true,
+            "Never" => false,
+            _ => !present,
+        };
+        if !pull {
+            return false;
+        }
+        let name = self.ctrs[i].spec.name.clone();
+        match self.spawn_pull(&name, image) {
+            Ok(helper) => {
+                self.ctrs[i].pull = Some(helper);
+                self.event(Event::normal(
+                    "Pulling",
+                    "kubelet",
+                    format!("Pulling image \"{image}\""),
+                ));
+            }
+            Err(e) => self.image_failed(
+                i,
+                ImageFailure::pull(image, &format!("cannot start the pull: {e}")),
+            ),
+        }
+        true
+    }
+
+    fn spawn_pull(&self, container: &str, image: &str) -> Result<Helper, String> {
+        let out_dir = self.dir.dir.join("probes");
+        fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+        let output = out_dir.join(format!("{container}.pull.out"));
+        let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(self_exe());
+        super::unblock_signals_on_exec(&mut cmd);
+        let child = cmd
+            .arg("--root")
+            .arg(&self.config.root)
+            .arg("--image-root")
+            .arg(&self.config.image_root)
+            .arg("--data-root")
+            .arg(&self.config.data_root)
+            .args(["image", "pull", "--quiet", "--", image])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("spawn podlab image pull: {e}"))?;
+        let pid = child.id() as i32;
+        // Reaped by the loop, like every child of the shim.
+        std::mem::forget(child);
+        Ok(Helper {
+            pid: Some(pid),
+            // Like the kubelet, no deadline: a slow pull is not a failed one.
+            deadline: None,
+            output,
+            started: Instant::now(),
+        })
+    }
+
+    /// The pull helper of container `i` ended with `result` (its error
+    /// output when it failed): the kubelet's Pulled event and the start,
+    /// or ErrImagePull and a retry with back-off.
+    pub(super) fn pull_finished(
+        &mut self,
+        i: usize,
+        result: Result<(), String>,
+    ) -> Result<(), Error> {
+        let Some(helper) = self.ctrs[i].pull.take() else {
+            return Ok(());
+        };
+        let image = self.ctrs[i].spec.image.clone().unwrap_or_default();
+        match result {
+            Ok(()) => {
+                let took = super::go_duration(helper.started.elapsed());
+                let size = ImageStore::open(&self.config.image_root)
+                    .and_then(|s| s.lookup(&image))
+                    .ok()
+                    .flatten()
+                    .map_or(0, |info| info.size);
+                self.event(Event::normal(
+                    "Pulled",
+                    "kubelet",
+                    format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes."),
+                ));
+                let c = &mut self.ctrs[i];
+                c.pulled = true;
+                c.pull_done = true;
+                if self.terminating.is_none() && !self.sandbox_lost() {
+                    self.start_container(i)?;
+                }
+            }
+            Err(message) => {
+                let message = message
+                    .strip_prefix("error: ")
+                    .unwrap_or(&message)
+                    .to_string();
+                self.image_failed(i, ImageFailure::pull(&image, &message));
+            }
+        }
+        Ok(())
+    }
+
+    /// The image is not usable: the container waits (ErrImagePull, then
+    /// ImagePullBackOff; InvalidImageName; ErrImageNeverPull) and the shim
+    /// tries again with back-off.
+    fn image_failed(&mut self, i: usize, failure: ImageFailure) {
+        let now = Instant::now();
+        let ImageFailure { reason, message } = failure;
+        let c = &mut self.ctrs[i];
         c.status.state = Some(lifecycle::waiting(reason, Some(message.clone())));
         let delay = c.retry_backoff.step(now);
         c.retry_at = Some(now + delay);
@@ -562,5 +663,58 @@ impl CreateFailure {
             reason: "CreateContainerConfigError",
             message,
         }
+    }
+}
+
+/// A waiting reason and its message, as the kubelet words them.
+struct ImageFailure {
+    reason: &'static str,
+    message: String,
+}
+
+impl ImageFailure {
+    fn pull(image: &str, why: &str) -> ImageFailure {
+        ImageFailure {
+            reason: "ErrImagePull",
+            message: format!("Failed to pull image \"{image}\": {why}"),
+        }
+    }
+}
+
+/// The pod's imagePullPolicy, or the API server's default when unset
+/// (Always for `:latest` or no tag, else IfNotPresent).
+fn pull_policy(spec: &k8s_openapi::api::core::v1::Container) -> String {
+    if let Some(p) = &spec.image_pull_policy {
+        return p.clone();
+    }
+    let image = spec.image.as_deref().unwrap_or_default();
+    match crate::image::Reference::parse(image) {
+        Ok(r) if r.digest.is_none() && r.tag.as_deref() == Some("latest") => "Always".into(),
+        _ => "IfNotPresent".into(),
+    }
+}
+
+/// Why the store could not give a container its image.
+fn image_failure(c: &super::ctr::Ctr, err: &crate::image::Error) -> ImageFailure {
+    let image = c.spec.image.clone().unwrap_or_default();
+    match err {
+        crate::image::Error::NotFound(_) if pull_policy(&c.spec) == "Never" => ImageFailure {
+            reason: "ErrImageNeverPull",
+            message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+        },
+        crate::image::Error::InvalidReference { reason, .. } => ImageFailure {
+            reason: "InvalidImageName",
+            message: format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {reason}"),
+        },
+        crate::image::Error::NotFound(_)
+            if crate::image::Reference::parse(&image)
+                .is_ok_and(|r| r.registry == crate::image::LOCAL_REGISTRY) =>
+        {
+            ImageFailure::pull(
+                &image,
+                &format!("{} images are never pulled and this one is not in podlab's store; import it with `podlab image import`", crate::image::LOCAL_REGISTRY),
+            )
+        }
+        e => ImageFailure::pull(&image, &e.to_string()),
     }
 }

@@ -73,6 +73,11 @@ impl Shim {
                     self.pre_stop_done(i, r);
                     break;
                 }
+                if is(&c.pull) {
+                    let r = c.pull.as_ref().map(verdict).unwrap_or(Ok(()));
+                    self.pull_finished(i, r)?;
+                    break;
+                }
                 if let Some(p) = c.probes.iter().find(|p| is(&p.helper)) {
                     let (kind, r) = (p.kind, p.helper.as_ref().map(verdict).unwrap_or(Ok(())));
                     self.probe_done(i, kind, r);

@@ -66,6 +66,9 @@ pub struct Podlab {
     /// The data root (`--data-root`), next to the state root and named after
     /// it (see [`data_root_of`]); removed on drop.
     pub data: PathBuf,
+    /// The image store (`--image-root`): the fixtures' unless a test
+    /// needs its own (see [`Podlab::with_images`]).
+    pub images: PathBuf,
 }
 
 /// The data root the harness gives a state root: `podlab-state-X` has
@@ -105,7 +108,19 @@ impl Podlab {
             .expect("tempdir");
         let data = data_root_of(root.path());
         std::fs::create_dir_all(&data).expect("data root");
-        Podlab { root, data }
+        Podlab {
+            root,
+            data,
+            images: image_root(),
+        }
+    }
+
+    /// A state root whose pods use the image store at `images` (e.g. an
+    /// empty one, for images that must come from a registry).
+    pub fn with_images(images: &Path) -> Podlab {
+        let mut p = Podlab::new();
+        p.images = images.to_path_buf();
+        p
     }
 
     pub fn cmd(&self) -> Command {
@@ -113,7 +128,7 @@ impl Podlab {
         c.arg("--root")
             .arg(self.root.path())
             .arg("--image-root")
-            .arg(image_root())
+            .arg(&self.images)
             .arg("--data-root")
             .arg(&self.data);
         c.env("PODLAB_BACKOFF_BASE_MS", "200");

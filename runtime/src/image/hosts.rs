@@ -1,0 +1,514 @@
+//! Where a registry's images are fetched from, and with which credentials:
+//! mirrors and CAs configured the way containerd's `hosts.toml` does it
+//! (`<config dir>/certs.d/<registry>/hosts.toml`), and logins from the
+//! Docker config file (`auths` in `$DOCKER_CONFIG/config.json` or
+//! `~/.docker/config.json`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use super::Error;
+
+/// Docker Hub's API lives on another host than its name.
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// The key `docker login` writes for Docker Hub.
+const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+
+/// One place to fetch from: a mirror or the registry itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Host {
+    /// `https` or `http`.
+    pub(crate) https: bool,
+    /// `host[:port]`.
+    pub(crate) authority: String,
+    /// The API's path prefix, `/v2` unless the config overrides it.
+    pub(crate) prefix: String,
+    /// Extra CA certificates (PEM files) trusted for this host.
+    pub(crate) ca: Vec<PathBuf>,
+    /// A loopback registry without configuration: HTTPS first, plain HTTP
+    /// when the server does not speak TLS (what containerd does for localhost).
+    pub(crate) http_fallback: bool,
+    /// Whether tags may be resolved here (a mirror with only `pull` serves
+    /// blobs and manifests by digest).
+    pub(crate) resolve: bool,
+}
+
+impl Host {
+    pub(crate) fn url(&self, path: &str) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{}{path}", self.authority, self.prefix)
+    }
+}
+
+/// The hosts to try for `registry`, in order: configured mirrors, then the
+/// registry's own server.
+pub(crate) fn hosts_for(config_dir: &Path, registry: &str) -> Result<Vec<Host>, Error> {
+    let dir = config_dir.join("certs.d").join(registry);
+    let default_server = if registry == DOCKER_HUB {
+        format!("https://{DOCKER_HUB_API}")
+    } else {
+        format!("https://{registry}")
+    };
+    // Docker's convention, which containerd keeps: `*.crt` files in the
+    // host's directory are CAs for the registry itself.
+    let dir_cas: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|entries| {
+            let mut cas: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .collect();
+            cas.sort();
+            cas
+        })
+        .unwrap_or_default();
+    let toml_path = dir.join("hosts.toml");
+    let text = match fs::read_to_string(&toml_path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("reading {}", toml_path.display()),
+                source: e,
+            })
+        }
+    };
+    let Some(text) = text else {
+        let mut host = parse_host_url(&default_server, &toml_path)?;
+        host.ca = dir_cas;
+        host.http_fallback = is_loopback(registry);
+        return Ok(vec![host]);
+    };
+    let parsed = parse_hosts_toml(&text, &toml_path)?;
+    let mut hosts = Vec::new();
+    for section in &parsed.hosts {
+        let mut host = parse_host_url(&section.url, &toml_path)?;
+        if section.skip_verify {
+            return Err(invalid(
+                &toml_path,
+                "skip_verify is not supported: give the registry's CA with `ca = \"...\"`",
+            ));
+        }
+        if section.override_path {
+            host.prefix = url_path(&section.url);
+        }
+        host.ca = section.ca.iter().map(|c| dir.join(c)).collect();
+        let caps = section.capabilities.as_deref();
+        let can = |c: &str| caps.is_none_or(|caps| caps.iter().any(|x| x == c));
+        if !can("pull") {
+            continue;
+        }
+        host.resolve = can("resolve");
+        hosts.push(host);
+    }
+    let server = parsed.server.unwrap_or(default_server);
+    let mut host = parse_host_url(&server, &toml_path)?;
+    host.ca = dir_cas;
+    hosts.push(host);
+    Ok(hosts)
+}
+
+/// localhost, 127.0.0.0/8 and ::1, with or without a port.
+pub(crate) fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn invalid(path: &Path, reason: &str) -> Error {
+    Error::Invalid {
+        what: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_host_url(url: &str, origin: &Path) -> Result<Host, Error> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(invalid(
+            origin,
+            &format!("host {url:?} must start with https:// or http://"),
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(invalid(origin, &format!("host {url:?} has no host name")));
+    }
+    let path = url_path(url);
+    let prefix = if path.ends_with("/v2") {
+        path
+    } else {
+        format!("{path}/v2")
+    };
+    Ok(Host {
+        https,
+        authority: authority.to_string(),
+        prefix,
+        ca: Vec::new(),
+        http_fallback: false,
+        resolve: true,
+    })
+}
+
+/// The path of a URL without its trailing slash ("" for none).
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest[i..].trim_end_matches('/').to_string(),
+        None => String::new(),
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct HostsToml {
+    server: Option<String>,
+    hosts: Vec<HostSection>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct HostSection {
+    url: String,
+    capabilities: Option<Vec<String>>,
+    ca: Vec<String>,
+    skip_verify: bool,
+    override_path: bool,
+}
+
+/// The part of TOML hosts.toml files use: top-level `server`, then
+/// `[host."URL"]` tables of strings, booleans and string arrays.
+fn parse_hosts_toml(text: &str, path: &Path) -> Result<HostsToml, Error> {
+    let mut out = HostsToml::default();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |reason: &str| invalid(path, &format!("line {}: {reason}", n + 1));
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header
+                .strip_suffix(']')
+                .ok_or_else(|| at("unterminated table header"))?
+                .trim();
+            let url = header
+                .strip_prefix("host.")
+                .map(str::trim)
+                .and_then(|u| u.strip_prefix('"'))
+                .and_then(|u| u.strip_suffix('"'))
+                .ok_or_else(|| at("only [host.\"URL\"] tables are understood"))?;
+            out.hosts.push(HostSection {
+                url: url.to_string(),
+                ..Default::default()
+            });
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| at("expected key = value"))?;
+        let (key, value) = (key.trim(), strip_comment(value.trim()));
+        let string = || parse_string(value).ok_or_else(|| at("expected a quoted string"));
+        let strings = || {
+            if value.starts_with('[') {
+                parse_string_array(value).ok_or_else(|| at("expected an array of strings"))
+            } else {
+                string().map(|s| vec![s])
+            }
+        };
+        let boolean = || match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(at("expected true or false")),
+        };
+        match out.hosts.last_mut() {
+            // Other top-level keys (the server's ca, capabilities) are not needed.
+            None if key == "server" => out.server = Some(string()?),
+            None => {}
+            Some(host) => match key {
+                "capabilities" => host.capabilities = Some(strings()?),
+                "ca" => host.ca = strings()?,
+                "skip_verify" => host.skip_verify = boolean()?,
+                "override_path" => host.override_path = boolean()?,
+                _ => {}
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn strip_comment(value: &str) -> &str {
+    // A '#' outside quotes starts a comment.
+    let mut quoted = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' if !quoted => return value[..i].trim(),
+            _ => {}
+        }
+    }
+    value
+}
+
+fn parse_string(value: &str) -> Option<String> {
+    let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('"')).then(|| inner.to_string())
+}
+
+fn parse_string_array(value: &str) -> Option<Vec<String>> {
+    let inner = value.strip_prefix('[')?.strip_suffix(']')?;
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse_string)
+        .collect()
+}
+
+/// A user name and password for a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    pub(crate) password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.username)
+    }
+}
+
+/// The Docker config file podlab reads logins from: `$DOCKER_CONFIG/config.json`
+/// or `$HOME/.docker/config.json`.
+pub fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
+}
+
+/// The login for `registry` in a Docker config file, if any.
+pub(crate) fn credentials_for(
+    config: Option<&Path>,
+    registry: &str,
+) -> Result<Option<Credentials>, Error> {
+    let Some(path) = config else {
+        return Ok(None);
+    };
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("reading {}", path.display()),
+                source: e,
+            })
+        }
+    };
+    let file: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let Some(auths) = file.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(None);
+    };
+    // Keys are written as a bare host, a URL, or Docker Hub's v1 URL.
+    let key_host = |k: &str| {
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        let host = k.split('/').next().unwrap_or_default();
+        match host {
+            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+            h => h.to_string(),
+        }
+    };
+    let entry = auths
+        .get(registry)
+        .or_else(|| (registry == DOCKER_HUB).then(|| auths.get(DOCKER_HUB_AUTH_KEY))?)
+        .or_else(|| {
+            auths
+                .iter()
+                .find(|(k, _)| key_host(k) == registry)
+                .map(|(_, v)| v)
+        });
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    let bad = |reason: &str| Error::Invalid {
+        what: format!("{}: auths.{registry}", path.display()),
+        reason: reason.to_string(),
+    };
+    if let Some(auth) = entry
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|e| bad(&format!("auth is not base64: {e}")))?;
+        let text = String::from_utf8(decoded).map_err(|_| bad("auth is not UTF-8"))?;
+        let (user, pass) = text
+            .split_once(':')
+            .ok_or_else(|| bad("auth must encode user:password"))?;
+        return Ok(Some(Credentials {
+            username: user.to_string(),
+            password: pass.to_string(),
+        }));
+    }
+    let field = |k: &str| entry.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(match (field("username"), field("password")) {
+        (Some(username), Some(password)) => Some(Credentials { username, password }),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn default_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hosts_for(dir.path(), "docker.io").unwrap();
+        assert_eq!(hub.len(), 1);
+        assert_eq!(
+            hub[0].url("/library/nginx/manifests/latest"),
+            "https://registry-1.docker.io/v2/library/nginx/manifests/latest"
+        );
+        assert!(!hub[0].http_fallback);
+        let local = hosts_for(dir.path(), "127.0.0.1:5000").unwrap();
+        assert!(local[0].https && local[0].http_fallback);
+        assert!(hosts_for(dir.path(), "localhost:5000").unwrap()[0].http_fallback);
+        assert!(!hosts_for(dir.path(), "quay.io").unwrap()[0].http_fallback);
+    }
+
+    #[test]
+    fn hosts_toml_mirrors_then_server() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "certs.d/docker.io/hosts.toml",
+            r#"
+# CI's mirror
+server = "https://registry-1.docker.io"
+
+[host."http://mirror.local:5000"]
+  capabilities = ["pull", "resolve"]   # both
+
+[host."https://pull-only.example/cache/v2"]
+  capabilities = ["pull"]
+  ca = "mirror-ca.pem"
+  override_path = true
+
+[host."https://push.example"]
+  capabilities = ["push"]
+"#,
+        );
+        let hosts = hosts_for(dir.path(), "docker.io").unwrap();
+        assert_eq!(hosts.len(), 3, "{hosts:?}");
+        assert_eq!(hosts[0].url("/x"), "http://mirror.local:5000/v2/x");
+        assert!(!hosts[0].https && hosts[0].resolve);
+        assert_eq!(hosts[1].url("/x"), "https://pull-only.example/cache/v2/x");
+        assert!(!hosts[1].resolve);
+        assert_eq!(
+            hosts[1].ca,
+            vec![dir.path().join("certs.d/docker.io/mirror-ca.pem")]
+        );
+        assert_eq!(hosts[2].authority, "registry-1.docker.io");
+    }
+
+    #[test]
+    fn hosts_toml_http_server_is_the_insecure_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "certs.d/reg.lan:5000/hosts.toml",
+            "server = \"http://reg.lan:5000\"\n",
+        );
+        let hosts = hosts_for(dir.path(), "reg.lan:5000").unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert!(!hosts[0].https);
+    }
+
+    #[test]
+    fn hosts_toml_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "certs.d/a.io/hosts.toml", "[plugins]\n");
+        let err = hosts_for(dir.path(), "a.io").unwrap_err().to_string();
+        assert!(
+            err.contains("hosts.toml") && err.contains("line 1"),
+            "{err}"
+        );
+        write(
+            dir.path(),
+            "certs.d/b.io/hosts.toml",
+            "[host.\"https://m\"]\nskip_verify = true\n",
+        );
+        let err = hosts_for(dir.path(), "b.io").unwrap_err().to_string();
+        assert!(err.contains("skip_verify"), "{err}");
+    }
+
+    #[test]
+    fn loopback_names() {
+        for r in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:1",
+            "127.3.0.1",
+            "[::1]:80",
+        ] {
+            assert!(is_loopback(r), "{r}");
+        }
+        for r in ["docker.io", "10.0.0.1:5000", "localhost.example"] {
+            assert!(!is_loopback(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn docker_config_auths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        fs::write(
+            &path,
+            serde_json::json!({"auths": {
+                "https://index.docker.io/v1/": {"auth": b64("hub:secret")},
+                "127.0.0.1:5000": {"auth": b64("me:pa:ss")},
+                "https://ghcr.io": {"username": "u", "password": "p"},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let get = |r| credentials_for(Some(&path), r).unwrap();
+        let c = get("docker.io").unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("hub", "secret")
+        );
+        let c = get("127.0.0.1:5000").unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("me", "pa:ss"));
+        assert_eq!(get("ghcr.io").unwrap().username, "u");
+        assert!(get("quay.io").is_none());
+        assert!(
+            credentials_for(Some(&dir.path().join("none.json")), "quay.io")
+                .unwrap()
+                .is_none()
+        );
+        assert!(!format!("{c:?}").contains("pa:ss"));
+    }
+}
