@@ -150,6 +150,10 @@ pub const VARIANTS: &[Variant] = &[
       "hostPort mappings are never set up"),
     v("port-conflict-admitted", &["PORT-002"],
       "the scheduler admits two pods asking for the same hostPort"),
+    v("propagation-ignored", &["VOL-011", "VOL-012"],
+      "every volume mount is rprivate, whatever its mountPropagation"),
+    v("recursive-read-only-ignored", &["VOL-014"],
+      "a recursiveReadOnly mount leaves the mounts below it writable"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

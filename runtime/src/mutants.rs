@@ -134,10 +134,15 @@ pub enum Mutant {
     /// The scheduler ignores host ports: two pods asking for the same
     /// hostPort both run.
     PortConflictAdmitted,
+    /// `mountPropagation` is ignored: every volume mount is rprivate.
+    PropagationIgnored,
+    /// `recursiveReadOnly` is ignored: only a readOnly volume's own mount
+    /// is read-only, mounts below it stay writable.
+    RecursiveReadOnlyIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 59] = [
+    pub const ALL: [(&'static str, Mutant); 61] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -200,6 +205,11 @@ impl Mutant {
         ("host-pid-ignored", Mutant::HostPidIgnored),
         ("host-port-ignored", Mutant::HostPortIgnored),
         ("port-conflict-admitted", Mutant::PortConflictAdmitted),
+        ("propagation-ignored", Mutant::PropagationIgnored),
+        (
+            "recursive-read-only-ignored",
+            Mutant::RecursiveReadOnlyIgnored,
+        ),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
