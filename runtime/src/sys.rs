@@ -637,7 +637,7 @@ pub fn set_mount_attr(mount: &impl AsRawFd, attr: MountAttr) -> io::Result<()> {
     let raw = RawAttr {
         attr_set: if attr.readonly { MOUNT_ATTR_RDONLY } else { 0 },
         attr_clr: 0,
-        propagation: attr.propagation.map_or(0, |p| p.bits() as u64),
+        propagation: attr.propagation.map_or(0, |p| p.bits()),
         userns_fd: 0,
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;

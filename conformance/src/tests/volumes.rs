@@ -595,12 +595,14 @@ fn propagation(rt: &dyn Runtime, ctx: &Ctx, mode: &str, seen: bool, back: bool) 
     host.write("src/sub/marker", &token)?;
     let v = pod.probe("app", &["read-file", "/host/sub/marker"])?;
     match (seen, ok(&v)) {
-        (true, false) => return Err(fail(format!(
+        (true, false) => {
+            return Err(fail(format!(
             "the node mounted a tmpfs at sub of the hostPath of pod {} (mountPropagation {mode}) \
                  after its container started, and the container does not see it: \
                  /host/sub/marker gives {v}",
             pod.name
-        ))),
+        )))
+        }
         (false, true) => {
             return Err(fail(format!(
                 "container app of pod {} (mountPropagation {mode}) sees the tmpfs the node mounted \
@@ -734,10 +736,7 @@ fn recursive_read_only_refused(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     }
     let deadline = Instant::now() + ctx.timeouts.start;
     for (what, pod) in &pods {
-        loop {
-            let Some(p) = rt.get_pod(&pod.name)? else {
-                break;
-            };
+        while let Some(p) = rt.get_pod(&pod.name)? {
             let statuses = runtime::container_statuses(&p);
             if statuses.iter().any(|c| {
                 c.state
