@@ -54,7 +54,7 @@ options:
                        pod-ip, privileged, cgroup-visible, pending-observable,
                        share-process-namespace, same-kernel, pod-pids, container-pids=N,
                        init-containers, restart-policy, unschedulable, oom-reason,
-                       storage-eviction, host-ports, all
+                       storage-eviction, host-ports, host-paths, all
   --probe-image REF    the probe image (default: podlab.local/probe:latest)
   --expectations FILE  the runtime's expected failures and skips (default:
                        conformance/expectations/<runtime>.json when it exists)

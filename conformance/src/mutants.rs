@@ -152,6 +152,10 @@ pub const VARIANTS: &[Variant] = &[
       "the scheduler admits two pods asking for the same hostPort"),
     v("loopback-down", &["NET-005", "NET-007", "NET-009", "NET-010"],
       "the pod's loopback interface is never brought up"),
+    v("propagation-ignored", &["VOL-011", "VOL-012"],
+      "every volume mount is rprivate, whatever its mountPropagation"),
+    v("recursive-read-only-ignored", &["VOL-014"],
+      "a recursiveReadOnly mount leaves the mounts below it writable"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

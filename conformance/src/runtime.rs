@@ -82,6 +82,10 @@ pub struct Capabilities {
     /// A container port's `hostPort` is reachable from the node at
     /// 127.0.0.1:hostPort (CNI portmap or the like).
     pub host_ports: bool,
+    /// Pods run on this node's filesystem and mount table: the suite may
+    /// make directories, files and mounts under its temp dir and give them
+    /// to pods as hostPath volumes.
+    pub host_paths: bool,
 }
 
 /// Why a runtime call failed.

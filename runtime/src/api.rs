@@ -338,7 +338,14 @@ const PROBE_FIELDS: &[&str] = &[
     "terminationGracePeriodSeconds",
 ];
 const HOOK_FIELDS: &[&str] = &["exec", "httpGet", "tcpSocket", "sleep"];
-const MOUNT_FIELDS: &[&str] = &["name", "mountPath", "readOnly", "subPath"];
+const MOUNT_FIELDS: &[&str] = &[
+    "name",
+    "mountPath",
+    "readOnly",
+    "subPath",
+    "mountPropagation",
+    "recursiveReadOnly",
+];
 
 /// The fields of a manifest's pod that podlab accepts but does not act on
 /// (`spec.affinity`, `spec.containers[0].envFrom`, ...), as warnings.
@@ -1676,7 +1683,7 @@ mod tests {
                     "livenessProbe": {"grpc": {"port": 9000}, "periodSeconds": 3},
                     "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                     "lifecycle": {"preStop": {"exec": {"command": ["true"]}}},
-                    "volumeMounts": [{"name": "v", "mountPath": "/v", "mountPropagation": "HostToContainer"}],
+                    "volumeMounts": [{"name": "v", "mountPath": "/v", "subPathExpr": "$(A)"}],
                     "resources": {"limits": {"memory": "1Gi", "ephemeral-storage": "1Gi"}},
                     "ports": [{"containerPort": 80}]
                 }]
@@ -1695,7 +1702,7 @@ mod tests {
                 "Warning: podlab ignores spec.containers[0].securityContext.windowsOptions",
                 "Warning: podlab ignores spec.containers[0].livenessProbe.grpc",
                 "Warning: podlab ignores spec.containers[0].readinessProbe.httpGet.scheme: HTTPS (probes use plain HTTP)",
-                "Warning: podlab ignores spec.containers[0].volumeMounts[0].mountPropagation",
+                "Warning: podlab ignores spec.containers[0].volumeMounts[0].subPathExpr",
                 "Warning: podlab ignores spec.containers[0].env[2].valueFrom.secretKeyRef",
             ]
         );
@@ -1708,14 +1715,17 @@ mod tests {
     }
 
     #[test]
-    fn host_files_dns_host_namespaces_and_host_ports_are_not_ignored() {
+    fn host_files_dns_host_namespaces_host_ports_and_host_paths_are_not_ignored() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p"},
             "spec": {
                 "subdomain": "s", "hostPID": true, "hostIPC": true, "dnsPolicy": "None",
                 "dnsConfig": {"nameservers": ["192.0.2.1"]},
                 "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}],
-                "containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+                "volumes": [{"name": "h", "hostPath": {"path": "/srv", "type": "Directory"}}],
+                "containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}],
+                    "volumeMounts": [{"name": "h", "mountPath": "/h", "readOnly": true,
+                        "mountPropagation": "None", "recursiveReadOnly": "Enabled"}]}],
             }
         }))
         .unwrap();

@@ -13,6 +13,7 @@ use nix::mount::MsFlags;
 use podlab_kube::expansion;
 use serde::{Deserialize, Serialize};
 
+use crate::hostpath::{self, Propagation, RecursiveReadOnly};
 use crate::image::ImageConfig;
 use crate::mutants::Mutant;
 use crate::namespaces::{self, Plan};
@@ -207,6 +208,14 @@ pub struct VolumeMount {
     /// The absolute path inside the container.
     pub target: String,
     pub readonly: bool,
+    /// For a hostPath volume, what its path is (checked by the shim);
+    /// `source` is then a node path whose symlinks are followed.
+    #[serde(default)]
+    pub host_path: Option<hostpath::Kind>,
+    #[serde(default)]
+    pub propagation: Propagation,
+    #[serde(default)]
+    pub recursive_readonly: RecursiveReadOnly,
 }
 
 /// Entry point of `podlab __init CONFIG`: runs in a fresh process spawned by
@@ -264,6 +273,13 @@ pub fn init_main(config_path: &Path) -> i32 {
 /// minimal /dev with the pod's shared /dev/shm, read-only /sys, the pod's
 /// /etc files; then pivot_root into it.
 fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
+    // Each volume's mount tree is copied while this namespace's mounts are
+    // still peers of the node's: a Bidirectional mount stays one.
+    let trees = cfg
+        .mounts
+        .iter()
+        .map(clone_volume)
+        .collect::<Result<Vec<_>, _>>()?;
     // Nothing mounted from here on may propagate back to the host.
     sys::mount(
         None,
@@ -380,8 +396,8 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
         sys::bind(&cfg.etc.join(name), &target, false)?;
     }
 
-    for m in &cfg.mounts {
-        mount_volume(root, m)?;
+    for (m, tree) in cfg.mounts.iter().zip(trees) {
+        mount_volume(root, m, tree)?;
     }
     if let Some(f) = &cfg.termination_log {
         mount_file(root, f)?;
@@ -403,12 +419,13 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Bind-mounts a volume (or its subPath) at its target inside the
-/// container's root. Both ends are opened first, the subPath beneath its
-/// volume and the target inside the root, and mounted through their
-/// descriptors: a symlink a pod planted in a shared volume, or swapped in
-/// while this runs, cannot send either end anywhere else.
-fn mount_volume(root: &Path, m: &VolumeMount) -> Result<(), Error> {
+/// A detached copy of the mount tree of a volume (or its subPath), with
+/// the volume mount's read-only and propagation settings applied. The
+/// volume is opened first and the subPath beneath it, so a symlink a pod
+/// planted in a shared volume, or swapped in while this runs, cannot send
+/// the mount anywhere else; a hostPath is the node path as written, its
+/// symlinks followed.
+fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
     use crate::safepath;
     use crate::sys::Scope;
     use std::os::fd::AsFd;
@@ -416,7 +433,10 @@ fn mount_volume(root: &Path, m: &VolumeMount) -> Result<(), Error> {
         target: m.target.clone(),
         source,
     };
-    let volume = sys::open_dir_path(&m.source)?;
+    let volume = match m.host_path {
+        Some(hostpath::Kind::File) => sys::open_path(&m.source)?,
+        _ => sys::open_dir_path(&m.source)?,
+    };
     let source = match m.sub_path.as_deref() {
         // Created by the shim already; made here too if the pod removed it.
         Some(sub) => {
@@ -424,26 +444,122 @@ fn mount_volume(root: &Path, m: &VolumeMount) -> Result<(), Error> {
         }
         None => volume,
     };
+    let mount_err = |op: &'static str| {
+        let target = m.target.clone();
+        move |e: std::io::Error| Error::Io {
+            op,
+            path: PathBuf::from(target),
+            source: e,
+        }
+    };
+    let tree = sys::clone_tree(&source).map_err(mount_err("open_tree for"))?;
+    let mutant = Mutant::from_env();
+    let propagation = match m.propagation {
+        _ if mutant == Some(Mutant::PropagationIgnored) => MsFlags::MS_PRIVATE,
+        Propagation::Private => MsFlags::MS_PRIVATE,
+        Propagation::Slave => MsFlags::MS_SLAVE,
+        Propagation::Shared => MsFlags::MS_SHARED,
+    };
+    sys::set_mount_attr(
+        &tree,
+        sys::MountAttr {
+            readonly: false,
+            propagation: Some(propagation),
+            recursive: true,
+        },
+    )
+    .map_err(mount_err("set propagation of"))?;
+    if m.readonly {
+        let recursive = m.recursive_readonly != RecursiveReadOnly::Disabled
+            && mutant != Some(Mutant::RecursiveReadOnlyIgnored);
+        let attr = |recursive| sys::MountAttr {
+            readonly: true,
+            propagation: None,
+            recursive,
+        };
+        match sys::set_mount_attr(&tree, attr(recursive)) {
+            Ok(()) => {}
+            // IfPossible: the volume's own mount read-only is the least.
+            Err(_) if m.recursive_readonly == RecursiveReadOnly::IfPossible => {
+                sys::set_mount_attr(&tree, attr(false)).map_err(mount_err("make read-only"))?
+            }
+            Err(e) => return Err(mount_err("make read-only")(e)),
+        }
+    }
+    Ok(tree)
+}
+
+/// Attaches a volume's tree (from [`clone_volume`]) at its target inside
+/// the container's root, the target opened inside the root (a symlink of
+/// the image cannot put it outside) and made as what the volume is.
+fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error> {
+    use crate::safepath;
+    use crate::sys::Scope;
+    use std::os::fd::AsFd;
+    let err = |source| Error::Mount {
+        target: m.target.clone(),
+        source,
+    };
     if Mutant::from_env() == Some(Mutant::MountTargetHostPath) {
         // The target as a host path: a symlink in it is followed on the host.
         let target = root.join(m.target.trim_start_matches('/'));
         fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
-        sys::bind(&sys::fd_path(&source), &target, m.readonly)?;
+        let target = sys::open_dir_path(&target)?;
+        sys::move_mount(&tree, &target).map_err(|source| Error::Io {
+            op: "move_mount to",
+            path: PathBuf::from(&m.target),
+            source,
+        })?;
         return Ok(());
     }
     let rootfd = sys::open_dir_path(root)?;
-    let open_target = |create| {
-        safepath::open_dir(rootfd.as_fd(), &m.target, Scope::InRoot, create, 0o755).map_err(err)
+    let target = match m.host_path {
+        Some(hostpath::Kind::File) => open_file_target(root, &m.target)?,
+        _ => safepath::open_dir(rootfd.as_fd(), &m.target, Scope::InRoot, true, 0o755)
+            .map_err(err)?,
     };
-    let target = open_target(true)?;
-    sys::bind(&sys::fd_path(&source), &sys::fd_path(&target), false)?;
-    if m.readonly {
-        // The old descriptor holds the directory under the new mount:
-        // open the target again to reach the mount itself.
-        let mounted = open_target(false)?;
-        sys::remount_readonly(&sys::fd_path(&mounted))?;
-    }
+    sys::move_mount(&tree, &target).map_err(|source| Error::Io {
+        op: "move_mount to",
+        path: PathBuf::from(&m.target),
+        source,
+    })?;
     Ok(())
+}
+
+/// The file at `target` inside the container's root, made if missing: its
+/// directory is opened inside the root and the file made there without
+/// following a link, so a symlink of the image cannot lead it out.
+fn open_file_target(root: &Path, target: &str) -> Result<OwnedFd, Error> {
+    use crate::safepath;
+    use crate::sys::Scope;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let (parent, name) = target
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap_or(("", target));
+    let rootfd = sys::open_dir_path(root)?;
+    let dir = safepath::open_dir(rootfd.as_fd(), parent, Scope::InRoot, true, 0o755).map_err(
+        |source| Error::Mount {
+            target: target.to_string(),
+            source,
+        },
+    )?;
+    nix::fcntl::openat(
+        dir.as_fd(),
+        name,
+        OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    )
+    .map_err(|source| {
+        sys::Error::Path {
+            op: "create",
+            path: PathBuf::from(target),
+            source,
+        }
+        .into()
+    })
 }
 
 /// Bind-mounts a file of the node at its target inside the container's
@@ -451,34 +567,7 @@ fn mount_volume(root: &Path, m: &VolumeMount) -> Result<(), Error> {
 /// made there without following a link, so a path through a symlink of the
 /// image cannot put the mount outside the container.
 fn mount_file(root: &Path, f: &FileMount) -> Result<(), Error> {
-    use crate::safepath;
-    use crate::sys::Scope;
-    use nix::fcntl::OFlag;
-    use nix::sys::stat::Mode;
-    use std::os::fd::AsFd;
-    let err = |source| Error::Mount {
-        target: f.target.clone(),
-        source,
-    };
-    let (parent, name) = f
-        .target
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .unwrap_or(("", f.target.as_str()));
-    let rootfd = sys::open_dir_path(root)?;
-    let dir =
-        safepath::open_dir(rootfd.as_fd(), parent, Scope::InRoot, true, 0o755).map_err(err)?;
-    let target = nix::fcntl::openat(
-        dir.as_fd(),
-        name,
-        OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o666),
-    )
-    .map_err(|source| sys::Error::Path {
-        op: "create",
-        path: PathBuf::from(&f.target),
-        source,
-    })?;
+    let target = open_file_target(root, &f.target)?;
     sys::bind(&f.source, &sys::fd_path(&target), false)?;
     Ok(())
 }

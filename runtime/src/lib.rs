@@ -15,6 +15,7 @@ pub mod config;
 pub mod container;
 pub mod downward;
 pub mod etc_files;
+pub mod hostpath;
 pub mod image;
 pub mod kube_namespaces;
 pub mod lifecycle;

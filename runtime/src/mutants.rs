@@ -137,10 +137,15 @@ pub enum Mutant {
     /// The pod's loopback interface is never brought up: no 127.0.0.1 in
     /// the pod (the course's stage 2 solution, which lacks stage 3).
     LoopbackDown,
+    /// `mountPropagation` is ignored: every volume mount is rprivate.
+    PropagationIgnored,
+    /// `recursiveReadOnly` is ignored: only a readOnly volume's own mount
+    /// is read-only, mounts below it stay writable.
+    RecursiveReadOnlyIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 60] = [
+    pub const ALL: [(&'static str, Mutant); 62] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -204,6 +209,11 @@ impl Mutant {
         ("host-port-ignored", Mutant::HostPortIgnored),
         ("port-conflict-admitted", Mutant::PortConflictAdmitted),
         ("loopback-down", Mutant::LoopbackDown),
+        ("propagation-ignored", Mutant::PropagationIgnored),
+        (
+            "recursive-read-only-ignored",
+            Mutant::RecursiveReadOnlyIgnored,
+        ),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

@@ -570,3 +570,110 @@ pub fn attach_device_program(cgroup: &Path, insns: &[BpfInsn]) -> io::Result<()>
     };
     bpf(BPF_PROG_ATTACH, &mut attach).map(drop)
 }
+
+/// What [`set_mount_attr`] changes on a mount (tree).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountAttr {
+    pub readonly: bool,
+    /// MS_PRIVATE, MS_SLAVE or MS_SHARED; none leaves propagation as it is.
+    pub propagation: Option<MsFlags>,
+    /// Applied to every mount of the tree, not only its top.
+    pub recursive: bool,
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE|AT_RECURSIVE: a detached copy of the
+/// mount tree at the descriptor `source` (which keeps the peer group of
+/// shared mounts), to be attached with [`move_mount`].
+pub fn clone_tree(source: &impl AsRawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: a plain syscall on a descriptor we hold and an empty C string.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// move_mount(2) of the detached tree `tree` onto the file or directory
+/// the descriptor `target` holds.
+pub fn move_mount(tree: &impl AsRawFd, target: &impl AsRawFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: a plain syscall on descriptors we hold and empty C strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// mount_setattr(2) on the mount (tree) a descriptor holds: read-only,
+/// recursively when asked (what `recursiveReadOnly` needs and a remount
+/// cannot do), and its propagation.
+pub fn set_mount_attr(mount: &impl AsRawFd, attr: MountAttr) -> io::Result<()> {
+    #[repr(C)]
+    struct RawAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let raw = RawAttr {
+        attr_set: if attr.readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: attr.propagation.map_or(0, |p| p.bits()),
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if attr.recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the struct is laid out as the kernel's mount_attr and lives
+    // across the call; its size is passed with it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &raw as *const RawAttr,
+            std::mem::size_of::<RawAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An O_PATH, close-on-exec descriptor of whatever is at `path`, symlinks
+/// followed: a hostPath names a place on the node as its author meant it.
+pub fn open_path(path: &Path) -> Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|source| Error::Path {
+        op: "open",
+        path: path.to_path_buf(),
+        source,
+    })
+}

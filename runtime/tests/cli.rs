@@ -249,7 +249,10 @@ fn the_pod_object_carries_qos_image_id_and_versions() {
     let labeled = p.pod_json(&a);
     assert_eq!(labeled["metadata"]["labels"]["tier"], "front");
     assert!(version(&labeled) > running);
-    assert_eq!(labeled["metadata"]["generation"], 1, "labels are not the spec");
+    assert_eq!(
+        labeled["metadata"]["generation"], 1,
+        "labels are not the spec"
+    );
     let out = p.apply(&relabeled.replace("\"3600\"", "\"3601\""));
     assert!(!out.status.success());
     assert!(

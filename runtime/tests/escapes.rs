@@ -1,5 +1,6 @@
 //! Ways out of a pod through its volumes (issue 21): a subPath symlink a
-//! container planted must not give another container the node's root.
+//! container planted, in an emptyDir or in a node directory shared as a
+//! hostPath, must not give another container the node's root.
 
 mod common;
 
@@ -10,13 +11,18 @@ use common::*;
 /// The issue's exact manifest, plus a container without the subPath that
 /// must run regardless.
 fn escape_pod(name: &str) -> String {
+    escape_pod_with(name, "emptyDir: {}")
+}
+
+/// [`escape_pod`] with another source for volume `vol`.
+fn escape_pod_with(name: &str, source: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
   terminationGracePeriodSeconds: 0
-  volumes: [{{name: vol, emptyDir: {{}}}}]
+  volumes: [{{name: vol, {source}}}]
   initContainers:
   - {{name: plant, image: {BUSYBOX}, command: ["sh", "-c", "ln -s / /vol/escape"], volumeMounts: [{{name: vol, mountPath: /vol}}]}}
   containers:
@@ -36,12 +42,36 @@ fn container<'v>(pod: &'v serde_json::Value, name: &str) -> &'v serde_json::Valu
 #[test]
 fn a_subpath_symlink_out_of_the_volume_waits_with_create_container_config_error() {
     require_root!();
-    let p = Podlab::new();
     let name = unique("esc-subpath");
+    refused_escape(&name, escape_pod(&name));
+}
+
+#[test]
+fn a_subpath_symlink_out_of_a_host_path_waits_with_create_container_config_error() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("esc-hostpath");
+    let source = format!(
+        "hostPath: {{path: {}, type: Directory}}",
+        dir.path().display()
+    );
+    refused_escape(&name, escape_pod_with(&name, &source));
+    // The planted link is the node's now, and it is left as it was.
+    assert_eq!(
+        std::fs::read_link(dir.path().join("escape")).expect("the planted link"),
+        std::path::Path::new("/")
+    );
+}
+
+/// Applies `manifest` (from [`escape_pod_with`]): container app must wait
+/// with CreateContainerConfigError, retried, never running.
+fn refused_escape(name: &str, manifest: String) {
+    let p = Podlab::new();
+    let name = name.to_string();
     let out = p
         .cmd()
         .args(["apply", "-f", "-"])
-        .write_stdin(escape_pod(&name))
+        .write_stdin(manifest)
         .output()
         .expect("apply");
     assert!(out.status.success(), "{out:?}");

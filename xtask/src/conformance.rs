@@ -180,7 +180,7 @@ pub fn podlab_caps() -> String {
     format!(
         "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
          node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
-         unschedulable,oom-reason,probes,hooks,storage-eviction,host-ports",
+         unschedulable,oom-reason,probes,hooks,storage-eviction,host-ports,host-paths",
         podlab::config::DEFAULT_PIDS_LIMIT
     )
 }

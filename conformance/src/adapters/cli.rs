@@ -118,6 +118,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "a container's hostPort is reachable from the node at 127.0.0.1",
     ),
     (
+        "host-paths",
+        "pods run on this node's filesystem and mount table, for hostPath volumes",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -152,6 +156,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     storage_eviction: true,
                     log_bound: None,
                     host_ports: true,
+                    host_paths: true,
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -170,6 +175,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "hooks" => caps.hooks = true,
             "storage-eviction" => caps.storage_eviction = true,
             "host-ports" => caps.host_ports = true,
+            "host-paths" => caps.host_paths = true,
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {

@@ -190,6 +190,7 @@ fn capabilities() -> Capabilities {
         log_bound: Some(LOG_MAX_SIZE * LOG_MAX_FILES),
         // hostPort through the portmap plugin podlab chains after bridge.
         host_ports: true,
+        host_paths: true,
     }
 }
 

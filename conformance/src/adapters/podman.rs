@@ -307,6 +307,7 @@ impl Runtime for Podman {
             storage_eviction: false,
             log_bound: None,
             host_ports: false,
+            host_paths: true,
         }
     }
 

@@ -405,13 +405,44 @@ spec:
   - name: data
     emptyDir: {medium: HugePages, sizeLimit: -1Mi}
   - name: host
-    hostPath: {path: /etc}
+    hostPath: {path: /etc/../root, type: Folder}
   - name: both
     emptyDir: {}
     configMap: {name: cfg}
   - name: Bad_Name
+  - name: cfg
+    configMap: {name: cfg}
+  - name: nopath
+    hostPath: {path: ""}
   containers:
   - {name: app, image: nginx}
+"#
+)]
+#[case::mount_propagation(
+    "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional mount propagation is available only to privileged containers",
+    r#"apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  volumes:
+  - name: host
+    hostPath: {path: /srv, type: DirectoryOrCreate}
+  containers:
+  - name: app
+    image: nginx
+    volumeMounts:
+    - {name: host, mountPath: /a, mountPropagation: Bidirectional}
+    - {name: host, mountPath: /b, mountPropagation: Sideways}
+    - {name: host, mountPath: /c, recursiveReadOnly: Enabled}
+    - {name: host, mountPath: /d, readOnly: true, recursiveReadOnly: IfPossible, mountPropagation: HostToContainer}
+    - {name: host, mountPath: /e, readOnly: true, recursiveReadOnly: Always}
+    - {name: host, mountPath: /f, recursiveReadOnly: Disabled, mountPropagation: HostToContainer}
+  - name: priv
+    image: nginx
+    securityContext: {privileged: true}
+    volumeMounts:
+    - {name: host, mountPath: /a, mountPropagation: Bidirectional}
+    - {name: host, mountPath: /b, readOnly: true, recursiveReadOnly: Enabled, mountPropagation: None}
 "#
 )]
 #[case::ports(

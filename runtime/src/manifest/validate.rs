@@ -2,14 +2,16 @@
 //! collected, each with the path of its field, so one `apply` shows them all.
 //!
 //! The rules are Kubernetes' where podlab supports the feature, and narrower
-//! where it does not (only emptyDir and downwardAPI volumes, no extended resources). Fields
+//! where it does not (only emptyDir, downwardAPI and hostPath volumes, no extended resources). Fields
 //! that [`super::default_pod`] fills in are accepted when empty, so a pod can
 //! be validated before or after defaulting.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, HostPathVolumeSource, Pod, PodSpec, ResourceRequirements, Volume,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::Error;
@@ -99,6 +101,9 @@ pub fn validate(pod: &Pod) -> Result<(), Error> {
         })
     }
 }
+
+/// The volume sources podlab mounts.
+const VOLUME_SOURCES: &[&str] = &["downwardAPI", "emptyDir", "hostPath"];
 
 fn quote(s: &str) -> Option<String> {
     Some(format!("{s:?}"))
@@ -315,12 +320,12 @@ impl Validator {
             match sources.as_slice() {
                 // No source is an emptyDir once defaulted.
                 [] => {}
-                [one] if one == "emptyDir" || one == "downwardAPI" => {}
+                [one] if VOLUME_SOURCES.contains(&one.as_str()) => {}
                 [one] => self.push(
                     &path,
                     FieldErrorKind::NotSupported,
                     quote(one),
-                    &supported(&["downwardAPI", "emptyDir"]),
+                    &supported(VOLUME_SOURCES),
                 ),
                 _ => self.push(
                     &path,
@@ -331,6 +336,9 @@ impl Validator {
             }
             if let Some(source) = &volume.downward_api {
                 self.downward_volume(&format!("{path}.downwardAPI"), source);
+            }
+            if let Some(host) = &volume.host_path {
+                self.host_path(&format!("{path}.hostPath"), host);
             }
             if let Some(empty_dir) = &volume.empty_dir {
                 self.one_of(
@@ -344,6 +352,26 @@ impl Validator {
             }
         }
         names
+    }
+
+    /// A hostPath: a path without `..` steps and a known type.
+    fn host_path(&mut self, path: &str, host: &HostPathVolumeSource) {
+        let field = format!("{path}.path");
+        if host.path.is_empty() {
+            self.push(&field, FieldErrorKind::Required, None, "");
+        } else if host.path.split('/').any(|part| part == "..") {
+            self.push(
+                &field,
+                FieldErrorKind::Invalid,
+                quote(&host.path),
+                "must not contain '..'",
+            );
+        }
+        self.one_of(
+            &format!("{path}.type"),
+            host.type_.as_deref(),
+            crate::hostpath::TYPES,
+        );
     }
 
     fn container(
@@ -502,6 +530,11 @@ impl Validator {
     }
 
     fn mounts(&mut self, path: &str, c: &Container, volumes: &HashSet<String>) {
+        let privileged = c
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.privileged)
+            .unwrap_or(false);
         let mut targets = HashSet::new();
         for (i, mount) in c.volume_mounts.iter().flatten().enumerate() {
             let mount_path = format!("{path}.volumeMounts[{i}]");
@@ -544,6 +577,7 @@ impl Validator {
                     "must be unique",
                 );
             }
+            self.propagation(&mount_path, mount, privileged);
             // A subPath must stay inside its volume.
             if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 let sub_path = format!("{mount_path}.subPath");
@@ -562,6 +596,57 @@ impl Validator {
                         "must not contain '..'",
                     );
                 }
+            }
+        }
+    }
+
+    /// mountPropagation and recursiveReadOnly as the API server checks
+    /// them: Bidirectional only for a privileged container, and
+    /// a recursive read-only mount only of a readOnly mount that
+    /// propagates nothing.
+    fn propagation(
+        &mut self,
+        mount_path: &str,
+        mount: &k8s_openapi::api::core::v1::VolumeMount,
+        privileged: bool,
+    ) {
+        let field = format!("{mount_path}.mountPropagation");
+        let propagation = mount.mount_propagation.as_deref().filter(|p| !p.is_empty());
+        self.one_of(
+            &field,
+            propagation,
+            &["None", "HostToContainer", "Bidirectional"],
+        );
+        if propagation == Some("Bidirectional") && !privileged {
+            self.push(
+                &field,
+                FieldErrorKind::Forbidden,
+                None,
+                "Bidirectional mount propagation is available only to privileged containers",
+            );
+        }
+        let field = format!("{mount_path}.recursiveReadOnly");
+        let rro = mount
+            .recursive_read_only
+            .as_deref()
+            .filter(|p| !p.is_empty());
+        self.one_of(&field, rro, &["Disabled", "IfPossible", "Enabled"]);
+        if matches!(rro, Some("IfPossible" | "Enabled")) {
+            if mount.read_only != Some(true) {
+                self.push(
+                    &field,
+                    FieldErrorKind::Forbidden,
+                    None,
+                    "may only be specified when readOnly is true",
+                );
+            }
+            if propagation.is_some_and(|p| p != "None") {
+                self.push(
+                    &field,
+                    FieldErrorKind::Forbidden,
+                    None,
+                    "may only be specified when mountPropagation is None or not specified",
+                );
             }
         }
     }

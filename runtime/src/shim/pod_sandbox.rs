@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::core::v1::{Container, Volume};
@@ -253,16 +253,28 @@ impl Shim {
         let volumes = self.volumes();
         let mut mounts = Vec::new();
         for m in spec.volume_mounts.iter().flatten() {
-            let Some(v) = volumes
-                .iter()
-                .find(|v| v.name == m.name && (v.empty_dir.is_some() || v.downward_api.is_some()))
-            else {
+            let Some(v) = volumes.iter().find(|v| {
+                v.name == m.name
+                    && (v.empty_dir.is_some() || v.downward_api.is_some() || v.host_path.is_some())
+            }) else {
                 return Err(CreateFailure::error(format!(
-                    "volume {:?} is not an emptyDir or downwardAPI volume of this pod",
+                    "volume {:?} is not an emptyDir, downwardAPI or hostPath volume of this pod",
                     m.name
                 )));
             };
-            let mut source = volume_dir(&self.dir, &v.name);
+            // A hostPath is checked (and made) each time a container that
+            // mounts it is created, as the kubelet sets a volume up.
+            let host_path = match &v.host_path {
+                Some(h) => Some(
+                    crate::hostpath::prepare(Path::new(&h.path), h.type_.as_deref().unwrap_or(""))
+                        .map_err(|e| CreateFailure::mount(&v.name, e.to_string()))?,
+                ),
+                None => None,
+            };
+            let mut source = match &v.host_path {
+                Some(h) => PathBuf::from(&h.path),
+                None => volume_dir(&self.dir, &v.name),
+            };
             let mut sub_path = m.sub_path.clone().filter(|s| !s.is_empty());
             if let Some(sub) = sub_path.as_deref() {
                 if self.mutant == Some(Mutant::SubpathFollowsSymlinks) {
@@ -277,6 +289,9 @@ impl Shim {
                             m.name, spec.name
                         ))
                     };
+                    if host_path == Some(crate::hostpath::Kind::File) {
+                        return Err(refused(format!("{} is not a directory", source.display())));
+                    }
                     let volume = sys::open_dir_path(&source).map_err(|e| refused(e.to_string()))?;
                     crate::safepath::open_dir(
                         volume.as_fd(),
@@ -296,6 +311,11 @@ impl Shim {
                 readonly: (m.read_only.unwrap_or(false)
                     && self.mutant != Some(Mutant::ReadOnlyMountWritable))
                     || v.downward_api.is_some(),
+                host_path,
+                propagation: crate::hostpath::Propagation::of(m.mount_propagation.as_deref()),
+                recursive_readonly: crate::hostpath::RecursiveReadOnly::of(
+                    m.recursive_read_only.as_deref(),
+                ),
             });
         }
         mounts.sort_by_key(|m| m.target.split('/').filter(|s| !s.is_empty()).count());

@@ -623,15 +623,23 @@ impl Shim {
     fn create_failed(&mut self, i: usize, failure: CreateFailure) {
         let now = Instant::now();
         let c = &mut self.ctrs[i];
-        let CreateFailure { reason, message } = failure;
+        let CreateFailure {
+            reason,
+            message,
+            volume,
+        } = failure;
         c.status.state = Some(lifecycle::waiting(reason, Some(message.clone())));
         let delay = c.retry_backoff.step(now);
         c.retry_at = Some(now + delay);
-        self.event(Event::warning(
-            "Failed",
-            "kubelet",
-            format!("Error: {message}"),
-        ));
+        let event = match volume {
+            Some(volume) => Event::warning(
+                "FailedMount",
+                "kubelet",
+                format!("MountVolume.SetUp failed for volume {volume:?} : {message}"),
+            ),
+            None => Event::warning("Failed", "kubelet", format!("Error: {message}")),
+        };
+        self.event(event);
     }
 }
 
@@ -641,6 +649,8 @@ impl Shim {
 pub(super) struct CreateFailure {
     pub reason: &'static str,
     pub message: String,
+    /// The volume that could not be set up, when that is the failure.
+    pub volume: Option<String>,
 }
 
 impl CreateFailure {
@@ -649,6 +659,7 @@ impl CreateFailure {
         CreateFailure {
             reason: "CreateContainerError",
             message,
+            volume: None,
         }
     }
 
@@ -662,6 +673,18 @@ impl CreateFailure {
         CreateFailure {
             reason: "CreateContainerConfigError",
             message,
+            volume: None,
+        }
+    }
+
+    /// A volume could not be set up (a hostPath that fails its type
+    /// check): the container waits in ContainerCreating, as the kubelet
+    /// leaves a pod whose volumes are not mounted yet.
+    pub fn mount(volume: &str, message: String) -> CreateFailure {
+        CreateFailure {
+            reason: "ContainerCreating",
+            message,
+            volume: Some(volume.to_string()),
         }
     }
 }

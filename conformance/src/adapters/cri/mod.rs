@@ -174,7 +174,7 @@ impl Cri {
     }
 
     /// The pod's emptyDir volumes, created on the host (nothing is left of
-    /// them when one fails).
+    /// them when one fails), and its hostPath volumes, checked.
     fn volumes(&self, pod: &Pod, uid: &str) -> Result<HashMap<String, PathBuf>, Error> {
         let made = self.make_volumes(pod, uid);
         if made.is_err() {
@@ -187,9 +187,18 @@ impl Cri {
         let mut out = HashMap::new();
         let spec_volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
         for v in spec_volumes.into_iter().flatten() {
+            if let Some(h) = &v.host_path {
+                // The kubelet's part: the type check (and making what the
+                // ...OrCreate types ask for); the node path is the volume.
+                let path = PathBuf::from(&h.path);
+                podlab_kube::hostpath::prepare(&path, h.type_.as_deref().unwrap_or(""))
+                    .map_err(|e| Error::Other(format!("volume {:?}: {e}", v.name)))?;
+                out.insert(v.name.clone(), path);
+                continue;
+            }
             if v.empty_dir.is_none() {
                 return Err(Error::Unsupported(format!(
-                    "spec.volumes[{}]: the CRI adapter provides emptyDir volumes only",
+                    "spec.volumes[{}]: the CRI adapter provides emptyDir and hostPath volumes only",
                     v.name
                 )));
             }
@@ -505,6 +514,7 @@ impl Runtime for Cri {
             // containerd writes what the kubelet asks; rotation is the kubelet's.
             log_bound: None,
             host_ports: false,
+            host_paths: true,
         }
     }
 

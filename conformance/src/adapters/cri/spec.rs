@@ -141,8 +141,8 @@ pub fn container_config(
     for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let volume = volumes.get(&m.name).ok_or_else(|| {
             format!(
-                "containers[{}].volumeMounts: volume {:?} is not an emptyDir of the pod \
-                 (the CRI adapter provides emptyDir volumes only)",
+                "containers[{}].volumeMounts: volume {:?} is not an emptyDir or hostPath \
+                 volume of the pod",
                 c.name, m.name
             )
         })?;
@@ -154,10 +154,19 @@ pub fn container_config(
             })?,
             None => volume,
         };
+        let propagation = match m.mount_propagation.as_deref() {
+            Some("HostToContainer") => cri::MountPropagation::PropagationHostToContainer,
+            Some("Bidirectional") => cri::MountPropagation::PropagationBidirectional,
+            _ => cri::MountPropagation::PropagationPrivate,
+        };
         mounts.push(cri::Mount {
             container_path: m.mount_path.clone(),
             host_path: host.to_string_lossy().into_owned(),
             readonly: m.read_only.unwrap_or(false),
+            propagation: propagation as i32,
+            // The kubelet asks IfPossible only of a runtime handler that
+            // reports the feature, which this adapter does not read.
+            recursive_read_only: m.recursive_read_only.as_deref() == Some("Enabled"),
             ..Default::default()
         });
     }
