@@ -82,6 +82,13 @@ pub struct Capabilities {
     /// A container port's `hostPort` is reachable from the node at
     /// 127.0.0.1:hostPort (CNI portmap or the like).
     pub host_ports: bool,
+    /// A command exec'd with a timeout is ended by the runtime once the
+    /// timeout passes (the CRI's ExecSync timeout), not left running.
+    pub exec_timeout: bool,
+    /// The node directory where the runtime reads seccompProfile
+    /// `Localhost` profiles (localhostProfile is relative to it), when it
+    /// honours them; the suite writes its profiles there.
+    pub seccomp_root: Option<std::path::PathBuf>,
 }
 
 /// Why a runtime call failed.

@@ -1053,7 +1053,7 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
     }
     let store = Store::of(config)?;
     let lock = store.lock()?;
-    if dir.pod_file().exists() {
+    if dir.pod_file().exists() && !keeps_idle_pod(&dir) {
         let mut errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
         errors.extend(shim::release_volumes(&dir));
         if !errors.is_empty() {
@@ -1067,6 +1067,18 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
     // Its requests are free again: pending pods may fit now.
     scheduler::schedule_pending(config, &store, &lock)?;
     Ok(())
+}
+
+/// The `delete-keeps-idle` mutant: a pod none of whose app containers
+/// runs keeps its record through a delete.
+fn keeps_idle_pod(dir: &crate::store::PodDir) -> bool {
+    crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::DeleteKeepsIdle)
+        && dir.read_status().ok().flatten().is_some_and(|s| {
+            !s.container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+        })
 }
 
 /// What `gc` released.
@@ -1315,6 +1327,9 @@ pub fn exec_with_timeout(
 /// Waits for the exec'd child; past `timeout` it is killed. A pidfd makes
 /// the deadline a poll timeout rather than a sleep loop.
 fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
+    let timeout = timeout.filter(|_| {
+        crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::ExecTimeoutIgnored)
+    });
     if let Some(limit) = timeout {
         let pidfd =
             sys::pidfd_open(child.as_raw()).map_err(|e| Error::Io(format!("pidfd: {e}")))?;
@@ -1382,7 +1397,16 @@ pub fn logs(
     } else {
         restarts
     };
-    let path = crate::logs::log_path(&dir.log_dir(&name), start);
+    let shown =
+        if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::LogsFirstContainer) {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .map_or(name.clone(), |c| c.name.clone())
+        } else {
+            name.clone()
+        };
+    let path = crate::logs::log_path(&dir.log_dir(&shown), start);
     if crate::logs::files(&path).is_empty() {
         return Err(Error::NoLog(format!(
             "container \"{name}\" in pod \"{}\" is waiting to start",

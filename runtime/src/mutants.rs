@@ -134,10 +134,26 @@ pub enum Mutant {
     /// The scheduler ignores host ports: two pods asking for the same
     /// hostPort both run.
     PortConflictAdmitted,
+    /// Deleting a pod none of whose app containers runs (never started, or
+    /// all exited) returns but leaves the pod's record behind.
+    DeleteKeepsIdle,
+    /// An init container that exits non-zero counts as done: the app
+    /// containers start after it.
+    InitFailureIgnored,
+    /// `exec --timeout` is ignored: the command runs on past it.
+    ExecTimeoutIgnored,
+    /// `logs -c NAME` shows the log of the pod's first container.
+    LogsFirstContainer,
+    /// A `Localhost` seccomp profile is treated as Unconfined.
+    LocalhostProfileIgnored,
+    /// Privileged containers get their seccomp profile too.
+    PrivilegedSeccompKept,
+    /// A container without any seccompProfile gets RuntimeDefault.
+    NilProfileConfined,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 59] = [
+    pub const ALL: [(&'static str, Mutant); 66] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -200,6 +216,13 @@ impl Mutant {
         ("host-pid-ignored", Mutant::HostPidIgnored),
         ("host-port-ignored", Mutant::HostPortIgnored),
         ("port-conflict-admitted", Mutant::PortConflictAdmitted),
+        ("delete-keeps-idle", Mutant::DeleteKeepsIdle),
+        ("init-failure-ignored", Mutant::InitFailureIgnored),
+        ("exec-timeout-ignored", Mutant::ExecTimeoutIgnored),
+        ("logs-first-container", Mutant::LogsFirstContainer),
+        ("localhost-profile-ignored", Mutant::LocalhostProfileIgnored),
+        ("privileged-seccomp-kept", Mutant::PrivilegedSeccompKept),
+        ("nil-profile-confined", Mutant::NilProfileConfined),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

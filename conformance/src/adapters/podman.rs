@@ -307,6 +307,10 @@ impl Runtime for Podman {
             storage_eviction: false,
             log_bound: None,
             host_ports: false,
+            // `podman exec` has no timeout: the adapter can only kill the
+            // client, and the command goes on in the container.
+            exec_timeout: false,
+            seccomp_root: None,
         }
     }
 

@@ -403,8 +403,9 @@ impl Shim {
         }
         if !self.initialized {
             for i in 0..self.ctrs.len() {
+                let failure_ignored = self.mutant == Some(Mutant::InitFailureIgnored);
                 let done = |c: &Ctr| match c.role {
-                    Role::Init => c.completed(),
+                    Role::Init => c.completed() || (failure_ignored && c.has_terminated()),
                     Role::Sidecar => c.is_started(),
                     Role::App => true,
                 };

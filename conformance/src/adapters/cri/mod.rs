@@ -505,6 +505,9 @@ impl Runtime for Cri {
             // containerd writes what the kubelet asks; rotation is the kubelet's.
             log_bound: None,
             host_ports: false,
+            // ExecSync carries the timeout; the runtime kills the command.
+            exec_timeout: true,
+            seccomp_root: Some(spec::KUBELET_SECCOMP_ROOT.into()),
         }
     }
 

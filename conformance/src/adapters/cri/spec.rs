@@ -280,6 +280,10 @@ fn supplemental_groups(spec: &PodSpec) -> Vec<i64> {
     groups
 }
 
+/// Where the kubelet (and so this adapter) finds Localhost profiles:
+/// its root directory's seccomp/.
+pub const KUBELET_SECCOMP_ROOT: &str = "/var/lib/kubelet/seccomp";
+
 /// The kubelet's seccomp field: Unconfined when nothing is set (its default).
 fn seccomp(profile: Option<&SeccompProfile>) -> cri::SecurityProfile {
     use cri::security_profile::ProfileType;
@@ -288,7 +292,7 @@ fn seccomp(profile: Option<&SeccompProfile>) -> cri::SecurityProfile {
         Some("Localhost") => (
             ProfileType::Localhost,
             format!(
-                "/var/lib/kubelet/seccomp/{}",
+                "{KUBELET_SECCOMP_ROOT}/{}",
                 profile
                     .and_then(|p| p.localhost_profile.as_deref())
                     .unwrap_or_default()
