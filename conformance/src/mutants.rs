@@ -151,7 +151,7 @@ pub const VARIANTS: &[Variant] = &[
     v("port-conflict-admitted", &["PORT-002"],
       "the scheduler admits two pods asking for the same hostPort"),
     v("delete-keeps-idle", &["LIFE-014"],
-      "deleting a pod none of whose app containers runs leaves the pod behind"),
+      "deleting a pod none of whose app containers runs returns while the pod is still there"),
     v("init-failure-ignored", &["LIFE-015"],
       "an init container that exits non-zero counts as done and the app containers start"),
     v("exec-timeout-ignored", &["EXEC-004"],

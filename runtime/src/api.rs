@@ -1048,12 +1048,15 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
         shim,
         ..
     } = deletion;
+    if returns_early(&dir) {
+        return Ok(());
+    }
     if let Some((pidfd, limit)) = shim {
         let _ = sys::wait_readable(&pidfd, Some(limit));
     }
     let store = Store::of(config)?;
     let lock = store.lock()?;
-    if dir.pod_file().exists() && !keeps_idle_pod(&dir) {
+    if dir.pod_file().exists() {
         let mut errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
         errors.extend(shim::release_volumes(&dir));
         if !errors.is_empty() {
@@ -1069,9 +1072,10 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
     Ok(())
 }
 
-/// The `delete-keeps-idle` mutant: a pod none of whose app containers
-/// runs keeps its record through a delete.
-fn keeps_idle_pod(dir: &crate::store::PodDir) -> bool {
+/// The `delete-keeps-idle` mutant: the delete of a pod none of whose app
+/// containers runs returns at once, while its shim keeps the record a
+/// moment longer.
+fn returns_early(dir: &crate::store::PodDir) -> bool {
     crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::DeleteKeepsIdle)
         && dir.read_status().ok().flatten().is_some_and(|s| {
             !s.container_statuses

@@ -135,7 +135,7 @@ pub enum Mutant {
     /// hostPort both run.
     PortConflictAdmitted,
     /// Deleting a pod none of whose app containers runs (never started, or
-    /// all exited) returns but leaves the pod's record behind.
+    /// all exited) returns at once, while the pod is still there.
     DeleteKeepsIdle,
     /// An init container that exits non-zero counts as done: the app
     /// containers start after it.

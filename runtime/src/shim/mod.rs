@@ -127,6 +127,8 @@ pub struct Shim {
     active_deadline: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
+    /// The `delete-keeps-idle` mutant: the record goes a moment late.
+    remove_late: bool,
 }
 
 /// Entry point of `podlab __shim NAMESPACE NAME`.
@@ -263,6 +265,7 @@ impl Shim {
         Ok(Shim {
             cgroups: cgroups::Manager::new()?,
             mutant,
+            remove_late: false,
             config,
             store,
             dir,
