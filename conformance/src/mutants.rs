@@ -122,7 +122,7 @@ pub const VARIANTS: &[Variant] = &[
       "without a command the image's Entrypoint is dropped: args or the image's Cmd run alone"),
     v("exec-without-env", &["EXEC-001"],
       "exec runs with an empty environment in /, not with the container's environment and working directory"),
-    v("image-user-ignored", &["IMAGE-002", "EXEC-002"],
+    v("image-user-ignored", &["IMAGE-002", "EXEC-002", "SEC-013"],
       "the image's User is ignored: without runAsUser the container runs as root"),
     v("no-termination-message", &["TERM-001", "TERM-002", "TERM-003"],
       "the terminationMessagePath file is never read: no termination message"),
@@ -164,6 +164,10 @@ pub const VARIANTS: &[Variant] = &[
       "a privileged container keeps its seccomp profile"),
     v("nil-profile-confined", &["SEC-008"],
       "a container without any seccompProfile runs under RuntimeDefault"),
+    v("image-groups-ignored", &["SEC-014"],
+      "the groups the image's /etc/group gives the user are left out"),
+    v("strict-groups-ignored", &["SEC-015"],
+      "supplementalGroupsPolicy Strict is ignored: the image's groups are merged"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -237,6 +237,7 @@ const POD_SECURITY_FIELDS: &[&str] = &[
     "runAsGroup",
     "runAsNonRoot",
     "supplementalGroups",
+    "supplementalGroupsPolicy",
     "fsGroup",
     "fsGroupChangePolicy",
     "seccompProfile",

@@ -150,10 +150,14 @@ pub enum Mutant {
     PrivilegedSeccompKept,
     /// A container without any seccompProfile gets RuntimeDefault.
     NilProfileConfined,
+    /// The groups the image's /etc/group gives the user are left out.
+    ImageGroupsIgnored,
+    /// supplementalGroupsPolicy Strict is ignored: image groups are merged.
+    StrictGroupsIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 66] = [
+    pub const ALL: [(&'static str, Mutant); 68] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -223,6 +227,8 @@ impl Mutant {
         ("localhost-profile-ignored", Mutant::LocalhostProfileIgnored),
         ("privileged-seccomp-kept", Mutant::PrivilegedSeccompKept),
         ("nil-profile-confined", Mutant::NilProfileConfined),
+        ("image-groups-ignored", Mutant::ImageGroupsIgnored),
+        ("strict-groups-ignored", Mutant::StrictGroupsIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

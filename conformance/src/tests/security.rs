@@ -51,6 +51,12 @@ pub const CASES: &[TestCase] = &[
     case!("SEC-013", image_user_name_resolves,
         must: "A container whose image's User is a user name MUST run as that user's uid and primary gid from the image's /etc/passwd.",
         method: "Runs the named fixture image (User `app`, which only its own /etc/passwd maps to uid 5678 and gid 8765) with no securityContext; `probe caps --pid 1` and an exec'd `probe caps` must read uid 5678 and gid 8765."),
+    case!("SEC-014", image_groups_merge,
+        must: "Unless the pod's supplementalGroupsPolicy is Strict, a container MUST hold, besides the pod's supplementalGroups, the groups its image's /etc/group gives its user.",
+        method: "Runs the named fixture image (User `app`, a member of group extra, gid 9753, in the image's /etc/group) in a pod with supplementalGroups [3456] and no supplementalGroupsPolicy; `probe caps --pid 1` and an exec'd `probe caps` must list groups 8765, 9753 and 3456."),
+    case!("SEC-015", strict_groups_leave_out_the_image,
+        must: "With supplementalGroupsPolicy Strict, a container MUST hold only its primary group, the pod's supplementalGroups and fsGroup, none of the groups its image's /etc/group gives its user.",
+        method: "Runs the named fixture image in a pod with supplementalGroups [3456] and supplementalGroupsPolicy Strict; `probe caps --pid 1` and an exec'd `probe caps` must list groups 8765 and 3456, and not 9753."),
 ];
 
 /// Bit numbers from linux/capability.h.
@@ -593,6 +599,66 @@ fn image_user_name_resolves(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         }
     }
     Ok(())
+}
+
+/// The named image in a pod with supplementalGroups [3456] and `policy`;
+/// the groups of its main process and of an exec'd one.
+fn named_image_groups(
+    rt: &dyn Runtime,
+    ctx: &Ctx,
+    prefix: &str,
+    policy: Option<&str>,
+    check: impl Fn(&[u64]) -> Option<String>,
+) -> Check {
+    let mut sc = json!({"supplementalGroups": [3456]});
+    if let Some(policy) = policy {
+        sc["supplementalGroupsPolicy"] = json!(policy);
+    }
+    let manifest = PodManifest::new(ctx, prefix)
+        .spec_field("securityContext", sc)
+        .container(ContainerSpec::new(ctx, "app").image(&ctx.fixture_image("named")));
+    let pod = PodGuard::start(rt, ctx, &manifest)?;
+    for (whose, v) in caps_both(&pod, "app")? {
+        let groups: Vec<u64> = v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        if let Some(why) = check(&groups) {
+            return Err(fail(format!(
+                "{whose} of container app in pod {} (User app of the named image, \
+                 supplementalGroups [3456], supplementalGroupsPolicy {}) has groups {groups:?}: {why}",
+                pod.name,
+                policy.unwrap_or("unset")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn image_groups_merge(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    named_image_groups(rt, ctx, "sec-groups-merge", None, |groups| {
+        let missing: Vec<u64> = [8765, 9753, 3456]
+            .into_iter()
+            .filter(|g| !groups.contains(g))
+            .collect();
+        (!missing.is_empty()).then(|| {
+            format!("{missing:?} missing (9753 is the image's group extra, which lists app)")
+        })
+    })
+}
+
+fn strict_groups_leave_out_the_image(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    named_image_groups(rt, ctx, "sec-groups-strict", Some("Strict"), |groups| {
+        if groups.contains(&9753) {
+            Some("9753, the image's group extra, is there although the policy is Strict".into())
+        } else if !groups.contains(&8765) || !groups.contains(&3456) {
+            Some("8765 (primary) and 3456 (supplementalGroups) must both be there".into())
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]

@@ -485,6 +485,14 @@ impl Shim {
                     .iter_mut()
                     .for_each(|s| forget(&mut s.seccomp_profile));
             }
+            Some(Mutant::ImageGroupsIgnored) => {
+                pod_sc
+                    .get_or_insert_with(Default::default)
+                    .supplemental_groups_policy = Some("Strict".into());
+            }
+            Some(Mutant::StrictGroupsIgnored) => pod_sc
+                .iter_mut()
+                .for_each(|s| s.supplemental_groups_policy = None),
             Some(Mutant::NilProfileConfined) => {
                 let set = |p: Option<&SeccompProfile>| p.is_some();
                 if !set(pod_sc.as_ref().and_then(|s| s.seccomp_profile.as_ref()))
