@@ -942,95 +942,6 @@ fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-    use serde_json::json;
-
-    fn seq(phases: &[&str]) -> Vec<String> {
-        phases.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[rstest]
-    #[case(&["Pending", "Running"], None)]
-    #[case(&["", "Pending", "Running", "Succeeded"], None)]
-    #[case(&["Running"], None)]
-    #[case(&["Pending", "Running", "Pending"], Some("went from Running back to Pending"))]
-    #[case(&["Failed", "Running"], Some("went from Failed back to Running"))]
-    #[case(&["Pending", "Starting"], Some("reported the unknown phase \"Starting\""))]
-    fn phase_sequences(#[case] phases: &[&str], #[case] expected: Option<&str>) {
-        assert_eq!(backward_step(&seq(phases)).as_deref(), expected);
-    }
-
-    fn pod(status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "app"}, {"name": "sidecar"}]},
-            "status": status,
-        }))
-        .unwrap()
-    }
-
-    fn cond(kind: &str, at: &str) -> serde_json::Value {
-        json!({"type": kind, "status": "True", "lastTransitionTime": at})
-    }
-
-    #[test]
-    fn conditions_in_order_pass_and_out_of_order_fail() {
-        let t1 = "2026-01-01T00:00:01Z";
-        let t2 = "2026-01-01T00:00:02Z";
-        let good = pod(json!({"conditions": [
-            cond("Ready", t2), cond("PodScheduled", t1), cond("Initialized", t1), cond("ContainersReady", t2)
-        ]}));
-        assert_eq!(check_conditions("p", &good), Ok(()));
-        let bad = pod(json!({"conditions": [
-            cond("Ready", t1), cond("PodScheduled", t1), cond("Initialized", t2), cond("ContainersReady", t2)
-        ]}));
-        let err = check_conditions("p", &bad).unwrap_err();
-        assert!(err.starts_with("condition Ready of pod p became True at 2026-01-01T00:00:01Z before ContainersReady"), "{err}");
-        let missing = pod(json!({"conditions": [cond("PodScheduled", t1)]}));
-        assert_eq!(
-            check_conditions("p", &missing).unwrap_err(),
-            "pod p is ready but has no Initialized condition"
-        );
-    }
-
-    fn ctr(name: &str, state: serde_json::Value) -> serde_json::Value {
-        json!({"name": name, "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": state})
-    }
-
-    #[test]
-    fn running_with_a_waiting_container_is_caught() {
-        let early = pod(json!({"phase": "Running", "containerStatuses": [
-            ctr("app", json!({"running": {}})),
-            ctr("sidecar", json!({"waiting": {"reason": "ContainerCreating"}})),
-        ]}));
-        assert_eq!(
-            running_implies_started("p", &early).unwrap_err(),
-            "pod p is reported Running while its container sidecar has never started: waiting (ContainerCreating)"
-        );
-        let pending = pod(json!({"phase": "Pending", "containerStatuses": [
-            ctr("app", json!({"running": {}})),
-            ctr("sidecar", json!({"waiting": {"reason": "ErrImagePull"}})),
-        ]}));
-        assert_eq!(running_implies_started("p", &pending), Ok(()));
-        let mut backoff = ctr(
-            "sidecar",
-            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
-        );
-        backoff["lastState"] = json!({"terminated": {"exitCode": 1}});
-        let restarting = pod(json!({"phase": "Running", "containerStatuses": [
-            ctr("app", json!({"running": {}})), backoff,
-        ]}));
-        assert_eq!(running_implies_started("p", &restarting), Ok(()));
-        let no_status = pod(
-            json!({"phase": "Running", "containerStatuses": [ctr("app", json!({"running": {}}))]}),
-        );
-        assert!(running_implies_started("p", &no_status).is_err());
-    }
-}
-
 /// Waits until `until` holds for the pod; a diagnosis after the start timeout.
 fn wait_until(
     rt: &dyn Runtime,
@@ -1172,4 +1083,93 @@ fn failed_init_blocks_the_app(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             always.name, ctx.timeouts.start
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn seq(phases: &[&str]) -> Vec<String> {
+        phases.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[rstest]
+    #[case(&["Pending", "Running"], None)]
+    #[case(&["", "Pending", "Running", "Succeeded"], None)]
+    #[case(&["Running"], None)]
+    #[case(&["Pending", "Running", "Pending"], Some("went from Running back to Pending"))]
+    #[case(&["Failed", "Running"], Some("went from Failed back to Running"))]
+    #[case(&["Pending", "Starting"], Some("reported the unknown phase \"Starting\""))]
+    fn phase_sequences(#[case] phases: &[&str], #[case] expected: Option<&str>) {
+        assert_eq!(backward_step(&seq(phases)).as_deref(), expected);
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app"}, {"name": "sidecar"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn cond(kind: &str, at: &str) -> serde_json::Value {
+        json!({"type": kind, "status": "True", "lastTransitionTime": at})
+    }
+
+    #[test]
+    fn conditions_in_order_pass_and_out_of_order_fail() {
+        let t1 = "2026-01-01T00:00:01Z";
+        let t2 = "2026-01-01T00:00:02Z";
+        let good = pod(json!({"conditions": [
+            cond("Ready", t2), cond("PodScheduled", t1), cond("Initialized", t1), cond("ContainersReady", t2)
+        ]}));
+        assert_eq!(check_conditions("p", &good), Ok(()));
+        let bad = pod(json!({"conditions": [
+            cond("Ready", t1), cond("PodScheduled", t1), cond("Initialized", t2), cond("ContainersReady", t2)
+        ]}));
+        let err = check_conditions("p", &bad).unwrap_err();
+        assert!(err.starts_with("condition Ready of pod p became True at 2026-01-01T00:00:01Z before ContainersReady"), "{err}");
+        let missing = pod(json!({"conditions": [cond("PodScheduled", t1)]}));
+        assert_eq!(
+            check_conditions("p", &missing).unwrap_err(),
+            "pod p is ready but has no Initialized condition"
+        );
+    }
+
+    fn ctr(name: &str, state: serde_json::Value) -> serde_json::Value {
+        json!({"name": name, "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+    }
+
+    #[test]
+    fn running_with_a_waiting_container_is_caught() {
+        let early = pod(json!({"phase": "Running", "containerStatuses": [
+            ctr("app", json!({"running": {}})),
+            ctr("sidecar", json!({"waiting": {"reason": "ContainerCreating"}})),
+        ]}));
+        assert_eq!(
+            running_implies_started("p", &early).unwrap_err(),
+            "pod p is reported Running while its container sidecar has never started: waiting (ContainerCreating)"
+        );
+        let pending = pod(json!({"phase": "Pending", "containerStatuses": [
+            ctr("app", json!({"running": {}})),
+            ctr("sidecar", json!({"waiting": {"reason": "ErrImagePull"}})),
+        ]}));
+        assert_eq!(running_implies_started("p", &pending), Ok(()));
+        let mut backoff = ctr(
+            "sidecar",
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+        );
+        backoff["lastState"] = json!({"terminated": {"exitCode": 1}});
+        let restarting = pod(json!({"phase": "Running", "containerStatuses": [
+            ctr("app", json!({"running": {}})), backoff,
+        ]}));
+        assert_eq!(running_implies_started("p", &restarting), Ok(()));
+        let no_status = pod(
+            json!({"phase": "Running", "containerStatuses": [ctr("app", json!({"running": {}}))]}),
+        );
+        assert!(running_implies_started("p", &no_status).is_err());
+    }
 }
