@@ -173,8 +173,9 @@ pub struct Profile {
     pub no_new_privs: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Supplementary groups after the primary one (supplementalGroups,
-    /// then fsGroup).
+    /// Supplementary groups after the primary one: the image's groups of
+    /// the user (unless supplementalGroupsPolicy is Strict), then
+    /// supplementalGroups, then fsGroup.
     #[serde(default)]
     pub groups: Vec<u32>,
     /// The compiled seccomp filter; `None` is Unconfined.
