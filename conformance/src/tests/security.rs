@@ -1,7 +1,10 @@
 //! A container's securityContext as its processes see it in
 //! /proc/self/status and the filesystem: ids and groups, no_new_privs, a
 //! read-only root, capabilities added and dropped, and what a container
-//! that is not privileged may not see. (The restricted profile, seccomp,
+//! that is not privileged may not see; seccomp as the kubelet asks for it
+//! (none, Unconfined, Localhost profiles from the node, privileged
+//! containers without a filter); users and groups from the image's
+//! /etc/passwd and /etc/group. (The restricted profile, RuntimeDefault,
 //! runAsNonRoot, the pod/container override and fsGroup are ESC-020 to
 //! ESC-025; devices are ESC-010 to ESC-013.)
 
