@@ -86,6 +86,13 @@ pub struct Capabilities {
     /// make directories, files and mounts under its temp dir and give them
     /// to pods as hostPath volumes.
     pub host_paths: bool,
+    /// A command exec'd with a timeout is ended by the runtime once the
+    /// timeout passes (the CRI's ExecSync timeout), not left running.
+    pub exec_timeout: bool,
+    /// The node directory where the runtime reads seccompProfile
+    /// `Localhost` profiles (localhostProfile is relative to it), when it
+    /// honours them; the suite writes its profiles there.
+    pub seccomp_root: Option<std::path::PathBuf>,
 }
 
 /// Why a runtime call failed.

@@ -321,6 +321,7 @@ const POD_SECURITY_FIELDS: &[&str] = &[
     "runAsGroup",
     "runAsNonRoot",
     "supplementalGroups",
+    "supplementalGroupsPolicy",
     "fsGroup",
     "fsGroupChangePolicy",
     "seccompProfile",
@@ -1142,6 +1143,9 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
         shim,
         ..
     } = deletion;
+    if returns_early(&dir) {
+        return Ok(());
+    }
     if let Some((pidfd, limit)) = shim {
         let _ = sys::wait_readable(&pidfd, Some(limit));
     }
@@ -1161,6 +1165,19 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
     // Its requests are free again: pending pods may fit now.
     scheduler::schedule_pending(config, &store, &lock)?;
     Ok(())
+}
+
+/// The `delete-keeps-idle` mutant: the delete of a pod none of whose app
+/// containers runs returns at once, while its shim keeps the record a
+/// moment longer.
+fn returns_early(dir: &crate::store::PodDir) -> bool {
+    crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::DeleteKeepsIdle)
+        && dir.read_status().ok().flatten().is_some_and(|s| {
+            !s.container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+        })
 }
 
 /// What `gc` released.
@@ -1409,6 +1426,9 @@ pub fn exec_with_timeout(
 /// Waits for the exec'd child; past `timeout` it is killed. A pidfd makes
 /// the deadline a poll timeout rather than a sleep loop.
 fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
+    let timeout = timeout.filter(|_| {
+        crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::ExecTimeoutIgnored)
+    });
     if let Some(limit) = timeout {
         let pidfd =
             sys::pidfd_open(child.as_raw()).map_err(|e| Error::Io(format!("pidfd: {e}")))?;
@@ -1476,7 +1496,16 @@ pub fn logs(
     } else {
         restarts
     };
-    let path = crate::logs::log_path(&dir.log_dir(&name), start);
+    let shown =
+        if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::LogsFirstContainer) {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .map_or(name.clone(), |c| c.name.clone())
+        } else {
+            name.clone()
+        };
+    let path = crate::logs::log_path(&dir.log_dir(&shown), start);
     if crate::logs::files(&path).is_empty() {
         return Err(Error::NoLog(format!(
             "container \"{name}\" in pod \"{}\" is waiting to start",

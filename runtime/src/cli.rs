@@ -653,9 +653,17 @@ fn describe_container(
         // with the manifest's over them and $(VAR) references expanded.
         let _ = writeln!(s, "    Working Dir:    {}", rt.process.cwd);
         let id = |v: Option<u32>| v.map_or_else(|| "0".to_string(), |v| v.to_string());
+        // The groups as resolved: the image's (unless supplementalGroupsPolicy
+        // is Strict), supplementalGroups, fsGroup.
+        let groups = if rt.security.groups.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = rt.security.groups.iter().map(u32::to_string).collect();
+            format!(" groups={}", list.join(","))
+        };
         let _ = writeln!(
             s,
-            "    User:           uid={} gid={}",
+            "    User:           uid={} gid={}{groups}",
             id(rt.security.uid),
             id(rt.security.gid)
         );

@@ -130,6 +130,10 @@ enum Command {
         /// Accepted for kubectl compatibility.
         #[arg(short = 't', long = "tty")]
         _tty: bool,
+        /// podlab's own (kubectl has none): kill the command once it has
+        /// run this long (30s, 2m) and fail, as the CRI's ExecSync timeout.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -566,16 +570,18 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             command,
             stdin,
+            timeout,
             ..
         } => {
             if !stdin {
                 cli::empty_stdin()?;
             }
-            Ok(podlab::api::exec(
+            Ok(podlab::api::exec_with_timeout(
                 config,
                 &ns.key(&name),
                 container.as_deref(),
                 &command,
+                timeout,
             )?)
         }
         Command::Logs {

@@ -142,10 +142,30 @@ pub enum Mutant {
     /// `recursiveReadOnly` is ignored: only a readOnly volume's own mount
     /// is read-only, mounts below it stay writable.
     RecursiveReadOnlyIgnored,
+    /// Deleting a pod none of whose app containers runs (never started, or
+    /// all exited) returns at once, while the pod is still there.
+    DeleteKeepsIdle,
+    /// An init container that exits non-zero counts as done: the app
+    /// containers start after it.
+    InitFailureIgnored,
+    /// `exec --timeout` is ignored: the command runs on past it.
+    ExecTimeoutIgnored,
+    /// `logs -c NAME` shows the log of the pod's first container.
+    LogsFirstContainer,
+    /// A `Localhost` seccomp profile is treated as Unconfined.
+    LocalhostProfileIgnored,
+    /// Privileged containers get their seccomp profile too.
+    PrivilegedSeccompKept,
+    /// A container without any seccompProfile gets RuntimeDefault.
+    NilProfileConfined,
+    /// The groups the image's /etc/group gives the user are left out.
+    ImageGroupsIgnored,
+    /// supplementalGroupsPolicy Strict is ignored: image groups are merged.
+    StrictGroupsIgnored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 62] = [
+    pub const ALL: [(&'static str, Mutant); 71] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -214,6 +234,15 @@ impl Mutant {
             "recursive-read-only-ignored",
             Mutant::RecursiveReadOnlyIgnored,
         ),
+        ("delete-keeps-idle", Mutant::DeleteKeepsIdle),
+        ("init-failure-ignored", Mutant::InitFailureIgnored),
+        ("exec-timeout-ignored", Mutant::ExecTimeoutIgnored),
+        ("logs-first-container", Mutant::LogsFirstContainer),
+        ("localhost-profile-ignored", Mutant::LocalhostProfileIgnored),
+        ("privileged-seccomp-kept", Mutant::PrivilegedSeccompKept),
+        ("nil-profile-confined", Mutant::NilProfileConfined),
+        ("image-groups-ignored", Mutant::ImageGroupsIgnored),
+        ("strict-groups-ignored", Mutant::StrictGroupsIgnored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

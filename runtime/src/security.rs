@@ -173,8 +173,9 @@ pub struct Profile {
     pub no_new_privs: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Supplementary groups after the primary one (supplementalGroups,
-    /// then fsGroup).
+    /// Supplementary groups after the primary one: the image's groups of
+    /// the user (unless supplementalGroupsPolicy is Strict), then
+    /// supplementalGroups, then fsGroup.
     #[serde(default)]
     pub groups: Vec<u32>,
     /// The compiled seccomp filter; `None` is Unconfined.
@@ -321,11 +322,23 @@ impl Profile {
         profile.uid = Some(uid);
         profile.gid = Some(gid);
         let mut groups: Vec<u32> = Vec::new();
-        let pod_groups = pod
-            .and_then(|p| p.supplemental_groups.as_ref())
+        // Merge (the default): the groups the image's /etc/group gives the
+        // user come first, as containerd adds them; Strict: only the pod's.
+        let strict = pod.and_then(|p| p.supplemental_groups_policy.as_deref()) == Some("Strict");
+        let from_image = if strict {
+            Vec::new()
+        } else {
+            image_groups(inputs.layers, uid)
+        };
+        let pod_groups = from_image
             .into_iter()
-            .flatten()
-            .copied()
+            .map(i64::from)
+            .chain(
+                pod.and_then(|p| p.supplemental_groups.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
             .chain(pod.and_then(|p| p.fs_group));
         for g in pod_groups {
             let g = u32::try_from(g).map_err(|_| Error::InvalidId {
@@ -552,6 +565,27 @@ fn passwd_entry(layers: &[PathBuf], pick: impl Fn(&str, u32) -> bool) -> Option<
         let (uid, gid) = (f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?);
         pick(f.first()?, uid).then_some((uid, gid))
     })
+}
+
+/// The groups of the image's /etc/group that list the user of `uid` (by
+/// its /etc/passwd name) among their members.
+fn image_groups(layers: &[PathBuf], uid: u32) -> Vec<u32> {
+    let name = image_file(layers, "etc/passwd").and_then(|text| {
+        text.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f.first().map(|n| n.to_string()))?
+        })
+    });
+    let (Some(name), Some(text)) = (name, image_file(layers, "etc/group")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            let member = f.get(3)?.split(',').any(|m| m.trim() == name);
+            member.then(|| f.get(2)?.parse().ok())?
+        })
+        .collect()
 }
 
 /// The uid and gid of an image config's `User`.
@@ -891,6 +925,36 @@ mod tests {
         // The container may lift the pod's requirement.
         let lifted = ctr_sc(serde_json::json!({"runAsNonRoot": false}));
         assert!(resolve(Some(&non_root), Some(&lifted), None, &[], root).is_ok());
+    }
+
+    #[test]
+    fn image_groups_merge_unless_the_policy_is_strict() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().to_path_buf();
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::fs::write(
+            layer.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:8:80::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            layer.join("etc/group"),
+            "app:x:80:\nextra:x:90:root,app\nother:x:91:root\nbad:x:zz:app\n",
+        )
+        .unwrap();
+        let layers = vec![layer];
+        let root = Path::new("/nonexistent");
+        let merge = pod_sc(serde_json::json!({"supplementalGroups": [300]}));
+        let p = resolve(Some(&merge), None, Some("app"), &layers, root).unwrap();
+        assert_eq!(p.all_groups(), vec![80, 90, 300]);
+        // runAsUser picks the user whose groups count.
+        let root_user = pod_sc(serde_json::json!({"runAsUser": 0}));
+        let p = resolve(Some(&root_user), None, Some("app"), &layers, root).unwrap();
+        assert_eq!(p.all_groups(), vec![0, 90, 91]);
+        let strict = pod_sc(serde_json::json!({
+            "supplementalGroups": [300], "supplementalGroupsPolicy": "Strict"}));
+        let p = resolve(Some(&strict), None, Some("app"), &layers, root).unwrap();
+        assert_eq!(p.all_groups(), vec![80, 300]);
     }
 
     #[test]

@@ -128,18 +128,25 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     let root = util::target().join("conformance-cli-root");
     let data = util::target().join("conformance-cli-data");
     let images = fixtures::test_image_root();
+    let seccomp = root.join("seccomp");
     let globals = format!(
-        "--root {} --image-root {} --data-root {}",
+        "--root {} --image-root {} --data-root {} --seccomp-root {}",
         root.display(),
         images.display(),
-        data.display()
+        data.display(),
+        seccomp.display()
     );
     if root.to_string_lossy().contains(char::is_whitespace)
         || images.to_string_lossy().contains(char::is_whitespace)
     {
         anyhow::bail!("CONFORMANCE_CLI_ARGS is split on whitespace: check out the project at a path without any");
     }
-    let caps = podlab_caps();
+    // podlab's CLI ends a timed-out exec itself (`exec --timeout`).
+    let caps = format!(
+        "{},exec-timeout,seccomp-root={}",
+        podlab_caps(),
+        seccomp.display()
+    );
     util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");
     let result = util::run(
         runner()
@@ -208,6 +215,8 @@ impl Serve {
             .arg(fixtures::test_image_root())
             .arg("--data-root")
             .arg(&data)
+            .arg("--seccomp-root")
+            .arg(root.join("seccomp"))
             .args(["serve", "--address", "127.0.0.1:0", "--kubeconfig-out"])
             .arg(&kubeconfig)
             // The shims inherit it: the storage scan every half second.
@@ -253,7 +262,13 @@ pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
     util::step("conformance suite through the real kubectl against podlab serve (cli:kubectl)");
     let result = util::run(
         runner()
-            .args(["--runtime", "cli:kubectl", "--caps", &podlab_caps()])
+            // kubectl exec has no timeout of its own: no exec-timeout.
+            .args(["--runtime", "cli:kubectl", "--caps"])
+            .arg(format!(
+                "{},seccomp-root={}",
+                podlab_caps(),
+                serve.root.join("seccomp").display()
+            ))
             .args(extra)
             .env("KUBECONFIG", &serve.kubeconfig)
             .env_remove("CONFORMANCE_CLI_ARGS"),

@@ -11,7 +11,10 @@
 //!   that writes its argv to /tmp/argv and sleeps, a Cmd, and Env of its
 //!   own (the CMD tests);
 //! - `podlab.local/nonroot:latest`: the probe image running as user
-//!   4321:4321 in /home/app (the IMAGE tests).
+//!   4321:4321 in /home/app (the IMAGE tests);
+//! - `podlab.local/named:latest`: the probe image whose User is the name
+//!   `app`, uid 5678 and group 8765 in its own /etc/passwd, also a member
+//!   of group 9753 in its /etc/group (the SEC tests).
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -29,8 +32,15 @@ pub const PROBE_IMAGE: &str = "podlab.local/probe:latest";
 pub const PAUSE_IMAGE: &str = "podlab.local/pause:latest";
 pub const ENTRYPOINT_IMAGE: &str = "podlab.local/entrypoint:latest";
 pub const NONROOT_IMAGE: &str = "podlab.local/nonroot:latest";
+pub const NAMED_IMAGE: &str = "podlab.local/named:latest";
 /// Every image the suite's pods use, for runtimes that import them.
-pub const SUITE_IMAGES: [&str; 4] = [PROBE_IMAGE, BUSYBOX_IMAGE, ENTRYPOINT_IMAGE, NONROOT_IMAGE];
+pub const SUITE_IMAGES: [&str; 5] = [
+    PROBE_IMAGE,
+    BUSYBOX_IMAGE,
+    ENTRYPOINT_IMAGE,
+    NONROOT_IMAGE,
+    NAMED_IMAGE,
+];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -155,6 +165,26 @@ fn build_and_import_now(image_root: Option<&str>) -> anyhow::Result<()> {
     let app_dir = work.join("app-layer");
     fs::create_dir_all(app_dir.join("home/app"))?;
     let app_layer = layout::tar_gz_dir(&app_dir)?;
+    // The user `app` exists only in this layer's files, so a runtime that
+    // runs it must read the image's /etc/passwd (and /etc/group).
+    let named_dir = work.join("named-layer");
+    fs::create_dir_all(named_dir.join("etc"))?;
+    fs::write(
+        named_dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:5678:8765:app:/home/app:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    fs::write(
+        named_dir.join("etc/group"),
+        "root:x:0:\napp:x:8765:\nextra:x:9753:app\nnogroup:x:65534:\n",
+    )?;
+    let named_layer = layout::tar_gz_dir(&named_dir)?;
+    let named = ImageConfig {
+        env: vec![path.clone()],
+        cmd: vec!["sleep".into(), "3600".into()],
+        user: Some("app".into()),
+        ..Default::default()
+    };
     let nonroot = ImageConfig {
         env: vec![path],
         cmd: vec!["sleep".into(), "3600".into()],
@@ -167,6 +197,11 @@ fn build_and_import_now(image_root: Option<&str>) -> anyhow::Result<()> {
         (BUSYBOX_IMAGE, vec![base.clone()], &config),
         (PROBE_IMAGE, probe_layers.clone(), &config),
         (ENTRYPOINT_IMAGE, probe_layers.clone(), &entrypoint),
+        (
+            NAMED_IMAGE,
+            [probe_layers.clone(), vec![named_layer]].concat(),
+            &named,
+        ),
         (
             NONROOT_IMAGE,
             [probe_layers, vec![app_layer]].concat(),

@@ -122,6 +122,14 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "pods run on this node's filesystem and mount table, for hostPath volumes",
     ),
     (
+        "exec-timeout",
+        "exec --timeout=Ns (podlab's own flag) ends the command once N seconds pass",
+    ),
+    (
+        "seccomp-root=DIR",
+        "seccompProfile Localhost profiles are read from DIR on this machine",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -157,6 +165,8 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     log_bound: None,
                     host_ports: true,
                     host_paths: true,
+                    exec_timeout: true,
+                    seccomp_root: caps.seccomp_root.clone(),
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -176,6 +186,14 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "storage-eviction" => caps.storage_eviction = true,
             "host-ports" => caps.host_ports = true,
             "host-paths" => caps.host_paths = true,
+            "exec-timeout" => caps.exec_timeout = true,
+            other if other.starts_with("seccomp-root=") => {
+                let dir = &other["seccomp-root=".len()..];
+                if !dir.starts_with('/') {
+                    return Err(format!("seccomp-root needs an absolute path: {other}"));
+                }
+                caps.seccomp_root = Some(PathBuf::from(dir));
+            }
             other => match other.strip_prefix("container-pids=") {
                 Some(n) => {
                     let n: u64 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -315,11 +333,21 @@ impl Runtime for Cli {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, Error> {
-        let mut sub = vec!["exec", pod, "-c", container, "--"];
+        let limit = format!("--timeout={}s", timeout.as_secs_f64().ceil().max(1.0));
+        let mut sub = vec!["exec", pod, "-c", container];
+        // The runtime ends the command itself; the adapter's own deadline,
+        // later, only catches a binary that hangs.
+        let deadline = if self.config.capabilities.exec_timeout {
+            sub.push(&limit);
+            timeout + Duration::from_secs(10)
+        } else {
+            timeout
+        };
+        sub.push("--");
         sub.extend(argv.iter().map(String::as_str));
         // The binary's exit status is the command's (kubectl exec's
         // contract); its own failures are statuses too, seen with stderr.
-        self.run(&sub, None, timeout)
+        self.run(&sub, None, deadline)
     }
 
     fn delete_pod(&self, name: &str) -> Result<(), Error> {

@@ -72,11 +72,16 @@ impl Podlab {
             .map_err(|e| Error::Other(format!("cannot create a data directory: {e}")))?;
         // Global options come before the subcommand: after `exec ... --`
         // they would be the command's.
+        // Localhost seccomp profiles: a directory of this run's own, where
+        // the SEC tests write theirs.
+        let seccomp = root.path().join("seccomp");
         let mut global_args = vec![
             "--root".into(),
             root.path().display().to_string(),
             "--data-root".into(),
             data.path().display().to_string(),
+            "--seccomp-root".into(),
+            seccomp.display().to_string(),
         ];
         if let Some(images) = &config.image_root {
             global_args.extend(["--image-root".into(), images.display().to_string()]);
@@ -106,7 +111,7 @@ impl Podlab {
             bin: config.bin,
             global_args,
             context: None,
-            capabilities: capabilities(),
+            capabilities: capabilities(seccomp),
             probe_image: config.probe_image,
             env,
         };
@@ -164,7 +169,7 @@ impl Podlab {
 }
 
 /// What podlab offers the suite.
-fn capabilities() -> Capabilities {
+fn capabilities(seccomp_root: PathBuf) -> Capabilities {
     Capabilities {
         // Every pod is attached to the podlab0 bridge, where the node
         // is the gateway.
@@ -191,6 +196,9 @@ fn capabilities() -> Capabilities {
         // hostPort through the portmap plugin podlab chains after bridge.
         host_ports: true,
         host_paths: true,
+        // `podlab exec --timeout`, which the adapter passes.
+        exec_timeout: true,
+        seccomp_root: Some(seccomp_root),
     }
 }
 

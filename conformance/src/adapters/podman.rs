@@ -308,6 +308,10 @@ impl Runtime for Podman {
             log_bound: None,
             host_ports: false,
             host_paths: true,
+            // `podman exec` has no timeout: the adapter can only kill the
+            // client, and the command goes on in the container.
+            exec_timeout: false,
+            seccomp_root: None,
         }
     }
 

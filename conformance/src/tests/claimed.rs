@@ -100,10 +100,11 @@ fn a_claimed_capability_that_is_missing_fails() {
         },
     );
     let all = crate::tests::all();
-    // pod-ip, hostIP, cgroup-visible and privileged, each claimed and missing.
+    // pod-ip, hostIP, cgroup-visible, privileged and exec-timeout, each
+    // claimed and missing.
     for id in [
         "NET-004", "NET-011", "NET-012", "NET-014", "NET-016", "CGR-001", "CGR-002", "CGR-003",
-        "UTS-005", "PORT-001",
+        "UTS-005", "PORT-001", "EXEC-004",
     ] {
         let case = all.iter().find(|c| c.id == id).unwrap();
         match (case.run)(&rt, &ctx) {

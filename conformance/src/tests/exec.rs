@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::pods::RawPod;
+use crate::pods::{PodGuard, PodManifest, RawPod};
 use crate::runtime::{self, Error, Runtime};
 use crate::suite::{fail, skip, Check, Ctx, TestCase};
 use crate::tests::cmd::{entrypoint_image, nonroot_image, start_pods};
@@ -21,6 +21,9 @@ pub const CASES: &[TestCase] = &[
     case!("EXEC-003", exec_into_an_exited_container_fails,
         must: "An exec into a container that has exited MUST fail with an error, promptly, without running the command.",
         method: "Two pods at once under restartPolicy Never: one whose container app exits 0 beside a sleeping sidecar (the pod stays Running), one whose only container exits 0 (the pod Succeeds). Once app is terminated, exec `echo TOKEN` into it with a 20 s deadline must end before the deadline with an error or a non-zero exit status carrying a message, and must not print the token. Skipped when the runtime does not declare restart-policy."),
+    case!("EXEC-004", exec_timeout_ends_the_command,
+        must: "A command exec'd with a timeout MUST be ended once the timeout passes, the exec failing and no process of the command left in the container.",
+        method: "In a running pod, exec `sleep 31337` with a 2 s timeout: the call must not return before 2 s nor succeed (an error or a non-zero exit status); then the container's processes, read from /proc/*/cmdline by an exec'd shell, must show no `sleep 31337` within 10 s. Skipped when the runtime does not declare exec-timeout."),
 ];
 
 fn exec_gets_the_container_env_and_cwd(rt: &dyn Runtime, ctx: &Ctx) -> Check {
@@ -151,4 +154,58 @@ fn exec_into_an_exited_container_fails(rt: &dyn Runtime, ctx: &Ctx) -> Check {
         }
     }
     Ok(())
+}
+
+/// The command lines of the container's processes, one per line.
+const LIST_PROCESSES: &str =
+    "for f in /proc/[0-9]*/cmdline; do tr '\\000' ' ' < \"$f\" 2>/dev/null; echo; done";
+
+fn exec_timeout_ends_the_command(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.exec_timeout {
+        return Err(skip(
+            "the runtime does not declare exec-timeout: a timed-out exec may go on in the container",
+        ));
+    }
+    let pod = PodGuard::start(
+        rt,
+        ctx,
+        &PodManifest::sleepers(ctx, "exec-timeout", &["app"]),
+    )?;
+    let argv = ["sleep".to_string(), "31337".to_string()];
+    let limit = Duration::from_secs(2);
+    let started = Instant::now();
+    let result = rt.exec(&pod.name, "app", &argv, limit);
+    let took = started.elapsed();
+    let what = format!(
+        "pod {}: exec `sleep 31337` with a {limit:?} timeout",
+        pod.name
+    );
+    match &result {
+        Ok(out) if out.exit_code == 0 => {
+            return Err(fail(format!(
+                "{what} succeeded after {took:?}: the timeout did not end it"
+            )))
+        }
+        _ if took < limit - Duration::from_millis(100) => {
+            return Err(fail(format!(
+                "{what} returned after {took:?}, before its timeout ({result:?}): the command did not run"
+            )))
+        }
+        _ => {}
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = pod.exec("app", &["sh", "-c", LIST_PROCESSES])?;
+        let left = out.stdout.lines().any(|l| l.trim() == "sleep 31337");
+        if !left {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "{what} ended after {took:?} ({result:?}), but `sleep 31337` still runs in the \
+                 container 10 s later: the timeout ended the client, not the command"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -49,6 +49,12 @@ pub const CASES: &[TestCase] = &[
     case!("LIFE-012", delete_terms_then_kills,
         must: "Deleting a pod MUST send its containers SIGTERM first and SIGKILL only once the grace period is over.",
         method: "Runs two pods: one whose shell exits on SIGTERM (grace 30 s), one whose shell notes SIGTERM in a file and keeps running (grace 3 s); deletes each with its grace period and times the delete: the first must be gone well within its grace (under 10 s: it got SIGTERM), the second not before 2.5 s (nothing killed it early) and within 25 s (SIGKILL came). While the second is being deleted, exec into it must show within 2.5 s the note its SIGTERM trap writes (SIGTERM came and the container still runs). Skipped when the adapter cannot delete with a grace period."),
+    case!("LIFE-014", deleting_unstarted_and_ended_pods,
+        must: "Deleting a pod whose app containers never started, or whose containers have all exited, MUST remove the pod and free its name.",
+        method: "Two pods at once: waiting, whose init container sleeps so its app container never starts, and ended (restartPolicy Never), whose only container exits 1 at once. Once the init container runs and the other pod is Failed, each is deleted: the runtime must then report neither, and a new sleeping pod under each name must run. Skipped when the runtime does not run init containers or honour restart policies."),
+    case!("LIFE-015", failed_init_blocks_the_app,
+        must: "An init container that exits non-zero MUST keep the pod's app containers from starting, the pod ending Failed under restartPolicy Never and staying Pending under Always.",
+        method: "Two pods at once whose init container runs `exit 7` before a sleeping app container: never (restartPolicy Never) and always (restartPolicy Always). Polls until never is Failed and always's init container has terminated with exit code 7, then a few seconds more: the app container must never be running or terminated in either, never must end Failed with its init container terminated with exit code 7, and always must be Pending in every observation. Skipped when the runtime does not run init containers or honour restart policies."),
 ];
 
 /// How far along the lifecycle a phase is; None for an unknown phase.
@@ -932,6 +938,149 @@ fn delete_terms_then_kills(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "deleting pod {} (grace 3 s), whose container ignores SIGTERM, took {took:.1?}: \
              SIGKILL must follow when the grace period ends",
             stubborn.name
+        )
+    })
+}
+
+/// Waits until `until` holds for the pod; a diagnosis after the start timeout.
+fn wait_until(
+    rt: &dyn Runtime,
+    ctx: &Ctx,
+    pod: &str,
+    what: &str,
+    until: impl Fn(&Pod) -> bool,
+) -> Result<(), Outcome> {
+    runtime::wait_for(rt, pod, what, ctx.timeouts.start, |p| {
+        until(p).then_some(Ok(()))
+    })
+    .map_err(|e| fail(e.to_string()))
+}
+
+fn deleting_unstarted_and_ended_pods(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.init_containers || !ctx.caps.restart_policy {
+        return Err(skip(
+            "the runtime does not run init containers or honour restartPolicy",
+        ));
+    }
+    let waiting = RawPod::create(
+        rt,
+        ctx,
+        "life-del-waiting",
+        json!({
+            "initContainers": [ctr(ctx, "init", &["sleep", "3600"])],
+            "containers": [ctr(ctx, "app", &["sleep", "3600"])],
+        }),
+    )?;
+    let ended = RawPod::create(
+        rt,
+        ctx,
+        "life-del-ended",
+        json!({"restartPolicy": "Never", "containers": [sh(ctx, "app", "exit 1")]}),
+    )?;
+    wait_until(rt, ctx, &waiting.name, "init container init running", |p| {
+        is_running(find(init_statuses(p), "init"))
+    })?;
+    wait_until(rt, ctx, &ended.name, "phase Failed", |p| {
+        runtime::phase(p) == "Failed"
+    })?;
+    let mut again = Vec::new();
+    for (pod, what) in [
+        (&waiting, "whose app container never started"),
+        (&ended, "whose container exited"),
+    ] {
+        rt.delete_pod(&pod.name)
+            .map_err(|e| fail(format!("deleting pod {} {what} failed: {e}", pod.name)))?;
+        if let Some(p) = rt.get_pod(&pod.name)? {
+            return Err(fail(format!(
+                "pod {} {what} is still reported after its delete returned: {}",
+                pod.name,
+                runtime::describe(&p)
+            )));
+        }
+        let mut m = PodManifest::sleepers(ctx, "life-del-again", &["app"]);
+        m.name = pod.name.clone();
+        again.push(m);
+    }
+    let again: Vec<&PodManifest> = again.iter().collect();
+    // A pod under each freed name must run.
+    PodGuard::start_all(rt, ctx, &again).map(drop)
+}
+
+fn failed_init_blocks_the_app(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    if !ctx.caps.init_containers || !ctx.caps.restart_policy {
+        return Err(skip(
+            "the runtime does not run init containers or honour restartPolicy",
+        ));
+    }
+    let spec = |policy: &str| {
+        json!({
+            "restartPolicy": policy,
+            "initContainers": [sh(ctx, "init", "exit 7")],
+            "containers": [ctr(ctx, "app", &["sleep", "3600"])],
+        })
+    };
+    let never = RawPod::create(rt, ctx, "life-initfail-never", spec("Never"))?;
+    let always = RawPod::create(rt, ctx, "life-initfail-always", spec("Always"))?;
+    let init_failed = |p: &Pod| {
+        find(init_statuses(p), "init")
+            .and_then(terminated)
+            .is_some_and(|t| t.exit_code == 7)
+    };
+    let app_unstarted = |name: &str, p: &Pod| -> Check {
+        match find(runtime::container_statuses(p), "app") {
+            Some(c) if has_started(c) => Err(fail(format!(
+                "pod {name}: app container started although its init container failed: {}",
+                runtime::describe(p)
+            ))),
+            _ => Ok(()),
+        }
+    };
+    let reached = watch(
+        &never.name,
+        rt,
+        ctx.timeouts.start,
+        ctx.timeouts.settle,
+        |p| runtime::phase(p) == "Failed" && init_failed(p),
+        |p| app_unstarted(&never.name, p),
+    )?;
+    ensure(reached, || {
+        format!(
+            "pod {} (restartPolicy Never) whose init container exits 7 did not end Failed with \
+             that exit code within {:?}",
+            never.name, ctx.timeouts.start
+        )
+    })?;
+    let last = rt.get_pod(&never.name)?;
+    if let Some(p) = last.filter(|p| runtime::phase(p) != "Failed") {
+        return Err(fail(format!(
+            "pod {} (restartPolicy Never) left phase Failed after its init container failed: {}",
+            never.name,
+            runtime::describe(&p)
+        )));
+    }
+    let reached = watch(
+        &always.name,
+        rt,
+        ctx.timeouts.start,
+        ctx.timeouts.settle,
+        init_failed,
+        |p| {
+            app_unstarted(&always.name, p)?;
+            let phase = runtime::phase(p);
+            ensure(phase == "Pending" || phase.is_empty(), || {
+                format!(
+                    "pod {} (restartPolicy Always) whose init container fails is reported {phase}, \
+                     not Pending: {}",
+                    always.name,
+                    runtime::describe(p)
+                )
+            })
+        },
+    )?;
+    ensure(reached, || {
+        format!(
+            "pod {}: init container init never reported terminated with exit code 7 within {:?}",
+            always.name, ctx.timeouts.start
         )
     })
 }

@@ -16,6 +16,9 @@ pub const CASES: &[TestCase] = &[
     case!("LOGS-002", previous_log,
         must: "After a container restarted, the log of its previous run MUST still be readable, apart from the log of its current run.",
         method: "A container (restartPolicy Always) counts its runs in an emptyDir: its first run prints run-1 and exits 1, its second prints run-2 and sleeps. Once restartCount is 1 and it runs, its current log is read until it shows run-2; the previous run's log (`logs --previous`) must show run-1 and not run-2, and the current one must not show run-1. Skipped when the adapter cannot read a previous run's log (recorded)."),
+    case!("LOGS-003", each_container_its_own_log,
+        must: "Each container of a pod MUST have a log of its own, holding every line that container wrote and none of the other containers' lines.",
+        method: "A pod of three containers (one, two, three), each writing NAME-line-1 to NAME-line-5 to stdout then sleeping. Each container's log is read until its five lines are there (within 10 s): it must hold its own five lines, in order, and no line of the other two."),
 ];
 
 /// Reads the log until `done` holds or `within` passes; the last text read.
@@ -26,9 +29,21 @@ fn log_until(
     within: Duration,
     done: impl Fn(&str) -> bool,
 ) -> Result<String, runtime::Error> {
+    container_log_until(rt, pod, "app", previous, within, done)
+}
+
+/// [`log_until`] for any container of the pod.
+fn container_log_until(
+    rt: &dyn Runtime,
+    pod: &str,
+    container: &str,
+    previous: bool,
+    within: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, runtime::Error> {
     let deadline = Instant::now() + within;
     loop {
-        let text = rt.logs(pod, "app", None, previous)?;
+        let text = rt.logs(pod, container, None, previous)?;
         if done(&text) || Instant::now() >= deadline {
             return Ok(text);
         }
@@ -126,6 +141,55 @@ fn previous_log(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "pod {}: after one restart the current log shows runs {now:?} and the previous log runs {before:?}; expected [2] and [1] (current {current:?}, previous {previous:?})",
             pod.name
         )));
+    }
+    Ok(())
+}
+
+fn each_container_its_own_log(rt: &dyn Runtime, ctx: &Ctx) -> Check {
+    const NAMES: [&str; 3] = ["one", "two", "three"];
+    let containers: Vec<_> = NAMES
+        .iter()
+        .map(|n| {
+            let script = format!(
+                "i=1; while [ $i -le 5 ]; do echo {n}-line-$i; i=$((i+1)); done; exec sleep 3600"
+            );
+            json!({"name": n, "image": ctx.probe_image, "command": ["sh", "-c", script]})
+        })
+        .collect();
+    let pod = RawPod::create(rt, ctx, "logs-each", json!({"containers": containers}))?;
+    runtime::wait_running(rt, &pod.name, ctx.timeouts.start)
+        .map_err(|e| fail(format!("pod {} did not start: {e}", pod.name)))?;
+    for name in NAMES {
+        let own = format!("{name}-line-");
+        let text =
+            match container_log_until(rt, &pod.name, name, false, Duration::from_secs(10), |t| {
+                numbers(t, &own).contains(&5)
+            }) {
+                Ok(t) => t,
+                Err(runtime::Error::Unsupported(why)) => return Err(skip(why)),
+                Err(e) => {
+                    return Err(fail(format!(
+                        "pod {}: reading the log of container {name}: {e}",
+                        pod.name
+                    )))
+                }
+            };
+        let seen = numbers(&text, &own);
+        if seen != [1, 2, 3, 4, 5] {
+            return Err(fail(format!(
+                "pod {}: the log of container {name} has its lines {seen:?}; expected 1 to 5 in \
+                 order, each once ({text:?})",
+                pod.name
+            )));
+        }
+        for other in NAMES.iter().filter(|o| **o != name) {
+            if !numbers(&text, &format!("{other}-line-")).is_empty() {
+                return Err(fail(format!(
+                    "pod {}: the log of container {name} holds lines of container {other}: {text:?}",
+                    pod.name
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -134,6 +134,14 @@ impl Ctr {
                 .is_some_and(|t| t.exit_code == 0)
     }
 
+    /// Has ended at least once, whatever its exit code.
+    pub(super) fn has_terminated(&self) -> bool {
+        let terminated = |s: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+            s.is_some_and(|s| s.terminated.is_some())
+        };
+        terminated(self.status.state.as_ref()) || terminated(self.status.last_state.as_ref())
+    }
+
     /// Derives `started` and `ready` from what the shim knows.
     pub(super) fn refresh(&mut self) {
         let started = self.is_started();

@@ -132,6 +132,8 @@ pub struct Shim {
     run_started: Option<Instant>,
     notify: Option<File>,
     mutant: Option<Mutant>,
+    /// The `delete-keeps-idle` mutant: the record goes a moment late.
+    remove_late: bool,
 }
 
 /// Entry point of `podlab __shim NAMESPACE NAME`.
@@ -274,6 +276,7 @@ impl Shim {
         Ok(Shim {
             cgroups: cgroups::Manager::new()?,
             mutant,
+            remove_late: false,
             config,
             store,
             dir,
@@ -423,8 +426,9 @@ impl Shim {
         }
         if !self.initialized {
             for i in 0..self.ctrs.len() {
+                let failure_ignored = self.mutant == Some(Mutant::InitFailureIgnored);
                 let done = |c: &Ctr| match c.role {
-                    Role::Init => c.completed(),
+                    Role::Init => c.completed() || (failure_ignored && c.has_terminated()),
                     Role::Sidecar => c.is_started(),
                     Role::App => true,
                 };

@@ -19,6 +19,7 @@ use crate::probe;
 use crate::sandbox;
 use crate::store::{self, now_time, Event};
 use crate::sys::ProcessId;
+use k8s_openapi::api::core::v1::SeccompProfile;
 
 use super::probes::{Helper, ProbeKind, ProbeRun};
 use super::spawn::read_all;
@@ -572,6 +573,39 @@ impl Shim {
             Some(Mutant::NoNewPrivsIgnored) => ctr_sc
                 .iter_mut()
                 .for_each(|s| s.allow_privilege_escalation = None),
+            Some(Mutant::LocalhostProfileIgnored) => {
+                let forget = |p: &mut Option<SeccompProfile>| {
+                    if p.as_ref().is_some_and(|p| p.type_ == "Localhost") {
+                        *p = None;
+                    }
+                };
+                pod_sc
+                    .iter_mut()
+                    .for_each(|s| forget(&mut s.seccomp_profile));
+                ctr_sc
+                    .iter_mut()
+                    .for_each(|s| forget(&mut s.seccomp_profile));
+            }
+            Some(Mutant::ImageGroupsIgnored) => {
+                pod_sc
+                    .get_or_insert_with(Default::default)
+                    .supplemental_groups_policy = Some("Strict".into());
+            }
+            Some(Mutant::StrictGroupsIgnored) => pod_sc
+                .iter_mut()
+                .for_each(|s| s.supplemental_groups_policy = None),
+            Some(Mutant::NilProfileConfined) => {
+                let set = |p: Option<&SeccompProfile>| p.is_some();
+                if !set(pod_sc.as_ref().and_then(|s| s.seccomp_profile.as_ref()))
+                    && !set(ctr_sc.as_ref().and_then(|s| s.seccomp_profile.as_ref()))
+                {
+                    ctr_sc.get_or_insert_with(Default::default).seccomp_profile =
+                        Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        });
+                }
+            }
             _ => {}
         }
         let resolved = Profile::resolve(&Inputs {
@@ -609,6 +643,20 @@ impl Shim {
         };
         match self.mutant {
             Some(Mutant::SeccompIgnored) => profile.seccomp = None,
+            Some(Mutant::PrivilegedSeccompKept) if profile.privileged => {
+                let sp = ctr_sc
+                    .as_ref()
+                    .and_then(|c| c.seccomp_profile.as_ref())
+                    .or(pod_sc.as_ref().and_then(|p| p.seccomp_profile.as_ref()));
+                if let Some(sp) = sp {
+                    profile.seccomp = crate::security::seccomp_program(
+                        sp,
+                        profile.caps,
+                        &self.config.seccomp_root,
+                    )
+                    .map_err(CreateFailure::of)?;
+                }
+            }
             Some(Mutant::RunAsRoot) => {
                 profile.uid = Some(0);
                 profile.gid = Some(0);

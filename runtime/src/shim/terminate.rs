@@ -62,6 +62,9 @@ impl Shim {
     /// Deletion: no more restarts or probes; every container gets the grace
     /// period (re-read, so a second delete can shorten it).
     pub(super) fn begin_termination(&mut self) {
+        if self.mutant == Some(Mutant::DeleteKeepsIdle) && self.terminating.is_none() {
+            self.remove_late = !self.ctrs.iter().any(|c| c.role == Role::App && c.running());
+        }
         let pod = self.dir.read_pod().unwrap_or_else(|_| self.pod.clone());
         // The deletion bumped the generation: the status reports it seen.
         self.pod.metadata.generation = pod.metadata.generation;
@@ -107,6 +110,9 @@ impl Shim {
         errors.extend(release_volumes(&self.dir));
         if !errors.is_empty() {
             return Err(Error::Other(errors.join("; ")));
+        }
+        if self.remove_late {
+            std::thread::sleep(Duration::from_secs(3));
         }
         let lock = self.store.lock()?;
         self.store.remove(&lock, &self.dir.key)?;

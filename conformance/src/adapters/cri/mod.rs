@@ -515,6 +515,9 @@ impl Runtime for Cri {
             log_bound: None,
             host_ports: false,
             host_paths: true,
+            // ExecSync carries the timeout; the runtime kills the command.
+            exec_timeout: true,
+            seccomp_root: Some(spec::KUBELET_SECCOMP_ROOT.into()),
         }
     }
 

@@ -98,6 +98,7 @@ pub fn sandbox_config(
                 run_as_user: pod_sc.and_then(|sc| sc.run_as_user).map(int64),
                 run_as_group: pod_sc.and_then(|sc| sc.run_as_group).map(int64),
                 supplemental_groups: supplemental_groups(spec),
+                supplemental_groups_policy: supplemental_groups_policy(spec),
                 seccomp: Some(seccomp(pod_sc.and_then(|sc| sc.seccomp_profile.as_ref()))),
                 // containerd refuses a privileged container in a sandbox
                 // that is not privileged itself.
@@ -240,6 +241,7 @@ fn security_context(spec: &PodSpec, c: &Container) -> cri::LinuxContainerSecurit
         readonly_rootfs: sc.and_then(|sc| sc.read_only_root_filesystem) == Some(true),
         no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
         supplemental_groups: supplemental_groups(spec),
+        supplemental_groups_policy: supplemental_groups_policy(spec),
         seccomp: Some(seccomp(
             sc.and_then(|sc| sc.seccomp_profile.as_ref())
                 .or(pod_sc.and_then(|sc| sc.seccomp_profile.as_ref())),
@@ -280,6 +282,20 @@ const READONLY_PATHS: &[&str] = &[
 
 /// The pod's supplementalGroups and its fsGroup, as the kubelet gives them
 /// to every container.
+/// The pod's supplementalGroupsPolicy as the CRI's enum (Merge when unset).
+fn supplemental_groups_policy(spec: &PodSpec) -> i32 {
+    let strict = spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.supplemental_groups_policy.as_deref())
+        == Some("Strict");
+    if strict {
+        cri::SupplementalGroupsPolicy::Strict as i32
+    } else {
+        cri::SupplementalGroupsPolicy::Merge as i32
+    }
+}
+
 fn supplemental_groups(spec: &PodSpec) -> Vec<i64> {
     let sc = spec.security_context.as_ref();
     let mut groups: Vec<i64> = sc
@@ -289,6 +305,10 @@ fn supplemental_groups(spec: &PodSpec) -> Vec<i64> {
     groups
 }
 
+/// Where the kubelet (and so this adapter) finds Localhost profiles:
+/// its root directory's seccomp/.
+pub const KUBELET_SECCOMP_ROOT: &str = "/var/lib/kubelet/seccomp";
+
 /// The kubelet's seccomp field: Unconfined when nothing is set (its default).
 fn seccomp(profile: Option<&SeccompProfile>) -> cri::SecurityProfile {
     use cri::security_profile::ProfileType;
@@ -297,7 +317,7 @@ fn seccomp(profile: Option<&SeccompProfile>) -> cri::SecurityProfile {
         Some("Localhost") => (
             ProfileType::Localhost,
             format!(
-                "/var/lib/kubelet/seccomp/{}",
+                "{KUBELET_SECCOMP_ROOT}/{}",
                 profile
                     .and_then(|p| p.localhost_profile.as_deref())
                     .unwrap_or_default()

@@ -129,6 +129,11 @@ impl Validator {
             sc.fs_group_change_policy.as_deref(),
             &["OnRootMismatch", "Always"],
         );
+        self.one_of(
+            &format!("{path}.supplementalGroupsPolicy"),
+            sc.supplemental_groups_policy.as_deref(),
+            &["Merge", "Strict"],
+        );
         self.seccomp(
             &format!("{path}.seccompProfile"),
             sc.seccomp_profile.as_ref(),
