@@ -5,109 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{spawnable, Podlab, BUSYBOX, PROBE};
-
-/// kubectl from $KUBECTL or PATH; a missing one is an error, not a skip.
-fn kubectl_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("KUBECTL") {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())
-        .expect("kubectl is not on PATH (nor in $KUBECTL): the serve tests drive the real kubectl; `cargo xtask doctor` says how to get it")
-}
-
-/// A running `podlab serve`, stopped on drop.
-struct Server {
-    child: Child,
-    kubeconfig: PathBuf,
-}
-
-impl Server {
-    fn start(p: &Podlab) -> Server {
-        Server::start_with(p, &[])
-    }
-
-    fn start_with(p: &Podlab, env: &[(&str, &str)]) -> Server {
-        let kubeconfig = p.root.path().join("kubeconfig-test");
-        let mut cmd = spawnable(p);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .args(["serve", "--address", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(&kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start podlab serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut server = Server { child, kubeconfig };
-        // The export line comes once it listens and the kubeconfig is written.
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("export KUBECONFIG=") => {
-                    assert_eq!(
-                        l,
-                        format!("export KUBECONFIG={}", server.kubeconfig.display())
-                    );
-                    break;
-                }
-                Some(Ok(_)) => continue,
-                _ => {
-                    let status = server.child.wait().ok();
-                    panic!("podlab serve exited before listening: {status:?}");
-                }
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        server
-    }
-
-    fn kubectl(&self) -> Command {
-        let mut c = Command::new(kubectl_path());
-        c.env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.kubectl().args(args).output().expect("run kubectl")
-    }
-
-    /// kubectl that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write manifest");
-    path
-}
+use common::serve::{kubectl_path, write, Server};
+use common::{Podlab, BUSYBOX, PROBE};
 
 fn pod_manifest(name: &str) -> String {
     format!(

@@ -5,9 +5,14 @@
 //! Measures apply → Running and delete latency (median, p95), host memory
 //! per running podlab pod (shim + pause RSS), many pods at once, and the
 //! wall time of the whole conformance suite on podlab (`suite_seconds`,
-//! `suite_tests`: tests that ran). Writes
+//! `suite_tests`: tests that ran). The API path ([`api`], `podlab serve`):
+//! the same apply → Running and delete through kubectl (`api.start_ratio`,
+//! `api.delete_ratio` = kubectl median / CLI median), get and list latency
+//! with many pods, and many watchers seeing every pod created. Writes
 //! `bench.json` (with `start_ratio` and `delete_ratio` = podlab median /
 //! podman median) and `bench.md`.
+
+mod api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -286,17 +291,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     bench.podman = setup_podman(&work, &images)?;
     let runs = if quick { 5 } else { 20 };
     let many = if quick { 20 } else { 100 };
+    let watchers = if quick { 10 } else { 50 };
+    doctor::require(&[doctor::Need::Kubectl], "the benchmark's API path")?;
+    let api = api::ApiPath::start(bench.podlab(), work.join("serve/kubeconfig"))?;
 
     util::step(&format!(
         "start/delete latency, {runs} interleaved runs each"
     ));
     let (mut pl_start, mut pl_del, mut pm_start, mut pm_del) = (vec![], vec![], vec![], vec![]);
+    let (mut api_start, mut api_del) = (vec![], vec![]);
     let mut rss = Vec::new();
     for i in 0..runs {
         let name = format!("bench-{i}");
         pl_start.push(bench.podlab_start(&name)?);
         rss.push(bench.podlab_pod_mem_kib(&name, "Rss")?);
         pl_del.push(bench.podlab_delete(&name)?);
+        let via_api = format!("api-{i}");
+        api_start.push(api.start_pod(&bench.manifest(&via_api)?, &via_api)?);
+        api_del.push(api.delete_pod(&via_api)?);
         if let Some(pm) = &bench.podman {
             pm_start.push(bench.podman_start(pm, &name)?);
             pm_del.push(bench.podman_delete(pm, &name)?);
@@ -318,6 +330,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bench.podlab_delete(&format!("many-{i}"))?;
     }
     let many_down = start.elapsed();
+
+    util::step(&format!(
+        "{watchers} watchers through podlab serve, {many} pods created"
+    ));
+    let fanout = api.fanout(|| bench.podlab(), &work, many, watchers)?;
+    util::step(&format!(
+        "get and list latency through podlab serve, {many} pods"
+    ));
+    let (get, list) = api.latency(if quick { 50 } else { 200 })?;
+    for i in 0..many {
+        bench.podlab_delete(&format!("watched-{i}"))?;
+    }
+    drop(api);
 
     let suite = conformance_suite(&bench, &images, &report.join("conformance"))?;
     let pull = crate::bench_pull::figures(&bench.podlab, &work, if quick { 3 } else { 5 })?;
@@ -348,6 +373,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "start_ratio": ratio(&pl_start, &pm_start),
         "delete_ratio": ratio(&pl_del, &pm_del),
         "pull": pull,
+        "api": {
+            "client": format!("kubectl {}; kube-rs 5", kubectl_version()),
+            "start_ms": {"median": ms(percentile(&api_start, 0.5)), "p95": ms(percentile(&api_start, 0.95))},
+            "delete_ms": {"median": ms(percentile(&api_del, 0.5)), "p95": ms(percentile(&api_del, 0.95))},
+            "start_ratio": ratio(&api_start, &pl_start),
+            "delete_ratio": ratio(&api_del, &pl_del),
+            "pods_listed": many,
+            "get_ms": {"p50": ms(get.p50), "p99": ms(get.p99), "samples": get.samples},
+            "list_ms": {"p50": ms(list.p50), "p99": ms(list.p99), "samples": list.samples},
+            "watch": {
+                "watchers": fanout.watchers,
+                "pods_created": fanout.pods,
+                "added_per_watcher": {"min": fanout.added_min, "max": fanout.added_max},
+                "events_per_watcher": {"min": fanout.events_min, "max": fanout.events_max},
+                "watchers_complete": fanout.complete,
+                "all_seen_ready_s": fanout.all_seen.as_secs_f64(),
+                "errors": fanout.errors,
+            },
+        },
         "many_pods": {
             "count": many,
             "start_all_s": many_up.as_secs_f64(),
@@ -450,6 +494,17 @@ fn rmdir_tree(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// kubectl's own version (`v1.32.4`), for the record of which client ran.
+fn kubectl_version() -> String {
+    let out = Command::new("kubectl")
+        .args(["version", "--client", "-o", "json"])
+        .output();
+    out.ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v["clientVersion"]["gitVersion"].as_str().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -482,6 +537,12 @@ fn markdown(j: &serde_json::Value) -> String {
             .map(|x| format!("{x:.3}"))
             .unwrap_or_else(|| "-".into())
     };
+    // Requests take a millisecond or so: two decimals.
+    let fine = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
+    };
     format!(
         "| measure ({}) | podlab | podman |\n|---|---|---|\n\
          | apply → Running, median ms | {} | {} |\n\
@@ -494,7 +555,16 @@ fn markdown(j: &serde_json::Value) -> String {
          | whole conformance suite on podlab, s ({} tests run) | {:.1} | - |\n\
          | pull of a {} MiB image from a loopback registry, median s | {} | {} |\n\
          | {} pods of one new image at once, all up in s | {} | - |\n\n\
-         start_ratio = {}, delete_ratio = {}\n",
+         start_ratio = {}, delete_ratio = {}\n\n\
+         | API path through `podlab serve` ({}) | median | p95 |\n|---|---|---|\n\
+         | kubectl apply + wait Ready, ms | {} | {} |\n\
+         | kubectl delete, ms | {} | {} |\n\n\
+         api.start_ratio = {}, api.delete_ratio = {} (kubectl / podlab CLI)\n\n\
+         | request with {} pods (kube-rs) | p50 ms | p99 ms |\n|---|---|---|\n\
+         | get one pod | {} | {} |\n\
+         | list all pods | {} | {} |\n\n\
+         {} watchers, {} pods created: ADDED per watcher {}..{}, events per watcher {}..{}, \
+         {} watchers ended with every pod's latest version; all saw every pod Ready after {:.2} s\n",
         j["machine"].as_str().unwrap_or(""),
         get(&j["podlab"]["start_ms"]["median"]),
         get(&j["podman"]["start_ms"]["median"]),
@@ -518,6 +588,26 @@ fn markdown(j: &serde_json::Value) -> String {
         get(&j["pull"]["ten_pods_one_image_s"]),
         ratio(&j["start_ratio"]),
         ratio(&j["delete_ratio"]),
+        j["api"]["client"].as_str().unwrap_or("-"),
+        get(&j["api"]["start_ms"]["median"]),
+        get(&j["api"]["start_ms"]["p95"]),
+        get(&j["api"]["delete_ms"]["median"]),
+        get(&j["api"]["delete_ms"]["p95"]),
+        ratio(&j["api"]["start_ratio"]),
+        ratio(&j["api"]["delete_ratio"]),
+        j["api"]["pods_listed"],
+        fine(&j["api"]["get_ms"]["p50"]),
+        fine(&j["api"]["get_ms"]["p99"]),
+        fine(&j["api"]["list_ms"]["p50"]),
+        fine(&j["api"]["list_ms"]["p99"]),
+        j["api"]["watch"]["watchers"],
+        j["api"]["watch"]["pods_created"],
+        j["api"]["watch"]["added_per_watcher"]["min"],
+        j["api"]["watch"]["added_per_watcher"]["max"],
+        j["api"]["watch"]["events_per_watcher"]["min"],
+        j["api"]["watch"]["events_per_watcher"]["max"],
+        j["api"]["watch"]["watchers_complete"],
+        j["api"]["watch"]["all_seen_ready_s"].as_f64().unwrap_or(0.0),
     )
 }
 
@@ -551,5 +641,33 @@ mod tests {
             md.contains("| whole conformance suite on podlab, s (84 tests run) | 91.3 | - |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_summary_shows_the_api_path() {
+        let md = markdown(&serde_json::json!({"api": {
+            "client": "kubectl v1.32.4; kube-rs 5",
+            "start_ms": {"median": 812.0, "p95": 900.0},
+            "start_ratio": 1.5,
+            "pods_listed": 100,
+            "get_ms": {"p50": 1.234, "p99": 3.0},
+            "list_ms": {"p50": 20.0, "p99": 41.0},
+            "watch": {"watchers": 50, "pods_created": 100,
+                "added_per_watcher": {"min": 100, "max": 100},
+                "events_per_watcher": {"min": 300, "max": 320},
+                "watchers_complete": 50, "all_seen_ready_s": 12.5},
+        }}));
+        for row in [
+            "| API path through `podlab serve` (kubectl v1.32.4; kube-rs 5) | median | p95 |",
+            "| kubectl apply + wait Ready, ms | 812.0 | 900.0 |",
+            "api.start_ratio = 1.500",
+            "| request with 100 pods (kube-rs) | p50 ms | p99 ms |",
+            "| get one pod | 1.23 | 3.00 |",
+            "| list all pods | 20.00 | 41.00 |",
+            "50 watchers, 100 pods created: ADDED per watcher 100..100, events per watcher 300..320, \
+             50 watchers ended with every pod's latest version; all saw every pod Ready after 12.50 s",
+        ] {
+            assert!(md.contains(row), "{row} not in {md}");
+        }
     }
 }

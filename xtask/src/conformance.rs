@@ -5,9 +5,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::containerd::Containerd;
+use crate::serve::Serve;
 use crate::{doctor, fixtures, util};
 
 /// The cargo arguments that build the conformance runner with its CRI
@@ -192,73 +191,28 @@ pub fn podlab_caps() -> String {
     )
 }
 
-/// A `podlab serve` on a free loopback port with a private state root,
-/// stopped (and its pods' roots removed) on drop.
-struct Serve {
-    child: std::process::Child,
-    root: PathBuf,
-    data: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Serve {
-    fn start(bin: &std::path::Path) -> anyhow::Result<Serve> {
-        use std::io::BufRead;
-        let root = util::target().join("conformance-kubectl-root");
-        let data = util::target().join("conformance-kubectl-data");
-        let kubeconfig = root.join("kubeconfig");
-        std::fs::create_dir_all(&root)?;
-        let mut child = std::process::Command::new(bin)
-            .arg("--root")
-            .arg(&root)
-            .arg("--image-root")
-            .arg(fixtures::test_image_root())
-            .arg("--data-root")
-            .arg(&data)
-            .arg("--seccomp-root")
-            .arg(root.join("seccomp"))
-            .args(["serve", "--address", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(&kubeconfig)
-            // The shims inherit it: the storage scan every half second.
-            .env("PODLAB_STORAGE_SCAN_MS", "500")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {} serve", bin.display()))?;
-        let stdout = child.stdout.take().context("podlab serve's stdout")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let ready = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.starts_with("export KUBECONFIG="));
-        // Whatever it prints later is drained, so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let serve = Serve {
-            child,
-            root,
-            data,
-            kubeconfig,
-        };
-        if !ready {
-            anyhow::bail!("podlab serve exited before it listened");
-        }
-        Ok(serve)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The suite through the real kubectl (`cli:kubectl`, results as
 /// `cli-kubectl`) against `podlab serve`: the Kubernetes API path of
 /// podlab, driven as the suite drives a cluster.
 pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
     doctor::require(&[doctor::Need::Kubectl], "the suite through kubectl")?;
     let bin = fixtures::build_podlab(false)?;
-    let serve = Serve::start(&bin)?;
+    let root = util::target().join("conformance-kubectl-root");
+    let data = util::target().join("conformance-kubectl-data");
+    let seccomp = root.join("seccomp");
+    let mut podlab = std::process::Command::new(&bin);
+    podlab
+        .arg("--root")
+        .arg(&root)
+        .arg("--image-root")
+        .arg(fixtures::test_image_root())
+        .arg("--data-root")
+        .arg(&data)
+        .arg("--seccomp-root")
+        .arg(&seccomp)
+        // The shims inherit it: the storage scan every half second.
+        .env("PODLAB_STORAGE_SCAN_MS", "500");
+    let serve = Serve::start(podlab, root.join("kubeconfig"))?;
     util::step("conformance suite through the real kubectl against podlab serve (cli:kubectl)");
     let result = util::run(
         runner()
@@ -267,13 +221,12 @@ pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
             .arg(format!(
                 "{},seccomp-root={}",
                 podlab_caps(),
-                serve.root.join("seccomp").display()
+                seccomp.display()
             ))
             .args(extra)
             .env("KUBECONFIG", &serve.kubeconfig)
             .env_remove("CONFORMANCE_CLI_ARGS"),
     );
-    let (root, data) = (serve.root.clone(), serve.data.clone());
     drop(serve);
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);

@@ -2,12 +2,18 @@
 //! (two containers) and shows, command by command with real outputs, what
 //! the containers of a pod share and what each keeps to itself. Every claim
 //! is checked: the demo fails loudly if the runtime does not hold it.
+//! Then the same pod once more through `podlab serve` and the real kubectl,
+//! with `kubectl get pods -w` showing it go from Pending to Running.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::{bail, ensure};
 
+use crate::serve::Serve;
 use crate::{doctor, fixtures, util};
 
 struct Demo {
@@ -76,6 +82,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     );
     // Only what pods need: the comparisons come with `test` and `bench`.
     doctor::install(&[doctor::Need::Pods])?;
+    doctor::require(&[doctor::Need::Kubectl], "the demo's Kubernetes API part")?;
     let podlab = fixtures::build_podlab(true)?;
     fixtures::build_and_import(None)?;
     let demo = Demo {
@@ -98,7 +105,126 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let result = tour(&demo, &manifest);
     say("Deleting the pod releases its namespaces, cgroups, mounts and processes");
     let deleted = demo.show(&["delete", "pod", "demo"]);
-    result.and(deleted.map(|_| ()))
+    result.and(deleted.map(|_| ()))?;
+    let result = api_tour(&demo, &manifest);
+    // A failure midway leaves no pod behind either.
+    let _ = demo
+        .cmd(&[
+            "delete",
+            "pod",
+            "demo",
+            "--ignore-not-found",
+            "--grace-period",
+            "0",
+        ])
+        .output();
+    result
+}
+
+/// Prints a kubectl command as typed, runs it, prints its output.
+fn show_kubectl(serve: &Serve, args: &[&str]) -> anyhow::Result<String> {
+    println!(
+        "\n$ kubectl {}",
+        args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+    );
+    let out = serve.kubectl().args(args).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(out.status.success(), "kubectl {} failed", args.join(" "));
+    Ok(stdout)
+}
+
+/// The same pod through podlab's Kubernetes API: `podlab serve` on
+/// loopback, the real kubectl pointed at the kubeconfig it writes.
+fn api_tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {
+    say(
+        "podlab serve: the same store behind the Kubernetes API, for kubectl or any client library",
+    );
+    let kubeconfig = d.root.join("serve/kubeconfig");
+    println!(
+        "\n$ podlab serve --address 127.0.0.1:0 --kubeconfig-out {} &",
+        kubeconfig.display()
+    );
+    let serve = Serve::start(d.cmd(&[]), kubeconfig)?;
+    println!(
+        "podlab serve is pid {}; export KUBECONFIG={}",
+        serve.pid(),
+        serve.kubeconfig.display()
+    );
+    show_kubectl(&serve, &["get", "nodes"])?;
+
+    say("kubectl get pods -w, started before the pod exists, prints each change");
+    println!("\n$ kubectl get pods -w &");
+    let mut watch = serve
+        .kubectl()
+        .args(["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = watch.stdout.take();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout
+            .map(std::io::BufReader::new)
+            .into_iter()
+            .flat_map(|r| r.lines().map_while(Result::ok))
+        {
+            println!("[kubectl get pods -w] {line}");
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let result = (|| {
+        let applied = show_kubectl(&serve, &["apply", "-f", &manifest.to_string_lossy()])?;
+        ensure!(
+            applied.trim() == "pod/demo created",
+            "apply said {applied:?}"
+        );
+        // The watch's lines until the pod runs (a deadline, not a timing).
+        let mut statuses = Vec::new();
+        while !statuses.iter().any(|s| s == "Running") {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .map_err(|_| anyhow::anyhow!("kubectl get -w never showed demo Running"))?;
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.first() == Some(&"demo") {
+                statuses.extend(cols.get(2).map(|s| s.to_string()));
+            }
+        }
+        ensure!(
+            statuses.first().map(String::as_str) == Some("Pending"),
+            "the watch did not show the pod Pending first: {statuses:?}"
+        );
+        show_kubectl(&serve, &["get", "pods", "-o", "wide"])?;
+        let said = show_kubectl(
+            &serve,
+            &[
+                "exec",
+                "demo",
+                "-c",
+                "sidecar",
+                "--",
+                "wget",
+                "-qO-",
+                "http://127.0.0.1:8080/index.html",
+            ],
+        )?;
+        ensure!(said.contains("hello from app"), "exec printed {said:?}");
+        say("kubectl delete returns once the pod is gone; the watch shows it terminating");
+        show_kubectl(&serve, &["delete", "pod", "demo"])?;
+        let left = show_kubectl(&serve, &["get", "pods", "-o", "name"])?;
+        ensure!(left.trim().is_empty(), "pods left: {left:?}");
+        Ok(())
+    })();
+    // The watch's last lines (the pod terminating), then it and the server stop.
+    while rx.recv_timeout(Duration::from_millis(500)).is_ok() {}
+    let _ = watch.kill();
+    let _ = watch.wait();
+    println!("\n$ kill {}", serve.pid());
+    drop(serve);
+    result
 }
 
 fn tour(d: &Demo, manifest: &Path) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ mod doctor;
 mod fixtures;
 mod fuzz;
 mod labs;
+mod serve;
 mod test;
 mod util;
 mod vm;

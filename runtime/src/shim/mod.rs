@@ -214,7 +214,7 @@ fn go_duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     let secs = d.as_secs();
-    let frac = if ms % 1000 == 0 {
+    let frac = if ms.is_multiple_of(1000) {
         String::new()
     } else {
         format!(".{:03}", ms % 1000)
