@@ -209,6 +209,21 @@ fn run_lab(n: u32) -> anyhow::Result<()> {
         bail!("the grader fails the scripted solution");
     }
     println!("  solution: passes ({}/{})", g.score().0, g.score().1);
+    if let Some(body) = scripts::api_solution(n) {
+        cleanup(n);
+        let s = start(n, None)?;
+        run_script(&s, body).context("the solution through kubectl")?;
+        let g = grade::grade(&s);
+        if !g.passed() {
+            g.print(n);
+            bail!("the grader fails the scripted solution through kubectl");
+        }
+        println!(
+            "  solution through kubectl: passes ({}/{})",
+            g.score().0,
+            g.score().1
+        );
+    }
     Ok(())
 }
 

@@ -148,6 +148,34 @@ echo "The suite on the broken build fails $FAILED: their MUST sentences name the
     }
 }
 
+/// A second correct solution through the Kubernetes API, where the lab
+/// offers one: `podlab serve` on the lab's root and the real kubectl.
+pub fn api_solution(n: u32) -> Option<&'static str> {
+    match n {
+        10 => Some(
+            r#"
+podlab serve --address 127.0.0.1:0 --kubeconfig-out "$LAB_FILES/kubeconfig" > "$LAB_FILES/serve.out" & S=$!
+trap 'kill $S 2>/dev/null || true' EXIT
+for i in $(seq 100); do grep -q '^export KUBECONFIG=' "$LAB_FILES/serve.out" && break; sleep 0.1; done
+export KUBECONFIG="$LAB_FILES/kubeconfig"
+kubectl apply -f "$LAB_FILES/blocker.yaml"
+kubectl wait --for=condition=Ready "pod/$LAB_BLOCKER" --timeout=60s
+kubectl apply -f "$LAB_FILES/pod.yaml"
+kubectl get pod "$LAB_POD" -w -o json > "$LAB_FILES/watch.json" & W=$!
+for i in $(seq 100); do
+  kubectl get pod "$LAB_POD" -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].reason}' | grep -q Unschedulable && break
+  sleep 0.2
+done
+answer reason=Unschedulable
+kubectl delete pod "$LAB_BLOCKER"
+kubectl wait --for=condition=Ready "pod/$LAB_POD" --timeout=60s
+sleep 0.5; kill $W
+"#,
+        ),
+        _ => None,
+    }
+}
+
 pub fn near_misses(n: u32) -> Vec<NearMiss> {
     match n {
         1 => vec![
