@@ -9,6 +9,7 @@
 //! joins or creates; [`sys`] is the seam for privileged syscalls.
 
 pub mod api;
+pub mod atomic_file;
 pub mod cgroups;
 pub mod cni;
 pub mod config;

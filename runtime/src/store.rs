@@ -739,44 +739,12 @@ pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resul
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // pid + counter: `podlab serve` writes from many threads at once (two
-    // first requests both claiming the data root's owner file raced on one
-    // temporary name, and the second rename found it gone).
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{file_name}.{}.{seq}.tmp", std::process::id()));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    crate::atomic_file::write(path, bytes).map_err(io_err(path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_writes_from_many_threads_to_one_path_all_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("owner");
-        let writers: Vec<_> = (0..8)
-            .map(|i| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    (0..50).try_for_each(|_| write_atomic(&path, format!("{i}\n").as_bytes()))
-                })
-            })
-            .collect();
-        for w in writers {
-            w.join().unwrap().unwrap();
-        }
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
-        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
-    }
 
     fn pod(name: &str) -> Pod {
         serde_json::from_value(serde_json::json!({

@@ -2,7 +2,7 @@
 //! sha256 hashing, digest validation and atomic file writes.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -99,38 +99,9 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Er
     move |source| Error::Io { context, source }
 }
 
-/// Prefix of temporary files next to their final name; garbage collection
-/// removes leftovers of crashed writers.
-pub(crate) const TMP_PREFIX: &str = ".tmp-";
-
-/// Writes `path` atomically: a temporary file in the same directory (so the
-/// rename stays on one file system), fsync, then rename over the target.
-/// Readers see the old or the new content, never a partial file.
+/// Writes `path` atomically (see [`crate::atomic_file`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_atomic_from(path, &mut &bytes[..]).map(|_| ())
-}
-
-/// Like [`write_atomic`] but streams from `reader`; returns the byte count.
-pub(crate) fn write_atomic_from(path: &Path, reader: &mut dyn Read) -> Result<u64, Error> {
-    let tmp = tmp_path_for(path);
-    let result = (|| {
-        let mut file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err(format!("creating {}", tmp.display())))?;
-        let n =
-            io::copy(reader, &mut file).map_err(io_err(format!("writing {}", tmp.display())))?;
-        file.flush()
-            .and_then(|()| file.sync_all())
-            .map_err(io_err(format!("syncing {}", tmp.display())))?;
-        fs::rename(&tmp, path).map_err(io_err(format!("renaming into {}", path.display())))?;
-        Ok(n)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::write(path, bytes).map_err(io_err(format!("writing {}", path.display())))
 }
 
 /// Copies a blob from `reader` to `path`, checking size and sha256 before the
@@ -215,11 +186,7 @@ pub(crate) fn read_verified(
 }
 
 pub(crate) fn tmp_path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!("{TMP_PREFIX}{name}-{}", unique_suffix()))
+    crate::atomic_file::temporary_path(path)
 }
 
 #[cfg(test)]

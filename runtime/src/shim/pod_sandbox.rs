@@ -355,7 +355,6 @@ impl Shim {
         volume: &str,
         source: &k8s_openapi::api::core::v1::DownwardAPIVolumeSource,
     ) -> Result<(), Error> {
-        use std::os::unix::fs::PermissionsExt;
         let dir = volume_dir(&self.dir, volume);
         fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
         let files =
@@ -367,15 +366,8 @@ impl Shim {
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
             }
-            let tmp = path.with_file_name(format!(
-                ".{}.podlab-tmp",
-                path.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            fs::write(&tmp, f.content.as_bytes())
-                .map_err(io(format!("write {}", tmp.display())))?;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(f.mode & 0o777))
-                .map_err(io(format!("chmod {}", tmp.display())))?;
-            fs::rename(&tmp, &path).map_err(io(format!("rename {}", path.display())))?;
+            crate::atomic_file::write_from(&path, &mut f.content.as_bytes(), f.mode & 0o777)
+                .map_err(io(format!("write {}", path.display())))?;
         }
         Ok(())
     }
