@@ -84,6 +84,8 @@ pub const PROGRAMS: &[Program] = &[
     p("sh", "/bin/sh", "dash", Need::Pods, "commands of the suite's adapters"),
     p("bash", "/bin/bash", "bash", Need::Pods, "the labs' commands"),
     p("sleep", "/bin/sleep", "coreutils", Need::Pods, "a process to move between cgroups in tests"),
+    p("mount", "/bin/mount", "mount", Need::Pods, "node mounts below hostPath volumes in the suite's VOL tests"),
+    p("umount", "/bin/umount", "mount", Need::Pods, "removing the suite's node mounts again"),
     p("tar", "/bin/tar", "tar", Need::Containerd, "the image archive containerd imports"),
     p("podman", "/usr/bin/podman", "podman", Need::Podman, "the second runtime"),
     p("conmon", "/usr/bin/conmon", "conmon", Need::Podman, "podman's container monitor"),
