@@ -300,6 +300,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ));
     let (mut pl_start, mut pl_del, mut pm_start, mut pm_del) = (vec![], vec![], vec![], vec![]);
     let (mut api_start, mut api_del) = (vec![], vec![]);
+    let (mut lib_start, mut lib_del) = (vec![], vec![]);
     let mut rss = Vec::new();
     for i in 0..runs {
         let name = format!("bench-{i}");
@@ -309,6 +310,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let via_api = format!("api-{i}");
         api_start.push(api.start_pod(&bench.manifest(&via_api)?, &via_api)?);
         api_del.push(api.delete_pod(&via_api)?);
+        let via_lib = format!("lib-{i}");
+        lib_start.push(api.start_pod_client(&via_lib)?);
+        lib_del.push(api.delete_pod_client(&via_lib)?);
         if let Some(pm) = &bench.podman {
             pm_start.push(bench.podman_start(pm, &name)?);
             pm_del.push(bench.podman_delete(pm, &name)?);
@@ -379,6 +383,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "delete_ms": {"median": ms(percentile(&api_del, 0.5)), "p95": ms(percentile(&api_del, 0.95))},
             "start_ratio": ratio(&api_start, &pl_start),
             "delete_ratio": ratio(&api_del, &pl_del),
+            // The same through kube-rs in-process: the server's path
+            // without kubectl's process start (two per apply + wait).
+            "client_library": {
+                "start_ms": {"median": ms(percentile(&lib_start, 0.5)), "p95": ms(percentile(&lib_start, 0.95))},
+                "delete_ms": {"median": ms(percentile(&lib_del, 0.5)), "p95": ms(percentile(&lib_del, 0.95))},
+                "start_ratio": ratio(&lib_start, &pl_start),
+                "delete_ratio": ratio(&lib_del, &pl_del),
+            },
             "pods_listed": many,
             "get_ms": {"p50": ms(get.p50), "p99": ms(get.p99), "samples": get.samples},
             "list_ms": {"p50": ms(list.p50), "p99": ms(list.p99), "samples": list.samples},
@@ -559,7 +571,9 @@ fn markdown(j: &serde_json::Value) -> String {
          | API path through `podlab serve` ({}) | median | p95 |\n|---|---|---|\n\
          | kubectl apply + wait Ready, ms | {} | {} |\n\
          | kubectl delete, ms | {} | {} |\n\n\
-         api.start_ratio = {}, api.delete_ratio = {} (kubectl / podlab CLI)\n\n\
+         api.start_ratio = {}, api.delete_ratio = {} (kubectl / podlab CLI); \
+         through kube-rs: create → Ready {} ms, delete → gone {} ms (medians), \
+         api.client_library.start_ratio = {}, delete_ratio = {}\n\n\
          | request with {} pods (kube-rs) | p50 ms | p99 ms |\n|---|---|---|\n\
          | get one pod | {} | {} |\n\
          | list all pods | {} | {} |\n\n\
@@ -595,6 +609,10 @@ fn markdown(j: &serde_json::Value) -> String {
         get(&j["api"]["delete_ms"]["p95"]),
         ratio(&j["api"]["start_ratio"]),
         ratio(&j["api"]["delete_ratio"]),
+        get(&j["api"]["client_library"]["start_ms"]["median"]),
+        get(&j["api"]["client_library"]["delete_ms"]["median"]),
+        ratio(&j["api"]["client_library"]["start_ratio"]),
+        ratio(&j["api"]["client_library"]["delete_ratio"]),
         j["api"]["pods_listed"],
         fine(&j["api"]["get_ms"]["p50"]),
         fine(&j["api"]["get_ms"]["p99"]),

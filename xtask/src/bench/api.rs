@@ -143,6 +143,50 @@ impl ApiPath {
         Ok(applied + ready)
     }
 
+    /// The same pod through kube-rs, in this process: create, then watch
+    /// until Ready. Unlike kubectl it starts no process per step, so it
+    /// is the API path's own cost.
+    pub fn start_pod_client(&self, name: &str) -> anyhow::Result<Duration> {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+                {"name": "app", "image": "podlab.local/busybox:latest", "command": ["sleep", "3600"]},
+                {"name": "sidecar", "image": "podlab.local/busybox:latest", "command": ["sleep", "3600"]},
+            ]},
+        }))?;
+        self.rt.block_on(async {
+            let start = Instant::now();
+            self.pods.create(&Default::default(), &pod).await?;
+            let ready =
+                kube::runtime::wait::await_condition(self.pods.clone(), name, |p: Option<&Pod>| {
+                    p.is_some_and(is_ready)
+                });
+            tokio::time::timeout(Duration::from_secs(60), ready)
+                .await
+                .with_context(|| format!("pod {name} not Ready within 60 s"))??;
+            Ok(start.elapsed())
+        })
+    }
+
+    /// Delete through kube-rs, then watch until the pod is gone.
+    pub fn delete_pod_client(&self, name: &str) -> anyhow::Result<Duration> {
+        self.rt.block_on(async {
+            let start = Instant::now();
+            let uid = self.pods.get(name).await?.metadata.uid.unwrap_or_default();
+            self.pods.delete(name, &Default::default()).await?;
+            let gone = kube::runtime::wait::await_condition(
+                self.pods.clone(),
+                name,
+                kube::runtime::wait::conditions::is_deleted(&uid),
+            );
+            tokio::time::timeout(Duration::from_secs(60), gone)
+                .await
+                .with_context(|| format!("pod {name} not gone within 60 s"))??;
+            Ok(start.elapsed())
+        })
+    }
+
     /// `kubectl delete`, which returns once the pod is gone.
     pub fn delete_pod(&self, name: &str) -> anyhow::Result<Duration> {
         timed(self.serve.kubectl().args(["delete", "pod", name]))
