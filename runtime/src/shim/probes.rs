@@ -132,12 +132,32 @@ impl Shim {
         request: &probe::Request,
         timeout: Option<Duration>,
     ) -> Result<Helper, String> {
+        let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
+        let (ns, name) = (&self.dir.key.namespace, &self.dir.key.name);
+        self.spawn_podlab(
+            &format!("{container}.{tag}.out"),
+            &["__probe", ns, name, &json],
+            "the probe helper",
+            // The helper enforces the timeout itself; this is the backstop.
+            timeout.map(|t| t + Duration::from_secs(2)),
+        )
+    }
+
+    /// Starts a re-exec of podlab on this pod's roots with `args` (a probe,
+    /// a hook, a pull), its output in `probes/<output>` under the pod's
+    /// directory. The shim's loop reaps it, like every child of the shim.
+    pub(super) fn spawn_podlab(
+        &self,
+        output: &str,
+        args: &[&str],
+        what: &str,
+        deadline_after: Option<Duration>,
+    ) -> Result<Helper, String> {
         let out_dir = self.dir.dir.join("probes");
         fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
-        let output = out_dir.join(format!("{container}.{tag}.out"));
+        let output = out_dir.join(output);
         let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(self_exe());
         unblock_signals_on_exec(&mut cmd);
         let child = cmd
@@ -147,23 +167,18 @@ impl Shim {
             .arg(&self.config.image_root)
             .arg("--data-root")
             .arg(&self.config.data_root)
-            .arg("__probe")
-            .arg(&self.dir.key.namespace)
-            .arg(&self.dir.key.name)
-            .arg(json)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("spawn the probe helper: {e}"))?;
+            .map_err(|e| format!("spawn {what}: {e}"))?;
         let pid = child.id() as i32;
-        // Reaped by the loop, like every child of the shim.
         std::mem::forget(child);
         let now = Instant::now();
         Ok(Helper {
             pid: Some(pid),
-            // The helper enforces the timeout itself; this is the backstop.
-            deadline: timeout.map(|t| now + t + Duration::from_secs(2)),
+            deadline: deadline_after.map(|d| now + d),
             output,
             started: now,
         })

@@ -445,36 +445,13 @@ impl Shim {
     }
 
     fn spawn_pull(&self, container: &str, image: &str) -> Result<Helper, String> {
-        let out_dir = self.dir.dir.join("probes");
-        fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
-        let output = out_dir.join(format!("{container}.pull.out"));
-        let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(self_exe());
-        super::unblock_signals_on_exec(&mut cmd);
-        let child = cmd
-            .arg("--root")
-            .arg(&self.config.root)
-            .arg("--image-root")
-            .arg(&self.config.image_root)
-            .arg("--data-root")
-            .arg(&self.config.data_root)
-            .args(["image", "pull", "--quiet", "--", image])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("spawn podlab image pull: {e}"))?;
-        let pid = child.id() as i32;
-        // Reaped by the loop, like every child of the shim.
-        std::mem::forget(child);
-        Ok(Helper {
-            pid: Some(pid),
+        self.spawn_podlab(
+            &format!("{container}.pull.out"),
+            &["image", "pull", "--quiet", "--", image],
+            "podlab image pull",
             // Like the kubelet, no deadline: a slow pull is not a failed one.
-            deadline: None,
-            output,
-            started: Instant::now(),
-        })
+            None,
+        )
     }
 
     /// The pull helper of container `i` ended with `result` (its error
