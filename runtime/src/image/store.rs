@@ -462,14 +462,7 @@ impl ImageStore {
                 return Ok(Err(digest));
             }
         }
-        let config = self.blob_path(resolved.manifest.config().digest().as_ref())?;
-        if !config.exists() {
-            write_atomic(&config, &resolved.config_bytes)?;
-        }
-        let manifest = self.blob_path(&resolved.digest())?;
-        if !manifest.exists() {
-            write_atomic(&manifest, &resolved.manifest_bytes)?;
-        }
+        self.store_config_and_manifest(resolved)?;
         self.name_images(&[(reference.to_string(), resolved)])?;
         Ok(Ok(resolved.info(reference)))
     }
@@ -490,6 +483,12 @@ impl ImageStore {
             )))?;
             store_verified(&dest, BufReader::new(file), &digest, layer.size())?;
         }
+        self.store_config_and_manifest(resolved)
+    }
+
+    /// Stores an image's config and then its manifest, once its layers
+    /// are in: a manifest in the store means the whole image is.
+    fn store_config_and_manifest(&self, resolved: &Resolved) -> Result<(), Error> {
         let config = self.blob_path(resolved.manifest.config().digest().as_ref())?;
         if !config.exists() {
             write_atomic(&config, &resolved.config_bytes)?;
