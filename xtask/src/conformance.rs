@@ -20,7 +20,7 @@ pub fn cri_features() -> Vec<&'static str> {
 }
 
 /// `cargo run` of the conformance runner, ready for the runner's arguments.
-fn runner() -> std::process::Command {
+pub fn runner() -> std::process::Command {
     let mut cmd = util::cargo();
     cmd.args([
         "run",

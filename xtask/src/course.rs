@@ -81,22 +81,12 @@ fn run_suite(
 ) -> anyhow::Result<Vec<Value>> {
     let (focus, caps) = selection(from, to);
     let _ = std::fs::remove_dir_all(report);
-    let mut cmd = util::cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "-p",
-        "podlab-conformance",
-        "--bin",
-        "conformance",
-    ])
     // The runner as `cargo xtask conformance` builds it: no rebuild.
-    .args(conformance::cri_features())
-    .arg("--")
-    .args(["--runtime", runtime, "--focus", &focus])
-    .arg("--report")
-    .arg(report)
-    .env("PODLAB_IMAGE_ROOT", fixtures::test_image_root());
+    let mut cmd = conformance::runner();
+    cmd.args(["--runtime", runtime, "--focus", &focus])
+        .arg("--report")
+        .arg(report)
+        .env("PODLAB_IMAGE_ROOT", fixtures::test_image_root());
     if !caps.is_empty() {
         cmd.args(["--caps", &caps]);
     }

@@ -91,33 +91,27 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         data: util::target().join("demo-data"),
     };
     let manifest = util::root().join("fixtures/pods/demo.yaml");
+    let remove_demo_pod = || {
+        let _ = demo
+            .cmd(&[
+                "delete",
+                "pod",
+                "demo",
+                "--ignore-not-found",
+                "--grace-period",
+                "0",
+            ])
+            .output();
+    };
     // A demo pod left by an interrupted run would make apply say "unchanged".
-    let _ = demo
-        .cmd(&[
-            "delete",
-            "pod",
-            "demo",
-            "--ignore-not-found",
-            "--grace-period",
-            "0",
-        ])
-        .output();
+    remove_demo_pod();
     let result = tour(&demo, &manifest);
     say("Deleting the pod releases its namespaces, cgroups, mounts and processes");
     let deleted = demo.show(&["delete", "pod", "demo"]);
     result.and(deleted.map(|_| ()))?;
     let result = api_tour(&demo, &manifest);
     // A failure midway leaves no pod behind either.
-    let _ = demo
-        .cmd(&[
-            "delete",
-            "pod",
-            "demo",
-            "--ignore-not-found",
-            "--grace-period",
-            "0",
-        ])
-        .output();
+    remove_demo_pod();
     result
 }
 
