@@ -377,6 +377,34 @@ fn always_restarts_even_a_successful_container() {
     assert_eq!(c["lastState"]["terminated"]["reason"], "Completed", "{c}");
 }
 
+/// A shim outlives the binary that started it (podlab rebuilt or upgraded
+/// under running pods): it must go on restarting containers with its own.
+#[test]
+fn a_shim_restarts_containers_after_its_binary_is_replaced() {
+    require_root!();
+    let p = Podlab::new();
+    let a = unique("rebuilt");
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let copy = bin_dir.path().join("podlab");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("podlab"), &copy).expect("copy podlab");
+    let mut apply = std::process::Command::new(&copy);
+    apply
+        .args(spawnable(&p).get_args())
+        .args(["apply", "-f", "-"]);
+    apply.env("PODLAB_BACKOFF_BASE_MS", "200");
+    let out = assert_cmd::Command::from_std(apply)
+        .write_stdin(pod_yaml(&a, "Always", "", &ctr("c", "sleep 0.2", "")))
+        .output()
+        .expect("apply through the copy");
+    let _g = guard(&p, &a);
+    assert!(out.status.success(), "apply failed: {out:?}");
+    wait_status(&p, &a, 30, "ran its container", |s| s["phase"] == "Running");
+    std::fs::remove_file(&copy).expect("remove the copy");
+    let st = wait_status(&p, &a, 30, "restarted after the binary went", |s| {
+        container(s, "containerStatuses", "c")["restartCount"].as_i64() >= Some(2)
+    });
+    assert_eq!(st["phase"], "Running");
+}
 #[test]
 fn the_back_off_starts_over_after_a_long_enough_run() {
     require_root!();

@@ -263,7 +263,7 @@ async fn run(
         let _ = wr.shutdown().await;
     });
     let c = &ctx.config;
-    let mut cmd = tokio::process::Command::new(crate::shim::self_exe());
+    let mut cmd = tokio::process::Command::from(crate::shim::podlab_command());
     cmd.arg("--root")
         .arg(&c.root)
         .arg("--image-root")

@@ -8,7 +8,7 @@
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use k8s_openapi::api::core::v1::{Container, Volume};
 use nix::sys::signal::Signal;
@@ -26,7 +26,7 @@ use crate::sys::{self, ProcessId};
 use crate::testhook::{self, Stage};
 
 use super::spawn::read_all;
-use super::{io, pod_limits, self_exe, spawn_with_fds, Error, RuntimeState, Shim};
+use super::{io, pod_limits, podlab_command, spawn_with_fds, Error, RuntimeState, Shim};
 
 impl Shim {
     /// The pod cgroup, the network namespace and the pod's IP, /dev/shm and
@@ -120,7 +120,7 @@ impl Shim {
         testhook::stall_at(Stage::ShimSandbox);
 
         let (ready_r, ready_w) = sandbox::pipe()?;
-        let mut cmd = Command::new(self_exe());
+        let mut cmd = podlab_command();
         cmd.arg("__pause");
         if let Some(n) = &netns {
             cmd.arg("--netns").arg(n);

@@ -8,7 +8,7 @@
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -19,7 +19,7 @@ use crate::probe;
 use crate::store::Event;
 
 use super::terminate::AFTER_HOOK;
-use super::{go_duration, self_exe, unblock_signals_on_exec, Shim};
+use super::{go_duration, podlab_command, unblock_signals_on_exec, Shim};
 
 /// Something the shim waits for on behalf of a container: a hook or probe
 /// helper process, or (`pid: None`) the timer of a `sleep` hook.
@@ -158,7 +158,7 @@ impl Shim {
         let output = out_dir.join(output);
         let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(self_exe());
+        let mut cmd = podlab_command();
         unblock_signals_on_exec(&mut cmd);
         let child = cmd
             .arg("--root")

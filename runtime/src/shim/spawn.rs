@@ -19,9 +19,17 @@ use crate::sys::ProcessId;
 
 use super::{io, Error, NOTIFY_FD};
 
-/// The path of the running podlab binary, re-executed for shim, pause and init.
-pub fn self_exe() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+/// A command that runs this very podlab binary again, for shim, pause, init
+/// and helper work. It execs `/proc/self/exe` rather than the binary's path:
+/// once podlab is rebuilt or upgraded, the path names another binary (or
+/// none), and a long-lived shim must keep starting its own version. argv[0]
+/// stays the path, so `ps` still shows `podlab …`.
+pub fn podlab_command() -> Command {
+    let mut cmd = Command::new("/proc/self/exe");
+    if let Ok(path) = std::env::current_exe() {
+        cmd.arg0(path);
+    }
+    cmd
 }
 
 /// Clears the signal mask in the child before exec: the shim blocks
@@ -103,7 +111,7 @@ pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> 
         .open(dir.shim_log())
         .map_err(io("open shim log"))?;
     let log2 = log.try_clone().map_err(io("dup shim log"))?;
-    let mut cmd = Command::new(self_exe());
+    let mut cmd = podlab_command();
     cmd.arg("--root")
         .arg(&config.root)
         .arg("--image-root")

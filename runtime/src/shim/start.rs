@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::container::{self, InitConfig, Process};
@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::SeccompProfile;
 
 use super::probes::{Helper, ProbeKind, ProbeRun};
 use super::spawn::read_all;
-use super::{container_limits, io, self_exe, spawn_with_fds, ContainerRuntime, Error, Shim};
+use super::{container_limits, io, podlab_command, spawn_with_fds, ContainerRuntime, Error, Shim};
 
 /// The node's file behind a container's terminationMessagePath, in its
 /// directory of the state root.
@@ -193,7 +193,7 @@ impl Shim {
         self.ctrs[i].log = Some(ctr_log);
         let (report_r, report_w) = sandbox::pipe()?;
         let (go_r, go_w) = sandbox::pipe()?;
-        let mut cmd = Command::new(self_exe());
+        let mut cmd = podlab_command();
         cmd.arg("__init")
             .arg(&config_path)
             .stdin(Stdio::null())
