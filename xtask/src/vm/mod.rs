@@ -384,6 +384,10 @@ fn initramfs_plan(kernel: &Kernel, command: &str) -> anyhow::Result<Vec<Entry>> 
         &util::root().join("fixtures/pods/demo.yaml"),
         "guest/demo.yaml",
     ));
+    plan.push(copy(
+        &util::root().join("docs/concepts/pod-cgroups.sh"),
+        "guest/pod-cgroups.sh",
+    ));
     Ok(plan)
 }
 

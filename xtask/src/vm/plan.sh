@@ -16,6 +16,9 @@ podlab apply -f /guest/demo.yaml --wait-ready 120s || status=1
 podlab get pods -o wide || status=1
 podlab exec demo -c sidecar -- wget -qO- http://127.0.0.1:8080 || status=1
 podlab exec demo -c app -- cat /proc/self/cgroup || status=1
+# The pod's cgroups as docs/concepts/cgroups.md shows them.
+uid=$(podlab get pod demo -o json | sed -n 's/^    "uid": "\(.*\)",*$/\1/p' | head -1)
+sh /guest/pod-cgroups.sh "$uid" || status=1
 # The limits the demo asks for (64Mi, 500m), as the container sees them.
 expect() {
     got=$(podlab exec demo -c app -- cat "/sys/fs/cgroup/$1")
