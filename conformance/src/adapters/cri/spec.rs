@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SeccompProfile};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use podlab_kube::expansion;
 use podlab_kube::qos::QosClass;
+use podlab_kube::{expansion, quantity};
 
 /// The labels kubelet puts on every sandbox and container.
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
@@ -399,21 +399,28 @@ fn amounts(c: &Container) -> Result<Amounts, String> {
     let res = c.resources.as_ref();
     let requests = res.and_then(|r| r.requests.as_ref()).unwrap_or(&empty);
     let limits = res.and_then(|r| r.limits.as_ref()).unwrap_or(&empty);
-    let get = |map: &BTreeMap<String, Quantity>, kind: &str, key: &str, scale: f64| {
+    let get = |map: &BTreeMap<String, Quantity>,
+               kind: &str,
+               key: &str,
+               exact: fn(&str) -> Result<i64, quantity::Error>| {
         map.get(key)
             .map(|q| {
-                parse_quantity(&q.0)
-                    .map(|v| (v * scale).ceil() as i64)
-                    .map_err(|e| format!("containers[{}].resources.{kind}.{key}: {e}", c.name))
+                let field = format!("containers[{}].resources.{kind}.{key}", c.name);
+                match exact(&q.0) {
+                    Ok(v) if v < 0 => Err(format!("{field}: {:?} is negative", q.0)),
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(format!("{field}: {e}")),
+                }
             })
             .transpose()
     };
-    let cpu_limit = get(limits, "limits", "cpu", 1000.0)?;
-    let memory_limit = get(limits, "limits", "memory", 1.0)?;
+    let cpu_limit = get(limits, "limits", "cpu", quantity::cpu_millis)?;
+    let memory_limit = get(limits, "limits", "memory", quantity::memory_bytes)?;
     Ok(Amounts {
-        cpu_request: get(requests, "requests", "cpu", 1000.0)?.or(cpu_limit),
+        cpu_request: get(requests, "requests", "cpu", quantity::cpu_millis)?.or(cpu_limit),
         cpu_limit,
-        memory_request: get(requests, "requests", "memory", 1.0)?.or(memory_limit),
+        memory_request: get(requests, "requests", "memory", quantity::memory_bytes)?
+            .or(memory_limit),
         memory_limit,
     })
 }
@@ -449,7 +456,7 @@ pub fn memory_volume_size(
     size_limit: Option<&Quantity>,
 ) -> Result<Option<i64>, String> {
     let size = size_limit
-        .map(|q| parse_quantity(&q.0).map(|v| v.ceil() as i64))
+        .map(|q| quantity::memory_bytes(&q.0))
         .transpose()
         .map_err(|e| format!("emptyDir sizeLimit: {e}"))?;
     let pod_level = spec
@@ -457,7 +464,7 @@ pub fn memory_volume_size(
         .as_ref()
         .and_then(|r| r.limits.as_ref())
         .and_then(|l| l.get("memory"))
-        .map(|q| parse_quantity(&q.0).map(|v| v.ceil() as i64))
+        .map(|q| quantity::memory_bytes(&q.0))
         .transpose()
         .map_err(|e| format!("resources.limits.memory: {e}"))?;
     let pod_limit = match pod_level {
@@ -493,47 +500,6 @@ fn oom_score_adj(spec: &PodSpec, c: &Container, node_memory: u64) -> Result<i64,
             adj.clamp(2, 999)
         }
     })
-}
-
-/// A Kubernetes quantity ("250m", "64Mi", "1.5", "2G", "1e3") as a number.
-pub fn parse_quantity(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.' || ch == '+' || ch == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a quantity"))?;
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => {
-            let exp: i32 = s[1..]
-                .parse()
-                .map_err(|_| format!("{text:?} is not a quantity"))?;
-            10f64.powi(exp)
-        }
-        _ => return Err(format!("{text:?} is not a quantity")),
-    };
-    if value < 0.0 {
-        return Err(format!("{text:?} is negative"));
-    }
-    Ok(value * scale)
 }
 
 #[cfg(test)]
@@ -583,15 +549,31 @@ mod tests {
     }
 
     #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("250m").unwrap(), 0.25);
-        assert_eq!(parse_quantity("64Mi").unwrap(), 64.0 * 1024.0 * 1024.0);
-        assert_eq!(parse_quantity("1.5").unwrap(), 1.5);
-        assert_eq!(parse_quantity("2G").unwrap(), 2e9);
-        assert_eq!(parse_quantity("1e3").unwrap(), 1000.0);
-        assert!(parse_quantity("lots").is_err());
-        assert!(parse_quantity("5Xi").is_err());
-        assert!(parse_quantity("-1").is_err());
+    fn quantities_are_exact() {
+        let with = |requests: &[(&str, &str)]| -> Container {
+            let requests: serde_json::Map<String, Value> = requests
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            serde_json::from_value(json!({"name": "app", "resources": {"requests": requests}}))
+                .unwrap()
+        };
+        // Every millicore count maps to the kubelet's integer shares; a
+        // floating-point parse once gave 10 shares for "9m".
+        for m in 1..=8000i64 {
+            let r = resources(&with(&[("cpu", &format!("{m}m"))])).unwrap();
+            assert_eq!(r.cpu_shares, (m * 1024 / 1000).max(MIN_SHARES), "{m}m");
+        }
+        let r = resources(&with(&[("memory", "1.5Ki")])).unwrap();
+        assert_eq!(r.memory_limit_in_bytes, 0, "a request is no limit");
+        let c = with(&[("memory", "-1")]);
+        let err = resources(&c).unwrap_err();
+        assert!(
+            err.contains("resources.requests.memory") && err.contains("negative"),
+            "{err}"
+        );
+        let err = resources(&with(&[("cpu", "lots")])).unwrap_err();
+        assert!(err.contains("resources.requests.cpu"), "{err}");
     }
 
     #[test]
