@@ -307,22 +307,15 @@ enum ImageCommand {
     Rm { reference: String },
 }
 
+/// A duration as kubectl takes one (Go's form: `90s`, `1m30s`, `1.5h`,
+/// `500ms`); a bare number is seconds, as podlab has always taken it.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 2m, 500ms)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    let invalid = || format!("invalid duration {s:?} (e.g. 30s, 1m30s, 500ms, 2h)");
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
+    }
+    let d: jiff::SignedDuration = s.parse().map_err(|_| invalid())?;
+    Duration::try_from(d).map_err(|_| invalid())
 }
 
 /// `--for`: `delete`, `condition=TYPE` or `condition=TYPE=STATUS`.
@@ -781,7 +774,12 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2h3m4s").unwrap(), Duration::from_secs(7384));
         assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-3s").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]
