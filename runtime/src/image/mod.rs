@@ -32,7 +32,7 @@ pub use blob::sha256_digest;
 pub use hosts::docker_config_path;
 pub use pull::{hosts_of, Progress, PullOptions};
 pub use reference::{normalize_reference, Reference, LOCAL_REGISTRY};
-pub use store::ImageStore;
+pub use store::{host_arch, ImageStore};
 
 /// Errors of the image store; messages name the reference, digest or tar
 /// entry involved.
@@ -92,7 +92,10 @@ pub enum Error {
     },
     #[error("{src}: holds {count} images, so one --name cannot name them all")]
     AmbiguousName { src: String, count: usize },
-    #[error("image index {digest}: no linux/amd64 manifest among its {count} entries")]
+    #[error(
+        "image index {digest}: no linux/{} manifest among its {count} entries",
+        store::host_arch()
+    )]
     NoPlatform { digest: String, count: usize },
     #[error("layer {layer}: refusing tar entry {entry:?}: {reason}")]
     UnsafeEntry {

@@ -350,7 +350,11 @@ impl ImageStore {
         let mut found: Vec<(Option<String>, Resolved)> = Vec::new();
         for desc in index.manifests() {
             // A multi-platform index written straight into index.json.
-            if desc.platform().as_ref().is_some_and(|p| !is_linux_amd64(p)) {
+            if desc
+                .platform()
+                .as_ref()
+                .is_some_and(|p| !is_host_platform(p))
+            {
                 continue;
             }
             found.push((annotated_name(desc), source.resolve(desc, 0)?));
@@ -358,7 +362,7 @@ impl ImageStore {
         if found.is_empty() {
             return Err(Error::Invalid {
                 what: src,
-                reason: "its index lists no linux/amd64 image".to_string(),
+                reason: format!("its index lists no linux/{} image", host_arch()),
             });
         }
 
@@ -610,7 +614,7 @@ impl SourceLayout<'_> {
         Ok((bytes, value))
     }
 
-    /// Follows `desc` down to one image manifest (picking linux/amd64 from
+    /// Follows `desc` down to one image manifest (picking the host's platform from
     /// indexes) and checks the manifest, its config and its layer types.
     fn resolve(&self, desc: &Descriptor, depth: usize) -> Result<Resolved, Error> {
         let digest = desc.digest().to_string();
@@ -707,11 +711,13 @@ fn annotated_name(desc: &Descriptor) -> Option<String> {
 }
 
 /// The host's platform decides which image of a multi-arch index runs.
-fn is_linux_amd64(platform: &oci_spec::image::Platform) -> bool {
+fn is_host_platform(platform: &oci_spec::image::Platform) -> bool {
     *platform.os() == Os::Linux && *platform.architecture() == host_arch()
 }
 
-pub(super) fn host_arch() -> Arch {
+/// This machine's architecture in OCI's (and Kubernetes') words: `amd64`,
+/// `arm64`, ….
+pub fn host_arch() -> Arch {
     match std::env::consts::ARCH {
         "x86_64" => Arch::Amd64,
         "aarch64" => Arch::ARM64,
@@ -726,7 +732,7 @@ pub(super) fn pick_platform<'a>(
     let manifests = index.manifests();
     if let Some(desc) = manifests
         .iter()
-        .find(|d| d.platform().as_ref().is_some_and(is_linux_amd64))
+        .find(|d| d.platform().as_ref().is_some_and(is_host_platform))
     {
         return Ok(desc);
     }

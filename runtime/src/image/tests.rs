@@ -665,3 +665,14 @@ fn image_id_is_the_repo_digest_like_the_kubelet_reports() {
     );
     assert_eq!(repo_digest("Not A Ref", &digest), digest);
 }
+
+/// Index entries and the API's node both speak OCI's architecture names.
+#[test]
+fn the_host_architecture_has_its_oci_name() {
+    let expected = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(super::host_arch().to_string(), expected);
+}

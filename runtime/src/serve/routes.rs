@@ -145,12 +145,8 @@ fn version() -> Value {
     })
 }
 
-fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
+fn arch() -> String {
+    crate::image::host_arch().to_string()
 }
 
 fn resource(
