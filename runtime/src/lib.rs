@@ -41,3 +41,4 @@ pub mod store;
 pub mod sys;
 pub mod termination;
 pub mod testhook;
+pub mod tls;

@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "jsonpath",
             "pod_update",
             "downward",
+            "tls",
         ],
     ),
     ("pod parts", &["sandbox", "container", "scheduler", "probe"]),
@@ -47,7 +48,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Upward imports that exist today (from, to), to be removed.
 const KNOWN: &[(&str, &str)] = &[
     ("downward", "scheduler"),
-    ("image", "serve"),
     ("probe", "api"),
     ("probe", "shim"),
     ("scheduler", "shim"),

@@ -50,7 +50,7 @@ impl TestRegistry {
         let address = format!("127.0.0.1:{port}");
         let ca = if options.tls {
             let addr: SocketAddr = address.parse().map_err(|e| format!("{e}"))?;
-            let creds = crate::serve::tls::load_or_create(&dir.join("tls"), &addr)
+            let creds = crate::tls::load_or_create(&dir.join("tls"), &addr, None)
                 .map_err(|e| format!("making the registry's certificate: {e}"))?;
             Some(creds.ca_cert())
         } else {

@@ -41,7 +41,7 @@ fn accept_key(key: &str) -> String {
     let mut h = Sha1::new();
     h.update(key.as_bytes());
     h.update(WS_GUID.as_bytes());
-    super::tls::base64(&h.finalize())
+    crate::tls::base64(&h.finalize())
 }
 
 /// What was asked: `/api/v1/namespaces/NS/pods/NAME/exec?command=...`.

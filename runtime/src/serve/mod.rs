@@ -15,7 +15,7 @@ mod protobuf;
 mod routes;
 mod status;
 mod tables;
-pub(crate) mod tls;
+use crate::tls;
 mod watch;
 
 use std::collections::HashMap;
@@ -231,7 +231,11 @@ fn reap_detached() {
 
 /// Starts the server and serves until the process is stopped.
 pub fn run(config: Config, opts: Options) -> Result<(), Error> {
-    let creds = tls::load_or_create(&config.root.join("serve"), &opts.address)?;
+    let creds = tls::load_or_create(
+        &config.root.join("serve"),
+        &opts.address,
+        Some(&crate::network::node_name()),
+    )?;
     let tls_config = tls::server_config(&creds)?;
     if !opts.address.ip().is_loopback() {
         eprintln!(

@@ -1,4 +1,4 @@
-//! The server's credentials: a CA made on first start, a server certificate
+//! `podlab serve`'s credentials (and the test registry's): a CA made on first start, a server certificate
 //! for the listening address signed by it at each start, and one client
 //! certificate (the admin) for the kubeconfig. Keys and certificates live
 //! under `<state root>/serve/`, mode 0600; a client is authenticated by
@@ -92,21 +92,26 @@ fn ca_params() -> Result<CertificateParams, Error> {
     Ok(p)
 }
 
-/// The SANs of the server certificate: loopback names and the address it
-/// listens on (an unspecified address adds the loopback ones only).
-fn server_names(address: &SocketAddr) -> Vec<String> {
+/// The SANs of the server certificate: loopback names, the address it
+/// listens on (an unspecified address adds the loopback ones only) and the
+/// node's name when it has one.
+fn server_names(address: &SocketAddr, node_name: Option<&str>) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     let ip = address.ip();
     if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
         names.push(ip.to_string());
     }
-    names.push(crate::network::node_name());
+    names.extend(node_name.map(String::from));
     names
 }
 
 /// Loads the CA and admin credentials (making them on first start) and
-/// signs a fresh server certificate for `address`.
-pub fn load_or_create(dir: &Path, address: &SocketAddr) -> Result<Credentials, Error> {
+/// signs a fresh server certificate for `address` (and `node_name`).
+pub fn load_or_create(
+    dir: &Path,
+    address: &SocketAddr,
+    node_name: Option<&str>,
+) -> Result<Credentials, Error> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     let creds = Credentials {
@@ -139,7 +144,7 @@ pub fn load_or_create(dir: &Path, address: &SocketAddr) -> Result<Credentials, E
     }
     // The server certificate names the current address: made each start.
     let key = KeyPair::generate()?;
-    let mut p = CertificateParams::new(server_names(address))?;
+    let mut p = CertificateParams::new(server_names(address, node_name))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "podlab-apiserver");
     p.distinguished_name = dn;
@@ -254,11 +259,22 @@ mod tests {
     }
 
     #[test]
+    fn the_server_is_named_by_loopback_its_address_and_the_node() {
+        let any: SocketAddr = "0.0.0.0:6443".parse().unwrap();
+        assert_eq!(server_names(&any, None), ["localhost", "127.0.0.1", "::1"]);
+        let one: SocketAddr = "10.0.0.5:6443".parse().unwrap();
+        assert_eq!(
+            server_names(&one, Some("node-a")),
+            ["localhost", "127.0.0.1", "::1", "10.0.0.5", "node-a"]
+        );
+    }
+
+    #[test]
     fn credentials_are_made_once_private_and_reused() {
         use std::os::unix::fs::MetadataExt;
         let tmp = tempfile::tempdir().unwrap();
         let addr: SocketAddr = "127.0.0.1:6443".parse().unwrap();
-        let c = load_or_create(tmp.path(), &addr).unwrap();
+        let c = load_or_create(tmp.path(), &addr, Some("node-a")).unwrap();
         let ca = fs::read(c.ca_cert()).unwrap();
         for f in [
             "ca.key",
@@ -271,7 +287,7 @@ mod tests {
             let mode = fs::metadata(tmp.path().join(f)).unwrap().mode() & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
-        let again = load_or_create(tmp.path(), &addr).unwrap();
+        let again = load_or_create(tmp.path(), &addr, Some("node-a")).unwrap();
         assert_eq!(fs::read(again.ca_cert()).unwrap(), ca);
         server_config(&again).unwrap();
         let kc = kubeconfig(&again, "https://127.0.0.1:6443").unwrap();
