@@ -1,8 +1,8 @@
 //! Kubernetes namespaces (the API objects, not Linux namespaces): the four
 //! a fresh cluster has, those created through the API (one small record
 //! each, `<root>/namespaces/<name>.json`), and those that hold pods made
-//! with `podlab apply -n`. Deleting one marks it Terminating, deletes its
-//! pods, then removes its record.
+//! with `podlab apply -n` (pods or secrets). Deleting one marks it
+//! Terminating, deletes its pods, then removes its secrets and its record.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Api(#[from] api::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::Error),
     #[error("namespaces \"{0}\" not found")]
     NotFound(String),
     #[error("namespaces \"{0}\" already exists")]
@@ -83,6 +85,10 @@ pub fn list(config: &Config, since: &str) -> Result<Vec<Namespace>> {
     for pod in store.list(None)? {
         out.entry(pod.key.namespace.clone())
             .or_insert_with(|| implicit(&pod.key.namespace, since));
+    }
+    for ns in crate::secrets::namespaces(config) {
+        out.entry(ns.clone())
+            .or_insert_with(|| implicit(&ns, since));
     }
     if let Ok(entries) = std::fs::read_dir(dir(config)) {
         for e in entries.flatten() {
@@ -188,11 +194,13 @@ pub fn begin_delete(
     Ok((ns, deletions))
 }
 
-/// Waits for the namespace's pods to be gone, then removes its record.
+/// Waits for the namespace's pods to be gone, then removes its secrets
+/// and its record.
 pub fn finish_delete(config: &Config, name: &str, deletions: Vec<api::Deletion>) -> Result<()> {
     for d in deletions {
         api::finish_delete(config, d)?;
     }
+    crate::secrets::remove_namespace(config, name)?;
     match std::fs::remove_file(record(config, name)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
