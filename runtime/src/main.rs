@@ -248,7 +248,7 @@ enum Command {
         410 Expired past the kept history, bookmarks, label and field selectors; patch as merge, \
         strategic merge or JSON patch and update of what Kubernetes lets change, 409 Conflict on \
         a stale resourceVersion; delete, log, exec), namespaces (create, list, watch, delete with \
-        their pods and secrets), secrets (create, get, list, delete), events, the node."
+        their pods and secrets), secrets (create, get, list, patch, delete), events, the node."
     )]
     Serve {
         /// Where to listen; beyond loopback only on purpose (a warning says so).

@@ -71,6 +71,7 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
         ["api", "v1", "namespaces", ns, "secrets", name] => match req.method {
             Method::GET => secrets::get(ctx, ns, name),
             Method::DELETE => secrets::delete(ctx, ns, name),
+            Method::PATCH => secrets::patch(ctx, req, ns, name),
             _ => Err(ApiError::method_not_allowed()),
         },
         ["api", "v1", "events"] if get => pods::events(ctx, req, None),
@@ -139,6 +140,7 @@ fn openapi_v1() -> Value {
             "/api/v1/namespaces/{namespace}/pods": {"post": op("createCoreV1NamespacedPod", "post", "Pod")},
             "/api/v1/namespaces/{namespace}/pods/{name}": {"patch": op("patchCoreV1NamespacedPod", "patch", "Pod")},
             "/api/v1/namespaces/{namespace}/secrets": {"post": op("createCoreV1NamespacedSecret", "post", "Secret")},
+            "/api/v1/namespaces/{namespace}/secrets/{name}": {"patch": op("patchCoreV1NamespacedSecret", "patch", "Secret")},
         },
         "components": {"schemas": {}},
     })
@@ -206,7 +208,7 @@ fn resources() -> Value {
             resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
             resource("pods/log", "", true, "Pod", &["get"], &[]),
             resource("pods/status", "", true, "Pod", &["get"], &[]),
-            resource("secrets", "secret", true, "Secret", &["create", "delete", "get", "list"], &[]),
+            resource("secrets", "secret", true, "Secret", &["create", "delete", "get", "list", "patch"], &[]),
         ]
     })
 }

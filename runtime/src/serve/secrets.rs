@@ -1,5 +1,5 @@
 //! Secrets over the API: create (JSON, YAML or kubectl's protobuf), get,
-//! list (kubectl's table: NAME TYPE DATA AGE), delete. The API layer
+//! list (kubectl's table: NAME TYPE DATA AGE), patch, delete. The API layer
 //! ([`crate::secrets`]) validates and stores; this only translates.
 
 use hyper::Response;
@@ -85,7 +85,12 @@ fn body_secret(req: &Req) -> Result<Secret, ApiError> {
 
 pub fn create(ctx: &Ctx, req: &Req, ns: &str) -> Result<Response<Body>, ApiError> {
     let mut secret = body_secret(req)?;
-    if let Some(given) = secret.metadata.namespace.as_deref().filter(|n| *n != ns) {
+    if let Some(given) = secret
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty() && *n != ns)
+    {
         return Err(ApiError::bad_request(format!(
             "the namespace of the provided object ({given}) does not match the namespace sent on the request ({ns})"
         )));
@@ -102,6 +107,40 @@ pub fn create(ctx: &Ctx, req: &Req, ns: &str) -> Result<Response<Body>, ApiError
     crate::secrets::prepare(&mut secret, Some(ns))?;
     let (stored, _) = crate::secrets::store(&ctx.config, secret, false)?;
     Ok(json(201, &object(&stored)?))
+}
+
+/// PATCH (merge, strategic merge or JSON patch; `kubectl apply` of a
+/// changed manifest): the patched secret is validated and stored anew.
+pub fn patch(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
+    let current = crate::secrets::get(&ctx.config, ns, name)?;
+    let mut target = object(&current)?;
+    let patch: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?;
+    let bad = |e: crate::patch::Error| ApiError::bad_request(e.to_string());
+    match req.content_type.split(';').next().unwrap_or("").trim() {
+        "application/merge-patch+json" => crate::patch::merge(&mut target, &patch),
+        "application/strategic-merge-patch+json" => {
+            crate::patch::strategic(&mut target, &patch).map_err(bad)?
+        }
+        "application/json-patch+json" => crate::patch::json_patch(&mut target, &patch).map_err(bad)?,
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (not {other:?})"),
+            ))
+        }
+    }
+    let mut secret: Secret = serde_json::from_value(target)
+        .map_err(|e| ApiError::bad_request(format!("the object is not a valid Secret: {e}")))?;
+    if secret.metadata.name.as_deref() != Some(name) {
+        return Err(ApiError::bad_request(
+            "the patch may not change metadata.name",
+        ));
+    }
+    crate::secrets::prepare(&mut secret, Some(ns))?;
+    let (stored, _) = crate::secrets::store(&ctx.config, secret, true)?;
+    Ok(json(200, &object(&stored)?))
 }
 
 pub fn delete(ctx: &Ctx, ns: &str, name: &str) -> Result<Response<Body>, ApiError> {
