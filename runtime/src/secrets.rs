@@ -24,8 +24,9 @@ use crate::store::{self, Store};
 pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// Boxed: validation errors are large, and this error travels inside others.
     #[error(transparent)]
-    Manifest(#[from] manifest::Error),
+    Manifest(Box<manifest::Error>),
     // kubectl's words.
     #[error("secrets \"{name}\" not found")]
     NotFound { namespace: String, name: String },
@@ -34,6 +35,12 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<manifest::Error> for Error {
+    fn from(e: manifest::Error) -> Error {
+        Error::Manifest(Box::new(e))
+    }
+}
 
 /// What storing a secret did, as kubectl prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -184,7 +184,7 @@ impl From<crate::secrets::Error> for ApiError {
     fn from(e: crate::secrets::Error) -> ApiError {
         use crate::secrets::Error as S;
         match e {
-            S::Manifest(e) => api::Error::Manifest(e).into(),
+            S::Manifest(e) => api::Error::Manifest(*e).into(),
             S::NotFound { name, .. } => ApiError::not_found("secrets", &name),
             e @ S::AlreadyExists { .. } => {
                 let name = match &e {

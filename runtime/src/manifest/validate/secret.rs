@@ -142,36 +142,33 @@ pub fn validate_secret(secret: &Secret) -> Result<(), Error> {
             required(&mut v, DOCKERCFG_KEY);
             parses(&mut v, data.get(DOCKERCFG_KEY), DOCKERCFG_KEY);
         }
-        BASIC_AUTH => {
-            if !data.contains_key("username") && !data.contains_key("password") {
-                v.push(
-                    "data[username]",
-                    FieldErrorKind::Required,
-                    None,
-                    "a kubernetes.io/basic-auth secret holds a username or a password",
-                );
-            }
+        BASIC_AUTH if !data.contains_key("username") && !data.contains_key("password") => {
+            v.push(
+                "data[username]",
+                FieldErrorKind::Required,
+                None,
+                "a kubernetes.io/basic-auth secret holds a username or a password",
+            );
         }
         SSH_AUTH => required(&mut v, "ssh-privatekey"),
         TLS => {
             required(&mut v, "tls.crt");
             required(&mut v, "tls.key");
         }
-        SERVICE_ACCOUNT_TOKEN => {
-            let named = secret
+        SERVICE_ACCOUNT_TOKEN
+            if secret
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(SERVICE_ACCOUNT_NAME))
-                .is_some_and(|n| !n.is_empty());
-            if !named {
-                v.push(
-                    &format!("metadata.annotations[{SERVICE_ACCOUNT_NAME}]"),
-                    FieldErrorKind::Required,
-                    None,
-                    "",
-                );
-            }
+                .is_none_or(|n| n.is_empty()) =>
+        {
+            v.push(
+                &format!("metadata.annotations[{SERVICE_ACCOUNT_NAME}]"),
+                FieldErrorKind::Required,
+                None,
+                "",
+            );
         }
         "" => v.push("type", FieldErrorKind::Required, None, ""),
         // Any other type is the user's own and holds what it likes.
