@@ -260,11 +260,24 @@ mod tests {
             begin_delete(&config, "default", since),
             Err(Error::Undeletable(_))
         ));
+        // A namespace that holds only a secret is listed, and its
+        // deletion takes the secret with it.
+        let mut secret = crate::secrets::docker_registry("login", "127.0.0.1:5000", "u", "p", None);
+        crate::secrets::prepare(&mut secret, Some("team-a")).unwrap();
+        crate::secrets::store(&config, secret, false).unwrap();
+        let mut other = crate::secrets::docker_registry("login", "h", "u", "p", None);
+        crate::secrets::prepare(&mut other, Some("team-b")).unwrap();
+        crate::secrets::store(&config, other, false).unwrap();
+        assert!(get(&config, "team-b", since).is_ok());
         let (ns, pods) = begin_delete(&config, "team-a", since).unwrap();
         assert_eq!(ns.phase, TERMINATING);
         assert!(pods.is_empty());
         assert_eq!(get(&config, "team-a", since).unwrap().phase, TERMINATING);
         finish_delete(&config, "team-a", pods).unwrap();
+        assert!(crate::secrets::list(&config, Some("team-a"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(crate::secrets::list(&config, None).unwrap().len(), 1);
         assert!(matches!(
             get(&config, "team-a", since),
             Err(Error::NotFound(_))

@@ -581,7 +581,7 @@ fn shift_lines(message: &str, offset: usize) -> String {
 /// (`spec.containers[0].ports[0].containerPort: invalid type: ...`); splits
 /// that path off by finding where serde's own wording starts.
 fn split_serde_path(message: &str) -> (Option<String>, String) {
-    const SERDE_WORDING: [&str; 9] = [
+    const SERDE_WORDING: [&str; 14] = [
         "invalid type: ",
         "invalid value: ",
         "invalid length ",
@@ -591,6 +591,12 @@ fn split_serde_path(message: &str) -> (Option<String>, String) {
         "duplicate field ",
         "duplicate entry ",
         "expected ",
+        // The base64 decoder of a Secret's `data` values.
+        "Invalid symbol ",
+        "Invalid byte ",
+        "Invalid last symbol ",
+        "Invalid padding",
+        "Encoded text cannot ",
     ];
     if SERDE_WORDING.iter().any(|w| message.starts_with(w)) {
         return (None, message.to_string());
