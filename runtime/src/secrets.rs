@@ -340,7 +340,8 @@ pub fn docker_registry(
 }
 
 /// The Docker configs a pod's image pull secrets hold, and the names of
-/// those that could not be read (missing, or of another type).
+/// those that could not be read. A secret of another type holds no login
+/// and is passed over without a word, as the kubelet does.
 #[derive(Debug, Default)]
 pub struct PullAuths {
     pub configs: Vec<serde_json::Value>,
@@ -352,12 +353,9 @@ pub struct PullAuths {
 pub fn pull_auths(config: &Config, namespace: &str, names: &[String]) -> PullAuths {
     let mut out = PullAuths::default();
     for name in names {
-        let found = get(config, namespace, name)
-            .ok()
-            .and_then(|s| docker_config_of(&s));
-        match found {
-            Some(c) => out.configs.push(c),
-            None => out.missing.push(name.clone()),
+        match get(config, namespace, name) {
+            Ok(secret) => out.configs.extend(docker_config_of(&secret)),
+            Err(_) => out.missing.push(name.clone()),
         }
     }
     out
@@ -470,7 +468,7 @@ mod tests {
         store(&config, opaque, false).unwrap();
         let names = ["gone", "reg", "plain"].map(String::from);
         let auths = pull_auths(&config, "default", &names);
-        assert_eq!(auths.missing, ["gone", "plain"]);
+        assert_eq!(auths.missing, ["gone"]);
         assert_eq!(auths.configs.len(), 1);
         let entry = &auths.configs[0]["auths"]["https://127.0.0.1:5000"];
         assert_eq!(entry["username"], "me");
