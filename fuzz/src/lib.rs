@@ -5,14 +5,22 @@
 use std::path::{Path, PathBuf};
 
 /// Any bytes given to `podlab apply`: parsing, defaulting and validation
-/// return an error or pods, never panic.
+/// return an error or pods and secrets, never panic.
 pub fn check_manifest(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(docs) = podlab::manifest::parse(text, "fuzz") {
             for doc in docs {
-                let mut pod = doc.pod;
-                if podlab::manifest::default_pod(&mut pod, None).is_ok() {
-                    let _ = podlab::manifest::validate(&pod);
+                match doc.object {
+                    podlab::manifest::Object::Pod(mut pod) => {
+                        if podlab::manifest::default_pod(&mut pod, None).is_ok() {
+                            let _ = podlab::manifest::validate(&pod);
+                        }
+                    }
+                    podlab::manifest::Object::Secret(mut secret) => {
+                        if podlab::manifest::default_secret(&mut secret, None).is_ok() {
+                            let _ = podlab::manifest::validate_secret(&secret);
+                        }
+                    }
                 }
             }
         }

@@ -39,6 +39,8 @@ pub enum Error {
     Namespaces(#[from] crate::namespaces::Error),
     #[error(transparent)]
     Scheduler(#[from] scheduler::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::Error),
     /// An update named a resource version that is no longer the pod's.
     #[error("Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again")]
     Conflict { name: String },
@@ -67,21 +69,32 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// What `apply` did with one pod, as kubectl prints it.
+/// What `apply` did with one pod or secret, as kubectl prints it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
     Created(PodKey),
     /// An existing pod took the change (labels, an image, ...).
     Configured(PodKey),
     Unchanged(PodKey),
+    /// A secret (namespace and name), and what storing it did.
+    Secret(PodKey, crate::secrets::Outcome),
 }
 
 impl std::fmt::Display for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::secrets::Outcome;
         match self {
             Applied::Created(k) => write!(f, "pod/{} created", k.name),
             Applied::Configured(k) => write!(f, "pod/{} configured", k.name),
             Applied::Unchanged(k) => write!(f, "pod/{} unchanged", k.name),
+            Applied::Secret(k, outcome) => {
+                let done = match outcome {
+                    Outcome::Created => "created",
+                    Outcome::Configured => "configured",
+                    Outcome::Unchanged => "unchanged",
+                };
+                write!(f, "secret/{} {done}", k.name)
+            }
         }
     }
 }
@@ -112,8 +125,9 @@ pub fn new_uid() -> String {
 }
 
 /// Validates every document first (a bad document 2 leaves nothing of
-/// document 1 behind), then stores and starts each pod. With `wait`, returns
-/// once every created pod is Running, or fails naming why not.
+/// document 1 behind), then stores the secrets and then stores and starts
+/// each pod (so a pod finds the pull secrets applied with it). With
+/// `wait`, returns once every created pod is Running, or fails naming why not.
 pub fn apply(
     config: &Config,
     text: &str,
@@ -147,23 +161,44 @@ fn apply_with(
     update_existing: bool,
 ) -> Result<Vec<Applied>> {
     let mut pods = Vec::new();
+    let mut secrets = Vec::new();
     let mut warnings = Vec::new();
     for doc in manifest::parse(text, source)? {
-        let mut pod = doc.pod;
-        // What the user wrote, before defaults fill anything in.
-        warnings.extend(ignored_fields(&pod));
-        manifest::default_pod(&mut pod, namespace)?;
-        manifest::validate(&pod)?;
-        pods.push(pod);
+        match doc.object {
+            manifest::Object::Pod(pod) => {
+                let mut pod = *pod;
+                // What the user wrote, before defaults fill anything in.
+                warnings.extend(ignored_fields(&pod));
+                manifest::default_pod(&mut pod, namespace)?;
+                manifest::validate(&pod)?;
+                pods.push(pod);
+            }
+            manifest::Object::Secret(secret) => {
+                let mut secret = *secret;
+                crate::secrets::prepare(&mut secret, namespace)?;
+                secrets.push(secret);
+            }
+        }
     }
     for w in warnings {
         warn(w);
     }
-    if pods.is_empty() {
+    if pods.is_empty() && secrets.is_empty() {
         return Err(Error::NoObjects);
     }
-    let store = Store::of(config)?;
     let mut out = Vec::new();
+    for secret in secrets {
+        let (stored, outcome) = crate::secrets::store(config, secret, update_existing)?;
+        let key = PodKey::new(
+            stored.metadata.namespace.clone().unwrap_or_default(),
+            stored.metadata.name.clone().unwrap_or_default(),
+        );
+        out.push(Applied::Secret(key, outcome));
+    }
+    if pods.is_empty() {
+        return Ok(out);
+    }
+    let store = Store::of(config)?;
     let mut waiting = Vec::new();
     for pod in pods {
         let key = PodKey::new(
@@ -279,6 +314,8 @@ const SPEC_FIELDS: &[&str] = &[
     "resources",
     "securityContext",
     "activeDeadlineSeconds",
+    // Read by the shim before each pull (see crate::secrets).
+    "imagePullSecrets",
 ];
 const CONTAINER_FIELDS: &[&str] = &[
     "name",
@@ -1189,6 +1226,9 @@ pub struct GcReport {
     pub orphaned_data: Vec<PodKey>,
     /// Pending pods that fit once the dead ones were collected.
     pub scheduled: Vec<PodKey>,
+    /// Secrets' files put right (modes, leftovers), and pull logins a dead
+    /// shim left behind, one line each (never a value).
+    pub secrets_repaired: Vec<String>,
 }
 
 /// Releases everything held by pods whose shim is gone (kill -9, a crash,
@@ -1200,10 +1240,14 @@ pub fn gc(config: &Config) -> Result<GcReport> {
     let manager = cgroups::Manager::new()?;
     let mut report = GcReport::default();
     let lock = store.lock()?;
+    report.secrets_repaired = crate::secrets::gc(config)?;
     for dir in store.list(None)? {
         if shim::is_shim_alive(&dir) {
             continue;
         }
+        report
+            .secrets_repaired
+            .extend(shim::remove_pull_logins(&dir));
         let Ok(pod) = dir.read_pod() else { continue };
         // A pod waiting for room has no shim by design.
         let waiting = !scheduler::is_bound(&pod)

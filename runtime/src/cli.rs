@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use podlab::api;
@@ -98,6 +98,90 @@ pub fn render_pods(
             .collect(),
         Output::Table(cols) => table(pods, *cols, now),
     })
+}
+
+/// `kubectl get secrets` as a table: NAME TYPE DATA AGE (the values are
+/// never shown, only how many keys there are).
+pub fn secrets_table(secrets: &[Secret], cols: Columns, now: i64) -> String {
+    let mut rows = Vec::new();
+    let mut header = vec!["NAME", "TYPE", "DATA", "AGE"];
+    if cols.namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    if !cols.no_headers {
+        rows.push(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    }
+    for s in secrets {
+        let mut row = vec![
+            s.metadata.name.clone().unwrap_or_default(),
+            s.type_.clone().unwrap_or_default(),
+            s.data.as_ref().map_or(0, |d| d.len()).to_string(),
+            age(s.metadata.creation_timestamp.as_ref(), now),
+        ];
+        if cols.namespace {
+            row.insert(0, s.metadata.namespace.clone().unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    align(&rows)
+}
+
+/// What `get secrets` prints: one object when `single`, else a List.
+pub fn render_secrets(
+    secrets: &[Secret],
+    single: bool,
+    output: &Output,
+    now: i64,
+) -> anyhow::Result<String> {
+    let value = || -> anyhow::Result<serde_json::Value> {
+        Ok(match (single, secrets.first()) {
+            (true, Some(s)) => serde_json::to_value(s)?,
+            _ => serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": secrets,
+                "metadata": {"resourceVersion": ""},
+            }),
+        })
+    };
+    Ok(match output {
+        Output::Json => serde_json::to_string_pretty(&value()?)? + "\n",
+        Output::Yaml => serde_norway::to_string(&value()?)?,
+        Output::JsonPath(t) => t.render(&value()?),
+        Output::Name => secrets
+            .iter()
+            .map(|s| format!("secret/{}\n", s.metadata.name.as_deref().unwrap_or("")))
+            .collect(),
+        Output::Table(cols) => secrets_table(secrets, *cols, now),
+    })
+}
+
+/// `get secrets [NAME]`.
+pub fn get_secrets(
+    config: &Config,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let secrets = match name {
+        Some(name) => vec![podlab::secrets::get(config, ns, name)?],
+        None => podlab::secrets::list(config, (!all).then_some(ns))?,
+    };
+    if secrets.is_empty() && matches!(output, Output::Table(_)) {
+        if all {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {ns} namespace.");
+        }
+        return Ok(());
+    }
+    print!(
+        "{}",
+        render_secrets(&secrets, name.is_some(), output, podlab::store::unix_now())?
+    );
+    Ok(())
 }
 
 /// Points this process's stdin at /dev/null, so an exec'd command without
@@ -770,10 +854,24 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
                 println!("imported {} {}", img.reference, img.digest);
             }
         }
-        ImageCommand::Pull { reference, quiet } => {
+        ImageCommand::Pull {
+            reference,
+            quiet,
+            logins_from,
+        } => {
             let terminal = !quiet && std::io::stderr().is_terminal();
             let mut bar = PullBar::new(&reference);
-            let img = store.pull(&reference, &config.pull_options(), &mut |p| {
+            let mut options = config.pull_options();
+            if let Some(path) = logins_from {
+                let text = std::fs::read(&path)
+                    .with_context(|| format!("reading the pull logins {}", path.display()));
+                // Read once: the logins do not outlive this pull.
+                let _ = std::fs::remove_file(&path);
+                options.secret_configs = serde_json::from_slice(&text?).with_context(|| {
+                    format!("the pull logins {} are not a JSON list", path.display())
+                })?;
+            }
+            let img = store.pull(&reference, &options, &mut |p| {
                 if terminal {
                     bar.update(p);
                 }

@@ -104,6 +104,7 @@ impl Config {
         crate::image::PullOptions {
             registry_config: self.registry_config.clone(),
             docker_config: crate::image::docker_config_path(),
+            secret_configs: Vec::new(),
         }
     }
 }

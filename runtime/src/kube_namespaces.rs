@@ -1,8 +1,8 @@
 //! Kubernetes namespaces (the API objects, not Linux namespaces): the four
 //! a fresh cluster has, those created through the API (one small record
 //! each, `<root>/namespaces/<name>.json`), and those that hold pods made
-//! with `podlab apply -n`. Deleting one marks it Terminating, deletes its
-//! pods, then removes its record.
+//! with `podlab apply -n` (pods or secrets). Deleting one marks it
+//! Terminating, deletes its pods, then removes its secrets and its record.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Api(#[from] api::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::Error),
     #[error("namespaces \"{0}\" not found")]
     NotFound(String),
     #[error("namespaces \"{0}\" already exists")]
@@ -83,6 +85,10 @@ pub fn list(config: &Config, since: &str) -> Result<Vec<Namespace>> {
     for pod in store.list(None)? {
         out.entry(pod.key.namespace.clone())
             .or_insert_with(|| implicit(&pod.key.namespace, since));
+    }
+    for ns in crate::secrets::namespaces(config) {
+        out.entry(ns.clone())
+            .or_insert_with(|| implicit(&ns, since));
     }
     if let Ok(entries) = std::fs::read_dir(dir(config)) {
         for e in entries.flatten() {
@@ -188,11 +194,13 @@ pub fn begin_delete(
     Ok((ns, deletions))
 }
 
-/// Waits for the namespace's pods to be gone, then removes its record.
+/// Waits for the namespace's pods to be gone, then removes its secrets
+/// and its record.
 pub fn finish_delete(config: &Config, name: &str, deletions: Vec<api::Deletion>) -> Result<()> {
     for d in deletions {
         api::finish_delete(config, d)?;
     }
+    crate::secrets::remove_namespace(config, name)?;
     match std::fs::remove_file(record(config, name)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -252,11 +260,24 @@ mod tests {
             begin_delete(&config, "default", since),
             Err(Error::Undeletable(_))
         ));
+        // A namespace that holds only a secret is listed, and its
+        // deletion takes the secret with it.
+        let mut secret = crate::secrets::docker_registry("login", "127.0.0.1:5000", "u", "p", None);
+        crate::secrets::prepare(&mut secret, Some("team-a")).unwrap();
+        crate::secrets::store(&config, secret, false).unwrap();
+        let mut other = crate::secrets::docker_registry("login", "h", "u", "p", None);
+        crate::secrets::prepare(&mut other, Some("team-b")).unwrap();
+        crate::secrets::store(&config, other, false).unwrap();
+        assert!(get(&config, "team-b", since).is_ok());
         let (ns, pods) = begin_delete(&config, "team-a", since).unwrap();
         assert_eq!(ns.phase, TERMINATING);
         assert!(pods.is_empty());
         assert_eq!(get(&config, "team-a", since).unwrap().phase, TERMINATING);
         finish_delete(&config, "team-a", pods).unwrap();
+        assert!(crate::secrets::list(&config, Some("team-a"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(crate::secrets::list(&config, None).unwrap().len(), 1);
         assert!(matches!(
             get(&config, "team-a", since),
             Err(Error::NotFound(_))

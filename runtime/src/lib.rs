@@ -33,6 +33,7 @@ pub mod safepath;
 pub mod sandbox;
 pub mod scheduler;
 pub mod seccomp;
+pub mod secrets;
 pub mod security;
 pub mod selector;
 pub mod serve;

@@ -75,9 +75,13 @@ enum Command {
         #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "60s", value_parser = parse_duration)]
         wait_ready: Option<Duration>,
     },
+    /// Create an object from options, as `kubectl create`:
+    /// `podlab create secret docker-registry NAME --docker-server=...`.
+    #[command(subcommand)]
+    Create(CreateCommand),
     /// List pods, or show one.
     Get {
-        /// The resource type: pods (pod, po) or events (event, ev).
+        /// The resource type: pods (pod, po), secrets (secret) or events (event, ev).
         resource: String,
         name: Option<String>,
         #[command(flatten)]
@@ -244,7 +248,7 @@ enum Command {
         410 Expired past the kept history, bookmarks, label and field selectors; patch as merge, \
         strategic merge or JSON patch and update of what Kubernetes lets change, 409 Conflict on \
         a stale resourceVersion; delete, log, exec), namespaces (create, list, watch, delete with \
-        their pods), events, the node."
+        their pods and secrets), secrets (create, get, list, patch, delete), events, the node."
     )]
     Serve {
         /// Where to listen; beyond loopback only on purpose (a warning says so).
@@ -283,6 +287,33 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CreateCommand {
+    /// Create a secret.
+    #[command(subcommand)]
+    Secret(CreateSecret),
+}
+
+#[derive(Subcommand)]
+enum CreateSecret {
+    /// A kubernetes.io/dockerconfigjson secret holding one registry login,
+    /// for a pod's `imagePullSecrets`.
+    DockerRegistry {
+        name: String,
+        /// The registry (host[:port], or a URL); kubectl's default is Docker Hub.
+        #[arg(long, default_value = podlab::image::DOCKER_HUB_AUTH_KEY)]
+        docker_server: String,
+        #[arg(long, required = true)]
+        docker_username: String,
+        #[arg(long, required = true)]
+        docker_password: String,
+        #[arg(long)]
+        docker_email: Option<String>,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+}
+
+#[derive(Subcommand)]
 enum ImageCommand {
     /// Import an OCI image layout directory or oci-archive tar.
     Import {
@@ -296,6 +327,11 @@ enum ImageCommand {
         /// No progress, even on a terminal.
         #[arg(long, short)]
         quiet: bool,
+        /// A file of Docker configs (a JSON list) whose logins are tried
+        /// before the Docker config file's: how the shim hands over a pod's
+        /// image pull secrets. It is removed once read.
+        #[arg(long, hide = true, value_name = "FILE")]
+        logins_from: Option<PathBuf>,
     },
     /// List images.
     #[command(alias = "list")]
@@ -378,6 +414,10 @@ fn is_not_found(e: &anyhow::Error) -> bool {
                 c.downcast_ref::<podlab::api::Error>(),
                 Some(podlab::api::Error::Store(S::NotFound { .. }))
             )
+            || matches!(
+                c.downcast_ref::<podlab::secrets::Error>(),
+                Some(podlab::secrets::Error::NotFound { .. })
+            )
     })
 }
 
@@ -445,7 +485,7 @@ fn pods_resource(resource: &str) -> anyhow::Result<()> {
     match resource {
         "pod" | "pods" | "po" => Ok(()),
         other => anyhow::bail!(
-            "the server doesn't have a resource type \"{other}\" (podlab knows pods and events)"
+            "the server doesn't have a resource type \"{other}\" (podlab knows pods, secrets and events)"
         ),
     }
 }
@@ -471,6 +511,26 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Create(CreateCommand::Secret(CreateSecret::DockerRegistry {
+            name,
+            docker_server,
+            docker_username,
+            docker_password,
+            docker_email,
+            ns,
+        })) => {
+            let mut secret = podlab::secrets::docker_registry(
+                &name,
+                &docker_server,
+                &docker_username,
+                &docker_password,
+                docker_email.as_deref(),
+            );
+            podlab::secrets::prepare(&mut secret, ns.namespace.as_deref())?;
+            podlab::secrets::store(config, secret, false)?;
+            println!("secret/{name} created");
+            Ok(0)
+        }
         Command::Get {
             resource,
             name,
@@ -482,6 +542,28 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             watch,
             watch_only,
         } => {
+            if matches!(resource.as_str(), "secrets" | "secret") {
+                if watch || watch_only {
+                    anyhow::bail!("podlab cannot watch secrets");
+                }
+                if selector.is_some() {
+                    anyhow::bail!("-l/--selector: podlab selects pods only");
+                }
+                let cols = cli::Columns {
+                    namespace: all_namespaces,
+                    no_headers,
+                    ..Default::default()
+                };
+                let output = cli::Output::parse(output.as_deref(), cols)?;
+                cli::get_secrets(
+                    config,
+                    name.as_deref(),
+                    ns.namespace.as_deref(),
+                    all_namespaces,
+                    &output,
+                )?;
+                return Ok(0);
+            }
             if matches!(resource.as_str(), "events" | "event" | "ev") {
                 if watch || watch_only {
                     anyhow::bail!("podlab cannot watch events; use `podlab get pod NAME -w`");
@@ -606,6 +688,28 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ignore_not_found,
             wait,
         } => {
+            if matches!(resource.as_str(), "secret" | "secrets") {
+                if selector.is_some() {
+                    anyhow::bail!("-l/--selector: podlab selects pods only");
+                }
+                let namespace = ns.namespace.as_deref().unwrap_or("default");
+                let mut failed = false;
+                for name in &names {
+                    match podlab::secrets::delete(config, namespace, name) {
+                        Ok(_) => println!("secret \"{name}\" deleted"),
+                        Err(podlab::secrets::Error::NotFound { .. }) if ignore_not_found => {}
+                        Err(e @ podlab::secrets::Error::NotFound { .. }) => {
+                            eprintln!("Error from server (NotFound): {e}");
+                            failed = true;
+                        }
+                        Err(e) => {
+                            eprintln!("error: deleting secret {name}: {e}");
+                            failed = true;
+                        }
+                    }
+                }
+                return Ok(i32::from(failed));
+            }
             pods_resource(&resource)?;
             let names = match selector {
                 None => names,
@@ -748,10 +852,14 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     key.name, key.namespace
                 );
             }
+            for line in &report.secrets_repaired {
+                println!("secrets: {line}");
+            }
             if report.released.is_empty()
                 && report.removed.is_empty()
                 && report.orphaned_data.is_empty()
                 && report.scheduled.is_empty()
+                && report.secrets_repaired.is_empty()
             {
                 println!("nothing to collect");
             }

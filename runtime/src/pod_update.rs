@@ -177,7 +177,8 @@ pub fn check(old: &Pod, new: Pod) -> Result<(Pod, Changes), manifest::Error> {
     }
     if !problems.is_empty() {
         return Err(manifest::Error::Invalid {
-            pod: name,
+            kind: "Pod",
+            name,
             problems,
         });
     }

@@ -70,5 +70,7 @@ fn every_bad_manifest_is_refused_with_a_located_error_and_creates_nothing() {
         let pods = p.root.path().join("pods");
         let created = std::fs::read_dir(&pods).map(|d| d.count()).unwrap_or(0);
         assert_eq!(created, 0, "{rel} left state in {}", pods.display());
+        let secrets = p.root.path().join("secrets");
+        assert!(!secrets.exists(), "{rel} stored a secret");
     }
 }

@@ -646,3 +646,100 @@ fn mermaid_diagram_matches_the_live_pod() {
     assert_eq!(veths.len(), 1, "{veths:?}");
     assert!(text.contains(&format!("host {}", veths[0])), "{text}");
 }
+
+#[test]
+fn secrets_are_created_listed_applied_collected_and_deleted_without_showing_values() {
+    // gc opens the cgroup hierarchy, which needs root.
+    require_root!();
+    let p = Podlab::new();
+    let out = p.run(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server=registry.example:5000",
+        "--docker-username=me",
+        "--docker-password=hunter2",
+        "-n",
+        "team",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "secret/regcred created\n"
+    );
+    let again = p.run(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-username=me",
+        "--docker-password=x",
+        "-n",
+        "team",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr).trim(),
+        "error: secrets \"regcred\" already exists"
+    );
+
+    let applied = p
+        .cmd()
+        .args(["apply", "-n", "team", "-f", "-"])
+        .write_stdin("apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\nstringData:\n  token: hunter3\n  user: me\n")
+        .output()
+        .expect("apply");
+    assert_eq!(
+        String::from_utf8_lossy(&applied.stdout),
+        "secret/api created\n"
+    );
+
+    let table = String::from_utf8_lossy(&p.run(&["get", "secrets", "-A"]).stdout).into_owned();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAMESPACE", "NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(rows[1][..4], ["team", "api", "Opaque", "2"]);
+    assert_eq!(
+        rows[2][..4],
+        ["team", "regcred", "kubernetes.io/dockerconfigjson", "1"]
+    );
+    assert!(!table.contains("hunter"), "{table}");
+    let token = p.run(&[
+        "get",
+        "secret",
+        "api",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&token.stdout), "aHVudGVyMw==");
+
+    // Records only root reads; gc puts a mode right.
+    let record = p.root.path().join("secrets/team/api.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&record), 0o600);
+    std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let gc = String::from_utf8_lossy(&p.run(&["gc"]).stdout).into_owned();
+    assert!(gc.contains("mode 600"), "{gc}");
+    assert_eq!(mode(&record), 0o600);
+
+    let deleted = p.run(&["delete", "secret", "api", "regcred", "-n", "team"]);
+    assert_eq!(
+        String::from_utf8_lossy(&deleted.stdout),
+        "secret \"api\" deleted\nsecret \"regcred\" deleted\n"
+    );
+    let missing = p.run(&["get", "secret", "api", "-n", "team"]);
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "Error from server (NotFound): secrets \"api\" not found"
+    );
+}

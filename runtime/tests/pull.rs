@@ -415,6 +415,211 @@ fn tls_and_htpasswd_registry_wrong_password_is_err_image_pull_naming_401() {
     );
 }
 
+/// A TLS registry with htpasswd (user `student`, password `s3cret`)
+/// holding `private/app:1`, and a registry config trusting its CA.
+struct AuthRegistry {
+    registry: TestRegistry,
+    image: String,
+    config: PathBuf,
+    /// An empty Docker config directory: no login from a file.
+    no_docker_config: PathBuf,
+}
+
+fn auth_registry(dir: &Path) -> AuthRegistry {
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(&htpasswd, format!("student:{}\n", bcrypt("s3cret"))).expect("htpasswd");
+    let registry = private_registry(
+        &dir.join("registry"),
+        Options {
+            tls: true,
+            htpasswd: Some(htpasswd),
+        },
+    );
+    registry
+        .push(
+            &fixture(BUSYBOX_LAYOUT),
+            BUSYBOX_REF,
+            "private/app:1",
+            false,
+            Some("student:s3cret"),
+        )
+        .expect("push");
+    let config = dir.join("etc");
+    let host_dir = config.join("certs.d").join(&registry.address);
+    std::fs::create_dir_all(&host_dir).expect("certs.d");
+    std::fs::copy(registry.ca.as_ref().expect("ca"), host_dir.join("ca.crt")).expect("ca");
+    let no_docker_config = dir.join("no-docker-config");
+    std::fs::create_dir_all(&no_docker_config).expect("empty docker config dir");
+    AuthRegistry {
+        image: format!("{}/private/app:1", registry.address),
+        registry,
+        config,
+        no_docker_config,
+    }
+}
+
+/// A pod listing `secrets` as its imagePullSecrets.
+fn pod_with_pull_secrets(name: &str, image: &str, secrets: &[&str]) -> String {
+    let list: Vec<String> = secrets.iter().map(|s| format!("  - name: {s}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 0\n  imagePullSecrets:\n{}  containers:\n  - name: app\n    image: {image}\n    imagePullPolicy: Always\n    command: [sleep, '3600']\n",
+        list.concat()
+    )
+}
+
+/// `podlab create secret docker-registry NAME` for the registry.
+fn create_pull_secret(p: &Podlab, reg: &AuthRegistry, name: &str, password: &str) {
+    let out = p.run(&[
+        "create",
+        "secret",
+        "docker-registry",
+        name,
+        &format!("--docker-server={}", reg.registry.address),
+        "--docker-username=student",
+        &format!("--docker-password={password}"),
+        "--docker-email=student@example.com",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("secret/{name} created\n")
+    );
+}
+
+#[test]
+fn a_pod_pulls_from_an_auth_registry_with_its_image_pull_secret_and_no_docker_config() {
+    let _ = require_registry!();
+    let dir = scratch("pull-secret-");
+    let reg = auth_registry(dir.path());
+    let p = Podlab::with_images(&dir.path().join("images"));
+    let name = common::unique("secret-pull");
+    // The secret and the pod in one file, the secret first.
+    let login = serde_json::json!({"auths": {reg.registry.address.clone(): {"username": "student", "password": "s3cret"}}});
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{login}'\n---\n{}",
+        pod_with_pull_secrets(&name, &reg.image, &["regcred"])
+    );
+    let out = p
+        .cmd()
+        .env("PODLAB_REGISTRY_CONFIG", &reg.config)
+        .env("DOCKER_CONFIG", &reg.no_docker_config)
+        .args(["apply", "-f", "-", "--wait-ready=60s"])
+        .write_stdin(manifest)
+        .output()
+        .expect("apply");
+    let _guard = common::PodGuard {
+        podlab: &p,
+        name: name.clone(),
+    };
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("secret/regcred created"), "{stdout}");
+    assert!(
+        !stderr(&out).contains("imagePullSecrets"),
+        "{}",
+        stderr(&out)
+    );
+    let events = describe(&p, &name);
+    assert!(
+        events.contains(&format!("Successfully pulled image \"{}\"", reg.image)),
+        "{events}"
+    );
+    // The logins went to the helper in a file that is gone again.
+    let leftovers: Vec<_> = walk(p.root.path())
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("pull-logins"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let get = p.run(&["get", "secrets"]);
+    let table = String::from_utf8_lossy(&get.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("regcred   kubernetes.io/dockerconfigjson   1"),
+        "{table}"
+    );
+    assert!(!table.contains("s3cret"), "{table}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_wrong_password_in_the_pull_secret_is_err_image_pull_naming_401() {
+    let _ = require_registry!();
+    let dir = scratch("pull-secret-bad-");
+    let reg = auth_registry(dir.path());
+    let p = Podlab::with_images(&dir.path().join("images"));
+    create_pull_secret(&p, &reg, "badcred", "wrong");
+    let name = common::unique("secret-denied");
+    let out = p
+        .cmd()
+        .env("PODLAB_REGISTRY_CONFIG", &reg.config)
+        .env("DOCKER_CONFIG", &reg.no_docker_config)
+        .args(["apply", "-f", "-"])
+        .write_stdin(pod_with_pull_secrets(&name, &reg.image, &["badcred"]))
+        .output()
+        .expect("apply");
+    let _guard = common::PodGuard {
+        podlab: &p,
+        name: name.clone(),
+    };
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = events_with(&p, &name, "Error: ErrImagePull");
+    assert!(events.contains("401 Unauthorized"), "{events}");
+    assert!(!events.contains("wrong"), "{events}");
+    // The ErrImagePull message (the Failed event's) names the 401.
+    let failed = events
+        .lines()
+        .find(|l| l.contains(&format!("Failed to pull image \"{}\"", reg.image)))
+        .unwrap_or_default();
+    assert!(failed.contains("401 Unauthorized"), "{events}");
+}
+
+#[test]
+fn a_missing_pull_secret_is_a_warning_and_the_pull_goes_on() {
+    let _ = require_registry!();
+    let dir = scratch("pull-secret-missing-");
+    let reg = auth_registry(dir.path());
+    let p = Podlab::with_images(&dir.path().join("images"));
+    create_pull_secret(&p, &reg, "regcred", "s3cret");
+    let name = common::unique("secret-missing");
+    let out = p
+        .cmd()
+        .env("PODLAB_REGISTRY_CONFIG", &reg.config)
+        .env("DOCKER_CONFIG", &reg.no_docker_config)
+        .args(["apply", "-f", "-", "--wait-ready=60s"])
+        .write_stdin(pod_with_pull_secrets(
+            &name,
+            &reg.image,
+            &["nosuch", "regcred"],
+        ))
+        .output()
+        .expect("apply");
+    let _guard = common::PodGuard {
+        podlab: &p,
+        name: name.clone(),
+    };
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = describe(&p, &name);
+    assert!(
+        events.contains("FailedToRetrieveImagePullSecret")
+            && events.contains("Unable to retrieve some image pull secrets (nosuch); attempting to pull the image may not succeed."),
+        "{events}"
+    );
+    assert!(events.contains("Successfully pulled image"), "{events}");
+}
+
 /// An OCI layout whose `multi` entry is an index of an arm64 image (listed
 /// first) and an amd64 one; returns (layout, amd64 manifest digest).
 fn multi_arch_layout(dir: &Path) -> (PathBuf, String) {

@@ -653,3 +653,90 @@ fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
         "--timeout=30s",
     ]);
 }
+
+#[test]
+fn kubectl_creates_lists_applies_and_deletes_secrets() {
+    require_root!();
+    let p = Podlab::new();
+    let server = Server::start(&p);
+    let created = server.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server=registry.example.com:5000",
+        "--docker-username=student",
+        "--docker-password=hunter2",
+        "--docker-email=student@example.com",
+    ]);
+    assert_eq!(created.trim(), "secret/regcred created");
+    let table = server.ok(&["get", "secrets"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].split_whitespace().collect::<Vec<_>>() == ["NAME", "TYPE", "DATA", "AGE"],
+        "{table}"
+    );
+    assert!(
+        lines[1].split_whitespace().take(3).collect::<Vec<_>>()
+            == ["regcred", "kubernetes.io/dockerconfigjson", "1"],
+        "{table}"
+    );
+    // The CLI reads the same record; the login is the one kubectl made.
+    let json = p.run(&["get", "secret", "regcred", "-o", "json"]);
+    let secret: serde_json::Value = serde_json::from_slice(&json.stdout).expect("secret json");
+    use base64::Engine;
+    let config = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][".dockerconfigjson"].as_str().expect("data"))
+        .expect("base64");
+    let config: serde_json::Value = serde_json::from_slice(&config).expect("docker config");
+    assert_eq!(
+        config["auths"]["registry.example.com:5000"]["username"],
+        "student"
+    );
+    let again = server.run(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-username=a",
+        "--docker-password=b",
+    ]);
+    assert!(
+        stderr_of(&again).contains("secrets \"regcred\" already exists"),
+        "{}",
+        stderr_of(&again)
+    );
+
+    let file = write(
+        p.root.path(),
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: plain\nstringData:\n  token: abc\n",
+    );
+    let applied = server.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    assert_eq!(applied.trim(), "secret/plain created");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: plain\nstringData:\n  token: abc\n  user: me\n",
+    )
+    .expect("secret.yaml");
+    let changed = server.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    assert_eq!(changed.trim(), "secret/plain configured");
+    let plain = server.ok(&["get", "secret", "plain", "-o", "jsonpath={.data.user}"]);
+    assert_eq!(plain.trim(), "bWU=");
+    let bad = write(
+        p.root.path(),
+        "bad-secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: broken\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  other: x\n",
+    );
+    let out = server.run(&["apply", "-f", bad.to_str().expect("utf-8")]);
+    let err = stderr_of(&out);
+    assert!(
+        !out.status.success() && err.contains("data[.dockerconfigjson]: Required value"),
+        "{err}"
+    );
+    let deleted = server.ok(&["delete", "secret", "regcred"]);
+    assert_eq!(deleted.trim(), "secret \"regcred\" deleted");
+    let names = server.ok(&["get", "secrets", "-o", "name"]);
+    assert_eq!(names.trim(), "secret/plain");
+    assert!(!table.contains("hunter2") && !names.contains("hunter2"));
+}

@@ -14,8 +14,8 @@ use super::Error;
 /// Docker Hub's API lives on another host than its name.
 const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
-/// The key `docker login` writes for Docker Hub.
-const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+/// The key `docker login` and kubectl write Docker Hub logins under.
+pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
 /// One place to fetch from: a mirror or the registry itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -295,56 +295,181 @@ pub fn docker_config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
 }
 
-/// The login for `registry` in a Docker config file, if any.
-pub(crate) fn credentials_for(
-    config: Option<&Path>,
-    registry: &str,
-) -> Result<Option<Credentials>, Error> {
-    let Some(path) = config else {
-        return Ok(None);
+/// Logins from Docker configs (the config file, pull secrets), looked up
+/// as the kubelet looks up image pull credentials: by the image's host
+/// (exact, or a `*.` glob per dot-separated part; the port must agree) and
+/// by path prefix, the most specific key first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Keyring {
+    entries: Vec<KeyEntry>,
+}
+
+#[derive(Clone, Debug)]
+struct KeyEntry {
+    /// Lowercase host with its port, if the key names one.
+    host: String,
+    /// The key's path without slashes at either end ("" for none).
+    path: String,
+    credentials: Credentials,
+    /// Which source added it: earlier sources win over later ones.
+    source: usize,
+}
+
+/// A key as written (`host`, `host/path`, `https://host/v1/`) into host
+/// and path.
+fn split_key(key: &str) -> (String, String) {
+    let rest = key
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = match host.to_ascii_lowercase().as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        h => h.to_string(),
     };
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            })
+    // The API version of a URL key is no part of a repository's path.
+    let path = path.trim_matches('/');
+    let path = ["v1", "v2"]
+        .iter()
+        .find_map(|v| {
+            path.strip_prefix(v)
+                .filter(|r| r.is_empty() || r.starts_with('/'))
+        })
+        .unwrap_or(path)
+        .trim_matches('/');
+    (host, path.to_string())
+}
+
+/// `*` in a host pattern part stands for any run of characters.
+fn glob_part(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.len() >= head.len()
+                && text.starts_with(head)
+                && (0..=text.len() - head.len())
+                    .filter(|i| text.is_char_boundary(head.len() + i))
+                    .any(|i| glob_part(tail, &text[head.len() + i..]))
+        }
+    }
+}
+
+/// Whether a key's host names `registry` (host[:port]).
+fn host_matches(pattern: &str, registry: &str) -> bool {
+    let split = |h: &str| -> (String, String) {
+        match h.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                (host.to_string(), port.to_string())
+            }
+            _ => (h.to_string(), String::new()),
         }
     };
-    let file: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-        what: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let Some(auths) = file.get("auths").and_then(|a| a.as_object()) else {
-        return Ok(None);
-    };
-    // Keys are written as a bare host, a URL, or Docker Hub's v1 URL.
-    let key_host = |k: &str| {
-        let k = k
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let host = k.split('/').next().unwrap_or_default();
-        match host {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-            h => h.to_string(),
+    let (p_host, p_port) = split(pattern);
+    let (r_host, r_port) = split(&registry.to_ascii_lowercase());
+    if p_port != r_port {
+        return false;
+    }
+    let p_parts: Vec<&str> = p_host.split('.').collect();
+    let r_parts: Vec<&str> = r_host.split('.').collect();
+    p_parts.len() == r_parts.len() && p_parts.iter().zip(&r_parts).all(|(p, r)| glob_part(p, r))
+}
+
+/// Whether a key's path is a prefix of the repository, step by step.
+fn path_matches(prefix: &str, repository: &str) -> bool {
+    prefix.is_empty()
+        || repository == prefix
+        || repository
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+impl Keyring {
+    /// Adds the logins of one Docker config: `{"auths": {...}}`, or the
+    /// bare map of the older `.dockercfg` format. `what` names the source
+    /// in errors (never a value of it).
+    pub(crate) fn add_config(
+        &mut self,
+        config: &serde_json::Value,
+        what: &str,
+    ) -> Result<(), Error> {
+        let source = self.entries.iter().map(|e| e.source + 1).max().unwrap_or(0);
+        let auths = match config.get("auths") {
+            Some(a) => a,
+            None if config.get("credsStore").is_some() || config.get("credHelpers").is_some() => {
+                return Ok(())
+            }
+            None => config,
+        };
+        let Some(auths) = auths.as_object() else {
+            return Ok(());
+        };
+        for (key, entry) in auths {
+            let Some(credentials) = entry_credentials(entry, &format!("{what}: auths.{key}"))?
+            else {
+                continue;
+            };
+            let (host, path) = split_key(key);
+            self.entries.push(KeyEntry {
+                host,
+                path,
+                credentials,
+                source,
+            });
         }
-    };
-    let entry = auths
-        .get(registry)
-        .or_else(|| (registry == DOCKER_HUB).then(|| auths.get(DOCKER_HUB_AUTH_KEY))?)
-        .or_else(|| {
-            auths
-                .iter()
-                .find(|(k, _)| key_host(k) == registry)
-                .map(|(_, v)| v)
+        Ok(())
+    }
+
+    /// Adds the logins of a Docker config file; a missing file adds none.
+    pub(crate) fn add_file(&mut self, path: &Path) -> Result<(), Error> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("reading {}", path.display()),
+                    source: e,
+                })
+            }
+        };
+        let file: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        self.add_config(&file, &path.display().to_string())
+    }
+
+    /// Every login that applies to `registry`/`repository`, to be tried in
+    /// this order: earlier sources first, within one the longest path and
+    /// exact hosts before globs.
+    pub(crate) fn lookup(&self, registry: &str, repository: &str) -> Vec<Credentials> {
+        let mut found: Vec<&KeyEntry> = self
+            .entries
+            .iter()
+            .filter(|e| host_matches(&e.host, registry) && path_matches(&e.path, repository))
+            .collect();
+        found.sort_by_key(|e| {
+            (
+                e.source,
+                std::cmp::Reverse(e.path.len()),
+                e.host.contains('*'),
+            )
         });
-    let Some(entry) = entry else {
-        return Ok(None);
-    };
+        let mut out: Vec<Credentials> = Vec::new();
+        for e in found {
+            if !out.contains(&e.credentials) {
+                out.push(e.credentials.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The user and password of one `auths` entry (`auth` as base64
+/// `user:password`, or `username` and `password`); None when it has neither.
+fn entry_credentials(entry: &serde_json::Value, what: &str) -> Result<Option<Credentials>, Error> {
     let bad = |reason: &str| Error::Invalid {
-        what: format!("{}: auths.{registry}", path.display()),
+        what: what.to_string(),
         reason: reason.to_string(),
     };
     if let Some(auth) = entry
@@ -352,6 +477,7 @@ pub(crate) fn credentials_for(
         .and_then(|a| a.as_str())
         .filter(|a| !a.is_empty())
     {
+        // The decoding error names a position, never the bytes.
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
             .map_err(|e| bad(&format!("auth is not base64: {e}")))?;
@@ -369,6 +495,19 @@ pub(crate) fn credentials_for(
         (Some(username), Some(password)) => Some(Credentials { username, password }),
         _ => None,
     })
+}
+
+/// The login for `registry` in a Docker config file, if any.
+#[cfg(test)]
+pub(crate) fn credentials_for(
+    config: Option<&Path>,
+    registry: &str,
+) -> Result<Option<Credentials>, Error> {
+    let mut keyring = Keyring::default();
+    if let Some(path) = config {
+        keyring.add_file(path)?;
+    }
+    Ok(keyring.lookup(registry, "").into_iter().next())
 }
 
 #[cfg(test)]
@@ -510,5 +649,60 @@ server = "https://registry-1.docker.io"
                 .is_none()
         );
         assert!(!format!("{c:?}").contains("pa:ss"));
+    }
+
+    #[test]
+    fn keyring_matches_hosts_and_paths_as_the_kubelet_does() {
+        let login = |u: &str| serde_json::json!({"username": u, "password": "pw"});
+        let mut keyring = Keyring::default();
+        keyring
+            .add_config(
+                &serde_json::json!({"auths": {
+                    "https://registry.example.com/v1/": login("url"),
+                    "registry.example.com/team": login("team"),
+                    "*.example.com": login("glob"),
+                    "127.0.0.1:5000": login("port"),
+                }}),
+                "secret 1",
+            )
+            .unwrap();
+        // A second source: the Docker config file, tried after the secrets.
+        keyring
+            .add_config(
+                &serde_json::json!({"auths": {"registry.example.com": login("file")}}),
+                "file",
+            )
+            .unwrap();
+        let users = |registry: &str, repo: &str| -> Vec<String> {
+            keyring
+                .lookup(registry, repo)
+                .into_iter()
+                .map(|c| c.username)
+                .collect()
+        };
+        // Exact host, the longest path first, then the glob, then the file.
+        assert_eq!(
+            users("registry.example.com", "team/app"),
+            ["team", "url", "glob", "file"]
+        );
+        // A path prefix counts by whole steps only.
+        assert_eq!(
+            users("registry.example.com", "teamwork/app"),
+            ["url", "glob", "file"]
+        );
+        assert_eq!(users("other.example.com", "app"), ["glob"]);
+        // A glob stands for one part of the name, and the port must agree.
+        assert!(users("a.b.example.com", "app").is_empty());
+        assert_eq!(users("127.0.0.1:5000", "app"), ["port"]);
+        assert!(users("127.0.0.1", "app").is_empty());
+        assert!(users("127.0.0.1:5001", "app").is_empty());
+        assert!(users("quay.io", "app").is_empty());
+        // The older .dockercfg format: the bare map of logins.
+        let mut old = Keyring::default();
+        old.add_config(&serde_json::json!({"quay.io": login("old")}), "dockercfg")
+            .unwrap();
+        assert_eq!(old.lookup("quay.io", "x/y").len(), 1);
+        assert!(glob_part("reg*.example", "registry.example"));
+        assert!(!glob_part("reg*x", "registry"));
     }
 }

@@ -29,7 +29,7 @@ mod tests;
 use std::io;
 
 pub use blob::sha256_digest;
-pub use hosts::docker_config_path;
+pub use hosts::{docker_config_path, DOCKER_HUB_AUTH_KEY};
 pub use pull::{hosts_of, Progress, PullOptions};
 pub use reference::{normalize_reference, Reference, LOCAL_REGISTRY};
 pub use store::{host_arch, ImageStore};
@@ -120,6 +120,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl Error {
+    /// The registry refused the login (or asked for one): another login
+    /// may do better.
+    pub(crate) fn is_unauthorized(&self) -> bool {
+        matches!(self, Error::Registry { status, .. } if status.starts_with("401"))
+    }
 }
 
 /// One named image in the store.

@@ -17,7 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::blob::{digest_hex, io_err, is_sha256_digest, sha256_digest};
-use super::hosts::{credentials_for, hosts_for, Host};
+use super::hosts::{hosts_for, Host, Keyring};
 use super::registry::Registry;
 use super::store::{
     check_layer_count, pick_platform, Resolved, DOCKER_LIST, DOCKER_MANIFEST, JSON_LIMIT,
@@ -47,6 +47,23 @@ pub struct PullOptions {
     pub registry_config: PathBuf,
     /// A Docker config file with logins (`auths`).
     pub docker_config: Option<PathBuf>,
+    /// Docker configs from a pod's image pull secrets, in the order the pod
+    /// lists them: their logins are tried before the config file's.
+    pub secret_configs: Vec<serde_json::Value>,
+}
+
+impl PullOptions {
+    /// The logins that may apply: the pull secrets' first, then the file's.
+    fn keyring(&self) -> Result<Keyring, Error> {
+        let mut keyring = Keyring::default();
+        for (i, config) in self.secret_configs.iter().enumerate() {
+            keyring.add_config(config, &format!("image pull secret {}", i + 1))?;
+        }
+        if let Some(path) = &self.docker_config {
+            keyring.add_file(path)?;
+        }
+        Ok(keyring)
+    }
 }
 
 /// What a pull reports as it goes.
@@ -88,7 +105,17 @@ impl ImageStore {
         fs::create_dir(&staging).map_err(io_err(format!("creating {}", staging.display())))?;
 
         let hosts = hosts_for(&options.registry_config, &wanted.registry)?;
-        let credentials = credentials_for(options.docker_config.as_deref(), &wanted.registry)?;
+        // Each login that applies is tried in turn (a 401 moves on to the
+        // next, as the kubelet does); none means an anonymous pull.
+        let mut logins: Vec<Option<_>> = options
+            .keyring()?
+            .lookup(&wanted.registry, &wanted.repository)
+            .into_iter()
+            .map(Some)
+            .collect();
+        if logins.is_empty() {
+            logins.push(None);
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -99,15 +126,25 @@ impl ImageStore {
                 if wanted.digest.is_none() && !host.resolve {
                     continue;
                 }
-                let mut registry =
-                    Registry::new(host.clone(), &wanted.repository, credentials.clone())?;
-                match self
-                    .pull_from(&mut registry, &wanted, &name, &staging, progress)
-                    .await
-                {
-                    Ok(info) => return Ok(info),
-                    // A mirror that fails leaves the next host to try.
-                    Err(e) => last = Some(e),
+                for credentials in &logins {
+                    let mut registry =
+                        Registry::new(host.clone(), &wanted.repository, credentials.clone())?;
+                    match self
+                        .pull_from(&mut registry, &wanted, &name, &staging, progress)
+                        .await
+                    {
+                        Ok(info) => return Ok(info),
+                        Err(e) => {
+                            let denied = e.is_unauthorized();
+                            last = Some(e);
+                            // Another login may be let in; any other
+                            // failure is the host's: a mirror that fails
+                            // leaves the next host to try.
+                            if !denied {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
             Err(last.unwrap_or_else(|| Error::Invalid {
@@ -418,6 +455,7 @@ mod tests {
         let options = PullOptions {
             registry_config: dir.path().join("etc"),
             docker_config: None,
+            secret_configs: Vec::new(),
         };
         let err = store.pull("Bad/Name", &options, &mut |_| {}).unwrap_err();
         assert!(matches!(err, Error::InvalidReference { .. }), "{err}");
@@ -443,6 +481,7 @@ mod tests {
         let options = PullOptions {
             registry_config: PathBuf::from("/nonexistent"),
             docker_config: None,
+            secret_configs: Vec::new(),
         };
         assert_eq!(
             hosts_of("nginx", &options).unwrap(),
@@ -607,6 +646,7 @@ mod bearer_tests {
         let options = PullOptions {
             registry_config: dir.path().join("etc"),
             docker_config: Some(docker),
+            secret_configs: Vec::new(),
         };
         let reference = format!("127.0.0.1:{port}/app:1");
         let info = store.pull(&reference, &options, &mut |_| {}).unwrap();
@@ -622,6 +662,7 @@ mod bearer_tests {
         // Without the login the realm refuses, and the error says so.
         let anonymous = PullOptions {
             docker_config: None,
+            secret_configs: Vec::new(),
             ..options
         };
         let err = store

@@ -1,10 +1,11 @@
 //! Manifests: what `podlab apply -f FILE|-` reads.
 //!
-//! [`parse`] turns YAML or JSON text into pods, refusing what the API server
+//! [`parse`] turns YAML or JSON text into pods and secrets, refusing what the API server
 //! would refuse at decoding time: other kinds, syntax and type errors, and
 //! unknown fields (which k8s-openapi would silently drop). [`default_pod`]
 //! then fills in what Kubernetes defaults, and [`validate`] checks the pod as
-//! the API server's validation would, within what podlab supports.
+//! the API server's validation would, within what podlab supports;
+//! [`default_secret`] and [`validate_secret`] do the same for a Secret.
 //!
 //! The CLI is expected to run the three in that order and print errors with
 //! `{err}`: the text is already kubectl-shaped (`error: ...` for client-side
@@ -19,25 +20,36 @@ mod tests;
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub use defaults::default_pod;
 pub use locate::{locate, FieldPath, Seg};
+pub use validate::secret::{
+    default_secret, validate_secret, DOCKERCFG, DOCKERCFG_KEY, DOCKER_CONFIG_JSON,
+    DOCKER_CONFIG_JSON_KEY, MAX_SECRET_BYTES, OPAQUE,
+};
 pub use validate::{is_safe_sysctl, validate, FieldError, FieldErrorKind, SAFE_SYSCTLS};
 
 /// The largest document podlab accepts, checked before parsing it (the API
 /// server refuses large objects too; a pod manifest is a few KiB).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
-const RUNS_ONLY: &str = "podlab runs only kind Pod (apiVersion v1)";
+const RUNS_ONLY: &str = "podlab takes kinds Pod and Secret (apiVersion v1)";
 
-/// One pod read from a manifest.
+/// An object a manifest may hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Pod(Box<Pod>),
+    Secret(Box<Secret>),
+}
+
+/// One object read from a manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    pub pod: Pod,
+    pub object: Object,
     /// 1-based number of the document in the file (empty documents are not
     /// counted).
     pub document: usize,
@@ -45,6 +57,23 @@ pub struct Document {
     pub item: Option<usize>,
     /// 1-based line where the document (or the list item) starts.
     pub line: usize,
+}
+
+impl Document {
+    /// The pod, when the document is one.
+    pub fn pod(&self) -> Option<&Pod> {
+        match &self.object {
+            Object::Pod(p) => Some(p),
+            Object::Secret(_) => None,
+        }
+    }
+
+    pub fn pod_mut(&mut self) -> Option<&mut Pod> {
+        match &mut self.object {
+            Object::Pod(p) => Some(p),
+            Object::Secret(_) => None,
+        }
+    }
 }
 
 /// Whether a text was read as YAML or as JSON (kubectl treats a text whose
@@ -139,10 +168,12 @@ pub enum Error {
         message: String,
     },
 
-    /// The pod failed validation; one problem per field, like the API server.
-    #[error("{}", invalid(pod, problems))]
+    /// The object failed validation; one problem per field, like the API server.
+    #[error("{}", invalid(kind, name, problems))]
     Invalid {
-        pod: String,
+        /// `Pod` or `Secret`.
+        kind: &'static str,
+        name: String,
         problems: Vec<FieldError>,
     },
 
@@ -170,8 +201,13 @@ fn kind_problem(item: Option<usize>, api_version: Option<&str>, kind: Option<&st
     let prefix = item.map(|i| format!("items[{i}]: ")).unwrap_or_default();
     let problem = match (kind, api_version) {
         (None, _) => "kind is missing".to_string(),
-        (Some(kind @ ("Pod" | "List")), None) => format!("apiVersion is missing for kind {kind}"),
-        (Some(kind @ ("Pod" | "List")), Some(version)) => {
+        (Some("Secret"), Some("v1")) if item.is_some() => {
+            "a Secret in a List is not supported; give it a document of its own".to_string()
+        }
+        (Some(kind @ ("Pod" | "Secret" | "List")), None) => {
+            format!("apiVersion is missing for kind {kind}")
+        }
+        (Some(kind @ ("Pod" | "Secret" | "List")), Some(version)) => {
             format!("apiVersion {version:?} is not supported for kind {kind}")
         }
         (Some(kind), _) => format!("kind {kind:?} is not supported"),
@@ -191,12 +227,12 @@ fn unknown_fields(fields: &[UnknownField]) -> String {
     format!("unknown {noun} {}", list.join(", "))
 }
 
-fn invalid(pod: &str, problems: &[FieldError]) -> String {
+fn invalid(kind: &str, name: &str, problems: &[FieldError]) -> String {
     match problems {
-        [one] => format!("The Pod {pod:?} is invalid: {one}"),
+        [one] => format!("The {kind} {name:?} is invalid: {one}"),
         _ => {
             // kubectl's layout for several causes: a header, then one per line.
-            let mut out = format!("The Pod {pod:?} is invalid: ");
+            let mut out = format!("The {kind} {name:?} is invalid: ");
             for problem in problems {
                 out.push_str(&format!("\n* {problem}"));
             }
@@ -205,7 +241,7 @@ fn invalid(pod: &str, problems: &[FieldError]) -> String {
     }
 }
 
-/// Reads every pod in `text` (YAML, several documents allowed, or JSON).
+/// Reads every pod and secret in `text` (YAML, several documents allowed, or JSON).
 /// `source` names the input in error messages (a path, or `-`).
 ///
 /// Empty documents are skipped; a `kind: List` document contributes its
@@ -386,10 +422,14 @@ impl Chunk {
         let (api_version, kind) = type_meta(&map);
         let is_v1 = api_version.as_deref() == Some("v1");
         match kind.as_deref() {
-            Some("Pod") if is_v1 => {
-                let pod = self.typed::<Pod>(&origin)?;
+            Some(kind @ ("Pod" | "Secret")) if is_v1 => {
+                let object = if kind == "Pod" {
+                    Object::Pod(Box::new(self.typed::<Pod>(&origin)?))
+                } else {
+                    Object::Secret(Box::new(self.typed::<Secret>(&origin)?))
+                };
                 docs.push(Document {
-                    pod,
+                    object,
                     document: origin.document,
                     item: None,
                     line: origin.line,
@@ -438,7 +478,7 @@ impl Chunk {
             let path = [Seg::Key("items".to_string()), Seg::Index(i)];
             let line = locate(&self.text, &path).map_or(origin.line, |l| self.shift(l));
             docs.push(Document {
-                pod,
+                object: Object::Pod(Box::new(pod)),
                 document: origin.document,
                 item: Some(i),
                 line,
@@ -541,7 +581,7 @@ fn shift_lines(message: &str, offset: usize) -> String {
 /// (`spec.containers[0].ports[0].containerPort: invalid type: ...`); splits
 /// that path off by finding where serde's own wording starts.
 fn split_serde_path(message: &str) -> (Option<String>, String) {
-    const SERDE_WORDING: [&str; 9] = [
+    const SERDE_WORDING: [&str; 14] = [
         "invalid type: ",
         "invalid value: ",
         "invalid length ",
@@ -551,6 +591,12 @@ fn split_serde_path(message: &str) -> (Option<String>, String) {
         "duplicate field ",
         "duplicate entry ",
         "expected ",
+        // The base64 decoder of a Secret's `data` values.
+        "Invalid symbol ",
+        "Invalid byte ",
+        "Invalid last symbol ",
+        "Invalid padding",
+        "Encoded text cannot ",
     ];
     if SERDE_WORDING.iter().any(|w| message.starts_with(w)) {
         return (None, message.to_string());

@@ -17,8 +17,16 @@ const SOURCE: &str = "fixtures/pod.yaml";
 fn apply(text: &str, namespace: Option<&str>) -> Result<Vec<Document>, Error> {
     let mut docs = parse(text, SOURCE)?;
     for doc in &mut docs {
-        default_pod(&mut doc.pod, namespace)?;
-        validate(&doc.pod)?;
+        match &mut doc.object {
+            Object::Pod(pod) => {
+                default_pod(pod, namespace)?;
+                validate(pod)?;
+            }
+            Object::Secret(secret) => {
+                default_secret(secret, namespace)?;
+                validate_secret(secret)?;
+            }
+        }
     }
     Ok(docs)
 }
@@ -581,7 +589,10 @@ fn namespace_flag_must_agree_with_the_manifest() {
     );
     insta::assert_snapshot!(err.to_string());
     let docs = apply(text, Some("prod")).unwrap();
-    assert_eq!(docs[0].pod.metadata.namespace.as_deref(), Some("prod"));
+    assert_eq!(
+        docs[0].pod().unwrap().metadata.namespace.as_deref(),
+        Some("prod")
+    );
 }
 
 #[test]
@@ -621,7 +632,12 @@ spec:
     resources: {limits: {memory: -1Gi}}
   - name: app
 "#;
-    let Err(Error::Invalid { pod, problems }) = apply(text, None) else {
+    let Err(Error::Invalid {
+        name: pod,
+        problems,
+        ..
+    }) = apply(text, None)
+    else {
         panic!("expected validation errors");
     };
     assert_eq!(pod, "web");
@@ -665,7 +681,7 @@ fn validation_accepts_a_pod_before_defaulting() {
         SOURCE,
     )
     .unwrap();
-    validate(&docs[0].pod).unwrap();
+    validate(docs[0].pod().unwrap()).unwrap();
 }
 
 #[test]
@@ -706,7 +722,7 @@ spec:
     assert_eq!(docs.len(), 1);
     let doc = &docs[0];
     assert_eq!((doc.document, doc.item, doc.line), (1, None, 2));
-    let pod = &doc.pod;
+    let pod = doc.pod().unwrap();
     assert_eq!(pod.metadata.name.as_deref(), Some("web"));
     assert_eq!(pod.metadata.namespace.as_deref(), Some("default"));
     let spec = pod.spec.as_ref().unwrap();
@@ -773,10 +789,19 @@ spec: {containers: [{name: app, image: nginx}]}
     let docs = parse(text, SOURCE).unwrap();
     let found: Vec<(&str, usize, usize)> = docs
         .iter()
-        .map(|d| (d.pod.metadata.name.as_deref().unwrap(), d.document, d.line))
+        .map(|d| {
+            (
+                d.pod().unwrap().metadata.name.as_deref().unwrap(),
+                d.document,
+                d.line,
+            )
+        })
         .collect();
     assert_eq!(found, [("a", 1, 4), ("b", 2, 13), ("c", 3, 17)]);
-    assert_eq!(docs[1].pod.metadata.namespace.as_deref(), Some("team"));
+    assert_eq!(
+        docs[1].pod().unwrap().metadata.namespace.as_deref(),
+        Some("team")
+    );
 }
 
 #[test]
@@ -797,13 +822,13 @@ fn json_objects_one_after_another() {
     assert_eq!(docs.len(), 2);
     assert_eq!((docs[0].document, docs[0].line), (1, 1));
     assert_eq!((docs[1].document, docs[1].line), (2, 4));
-    let port = &docs[0].pod.spec.as_ref().unwrap().containers[0]
+    let port = &docs[0].pod().unwrap().spec.as_ref().unwrap().containers[0]
         .ports
         .as_ref()
         .unwrap()[0];
     assert_eq!(port.container_port, 8080);
     // JSON escapes decode as JSON says.
-    assert_eq!(docs[1].pod.metadata.name.as_deref(), Some("bé/"));
+    assert_eq!(docs[1].pod().unwrap().metadata.name.as_deref(), Some("bé/"));
 }
 
 #[test]
@@ -856,7 +881,7 @@ items: []
         .iter()
         .map(|d| {
             (
-                d.pod.metadata.name.as_deref().unwrap(),
+                d.pod().unwrap().metadata.name.as_deref().unwrap(),
                 d.document,
                 d.item,
                 d.line,
@@ -899,14 +924,14 @@ fn structured_errors_for_callers() {
         kind,
         api_version,
         item,
-    }) = parse("kind: Secret\napiVersion: v1\n", "x.yaml")
+    }) = parse("kind: ConfigMap\napiVersion: v1\n", "x.yaml")
     else {
         panic!("expected a kind error");
     };
     assert_eq!((origin.document, origin.line, item), (1, 1, None));
     assert_eq!(
         (kind.as_deref(), api_version.as_deref()),
-        (Some("Secret"), Some("v1"))
+        (Some("ConfigMap"), Some("v1"))
     );
 
     let Err(Error::Syntax {
@@ -1020,4 +1045,40 @@ spec:
     let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  dnsPolicy: None\n  containers:\n  - {name: app, image: nginx}\n";
     let shown = apply(text, None).expect_err("must be refused").to_string();
     assert!(shown.contains("spec.dnsConfig: Required value"), "{shown}");
+}
+
+#[test]
+fn a_secret_and_a_pod_in_one_file_are_both_read() {
+    let text = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: login
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{"auths": {}}'
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  imagePullSecrets: [{name: login}]
+  containers:
+  - name: app
+    image: nginx
+"#;
+    let docs = apply(text, Some("team")).unwrap();
+    let Object::Secret(secret) = &docs[0].object else {
+        panic!("a Secret first");
+    };
+    assert_eq!(secret.metadata.namespace.as_deref(), Some("team"));
+    assert_eq!(secret.data.as_ref().unwrap().len(), 1);
+    assert_eq!(docs[1].pod().unwrap().metadata.name.as_deref(), Some("web"));
+    let Err(Error::UnknownField { fields, .. }) = apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\nstringdata: {a: b}\n",
+        None,
+    ) else {
+        panic!("an unknown field");
+    };
+    assert_eq!(fields[0].path, "stringdata");
 }

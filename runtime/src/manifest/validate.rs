@@ -19,6 +19,7 @@ use crate::quantity;
 
 mod dns;
 mod downward;
+pub(super) mod secret;
 mod security;
 pub use security::{is_safe_sysctl, SAFE_SYSCTLS};
 
@@ -96,7 +97,8 @@ pub fn validate(pod: &Pod) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Invalid {
-            pod: pod.metadata.name.clone().unwrap_or_default(),
+            kind: "Pod",
+            name: pod.metadata.name.clone().unwrap_or_default(),
             problems: v.problems,
         })
     }

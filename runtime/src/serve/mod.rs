@@ -13,6 +13,7 @@ mod exec;
 mod pods;
 mod protobuf;
 mod routes;
+mod secrets;
 mod status;
 mod tables;
 use crate::tls;

@@ -85,6 +85,62 @@ pub fn name_and_labels(body: &[u8]) -> Option<(String, BTreeMap<String, String>)
     Some((name, labels))
 }
 
+/// A Secret in the protobuf envelope (`kubectl create secret` sends one):
+/// its name, namespace, labels, annotations, type, `data` and `stringData`;
+/// `None` when the bytes are not one.
+pub fn secret(body: &[u8]) -> Option<k8s_openapi::api::core::v1::Secret> {
+    use k8s_openapi::ByteString;
+    let unknown = body.strip_prefix(MAGIC)?;
+    let raw = field(unknown, 2)?;
+    let mut secret = k8s_openapi::api::core::v1::Secret::default();
+    let entry = |b: &[u8]| -> (String, Vec<u8>) {
+        let k = field(b, 1).map(text).unwrap_or_default();
+        let v = field(b, 2).unwrap_or_default().to_vec();
+        (k, v)
+    };
+    for (n, b) in fields(raw)? {
+        let Some(b) = b else { continue };
+        match n {
+            1 => {
+                let meta = &mut secret.metadata;
+                for (m, v) in fields(b)? {
+                    match (m, v) {
+                        (1, Some(v)) => meta.name = Some(text(v)),
+                        (3, Some(v)) => meta.namespace = Some(text(v)),
+                        (11 | 12, Some(v)) => {
+                            let (k, v) = entry(v);
+                            let map = if m == 11 {
+                                meta.labels.get_or_insert_with(BTreeMap::new)
+                            } else {
+                                meta.annotations.get_or_insert_with(BTreeMap::new)
+                            };
+                            map.insert(k, text(&v));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            2 => {
+                let (k, v) = entry(b);
+                secret
+                    .data
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(k, ByteString(v));
+            }
+            3 => secret.type_ = Some(text(b)),
+            4 => {
+                let (k, v) = entry(b);
+                secret
+                    .string_data
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(k, text(&v));
+            }
+            _ => {}
+        }
+    }
+    Some(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +163,24 @@ mod tests {
         assert_eq!(labels["team"], "a");
         assert!(name_and_labels(b"{\"kind\": \"Namespace\"}").is_none());
         assert!(name_and_labels(b"k8s\0\x12\x7f").is_none());
+    }
+
+    #[test]
+    fn a_secret_in_the_envelope_is_read() {
+        let meta = [ld(1, b"reg"), ld(3, b"team")].concat();
+        let data = [ld(1, b".dockerconfigjson"), ld(2, b"{}")].concat();
+        let raw = [
+            ld(1, &meta),
+            ld(2, &data),
+            ld(3, b"kubernetes.io/dockerconfigjson"),
+        ]
+        .concat();
+        let type_meta = [ld(1, b"v1"), ld(2, b"Secret")].concat();
+        let body = [MAGIC.to_vec(), ld(1, &type_meta), ld(2, &raw)].concat();
+        let s = secret(&body).unwrap();
+        assert_eq!(s.metadata.name.as_deref(), Some("reg"));
+        assert_eq!(s.metadata.namespace.as_deref(), Some("team"));
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+        assert_eq!(s.data.unwrap()[".dockerconfigjson"].0, b"{}");
     }
 }

@@ -1,10 +1,11 @@
 //! From a request to its handler; discovery, version, namespaces and the
-//! node live here, pods and events in [`super::pods`].
+//! node live here, pods and events in [`super::pods`], secrets in
+//! [`super::secrets`].
 
 use hyper::{Method, Response};
 use serde_json::{json, Value};
 
-use super::{json, pods, tables, ApiError, Body, Ctx, Req};
+use super::{json, pods, secrets, tables, ApiError, Body, Ctx, Req};
 
 /// The Kubernetes version whose API podlab speaks (k8s-openapi's feature).
 const KUBE_MAJOR: &str = "1";
@@ -61,6 +62,18 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
             Ok(json(200, &node))
         }
         ["api", "v1", "pods"] if get => pods::list_or_watch(ctx, req, None),
+        ["api", "v1", "secrets"] if get => secrets::list(ctx, req, None),
+        ["api", "v1", "namespaces", ns, "secrets"] => match req.method {
+            Method::GET => secrets::list(ctx, req, Some(ns)),
+            Method::POST => secrets::create(ctx, req, ns),
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        ["api", "v1", "namespaces", ns, "secrets", name] => match req.method {
+            Method::GET => secrets::get(ctx, ns, name),
+            Method::DELETE => secrets::delete(ctx, ns, name),
+            Method::PATCH => secrets::patch(ctx, req, ns, name),
+            _ => Err(ApiError::method_not_allowed()),
+        },
         ["api", "v1", "events"] if get => pods::events(ctx, req, None),
         ["api", "v1", "namespaces", ns, "events"] if get => pods::events(ctx, req, Some(ns)),
         ["api", "v1", "namespaces", ns, "pods"] => match req.method {
@@ -109,9 +122,9 @@ fn openapi_hash() -> String {
 /// learns to leave validation to the server (podlab's own, with field
 /// paths) rather than download schemas to validate against.
 fn openapi_v1() -> Value {
-    let gvk = json!({"group": "", "version": "v1", "kind": "Pod"});
     let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    let op = |id: &str, action: &str| {
+    let op = |id: &str, action: &str, kind: &str| {
+        let gvk = json!({"group": "", "version": "v1", "kind": kind});
         json!({
             "operationId": id,
             "x-kubernetes-action": action,
@@ -124,8 +137,10 @@ fn openapi_v1() -> Value {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0")},
         "paths": {
-            "/api/v1/namespaces/{namespace}/pods": {"post": op("createCoreV1NamespacedPod", "post")},
-            "/api/v1/namespaces/{namespace}/pods/{name}": {"patch": op("patchCoreV1NamespacedPod", "patch")},
+            "/api/v1/namespaces/{namespace}/pods": {"post": op("createCoreV1NamespacedPod", "post", "Pod")},
+            "/api/v1/namespaces/{namespace}/pods/{name}": {"patch": op("patchCoreV1NamespacedPod", "patch", "Pod")},
+            "/api/v1/namespaces/{namespace}/secrets": {"post": op("createCoreV1NamespacedSecret", "post", "Secret")},
+            "/api/v1/namespaces/{namespace}/secrets/{name}": {"patch": op("patchCoreV1NamespacedSecret", "patch", "Secret")},
         },
         "components": {"schemas": {}},
     })
@@ -189,6 +204,7 @@ fn resources() -> Value {
             resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
             resource("pods/log", "", true, "Pod", &["get"], &[]),
             resource("pods/status", "", true, "Pod", &["get"], &[]),
+            resource("secrets", "secret", true, "Secret", &["create", "delete", "get", "list", "patch"], &[]),
         ]
     })
 }

@@ -96,7 +96,11 @@ impl From<api::Error> for ApiError {
         use api::Error as A;
         match e {
             A::Store(store::Error::NotFound { name, .. }) => ApiError::not_found("pods", &name),
-            A::Manifest(manifest::Error::Invalid { pod, problems }) => {
+            A::Manifest(manifest::Error::Invalid {
+                kind,
+                name,
+                problems,
+            }) => {
                 let causes: Vec<Value> = problems
                     .iter()
                     .map(|p| {
@@ -111,12 +115,13 @@ impl From<api::Error> for ApiError {
                     })
                     .collect();
                 let message = manifest::Error::Invalid {
-                    pod: pod.clone(),
+                    kind,
+                    name: name.clone(),
                     problems,
                 }
                 .to_string();
                 ApiError {
-                    details: Some(json!({"name": pod, "kind": "Pod", "causes": causes})),
+                    details: Some(json!({"name": name, "kind": kind, "causes": causes})),
                     ..ApiError::new(422, "Invalid", message)
                 }
             }
@@ -170,6 +175,27 @@ impl From<crate::kube_namespaces::Error> for ApiError {
             }
             e @ N::Undeletable(_) => ApiError::new(403, "Forbidden", e.to_string()),
             e @ N::Invalid(_) => ApiError::new(422, "Invalid", e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::secrets::Error> for ApiError {
+    fn from(e: crate::secrets::Error) -> ApiError {
+        use crate::secrets::Error as S;
+        match e {
+            S::Manifest(e) => api::Error::Manifest(*e).into(),
+            S::NotFound { name, .. } => ApiError::not_found("secrets", &name),
+            e @ S::AlreadyExists { .. } => {
+                let name = match &e {
+                    S::AlreadyExists { name, .. } => name.clone(),
+                    _ => String::new(),
+                };
+                ApiError {
+                    details: Some(json!({"name": name, "kind": "secrets"})),
+                    ..ApiError::new(409, "AlreadyExists", e.to_string())
+                }
+            }
             e => ApiError::internal(e.to_string()),
         }
     }

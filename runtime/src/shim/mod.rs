@@ -138,6 +138,35 @@ pub struct Shim {
 }
 
 /// Entry point of `podlab __shim NAMESPACE NAME`.
+/// Where the logins of a pod's pull secrets wait for container
+/// `container`'s pull helper (mode 0600; removed when the pull ends).
+fn pull_logins_path(dir: &PodDir, container: &str) -> std::path::PathBuf {
+    dir.dir
+        .join("probes")
+        .join(format!("{container}{PULL_LOGINS_SUFFIX}"))
+}
+
+const PULL_LOGINS_SUFFIX: &str = ".pull-logins.json";
+
+/// Removes pull logins a shim that died left behind (for `podlab gc`);
+/// one line per file removed.
+pub fn remove_pull_logins(dir: &PodDir) -> Vec<String> {
+    let probes = dir.dir.join("probes");
+    let Ok(entries) = std::fs::read_dir(&probes) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(PULL_LOGINS_SUFFIX)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .map(|e| format!("removed the pull logins {}", e.path().display()))
+        .collect()
+}
+
 pub fn shim_main(config: Config, key: PodKey) -> i32 {
     // SAFETY: `podlab apply` passes the notify pipe at NOTIFY_FD.
     let notify = unsafe { File::from_raw_fd(NOTIFY_FD) };

@@ -444,14 +444,65 @@ impl Shim {
         true
     }
 
-    fn spawn_pull(&self, container: &str, image: &str) -> Result<Helper, String> {
+    fn spawn_pull(&mut self, container: &str, image: &str) -> Result<Helper, String> {
+        let logins = self.pull_logins(container)?;
+        let mut args = vec!["image", "pull", "--quiet"];
+        let path;
+        if let Some(p) = logins {
+            path = p.to_string_lossy().into_owned();
+            args.extend(["--logins-from", path.as_str()]);
+        }
+        args.extend(["--", image]);
         self.spawn_podlab(
             &format!("{container}.pull.out"),
-            &["image", "pull", "--quiet", "--", image],
+            &args,
             "podlab image pull",
             // Like the kubelet, no deadline: a slow pull is not a failed one.
             None,
         )
+    }
+
+    /// The logins of the pod's image pull secrets, read now (a secret made
+    /// or changed since the pod started counts), handed to the pull helper
+    /// in a file only root may read: never on its command line or in its
+    /// environment, both of which /proc shows. A listed secret that is not
+    /// there is a warning, and the pull goes on without it, as with the kubelet.
+    fn pull_logins(&mut self, container: &str) -> Result<Option<PathBuf>, String> {
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let auths = crate::secrets::pull_auths(&self.config, &self.dir.key.namespace, &names);
+        if !auths.missing.is_empty() {
+            self.event(Event::warning(
+                "FailedToRetrieveImagePullSecret",
+                "kubelet",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    auths.missing.join(", ")
+                ),
+            ));
+        }
+        if auths.configs.is_empty() {
+            return Ok(None);
+        }
+        let path = super::pull_logins_path(&self.dir, container);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+        }
+        let bytes = serde_json::to_vec(&auths.configs).map_err(|e| e.to_string())?;
+        crate::atomic_file::write_private(&path, &bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some(path))
     }
 
     /// The pull helper of container `i` ended with `result` (its error
@@ -465,6 +516,8 @@ impl Shim {
         let Some(helper) = self.ctrs[i].pull.take() else {
             return Ok(());
         };
+        // The helper read its logins at its start; none stay behind.
+        let _ = fs::remove_file(super::pull_logins_path(&self.dir, &self.ctrs[i].spec.name));
         let image = self.ctrs[i].spec.image.clone().unwrap_or_default();
         match result {
             Ok(()) => {
