@@ -4,7 +4,7 @@
 //! enter a container for `exec`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -97,31 +97,6 @@ impl std::fmt::Display for Applied {
             }
         }
     }
-}
-
-/// A random RFC 4122 version 4 UUID, for `metadata.uid`.
-pub fn new_uid() -> String {
-    let mut b = [0u8; 16];
-    let filled = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    if filled.is_err() {
-        // Never reached on Linux; fall back to time and pid rather than fail.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// Validates every document first (a bad document 2 leaves nothing of
@@ -508,7 +483,7 @@ fn create(
     mut pod: Pod,
 ) -> Result<(PodDir, Option<File>)> {
     let now = now_time();
-    pod.metadata.uid = Some(new_uid());
+    pod.metadata.uid = Some(store::new_uid());
     pod.metadata.creation_timestamp = Some(now.clone());
     // The API server starts a pod at generation 1; the store sets its version.
     pod.metadata.generation = Some(1);
@@ -1723,16 +1698,6 @@ mod tests {
         assert!(meets(&pod, &cond("ContainersReady", "false")));
         assert!(!meets(&pod, &cond("Initialized", "True")));
         assert!(!meets(&pod, &WaitFor::Delete));
-    }
-
-    #[test]
-    fn uids_are_v4_and_distinct() {
-        let a = new_uid();
-        let b = new_uid();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub fn create(
     }
     let ns = Namespace {
         name: name.to_string(),
-        uid: api::new_uid(),
+        uid: store::new_uid(),
         creation_timestamp: store::now_rfc3339(),
         labels,
         phase: ACTIVE.into(),
@@ -175,7 +175,7 @@ pub fn begin_delete(
         ns.phase = TERMINATING.into();
         ns.deletion_timestamp = Some(store::now_rfc3339());
         if ns.uid.is_empty() {
-            ns.uid = api::new_uid();
+            ns.uid = store::new_uid();
         }
         ns.resource_version = store::next_resource_version(&config.root)?;
         write(config, &ns)?;

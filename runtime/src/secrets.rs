@@ -113,7 +113,7 @@ pub fn store(
             Outcome::Configured
         }
         None => {
-            secret.metadata.uid = Some(crate::api::new_uid());
+            secret.metadata.uid = Some(crate::store::new_uid());
             secret.metadata.creation_timestamp = Some(store::now_time());
             Outcome::Created
         }

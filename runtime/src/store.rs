@@ -742,6 +742,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::atomic_file::write(path, bytes).map_err(io_err(path))
 }
 
+/// A random RFC 4122 version 4 UUID, for the `metadata.uid` of what the
+/// store keeps.
+pub fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    let filled =
+        File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    if filled.is_err() {
+        // Never reached on Linux; fall back to time and pid rather than fail.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,6 +780,16 @@ mod tests {
             "spec": {"containers": [{"name": "a", "image": "busybox"}]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn uids_are_v4_and_distinct() {
+        let a = new_uid();
+        let b = new_uid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
     }
 
     #[test]
