@@ -494,7 +494,10 @@ fn create(
     testhook::stall_at(Stage::ApplyStored);
     let started = (|| -> Result<Option<File>> {
         match scheduler::decide(store, &pod, key)? {
-            None => Ok(scheduler::bind_and_start(config, &dir, &mut pod)?),
+            None => match scheduler::bind(&dir, &mut pod)? {
+                scheduler::Bound::Admitted => Ok(Some(shim::start_bound(config, &dir)?)),
+                scheduler::Bound::Refused => Ok(None),
+            },
             Some(message) => {
                 scheduler::mark_unschedulable(&dir, &message)?;
                 Ok(None)
@@ -1175,7 +1178,7 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
         store.remove(&lock, &key)?;
     }
     // Its requests are free again: pending pods may fit now.
-    scheduler::schedule_pending(config, &store, &lock)?;
+    shim::schedule_and_start(config, &store, &lock)?;
     Ok(())
 }
 
@@ -1287,7 +1290,7 @@ pub fn gc(config: &Config) -> Result<GcReport> {
         report.orphaned_data.push(dir.key.clone());
     }
     // Pods that died freed their requests: pending pods may fit now.
-    report.scheduled = scheduler::schedule_pending(config, &store, &lock)?;
+    report.scheduled = shim::schedule_and_start(config, &store, &lock)?;
     Ok(report)
 }
 

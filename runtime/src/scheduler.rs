@@ -14,16 +14,12 @@
 //! shim sees the pod finish. Every decision happens under the store lock, so
 //! two `apply`s cannot both take the last of the node's memory.
 
-use std::fs::File;
-
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 
-use crate::config::Config;
 use crate::lifecycle;
 use crate::mutants::Mutant;
 use crate::network;
 use crate::quantity;
-use crate::shim;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store, StoreLock};
 use crate::testhook::{self, Stage};
 
@@ -33,8 +29,6 @@ pub enum Error {
     Quantity(#[from] quantity::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
-    #[error(transparent)]
-    Shim(#[from] shim::Error),
     #[error("{name}={value:?}: {source}")]
     Reserve {
         name: &'static str,
@@ -444,10 +438,19 @@ pub fn kubelet_rejects(pod: &Pod) -> Option<(&'static str, String)> {
 
 pub const SYSCTL_FORBIDDEN: &str = "SysctlForbidden";
 
-/// Binds a stored pod to this node and starts its shim; returns the pipe
-/// on which the shim reports the pod's first outcome. A pod the kubelet's
-/// admission refuses is bound and Failed at once, with no shim: None.
-pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<Option<File>, Error> {
+/// Whether a bound pod is for the kubelet to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Bound {
+    /// Admitted: start it (the shim does; the scheduler sits below it).
+    Admitted,
+    /// Refused by the kubelet's admission: already Failed, nothing to run.
+    Refused,
+}
+
+/// Binds a stored pod to this node: nodeName, PodScheduled and the
+/// Scheduled event. A pod the kubelet's admission refuses is Failed at once.
+pub fn bind(dir: &PodDir, pod: &mut Pod) -> Result<Bound, Error> {
     let node = network::node_name();
     if let Some(spec) = pod.spec.as_mut() {
         spec.node_name = Some(node.clone());
@@ -469,23 +472,16 @@ pub fn bind_and_start(config: &Config, dir: &PodDir, pod: &mut Pod) -> Result<Op
         status.message = Some(message.clone());
         dir.write_status(&status)?;
         dir.record_event(&Event::warning(reason, "kubelet", message))?;
-        return Ok(None);
+        return Ok(Bound::Refused);
     }
     testhook::stall_at(Stage::ApplyBound);
-    let (shim_id, notify) = shim::spawn(config, dir)?;
-    testhook::stall_at(Stage::ApplySpawned);
-    store::write_json_atomic(&shim::shim_file(dir), &shim_id)?;
-    Ok(Some(notify))
+    Ok(Bound::Admitted)
 }
 
 /// Schedules the pods that wait for room, oldest first; each that fits now
-/// is bound and started. Returns the pods started. The caller holds the
-/// store lock.
-pub fn schedule_pending(
-    config: &Config,
-    store: &Store,
-    _lock: &StoreLock,
-) -> Result<Vec<PodKey>, Error> {
+/// is bound. Returns the bound pods the kubelet admitted, for the caller to
+/// start. The caller holds the store lock.
+pub fn schedule_pending(store: &Store, _lock: &StoreLock) -> Result<Vec<PodDir>, Error> {
     let mut waiting = Vec::new();
     for dir in store.list(None)? {
         let Ok(pod) = dir.read_pod() else { continue };
@@ -507,18 +503,18 @@ pub fn schedule_pending(
         waiting.push((queued, dir, pod));
     }
     waiting.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
-    let mut started = Vec::new();
+    let mut admitted = Vec::new();
     for (_, dir, mut pod) in waiting {
         match decide(store, &pod, &dir.key)? {
             None => {
-                // Nobody waits on this pipe; the shim's report goes nowhere.
-                drop(bind_and_start(config, &dir, &mut pod)?);
-                started.push(dir.key.clone());
+                if bind(&dir, &mut pod)? == Bound::Admitted {
+                    admitted.push(dir);
+                }
             }
             Some(message) => mark_unschedulable(&dir, &message)?,
         }
     }
-    Ok(started)
+    Ok(admitted)
 }
 
 #[cfg(test)]

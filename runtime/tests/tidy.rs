@@ -51,7 +51,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("downward", "scheduler"),
     ("probe", "api"),
     ("probe", "shim"),
-    ("scheduler", "shim"),
 ];
 
 /// What the binary's own files (main.rs and cli.rs, the CLI front) may use of

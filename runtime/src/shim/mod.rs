@@ -62,8 +62,8 @@ use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
 pub use pod_sandbox::{release, release_volumes, volume_dir, volumes_mounted};
 pub use spawn::{
-    is_shim_alive, podlab_command, read_shim, shim_file, spawn, spawn_with_fds,
-    unblock_signals_on_exec,
+    is_shim_alive, podlab_command, read_shim, schedule_and_start, shim_file, spawn, spawn_with_fds,
+    start_bound, unblock_signals_on_exec,
 };
 pub use status::{ContainerRuntime, RuntimeState};
 use terminate::AFTER_HOOK;
@@ -90,6 +90,8 @@ pub enum Error {
     Security(#[from] crate::security::Error),
     #[error(transparent)]
     Network(#[from] crate::cni::Error),
+    #[error(transparent)]
+    Scheduler(#[from] crate::scheduler::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -14,8 +14,10 @@ use std::process::{Command, Stdio};
 
 use crate::config::Config;
 use crate::sandbox;
+use crate::scheduler;
 use crate::store::{self, PodDir};
 use crate::sys::ProcessId;
+use crate::testhook::{self, Stage};
 
 use super::{io, Error, NOTIFY_FD};
 
@@ -158,4 +160,29 @@ pub fn read_shim(dir: &PodDir) -> Option<ProcessId> {
 
 pub fn is_shim_alive(dir: &PodDir) -> bool {
     read_shim(dir).is_some_and(|p| p.is_alive())
+}
+
+/// Starts the shim of a pod the scheduler bound and the kubelet admitted;
+/// returns the pipe on which the shim reports the pod's first outcome.
+pub fn start_bound(config: &Config, dir: &PodDir) -> Result<File, Error> {
+    let (shim_id, notify) = spawn(config, dir)?;
+    testhook::stall_at(Stage::ApplySpawned);
+    store::write_json_atomic(&shim_file(dir), &shim_id)?;
+    Ok(notify)
+}
+
+/// Binds the pods that wait for room and fit now, and starts each. Returns
+/// the pods started. The caller holds the store lock.
+pub fn schedule_and_start(
+    config: &Config,
+    store: &store::Store,
+    lock: &store::StoreLock,
+) -> Result<Vec<store::PodKey>, Error> {
+    let mut started = Vec::new();
+    for dir in scheduler::schedule_pending(store, lock)? {
+        // Nobody waits on this pipe; the shim's report goes nowhere.
+        drop(start_bound(config, &dir)?);
+        started.push(dir.key.clone());
+    }
+    Ok(started)
 }

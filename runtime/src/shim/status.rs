@@ -14,7 +14,6 @@ use crate::cgroups::{self, Limits};
 use crate::container::Process;
 use crate::lifecycle;
 use crate::mutants::Mutant;
-use crate::scheduler;
 use crate::store::now_time;
 use crate::sys::ProcessId;
 
@@ -113,7 +112,7 @@ impl Shim {
             // A finished pod's requests are free: pending pods may fit now.
             self.released_requests = true;
             let lock = self.store.lock()?;
-            if let Err(e) = scheduler::schedule_pending(&self.config, &self.store, &lock) {
+            if let Err(e) = super::schedule_and_start(&self.config, &self.store, &lock) {
                 eprintln!("podlab shim: scheduling pending pods: {e}");
             }
         }
