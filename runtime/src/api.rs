@@ -13,10 +13,9 @@ use nix::unistd::Pid;
 
 use crate::cgroups;
 use crate::config::Config;
-use crate::container::{self, ExecArgs, Process};
+use crate::container;
 use crate::lifecycle;
 use crate::manifest;
-use crate::namespaces::Plan;
 use crate::scheduler;
 use crate::shim::{self, RuntimeState};
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
@@ -1340,11 +1339,9 @@ pub fn container_name(pod: &Pod, key: &PodKey, container: Option<&str>) -> Resul
     }
 }
 
-/// Runs `argv` inside a running container: its cgroup, namespaces (mount
-/// last, so its root and /proc), environment and working directory. The
-/// calling process must be single-threaded (the `podlab` CLI is): it joins
-/// everything itself, then forks once so the child lands in the container's
-/// PID namespace. Returns the exit code (128+signal when killed).
+/// Runs `argv` inside a running container ([`container::exec_in`]). The
+/// calling process must be single-threaded (the `podlab` CLI is). Returns
+/// the exit code (128+signal when killed).
 pub fn exec(
     config: &Config,
     key: &PodKey,
@@ -1368,109 +1365,14 @@ pub fn exec_with_timeout(
     let pod = dir.read_pod()?;
     let name = container_name(&pod, key, container)?;
     let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
-    let not_running = || Error::NotRunning {
-        key: key.clone(),
-        container: name.clone(),
-    };
-    let ctr = state.containers.get(&name).ok_or_else(not_running)?;
-    let pid = ctr.pid.filter(|p| p.is_alive()).ok_or_else(not_running)?;
-
-    let leaf_name = format!("ctr-{name}");
-    cgroups::Manager::new()?
-        .pod(&state.uid)
-        .leaf(&leaf_name)
-        .add_process(std::process::id() as i32)?;
-    // Read on the host side: inside the container's mount namespace,
-    // /proc/self is not this process.
-    let host_caps = crate::security::HostCaps::read();
-    Plan::enter(pid.pid).apply()?;
-    let process =
-        if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::ExecWithoutEnv) {
-            Process {
-                args: argv.to_vec(),
-                env: Vec::new(),
-                cwd: "/".into(),
-            }
-        } else {
-            Process {
-                args: argv.to_vec(),
-                env: ctr.process.env.clone(),
-                cwd: ctr.process.cwd.clone(),
-            }
-        };
-    let args = match ExecArgs::new(&process) {
-        Ok(a) => a,
-        // As a shell does: 127 for a command that is not there.
-        Err(e @ container::Error::NotFound(_)) => {
-            eprintln!("podlab exec: {e}");
-            return Ok(127);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // SAFETY: the CLI is single-threaded; the child only makes raw
-    // syscalls (prctl, capset, setuid, close_range, chdir, execve).
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            // The exec'd process gets the container's own restrictions.
-            let err = match ctr
-                .security
-                .apply(&host_caps)
-                .and_then(|()| crate::security::close_fds_on_exec())
-                .and_then(|()| crate::security::default_signals_on_exec())
-            {
-                Ok(()) => args.exec(),
-                Err(e) => container::Error::Security(e),
-            };
-            let msg = format!("podlab exec: {err}\n");
-            // SAFETY: raw write and _exit only, as after any fork.
-            unsafe {
-                libc::write(2, msg.as_ptr().cast(), msg.len());
-                libc::_exit(
-                    if matches!(
-                        err,
-                        container::Error::Exec {
-                            source: nix::Error::ENOENT,
-                            ..
-                        }
-                    ) {
-                        127
-                    } else {
-                        126
-                    },
-                );
-            }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => wait_child(child, timeout),
-        Err(e) => Err(Error::Io(format!("fork: {e}"))),
-    }
-}
-
-/// Waits for the exec'd child; past `timeout` it is killed. A pidfd makes
-/// the deadline a poll timeout rather than a sleep loop.
-fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32> {
-    let timeout = timeout.filter(|_| {
-        crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::ExecTimeoutIgnored)
-    });
-    if let Some(limit) = timeout {
-        let pidfd =
-            sys::pidfd_open(child.as_raw()).map_err(|e| Error::Io(format!("pidfd: {e}")))?;
-        let exited =
-            sys::wait_readable(&pidfd, Some(limit)).map_err(|e| Error::Io(e.to_string()))?;
-        if !exited {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
-            return Err(Error::ExecTimeout(limit));
-        }
-    }
-    loop {
-        match nix::sys::wait::waitpid(child, None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => continue,
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(Error::Io(format!("wait: {e}"))),
-        }
-    }
+    container::exec_in(&state, &name, argv, timeout).map_err(|e| match e {
+        container::Error::NotRunning(_) => Error::NotRunning {
+            key: key.clone(),
+            container: name.clone(),
+        },
+        container::Error::ExecTimeout(limit) => Error::ExecTimeout(limit),
+        e => e.into(),
+    })
 }
 
 /// `logs`' options, as kubectl's.

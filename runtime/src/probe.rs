@@ -17,9 +17,9 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Serialize};
 
-use crate::api;
 use crate::config::Config;
-use crate::shim::RuntimeState;
+use crate::container;
+use crate::container::RuntimeState;
 use crate::store::{PodKey, Store};
 
 /// Exit code of `__probe` for a failed check (0 is success).
@@ -181,17 +181,11 @@ pub fn probe_main(config: &Config, key: &PodKey, request: &str) -> i32 {
     let timeout = request.timeout_ms.map(Duration::from_millis);
     let result = match &request.action {
         Action::Exec { command } => {
-            match api::exec_with_timeout(config, key, Some(&request.container), command, timeout) {
-                Ok(0) => Ok(String::new()),
-                // kubelet reports the command's own output; a silent
-                // failure gets a message of ours.
-                Ok(_) if output_written() => Err(String::new()),
-                Ok(code) => Err(format!("command {command:?} exited with {code}")),
-                Err(api::Error::ExecTimeout(t)) => Err(format!(
-                    "command {command:?} timed out after {}s",
-                    t.as_secs_f64()
-                )),
-                Err(e) => Err(e.to_string()),
+            let ran = runtime_state(config, key)
+                .map(|state| container::exec_in(&state, &request.container, command, timeout));
+            match ran {
+                Err(message) => Err(message),
+                Ok(ran) => exec_result(command, ran),
             }
         }
         Action::Tcp { host, port } => enter_pod_network(config, key)
@@ -234,14 +228,35 @@ fn output_written() -> bool {
     nix::sys::stat::fstat(std::io::stdout()).is_ok_and(|st| st.st_size > 0)
 }
 
-/// Joins the pod's network namespace (nothing to do for `hostNetwork`).
-fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), String> {
+/// What the pod's shim holds on the host: its containers and network.
+fn runtime_state(config: &Config, key: &PodKey) -> Result<RuntimeState, String> {
     let store = Store::of(config).map_err(|e| e.to_string())?;
     let dir = store.get(key).map_err(|e| e.to_string())?;
-    let state: RuntimeState = dir
+    Ok(dir
         .read_runtime()
         .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+/// An exec probe's or hook's outcome from its command's.
+fn exec_result(command: &[String], ran: Result<i32, container::Error>) -> Result<String, String> {
+    match ran {
+        Ok(0) => Ok(String::new()),
+        // kubelet reports the command's own output; a silent
+        // failure gets a message of ours.
+        Ok(_) if output_written() => Err(String::new()),
+        Ok(code) => Err(format!("command {command:?} exited with {code}")),
+        Err(container::Error::ExecTimeout(t)) => Err(format!(
+            "command {command:?} timed out after {}s",
+            t.as_secs_f64()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Joins the pod's network namespace (nothing to do for `hostNetwork`).
+fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), String> {
+    let state = runtime_state(config, key)?;
     let Some(path) = state.netns else {
         return Ok(());
     };

@@ -47,11 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Upward imports that exist today (from, to), to be removed.
-const KNOWN: &[(&str, &str)] = &[
-    ("downward", "scheduler"),
-    ("probe", "api"),
-    ("probe", "shim"),
-];
+const KNOWN: &[(&str, &str)] = &[("downward", "scheduler")];
 
 /// What the binary's own files (main.rs and cli.rs, the CLI front) may use of
 /// the library: the API layer, config, pure presentation helpers, and the

@@ -58,6 +58,7 @@ mod supervise;
 mod terminate;
 mod update;
 
+pub use crate::container::{ContainerRuntime, RuntimeState};
 use ctr::{Ctr, Role};
 pub use limits::{container_limits, pod_limits};
 pub use pod_sandbox::{release, release_volumes, volume_dir, volumes_mounted};
@@ -65,7 +66,6 @@ pub use spawn::{
     is_shim_alive, podlab_command, read_shim, schedule_and_start, shim_file, spawn, spawn_with_fds,
     start_bound, unblock_signals_on_exec,
 };
-pub use status::{ContainerRuntime, RuntimeState};
 use terminate::AFTER_HOOK;
 pub use update::notify_update;
 

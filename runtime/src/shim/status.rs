@@ -1,56 +1,18 @@
 //! What the shim writes down: the pod's status (phase, conditions,
 //! container statuses) whenever it changes, the runtime record of what it
-//! holds on the host (`RuntimeState`, read by `exec`, `describe` and `gc`),
+//! holds on the host ([`RuntimeState`](crate::container::RuntimeState), read by
+//! `exec`, `describe` and `gc`),
 //! and the one-line first outcome a waiting `apply` is told.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::ContainerStatus;
-use serde::{Deserialize, Serialize};
 
-use crate::cgroups::{self, Limits};
-use crate::container::Process;
 use crate::lifecycle;
 use crate::mutants::Mutant;
 use crate::store::now_time;
-use crate::sys::ProcessId;
 
 use super::{Error, Role, Shim};
-
-/// What the shim holds on the host, for `exec`, `describe` and `gc`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct RuntimeState {
-    pub uid: String,
-    pub node: String,
-    pub shim: Option<ProcessId>,
-    pub pause: Option<ProcessId>,
-    pub netns: Option<PathBuf>,
-    pub share_pid: bool,
-    /// `hostPID: true` (and not ignored by a mutant).
-    #[serde(default)]
-    pub host_pid: bool,
-    /// `hostIPC: true`.
-    #[serde(default)]
-    pub host_ipc: bool,
-    pub cgroup_mode: Option<cgroups::Mode>,
-    pub pod_cgroup: Option<String>,
-    pub containers: BTreeMap<String, ContainerRuntime>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ContainerRuntime {
-    pub pid: Option<ProcessId>,
-    pub process: Process,
-    pub cgroup: String,
-    pub cgroup_paths: Vec<(String, PathBuf)>,
-    pub limits: Limits,
-    pub image: String,
-    pub image_id: String,
-    #[serde(default)]
-    pub security: crate::security::Profile,
-}
 
 impl Shim {
     pub(super) fn notify(&mut self, line: &str) {

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
 use nix::mount::MsFlags;
@@ -25,6 +26,12 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Inherited descriptors of the init protocol with the shim.
 pub const REPORT_FD: i32 = 3;
 pub const GO_FD: i32 = 4;
+
+mod exec;
+mod state;
+
+pub use exec::exec_in;
+pub use state::{ContainerRuntime, RuntimeState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +53,17 @@ pub enum Error {
     Exec { path: String, source: nix::Error },
     #[error("fork: {0}")]
     Fork(nix::Error),
+    #[error("container {0:?} is not running")]
+    NotRunning(String),
+    #[error("timed out after {0:?}")]
+    ExecTimeout(Duration),
+    #[error("{op}: {source}")]
+    Wait {
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroups(#[from] crate::cgroups::Error),
     #[error(transparent)]
     Security(#[from] crate::security::Error),
     #[error("volume mount at {target}: {source}")]

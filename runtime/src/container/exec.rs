@@ -1,0 +1,134 @@
+//! `exec`: a command run inside a running container, as the CLI's `exec`,
+//! the API server's and the exec probes and hooks need it.
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{Error, ExecArgs, Process, RuntimeState};
+use crate::namespaces::Plan;
+use crate::sys;
+
+/// Runs `argv` inside the running container `name` of the pod whose shim
+/// recorded `state`: its cgroup, namespaces (mount last, so its root and
+/// /proc), environment, working directory and security profile. The calling
+/// process must be single-threaded (the CLI and the probe helper are): it
+/// joins everything itself, then forks once so the child lands in the
+/// container's PID namespace. Returns the exit code (128+signal when
+/// killed, 127 when the command is not there); past `timeout` the command
+/// is killed and the answer is [`Error::ExecTimeout`].
+pub fn exec_in(
+    state: &RuntimeState,
+    name: &str,
+    argv: &[String],
+    timeout: Option<Duration>,
+) -> Result<i32, Error> {
+    let not_running = || Error::NotRunning(name.to_string());
+    let ctr = state.containers.get(name).ok_or_else(not_running)?;
+    let pid = ctr.pid.filter(|p| p.is_alive()).ok_or_else(not_running)?;
+
+    let leaf_name = format!("ctr-{name}");
+    crate::cgroups::Manager::new()?
+        .pod(&state.uid)
+        .leaf(&leaf_name)
+        .add_process(std::process::id() as i32)?;
+    // Read on the host side: inside the container's mount namespace,
+    // /proc/self is not this process.
+    let host_caps = crate::security::HostCaps::read();
+    Plan::enter(pid.pid).apply()?;
+    let process =
+        if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::ExecWithoutEnv) {
+            Process {
+                args: argv.to_vec(),
+                env: Vec::new(),
+                cwd: "/".into(),
+            }
+        } else {
+            Process {
+                args: argv.to_vec(),
+                env: ctr.process.env.clone(),
+                cwd: ctr.process.cwd.clone(),
+            }
+        };
+    let args = match ExecArgs::new(&process) {
+        Ok(a) => a,
+        // As a shell does: 127 for a command that is not there.
+        Err(e @ Error::NotFound(_)) => {
+            eprintln!("podlab exec: {e}");
+            return Ok(127);
+        }
+        Err(e) => return Err(e),
+    };
+    // SAFETY: the CLI is single-threaded; the child only makes raw
+    // syscalls (prctl, capset, setuid, close_range, chdir, execve).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // The exec'd process gets the container's own restrictions.
+            let err = match ctr
+                .security
+                .apply(&host_caps)
+                .and_then(|()| crate::security::close_fds_on_exec())
+                .and_then(|()| crate::security::default_signals_on_exec())
+            {
+                Ok(()) => args.exec(),
+                Err(e) => Error::Security(e),
+            };
+            let msg = format!("podlab exec: {err}\n");
+            // SAFETY: raw write and _exit only, as after any fork.
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+                libc::_exit(
+                    if matches!(
+                        err,
+                        Error::Exec {
+                            source: nix::Error::ENOENT,
+                            ..
+                        }
+                    ) {
+                        127
+                    } else {
+                        126
+                    },
+                );
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => wait_child(child, timeout),
+        Err(e) => Err(Error::Fork(e)),
+    }
+}
+
+/// Waits for the exec'd child; past `timeout` it is killed. A pidfd makes
+/// the deadline a poll timeout rather than a sleep loop.
+fn wait_child(child: Pid, timeout: Option<Duration>) -> Result<i32, Error> {
+    let timeout = timeout.filter(|_| {
+        crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::ExecTimeoutIgnored)
+    });
+    if let Some(limit) = timeout {
+        let pidfd = sys::pidfd_open(child.as_raw()).map_err(|source| Error::Wait {
+            op: "pidfd_open",
+            source,
+        })?;
+        let exited = sys::wait_readable(&pidfd, Some(limit))
+            .map_err(|source| Error::Wait { op: "poll", source })?;
+        if !exited {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(Error::ExecTimeout(limit));
+        }
+    }
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::Wait {
+                    op: "waitpid",
+                    source: e.into(),
+                })
+            }
+        }
+    }
+}
