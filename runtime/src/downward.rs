@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{
     Container, DownwardAPIVolumeSource, EnvVar, ObjectFieldSelector, Pod, ResourceFieldSelector,
 };
 
+use crate::node::Resources;
 use crate::quantity;
-use crate::scheduler::Resources;
 
 /// The pod fields an environment variable may take (besides one label or
 /// annotation, `metadata.labels['KEY']`).

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod mutants;
 pub mod namespaces;
 pub mod network;
+pub mod node;
 pub mod patch;
 pub mod pod_update;
 pub mod probe;

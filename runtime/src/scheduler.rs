@@ -1,10 +1,8 @@
 //! The scheduler of a one-node cluster: admits a pod when the node's
 //! allocatable CPU and memory still hold its requests.
 //!
-//! Allocatable is what the host has (`nproc`, `MemTotal` of /proc/meminfo)
-//! minus a reserve for the system (`PODLAB_RESERVED_CPU`,
-//! `PODLAB_RESERVED_MEMORY`, quantities such as `500m` and `1Gi`; none by
-//! default). A pod is bound to the node by setting `spec.nodeName`; the
+//! Allocatable is the [node](crate::node)'s capacity minus a reserve for
+//! the system. A pod is bound to the node by setting `spec.nodeName`; the
 //! requests of bound pods that have not finished (phase neither Succeeded
 //! nor Failed) are in use. A pod that does not fit is stored unbound, with
 //! `PodScheduled=False`, reason `Unschedulable`, and no shim.
@@ -19,6 +17,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use crate::lifecycle;
 use crate::mutants::Mutant;
 use crate::network;
+use crate::node::{self, Resources};
 use crate::quantity;
 use crate::store::{self, now_time, Event, PodDir, PodKey, Store, StoreLock};
 use crate::testhook::{self, Stage};
@@ -29,111 +28,8 @@ pub enum Error {
     Quantity(#[from] quantity::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("{name}={value:?}: {source}")]
-    Reserve {
-        name: &'static str,
-        value: String,
-        source: quantity::Error,
-    },
-}
-
-/// CPU (millicores), memory and ephemeral storage (bytes), as requested or
-/// allocatable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub cpu_millis: i64,
-    pub memory_bytes: i64,
-    pub ephemeral_bytes: i64,
-}
-
-impl Resources {
-    fn add(self, o: Resources) -> Resources {
-        Resources {
-            cpu_millis: self.cpu_millis + o.cpu_millis,
-            memory_bytes: self.memory_bytes + o.memory_bytes,
-            ephemeral_bytes: self.ephemeral_bytes + o.ephemeral_bytes,
-        }
-    }
-
-    fn max(self, o: Resources) -> Resources {
-        Resources {
-            cpu_millis: self.cpu_millis.max(o.cpu_millis),
-            memory_bytes: self.memory_bytes.max(o.memory_bytes),
-            ephemeral_bytes: self.ephemeral_bytes.max(o.ephemeral_bytes),
-        }
-    }
-}
-
-/// The size of the filesystem holding `data_root`: the node's ephemeral
-/// storage capacity (the kubelet's nodefs), 0 when it cannot be read.
-pub fn ephemeral_capacity(data_root: &std::path::Path) -> i64 {
-    nix::sys::statvfs::statvfs(data_root)
-        .map(|s| (s.blocks() as i64).saturating_mul(s.fragment_size() as i64))
-        .unwrap_or(0)
-}
-
-/// What the host has: every CPU this process may run on, all its memory,
-/// and the filesystem of the data root.
-pub fn capacity_at(data_root: &std::path::Path) -> Resources {
-    Resources {
-        ephemeral_bytes: ephemeral_capacity(data_root),
-        ..capacity()
-    }
-}
-
-/// What the host has: every CPU this process may run on, and all its memory.
-pub fn capacity() -> Resources {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as i64)
-        .unwrap_or(1);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| mem_total(&m))
-        .unwrap_or(0);
-    Resources {
-        cpu_millis: cpus * 1000,
-        memory_bytes: memory,
-        ephemeral_bytes: 0,
-    }
-}
-
-/// `MemTotal` of /proc/meminfo, in bytes.
-fn mem_total(meminfo: &str) -> Option<i64> {
-    meminfo.lines().find_map(|l| {
-        let rest = l.strip_prefix("MemTotal:")?;
-        let kib: i64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kib * 1024)
-    })
-}
-
-/// The system reserve from `PODLAB_RESERVED_CPU` and `PODLAB_RESERVED_MEMORY`.
-pub fn reserved() -> Result<Resources, Error> {
-    let read =
-        |name: &'static str, parse: fn(&str) -> Result<i64, quantity::Error>| match std::env::var(
-            name,
-        ) {
-            Ok(v) if !v.trim().is_empty() => parse(v.trim()).map_err(|source| Error::Reserve {
-                name,
-                value: v,
-                source,
-            }),
-            _ => Ok(0),
-        };
-    Ok(Resources {
-        cpu_millis: read("PODLAB_RESERVED_CPU", quantity::cpu_millis)?,
-        memory_bytes: read("PODLAB_RESERVED_MEMORY", quantity::memory_bytes)?,
-        ephemeral_bytes: read("PODLAB_RESERVED_EPHEMERAL_STORAGE", quantity::memory_bytes)?,
-    })
-}
-
-/// What pods may request in total: capacity minus the reserve.
-pub fn allocatable(data_root: &std::path::Path) -> Result<Resources, Error> {
-    let (cap, res) = (capacity_at(data_root), reserved()?);
-    Ok(Resources {
-        cpu_millis: (cap.cpu_millis - res.cpu_millis).max(0),
-        memory_bytes: (cap.memory_bytes - res.memory_bytes).max(0),
-        ephemeral_bytes: (cap.ephemeral_bytes - res.ephemeral_bytes).max(0),
-    })
+    #[error(transparent)]
+    Node(#[from] node::Error),
 }
 
 fn container_requests(c: &Container) -> Result<Resources, quantity::Error> {
@@ -165,17 +61,17 @@ pub fn pod_requests(pod: &Pod) -> Result<Resources, quantity::Error> {
     };
     let mut total = Resources::default();
     for c in &spec.containers {
-        total = total.add(container_requests(c)?);
+        total = total + container_requests(c)?;
     }
     let (mut sidecars, mut init_peak) = (Resources::default(), Resources::default());
     for c in spec.init_containers.iter().flatten() {
         let r = container_requests(c)?;
         if lifecycle::is_sidecar(c) {
-            total = total.add(r);
-            sidecars = sidecars.add(r);
+            total = total + r;
+            sidecars = sidecars + r;
             init_peak = init_peak.max(sidecars);
         } else {
-            init_peak = init_peak.max(r.add(sidecars));
+            init_peak = init_peak.max(r + sidecars);
         }
     }
     total = total.max(init_peak);
@@ -271,7 +167,7 @@ pub fn in_use(store: &Store, except: Option<&PodKey>) -> Result<Resources, Error
     Ok(active_bound(store, except)?
         .iter()
         .fold(Resources::default(), |used, pod| {
-            used.add(pod_requests(pod).unwrap_or_default())
+            used + pod_requests(pod).unwrap_or_default()
         }))
 }
 
@@ -332,7 +228,7 @@ pub fn decide(store: &Store, pod: &Pod, key: &PodKey) -> Result<Option<String>, 
     let mut short: Vec<&str> = Vec::new();
     if request != Resources::default() {
         short = insufficient(
-            allocatable(store.data_root())?,
+            node::allocatable(store.data_root())?,
             in_use(store, Some(key))?,
             request,
         );
@@ -558,17 +454,6 @@ mod tests {
             memory_bytes: mem_mi << 20,
             ephemeral_bytes: 0,
         }
-    }
-
-    #[test]
-    fn meminfo_total_is_read_in_bytes() {
-        let m = "MemTotal:       24684312 kB\nMemFree:         1000 kB\n";
-        assert_eq!(mem_total(m), Some(24684312 * 1024));
-        assert_eq!(mem_total("nothing"), None);
-        let cap = capacity();
-        assert!(cap.cpu_millis >= 1000 && cap.memory_bytes > 0, "{cap:?}");
-        let tmp = tempfile::tempdir().unwrap();
-        assert!(capacity_at(tmp.path()).ephemeral_bytes > 0);
     }
 
     #[test]

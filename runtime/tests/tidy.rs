@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "image",
             "cni",
             "network",
+            "node",
             "store",
             "manifest",
             "lifecycle",
@@ -47,7 +48,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Upward imports that exist today (from, to), to be removed.
-const KNOWN: &[(&str, &str)] = &[("downward", "scheduler")];
+const KNOWN: &[(&str, &str)] = &[];
 
 /// What the binary's own files (main.rs and cli.rs, the CLI front) may use of
 /// the library: the API layer, config, pure presentation helpers, and the

@@ -339,11 +339,10 @@ fn os_image() -> String {
 /// This machine as a Node: capacity, allocatable as the scheduler counts
 /// it, Ready, and what it runs.
 fn node(ctx: &Ctx) -> Value {
-    use crate::scheduler;
     let name = crate::network::node_name();
-    let cap = scheduler::capacity_at(&ctx.config.data_root);
-    let alloc = scheduler::allocatable(&ctx.config.data_root).unwrap_or(cap);
-    let res = |r: scheduler::Resources| {
+    let cap = crate::node::capacity_at(&ctx.config.data_root);
+    let alloc = crate::node::allocatable(&ctx.config.data_root).unwrap_or(cap);
+    let res = |r: crate::node::Resources| {
         json!({"cpu": format!("{}m", r.cpu_millis), "memory": format!("{}", r.memory_bytes),
             "ephemeral-storage": format!("{}", r.ephemeral_bytes), "pods": "110"})
     };

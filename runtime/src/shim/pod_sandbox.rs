@@ -341,8 +341,8 @@ impl Shim {
             pod_ip: self.status.pod_ip.clone(),
             host_ip: self.status.host_ip.clone(),
             node_name: self.state.node.clone(),
-            allocatable: crate::scheduler::allocatable(&self.config.data_root)
-                .unwrap_or_else(|_| crate::scheduler::capacity()),
+            allocatable: crate::node::allocatable(&self.config.data_root)
+                .unwrap_or_else(|_| crate::node::capacity()),
         }
     }
 
