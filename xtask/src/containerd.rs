@@ -35,8 +35,11 @@ impl Containerd {
         util::target().join("cri")
     }
 
-    /// Starts containerd with a fresh root and imports the fixture images.
-    pub fn start() -> anyhow::Result<Containerd> {
+    /// Starts containerd with a fresh root and imports the fixture images;
+    /// `registry` (`HOST:PORT`, plain HTTP) is a registry its CRI plugin
+    /// may pull from, set up the way a user of containerd would: a
+    /// hosts.toml under the plugin's `config_path`.
+    pub fn start(registry: Option<&str>) -> anyhow::Result<Containerd> {
         let dir = Self::dir();
         stop_stale(&dir);
         clean(&dir)?;
@@ -51,6 +54,11 @@ impl Containerd {
             );
         }
         fs::write(dir.join("config.toml"), config(&dir, &socket))?;
+        if let Some(address) = registry {
+            let hosts = dir.join("certs.d").join(address);
+            fs::create_dir_all(&hosts)?;
+            fs::write(hosts.join("hosts.toml"), hosts_toml(address))?;
+        }
         fs::write(dir.join("cni/10-podlab-cri.conflist"), cni_config(&dir))?;
         let log = fs::File::create(dir.join("containerd.log"))?;
         util::step(&format!(
@@ -249,10 +257,22 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
+  # Registries' hosts.toml files, one directory per registry host.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
 "#,
         socket = socket.display(),
         pause = fixtures::PAUSE_IMAGE,
         youki = crate::youki::binary().display(),
+    )
+}
+
+/// containerd's hosts.toml for a plain-HTTP registry at `address`.
+fn hosts_toml(address: &str) -> String {
+    format!(
+        "# Written by cargo xtask: the test registry on loopback, plain HTTP.\n\
+         server = \"http://{address}\"\n\n\
+         [host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
     )
 }
 
