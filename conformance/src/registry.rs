@@ -28,8 +28,8 @@ pub fn reference(address: &str, tag: &str) -> String {
 }
 
 /// Puts the manifest tagged `from` under `to` as well (moving `to` if it
-/// existed): the registry's answer when it refuses.
-pub fn tag(address: &str, from: &str, to: &str) -> Result<(), String> {
+/// existed): its digest, or the registry's answer when it refuses.
+pub fn tag(address: &str, from: &str, to: &str) -> Result<String, String> {
     let got = request(
         address,
         "GET",
@@ -62,7 +62,18 @@ pub fn tag(address: &str, from: &str, to: &str) -> Result<(), String> {
             String::from_utf8_lossy(&put.body)
         ));
     }
-    Ok(())
+    put.header("docker-content-digest")
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "PUT of {REPOSITORY}:{to} to the registry at {address}: no digest in the answer"
+            )
+        })
+}
+
+/// The image reference of the manifest `digest` in the suite's repository.
+pub fn pinned(address: &str, digest: &str) -> String {
+    format!("{address}/{REPOSITORY}@{digest}")
 }
 
 struct Response {

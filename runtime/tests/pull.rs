@@ -336,6 +336,7 @@ fn tls_and_htpasswd_registry_wrong_password_is_err_image_pull_naming_401() {
         Options {
             tls: true,
             htpasswd: Some(htpasswd),
+            ..Options::default()
         },
     );
     registry

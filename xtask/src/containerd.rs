@@ -88,7 +88,8 @@ impl Containerd {
         &self.socket
     }
 
-    fn ctr(&self) -> Command {
+    /// `ctr` against this daemon, in the CRI plugin's namespace.
+    pub fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
             .arg(&self.socket)

@@ -22,8 +22,8 @@ pub const CASES: &[TestCase] = &[
         must: "A container whose pod sets no user or working directory MUST run as the image config's User and in its WorkingDir, and runAsUser MUST override the image's User.",
         method: "Two pods at once from the nonroot fixture image (User 4321:4321, WorkingDir /home/app), no command given (the image's Cmd sleeps): one without securityContext or workingDir, one with runAsUser 1234. `probe caps --pid 1` by exec must read uid 4321 gid 4321 in the first and uid 1234 in the second; `readlink /proc/1/cwd` must print /home/app in the first."),
     case!("IMAGE-003", image_only_in_the_registry_is_pulled,
-        must: "A container whose image is not on the node but in a registry the node pulls from MUST have it pulled and run.",
-        method: "Tags the probe image in the test registry under a name of this run only (so no node holds it), creates a pod of it (imagePullPolicy IfNotPresent, command sleep) and waits until it runs; `command -v probe` by exec must find the image's probe. Skipped without a test registry (capability `registry`)."),
+        must: "A container whose image is not on the node but in a registry the node pulls from MUST have it pulled and run, whether the image is named by tag, by digest or with no tag.",
+        method: "Tags the probe image in the test registry under a name of this run only (so no node holds it) and as `latest`, then starts three pods at once (imagePullPolicy IfNotPresent, command sleep): one naming the new tag, one the manifest's digest (`repo@sha256:…`), one the repository with no tag (`:latest` implied); each must run, and `command -v probe` by exec must find the image's probe in each. Skipped without a test registry (capability `registry`)."),
     case!("IMAGE-004", never_pull_of_an_image_in_the_registry,
         must: "A container with imagePullPolicy Never whose image is only in a registry MUST wait with reason ErrImageNeverPull, without pulling it, while its pod stays Pending.",
         method: "Tags the busybox image in the test registry under a name of this run only and creates a pod of it with imagePullPolicy Never; as IMAGE-001, the container must wait with ErrImageNeverPull and the pod stay Pending for a few seconds more (a pull would let it run). Skipped without a test registry or when the runtime cannot report a pod that does not start."),
@@ -90,20 +90,29 @@ fn name_missing_from_the_registry(rt: &dyn Runtime, ctx: &Ctx) -> Check {
 
 fn image_only_in_the_registry_is_pulled(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     let address = test_registry(ctx)?;
-    let image = fresh_tag(ctx, address, "pulled", registry::PROBE_TAG)?;
-    let pods = start_pods(
-        rt,
-        ctx,
-        "image-pulled",
-        vec![json!({"image": image, "command": ["sleep", "3600"]})],
-    )?;
-    let found = pods[0].sh(ctx, "app", "command -v probe || true")?;
-    ensure(!found.trim().is_empty(), || {
-        format!(
-            "pod {} runs, but `command -v probe` found no probe: not the probe image {image} was run",
-            pods[0].name
-        )
-    })
+    let tagged = fresh_tag(ctx, address, "pulled", registry::PROBE_TAG)?;
+    let digest = registry::tag(address, registry::PROBE_TAG, "latest")
+        .map_err(|e| fail(format!("tagging the test image: {e}")))?;
+    let images = [
+        tagged,
+        registry::pinned(address, &digest),
+        format!("{address}/{}", registry::REPOSITORY),
+    ];
+    let specs = images
+        .iter()
+        .map(|image| json!({"image": image, "command": ["sleep", "3600"]}))
+        .collect();
+    let pods = start_pods(rt, ctx, "image-pulled", specs)?;
+    for (pod, image) in pods.iter().zip(&images) {
+        let found = pod.sh(ctx, "app", "command -v probe || true")?;
+        ensure(!found.trim().is_empty(), || {
+            format!(
+                "pod {} runs, but `command -v probe` found no probe: not the probe image {image} was run",
+                pod.name
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn always_pulls_a_moved_tag(rt: &dyn Runtime, ctx: &Ctx) -> Check {
