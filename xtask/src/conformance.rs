@@ -55,6 +55,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let rest = without_runtime(args);
         return run_cli_kubectl_on_serve(&rest);
     }
+    // `--runtime cli-podlab`: podlab's own CLI through the kubectl-compatible adapter.
+    if runtime == "cli-podlab" {
+        if util::is_root() {
+            fixtures::build_and_import(Some(&fixtures::test_image_root().to_string_lossy()))?;
+        }
+        return run_cli_on_podlab(&without_runtime(args));
+    }
     let mut pass: Vec<String> = args.to_vec();
     if util::value(args, "--runtime").is_none() {
         pass.extend(["--runtime".into(), runtime.clone()]);
@@ -142,7 +149,7 @@ fn test_registry(args: &[String]) -> anyhow::Result<Option<TestRegistry>> {
 /// the reference implementation of docs/adapter-contract.md: the suite
 /// drives `podlab apply -f -`, `get pod -o json`, `exec`, `delete` as it
 /// would drive kubectl, with a private state directory.
-pub fn run_cli_on_podlab() -> anyhow::Result<()> {
+pub fn run_cli_on_podlab(extra: &[String]) -> anyhow::Result<()> {
     let bin = fixtures::build_podlab(false)?;
     let root = util::target().join("conformance-cli-root");
     let data = util::target().join("conformance-cli-data");
@@ -160,7 +167,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     {
         anyhow::bail!("CONFORMANCE_CLI_ARGS is split on whitespace: check out the project at a path without any");
     }
-    let registry = test_registry(&[])?;
+    let registry = test_registry(extra)?;
     // podlab's CLI ends a timed-out exec itself (`exec --timeout`).
     let caps = format!(
         "{},exec-timeout,seccomp-root={}{}",
@@ -174,6 +181,7 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
             .arg("--runtime")
             .arg(format!("cli:{}", bin.display()))
             .args(["--caps", &caps])
+            .args(extra)
             .env("CONFORMANCE_CLI_ARGS", globals)
             // podlab's shims inherit it: the storage scan every half second.
             .env("PODLAB_STORAGE_SCAN_MS", "500"),
@@ -292,7 +300,7 @@ pub fn run_matrix(mutants: bool) -> anyhow::Result<()> {
     }
     // podlab again, driven as any kubectl-compatible binary would be, and
     // through the real kubectl over podlab's Kubernetes API.
-    run_cli_on_podlab()?;
+    run_cli_on_podlab(&[])?;
     run_cli_kubectl_on_serve(&[])?;
     run(&arg(&["--summary"]))?;
     check_runtimes_page()
