@@ -387,9 +387,20 @@ mod tests {
             "restrict_oom_score_adj = true",
             "netns_mounts_under_state_dir = true",
             "SystemdCgroup = false",
+            r#"config_path = "/w/target/cri/certs.d""#,
         ] {
             assert!(toml.contains(line), "config lacks {line:?}:\n{toml}");
         }
+    }
+
+    #[test]
+    fn the_test_registry_is_reached_over_plain_http() {
+        let toml = hosts_toml("127.0.0.1:5000");
+        assert!(
+            toml.contains("server = \"http://127.0.0.1:5000\""),
+            "{toml}"
+        );
+        assert!(toml.contains("[host.\"http://127.0.0.1:5000\"]"), "{toml}");
     }
 
     #[test]

@@ -455,6 +455,10 @@ mod tests {
             Capabilities::default()
         );
         assert!(parse_capabilities("container-pids=0").is_err());
+        let r = parse_capabilities("registry=127.0.0.1:5000").unwrap();
+        assert_eq!(r.registry.as_deref(), Some("127.0.0.1:5000"));
+        assert!(parse_capabilities("registry=127.0.0.1").is_err());
+        assert!(parse_capabilities("registry=http://127.0.0.1:5000").is_err());
         let err = parse_capabilities("pod_ip").unwrap_err();
         assert!(err.contains("unknown capability \"pod_ip\""), "{err}");
     }

@@ -905,6 +905,18 @@ mod tests {
     const ZERO: &str = "0001-01-01T00:00:00Z";
 
     #[test]
+    fn registries_conf_lists_the_test_registry_as_insecure() {
+        let none = registries_conf(None);
+        assert!(none.contains("unqualified-search-registries = []"));
+        assert!(!none.contains("[[registry]]"));
+        let some = registries_conf(Some("127.0.0.1:5000"));
+        assert!(
+            some.contains("[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true"),
+            "{some}"
+        );
+    }
+
+    #[test]
     fn a_running_pod_is_running_and_ready() {
         let p = map(
             "Always",
