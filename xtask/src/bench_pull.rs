@@ -58,8 +58,11 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
     // Its own daemon, without the test registry's hosts.toml: `ctr`
     // takes --plain-http itself, as its users pass it.
     let containerd = Containerd::start(None)?;
+    // A namespace of its own: in the CRI plugin's, the plugin adds names
+    // of its own to every image, which keep its blobs after `images rm`
+    // (measured: later runs fetched nothing).
     let ctr = |args: &[&str]| {
-        let mut c = containerd.ctr();
+        let mut c = containerd.ctr_in("podlab-bench");
         c.args(args);
         c
     };
@@ -100,6 +103,17 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
     }
     let _ = util::output(&mut podman(&["system", "reset", "--force"]));
     drop(containerd);
+    // Each run must have fetched the big layers: a store that kept them
+    // would time nothing.
+    let by_client = fetches_by_client(&registry.log(), IMAGE);
+    for client in ["podlab", "containers", "containerd"] {
+        let n = by_client.get(client).copied().unwrap_or(0);
+        anyhow::ensure!(
+            n >= runs * LAYERS,
+            "{client} fetched {n} blobs in {runs} pulls of {LAYERS} layers: a pull was served from a store \
+             (blob GETs by client: {by_client:?})"
+        );
+    }
 
     util::step(&format!("pull: {PODS} pods of the new image at once"));
     let images = dir.join("images-pods");
@@ -160,6 +174,27 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
         "ten_pods_blobs": served.len(),
         "ten_pods_most_fetches_of_a_blob": most,
     }))
+}
+
+/// Whole blob GETs of `image`'s repository by client (the user agent up
+/// to its first '/': podlab, containers (podman), containerd).
+fn fetches_by_client(log: &str, image: &str) -> std::collections::BTreeMap<String, usize> {
+    let repository = image.split(':').next().unwrap_or(image);
+    let wanted = format!("\"GET /v2/{repository}/blobs/");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(&wanted)) {
+        let fields: Vec<&str> = line.split('"').collect();
+        // request, status and size, referer, user agent
+        let ok = fields.get(2).is_some_and(|s| s.trim().starts_with("200"));
+        let agent = fields
+            .get(5)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or("");
+        if ok {
+            *counts.entry(agent.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// How many times the access log shows each blob of `image`'s repository
@@ -252,5 +287,8 @@ mod tests {
         assert_eq!(counts.get("sha256:aa"), Some(&1));
         assert_eq!(counts.get("sha256:bb"), Some(&2));
         assert_eq!(counts.len(), 2);
+        let clients = fetches_by_client(log, "bench/big:1");
+        assert_eq!(clients.get("podlab"), Some(&3));
+        assert_eq!(clients.len(), 1);
     }
 }

@@ -88,12 +88,16 @@ impl Containerd {
         &self.socket
     }
 
-    /// `ctr` against this daemon, in the CRI plugin's namespace.
-    pub fn ctr(&self) -> Command {
+    fn ctr(&self) -> Command {
+        self.ctr_in(NAMESPACE)
+    }
+
+    /// `ctr` against this daemon, in `namespace`.
+    pub fn ctr_in(&self, namespace: &str) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
             .arg(&self.socket)
-            .args(["--namespace", NAMESPACE]);
+            .args(["--namespace", namespace]);
         cmd
     }
 
