@@ -17,6 +17,7 @@ pub mod expectations;
 pub mod filter;
 pub mod mutants;
 pub mod pods;
+pub mod registry;
 pub mod report;
 pub mod runner;
 pub mod runtime;

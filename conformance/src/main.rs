@@ -56,6 +56,12 @@ options:
                        init-containers, restart-policy, unschedulable, oom-reason,
                        storage-eviction, host-ports, host-paths, all
   --probe-image REF    the probe image (default: podlab.local/probe:latest)
+  --registry HOST:PORT a registry on this machine, spoken to over plain HTTP, holding the
+                       suite's busybox and probe images as podlab/conformance:busybox and
+                       :probe (`cargo xtask conformance` starts one): the runtime pulls from it
+                       (podman: listed as insecure in the run's registries.conf; cri: the
+                       runtime's own configuration must allow it), and the tests that pull
+                       run; without it they skip (capability `registry`)
   --expectations FILE  the runtime's expected failures and skips (default:
                        conformance/expectations/<runtime>.json when it exists)
   --focus PATTERN      run only tests whose ID or MUST sentence matches
@@ -130,6 +136,7 @@ struct Args {
     podlab_bin: Option<PathBuf>,
     image_root: Option<PathBuf>,
     probe_image: Option<String>,
+    registry: Option<String>,
     focus: Option<Pattern>,
     skip: Option<Pattern>,
     list: bool,
@@ -178,6 +185,13 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             "--podlab-bin" => args.podlab_bin = Some(value()?.into()),
             "--image-root" => args.image_root = Some(value()?.into()),
             "--probe-image" => args.probe_image = Some(value()?),
+            "--registry" => {
+                let address = value()?;
+                // The same check as the capability's.
+                cli::parse_capabilities(&format!("registry={address}"))
+                    .map_err(anyhow::Error::msg)?;
+                args.registry = Some(address);
+            }
             "--focus" => args.focus = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
             "--skip" => args.skip = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
             "--variants" => {
@@ -346,6 +360,9 @@ fn run(args: Args) -> Result<ExitCode> {
             config.context = args.context.clone();
             if let Some(list) = &args.caps {
                 config.capabilities = cli::parse_capabilities(list).map_err(anyhow::Error::msg)?;
+            }
+            if args.registry.is_some() {
+                config.capabilities.registry = args.registry.clone();
             }
             if let Some(image) = &args.probe_image {
                 config.probe_image = image.clone();
@@ -619,6 +636,7 @@ fn cri_runtime(args: &Args) -> Result<(Box<dyn Runtime>, String)> {
         .context("--runtime cri needs --cri-socket unix:///PATH or PATH (or $CRI_SOCKET)")?;
     let mut config = CriConfig::new(node::endpoint(&address).map_err(anyhow::Error::msg)?);
     config.runtime_handler = args.runtime_handler.clone();
+    config.registry = args.registry.clone();
     if let Some(list) = &args.caps {
         config.capabilities = Some(cli::parse_capabilities(list).map_err(anyhow::Error::msg)?);
     }
@@ -663,6 +681,7 @@ fn podman_config(args: &Args) -> Result<PodmanConfig> {
         bail!("no OCI image layout in {}", dir.display());
     }
     config.layouts = layouts;
+    config.registry = args.registry.clone();
     if let Some(runtime) = &args.podman_runtime {
         config.oci_runtime = runtime.clone();
     }
@@ -686,6 +705,7 @@ fn podlab_config(args: &Args, mutant: Option<&str>) -> PodlabConfig {
     if let Some(image) = &args.probe_image {
         config.probe_image = image.clone();
     }
+    config.registry = args.registry.clone();
     if let Some(m) = mutant {
         config.env.push(("PODLAB_MUTANT".into(), m.into()));
     }

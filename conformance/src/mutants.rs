@@ -174,6 +174,10 @@ pub const VARIANTS: &[Variant] = &[
       "the groups the image's /etc/group gives the user are left out"),
     v("strict-groups-ignored", &["SEC-015"],
       "supplementalGroupsPolicy Strict is ignored: the image's groups are merged"),
+    v("never-pulls-anyway", &["IMAGE-004"],
+      "imagePullPolicy Never pulls a missing image as IfNotPresent would"),
+    v("always-keeps-stored", &["IMAGE-006"],
+      "imagePullPolicy Always keeps the stored image: a new digest under the tag is never pulled"),
 ];
 
 /// The tests a variant's run needs among `selected`: its own and the

@@ -93,6 +93,11 @@ pub struct Capabilities {
     /// `Localhost` profiles (localhostProfile is relative to it), when it
     /// honours them; the suite writes its profiles there.
     pub seccomp_root: Option<std::path::PathBuf>,
+    /// `HOST:PORT` of a registry on this machine the runtime pulls from
+    /// over plain HTTP (as it would from any insecure registry its user
+    /// lists), holding the suite's images ([`crate::registry`]); the
+    /// suite adds tags to it.
+    pub registry: Option<String>,
 }
 
 /// Why a runtime call failed.

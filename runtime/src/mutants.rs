@@ -162,10 +162,16 @@ pub enum Mutant {
     ImageGroupsIgnored,
     /// supplementalGroupsPolicy Strict is ignored: image groups are merged.
     StrictGroupsIgnored,
+    /// imagePullPolicy Never pulls an image that is not in the store, as
+    /// IfNotPresent would.
+    NeverPullsAnyway,
+    /// imagePullPolicy Always uses the stored image when there is one, as
+    /// IfNotPresent would: a new digest under the tag is never seen.
+    AlwaysKeepsStored,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 71] = [
+    pub const ALL: [(&'static str, Mutant); 73] = [
         ("no-shared-net", Mutant::NoSharedNet),
         ("no-shared-uts", Mutant::NoSharedUts),
         ("no-shared-ipc", Mutant::NoSharedIpc),
@@ -243,6 +249,8 @@ impl Mutant {
         ("nil-profile-confined", Mutant::NilProfileConfined),
         ("image-groups-ignored", Mutant::ImageGroupsIgnored),
         ("strict-groups-ignored", Mutant::StrictGroupsIgnored),
+        ("never-pulls-anyway", Mutant::NeverPullsAnyway),
+        ("always-keeps-stored", Mutant::AlwaysKeepsStored),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {

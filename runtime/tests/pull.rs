@@ -336,6 +336,7 @@ fn tls_and_htpasswd_registry_wrong_password_is_err_image_pull_naming_401() {
         Options {
             tls: true,
             htpasswd: Some(htpasswd),
+            ..Options::default()
         },
     );
     registry
@@ -369,6 +370,29 @@ fn tls_and_htpasswd_registry_wrong_password_is_err_image_pull_naming_401() {
         stderr(&untrusted).contains("certificate"),
         "{}",
         stderr(&untrusted)
+    );
+
+    // skip_verify in hosts.toml (the user's explicit choice, as containerd
+    // reads it) accepts the unknown CA.
+    let lax = dir.path().join("lax");
+    let lax_dir = lax.join("certs.d").join(&registry.address);
+    std::fs::create_dir_all(&lax_dir).expect("certs.d");
+    std::fs::write(
+        lax_dir.join("hosts.toml"),
+        format!(
+            "server = \"https://{}\"\nskip_verify = true\n",
+            registry.address
+        ),
+    )
+    .expect("hosts.toml");
+    let skipped = pull(
+        &p,
+        &image,
+        &[("PODLAB_REGISTRY_CONFIG", &lax), ("DOCKER_CONFIG", &good)],
+    );
+    assert_eq!(
+        pulled_digest(&skipped),
+        layout_digest(&fixture(BUSYBOX_LAYOUT))
     );
 
     let config = dir.path().join("etc");
@@ -433,6 +457,7 @@ fn auth_registry(dir: &Path) -> AuthRegistry {
         Options {
             tls: true,
             htpasswd: Some(htpasswd),
+            access_log: false,
         },
     );
     registry

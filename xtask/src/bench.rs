@@ -565,8 +565,8 @@ fn markdown(j: &serde_json::Value) -> String {
          | {} pods: all up in s / all deleted in s | {:.2} / {:.2} | - |\n\
          | host memory per pod among them (PSS, shim + pause), KiB | {} | - |\n\
          | whole conformance suite on podlab, s ({} tests run) | {:.1} | - |\n\
-         | pull of a {} MiB image from a loopback registry, median s | {} | {} |\n\
-         | {} pods of one new image at once, all up in s | {} | - |\n\n\
+         | pull of a {} MiB image from a loopback registry, median s (ctr images pull: {}) | {} | {} |\n\
+         | {} pods of one new image at once, all up in s (most fetches of one blob: {}) | {} | - |\n\n\
          start_ratio = {}, delete_ratio = {}\n\n\
          | API path through `podlab serve` ({}) | median | p95 |\n|---|---|---|\n\
          | kubectl apply + wait Ready, ms | {} | {} |\n\
@@ -596,9 +596,11 @@ fn markdown(j: &serde_json::Value) -> String {
         j["suite_tests"],
         j["suite_seconds"].as_f64().unwrap_or(0.0),
         j["pull"]["image_mib"],
+        get(&j["pull"]["ctr_s"]),
         get(&j["pull"]["podlab_s"]),
         get(&j["pull"]["podman_s"]),
         10,
+        j["pull"]["ten_pods_most_fetches_of_a_blob"],
         get(&j["pull"]["ten_pods_one_image_s"]),
         ratio(&j["start_ratio"]),
         ratio(&j["delete_ratio"]),

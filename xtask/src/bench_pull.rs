@@ -1,8 +1,10 @@
 //! `cargo xtask bench`'s pull figures (issue 24): a multi-layer image of
-//! about 50 MB in a docker-registry on loopback, pulled by podlab and by
-//! podman from the same registry (interleaved runs, each into an empty
-//! store), and ten pods of one new image started at once (one pull; the
-//! other nine wait on its lock and find the blobs stored).
+//! about 50 MB in a docker-registry on loopback, pulled by podlab, by
+//! podman and by containerd (`ctr images pull` against a private
+//! containerd) from the same registry (interleaved runs, each into an
+//! empty store), and ten pods of one new image started at once (one pull;
+//! the other nine wait on its lock and find the blobs stored), with the
+//! registry's access log counting how often each blob was served.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +14,7 @@ use anyhow::Context;
 use podlab::image::testregistry::{Options, TestRegistry};
 use podlab::image::{layout, ImageConfig};
 
+use crate::containerd::Containerd;
 use crate::{doctor, util};
 
 /// Layers of incompressible bytes, so the transfer is what it says.
@@ -22,7 +25,11 @@ const PODS: usize = 10;
 
 /// The figures as bench.json's `pull` object.
 pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
-    doctor::install(&[doctor::Need::Registry, doctor::Need::Podman])?;
+    doctor::install(&[
+        doctor::Need::Registry,
+        doctor::Need::Podman,
+        doctor::Need::Containerd,
+    ])?;
     let dir = work.join("pull");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -32,16 +39,33 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
     ));
     let layout_dir = dir.join("layout");
     build_image(&dir, &layout_dir)?;
-    let registry = TestRegistry::start(&dir.join("registry"), Options::default())
-        .map_err(anyhow::Error::msg)?;
+    let registry = TestRegistry::start(
+        &dir.join("registry"),
+        Options {
+            access_log: true,
+            ..Options::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     registry
         .push(&layout_dir, "big", IMAGE, false, None)
         .map_err(anyhow::Error::msg)?;
     let reference = format!("{}/{IMAGE}", registry.address);
 
     util::step(&format!(
-        "pull: podlab and podman, {runs} interleaved runs each"
+        "pull: podlab, podman and ctr, {runs} interleaved runs each"
     ));
+    // Its own daemon, without the test registry's hosts.toml: `ctr`
+    // takes --plain-http itself, as its users pass it.
+    let containerd = Containerd::start(None)?;
+    // A namespace of its own: in the CRI plugin's, the plugin adds names
+    // of its own to every image, which keep its blobs after `images rm`
+    // (measured: later runs fetched nothing).
+    let ctr = |args: &[&str]| {
+        let mut c = containerd.ctr_in("podlab-bench");
+        c.args(args);
+        c
+    };
     let podman_root = dir.join("podman");
     let podman = |args: &[&str]| {
         let mut c = Command::new("podman");
@@ -54,7 +78,7 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
             .args(args);
         c
     };
-    let (mut pl, mut pm) = (Vec::new(), Vec::new());
+    let (mut pl, mut pm, mut ct) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         let images = dir.join(format!("images-{i}"));
         pl.push(timed(
@@ -68,11 +92,32 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
             &reference,
         ]))?);
         timed(&mut podman(&["rmi", "--force", &reference]))?;
+        ct.push(timed(&mut ctr(&[
+            "images",
+            "pull",
+            "--plain-http",
+            &reference,
+        ]))?);
+        // --sync: the next pull starts from a store without its blobs.
+        timed(&mut ctr(&["images", "rm", "--sync", &reference]))?;
     }
     let _ = util::output(&mut podman(&["system", "reset", "--force"]));
+    drop(containerd);
+    // Each run must have fetched the big layers: a store that kept them
+    // would time nothing.
+    let by_client = fetches_by_client(&registry.log(), IMAGE);
+    for client in ["podlab", "containers", "containerd"] {
+        let n = by_client.get(client).copied().unwrap_or(0);
+        anyhow::ensure!(
+            n >= runs * LAYERS,
+            "{client} fetched {n} blobs in {runs} pulls of {LAYERS} layers: a pull was served from a store \
+             (blob GETs by client: {by_client:?})"
+        );
+    }
 
     util::step(&format!("pull: {PODS} pods of the new image at once"));
     let images = dir.join("images-pods");
+    let served_before = registry.log().len();
     let start = Instant::now();
     let children = (0..PODS)
         .map(|i| {
@@ -100,24 +145,76 @@ pub fn figures(podlab: &Path, work: &Path, runs: usize) -> anyhow::Result<serde_
             .output();
     }
     anyhow::ensure!(ok, "a pod of the pulled image did not become ready");
+    let log = registry.log();
+    let served = blob_fetches(log.get(served_before..).unwrap_or_default(), IMAGE);
+    let most = served.values().copied().max().unwrap_or(0);
+    anyhow::ensure!(
+        most == 1,
+        "{PODS} pods of one new image: the registry served a blob {most} times, not once \
+         (blob GETs: {served:?})"
+    );
 
     let median = |v: &[Duration]| {
         let mut v = v.to_vec();
         v.sort();
         v[v.len() / 2].as_secs_f64()
     };
-    let (pl_s, pm_s) = (median(&pl), median(&pm));
+    let (pl_s, pm_s, ct_s) = (median(&pl), median(&pm), median(&ct));
     Ok(serde_json::json!({
         "image_mib": (LAYERS * LAYER_BYTES) >> 20,
         "layers": LAYERS,
         "runs": runs,
         "podlab_s": pl_s,
         "podman_s": pm_s,
-        // containerd (`ctr images pull`) is not measured yet.
-        "ctr_s": null,
-        "ratio_to_fastest": pl_s / pm_s,
+        "ctr_s": ct_s,
+        "ratio_to_fastest": pl_s / pm_s.min(ct_s),
         "ten_pods_one_image_s": pods_up.as_secs_f64(),
+        // How often the registry served each blob of the image (manifest
+        // config and layers) while the ten pods started: 1 is one pull.
+        "ten_pods_blobs": served.len(),
+        "ten_pods_most_fetches_of_a_blob": most,
     }))
+}
+
+/// Whole blob GETs of `image`'s repository by client (the user agent up
+/// to its first '/': podlab, containers (podman), containerd).
+fn fetches_by_client(log: &str, image: &str) -> std::collections::BTreeMap<String, usize> {
+    let repository = image.split(':').next().unwrap_or(image);
+    let wanted = format!("\"GET /v2/{repository}/blobs/");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(&wanted)) {
+        let fields: Vec<&str> = line.split('"').collect();
+        // request, status and size, referer, user agent
+        let ok = fields.get(2).is_some_and(|s| s.trim().starts_with("200"));
+        let agent = fields
+            .get(5)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or("");
+        if ok {
+            *counts.entry(agent.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// How many times the access log shows each blob of `image`'s repository
+/// served whole (`GET …/blobs/sha256:… 200`), by digest.
+fn blob_fetches(log: &str, image: &str) -> std::collections::BTreeMap<String, usize> {
+    let repository = image.split(':').next().unwrap_or(image);
+    let wanted = format!("\"GET /v2/{repository}/blobs/");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let Some(at) = line.find(&wanted) else {
+            continue;
+        };
+        let rest = &line[at + wanted.len()..];
+        let digest = rest.split([' ', '"']).next().unwrap_or_default();
+        let status = rest.split('"').nth(1).map(str::trim).unwrap_or_default();
+        if status.starts_with("200") {
+            *counts.entry(digest.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 fn podlab_cmd(podlab: &Path, dir: &Path, images: &Path) -> Command {
@@ -170,4 +267,28 @@ fn build_image(dir: &Path, layout_dir: &Path) -> anyhow::Result<()> {
     };
     layout::write_layout(layout_dir, "big", &layers, &config)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_fetches_counts_whole_gets_of_the_repositorys_blobs() {
+        let log = concat!(
+            "127.0.0.1 - - [05/Dec/2026:10:00:00 +0000] \"GET /v2/bench/big/blobs/sha256:aa HTTP/1.1\" 200 10 \"\" \"podlab\"\n",
+            "127.0.0.1 - - [05/Dec/2026:10:00:00 +0000] \"HEAD /v2/bench/big/blobs/sha256:aa HTTP/1.1\" 200 0 \"\" \"podlab\"\n",
+            "127.0.0.1 - - [05/Dec/2026:10:00:00 +0000] \"GET /v2/bench/big/blobs/sha256:bb HTTP/1.1\" 200 10 \"\" \"podlab\"\n",
+            "127.0.0.1 - - [05/Dec/2026:10:00:00 +0000] \"GET /v2/bench/big/blobs/sha256:bb HTTP/1.1\" 200 10 \"\" \"podlab\"\n",
+            "127.0.0.1 - - [05/Dec/2026:10:00:00 +0000] \"GET /v2/bench/big/blobs/sha256:cc HTTP/1.1\" 404 10 \"\" \"podlab\"\n",
+            "127.0.0.1 - - [05/Dec/2026:10:00:00 +0000] \"GET /v2/other/blobs/sha256:aa HTTP/1.1\" 200 10 \"\" \"podlab\"\n",
+        );
+        let counts = blob_fetches(log, "bench/big:1");
+        assert_eq!(counts.get("sha256:aa"), Some(&1));
+        assert_eq!(counts.get("sha256:bb"), Some(&2));
+        assert_eq!(counts.len(), 2);
+        let clients = fetches_by_client(log, "bench/big:1");
+        assert_eq!(clients.get("podlab"), Some(&3));
+        assert_eq!(clients.len(), 1);
+    }
 }

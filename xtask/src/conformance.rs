@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use podlab::image::testregistry::TestRegistry;
+
 use crate::containerd::Containerd;
 use crate::serve::Serve;
 use crate::{doctor, fixtures, util};
@@ -53,6 +55,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let rest = without_runtime(args);
         return run_cli_kubectl_on_serve(&rest);
     }
+    // `--runtime cli-podlab`: podlab's own CLI through the kubectl-compatible adapter.
+    if runtime == "cli-podlab" {
+        if util::is_root() {
+            fixtures::build_and_import(Some(&fixtures::test_image_root().to_string_lossy()))?;
+        }
+        return run_cli_on_podlab(&without_runtime(args));
+    }
     let mut pass: Vec<String> = args.to_vec();
     if util::value(args, "--runtime").is_none() {
         pass.extend(["--runtime".into(), runtime.clone()]);
@@ -82,6 +91,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if util::is_root() && !util::flag(args, "--list") {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     }
+    // The registry the image tests pull from, unless the caller names one.
+    let registry = test_registry(args)?;
+    if let Some(r) = &registry {
+        pass.extend(["--registry".into(), r.address.clone()]);
+    }
+    let registry_address = util::value(&pass, "--registry");
     // A CRI runtime of our own unless the caller names one.
     let mut containerd = None;
     if runtime == "cri" && util::value(args, "--runtime-handler").as_deref() == Some("youki") {
@@ -95,7 +110,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
         }
         if util::value(args, "--cri-socket").is_none() && !util::flag(args, "--list") {
-            let daemon = Containerd::start()?;
+            let daemon = Containerd::start(registry_address.as_deref())?;
             pass.extend([
                 "--cri-socket".into(),
                 daemon.socket().to_string_lossy().into_owned(),
@@ -115,14 +130,26 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             anyhow::bail!("the CRI run left behind:\n  {}", left.join("\n  "));
         }
     }
+    drop(registry);
     result
+}
+
+/// A loopback registry holding the suite's images for the run (stopped
+/// when dropped), unless the caller passed `--registry` or only lists
+/// tests; none without root, where nothing runs pods.
+fn test_registry(args: &[String]) -> anyhow::Result<Option<TestRegistry>> {
+    if !util::is_root() || util::flag(args, "--list") || util::value(args, "--registry").is_some() {
+        return Ok(None);
+    }
+    util::step("test registry on loopback for the image tests (docker-registry, skopeo)");
+    fixtures::start_registry().map(Some)
 }
 
 /// The kubectl-compatible adapter (`cli:PATH`) against podlab's own CLI,
 /// the reference implementation of docs/adapter-contract.md: the suite
 /// drives `podlab apply -f -`, `get pod -o json`, `exec`, `delete` as it
 /// would drive kubectl, with a private state directory.
-pub fn run_cli_on_podlab() -> anyhow::Result<()> {
+pub fn run_cli_on_podlab(extra: &[String]) -> anyhow::Result<()> {
     let bin = fixtures::build_podlab(false)?;
     let root = util::target().join("conformance-cli-root");
     let data = util::target().join("conformance-cli-data");
@@ -140,11 +167,13 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
     {
         anyhow::bail!("CONFORMANCE_CLI_ARGS is split on whitespace: check out the project at a path without any");
     }
+    let registry = test_registry(extra)?;
     // podlab's CLI ends a timed-out exec itself (`exec --timeout`).
     let caps = format!(
-        "{},exec-timeout,seccomp-root={}",
+        "{},exec-timeout,seccomp-root={}{}",
         podlab_caps(),
-        seccomp.display()
+        seccomp.display(),
+        registry_cap(registry.as_ref())
     );
     util::step("conformance suite through the kubectl-compatible adapter (cli:podlab)");
     let result = util::run(
@@ -152,16 +181,25 @@ pub fn run_cli_on_podlab() -> anyhow::Result<()> {
             .arg("--runtime")
             .arg(format!("cli:{}", bin.display()))
             .args(["--caps", &caps])
+            .args(extra)
             .env("CONFORMANCE_CLI_ARGS", globals)
             // podlab's shims inherit it: the storage scan every half second.
             .env("PODLAB_STORAGE_SCAN_MS", "500"),
     );
+    drop(registry);
     // The suite found no pod left behind; the store itself goes too.
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&data);
     }
     result
+}
+
+/// `,registry=ADDRESS` for a `--caps` list when there is a registry.
+fn registry_cap(registry: Option<&TestRegistry>) -> String {
+    registry
+        .map(|r| format!(",registry={}", r.address))
+        .unwrap_or_default()
 }
 
 /// The arguments without `--runtime X`.
@@ -213,21 +251,24 @@ pub fn run_cli_kubectl_on_serve(extra: &[String]) -> anyhow::Result<()> {
         // The shims inherit it: the storage scan every half second.
         .env("PODLAB_STORAGE_SCAN_MS", "500");
     let serve = Serve::start(podlab, root.join("kubeconfig"))?;
+    let registry = test_registry(extra)?;
     util::step("conformance suite through the real kubectl against podlab serve (cli:kubectl)");
     let result = util::run(
         runner()
             // kubectl exec has no timeout of its own: no exec-timeout.
             .args(["--runtime", "cli:kubectl", "--caps"])
             .arg(format!(
-                "{},seccomp-root={}",
+                "{},seccomp-root={}{}",
                 podlab_caps(),
-                seccomp.display()
+                seccomp.display(),
+                registry_cap(registry.as_ref())
             ))
             .args(extra)
             .env("KUBECONFIG", &serve.kubeconfig)
             .env_remove("CONFORMANCE_CLI_ARGS"),
     );
     drop(serve);
+    drop(registry);
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&data);
@@ -259,7 +300,7 @@ pub fn run_matrix(mutants: bool) -> anyhow::Result<()> {
     }
     // podlab again, driven as any kubectl-compatible binary would be, and
     // through the real kubectl over podlab's Kubernetes API.
-    run_cli_on_podlab()?;
+    run_cli_on_podlab(&[])?;
     run_cli_kubectl_on_serve(&[])?;
     run(&arg(&["--summary"]))?;
     check_runtimes_page()

@@ -35,8 +35,11 @@ impl Containerd {
         util::target().join("cri")
     }
 
-    /// Starts containerd with a fresh root and imports the fixture images.
-    pub fn start() -> anyhow::Result<Containerd> {
+    /// Starts containerd with a fresh root and imports the fixture images;
+    /// `registry` (`HOST:PORT`, plain HTTP) is a registry its CRI plugin
+    /// may pull from, set up the way a user of containerd would: a
+    /// hosts.toml under the plugin's `config_path`.
+    pub fn start(registry: Option<&str>) -> anyhow::Result<Containerd> {
         let dir = Self::dir();
         stop_stale(&dir);
         clean(&dir)?;
@@ -51,6 +54,11 @@ impl Containerd {
             );
         }
         fs::write(dir.join("config.toml"), config(&dir, &socket))?;
+        if let Some(address) = registry {
+            let hosts = dir.join("certs.d").join(address);
+            fs::create_dir_all(&hosts)?;
+            fs::write(hosts.join("hosts.toml"), hosts_toml(address))?;
+        }
         fs::write(dir.join("cni/10-podlab-cri.conflist"), cni_config(&dir))?;
         let log = fs::File::create(dir.join("containerd.log"))?;
         util::step(&format!(
@@ -81,10 +89,15 @@ impl Containerd {
     }
 
     fn ctr(&self) -> Command {
+        self.ctr_in(NAMESPACE)
+    }
+
+    /// `ctr` against this daemon, in `namespace`.
+    pub fn ctr_in(&self, namespace: &str) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
             .arg(&self.socket)
-            .args(["--namespace", NAMESPACE]);
+            .args(["--namespace", namespace]);
         cmd
     }
 
@@ -249,10 +262,22 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
+  # Registries' hosts.toml files, one directory per registry host.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
 "#,
         socket = socket.display(),
         pause = fixtures::PAUSE_IMAGE,
         youki = crate::youki::binary().display(),
+    )
+}
+
+/// containerd's hosts.toml for a plain-HTTP registry at `address`.
+fn hosts_toml(address: &str) -> String {
+    format!(
+        "# Written by cargo xtask: the test registry on loopback, plain HTTP.\n\
+         server = \"http://{address}\"\n\n\
+         [host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
     )
 }
 
@@ -366,9 +391,20 @@ mod tests {
             "restrict_oom_score_adj = true",
             "netns_mounts_under_state_dir = true",
             "SystemdCgroup = false",
+            r#"config_path = "/w/target/cri/certs.d""#,
         ] {
             assert!(toml.contains(line), "config lacks {line:?}:\n{toml}");
         }
+    }
+
+    #[test]
+    fn the_test_registry_is_reached_over_plain_http() {
+        let toml = hosts_toml("127.0.0.1:5000");
+        assert!(
+            toml.contains("server = \"http://127.0.0.1:5000\""),
+            "{toml}"
+        );
+        assert!(toml.contains("[host.\"http://127.0.0.1:5000\"]"), "{toml}");
     }
 
     #[test]

@@ -247,8 +247,22 @@ pub fn start_registry() -> anyhow::Result<TestRegistry> {
             .push(&layout_dir(reference), reference, &name, false, None)
             .map_err(anyhow::Error::msg)?;
     }
+    // The conformance suite's repository: both images side by side, so
+    // the suite can tag either under names of its own.
+    for (reference, name) in SUITE_REGISTRY_IMAGES {
+        registry
+            .push(&layout_dir(reference), reference, name, false, None)
+            .map_err(anyhow::Error::msg)?;
+    }
     Ok(registry)
 }
+
+/// The fixture images in the test registry under the names the suite's
+/// image tests tag from (podlab_conformance::registry; a test checks).
+pub const SUITE_REGISTRY_IMAGES: [(&str, &str); 2] = [
+    (BUSYBOX_IMAGE, "podlab/conformance:busybox"),
+    (PROBE_IMAGE, "podlab/conformance:probe"),
+];
 
 /// Where the OCI layout of a fixture image is written.
 pub fn layout_dir(reference: &str) -> PathBuf {
@@ -298,4 +312,25 @@ fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
     )?;
     fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names pushed are the ones the suite's image tests tag from.
+    #[test]
+    fn the_registry_holds_the_suites_images_where_it_looks() {
+        use podlab_conformance::registry::{BUSYBOX_TAG, PROBE_TAG, REPOSITORY};
+        assert_eq!(
+            SUITE_REGISTRY_IMAGES,
+            [
+                (
+                    BUSYBOX_IMAGE,
+                    format!("{REPOSITORY}:{BUSYBOX_TAG}").as_str()
+                ),
+                (PROBE_IMAGE, format!("{REPOSITORY}:{PROBE_TAG}").as_str()),
+            ]
+        );
+    }
 }

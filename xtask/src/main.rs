@@ -41,10 +41,13 @@ tasks:
   docs [--check]          regenerate docs/cli.md from the CLI's help (--check: fail if stale)
   labs [N...]             every lab's grader on an untouched lab, on scripted near misses (must fail) and
                           on a scripted solution (must pass)
-  conformance [--runtime podlab|podman|cri|serve|cli:PATH] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
+  conformance [--runtime podlab|podman|cri|serve|cli-podlab|cli:PATH] [--focus P] [--skip P] [--list] [--report DIR] [--mutants]
                           the pod conformance suite (docs/conformance.md) against a runtime;
                           cri starts a private containerd under target/cri unless --cri-socket is given;
-                          serve runs it through the real kubectl against `podlab serve` (as cli-kubectl)
+                          serve runs it through the real kubectl against `podlab serve` (as cli-kubectl),
+                          cli-podlab through the kubectl-compatible adapter against podlab's own CLI;
+                          a registry on loopback holding the fixtures is started for the image tests
+                          unless --registry HOST:PORT is given
   bench [--quick] [--pull-only] [--report DIR]
                           podlab against podman: start/delete latency, memory per pod, many pods,
                           and the whole conformance suite on podlab (suite_seconds, suite_tests)

@@ -130,6 +130,10 @@ pub const CAPABILITY_NAMES: &[(&str, &str)] = &[
         "seccompProfile Localhost profiles are read from DIR on this machine",
     ),
     (
+        "registry=HOST:PORT",
+        "a registry on this machine the runtime pulls from over plain HTTP, holding the suite's images",
+    ),
+    (
         "container-pids=N",
         "every container gets a pids limit of N without asking",
     ),
@@ -167,6 +171,7 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
                     host_paths: true,
                     exec_timeout: true,
                     seccomp_root: caps.seccomp_root.clone(),
+                    registry: caps.registry.clone(),
                 }
             }
             "pod-ip" => caps.pod_ip = true,
@@ -187,6 +192,13 @@ pub fn parse_capabilities(list: &str) -> Result<Capabilities, String> {
             "host-ports" => caps.host_ports = true,
             "host-paths" => caps.host_paths = true,
             "exec-timeout" => caps.exec_timeout = true,
+            other if other.starts_with("registry=") => {
+                let address = &other["registry=".len()..];
+                if !address.contains(':') || address.contains('/') {
+                    return Err(format!("registry needs HOST:PORT: {other}"));
+                }
+                caps.registry = Some(address.to_string());
+            }
             other if other.starts_with("seccomp-root=") => {
                 let dir = &other["seccomp-root=".len()..];
                 if !dir.starts_with('/') {
@@ -443,6 +455,10 @@ mod tests {
             Capabilities::default()
         );
         assert!(parse_capabilities("container-pids=0").is_err());
+        let r = parse_capabilities("registry=127.0.0.1:5000").unwrap();
+        assert_eq!(r.registry.as_deref(), Some("127.0.0.1:5000"));
+        assert!(parse_capabilities("registry=127.0.0.1").is_err());
+        assert!(parse_capabilities("registry=http://127.0.0.1:5000").is_err());
         let err = parse_capabilities("pod_ip").unwrap_err();
         assert!(err.contains("unknown capability \"pod_ip\""), "{err}");
     }

@@ -34,6 +34,9 @@ pub struct PodlabConfig {
     /// Extra environment for every podlab process (the shims inherit it),
     /// e.g. `PODLAB_MUTANT`.
     pub env: Vec<(String, String)>,
+    /// A test registry podlab pulls from (`HOST:PORT` on loopback, which
+    /// podlab speaks plain HTTP to), declared as the `registry` capability.
+    pub registry: Option<String>,
 }
 
 impl PodlabConfig {
@@ -43,6 +46,7 @@ impl PodlabConfig {
             image_root: None,
             probe_image: "podlab.local/probe:latest".into(),
             env: Vec::new(),
+            registry: None,
         }
     }
 }
@@ -111,7 +115,7 @@ impl Podlab {
             bin: config.bin,
             global_args,
             context: None,
-            capabilities: capabilities(seccomp),
+            capabilities: capabilities(seccomp, config.registry),
             probe_image: config.probe_image,
             env,
         };
@@ -169,7 +173,7 @@ impl Podlab {
 }
 
 /// What podlab offers the suite.
-fn capabilities(seccomp_root: PathBuf) -> Capabilities {
+fn capabilities(seccomp_root: PathBuf, registry: Option<String>) -> Capabilities {
     Capabilities {
         // Every pod is attached to the podlab0 bridge, where the node
         // is the gateway.
@@ -199,6 +203,7 @@ fn capabilities(seccomp_root: PathBuf) -> Capabilities {
         // `podlab exec --timeout`, which the adapter passes.
         exec_timeout: true,
         seccomp_root: Some(seccomp_root),
+        registry,
     }
 }
 

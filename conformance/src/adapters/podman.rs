@@ -43,6 +43,21 @@ lock_type = "file"
     )
 }
 
+/// registries.conf for one run: no search registries (a short name is
+/// never looked up on the network), and the test registry, when there is
+/// one, listed as insecure as its user would list a plain-HTTP registry.
+fn registries_conf(registry: Option<&str>) -> String {
+    let mut conf = String::from(
+        "# Written by the podlab conformance suite for one run.\nunqualified-search-registries = []\n",
+    );
+    if let Some(address) = registry {
+        conf.push_str(&format!(
+            "\n[[registry]]\nlocation = \"{address}\"\ninsecure = true\n"
+        ));
+    }
+    conf
+}
+
 /// Where podman puts pod cgroups with the cgroupfs manager.
 const CGROUP_PARENT: &str = "libpod_parent";
 
@@ -58,6 +73,9 @@ pub struct PodmanConfig {
     /// The OCI runtime podman runs containers with; the run is named
     /// `podman-<runtime>` after it.
     pub oci_runtime: String,
+    /// A test registry on loopback (`HOST:PORT`), listed as insecure in
+    /// this run's registries.conf and declared as the `registry` capability.
+    pub registry: Option<String>,
 }
 
 impl PodmanConfig {
@@ -67,6 +85,7 @@ impl PodmanConfig {
             layouts: Vec::new(),
             probe_image: "podlab.local/probe:latest".into(),
             oci_runtime: "runc".into(),
+            registry: None,
         }
     }
 }
@@ -101,6 +120,9 @@ impl Podman {
         let conf = dir.path().join("containers.conf");
         std::fs::write(&conf, containers_conf(&config.oci_runtime))
             .map_err(|e| Error::Other(format!("cannot write {}: {e}", conf.display())))?;
+        let registries = dir.path().join("registries.conf");
+        std::fs::write(&registries, registries_conf(config.registry.as_deref()))
+            .map_err(|e| Error::Other(format!("cannot write {}: {e}", registries.display())))?;
         let new_cgroup_parents = cgroup_parents()
             .into_iter()
             .filter(|p| !p.exists())
@@ -156,7 +178,8 @@ impl Podman {
             .arg("--cgroup-manager=cgroupfs")
             .arg("--events-backend=file");
         cmd.args(args);
-        cmd.env("CONTAINERS_CONF", d.join("containers.conf"));
+        cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"));
         // conmon of `podman exec` notes an OOM kill by creating a file
         // `oom` in its working directory (measured: the suite's own).
         cmd.current_dir(d);
@@ -312,6 +335,7 @@ impl Runtime for Podman {
             // client, and the command goes on in the container.
             exec_timeout: false,
             seccomp_root: None,
+            registry: self.config.registry.clone(),
         }
     }
 
@@ -879,6 +903,18 @@ mod tests {
     // Later than T1, though it sorts first as a string.
     const T2: &str = "2026-11-28T04:10:08.51Z";
     const ZERO: &str = "0001-01-01T00:00:00Z";
+
+    #[test]
+    fn registries_conf_lists_the_test_registry_as_insecure() {
+        let none = registries_conf(None);
+        assert!(none.contains("unqualified-search-registries = []"));
+        assert!(!none.contains("[[registry]]"));
+        let some = registries_conf(Some("127.0.0.1:5000"));
+        assert!(
+            some.contains("[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true"),
+            "{some}"
+        );
+    }
 
     #[test]
     fn a_running_pod_is_running_and_ready() {

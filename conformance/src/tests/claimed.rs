@@ -113,3 +113,28 @@ fn a_claimed_capability_that_is_missing_fails() {
         }
     }
 }
+
+#[test]
+fn a_claimed_registry_that_is_not_there_fails() {
+    // Port 1 on loopback: nothing listens, so no tag can be made or pulled.
+    let rt = Liar {
+        caps: parse_capabilities("all,registry=127.0.0.1:1").unwrap(),
+        containers: Mutex::new(HashMap::new()),
+    };
+    let ctx = Ctx::new(
+        &rt,
+        Timeouts {
+            start: Duration::from_secs(2),
+            exec: Duration::from_secs(2),
+            settle: Duration::from_millis(100),
+        },
+    );
+    let all = crate::tests::all();
+    for id in ["IMAGE-003", "IMAGE-004", "IMAGE-005", "IMAGE-006"] {
+        let case = all.iter().find(|c| c.id == id).unwrap();
+        match (case.run)(&rt, &ctx) {
+            Outcome::Failed(why) => eprintln!("{id} failed as it must: {why}"),
+            other => panic!("{id} against a runtime that claims and lacks: {other:?}"),
+        }
+    }
+}

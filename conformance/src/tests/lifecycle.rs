@@ -739,14 +739,31 @@ fn missing_image_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {
             "the runtime cannot report a pod whose containers do not start",
         ));
     }
-    let pod = RawPod::create(
+    // .invalid never resolves (RFC 2606), so no runtime can pull it.
+    pull_failure_stays_pending(
         rt,
         ctx,
         "life-noimage",
+        "podlab-conformance.invalid/missing:0",
+    )
+}
+
+/// Creates a pod whose only image cannot be pulled and checks that its
+/// container waits with ErrImagePull or ImagePullBackOff (and keeps to
+/// those) while the pod stays Pending.
+pub(crate) fn pull_failure_stays_pending(
+    rt: &dyn Runtime,
+    ctx: &Ctx,
+    prefix: &str,
+    image: &str,
+) -> Check {
+    let pod = RawPod::create(
+        rt,
+        ctx,
+        prefix,
         json!({"containers": [{
             "name": "app",
-            // .invalid never resolves (RFC 2606), so no runtime can pull it.
-            "image": "podlab-conformance.invalid/missing:0",
+            "image": image,
             "command": ["sleep", "3600"],
         }]}),
     )?;
@@ -786,7 +803,7 @@ fn missing_image_stays_pending(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     )?;
     ensure(reached, || {
         format!(
-            "pod {} never reported ErrImagePull or ImagePullBackOff for its missing image within {:?}",
+            "pod {} never reported ErrImagePull or ImagePullBackOff for its missing image {image} within {:?}",
             pod.name, ctx.timeouts.start
         )
     })

@@ -1,5 +1,6 @@
 //! Where a registry's images are fetched from, and with which credentials:
-//! mirrors and CAs configured the way containerd's `hosts.toml` does it
+//! mirrors, CAs, client certificates and `skip_verify` configured the way
+//! containerd's `hosts.toml` does it
 //! (`<config dir>/certs.d/<registry>/hosts.toml`), and logins from the
 //! Docker config file (`auths` in `$DOCKER_CONFIG/config.json` or
 //! `~/.docker/config.json`).
@@ -28,12 +29,25 @@ pub(crate) struct Host {
     pub(crate) prefix: String,
     /// Extra CA certificates (PEM files) trusted for this host.
     pub(crate) ca: Vec<PathBuf>,
+    /// Client certificates offered to this host (TLS client auth).
+    pub(crate) client: Vec<ClientCert>,
+    /// The host's certificate chain and name are not verified
+    /// (`skip_verify = true`: the user's explicit choice, as in containerd).
+    pub(crate) skip_verify: bool,
     /// A loopback registry without configuration: HTTPS first, plain HTTP
     /// when the server does not speak TLS (what containerd does for localhost).
     pub(crate) http_fallback: bool,
     /// Whether tags may be resolved here (a mirror with only `pull` serves
     /// blobs and manifests by digest).
     pub(crate) resolve: bool,
+}
+
+/// A client certificate and its private key, both PEM; `key` is `None`
+/// when the certificate's file holds the key too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ClientCert {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: Option<PathBuf>,
 }
 
 impl Host {
@@ -53,17 +67,25 @@ pub(crate) fn hosts_for(config_dir: &Path, registry: &str) -> Result<Vec<Host>, 
         format!("https://{registry}")
     };
     // Docker's convention, which containerd keeps: `*.crt` files in the
-    // host's directory are CAs for the registry itself.
-    let dir_cas: Vec<PathBuf> = fs::read_dir(&dir)
-        .map(|entries| {
-            let mut cas: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-                .collect();
-            cas.sort();
-            cas
-        })
+    // host's directory are CAs for the registry itself, and `NAME.cert`
+    // with `NAME.key` a client certificate.
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
+    files.sort();
+    let with_ext = |ext: &'static str| {
+        files
+            .iter()
+            .filter(move |p| p.extension().is_some_and(|x| x == ext))
+    };
+    let dir_cas: Vec<PathBuf> = with_ext("crt").cloned().collect();
+    let dir_clients: Vec<ClientCert> = with_ext("cert")
+        .filter(|c| c.with_extension("key").is_file())
+        .map(|c| ClientCert {
+            cert: c.clone(),
+            key: Some(c.with_extension("key")),
+        })
+        .collect();
     let toml_path = dir.join("hosts.toml");
     let text = match fs::read_to_string(&toml_path) {
         Ok(t) => Some(t),
@@ -78,23 +100,28 @@ pub(crate) fn hosts_for(config_dir: &Path, registry: &str) -> Result<Vec<Host>, 
     let Some(text) = text else {
         let mut host = parse_host_url(&default_server, &toml_path)?;
         host.ca = dir_cas;
+        host.client = dir_clients;
         host.http_fallback = is_loopback(registry);
         return Ok(vec![host]);
     };
     let parsed = parse_hosts_toml(&text, &toml_path)?;
+    // Paths in hosts.toml are absolute or relative to its directory.
+    let tls_of = |host: &mut Host, section: &HostSection| {
+        host.ca.extend(section.ca.iter().map(|c| dir.join(c)));
+        host.client
+            .extend(section.client.iter().map(|(cert, key)| ClientCert {
+                cert: dir.join(cert),
+                key: (!key.is_empty()).then(|| dir.join(key)),
+            }));
+        host.skip_verify = section.skip_verify;
+    };
     let mut hosts = Vec::new();
     for section in &parsed.hosts {
         let mut host = parse_host_url(&section.url, &toml_path)?;
-        if section.skip_verify {
-            return Err(invalid(
-                &toml_path,
-                "skip_verify is not supported: give the registry's CA with `ca = \"...\"`",
-            ));
-        }
         if section.override_path {
             host.prefix = url_path(&section.url);
         }
-        host.ca = section.ca.iter().map(|c| dir.join(c)).collect();
+        tls_of(&mut host, section);
         let caps = section.capabilities.as_deref();
         let can = |c: &str| caps.is_none_or(|caps| caps.iter().any(|x| x == c));
         if !can("pull") {
@@ -103,9 +130,12 @@ pub(crate) fn hosts_for(config_dir: &Path, registry: &str) -> Result<Vec<Host>, 
         host.resolve = can("resolve");
         hosts.push(host);
     }
-    let server = parsed.server.unwrap_or(default_server);
+    let server = parsed.server.clone().unwrap_or(default_server);
     let mut host = parse_host_url(&server, &toml_path)?;
     host.ca = dir_cas;
+    host.client = dir_clients;
+    // The top-level keys are the server's.
+    tls_of(&mut host, &parsed.root);
     hosts.push(host);
     Ok(hosts)
 }
@@ -156,6 +186,8 @@ fn parse_host_url(url: &str, origin: &Path) -> Result<Host, Error> {
         authority: authority.to_string(),
         prefix,
         ca: Vec::new(),
+        client: Vec::new(),
+        skip_verify: false,
         http_fallback: false,
         resolve: true,
     })
@@ -173,6 +205,8 @@ fn url_path(url: &str) -> String {
 #[derive(Debug, Default, PartialEq)]
 struct HostsToml {
     server: Option<String>,
+    /// The top-level keys, which configure the server (its `url` unused).
+    root: HostSection,
     hosts: Vec<HostSection>,
 }
 
@@ -181,6 +215,8 @@ struct HostSection {
     url: String,
     capabilities: Option<Vec<String>>,
     ca: Vec<String>,
+    /// (certificate, key) pairs; an empty key: the certificate's file holds it.
+    client: Vec<(String, String)>,
     skip_verify: bool,
     override_path: bool,
 }
@@ -229,17 +265,25 @@ fn parse_hosts_toml(text: &str, path: &Path) -> Result<HostsToml, Error> {
             "false" => Ok(false),
             _ => Err(at("expected true or false")),
         };
-        match out.hosts.last_mut() {
-            // Other top-level keys (the server's ca, capabilities) are not needed.
-            None if key == "server" => out.server = Some(string()?),
-            None => {}
-            Some(host) => match key {
-                "capabilities" => host.capabilities = Some(strings()?),
-                "ca" => host.ca = strings()?,
-                "skip_verify" => host.skip_verify = boolean()?,
-                "override_path" => host.override_path = boolean()?,
-                _ => {}
-            },
+        if out.hosts.is_empty() && key == "server" {
+            out.server = Some(string()?);
+            continue;
+        }
+        let section = match out.hosts.last_mut() {
+            Some(host) => host,
+            None => &mut out.root,
+        };
+        match key {
+            "capabilities" => section.capabilities = Some(strings()?),
+            "ca" => section.ca = strings()?,
+            "client" => {
+                section.client = parse_client(value).ok_or_else(|| {
+                    at("expected client = \"PATH\", [\"PATH\", ...] or [[\"CERT\", \"KEY\"], ...]")
+                })?
+            }
+            "skip_verify" => section.skip_verify = boolean()?,
+            "override_path" => section.override_path = boolean()?,
+            _ => {}
         }
     }
     Ok(out)
@@ -261,6 +305,34 @@ fn strip_comment(value: &str) -> &str {
 fn parse_string(value: &str) -> Option<String> {
     let inner = value.strip_prefix('"')?.strip_suffix('"')?;
     (!inner.contains('"')).then(|| inner.to_string())
+}
+
+/// containerd's three spellings of `client`: one file holding certificate
+/// and key, an array of such files, or an array of [certificate, key]
+/// pairs (an empty key: the certificate's file holds it).
+fn parse_client(value: &str) -> Option<Vec<(String, String)>> {
+    if !value.starts_with('[') {
+        return parse_string(value).map(|f| vec![(f, String::new())]);
+    }
+    let inner = value.strip_prefix('[')?.strip_suffix(']')?.trim();
+    if !inner.starts_with('[') {
+        let files = parse_string_array(value)?;
+        return Some(files.into_iter().map(|f| (f, String::new())).collect());
+    }
+    let mut pairs = Vec::new();
+    let mut rest = inner;
+    while !rest.is_empty() {
+        let end = rest.find(']')?;
+        let pair = parse_string_array(&rest[..=end])?;
+        match pair.as_slice() {
+            [cert] => pairs.push((cert.clone(), String::new())),
+            [cert, key] => pairs.push((cert.clone(), key.clone())),
+            _ => return None,
+        }
+        rest = rest[end + 1..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    Some(pairs)
 }
 
 fn parse_string_array(value: &str) -> Option<Vec<String>> {
@@ -596,10 +668,100 @@ server = "https://registry-1.docker.io"
         write(
             dir.path(),
             "certs.d/b.io/hosts.toml",
-            "[host.\"https://m\"]\nskip_verify = true\n",
+            "[host.\"https://m\"]\nclient = [[\"a\", \"b\", \"c\"]]\n",
         );
         let err = hosts_for(dir.path(), "b.io").unwrap_err().to_string();
-        assert!(err.contains("skip_verify"), "{err}");
+        assert!(err.contains("line 2") && err.contains("client"), "{err}");
+    }
+
+    #[test]
+    fn hosts_toml_skip_verify_and_client_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "certs.d/reg.lan/hosts.toml",
+            r#"
+server = "https://reg.lan"
+ca = "server-ca.pem"
+client = "/etc/certs/server-client.pem"
+skip_verify = false
+
+[host."https://m1.lan"]
+  skip_verify = true
+  client = ["one.pem", "/abs/two.pem"]
+
+[host."https://m2.lan"]
+  client = [["c.cert", "c.key"], ["both.pem", ""]]
+"#,
+        );
+        // Docker's convention beside it: a client pair, and a lone .cert.
+        write(dir.path(), "certs.d/reg.lan/dir.cert", "");
+        write(dir.path(), "certs.d/reg.lan/dir.key", "");
+        write(dir.path(), "certs.d/reg.lan/lonely.cert", "");
+        let d = dir.path().join("certs.d/reg.lan");
+        let hosts = hosts_for(dir.path(), "reg.lan").unwrap();
+        assert_eq!(hosts.len(), 3, "{hosts:?}");
+        let pem = |p: &str| ClientCert {
+            cert: d.join(p),
+            key: None,
+        };
+        assert!(hosts[0].skip_verify);
+        assert_eq!(hosts[0].client, vec![pem("one.pem"), pem("/abs/two.pem")]);
+        assert!(!hosts[1].skip_verify);
+        assert_eq!(
+            hosts[1].client,
+            vec![
+                ClientCert {
+                    cert: d.join("c.cert"),
+                    key: Some(d.join("c.key")),
+                },
+                pem("both.pem"),
+            ]
+        );
+        let server = &hosts[2];
+        assert_eq!(server.authority, "reg.lan");
+        assert!(!server.skip_verify);
+        assert_eq!(server.ca, vec![d.join("server-ca.pem")]);
+        assert_eq!(
+            server.client,
+            vec![
+                ClientCert {
+                    cert: d.join("dir.cert"),
+                    key: Some(d.join("dir.key")),
+                },
+                pem("/etc/certs/server-client.pem"),
+            ]
+        );
+        // Top-level skip_verify is the server's.
+        write(
+            dir.path(),
+            "certs.d/lab.lan/hosts.toml",
+            "server = \"https://lab.lan:8443\"\nskip_verify = true\n",
+        );
+        let lab = hosts_for(dir.path(), "lab.lan").unwrap();
+        assert!(lab[0].skip_verify && lab[0].client.is_empty());
+    }
+
+    #[test]
+    fn client_spellings() {
+        assert_eq!(
+            parse_client("\"a.pem\""),
+            Some(vec![("a.pem".into(), "".into())])
+        );
+        assert_eq!(
+            parse_client("[\"a.pem\", \"b.pem\"]"),
+            Some(vec![
+                ("a.pem".into(), "".into()),
+                ("b.pem".into(), "".into())
+            ])
+        );
+        assert_eq!(
+            parse_client("[[\"c\", \"k\"],[\"p\", \"\"] ]"),
+            Some(vec![("c".into(), "k".into()), ("p".into(), "".into())])
+        );
+        assert_eq!(parse_client("[[\"c\", \"k\", \"x\"]]"), None);
+        assert_eq!(parse_client("[[\"c\""), None);
+        assert_eq!(parse_client("true"), None);
     }
 
     #[test]

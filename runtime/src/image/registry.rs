@@ -19,12 +19,12 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use super::blob::{io_err, tmp_path_for, to_hex};
-use super::hosts::{Credentials, Host};
+use super::hosts::{ClientCert, Credentials, Host};
 use super::Error;
 
 /// Where Linux distributions keep their CA bundle (Go's list, which
@@ -43,7 +43,8 @@ const ERROR_BODY_LIMIT: usize = 8 << 10;
 const USER_AGENT: &str = concat!("podlab/", env!("CARGO_PKG_VERSION"));
 
 /// The TLS settings for one registry host: the system's roots plus the
-/// host's configured CAs; certificates are always verified.
+/// host's configured CAs, and its client certificates; the server's
+/// certificate is verified unless its hosts.toml says `skip_verify`.
 pub(crate) fn tls_config(host: &Host) -> Result<Arc<rustls::ClientConfig>, Error> {
     let mut roots = rustls::RootCertStore::empty();
     let bundle = std::env::var_os("SSL_CERT_FILE")
@@ -74,13 +75,126 @@ pub(crate) fn tls_config(host: &Host) -> Result<Arc<rustls::ClientConfig>, Error
     // ring, as for `podlab serve` (no cmake for aws-lc).
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let clients = host
+        .client
+        .iter()
+        .map(|c| client_key(c, &provider))
+        .collect::<Result<Vec<_>, _>>()?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error(&host.authority, e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(|e| tls_error(&host.authority, e))?;
+    let builder = if host.skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let mut config = if clients.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_resolver(Arc::new(ClientCerts(clients)))
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A client certificate chain and its key, read from PEM files.
+fn client_key(
+    c: &ClientCert,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<rustls::sign::CertifiedKey>, Error> {
+    let bad = |path: &Path, reason: String| Error::Invalid {
+        what: path.display().to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(&c.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&c.cert, format!("not a PEM client certificate file: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad(&c.cert, "holds no client certificate".into()));
+    }
+    let key_file = c.key.as_deref().unwrap_or(&c.cert);
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| bad(key_file, format!("holds no PEM private key: {e}")))?;
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad(key_file, format!("unusable private key: {e}")))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
+}
+
+/// The host's client certificates: the first whose key can sign with a
+/// scheme the server accepts.
+#[derive(Debug)]
+struct ClientCerts(Vec<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::client::ResolvesClientCert for ClientCerts {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0
+            .iter()
+            .find(|c| c.key.choose_scheme(schemes).is_some())
+            .cloned()
+    }
+
+    fn has_certs(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// `skip_verify = true`: any certificate chain and name are accepted (the
+/// handshake's signatures are still checked, so the server holds the key
+/// of the certificate it shows).
+#[derive(Debug)]
+struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn tls_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -727,6 +841,57 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host of `https://reg.lan` with the given TLS settings.
+    fn host(client: Vec<ClientCert>, skip_verify: bool) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = super::super::hosts::hosts_for(dir.path(), "reg.lan")
+            .unwrap()
+            .remove(0);
+        h.client = client;
+        h.skip_verify = skip_verify;
+        h
+    }
+
+    #[test]
+    fn client_certificates_and_skip_verify_make_a_tls_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        crate::tls::load_or_create(dir.path(), &addr, None).unwrap();
+        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+        let pair = ClientCert {
+            cert: cert.clone(),
+            key: Some(key.clone()),
+        };
+        let config = tls_config(&host(vec![pair.clone()], false)).unwrap();
+        assert!(config.client_auth_cert_resolver.has_certs());
+        assert!(!tls_config(&host(vec![], false))
+            .unwrap()
+            .client_auth_cert_resolver
+            .has_certs());
+        // A certificate and key in one file, as `client = "both.pem"` says.
+        let both = dir.path().join("both.pem");
+        let text = format!(
+            "{}{}",
+            std::fs::read_to_string(&cert).unwrap(),
+            std::fs::read_to_string(&key).unwrap()
+        );
+        std::fs::write(&both, text).unwrap();
+        let one_file = ClientCert {
+            cert: both,
+            key: None,
+        };
+        assert!(tls_config(&host(vec![one_file], true)).is_ok());
+        // A certificate file without its key is refused, by name.
+        let keyless = ClientCert { cert, key: None };
+        let err = tls_config(&host(vec![keyless], false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.crt") && err.contains("private key"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn challenges_parse() {

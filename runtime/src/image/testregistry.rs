@@ -24,6 +24,9 @@ pub struct Options {
     pub tls: bool,
     /// An htpasswd file (bcrypt entries) to demand basic auth with.
     pub htpasswd: Option<PathBuf>,
+    /// Log every request (the server's access log, in [`TestRegistry::log`]),
+    /// so a caller can count what was fetched.
+    pub access_log: bool,
 }
 
 /// A running registry; killed (by PID) when dropped.
@@ -115,9 +118,10 @@ impl TestRegistry {
 
     fn config_yaml(&self) -> String {
         let mut y = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: {}\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: {}\n",
+            !self.options.access_log,
             self.storage.display(),
             self.address
         );
@@ -175,6 +179,11 @@ impl TestRegistry {
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
+    }
+
+    /// What the server has logged since its last start.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
 
     /// The file the registry keeps blob `digest` (`sha256:…`) in.

@@ -418,9 +418,11 @@ impl Shim {
         let present = ImageStore::open(&self.config.image_root)
             .and_then(|s| s.lookup(image))
             .is_ok_and(|found| found.is_some());
-        let pull = match policy.as_str() {
-            "Always" => true,
-            "Never" => false,
+        let pull = match (policy.as_str(), Mutant::from_env()) {
+            ("Always", Some(Mutant::AlwaysKeepsStored)) => !present,
+            ("Always", _) => true,
+            ("Never", Some(Mutant::NeverPullsAnyway)) => !present,
+            ("Never", _) => false,
             _ => !present,
         };
         if !pull {

@@ -319,6 +319,28 @@ impl Client {
             .map(|i| (i.uid.map(|u| u.value), i.username)))
     }
 
+    /// Pulls `image` into the runtime's store (the registry and how to
+    /// reach it are the runtime's configuration): its image ref.
+    pub fn pull_image(
+        &self,
+        image: &str,
+        sandbox: &cri::PodSandboxConfig,
+    ) -> Result<String, Error> {
+        let mut c = self.images();
+        let request = cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: Some(sandbox.clone()),
+        };
+        let r = self.call("PullImage", CALL_TIMEOUT, async move {
+            c.pull_image(request).await
+        })?;
+        Ok(r.image_ref)
+    }
+
     /// Whether the runtime's image store holds `image`.
     pub fn image_present(&self, image: &str) -> Result<bool, Error> {
         Ok(self.image_status(image)?.is_some())

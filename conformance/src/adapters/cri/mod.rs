@@ -8,10 +8,10 @@
 //! order, the app containers, and restarts per `restartPolicy`; the status
 //! is computed from the runtime's reports as kubelet computes it
 //! ([`status`]); the v1 spec becomes CRI configs as kuberuntime translates
-//! it ([`spec`]). What a kubelet does and this adapter does not: pull images
-//! (images must already be in the runtime's store; a missing one is reported
-//! ErrImagePull), schedule (no node resources are checked), probes, volumes
-//! other than emptyDir.
+//! it ([`spec`]); images are pulled (PullImage) as imagePullPolicy says,
+//! from wherever the runtime's own registry configuration points. What a
+//! kubelet does and this adapter does not: pull secrets, schedule (no node
+//! resources are checked), probes, volumes other than emptyDir.
 
 mod client;
 mod kubelet;
@@ -55,6 +55,9 @@ pub struct CriConfig {
     /// the adapter's declaration for containerd.
     pub capabilities: Option<Capabilities>,
     pub backoff: Backoff,
+    /// A test registry the runtime is configured to pull from
+    /// (`HOST:PORT`), declared as the `registry` capability.
+    pub registry: Option<String>,
 }
 
 impl CriConfig {
@@ -69,6 +72,7 @@ impl CriConfig {
                 base: Duration::from_millis(500),
                 max: Duration::from_secs(10),
             },
+            registry: None,
         }
     }
 }
@@ -481,7 +485,9 @@ impl Runtime for Cri {
 
     fn capabilities(&self) -> Capabilities {
         if let Some(caps) = &self.config.capabilities {
-            return caps.clone();
+            let mut caps = caps.clone();
+            caps.registry = caps.registry.or_else(|| self.config.registry.clone());
+            return caps;
         }
         Capabilities {
             pod_ip: true,
@@ -518,6 +524,7 @@ impl Runtime for Cri {
             // ExecSync carries the timeout; the runtime kills the command.
             exec_timeout: true,
             seccomp_root: Some(spec::KUBELET_SECCOMP_ROOT.into()),
+            registry: self.config.registry.clone(),
         }
     }
 

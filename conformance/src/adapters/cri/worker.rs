@@ -19,6 +19,19 @@ use super::client::Client;
 use super::spec::{self, PodIdentity};
 use super::status::{ContainerRecord, Terminated, Waiting};
 
+/// The container's imagePullPolicy, or the API server's default for it:
+/// Always for `:latest` or no tag (and no digest), else IfNotPresent.
+fn pull_policy(c: &Container) -> String {
+    if let Some(policy) = &c.image_pull_policy {
+        return policy.clone();
+    }
+    let image = c.image.as_deref().unwrap_or_default();
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let latest =
+        !image.contains('@') && name.split_once(':').is_none_or(|(_, tag)| tag == "latest");
+    if latest { "Always" } else { "IfNotPresent" }.into()
+}
+
 /// How often the worker looks at its containers.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -340,25 +353,30 @@ impl Worker {
     fn start(&self, s: &mut Slot, attempt: u32) {
         let c = &self.entry.containers(s.kind)[s.index];
         let image = c.image.clone().unwrap_or_default();
-        match self.client.image_present(&image) {
-            Ok(true) => {}
-            Ok(false) if c.image_pull_policy.as_deref() == Some("Never") => {
-                // The kubelet does not try to pull: the container waits until
-                // the image appears, looked for again after the back-off.
-                self.back_off(s);
-                self.update(s, |r| {
-                    r.waiting = Some(Waiting::new(
-                        "ErrImageNeverPull",
-                        format!(
-                            "container image {image:?} is not present with pull policy of Never"
-                        ),
-                    ));
-                });
-                return;
-            }
-            Ok(false) => {
-                // No pull: this adapter never reaches a registry, so an image
-                // missing from the runtime's store is a failed pull.
+        let present = match self.client.image_present(&image) {
+            Ok(present) => present,
+            Err(e) => return self.failed_start(s, "ErrImagePull", e.to_string()),
+        };
+        let pull = match pull_policy(c).as_str() {
+            "Always" => true,
+            "Never" => false,
+            _ => !present,
+        };
+        if !pull && !present {
+            // The kubelet does not try to pull: the container waits until
+            // the image appears, looked for again after the back-off.
+            self.back_off(s);
+            self.update(s, |r| {
+                r.waiting = Some(Waiting::new(
+                    "ErrImageNeverPull",
+                    format!("container image {image:?} is not present with pull policy of Never"),
+                ));
+            });
+            return;
+        }
+        if pull {
+            // The worker waits for the pull as the kubelet's start does.
+            if let Err(e) = self.client.pull_image(&image, &self.entry.sandbox_config) {
                 let delay = self.back_off(s);
                 self.update(s, |r| {
                     let reason = match r.waiting.as_ref().map(|w| w.reason.as_str()) {
@@ -367,15 +385,11 @@ impl Worker {
                     };
                     r.waiting = Some(Waiting::new(
                         reason,
-                        format!(
-                            "image {image:?} is not in the runtime's image store (the CRI adapter \
-                             pulls from no registry); next try in {delay:?}"
-                        ),
+                        format!("pulling image {image:?}: {e}; next try in {delay:?}"),
                     ));
                 });
                 return;
             }
-            Err(e) => return self.failed_start(s, "ErrImagePull", e.to_string()),
         }
         // The kubelet refuses runAsNonRoot itself: the runtime does not.
         if let Some(pod_spec) = self.entry.pod.spec.as_ref() {
