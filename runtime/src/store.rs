@@ -545,9 +545,9 @@ fn lock_counter(root: &Path) -> Result<File> {
     Ok(lock)
 }
 
-/// Takes the next value of the store-wide resource version counter. The
-/// counter file is replaced atomically under an exclusive `flock` on its own
-/// lock file (never the store lock, which writers of records may hold).
+/// Takes the next value of the store-wide resource version counter, under
+/// an exclusive `flock` on its own lock file (never the store lock, which
+/// writers of records may hold).
 pub fn next_resource_version(root: &Path) -> Result<u64> {
     let lock = lock_counter(root)?;
     let next = bump_counter(root)?;
@@ -555,11 +555,24 @@ pub fn next_resource_version(root: &Path) -> Result<u64> {
     Ok(next)
 }
 
-/// The counter plus one, written back. The caller holds the counter lock.
+/// The counter plus one, written back. The caller holds the counter lock,
+/// which every reader takes too: the value is written in place, at a fixed
+/// width (so never seen half-written), and not synced. A sync here cost
+/// one more disk flush per change (7 ms on a virtual disk, several per
+/// pod start); the records it numbers are synced, and the history next to
+/// it never was.
 fn bump_counter(root: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
     let path = root.join("resource-version");
     let next = read_counter(root)? + 1;
-    write_atomic(&path, next.to_string().as_bytes())?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.write_all_at(format!("{next:020}\n").as_bytes(), 0)
+        .map_err(io_err(&path))?;
     Ok(next)
 }
 
