@@ -1520,43 +1520,6 @@ pub fn get_pod(config: &Config, key: &PodKey) -> Result<Pod> {
     pod_object(&Store::of(config)?.get(key)?)
 }
 
-/// Wakes a follower of every pod (an API server's watch) when the store
-/// may have changed: each record write and each removal bumps the
-/// store-wide resource version (a rename in the state root).
-pub struct StoreChanges {
-    inotify: nix::sys::inotify::Inotify,
-}
-
-impl StoreChanges {
-    /// Made before the first look, so no change between is missed.
-    pub fn new(config: &Config) -> Result<StoreChanges> {
-        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        let ioe = |e: nix::Error| Error::Io(format!("watch {}: {e}", config.root.display()));
-        Store::of(config)?;
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(ioe)?;
-        inotify
-            .add_watch(
-                &config.root,
-                AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
-            )
-            .map_err(ioe)?;
-        Ok(StoreChanges { inotify })
-    }
-
-    /// Returns after a change or `timeout`, whichever is first.
-    pub fn wait(&self, timeout: Duration) -> Result<()> {
-        use std::os::fd::AsFd;
-        sys::wait_readable(&self.inotify.as_fd(), Some(timeout))
-            .map_err(|e| Error::Io(format!("watch the store: {e}")))?;
-        while let Ok(events) = self.inotify.read_events() {
-            if events.is_empty() {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The store-wide resource version now (what a list is "as of").
 pub fn resource_version(config: &Config) -> Result<u64> {
     Ok(store::current_resource_version(&config.root)?)

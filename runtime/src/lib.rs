@@ -16,6 +16,7 @@ pub mod config;
 pub mod container;
 pub mod downward;
 pub mod etc_files;
+pub mod feed;
 pub mod hostpath;
 pub mod image;
 pub mod kube_namespaces;

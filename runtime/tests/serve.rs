@@ -293,8 +293,9 @@ fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
     require_root!();
     let p = Podlab::new();
     let _cleanup = DeleteAllPods(&p);
-    // A small history, so a watch from an early version expires here.
-    let server = Server::start_with(&p, &[("PODLAB_HISTORY_BYTES", "2048")]);
+    // A small ring of changes kept for watches, so a watch from an early
+    // version expires here.
+    let server = Server::start_with(&p, &[("PODLAB_WATCH_RING", "16")]);
     let ns = common::unique("team");
     let name = common::unique("upd");
     let doomed = common::unique("dl");
@@ -620,7 +621,11 @@ fn kubectl_updates_pods_watches_from_versions_and_manages_namespaces() {
     assert_eq!(kinds.last(), Some(&"DELETED"), "{events:?}");
 
     // A watch from a version older than the kept history: 410 Expired.
-    let expired = server.ok(&["get", "--raw", "/api/v1/pods?watch=true&resourceVersion=1"]);
+    let expired = server.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/pods?watch=true&resourceVersion=1&timeoutSeconds=5",
+    ]);
     let event: serde_json::Value =
         serde_json::from_str(expired.lines().next().expect("an event")).expect("json");
     assert_eq!(event["type"], "ERROR", "{expired}");
@@ -739,4 +744,169 @@ fn kubectl_creates_lists_applies_and_deletes_secrets() {
     let names = server.ok(&["get", "secrets", "-o", "name"]);
     assert_eq!(names.trim(), "secret/plain");
     assert!(!table.contains("hunter2") && !names.contains("hunter2"));
+}
+
+/// Lines of a running `kubectl ... -w`, on a channel.
+fn watch_lines(
+    server: &Server,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = server
+        .kubectl()
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl -w");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Collects lines until `done` holds for what was seen, or the deadline.
+fn lines_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    within: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let end = Instant::now() + within;
+    let mut seen = Vec::new();
+    while !done(&seen) && Instant::now() < end {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    seen
+}
+
+#[test]
+fn kubectl_watches_events_and_nodes() {
+    require_root!();
+    let p = Podlab::new();
+    let _cleanup = DeleteAllPods(&p);
+    let server = Server::start(&p);
+    let name = common::unique("ev");
+    let file = write(p.root.path(), "pod.yaml", &pod_manifest(&name));
+
+    // The node: ADDED once, as `get nodes -w` shows it.
+    let (mut nodes, node_rx) =
+        watch_lines(&server, &["get", "nodes", "-w", "--output-watch-events"]);
+    let node_lines = lines_until(&node_rx, Duration::from_secs(30), |l| {
+        l.iter()
+            .any(|l| l.starts_with("ADDED") && l.contains("Ready"))
+    });
+    let _ = nodes.kill();
+    let _ = nodes.wait();
+    assert!(
+        node_lines
+            .iter()
+            .any(|l| l.starts_with("ADDED") && l.contains("Ready")),
+        "{node_lines:?}"
+    );
+    // The watch itself: the node, then the bookmark that ends the initial events.
+    let raw = server.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&timeoutSeconds=1",
+    ]);
+    let kinds: Vec<(String, String)> = raw
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a watch event"))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or("").to_string(),
+                e["object"]["kind"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds.first().map(|(t, k)| (t.as_str(), k.as_str())),
+        Some(("ADDED", "Node")),
+        "{raw}"
+    );
+    assert!(raw.contains("k8s.io/initial-events-end"), "{raw}");
+    // From the node's own version: nothing new to tell.
+    let rv = server.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].metadata.resourceVersion}",
+    ]);
+    let quiet = server.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/nodes?watch=true&resourceVersion={}&timeoutSeconds=1",
+            rv.trim()
+        ),
+    ]);
+    assert!(quiet.trim().is_empty(), "{quiet}");
+
+    // `get events -w` from before the pod: its events appear as they happen.
+    let (mut watcher, rx) = watch_lines(&server, &["get", "events", "-w"]);
+    // The watch is open once the (empty) list is printed; a pod made
+    // before that is still seen, from the list.
+    let listed = server.ok(&["get", "--raw", "/api/v1/namespaces/default/events"]);
+    let rv: serde_json::Value = serde_json::from_str(&listed).expect("an EventList");
+    let rv = rv["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion")
+        .to_string();
+    server.ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let reasons = ["Scheduled", "Pulled", "Created", "Started"];
+    let has_all = |lines: &[String]| {
+        reasons
+            .iter()
+            .all(|r| lines.iter().any(|l| l.contains(r) && l.contains(&name)))
+    };
+    let seen = lines_until(&rx, Duration::from_secs(60), has_all);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(has_all(&seen), "kubectl get events -w showed {seen:?}");
+
+    // From a version, with kubectl's field selectors: the events after it,
+    // only this pod's.
+    let raw = server.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/events?watch=true&resourceVersion={rv}&timeoutSeconds=1\
+             &fieldSelector=involvedObject.name%3D{name},involvedObject.namespace%3Ddefault,involvedObject.kind%3DPod"
+        ),
+    ]);
+    let events: Vec<serde_json::Value> = raw
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a watch event"))
+        .collect();
+    let replayed: Vec<&str> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "ADDED", "{raw}");
+            assert_eq!(e["object"]["involvedObject"]["name"], name.as_str());
+            e["object"]["reason"].as_str().unwrap_or("")
+        })
+        .collect();
+    for r in reasons {
+        assert!(replayed.contains(&r), "{replayed:?} lacks {r}");
+    }
+    let uid = pod_json(&server, "default", &name)["metadata"]["uid"].clone();
+    assert!(events
+        .iter()
+        .all(|e| e["object"]["involvedObject"]["uid"] == uid));
+    // Another pod's name selects none of them.
+    let other = server.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/events?watch=true&resourceVersion={rv}&timeoutSeconds=1&fieldSelector=involvedObject.name%3Dnobody"),
+    ]);
+    assert!(other.trim().is_empty(), "{other}");
+    // Field selectors the API server refuses are refused here too.
+    let bad = server.run(&["get", "events", "--field-selector", "spec.bogus=1"]);
+    assert!(!bad.status.success());
 }

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "network",
             "node",
             "store",
+            "feed",
             "manifest",
             "lifecycle",
             "termination",

@@ -63,10 +63,15 @@ pub struct Options {
 }
 
 /// What every handler may read.
+#[derive(Clone)]
 pub struct Ctx {
     pub config: Config,
     /// When this server started: the node's creationTimestamp.
     pub started: String,
+    /// The store's changes, read once for every watcher.
+    pub feed: crate::feed::Feed,
+    /// The node as last looked at, and the version it got then.
+    pub node: Arc<std::sync::Mutex<routes::NodeSeen>>,
 }
 
 /// A response body: whole, or streamed from a handler's thread.
@@ -275,6 +280,8 @@ pub fn run(config: Config, opts: Options) -> Result<(), Error> {
         println!("export KUBECONFIG={}", kubeconfig.display());
         let _ = std::io::stdout().flush();
         let ctx = Arc::new(Ctx {
+            feed: start_feed(&config)?,
+            node: Arc::new(std::sync::Mutex::new(routes::NodeSeen::new(&config)?)),
             config,
             started: crate::store::now_rfc3339(),
         });
@@ -312,6 +319,27 @@ pub fn run(config: Config, opts: Options) -> Result<(), Error> {
                     .await;
             });
         }
+    })
+}
+
+/// The store's change feed, each changed pod read as the API shows it.
+fn start_feed(config: &Config) -> Result<crate::feed::Feed, Error> {
+    let store = crate::store::Store::of(config).map_err(|e| Error::Io {
+        what: "the store".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let reader = config.clone();
+    crate::feed::Feed::start(
+        store.root(),
+        Box::new(move |key| {
+            crate::api::get_pod(&reader, key)
+                .ok()
+                .map(|p| pods::pod_value(&p))
+        }),
+    )
+    .map_err(|e| Error::Io {
+        what: "follow the store's changes".into(),
+        source: std::io::Error::other(e.to_string()),
     })
 }
 

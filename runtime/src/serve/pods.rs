@@ -105,6 +105,33 @@ fn pod_fields(req: &Req) -> Result<FieldSelector, ApiError> {
     Ok(fields)
 }
 
+/// A request's label and field selectors over pods.
+pub struct PodFilter {
+    labels: Selector,
+    fields: FieldSelector,
+}
+
+impl PodFilter {
+    pub fn of(req: &Req) -> Result<PodFilter, ApiError> {
+        Ok(PodFilter {
+            labels: label_selector(req)?,
+            fields: pod_fields(req)?,
+        })
+    }
+
+    /// True when a pod (as [`pod_value`] renders it) matches both.
+    pub fn matches(&self, pod: &Value) -> bool {
+        let labels: Option<std::collections::BTreeMap<String, String>> =
+            serde_json::from_value(pod["metadata"]["labels"].clone()).ok();
+        self.labels.matches(labels.as_ref()) && self.fields.matches(pod)
+    }
+
+    /// True when some selector is given.
+    pub fn selective(&self) -> bool {
+        self.labels != Selector::default() || !self.fields.0.is_empty()
+    }
+}
+
 /// The pods of `ns` (or all) that match the request's selectors.
 pub fn matching(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Vec<Value>, ApiError> {
     let labels = label_selector(req)?;
@@ -114,19 +141,6 @@ pub fn matching(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Vec<Value>, Ap
         .map(pod_value)
         .filter(|v| fields.matches(v))
         .collect())
-}
-
-/// One pod, if it exists and matches the request's selectors.
-pub fn matching_one(ctx: &Ctx, req: &Req, key: &PodKey) -> Result<Option<Value>, ApiError> {
-    let labels = label_selector(req)?;
-    let fields = pod_fields(req)?;
-    let pod = match api::get_pod(&ctx.config, key) {
-        Ok(p) => p,
-        Err(api::Error::Store(crate::store::Error::NotFound { .. })) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let v = pod_value(&pod);
-    Ok((labels.matches(pod.metadata.labels.as_ref()) && fields.matches(&v)).then_some(v))
 }
 
 /// A deleted pod's last object from the store's history, as a Pod.
@@ -514,41 +528,78 @@ pub fn log(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>,
     }
 }
 
+/// One of a pod's events as a v1 Event, named after the version it was
+/// recorded under (`index` names one recorded before events had one).
+pub fn event_value(key: &PodKey, uid: &str, e: &crate::store::Event, index: usize) -> Value {
+    let name = match e.rv {
+        0 => format!("{}.{:x}", key.name, index),
+        rv => format!("{}.{:x}", key.name, rv),
+    };
+    json!({
+        "kind": "Event", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": key.namespace,
+            "creationTimestamp": e.time, "resourceVersion": e.rv.to_string()},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": key.namespace,
+            "name": key.name, "uid": uid},
+        "reason": e.reason, "message": e.message, "type": e.type_,
+        "source": {"component": e.from},
+        "firstTimestamp": e.time, "lastTimestamp": e.time, "count": 1,
+        "reportingComponent": e.from, "reportingInstance": "",
+    })
+}
+
+/// The fields an event's field selector may name.
+const EVENT_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+pub fn event_fields(req: &Req) -> Result<FieldSelector, ApiError> {
+    let fields = FieldSelector::parse(req.q("fieldSelector"))?;
+    fields.only(EVENT_FIELDS)?;
+    Ok(fields)
+}
+
+/// The events of `ns` (or all) that match the request's field selector.
+pub fn matching_events(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    let fields = event_fields(req)?;
+    Ok(api::events(&ctx.config, ns)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, uid, e))| event_value(&key, &uid, &e, i))
+        .filter(|v| fields.matches(v))
+        .collect())
+}
+
+pub fn events_table(events: &[Value], req: &Req, rv: u64) -> Value {
+    let include = tables::Include::parse(req.q("includeObject"));
+    let rows = events
+        .iter()
+        .map(|e| (tables::event_cells(e), e.clone()))
+        .collect();
+    tables::table(tables::event_columns(), rows, include, rv)
+}
+
 /// The pods' events as v1 Events (`kubectl get events`, `describe`).
 pub fn events(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
     if req.is_watch() {
-        return Err(ApiError::method_not_allowed());
+        return watch::events(ctx, req, ns);
     }
     let rv = api::resource_version(&ctx.config)?;
-    let fields = FieldSelector::parse(req.q("fieldSelector"))?;
-    let items: Vec<Value> = api::events(&ctx.config, ns)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, uid, e))| {
-            json!({
-                "kind": "Event", "apiVersion": "v1",
-                "metadata": {"name": format!("{}.{:x}", key.name, i), "namespace": key.namespace,
-                    "creationTimestamp": e.time},
-                "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": key.namespace,
-                    "name": key.name, "uid": uid},
-                "reason": e.reason, "message": e.message, "type": e.type_,
-                "source": {"component": e.from},
-                "firstTimestamp": e.time, "lastTimestamp": e.time, "count": 1,
-                "reportingComponent": e.from, "reportingInstance": "",
-            })
-        })
-        .filter(|v| fields.matches(v))
-        .collect();
+    let items = matching_events(ctx, req, ns)?;
     if req.wants_table() {
-        let include = tables::Include::parse(req.q("includeObject"));
-        let rows = items
-            .iter()
-            .map(|e| (tables::event_cells(e), e.clone()))
-            .collect();
-        return Ok(json(
-            200,
-            &tables::table(tables::event_columns(), rows, include, rv),
-        ));
+        return Ok(json(200, &events_table(&items, req, rv)));
     }
     Ok(json(
         200,

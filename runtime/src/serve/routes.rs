@@ -53,6 +53,7 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
             Method::DELETE => delete_namespace(ctx, ns),
             _ => Err(ApiError::method_not_allowed()),
         },
+        ["api", "v1", "nodes"] if get && req.is_watch() => super::watch::nodes(ctx, req),
         ["api", "v1", "nodes"] if get => nodes(ctx, req),
         ["api", "v1", "nodes", name] if get => {
             let node = node(ctx);
@@ -197,9 +198,9 @@ fn resources() -> Value {
         "kind": "APIResourceList",
         "groupVersion": "v1",
         "resources": [
-            resource("events", "event", true, "Event", &["get", "list"], &["ev"]),
+            resource("events", "event", true, "Event", &["get", "list", "watch"], &["ev"]),
             resource("namespaces", "namespace", false, "Namespace", &["create", "delete", "get", "list", "watch"], &["ns"]),
-            resource("nodes", "node", false, "Node", &["get", "list"], &["no"]),
+            resource("nodes", "node", false, "Node", &["get", "list", "watch"], &["no"]),
             pods,
             resource("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
             resource("pods/log", "", true, "Pod", &["get"], &[]),
@@ -336,9 +337,30 @@ fn os_image() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
+/// What of the node was last seen, to give it a new resource version
+/// when its conditions, capacity or allocatable change.
+pub struct NodeSeen {
+    state: Value,
+    rv: u64,
+}
+
+impl NodeSeen {
+    /// The node starts at the store's version when the server starts.
+    pub fn new(config: &crate::config::Config) -> Result<NodeSeen, super::Error> {
+        let rv = crate::api::resource_version(config).map_err(|e| super::Error::Io {
+            what: "the store's resource version".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(NodeSeen {
+            state: Value::Null,
+            rv: rv.max(1),
+        })
+    }
+}
+
 /// This machine as a Node: capacity, allocatable as the scheduler counts
 /// it, Ready, and what it runs.
-fn node(ctx: &Ctx) -> Value {
+pub fn node(ctx: &Ctx) -> Value {
     let name = crate::network::node_name();
     let cap = crate::node::capacity_at(&ctx.config.data_root);
     let alloc = crate::node::allocatable(&ctx.config.data_root).unwrap_or(cap);
@@ -349,44 +371,66 @@ fn node(ctx: &Ctx) -> Value {
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
+    let status = json!({
+        "capacity": res(cap),
+        "allocatable": res(alloc),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "podlab is running pods",
+            "lastTransitionTime": ctx.started}],
+    });
+    let rv = {
+        let mut seen = ctx.node.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.state != status {
+            // The first look keeps the version the server started with.
+            if !seen.state.is_null() {
+                if let Ok(rv) = crate::store::next_resource_version(&ctx.config.root) {
+                    seen.rv = rv;
+                }
+            }
+            seen.state = status.clone();
+        }
+        seen.rv
+    };
+    let mut status = status;
+    status["conditions"][0]["lastHeartbeatTime"] = json!(crate::store::now_rfc3339());
+    status["addresses"] = json!([{"type": "Hostname", "address": name}]);
+    status["nodeInfo"] = json!({"machineID": "", "systemUUID": "", "bootID": "",
+        "kernelVersion": kernel, "osImage": os_image(),
+        "containerRuntimeVersion": format!("podlab://{}", env!("CARGO_PKG_VERSION")),
+        "kubeletVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0-podlab"),
+        "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch()});
     json!({
         "kind": "Node", "apiVersion": "v1",
-        "metadata": {"name": name, "creationTimestamp": ctx.started, "resourceVersion": "1",
+        "metadata": {"name": name, "creationTimestamp": ctx.started, "resourceVersion": rv.to_string(),
             "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": arch(), "node-role.kubernetes.io/control-plane": ""}},
         "spec": {},
-        "status": {
-            "capacity": res(cap),
-            "allocatable": res(alloc),
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "podlab is running pods", "lastHeartbeatTime": crate::store::now_rfc3339(),
-                "lastTransitionTime": ctx.started}],
-            "addresses": [{"type": "Hostname", "address": name}],
-            "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "",
-                "kernelVersion": kernel, "osImage": os_image(),
-                "containerRuntimeVersion": format!("podlab://{}", env!("CARGO_PKG_VERSION")),
-                "kubeletVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0-podlab"),
-                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch()}
-        }
+        "status": status,
     })
+}
+
+pub fn nodes_table(nodes: &[Value], req: &Req, rv: u64) -> Value {
+    let include = tables::Include::parse(req.q("includeObject"));
+    let rows = nodes
+        .iter()
+        .map(|n| (tables::node_cells(n), n.clone()))
+        .collect();
+    tables::table(tables::node_columns(), rows, include, rv)
 }
 
 fn nodes(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
     let node = node(ctx);
-    if req.is_watch() {
-        return Err(ApiError::method_not_allowed());
-    }
+    let rv = node["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("1")
+        .to_string();
     if req.wants_table() {
-        let include = tables::Include::parse(req.q("includeObject"));
-        let rows = vec![(tables::node_cells(&node), node)];
-        return Ok(json(
-            200,
-            &tables::table(tables::node_columns(), rows, include, 1),
-        ));
+        let n = rv.parse().unwrap_or(1);
+        return Ok(json(200, &nodes_table(&[node], req, n)));
     }
     Ok(json(
         200,
         &json!({"kind": "NodeList", "apiVersion": "v1",
-        "metadata": {"resourceVersion": "1"}, "items": [node]}),
+        "metadata": {"resourceVersion": rv}, "items": [node]}),
     ))
 }

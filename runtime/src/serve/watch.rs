@@ -1,15 +1,20 @@
-//! `?watch=true`: a stream of `{"type", "object"}` lines. Pods are
-//! followed through the store's history of changes (`store::changes_since`):
-//! from `resourceVersion=N` the changes after N are replayed, or, when N is
-//! older than the kept history, one ERROR event with a 410 Expired Status
-//! ends the stream, as the API server answers. Selectors apply to every
-//! event: a pod that stops matching is DELETED for the watcher, one that
-//! starts matching is ADDED. With `allowWatchBookmarks=true` BOOKMARKs
-//! come every [`BOOKMARK_EVERY`], and after the initial events when
-//! `sendInitialEvents=true` asked for them. Namespaces are followed by
-//! relisting them.
+//! `?watch=true`: a stream of `{"type", "object"}` lines. Pods and events
+//! are followed through the server's in-memory change feed
+//! ([`crate::feed`]): from `resourceVersion=N` the changes after N are
+//! replayed, or, when N is older than the feed keeps, one ERROR event with
+//! a 410 Expired Status ends the stream, as the API server answers. A
+//! watcher that falls behind (its queue in the feed full, or its client
+//! not reading for [`SLOW_CLIENT`]) has its stream ended: the client
+//! re-lists, as after any ended watch. Selectors apply to every event: a
+//! pod that stops matching is DELETED for the watcher, one that starts
+//! matching is ADDED. With `allowWatchBookmarks=true` BOOKMARKs come every
+//! [`BOOKMARK_EVERY`], and after the initial events when
+//! `sendInitialEvents=true` asked for them. The node is looked at every
+//! [`NODE_EVERY`] (its state is the machine's, not the store's);
+//! namespaces are followed by relisting them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
@@ -19,15 +24,22 @@ use tokio::sync::mpsc;
 
 use super::{pods, ApiError, Body, Ctx, Req};
 use crate::api;
-use crate::store::{self, ChangeKind, PodKey};
+use crate::feed::{Entry, Expired, Next, Subscription};
+use crate::store::{ChangeKind, PodKey};
 
-/// The longest wait between looks at the store (a change wakes it sooner).
+/// The longest wait between looks at a relisted object.
 const RELIST: Duration = Duration::from_millis(500);
 /// How often a watcher that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+/// A client that takes no line for this long has its watch ended.
+const SLOW_CLIENT: Duration = Duration::from_secs(10);
+/// How often a node watcher looks at the node.
+const NODE_EVERY: Duration = Duration::from_secs(2);
+/// The longest wait for a change before the watcher checks its client.
+const IDLE: Duration = Duration::from_secs(1);
 
-fn rv_of(pod: &Value) -> u64 {
-    pod["metadata"]["resourceVersion"]
+fn rv_of(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"]
         .as_str()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -41,38 +53,84 @@ fn key_of(pod: &Value) -> String {
     )
 }
 
-/// The options of a watch request that shape its events.
-struct Options {
-    table: bool,
-    bookmarks: bool,
+/// Renders objects of one kind as a Table (`as=Table`).
+type TableOf = fn(&[Value], &Req, u64) -> Value;
+
+/// The sending end of a watch, used from its thread: each event as a line
+/// (a Table of one row when the client asked for tables; as the API
+/// server, the columns come with the first one only), each line waiting
+/// at most [`SLOW_CLIENT`] for room.
+struct Out {
+    tx: mpsc::Sender<Bytes>,
+    rt: tokio::runtime::Handle,
+    /// The object kind, for bookmarks.
+    kind: &'static str,
+    table: Option<TableOf>,
     req: Req,
+    first: bool,
 }
 
-/// The line of one event (a Table of one row when the client asked for
-/// tables; as the API server, the columns come with the first one only).
-fn line(kind: &str, object: &Value, opts: &Options, first: &mut bool) -> Bytes {
-    let object = if opts.table && kind != "ERROR" && kind != "BOOKMARK" {
-        let mut t = pods::pods_table(std::slice::from_ref(object), &opts.req, rv_of(object));
-        if !*first {
-            t["columnDefinitions"] = json!([]);
-        }
-        *first = false;
-        t
-    } else {
-        object.clone()
-    };
-    let mut bytes =
-        serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
-}
-
-fn bookmark(rv: u64, initial_end: bool) -> Value {
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if initial_end {
-        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+impl Out {
+    /// The sending end and the response streaming what it sends.
+    fn open(
+        req: &Req,
+        kind: &'static str,
+        table: TableOf,
+    ) -> Result<(Out, Response<Body>), ApiError> {
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|e| ApiError::internal(format!("no runtime for a watch: {e}")))?;
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let out = Out {
+            tx,
+            rt,
+            kind,
+            table: req.wants_table().then_some(table),
+            req: owned(req),
+            first: true,
+        };
+        Ok((out, stream(rx)))
     }
-    json!({"kind": "Pod", "apiVersion": "v1", "metadata": meta})
+
+    /// False once the client is gone or stopped reading.
+    fn send(&mut self, kind: &str, object: &Value) -> bool {
+        let object = match self.table {
+            Some(table) if kind != "ERROR" && kind != "BOOKMARK" => {
+                let mut t = table(std::slice::from_ref(object), &self.req, rv_of(object));
+                if !self.first {
+                    t["columnDefinitions"] = json!([]);
+                }
+                self.first = false;
+                t
+            }
+            _ => object.clone(),
+        };
+        let mut bytes =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        bytes.push(b'\n');
+        // Made inside: the timer needs the runtime's context.
+        let sent = self.rt.block_on(async {
+            tokio::time::timeout(SLOW_CLIENT, self.tx.send(bytes.into())).await
+        });
+        matches!(sent, Ok(Ok(())))
+    }
+
+    /// Bookmarks go to clients that allow them and take no tables.
+    fn bookmarks(&self) -> bool {
+        flag(&self.req, "allowWatchBookmarks") && self.table.is_none()
+    }
+
+    fn bookmark(&mut self, rv: u64, initial_end: bool) -> bool {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({"kind": self.kind, "apiVersion": "v1", "metadata": meta});
+        self.send("BOOKMARK", &object)
+    }
+
+    fn closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// The Status of a watch from a version older than the kept history.
@@ -109,31 +167,59 @@ fn stream(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     r
 }
 
-/// What a pod watcher keeps between looks.
+fn since_of(req: &Req) -> Result<Option<u64>, ApiError> {
+    match req.q("resourceVersion").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "resourceVersion: {v:?} is not a resource version"
+            ))),
+        },
+    }
+}
+
+fn deadline_of(req: &Req) -> Option<Instant> {
+    req.q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(|t| Instant::now() + Duration::from_secs(t))
+}
+
+/// How long a watcher may wait for changes: until a bookmark is due, its
+/// deadline, or at most [`IDLE`] (to see whether its client is still there).
+fn wait_for(next_bookmark: Option<Instant>, deadline: Option<Instant>) -> Duration {
+    let now = Instant::now();
+    [next_bookmark, deadline]
+        .into_iter()
+        .flatten()
+        .map(|t| t.saturating_duration_since(now))
+        .fold(IDLE, Duration::min)
+}
+
+/// What a pod watcher keeps between batches of changes.
 struct Follower {
     /// The pods the client was told about (and still matching), with the
     /// version it saw of each.
     known: BTreeMap<String, u64>,
     /// Changes up to this version are handled.
     last: u64,
+    filter: pods::PodFilter,
+    ns: Option<String>,
 }
 
 impl Follower {
-    /// Turns the changes after `last` into events for the watcher.
-    fn step(
-        &mut self,
-        ctx: &Ctx,
-        req: &Req,
-        ns: Option<&str>,
-        changes: Vec<store::Change>,
-        send: &mut dyn FnMut(&str, &Value) -> bool,
-    ) -> Result<bool, ApiError> {
+    /// Turns a batch of changes into events for the watcher; false once
+    /// the client is gone.
+    fn step(&mut self, changes: &[Arc<Entry>], out: &mut Out) -> bool {
         // The changes of each pod, in the order of its latest one.
         let mut order: Vec<PodKey> = Vec::new();
-        let mut per: BTreeMap<PodKey, Vec<store::Change>> = BTreeMap::new();
+        let mut per: BTreeMap<PodKey, Vec<&Entry>> = BTreeMap::new();
         for c in changes {
             self.last = self.last.max(c.rv);
-            if ns.is_some_and(|n| n != c.key.namespace) {
+            if c.kind == ChangeKind::Event
+                || self.ns.as_deref().is_some_and(|n| n != c.key.namespace)
+            {
                 continue;
             }
             order.retain(|k| *k != c.key);
@@ -143,7 +229,9 @@ impl Follower {
         for key in order {
             let list = per.remove(&key).unwrap_or_default();
             let name = key.to_string();
-            let now = pods::matching_one(ctx, req, &key)?;
+            // The pod as read after its latest change here.
+            let latest = list.last().and_then(|c| c.pod.clone());
+            let now = latest.as_deref().filter(|p| self.filter.matches(p));
             let tombstone = list
                 .iter()
                 .rev()
@@ -155,176 +243,287 @@ impl Follower {
                 let recreated = list.iter().any(|c| c.kind == ChangeKind::Added);
                 if now.is_none() || recreated {
                     self.known.remove(&name);
-                    if !send("DELETED", dead) {
-                        return Ok(false);
+                    if !out.send("DELETED", dead) {
+                        return false;
                     }
                 }
             }
             match now {
                 Some(pod) => {
-                    let rv = rv_of(&pod);
+                    let rv = rv_of(pod);
                     let kind = match self.known.get(&name) {
                         None => "ADDED",
                         Some(seen) if *seen < rv => "MODIFIED",
                         Some(_) => continue,
                     };
                     self.known.insert(name, rv);
-                    if !send(kind, &pod) {
-                        return Ok(false);
+                    if !out.send(kind, pod) {
+                        return false;
                     }
                 }
                 None if self.known.contains_key(&name) => {
                     self.known.remove(&name);
                     // No longer matching the selectors, or gone.
-                    let last = match api::get_pod(&ctx.config, &key) {
-                        Ok(p) => pods::pod_value(&p),
-                        Err(_) => tombstone.clone().unwrap_or_else(|| {
+                    let mut last = latest
+                        .map(|p| (*p).clone())
+                        .or_else(|| tombstone.clone())
+                        .unwrap_or_else(|| {
                             json!({"kind": "Pod", "apiVersion": "v1",
                                 "metadata": {"name": key.name, "namespace": key.namespace}})
-                        }),
-                    };
-                    let mut last = last;
+                        });
                     last["metadata"]["resourceVersion"] = json!(self.last.to_string());
-                    if !send("DELETED", &last) {
-                        return Ok(false);
+                    if !out.send("DELETED", &last) {
+                        return false;
                     }
                 }
                 None => {}
             }
         }
-        Ok(true)
+        true
+    }
+}
+
+/// A subscription from `since` (from the store's version now when none):
+/// the subscription, what it replays, and the store's version; or the
+/// ERROR line's Status when `since` is older than the feed keeps.
+type Subscribed = Result<(Subscription, Vec<Arc<Entry>>, u64), Value>;
+
+fn subscribe(ctx: &Ctx, since: Option<u64>) -> Result<Subscribed, ApiError> {
+    // The store's version first: nothing that changes after the list the
+    // caller makes next is missed.
+    let start = api::resource_version(&ctx.config)?;
+    let from = since.unwrap_or(start);
+    Ok(match ctx.feed.subscribe(from) {
+        Ok((sub, replay)) => Ok((sub, replay, start)),
+        Err(Expired { oldest }) => Err(expired(from, oldest)),
+    })
+}
+
+/// Hands a watcher its batches of changes until its client goes, its
+/// deadline passes or it falls behind; `step` handles a batch (false: the
+/// client is gone) and `at` is the version the watcher is at.
+fn follow(
+    sub: &Subscription,
+    deadline: Option<Instant>,
+    out: &mut Out,
+    mut step: impl FnMut(&[Arc<Entry>], &mut Out) -> bool,
+    at: impl Fn() -> u64,
+) {
+    let mut next_bookmark = out.bookmarks().then(|| Instant::now() + BOOKMARK_EVERY);
+    loop {
+        match sub.next(wait_for(next_bookmark, deadline)) {
+            Next::Changes(changes) => {
+                if !step(&changes, out) {
+                    return;
+                }
+            }
+            Next::Idle => {}
+            Next::Overflowed => return,
+        }
+        if next_bookmark.is_some_and(|t| Instant::now() >= t) {
+            next_bookmark = Some(Instant::now() + BOOKMARK_EVERY);
+            if !out.bookmark(at(), false) {
+                return;
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) || out.closed() {
+            return;
+        }
     }
 }
 
 /// A watch of pods (one namespace or all).
 pub fn pods(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
-    let since = match req.q("resourceVersion").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match v.parse::<u64>() {
-            Ok(0) => None,
-            Ok(n) => Some(n),
-            Err(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "resourceVersion: {v:?} is not a resource version"
-                )))
-            }
-        },
-    };
+    let since = since_of(req)?;
     let initial = since.is_none() || flag(req, "sendInitialEvents");
-    let deadline = req
-        .q("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(|t| Instant::now() + Duration::from_secs(t));
-    let changes = api::StoreChanges::new(&ctx.config)?;
-    let opts = Options {
-        table: req.wants_table(),
-        bookmarks: flag(req, "allowWatchBookmarks"),
-        req: owned(req),
-    };
-    // The version first: nothing that changes after the list is missed.
-    let start = api::resource_version(&ctx.config)?;
+    let deadline = deadline_of(req);
     // Checked now, so a bad selector is a 400 rather than a dead stream.
+    let filter = pods::PodFilter::of(req)?;
+    let selective = filter.selective();
+    let replaying = since.filter(|_| !initial);
+    let subscribed = subscribe(ctx, replaying)?;
     let first = pods::matching(ctx, req, ns)?;
+    let (mut out, response) = Out::open(req, "Pod", pods::pods_table)?;
+    let (sub, replay, start) = match subscribed {
+        Ok(s) => s,
+        Err(status) => {
+            std::thread::spawn(move || out.send("ERROR", &status));
+            return Ok(response);
+        }
+    };
     let mut follower = Follower {
         known: BTreeMap::new(),
         last: start,
+        filter,
+        ns: ns.map(str::to_string),
     };
-    let mut replay = Vec::new();
-    let mut too_old = None;
-    match since.filter(|_| !initial) {
-        None => {}
-        Some(n) => match store::changes_since(&ctx.config.root, n).map_err(api::Error::from)? {
-            Err(store::Expired { oldest }) => too_old = Some(expired(n, oldest)),
-            Ok(list) => {
-                // What the client has from N: the pods not made since;
-                // with selectors, only those unchanged since (whether a
-                // changed one matched at N is not kept: it comes as ADDED).
-                let selective = [req.q("labelSelector"), req.q("fieldSelector")]
-                    .iter()
-                    .any(|s| s.is_some_and(|s| !s.is_empty()));
-                let made: BTreeSet<String> = list
-                    .iter()
-                    .filter(|c| selective || c.kind == ChangeKind::Added)
-                    .map(|c| c.key.to_string())
-                    .collect();
-                for pod in &first {
-                    if !made.contains(&key_of(pod)) {
-                        follower.known.insert(key_of(pod), n);
-                    }
-                }
-                follower.last = n;
-                replay = list;
+    if let Some(n) = replaying {
+        // What the client has from N: the pods not made since; with
+        // selectors, only those unchanged since (whether a changed one
+        // matched at N is not kept: it comes as ADDED).
+        let made: BTreeSet<String> = replay
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Event)
+            .filter(|c| selective || c.kind == ChangeKind::Added)
+            .map(|c| c.key.to_string())
+            .collect();
+        for pod in &first {
+            if !made.contains(&key_of(pod)) {
+                follower.known.insert(key_of(pod), n);
             }
-        },
-    }
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let ns = ns.map(str::to_string);
-    let ctx = Ctx {
-        config: ctx.config.clone(),
-        started: ctx.started.clone(),
-    };
-    std::thread::spawn(move || {
-        let mut first_line = true;
-        let mut send = |kind: &str, object: &Value| {
-            tx.blocking_send(line(kind, object, &opts, &mut first_line))
-                .is_ok()
-        };
-        if let Some(status) = too_old {
-            send("ERROR", &status);
-            return;
         }
+        follower.last = n;
+    }
+    let initial_end = flag(req, "sendInitialEvents") && out.bookmarks();
+    std::thread::spawn(move || {
         if initial {
             for pod in &first {
                 follower.known.insert(key_of(pod), rv_of(pod));
-                if !send("ADDED", pod) {
+                if !out.send("ADDED", pod) {
                     return;
                 }
             }
-            if flag(&opts.req, "sendInitialEvents")
-                && opts.bookmarks
-                && !opts.table
-                && !send("BOOKMARK", &bookmark(start, true))
-            {
+            if initial_end && !out.bookmark(start, true) {
                 return;
             }
         }
-        let mut pending = replay;
-        let mut next_bookmark = Instant::now() + BOOKMARK_EVERY;
+        let last = std::cell::Cell::new(follower.last);
+        follow(
+            &sub,
+            deadline,
+            &mut out,
+            |changes, out| {
+                let going = follower.step(changes, out);
+                last.set(follower.last);
+                going
+            },
+            || last.get(),
+        );
+    });
+    Ok(response)
+}
+
+/// A watch of events (one namespace or all): each recorded event is
+/// ADDED (events are not changed or removed while their pod lives).
+pub fn events(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let since = since_of(req)?;
+    let initial = since.is_none() || flag(req, "sendInitialEvents");
+    let deadline = deadline_of(req);
+    let fields = pods::event_fields(req)?;
+    let subscribed = subscribe(ctx, since.filter(|_| !initial))?;
+    let first = if initial {
+        pods::matching_events(ctx, req, ns)?
+    } else {
+        Vec::new()
+    };
+    let (mut out, response) = Out::open(req, "Event", pods::events_table)?;
+    let (sub, _, start) = match subscribed {
+        Ok(s) => s,
+        Err(status) => {
+            std::thread::spawn(move || out.send("ERROR", &status));
+            return Ok(response);
+        }
+    };
+    let ns = ns.map(str::to_string);
+    let initial_end = flag(req, "sendInitialEvents") && out.bookmarks();
+    let last = std::cell::Cell::new(since.unwrap_or(start).max(start));
+    std::thread::spawn(move || {
+        for e in &first {
+            if !out.send("ADDED", e) {
+                return;
+            }
+        }
+        if initial_end && !out.bookmark(start, true) {
+            return;
+        }
+        follow(
+            &sub,
+            deadline,
+            &mut out,
+            |changes, out| {
+                for c in changes {
+                    last.set(last.get().max(c.rv));
+                    if c.kind != ChangeKind::Event
+                        || ns.as_deref().is_some_and(|n| n != c.key.namespace)
+                    {
+                        continue;
+                    }
+                    let Some(event) = c
+                        .object
+                        .clone()
+                        .and_then(|o| serde_json::from_value::<crate::store::Event>(o).ok())
+                    else {
+                        continue;
+                    };
+                    let uid = c
+                        .pod
+                        .as_deref()
+                        .and_then(|p| p["metadata"]["uid"].as_str())
+                        .unwrap_or("");
+                    let value = pods::event_value(&c.key, uid, &event, 0);
+                    if fields.matches(&value) && !out.send("ADDED", &value) {
+                        return false;
+                    }
+                }
+                true
+            },
+            || last.get(),
+        );
+    });
+    Ok(response)
+}
+
+/// A watch of the node: ADDED (from scratch), MODIFIED when its
+/// conditions, capacity or allocatable change, BOOKMARKs.
+pub fn nodes(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
+    let since = since_of(req)?;
+    let deadline = deadline_of(req);
+    let fields = pods::FieldSelector::parse(req.q("fieldSelector"))?;
+    fields.only(&["metadata.name"])?;
+    let (mut out, response) = Out::open(req, "Node", super::routes::nodes_table)?;
+    let ctx = ctx.clone();
+    std::thread::spawn(move || {
+        let node = super::routes::node(&ctx);
+        let mut sent = since.unwrap_or(0);
+        if fields.matches(&node) && (since.is_none() || rv_of(&node) > sent) {
+            let kind = if since.is_none() { "ADDED" } else { "MODIFIED" };
+            if !out.send(kind, &node) {
+                return;
+            }
+            sent = rv_of(&node);
+        }
+        if flag(&out.req, "sendInitialEvents") && out.bookmarks() && !out.bookmark(sent, true) {
+            return;
+        }
+        let mut next_bookmark = out.bookmarks().then(|| Instant::now() + BOOKMARK_EVERY);
+        let mut next_look = Instant::now() + NODE_EVERY;
         loop {
-            match follower.step(
-                &ctx,
-                &opts.req,
-                ns.as_deref(),
-                std::mem::take(&mut pending),
-                &mut send,
-            ) {
-                Ok(true) => {}
-                _ => return,
+            if deadline.is_some_and(|d| Instant::now() >= d) || out.closed() {
+                return;
             }
-            if opts.bookmarks && !opts.table && Instant::now() >= next_bookmark {
-                next_bookmark = Instant::now() + BOOKMARK_EVERY;
-                if !send("BOOKMARK", &bookmark(follower.last, false)) {
+            std::thread::sleep(
+                wait_for(next_bookmark, deadline)
+                    .min(next_look.saturating_duration_since(Instant::now())),
+            );
+            if Instant::now() >= next_look {
+                next_look = Instant::now() + NODE_EVERY;
+                let node = super::routes::node(&ctx);
+                if rv_of(&node) > sent {
+                    sent = rv_of(&node);
+                    if fields.matches(&node) && !out.send("MODIFIED", &node) {
+                        return;
+                    }
+                }
+            }
+            if next_bookmark.is_some_and(|t| Instant::now() >= t) {
+                next_bookmark = Some(Instant::now() + BOOKMARK_EVERY);
+                if !out.bookmark(sent, false) {
                     return;
                 }
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) || tx.is_closed() {
-                return;
-            }
-            if changes.wait(RELIST).is_err() {
-                return;
-            }
-            pending = match store::changes_since(&ctx.config.root, follower.last) {
-                Ok(Ok(list)) => list,
-                // The history moved past this watcher: it must relist.
-                Ok(Err(store::Expired { oldest })) => {
-                    send("ERROR", &expired(follower.last, oldest));
-                    return;
-                }
-                Err(_) => continue,
-            };
         }
     });
-    Ok(stream(rx))
+    Ok(response)
 }
 
 /// A watch of objects that are listed whole each time (namespaces):
@@ -342,10 +541,7 @@ pub fn relisting(
         .map(|t| Instant::now() + Duration::from_secs(t));
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let req = owned(req);
-    let ctx = Ctx {
-        config: ctx.config.clone(),
-        started: ctx.started.clone(),
-    };
+    let ctx = ctx.clone();
     std::thread::spawn(move || {
         let send = |kind: &str, o: &Value| {
             let mut b = serde_json::to_vec(&json!({"type": kind, "object": o})).unwrap_or_default();
