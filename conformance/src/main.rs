@@ -17,17 +17,19 @@ use podlab_conformance::runtime::Runtime;
 use podlab_conformance::suite::{Status, TestCase};
 use podlab_conformance::{docs, summary, tests};
 
-const HELP: &str = "\
-usage: conformance --runtime RUNTIME [options]
+const USAGE: &str = "\
+conformance --runtime RUNTIME [options]
        conformance --list [--focus P] [--skip P]
        conformance --summary [--report DIR]
        conformance --gen-docs PATH
-       conformance --gen-runtimes PATH | --check-runtimes PATH [--report DIR]
+       conformance --gen-runtimes PATH | --check-runtimes PATH [--report DIR]";
 
+const ABOUT: &str = "\
 Runs the pod conformance suite against a runtime and writes results.json,
 junit.xml and report.md, then compares the results with the runtime's
-expectations (its known deviations from Kubernetes).
+expectations (its known deviations from Kubernetes).";
 
+const AFTER_HELP: &str = "\
 RUNTIME:
   podlab               the podlab binary, with a private state directory
   podman               podman kube play, with private storage and containers.conf (root)
@@ -38,49 +40,6 @@ RUNTIME:
                        cli:kubectl --context X; global arguments for every call come
                        from $CONFORMANCE_CLI_ARGS (split on whitespace)
 
-options:
-  --podlab-bin PATH    the podlab binary (default: $PODLAB_BIN, else `podlab` on PATH)
-  --image-root DIR     podlab's image store holding the probe image (default: $PODLAB_IMAGE_ROOT)
-  --podman-bin PATH    the podman binary (default: podman)
-  --podman-runtime R   the OCI runtime podman runs containers with (default: runc); the run
-                       is named podman-<R>
-  --fixtures DIR       OCI image layouts podman loads (default: $CARGO_TARGET_DIR or target, then /fixtures)
-  --cri-socket ADDR    cri: the runtime's CRI endpoint, unix:///PATH or PATH (default: $CRI_SOCKET)
-  --runtime-handler H  cri: the runtime handler pods run with (Kubernetes' RuntimeClass;
-                       default: the runtime's own); the run is named cri-<runtime>-<handler>
-  --context NAME       cli: passed to the binary as --context NAME
-  --caps LIST          cli, cri: what the runtime supports, comma-separated (cli default: none;
-                       cri default: what the adapter declares for containerd):
-                       pod-ip, privileged, cgroup-visible, pending-observable,
-                       share-process-namespace, same-kernel, pod-pids, container-pids=N,
-                       init-containers, restart-policy, unschedulable, oom-reason,
-                       storage-eviction, host-ports, host-paths, all
-  --probe-image REF    the probe image (default: podlab.local/probe:latest)
-  --registry HOST:PORT a registry on this machine, spoken to over plain HTTP, holding the
-                       suite's busybox and probe images as podlab/conformance:busybox and
-                       :probe (`cargo xtask conformance` starts one): the runtime pulls from it
-                       (podman: listed as insecure in the run's registries.conf; cri: the
-                       runtime's own configuration must allow it), and the tests that pull
-                       run; without it they skip (capability `registry`)
-  --expectations FILE  the runtime's expected failures and skips (default:
-                       conformance/expectations/<runtime>.json when it exists)
-  --focus PATTERN      run only tests whose ID or MUST sentence matches
-  --skip PATTERN       do not run tests that match
-  --list               print the selected tests and exit
-  --report DIR         where reports go (default: $CARGO_TARGET_DIR or target, then /conformance/<runtime>)
-  --workers N          tests run at once, 1 to 4 (default 3)
-  --mutants            run the suite against each broken variant of a podlab built with
-                       the `mutants` feature and print the mutation matrix
-  --variants PATTERN   with --mutants: only the variants whose name or description matches
-  --summary            write summary.md (test ID x runtime) from every <runtime>/results.json
-                       in the reports directory (after the run, with --runtime)
-  --gen-docs PATH      write the generated test documentation to PATH, and the capability
-                       table of adapter-contract.md beside it, and exit
-  --gen-runtimes PATH  write the runtime matrix (docs/runtimes.md) as the expectations files
-                       predict it for this kind of host, and exit
-  --check-runtimes PATH
-                       fail unless PATH is the matrix the runs in the reports directory give
-
 PATTERN is not a regular expression: substrings separated by `|`, matched
 without case against the ID and the MUST sentence (e.g. 'NET-00|UTS-001').
 
@@ -88,8 +47,7 @@ exit status: 0 when the results match the expectations (every failure and
 every skip is one they record, nothing recorded as failing passed, nothing
 recorded as skipping ran) and nothing was left behind; 1 otherwise, or
 (--mutants) when a variant was not caught; 2 on usage errors; 3 when no test
-ran (nothing selected, or everything skipped).
-";
+ran (nothing selected, or everything skipped).";
 
 /// Which adapter `--runtime` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,116 +79,151 @@ impl std::str::FromStr for RuntimeKind {
     }
 }
 
-#[derive(Debug, Default)]
+// Clap reads the flags (and refuses unknown ones); parse_args checks the
+// combinations. Help texts keep their line breaks: clap wraps nothing
+// without its wrap_help feature.
+#[derive(clap::Parser, Debug, Default)]
+#[command(
+    name = "conformance",
+    override_usage = USAGE,
+    about = ABOUT,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
 struct Args {
+    /// podlab, podman, cri or cli:PATH (see RUNTIME below)
+    #[arg(long, value_name = "RUNTIME")]
     runtime: Option<RuntimeKind>,
+    /// cli: passed to the binary as --context NAME
+    #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// cli, cri: what the runtime supports, comma-separated (cli default: none;
+    /// cri default: what the adapter declares for containerd):
+    /// pod-ip, privileged, cgroup-visible, pending-observable,
+    /// share-process-namespace, same-kernel, pod-pids, container-pids=N,
+    /// init-containers, restart-policy, unschedulable, oom-reason,
+    /// storage-eviction, host-ports, host-paths, all
+    #[arg(long, value_name = "LIST", value_parser = caps, verbatim_doc_comment)]
     caps: Option<String>,
+    /// the podman binary (default: podman)
+    #[arg(long, value_name = "PATH")]
     podman_bin: Option<PathBuf>,
+    /// cri: the runtime's CRI endpoint, unix:///PATH or PATH (default: $CRI_SOCKET)
+    #[arg(long, value_name = "ADDR")]
     cri_socket: Option<String>,
+    /// the OCI runtime podman runs containers with (default: runc); the run
+    /// is named podman-<R>
+    #[arg(long, value_name = "R", verbatim_doc_comment)]
     podman_runtime: Option<String>,
+    /// cri: the runtime handler pods run with (Kubernetes' RuntimeClass;
+    /// default: the runtime's own); the run is named cri-<runtime>-<handler>
+    #[arg(long, value_name = "H", verbatim_doc_comment)]
     runtime_handler: Option<String>,
+    /// OCI image layouts podman loads (default: $CARGO_TARGET_DIR or target, then /fixtures)
+    #[arg(long, value_name = "DIR")]
     fixtures: Option<PathBuf>,
+    /// the runtime's expected failures and skips (default:
+    /// conformance/expectations/<runtime>.json when it exists)
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     expectations: Option<PathBuf>,
+    /// write summary.md (test ID x runtime) from every <runtime>/results.json
+    /// in the reports directory (after the run, with --runtime)
+    #[arg(long, verbatim_doc_comment)]
     summary: bool,
+    /// the podlab binary (default: $PODLAB_BIN, else `podlab` on PATH)
+    #[arg(long, value_name = "PATH")]
     podlab_bin: Option<PathBuf>,
+    /// podlab's image store holding the probe image (default: $PODLAB_IMAGE_ROOT)
+    #[arg(long, value_name = "DIR")]
     image_root: Option<PathBuf>,
+    /// the probe image (default: podlab.local/probe:latest)
+    #[arg(long, value_name = "REF")]
     probe_image: Option<String>,
+    /// a registry on this machine, spoken to over plain HTTP, holding the
+    /// suite's busybox and probe images as podlab/conformance:busybox and
+    /// :probe (`cargo xtask conformance` starts one): the runtime pulls from it
+    /// (podman: listed as insecure in the run's registries.conf; cri: the
+    /// runtime's own configuration must allow it), and the tests that pull
+    /// run; without it they skip (capability `registry`)
+    #[arg(long, value_name = "HOST:PORT", value_parser = registry, verbatim_doc_comment)]
     registry: Option<String>,
+    /// run only tests whose ID or MUST sentence matches
+    #[arg(long, value_name = "PATTERN", value_parser = Pattern::parse)]
     focus: Option<Pattern>,
+    /// do not run tests that match
+    #[arg(long, value_name = "PATTERN", value_parser = Pattern::parse)]
     skip: Option<Pattern>,
+    /// print the selected tests and exit
+    #[arg(long)]
     list: bool,
+    /// where reports go (default: $CARGO_TARGET_DIR or target, then /conformance/<runtime>)
+    #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
+    /// tests run at once, 1 to 4 (default 3)
+    #[arg(long, value_name = "N", value_parser = workers)]
     workers: Option<usize>,
+    /// run the suite against each broken variant of a podlab built with
+    /// the `mutants` feature and print the mutation matrix
+    #[arg(long, verbatim_doc_comment)]
     mutants: bool,
+    /// with --mutants: only the variants whose name or description matches
+    #[arg(long, value_name = "PATTERN", value_parser = Pattern::parse)]
     variants: Option<Pattern>,
+    /// write the generated test documentation to PATH, and the capability
+    /// table of adapter-contract.md beside it, and exit
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
     gen_docs: Option<PathBuf>,
+    /// write the runtime matrix (docs/runtimes.md) as the expectations files
+    /// predict it for this kind of host, and exit
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
     gen_runtimes: Option<PathBuf>,
+    /// fail unless PATH is the matrix the runs in the reports directory give
+    #[arg(long, value_name = "PATH")]
     check_runtimes: Option<PathBuf>,
-    help: bool,
 }
 
-fn parse_args(argv: &[String]) -> Result<Args> {
-    let mut args = Args::default();
-    let mut it = argv.iter();
-    while let Some(arg) = it.next() {
-        // Accept both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "--runtime" => args.runtime = Some(value()?.parse()?),
-            "--context" => args.context = Some(value()?),
-            "--caps" => {
-                let list = value()?;
-                cli::parse_capabilities(&list).map_err(anyhow::Error::msg)?;
-                args.caps = Some(list);
-            }
-            "--podman-bin" => args.podman_bin = Some(value()?.into()),
-            "--podman-runtime" => args.podman_runtime = Some(value()?),
-            "--cri-socket" => args.cri_socket = Some(value()?),
-            "--runtime-handler" => args.runtime_handler = Some(value()?),
-            "--fixtures" => args.fixtures = Some(value()?.into()),
-            "--expectations" => args.expectations = Some(value()?.into()),
-            "--podlab-bin" => args.podlab_bin = Some(value()?.into()),
-            "--image-root" => args.image_root = Some(value()?.into()),
-            "--probe-image" => args.probe_image = Some(value()?),
-            "--registry" => {
-                let address = value()?;
-                // The same check as the capability's.
-                cli::parse_capabilities(&format!("registry={address}"))
-                    .map_err(anyhow::Error::msg)?;
-                args.registry = Some(address);
-            }
-            "--focus" => args.focus = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
-            "--skip" => args.skip = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?),
-            "--variants" => {
-                args.variants = Some(Pattern::parse(&value()?).map_err(anyhow::Error::msg)?)
-            }
-            "--report" => args.report = Some(value()?.into()),
-            "--workers" => {
-                let n: usize = value()?.parse().context("--workers needs a number")?;
-                if !(1..=runner::MAX_WORKERS).contains(&n) {
-                    bail!("--workers must be 1 to {}", runner::MAX_WORKERS);
-                }
-                args.workers = Some(n);
-            }
-            "--gen-docs" => args.gen_docs = Some(value()?.into()),
-            "--gen-runtimes" => args.gen_runtimes = Some(value()?.into()),
-            "--check-runtimes" => args.check_runtimes = Some(value()?.into()),
-            "--list" | "--mutants" | "--summary" | "--help" | "-h" if inline.is_some() => {
-                bail!("{flag} takes no value")
-            }
-            "--list" => args.list = true,
-            "--summary" => args.summary = true,
-            "--mutants" => args.mutants = true,
-            "--help" | "-h" => args.help = true,
-            other => bail!("unknown argument {other:?}"),
-        }
-    }
+/// `--caps`: checked here, parsed again by the adapter that takes it.
+fn caps(list: &str) -> Result<String, String> {
+    cli::parse_capabilities(list).map(|_| list.to_string())
+}
+
+/// `--registry`: the same check as the capability's.
+fn registry(address: &str) -> Result<String, String> {
+    cli::parse_capabilities(&format!("registry={address}")).map(|_| address.to_string())
+}
+
+fn workers(s: &str) -> Result<usize, String> {
+    s.parse()
+        .ok()
+        .filter(|n| (1..=runner::MAX_WORKERS).contains(n))
+        .ok_or_else(|| format!("a number from 1 to {}", runner::MAX_WORKERS))
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, clap::Error> {
+    use clap::{CommandFactory, Parser};
+    let args = Args::try_parse_from(
+        std::iter::once("conformance").chain(argv.iter().map(String::as_str)),
+    )?;
+    check_args(&args)
+        .map_err(|e| Args::command().error(clap::error::ErrorKind::ArgumentConflict, e))?;
+    Ok(args)
+}
+
+/// The flags that belong to one kind of runtime, or to another flag.
+fn check_args(args: &Args) -> Result<(), String> {
     let is_cli = matches!(args.runtime, Some(RuntimeKind::Cli(_)));
     let is_cri = args.runtime == Some(RuntimeKind::Cri);
     if !is_cli && args.context.is_some() {
-        bail!("--context is for --runtime cli:PATH");
+        return Err("--context is for --runtime cli:PATH".into());
     }
     if !is_cli && !is_cri && args.caps.is_some() {
-        bail!("--caps is for --runtime cli:PATH and cri");
+        return Err("--caps is for --runtime cli:PATH and cri".into());
     }
     if args.podman_runtime.is_some() && args.runtime != Some(RuntimeKind::Podman) {
-        bail!("--podman-runtime is for --runtime podman");
+        return Err("--podman-runtime is for --runtime podman".into());
     }
     if !is_cri && (args.cri_socket.is_some() || args.runtime_handler.is_some()) {
-        bail!("--cri-socket and --runtime-handler are for --runtime cri");
+        return Err("--cri-socket and --runtime-handler are for --runtime cri".into());
     }
     if args.mutants
         && args
@@ -238,22 +231,20 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             .as_ref()
             .is_some_and(|r| *r != RuntimeKind::Podlab)
     {
-        bail!("--mutants needs --runtime podlab: the broken variants are podlab's");
+        return Err("--mutants needs --runtime podlab: the broken variants are podlab's".into());
     }
     if args.variants.is_some() && !args.mutants {
-        bail!("--variants is for --mutants");
+        return Err("--variants is for --mutants".into());
     }
-    Ok(args)
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&argv) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("conformance: {e:#}\n\n{HELP}");
-            return ExitCode::from(2);
-        }
+        // Usage errors exit 2; --help and --version print and exit 0.
+        Err(e) => e.exit(),
     };
     match run(args) {
         Ok(code) => code,
@@ -265,10 +256,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
-    if args.help {
-        print!("{HELP}");
-        return Ok(ExitCode::SUCCESS);
-    }
     let all = tests::all();
     if let Some(path) = &args.gen_docs {
         std::fs::write(path, docs::generate(&all))
@@ -845,8 +832,14 @@ fn run_mutants(
 mod tests_args {
     use super::*;
 
-    fn parse(argv: &[&str]) -> Result<Args> {
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
         parse_args(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 
     #[test]

@@ -255,11 +255,26 @@ fn setup_podman(work: &Path, images: &Path) -> anyhow::Result<Option<Podman>> {
     Ok(Some(pm))
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+/// `cargo xtask bench [--quick] [--pull-only] [--report DIR]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Fewer rounds and pods: a smoke run, not figures to compare
+    #[arg(long)]
+    quick: bool,
+    /// Only the image pull figures (pull.json)
+    #[arg(long)]
+    pull_only: bool,
+    /// Where the figures go (default: target/bench)
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
     ensure!(util::is_root(), "the benchmark runs pods: run it as root");
-    let quick = util::flag(args, "--quick");
-    let report = util::value(args, "--report")
-        .map(PathBuf::from)
+    let quick = args.quick;
+    let report = args
+        .report
+        .clone()
         .unwrap_or_else(|| util::target().join("bench"));
     doctor::install(&[doctor::Need::Pods, doctor::Need::Podman])?;
     let podlab = fixtures::build_podlab(true)?;
@@ -267,7 +282,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     fixtures::build_and_import(Some(&images.to_string_lossy()))?;
     let work = util::target().join("bench/work");
     fresh_dir(&work)?;
-    if util::flag(args, "--pull-only") {
+    if args.pull_only {
         let pull = crate::bench_pull::figures(&podlab, &work, if quick { 3 } else { 5 })?;
         std::fs::create_dir_all(&report)?;
         let json = serde_json::json!({"machine": machine(), "pull": pull});

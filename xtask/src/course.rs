@@ -118,26 +118,54 @@ fn prepare() -> anyhow::Result<()> {
     fixtures::build_and_import(Some(&fixtures::test_image_root().to_string_lossy()))
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    match args.first().map(String::as_str) {
-        Some("check") => check(args),
-        Some("verify") => verify(),
-        _ => bail!("usage: cargo xtask course check --stage N --runtime cli:PATH | course verify"),
+/// `cargo xtask course check --stage N --runtime cli:PATH | course verify`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Verb {
+    /// Your runtime on the course's stages 1..N: the failing MUST sentences
+    Check {
+        /// The last stage to run, from 1 to the number of stages
+        #[arg(long, value_name = "N", value_parser = stage)]
+        stage: usize,
+        /// Your runtime, speaking docs/adapter-contract.md
+        #[arg(long, value_name = "cli:PATH", value_parser = cli_runtime)]
+        runtime: String,
+    },
+    /// The course's own test: the skeleton fails stage 1, each stage's solution fails the next
+    Verify,
+}
+
+fn stage(s: &str) -> Result<usize, String> {
+    s.parse()
+        .ok()
+        .filter(|n| (1..=STAGES.len()).contains(n))
+        .ok_or_else(|| format!("N from 1 to {}", STAGES.len()))
+}
+
+fn cli_runtime(s: &str) -> Result<String, String> {
+    match s.strip_prefix("cli:") {
+        Some(path) if !path.is_empty() => Ok(s.to_string()),
+        _ => Err("cli:PATH, your runtime speaking docs/adapter-contract.md".into()),
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.verb {
+        Verb::Check { stage, runtime } => check(*stage, runtime),
+        Verb::Verify => verify(),
     }
 }
 
 /// `course check --stage N --runtime cli:PATH`
-fn check(args: &[String]) -> anyhow::Result<()> {
-    let n: usize = util::value(args, "--stage")
-        .and_then(|s| s.parse().ok())
-        .filter(|n| (1..=STAGES.len()).contains(n))
-        .with_context(|| format!("--stage N, N from 1 to {}", STAGES.len()))?;
-    let runtime = util::value(args, "--runtime")
-        .filter(|r| r.starts_with("cli:"))
-        .context("--runtime cli:PATH (your runtime, speaking docs/adapter-contract.md)")?;
+fn check(n: usize, runtime: &str) -> anyhow::Result<()> {
     prepare()?;
     let report = util::target().join("course/check");
-    let results = run_suite(&runtime, 1, n, &[], &report)?;
+    let results = run_suite(runtime, 1, n, &[], &report)?;
     let mut bad = 0;
     for (i, stage) in STAGES[..n].iter().enumerate() {
         let fails = failing(&results, stage);

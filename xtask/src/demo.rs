@@ -75,7 +75,7 @@ fn say(text: &str) {
     );
 }
 
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<()> {
     ensure!(
         util::is_root(),
         "the demo creates namespaces, cgroups and mounts: run it as root"

@@ -62,14 +62,19 @@ fn subcommands(help: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    if let Some(a) = args.iter().find(|a| *a != "--check") {
-        bail!("docs: unknown flag {a:?} (usage: cargo xtask docs [--check])");
-    }
+/// `cargo xtask docs [--check]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Fail if a generated page is stale instead of rewriting it
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
     let podlab = fixtures::build_podlab(false)?;
     let text = render(&podlab)?;
     let path = util::root().join("docs/cli.md");
-    if util::flag(args, "--check") {
+    if args.check {
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != text {
             bail!("docs/cli.md is out of date: run `cargo xtask docs`");

@@ -298,13 +298,16 @@ pub fn require(needs: &[Need], task: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    for a in args {
-        if a != "--install" {
-            bail!("doctor: unknown flag {a:?} (usage: cargo xtask doctor [--install])");
-        }
-    }
-    let install_now = util::flag(args, "--install") || std::env::var("CI").as_deref() == Ok("true");
+/// `cargo xtask doctor [--install]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Install the missing Debian packages (apt-get); on when CI=true
+    #[arg(long)]
+    install: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let install_now = args.install || std::env::var("CI").as_deref() == Ok("true");
     if install_now {
         install(ALL)?;
     }
@@ -337,6 +340,7 @@ mod tests {
         "cargo",                                // the toolchain running xtask
         "podlab",                               // what we build
         "/nonexistent/podlab-conformance-test", // a test of a missing binary
+        "/proc/self/exe",                       // podlab re-running itself (the shim)
     ];
 
     /// Shell builtins the labs' commands start with.

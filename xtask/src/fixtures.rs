@@ -43,9 +43,16 @@ pub const SUITE_IMAGES: [&str; 5] = [
 ];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let image_root = util::value(args, "--image-root");
-    build_and_import(image_root.as_deref())
+/// `cargo xtask fixtures [--image-root DIR]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// podlab's image store to import into (default: podlab's own)
+    #[arg(long, value_name = "DIR")]
+    image_root: Option<String>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    build_and_import(args.image_root.as_deref())
 }
 
 /// Path of the static probe binary.

@@ -12,14 +12,23 @@ use crate::util;
 
 const TARGETS: &[&str] = &["manifest", "quantity", "layer"];
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let seconds = util::value(args, "--seconds").unwrap_or_else(|| "30".into());
+/// `cargo xtask fuzz [--seconds N] [manifest|quantity|layer]...`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How long each target runs
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    seconds: u64,
+    /// The targets to run (default: all)
+    #[arg(value_name = "TARGET", value_parser = clap::builder::PossibleValuesParser::new(TARGETS))]
+    targets: Vec<String>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let seconds = args.seconds;
     let chosen: Vec<&str> = TARGETS
         .iter()
         .copied()
-        .filter(|t| {
-            !args.iter().any(|a| TARGETS.contains(&a.as_str())) || args.iter().any(|a| a == t)
-        })
+        .filter(|t| args.targets.is_empty() || args.targets.iter().any(|a| a == t))
         .collect();
     if Command::new("cargo")
         .args(["fuzz", "--version"])

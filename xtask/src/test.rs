@@ -3,10 +3,7 @@
 
 use crate::{doctor, fixtures, util};
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    if let Some(a) = args.first() {
-        anyhow::bail!("test: unknown argument {a:?} (usage: cargo xtask test)");
-    }
+pub fn run() -> anyhow::Result<()> {
     let root = util::is_root();
     // CI must run everything: a green run without root would only mean
     // that the pods were never made.
@@ -48,7 +45,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
     util::run(util::cargo().args(["build", "--quiet", "-p", "podlab-fuzz", "--bins"]))?;
 
     util::step("docs in sync with the code");
-    crate::docs::run(&["--check".to_string()])?;
+    crate::docs::run(&crate::docs::Args { check: true })?;
     let images = fixtures::test_image_root();
     if root {
         fixtures::build_and_import(Some(&images.to_string_lossy()))?;

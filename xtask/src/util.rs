@@ -134,21 +134,6 @@ fn clock(d: std::time::Duration) -> String {
     }
 }
 
-pub fn flag(args: &[String], name: &str) -> bool {
-    args.iter().any(|a| a == name)
-}
-
-pub fn value(args: &[String], name: &str) -> Option<String> {
-    let prefix = format!("{name}=");
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == name {
-            args.get(i + 1).cloned()
-        } else {
-            a.strip_prefix(&prefix).map(String::from)
-        }
-    })
-}
-
 /// Detaches every mount point at or below `dir`, deepest first: what a
 /// daemon (podman's storage, containerd's snapshots and network namespaces)
 /// left mounted there. Returns the mount points it detached.

@@ -20,25 +20,72 @@ use student::Student;
 /// The labs there are: docs/labs/NN-*.md.
 pub const LABS: std::ops::RangeInclusive<u32> = 1..=11;
 
-fn lab_number(args: &[String], verb: &str) -> anyhow::Result<u32> {
-    let n: u32 = args
-        .iter()
-        .skip_while(|a| *a != verb)
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("usage: cargo xtask lab {verb} N"))?;
-    if !LABS.contains(&n) {
-        bail!("there is no lab {n} (labs 1 to 11)");
-    }
-    Ok(n)
+/// A lab's number, 1 to 11.
+fn lab_number(s: &str) -> Result<u32, String> {
+    s.parse().ok().filter(|n| LABS.contains(n)).ok_or_else(|| {
+        format!(
+            "there is no lab {s} (labs {} to {})",
+            LABS.start(),
+            LABS.end()
+        )
+    })
+}
+
+/// `cargo xtask lab start N [--root DIR] | lab check N [--format json] [--root DIR] [--data-root DIR]`
+#[derive(clap::Args, Debug)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    verb: LabVerb,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum LabVerb {
+    /// Draw your own values for lab N (docs/labs/): /run/podlab-labs/lab-N.{json,env}
+    Start {
+        /// The lab, 1 to 11
+        #[arg(value_name = "N", value_parser = lab_number)]
+        n: u32,
+        /// podlab's state directory for this lab
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Grade lab N against your values: per check what it looked at, why it failed, a score
+    Check {
+        /// The lab, 1 to 11
+        #[arg(value_name = "N", value_parser = lab_number)]
+        n: u32,
+        /// How the grade is printed
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// podlab's state directory (default: the one `lab start` chose)
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// podlab's data directory (default: the one `lab start` chose)
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// `cargo xtask labs [N...]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The labs to run (default: all)
+    #[arg(value_name = "N", value_parser = lab_number)]
+    pub labs: Vec<u32>,
 }
 
 /// `cargo xtask lab start N | check N`
-pub fn lab(args: &[String]) -> anyhow::Result<()> {
-    match args.get(1).map(String::as_str) {
-        Some("start") => {
-            let n = lab_number(args, "start")?;
-            let s = start(n, util::value(args, "--root").map(PathBuf::from))?;
+pub fn lab(args: &LabArgs) -> anyhow::Result<()> {
+    match &args.verb {
+        LabVerb::Start { n, root } => {
+            let n = *n;
+            let s = start(n, root.clone())?;
             println!(
                 "lab {n} started: your values are in {} (source it: `source {}`)",
                 Student::json_path(n).display(),
@@ -47,17 +94,22 @@ pub fn lab(args: &[String]) -> anyhow::Result<()> {
             println!("your manifests and answers go to {}", s.files.display());
             Ok(())
         }
-        Some("check") => {
-            let n = lab_number(args, "check")?;
+        LabVerb::Check {
+            n,
+            format,
+            root,
+            data_root,
+        } => {
+            let n = *n;
             let mut s = Student::load(n)?;
-            if let Some(root) = util::value(args, "--root") {
-                s.root = PathBuf::from(root);
+            if let Some(root) = root {
+                s.root = root.clone();
             }
-            if let Some(data) = util::value(args, "--data-root") {
-                s.data_root = PathBuf::from(data);
+            if let Some(data) = data_root {
+                s.data_root = data.clone();
             }
             let g = grade::grade(&s);
-            if util::value(args, "--format").as_deref() == Some("json") {
+            if *format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&g.json(n))?);
             } else {
                 g.print(n);
@@ -67,7 +119,6 @@ pub fn lab(args: &[String]) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask lab start N [--root DIR] | lab check N [--format json] [--root DIR] [--data-root DIR]"),
     }
 }
 
@@ -126,11 +177,10 @@ fn write_lab11_builds(s: &Student) -> anyhow::Result<()> {
 /// `cargo xtask labs [N...]`: for every lab (or those named), the grader
 /// on an untouched lab, each scripted near miss and the scripted solution,
 /// in a labs dir and podlab root of their own.
-pub fn run_all(args: &[String]) -> anyhow::Result<()> {
+pub fn run_all(only: &[u32]) -> anyhow::Result<()> {
     if !util::is_root() {
         bail!("the labs create pods and need root");
     }
-    let only: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let podlab = fixtures::build_podlab(false)?;
     let images = fixtures::test_image_root();
     if !images.join("oci/index.json").exists() {

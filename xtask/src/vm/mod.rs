@@ -41,14 +41,16 @@ const EXIT_MARK: &str = "podlab-vm: exit status ";
 /// The console line where the guest says what /sys/fs/cgroup is.
 const CGROUP_MARK: &str = "/sys/fs/cgroup is ";
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let command = match args.split_first() {
-        None => None,
-        Some((dashdash, rest)) if dashdash == "--" && !rest.is_empty() => Some(rest.join(" ")),
-        Some((other, _)) => {
-            bail!("vm: unknown argument {other:?} (usage: cargo xtask vm [-- COMMAND...])")
-        }
-    };
+/// `cargo xtask vm [-- COMMAND...]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A shell command to run in the guest instead of the default plan
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let command = (!args.command.is_empty()).then(|| args.command.join(" "));
     if !util::is_root() {
         bail!(
             "vm: run as root (the guest's image holds the fixture images podlab imports as root)"
