@@ -1,20 +1,14 @@
 //! What the CLI prints: kubectl-shaped tables, v1 objects and describe views.
 
 use std::io::Read;
-use std::path::Path;
 
 use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use podlab::api;
+use podlab::api::{self, present, PodKey};
 use podlab::config::Config;
-use podlab::image::ImageStore;
-use podlab::lifecycle;
-use podlab::namespaces::{ns_id, Kind};
 use podlab::selector::Selector;
-use podlab::shim::RuntimeState;
-use podlab::store::{PodDir, PodKey, Store};
 use std::io::IsTerminal;
 
 use crate::ImageCommand;
@@ -166,8 +160,8 @@ pub fn get_secrets(
 ) -> anyhow::Result<()> {
     let ns = namespace.unwrap_or("default");
     let secrets = match name {
-        Some(name) => vec![podlab::secrets::get(config, ns, name)?],
-        None => podlab::secrets::list(config, (!all).then_some(ns))?,
+        Some(name) => vec![api::get_secret(config, ns, name)?],
+        None => api::list_secrets(config, (!all).then_some(ns))?,
     };
     if secrets.is_empty() && matches!(output, Output::Table(_)) {
         if all {
@@ -179,7 +173,7 @@ pub fn get_secrets(
     }
     print!(
         "{}",
-        render_secrets(&secrets, name.is_some(), output, podlab::store::unix_now())?
+        render_secrets(&secrets, name.is_some(), output, api::unix_now())?
     );
     Ok(())
 }
@@ -202,10 +196,7 @@ pub fn get(
 ) -> anyhow::Result<()> {
     let ns = namespace.unwrap_or("default");
     let pods = match name {
-        Some(n) => {
-            let store = Store::of(config)?;
-            vec![api::pod_object(&store.get(&PodKey::new(ns, n))?)?]
-        }
+        Some(n) => vec![api::get_pod(config, &PodKey::new(ns, n))?],
         None => api::list(config, (!all).then_some(ns), selector)?,
     };
     if pods.is_empty() && matches!(output, Output::Table(_)) {
@@ -218,7 +209,7 @@ pub fn get(
     }
     print!(
         "{}",
-        render_pods(&pods, name.is_some(), output, podlab::store::unix_now())?
+        render_pods(&pods, name.is_some(), output, api::unix_now())?
     );
     Ok(())
 }
@@ -234,55 +225,40 @@ pub fn watch(
     output: &Output,
     watch_only: bool,
 ) -> anyhow::Result<()> {
-    let store = Store::of(config)?;
-    let dirs = keys
-        .iter()
-        .map(|k| store.get(k))
-        .collect::<Result<Vec<_>, _>>()?;
     let printed_header = std::sync::atomic::AtomicBool::new(false);
     let errors = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for dir in &dirs {
-            let printed_header = &printed_header;
-            let errors = &errors;
-            scope.spawn(move || {
-                let mut first = true;
-                let mut last = String::new();
-                let result = api::watch(dir, None, |pod| {
-                    let skip = first && watch_only;
-                    first = false;
-                    if skip {
-                        return true;
-                    }
-                    let text = match watch_line(pod, output, &mut last, printed_header) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            if let Ok(mut errs) = errors.lock() {
-                                errs.push(e);
-                            }
-                            return false;
-                        }
-                    };
-                    if !text.is_empty() {
-                        use std::io::Write;
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(text.as_bytes());
-                        let _ = out.flush();
-                    }
-                    true
-                });
-                if let Err(e) = result {
+    let watched = api::watch_pods(config, keys, |_| {
+        let (printed_header, errors) = (&printed_header, &errors);
+        let mut first = true;
+        let mut last = String::new();
+        move |pod: &Pod| {
+            let skip = first && watch_only;
+            first = false;
+            if skip {
+                return true;
+            }
+            let text = match watch_line(pod, output, &mut last, printed_header) {
+                Ok(t) => t,
+                Err(e) => {
                     if let Ok(mut errs) = errors.lock() {
-                        errs.push(e.into());
+                        errs.push(e);
                     }
+                    return false;
                 }
-            });
+            };
+            if !text.is_empty() {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            true
         }
     });
-    match errors.into_inner().ok().and_then(|mut e| e.pop()) {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = errors.into_inner().ok().and_then(|mut e| e.pop()) {
+        return Err(e);
     }
+    Ok(watched?)
 }
 
 /// One change of one watched pod as printed; empty when a table row did
@@ -304,7 +280,7 @@ fn watch_line(
                     no_headers: false,
                     ..*cols
                 },
-                podlab::store::unix_now(),
+                api::unix_now(),
             );
             let mut lines = t.lines();
             let header = lines.next().unwrap_or_default();
@@ -385,7 +361,7 @@ pub fn events(
                     .ok()
                     .map(Time);
                 let mut row = vec![
-                    age(seen.as_ref(), podlab::store::unix_now()),
+                    age(seen.as_ref(), api::unix_now()),
                     e.type_.clone(),
                     e.reason.clone(),
                     format!("pod/{}", key.name),
@@ -448,12 +424,12 @@ pub fn table(pods: &[Pod], cols: Columns, now: i64) -> String {
     let none = || "<none>".to_string();
     for pod in pods {
         let status = pod.status.clone().unwrap_or_default();
-        let (ready, total) = lifecycle::ready_count(pod, &status);
+        let (ready, total) = present::ready_count(pod, &status);
         let mut row = vec![
             pod.metadata.name.clone().unwrap_or_default(),
             format!("{ready}/{total}"),
-            lifecycle::display_status(pod, &status),
-            lifecycle::restarts(pod, &status).to_string(),
+            present::display_status(pod, &status),
+            present::restarts(pod, &status).to_string(),
             age(pod.metadata.creation_timestamp.as_ref(), now),
         ];
         if cols.namespace {
@@ -479,7 +455,7 @@ fn readiness_gates(pod: &Pod, status: &PodStatus) -> Option<String> {
     }
     let met = gates
         .iter()
-        .filter(|g| lifecycle::condition_is_true(status, &g.condition_type))
+        .filter(|g| present::condition_is_true(status, &g.condition_type))
         .count();
     Some(format!("{met}/{}", gates.len()))
 }
@@ -492,14 +468,10 @@ fn age(created: Option<&Time>, now: i64) -> String {
     }
 }
 
-pub use podlab::lifecycle::human_duration;
+use podlab::api::present::human_duration;
 
 pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
-    let store = Store::of(config)?;
-    let dir = store.get(key)?;
-    let (pod, status) = api::current_status(&dir)?;
-    let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
-    print!("{}", describe_text(&pod, &status, &state, &dir));
+    print!("{}", describe_text(&api::describe(config, key)?));
     Ok(())
 }
 
@@ -519,7 +491,7 @@ fn describe_host_and_dns(s: &mut String, spec: &k8s_openapi::api::core::v1::PodS
     if !host_ns.is_empty() {
         let _ = writeln!(s, "Host Namespaces: {}", host_ns.join(", "));
     }
-    let ports: Vec<String> = podlab::scheduler::host_ports_described(spec);
+    let ports: Vec<String> = present::host_ports_described(spec);
     if !ports.is_empty() {
         let _ = writeln!(s, "Host Ports:   {}", ports.join(", "));
     }
@@ -550,8 +522,10 @@ fn describe_host_and_dns(s: &mut String, spec: &k8s_openapi::api::core::v1::PodS
     }
 }
 
-fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodDir) -> String {
+/// `describe`'s text: kubectl's layout with podlab's sandbox and runtime facts.
+pub fn describe_text(d: &api::PodDescription) -> String {
     use std::fmt::Write;
+    let (pod, status, sandbox) = (&d.pod, &d.status, &d.sandbox);
     let mut s = String::new();
     let spec = pod.spec.clone().unwrap_or_default();
     let md = &pod.metadata;
@@ -582,11 +556,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
             labels.join(",")
         }
     );
-    let _ = writeln!(
-        s,
-        "Status:       {}",
-        lifecycle::display_status(pod, status)
-    );
+    let _ = writeln!(s, "Status:       {}", present::display_status(pod, status));
     if let Some(m) = &status.message {
         let _ = writeln!(s, "Message:      {m}");
     }
@@ -597,30 +567,26 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
     );
     describe_host_and_dns(&mut s, &spec);
     let _ = writeln!(s, "Sandbox:");
-    if let Some(p) = state.shim {
-        let _ = writeln!(s, "  Shim PID:   {}", p.pid);
+    if let Some(pid) = sandbox.shim_pid {
+        let _ = writeln!(s, "  Shim PID:   {pid}");
     }
-    if let Some(p) = state.pause {
+    if let Some(p) = &sandbox.pause {
         let _ = writeln!(s, "  Pause PID:  {}", p.pid);
-        for k in [Kind::Net, Kind::Uts, Kind::Ipc, Kind::Pid] {
+        for (kind, id) in &p.namespaces {
             let _ = writeln!(
                 s,
                 "  {:<11} {}",
-                format!("{}:", k.proc_name()),
-                ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+                format!("{kind}:"),
+                id.as_deref().unwrap_or("<gone>")
             );
         }
     }
-    if let Some(n) = &state.netns {
+    if let Some(n) = &sandbox.netns {
         let _ = writeln!(s, "  Netns:      {}", n.display());
     }
-    let _ = writeln!(s, "  /dev/shm:   {}", dir.shm_dir().display());
-    if let Some(cg) = &state.pod_cgroup {
-        let _ = writeln!(
-            s,
-            "  Cgroup:     {cg} ({:?})",
-            state.cgroup_mode.unwrap_or(podlab::cgroups::Mode::V1)
-        );
+    let _ = writeln!(s, "  /dev/shm:   {}", sandbox.shm_dir.display());
+    if let Some((cg, mode)) = &sandbox.pod_cgroup {
+        let _ = writeln!(s, "  Cgroup:     {cg} ({mode})");
     }
     let init = spec.init_containers.clone().unwrap_or_default();
     for (title, list, statuses) in [
@@ -633,7 +599,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         let _ = writeln!(s, "{title}");
         for c in list {
             let cs = statuses.iter().flatten().find(|x| x.name == c.name);
-            describe_container(&mut s, c, cs, state.containers.get(&c.name));
+            describe_container(&mut s, c, cs, d.containers.get(&c.name));
         }
     }
     let _ = writeln!(s, "Conditions:");
@@ -642,8 +608,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         let _ = writeln!(s, "  {:<27} {}", c.type_, c.status);
     }
     let _ = writeln!(s, "Events:");
-    let events = dir.read_events().unwrap_or_default();
-    if events.is_empty() {
+    if d.events.is_empty() {
         let _ = writeln!(s, "  <none>");
     } else {
         let _ = writeln!(
@@ -651,7 +616,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
             "  {:<8} {:<22} {:<20} {:<26} Message",
             "Type", "Reason", "From", "Time"
         );
-        for e in events {
+        for e in &d.events {
             let _ = writeln!(
                 s,
                 "  {:<8} {:<22} {:<20} {:<26} {}",
@@ -666,7 +631,7 @@ fn describe_container(
     s: &mut String,
     c: &k8s_openapi::api::core::v1::Container,
     cs: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
-    rt: Option<&podlab::shim::ContainerRuntime>,
+    rt: Option<&api::ContainerFacts>,
 ) {
     use std::fmt::Write;
     let _ = writeln!(s, "  {}:", c.name);
@@ -732,37 +697,37 @@ fn describe_container(
         }
     }
     if let Some(rt) = rt {
-        let _ = writeln!(s, "    Command:        {}", rt.process.args.join(" "));
+        let _ = writeln!(s, "    Command:        {}", rt.args.join(" "));
         // As resolved: the image's Entrypoint, Cmd, Env and WorkingDir
         // with the manifest's over them and $(VAR) references expanded.
-        let _ = writeln!(s, "    Working Dir:    {}", rt.process.cwd);
+        let _ = writeln!(s, "    Working Dir:    {}", rt.cwd);
         let id = |v: Option<u32>| v.map_or_else(|| "0".to_string(), |v| v.to_string());
         // The groups as resolved: the image's (unless supplementalGroupsPolicy
         // is Strict), supplementalGroups, fsGroup.
-        let groups = if rt.security.groups.is_empty() {
+        let groups = if rt.groups.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = rt.security.groups.iter().map(u32::to_string).collect();
+            let list: Vec<String> = rt.groups.iter().map(u32::to_string).collect();
             format!(" groups={}", list.join(","))
         };
         let _ = writeln!(
             s,
             "    User:           uid={} gid={}{groups}",
-            id(rt.security.uid),
-            id(rt.security.gid)
+            id(rt.uid),
+            id(rt.gid)
         );
         let _ = writeln!(s, "    Environment:");
-        for kv in &rt.process.env {
+        for kv in &rt.env {
             let _ = writeln!(s, "      {kv}");
         }
-        if let Some(p) = rt.pid {
+        if let Some(p) = &rt.process {
             let _ = writeln!(s, "    PID:            {}", p.pid);
-            for k in [Kind::Mnt, Kind::Pid, Kind::Net, Kind::Uts, Kind::Ipc] {
+            for (kind, id) in &p.namespaces {
                 let _ = writeln!(
                     s,
                     "    {:<15} {}",
-                    format!("{}:", k.proc_name()),
-                    ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+                    format!("{kind}:"),
+                    id.as_deref().unwrap_or("<gone>")
                 );
             }
         }
@@ -810,7 +775,7 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     } else {
         "<unsupported>".into()
     };
-    let t = podlab::probe::Timing::of(p);
+    let t = present::ProbeTiming::of(p);
     format!(
         "{how} delay={}s timeout={}s period={}s #success={} #failure={}",
         t.initial_delay.as_secs(),
@@ -830,7 +795,7 @@ pub fn logs(
     opts: &LogOptions,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut print = |lines: Vec<podlab::logs::Line>| -> std::io::Result<bool> {
+    let mut print = |lines: Vec<api::LogLine>| -> std::io::Result<bool> {
         let mut out = std::io::stdout().lock();
         for l in lines {
             if opts.timestamps {
@@ -847,10 +812,9 @@ pub fn logs(
 }
 
 pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    let store = ImageStore::open(&config.image_root)?;
     match cmd {
         ImageCommand::Import { path, name } => {
-            for img in store.import(Path::new(&path), name.as_deref())? {
+            for img in api::import_image(config, &path, name.as_deref())? {
                 println!("imported {} {}", img.reference, img.digest);
             }
         }
@@ -861,17 +825,7 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
         } => {
             let terminal = !quiet && std::io::stderr().is_terminal();
             let mut bar = PullBar::new(&reference);
-            let mut options = config.pull_options();
-            if let Some(path) = logins_from {
-                let text = std::fs::read(&path)
-                    .with_context(|| format!("reading the pull logins {}", path.display()));
-                // Read once: the logins do not outlive this pull.
-                let _ = std::fs::remove_file(&path);
-                options.secret_configs = serde_json::from_slice(&text?).with_context(|| {
-                    format!("the pull logins {} are not a JSON list", path.display())
-                })?;
-            }
-            let img = store.pull(&reference, &options, &mut |p| {
+            let img = api::pull_image(config, &reference, logins_from.as_deref(), &mut |p| {
                 if terminal {
                     bar.update(p);
                 }
@@ -881,33 +835,38 @@ pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
             }
             println!("pulled {} {}", img.reference, img.digest);
         }
-        ImageCommand::Ls => {
-            let images = store.list()?;
-            let mut rows = vec![["IMAGE".to_string(), "DIGEST".into(), "SIZE".into()]];
-            for i in images {
-                let short = i
-                    .digest
-                    .trim_start_matches("sha256:")
-                    .chars()
-                    .take(12)
-                    .collect::<String>();
-                rows.push([i.reference, short, human_size(i.size)]);
-            }
-            let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-            for r in rows {
-                println!("{:<w0$}   {:<12}   {}", r[0], r[1], r[2]);
-            }
-        }
+        ImageCommand::Ls => print!("{}", images_table(&api::list_images(config)?)),
         ImageCommand::Tag { source, target } => {
-            store.tag(&source, &target)?;
+            api::tag_image(config, &source, &target)?;
             println!("tagged {source} as {target}");
         }
         ImageCommand::Rm { reference } => {
-            store.remove(&reference)?;
+            api::remove_image(config, &reference)?;
             println!("untagged {reference}");
         }
     }
     Ok(())
+}
+
+/// `image ls`: IMAGE, DIGEST (12 hex digits) and SIZE.
+pub fn images_table(images: &[api::ImageInfo]) -> String {
+    use std::fmt::Write;
+    let mut rows = vec![["IMAGE".to_string(), "DIGEST".into(), "SIZE".into()]];
+    for i in images {
+        let short = i
+            .digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        rows.push([i.reference.clone(), short, human_size(i.size)]);
+    }
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for r in rows {
+        let _ = writeln!(out, "{:<w0$}   {:<12}   {}", r[0], r[1], r[2]);
+    }
+    out
 }
 
 /// One line on stderr, redrawn at most ten times a second: layers and
@@ -935,8 +894,8 @@ impl PullBar {
         }
     }
 
-    fn update(&mut self, p: &podlab::image::Progress) {
-        use podlab::image::Progress;
+    fn update(&mut self, p: &api::PullProgress) {
+        use api::PullProgress as Progress;
         match *p {
             Progress::Resolved {
                 layers,
@@ -1056,7 +1015,7 @@ pub fn mermaid(p: &api::PodPicture) -> String {
 }
 
 /// A container's limits in words: memory, CPU quota, shares, pids.
-fn limits_text(l: &podlab::cgroups::Limits) -> String {
+fn limits_text(l: &api::Limits) -> String {
     let mut parts = Vec::new();
     if let Some(m) = l.memory_bytes {
         parts.push(format!("memory {}", human_size(m.max(0) as u64)));
@@ -1317,7 +1276,7 @@ mod tests {
                         ],
                     }),
                     cgroup: "podlab/pod-u-1/ctr-app".into(),
-                    limits: podlab::cgroups::Limits {
+                    limits: api::Limits {
                         memory_bytes: Some(64 << 20),
                         cpu_quota_us: Some(25_000),
                         cpu_period_us: Some(100_000),
@@ -1333,12 +1292,122 @@ mod tests {
                 },
             ],
             ifname: "eth0".into(),
-            links: podlab::network::HostLinks {
+            links: api::HostLinks {
                 bridge: Some("podlab0".into()),
                 veth: Some("veth12ab".into()),
             },
         };
         insta::assert_snapshot!("mermaid_pod", mermaid(&picture));
+    }
+
+    /// A running pod with a probe, limits, a resolved user and command,
+    /// its sandbox's namespaces (one process gone) and an event.
+    fn described() -> api::PodDescription {
+        let mut pod = pod(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "lab", "uid": "u-1",
+                         "labels": {"app": "web"}},
+            "spec": {"nodeName": "podlab", "hostIPC": true, "containers": [{
+                "name": "app", "image": "probe:latest",
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}},
+                "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}],
+                "resources": {"limits": {"memory": "64Mi"}}
+            }]},
+            "status": {"phase": "Running", "hostIP": "10.0.0.1", "podIP": "10.89.0.5",
+                "startTime": "2020-01-01T00:00:00Z",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 1,
+                    "image": "probe:latest", "imageID": "sha256:abc",
+                    "state": {"running": {"startedAt": "2020-01-01T00:00:01Z"}}}]}
+        }));
+        let status = pod.status.take().unwrap();
+        let ns = |kinds: &[&str], id: u64| -> Vec<(String, Option<String>)> {
+            kinds
+                .iter()
+                .map(|k| (k.to_string(), Some(format!("{k}:[{id}]"))))
+                .collect()
+        };
+        let mut gone = ns(&["net", "uts", "ipc"], 7);
+        gone.push(("pid".into(), None));
+        api::PodDescription {
+            pod,
+            status,
+            sandbox: api::SandboxFacts {
+                shim_pid: Some(10),
+                pause: Some(api::ProcessFacts {
+                    pid: 11,
+                    namespaces: gone,
+                }),
+                netns: Some("/run/netns/podlab-u-1".into()),
+                shm_dir: "/run/podlab/pods/lab/web/shm".into(),
+                pod_cgroup: Some(("podlab/pod-u-1".into(), "V2".into())),
+            },
+            containers: [(
+                "app".to_string(),
+                api::ContainerFacts {
+                    args: vec!["/probe".into(), "serve".into()],
+                    cwd: "/".into(),
+                    env: vec!["PATH=/bin".into()],
+                    uid: Some(1000),
+                    gid: None,
+                    groups: vec![2000, 3000],
+                    process: Some(api::ProcessFacts {
+                        pid: 12,
+                        namespaces: ns(&["mnt", "pid", "net", "uts", "ipc"], 9),
+                    }),
+                    limits: api::Limits {
+                        memory_bytes: Some(64 << 20),
+                        ..Default::default()
+                    },
+                    cgroup_paths: vec![("unified".into(), "/sys/fs/cgroup/podlab/x".into())],
+                },
+            )]
+            .into(),
+            events: vec![api::Event {
+                time: "2020-01-01T00:00:01Z".into(),
+                type_: "Normal".into(),
+                reason: "Started".into(),
+                from: "podlab-shim".into(),
+                message: "Started container app".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn describe_lays_out_the_pod_its_sandbox_and_containers() {
+        insta::assert_snapshot!("describe_pod", describe_text(&described()));
+        let mut bare = described();
+        bare.sandbox = api::SandboxFacts {
+            shim_pid: None,
+            pause: None,
+            netns: None,
+            shm_dir: "/shm".into(),
+            pod_cgroup: None,
+        };
+        bare.containers.clear();
+        bare.events.clear();
+        let text = describe_text(&bare);
+        assert!(text.contains("Sandbox:\n  /dev/shm:   /shm\n"), "{text}");
+        assert!(text.contains("Events:\n  <none>\n"), "{text}");
+        assert!(!text.contains("Command:"), "{text}");
+    }
+
+    #[test]
+    fn images_list_with_short_digests() {
+        let images = [
+            api::ImageInfo {
+                reference: "docker.io/library/busybox:latest".into(),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                size: 2 << 20,
+                created: None,
+            },
+            api::ImageInfo {
+                reference: "probe:latest".into(),
+                digest: "sha256:0123".into(),
+                size: 100,
+                created: None,
+            },
+        ];
+        insta::assert_snapshot!("images_table", images_table(&images));
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use podlab::api::{self, ErrorKind, PodKey};
 use podlab::config::{
     Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT,
 };
 use podlab::selector::Selector;
-use podlab::store::PodKey;
 
 #[derive(Parser)]
 #[command(
@@ -194,7 +194,7 @@ enum Command {
         resources: Vec<String>,
         /// `condition=TYPE` (status True), `condition=TYPE=STATUS`, or `delete`.
         #[arg(long = "for", value_name = "CONDITION", value_parser = parse_wait_for)]
-        for_: podlab::api::WaitFor,
+        for_: api::WaitFor,
         #[command(flatten)]
         ns: Namespace,
         /// How long to wait for each resource (kubectl's default: 30s).
@@ -300,7 +300,7 @@ enum CreateSecret {
     DockerRegistry {
         name: String,
         /// The registry (host[:port], or a URL); kubectl's default is Docker Hub.
-        #[arg(long, default_value = podlab::image::DOCKER_HUB_AUTH_KEY)]
+        #[arg(long, default_value = api::DOCKER_HUB_AUTH_KEY)]
         docker_server: String,
         #[arg(long, required = true)]
         docker_username: String,
@@ -355,9 +355,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `--for`: `delete`, `condition=TYPE` or `condition=TYPE=STATUS`.
-fn parse_wait_for(s: &str) -> Result<podlab::api::WaitFor, String> {
+fn parse_wait_for(s: &str) -> Result<api::WaitFor, String> {
     if s.eq_ignore_ascii_case("delete") {
-        return Ok(podlab::api::WaitFor::Delete);
+        return Ok(api::WaitFor::Delete);
     }
     let Some(cond) = s.strip_prefix("condition=") else {
         return Err(format!(
@@ -368,7 +368,7 @@ fn parse_wait_for(s: &str) -> Result<podlab::api::WaitFor, String> {
     if type_.is_empty() || status.is_empty() {
         return Err(format!("condition {s:?} names no type or no status"));
     }
-    Ok(podlab::api::WaitFor::Condition {
+    Ok(api::WaitFor::Condition {
         type_: type_.into(),
         status: status.into(),
     })
@@ -405,20 +405,23 @@ fn parse_selector(text: Option<&str>) -> anyhow::Result<Selector> {
     }
 }
 
-/// True when the error is a pod that does not exist.
-fn is_not_found(e: &anyhow::Error) -> bool {
-    use podlab::store::Error as S;
-    e.chain().any(|c| {
-        matches!(c.downcast_ref::<S>(), Some(S::NotFound { .. }))
-            || matches!(
-                c.downcast_ref::<podlab::api::Error>(),
-                Some(podlab::api::Error::Store(S::NotFound { .. }))
-            )
-            || matches!(
-                c.downcast_ref::<podlab::secrets::Error>(),
-                Some(podlab::secrets::Error::NotFound { .. })
-            )
-    })
+/// What kind of failure the API layer reported, when it did.
+fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<api::Error>())
+        .map(api::Error::kind)
+}
+
+/// The error as kubectl words it: an object that does not exist is the
+/// server's NotFound; everything else an `error: ` line (some messages are
+/// kubectl's own already: "error: ...", "The Pod ... is invalid").
+fn error_message(e: &anyhow::Error) -> String {
+    let msg = error_text(e);
+    match error_kind(e) {
+        Some(ErrorKind::NotFound) => format!("Error from server (NotFound): {msg}"),
+        _ if msg.starts_with("error: ") || msg.starts_with("The ") => msg,
+        _ => format!("error: {msg}"),
+    }
 }
 
 fn main() {
@@ -430,34 +433,24 @@ fn main() {
     config.seccomp_root = cli.seccomp_root;
     let code = match cli.command {
         // The re-exec'd helpers report through their pipes, not through anyhow.
-        Command::Shim { namespace, name } => {
-            podlab::shim::shim_main(config, PodKey::new(namespace, name))
-        }
+        Command::Shim { namespace, name } => api::entry::shim(config, PodKey::new(namespace, name)),
         Command::Pause {
             netns,
             hostname,
             share_pid,
             host_ipc,
             sysctl,
-        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid, host_ipc, &sysctl),
-        Command::Init { config: path } => podlab::container::init_main(&path),
+        } => api::entry::pause(netns, hostname.as_deref(), share_pid, host_ipc, &sysctl),
+        Command::Init { config: path } => api::entry::init(&path),
         Command::Probe {
             namespace,
             name,
             request,
-        } => podlab::probe::probe_main(&config, &PodKey::new(namespace, name), &request),
+        } => api::entry::probe(&config, &PodKey::new(namespace, name), &request),
         other => match run(&config, other) {
             Ok(code) => code,
             Err(e) => {
-                // Some messages carry kubectl's own "error: " prefix already.
-                let msg = error_text(&e);
-                if is_not_found(&e) {
-                    eprintln!("Error from server (NotFound): {msg}");
-                } else if msg.starts_with("error: ") || msg.starts_with("The ") {
-                    eprintln!("{msg}");
-                } else {
-                    eprintln!("error: {msg}");
-                }
+                eprintln!("{}", error_message(&e));
                 1
             }
         },
@@ -499,7 +492,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         } => {
             let text = cli::read_manifest(&file)?;
             let mut warn = |w: String| eprintln!("{w}");
-            for applied in podlab::api::apply(
+            for applied in api::apply(
                 config,
                 &text,
                 &file,
@@ -519,15 +512,15 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             docker_email,
             ns,
         })) => {
-            let mut secret = podlab::secrets::docker_registry(
+            api::create_docker_registry_secret(
+                config,
+                ns.namespace.as_deref(),
                 &name,
                 &docker_server,
                 &docker_username,
                 &docker_password,
                 docker_email.as_deref(),
-            );
-            podlab::secrets::prepare(&mut secret, ns.namespace.as_deref())?;
-            podlab::secrets::store(config, secret, false)?;
+            )?;
             println!("secret/{name} created");
             Ok(0)
         }
@@ -591,7 +584,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             if watch || watch_only {
                 let keys = match name {
                     Some(name) => vec![ns.key(&name)],
-                    None => podlab::api::list(
+                    None => api::list(
                         config,
                         (!all_namespaces).then(|| ns.namespace.as_deref().unwrap_or("default")),
                         &selector,
@@ -628,10 +621,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             match output.as_deref() {
                 None => cli::describe(config, &ns.key(&name))?,
                 Some("mermaid") => {
-                    print!(
-                        "{}",
-                        cli::mermaid(&podlab::api::picture(config, &ns.key(&name))?)
-                    )
+                    print!("{}", cli::mermaid(&api::picture(config, &ns.key(&name))?))
                 }
                 Some(other) => {
                     anyhow::bail!("-o/--output: describe prints text or \"mermaid\", not {other:?}")
@@ -651,7 +641,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             if !stdin {
                 cli::empty_stdin()?;
             }
-            Ok(podlab::api::exec_with_timeout(
+            Ok(api::exec_with_timeout(
                 config,
                 &ns.key(&name),
                 container.as_deref(),
@@ -695,12 +685,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 let namespace = ns.namespace.as_deref().unwrap_or("default");
                 let mut failed = false;
                 for name in &names {
-                    match podlab::secrets::delete(config, namespace, name) {
+                    match api::delete_secret(config, namespace, name) {
                         Ok(_) => println!("secret \"{name}\" deleted"),
-                        Err(podlab::secrets::Error::NotFound { .. }) if ignore_not_found => {}
-                        Err(e @ podlab::secrets::Error::NotFound { .. }) => {
-                            eprintln!("Error from server (NotFound): {e}");
-                            failed = true;
+                        Err(e) if e.kind() == ErrorKind::NotFound => {
+                            if !ignore_not_found {
+                                eprintln!("Error from server (NotFound): {e}");
+                                failed = true;
+                            }
                         }
                         Err(e) => {
                             eprintln!("error: deleting secret {name}: {e}");
@@ -716,7 +707,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 Some(text) => {
                     let selector = parse_selector(Some(&text))?;
                     let namespace = ns.namespace.as_deref().unwrap_or("default");
-                    let pods = podlab::api::list(config, Some(namespace), &selector)?;
+                    let pods = api::list(config, Some(namespace), &selector)?;
                     if pods.is_empty() {
                         eprintln!("No resources found");
                     }
@@ -724,15 +715,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 }
             };
             let mut failed = false;
-            let mut report = |name: &str, e: podlab::api::Error| {
-                let e = anyhow::Error::from(e);
-                if is_not_found(&e) {
-                    if ignore_not_found {
-                        return;
-                    }
-                    eprintln!("Error from server (NotFound): {}", error_text(&e));
-                } else {
-                    eprintln!("error: deleting pod {name}: {}", error_text(&e));
+            let mut report = |name: &str, e: api::Error| {
+                let kind = e.kind();
+                let text = error_text(&anyhow::Error::from(e));
+                match kind {
+                    ErrorKind::NotFound if ignore_not_found => return,
+                    ErrorKind::NotFound => eprintln!("Error from server (NotFound): {text}"),
+                    _ => eprintln!("error: deleting pod {name}: {text}"),
                 }
                 failed = true;
             };
@@ -740,7 +729,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             // takes about the longest grace period, as with kubectl.
             let mut asked = Vec::new();
             for name in &names {
-                match podlab::api::begin_delete(config, &ns.key(name), grace_period) {
+                match api::begin_delete(config, &ns.key(name), grace_period) {
                     Ok(d) => {
                         println!("pod \"{name}\" deleted");
                         asked.push(d);
@@ -755,7 +744,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     continue;
                 }
                 let name = d.key.name.clone();
-                if let Err(e) = podlab::api::finish_delete(config, d) {
+                if let Err(e) = api::finish_delete(config, d) {
                     report(&name, e);
                 }
             }
@@ -769,7 +758,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         } => {
             let mut failed = false;
             for name in pod_names(&resources)? {
-                if podlab::api::wait_for(config, &ns.key(&name), &for_, timeout)? {
+                if api::wait_for(config, &ns.key(&name), &for_, timeout)? {
                     println!("pod/{name} condition met");
                 } else {
                     eprintln!("error: timed out waiting for the condition on pods/{name}");
@@ -790,7 +779,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             pods_resource(&resource)?;
             let selector = parse_selector(selector.as_deref())?;
             let namespace = ns.namespace.as_deref().unwrap_or("default");
-            let usage = podlab::api::top(
+            let usage = api::top(
                 config,
                 (!all_namespaces || name.is_some()).then_some(namespace),
                 name.as_deref(),
@@ -836,7 +825,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Gc => {
-            let report = podlab::api::gc(config)?;
+            let report = api::gc(config)?;
             for key in &report.released {
                 println!("released pod/{} in namespace {}", key.name, key.namespace);
             }
@@ -892,7 +881,7 @@ mod tests {
 
     #[test]
     fn wait_for_parses_like_kubectl() {
-        use podlab::api::WaitFor;
+        use api::WaitFor;
         assert_eq!(parse_wait_for("delete").unwrap(), WaitFor::Delete);
         assert_eq!(
             parse_wait_for("condition=Ready").unwrap(),
