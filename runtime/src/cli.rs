@@ -1,43 +1,11 @@
-//! What the CLI prints: kubectl-shaped tables, v1 objects and describe views.
+//! What the CLI prints: kubectl-shaped tables, v1 objects and describe
+//! views, made from what `api` returns. Pure: main.rs reads and prints.
 
-use std::io::Read;
-
-use anyhow::{bail, Context};
+use anyhow::bail;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use podlab::api::{self, present, PodKey};
-use podlab::config::Config;
-use podlab::selector::Selector;
-use std::io::IsTerminal;
-
-use crate::ImageCommand;
-
-/// Largest manifest podlab reads, like the API server's request limit.
-const MAX_MANIFEST: u64 = 3 * 1024 * 1024;
-
-pub fn read_manifest(file: &str) -> anyhow::Result<String> {
-    let mut text = String::new();
-    if file == "-" {
-        std::io::stdin()
-            .take(MAX_MANIFEST + 1)
-            .read_to_string(&mut text)
-            .context("reading the manifest from stdin")?;
-    } else {
-        std::fs::File::open(file)
-            .with_context(|| format!("the path \"{file}\" does not exist"))?
-            .take(MAX_MANIFEST + 1)
-            .read_to_string(&mut text)
-            .with_context(|| format!("reading {file}"))?;
-    }
-    if text.len() as u64 > MAX_MANIFEST {
-        bail!(
-            "{file}: the manifest is larger than {} MiB",
-            MAX_MANIFEST >> 20
-        );
-    }
-    Ok(text)
-}
 
 /// How `get` prints pods, from `-o` (and `--no-headers`).
 pub enum Output {
@@ -150,124 +118,14 @@ pub fn render_secrets(
     })
 }
 
-/// `get secrets [NAME]`.
-pub fn get_secrets(
-    config: &Config,
-    name: Option<&str>,
-    namespace: Option<&str>,
-    all: bool,
-    output: &Output,
-) -> anyhow::Result<()> {
-    let ns = namespace.unwrap_or("default");
-    let secrets = match name {
-        Some(name) => vec![api::get_secret(config, ns, name)?],
-        None => api::list_secrets(config, (!all).then_some(ns))?,
-    };
-    if secrets.is_empty() && matches!(output, Output::Table(_)) {
-        if all {
-            eprintln!("No resources found");
-        } else {
-            eprintln!("No resources found in {ns} namespace.");
-        }
-        return Ok(());
-    }
-    print!(
-        "{}",
-        render_secrets(&secrets, name.is_some(), output, api::unix_now())?
-    );
-    Ok(())
-}
-
-/// Points this process's stdin at /dev/null, so an exec'd command without
-/// `-i` reads end-of-file at once instead of the user's terminal.
-pub fn empty_stdin() -> anyhow::Result<()> {
-    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
-    nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
-    Ok(())
-}
-
-pub fn get(
-    config: &Config,
-    name: Option<&str>,
-    namespace: Option<&str>,
-    all: bool,
-    selector: &Selector,
-    output: &Output,
-) -> anyhow::Result<()> {
-    let ns = namespace.unwrap_or("default");
-    let pods = match name {
-        Some(n) => vec![api::get_pod(config, &PodKey::new(ns, n))?],
-        None => api::list(config, (!all).then_some(ns), selector)?,
-    };
-    if pods.is_empty() && matches!(output, Output::Table(_)) {
-        if all {
-            eprintln!("No resources found");
-        } else {
-            eprintln!("No resources found in {ns} namespace.");
-        }
-        return Ok(());
-    }
-    print!(
-        "{}",
-        render_pods(&pods, name.is_some(), output, api::unix_now())?
-    );
-    Ok(())
-}
-
-/// `get -w`: each pod now (unless `watch_only`), then again at each change,
-/// until every pod is deleted. Several pods are followed one thread each
-/// (the pods there when the watch starts). Table rows come without a header
-/// after the first, as kubectl prints them; `-o json` prints one complete
-/// Pod object per line.
-pub fn watch(
-    config: &Config,
-    keys: &[PodKey],
-    output: &Output,
-    watch_only: bool,
-) -> anyhow::Result<()> {
-    let printed_header = std::sync::atomic::AtomicBool::new(false);
-    let errors = std::sync::Mutex::new(Vec::new());
-    let watched = api::watch_pods(config, keys, |_| {
-        let (printed_header, errors) = (&printed_header, &errors);
-        let mut first = true;
-        let mut last = String::new();
-        move |pod: &Pod| {
-            let skip = first && watch_only;
-            first = false;
-            if skip {
-                return true;
-            }
-            let text = match watch_line(pod, output, &mut last, printed_header) {
-                Ok(t) => t,
-                Err(e) => {
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push(e);
-                    }
-                    return false;
-                }
-            };
-            if !text.is_empty() {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
-                let _ = out.flush();
-            }
-            true
-        }
-    });
-    if let Some(e) = errors.into_inner().ok().and_then(|mut e| e.pop()) {
-        return Err(e);
-    }
-    Ok(watched?)
-}
-
 /// One change of one watched pod as printed; empty when a table row did
 /// not change (only a timestamp moved).
-fn watch_line(
+pub fn watch_line(
     pod: &Pod,
     output: &Output,
     last: &mut String,
     printed_header: &std::sync::atomic::AtomicBool,
+    now: i64,
 ) -> anyhow::Result<String> {
     use std::sync::atomic::Ordering;
     Ok(match output {
@@ -280,7 +138,7 @@ fn watch_line(
                     no_headers: false,
                     ..*cols
                 },
-                api::unix_now(),
+                now,
             );
             let mut lines = t.lines();
             let header = lines.next().unwrap_or_default();
@@ -300,17 +158,14 @@ fn watch_line(
     })
 }
 
-/// `get events`: the pods' events, oldest first, as kubectl lists them.
-pub fn events(
-    config: &Config,
-    pod: Option<&str>,
-    namespace: Option<&str>,
+/// `get events`: the pods' events, oldest first, as kubectl lists them
+/// (`-o json` or a table); `None` when a table would be empty.
+pub fn events_text(
+    rows: &[(PodKey, String, api::Event)],
     all: bool,
     output: Option<&str>,
-) -> anyhow::Result<()> {
-    let ns = namespace.unwrap_or("default");
-    let mut rows = api::events(config, if all { None } else { Some(ns) })?;
-    rows.retain(|(key, _, _)| pod.is_none_or(|p| p == key.name));
+    now: i64,
+) -> anyhow::Result<Option<String>> {
     match output {
         Some("json") => {
             let items: Vec<serde_json::Value> = rows
@@ -333,16 +188,11 @@ pub fn events(
                 })
                 .collect();
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}});
-            println!("{}", serde_json::to_string_pretty(&list)?);
+            Ok(Some(serde_json::to_string_pretty(&list)? + "\n"))
         }
         None => {
             if rows.is_empty() {
-                if all {
-                    eprintln!("No resources found");
-                } else {
-                    eprintln!("No resources found in {ns} namespace.");
-                }
-                return Ok(());
+                return Ok(None);
             }
             let mut table = vec![vec![
                 "LAST SEEN".to_string(),
@@ -354,14 +204,14 @@ pub fn events(
             if all {
                 table[0].insert(0, "NAMESPACE".into());
             }
-            for (key, _, e) in &rows {
+            for (key, _, e) in rows {
                 let seen = e
                     .time
                     .parse::<k8s_openapi::jiff::Timestamp>()
                     .ok()
                     .map(Time);
                 let mut row = vec![
-                    age(seen.as_ref(), api::unix_now()),
+                    age(seen.as_ref(), now),
                     e.type_.clone(),
                     e.reason.clone(),
                     format!("pod/{}", key.name),
@@ -372,11 +222,10 @@ pub fn events(
                 }
                 table.push(row);
             }
-            print!("{}", align(&table));
+            Ok(Some(align(&table)))
         }
         Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\" for events, allowed formats are: json"),
     }
-    Ok(())
 }
 
 /// Columns padded to their widest cell, three spaces apart, as kubectl prints.
@@ -469,11 +318,6 @@ fn age(created: Option<&Time>, now: i64) -> String {
 }
 
 use podlab::api::present::human_duration;
-
-pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
-    print!("{}", describe_text(&api::describe(config, key)?));
-    Ok(())
-}
 
 /// The pod's host namespaces, host ports, hostAliases and DNS settings,
 /// each only when the pod sets it.
@@ -786,68 +630,6 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     )
 }
 
-pub use podlab::api::LogOptions;
-
-pub fn logs(
-    config: &Config,
-    key: &PodKey,
-    container: Option<&str>,
-    opts: &LogOptions,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut print = |lines: Vec<api::LogLine>| -> std::io::Result<bool> {
-        let mut out = std::io::stdout().lock();
-        for l in lines {
-            if opts.timestamps {
-                write!(out, "{} ", l.time)?;
-            }
-            out.write_all(&l.text)?;
-            out.write_all(b"\n")?;
-        }
-        out.flush()?;
-        Ok(true)
-    };
-    api::logs(config, key, container, opts, &mut print)?;
-    Ok(())
-}
-
-pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    match cmd {
-        ImageCommand::Import { path, name } => {
-            for img in api::import_image(config, &path, name.as_deref())? {
-                println!("imported {} {}", img.reference, img.digest);
-            }
-        }
-        ImageCommand::Pull {
-            reference,
-            quiet,
-            logins_from,
-        } => {
-            let terminal = !quiet && std::io::stderr().is_terminal();
-            let mut bar = PullBar::new(&reference);
-            let img = api::pull_image(config, &reference, logins_from.as_deref(), &mut |p| {
-                if terminal {
-                    bar.update(p);
-                }
-            })?;
-            if terminal {
-                bar.finish();
-            }
-            println!("pulled {} {}", img.reference, img.digest);
-        }
-        ImageCommand::Ls => print!("{}", images_table(&api::list_images(config)?)),
-        ImageCommand::Tag { source, target } => {
-            api::tag_image(config, &source, &target)?;
-            println!("tagged {source} as {target}");
-        }
-        ImageCommand::Rm { reference } => {
-            api::remove_image(config, &reference)?;
-            println!("untagged {reference}");
-        }
-    }
-    Ok(())
-}
-
 /// `image ls`: IMAGE, DIGEST (12 hex digits) and SIZE.
 pub fn images_table(images: &[api::ImageInfo]) -> String {
     use std::fmt::Write;
@@ -869,9 +651,25 @@ pub fn images_table(images: &[api::ImageInfo]) -> String {
     out
 }
 
-/// One line on stderr, redrawn at most ten times a second: layers and
-/// bytes fetched of what the pull needs.
-struct PullBar {
+/// A batch of log lines as `logs` prints them, each with the time it was
+/// written first when `timestamps`.
+pub fn log_text(lines: &[api::LogLine], timestamps: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        if timestamps {
+            out.extend_from_slice(l.time.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(&l.text);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// `image pull`'s progress: one line, redrawn at most ten times a second
+/// (and at each finished layer): layers and bytes fetched of what the pull
+/// needs.
+pub struct PullBar {
     reference: String,
     layers: usize,
     missing: usize,
@@ -882,7 +680,7 @@ struct PullBar {
 }
 
 impl PullBar {
-    fn new(reference: &str) -> PullBar {
+    pub fn new(reference: &str) -> PullBar {
         PullBar {
             reference: reference.to_string(),
             layers: 0,
@@ -894,7 +692,8 @@ impl PullBar {
         }
     }
 
-    fn update(&mut self, p: &api::PullProgress) {
+    /// Takes in one report; the line to draw when it is due at `now`.
+    pub fn update(&mut self, p: &api::PullProgress, now: std::time::Instant) -> Option<String> {
         use api::PullProgress as Progress;
         match *p {
             Progress::Resolved {
@@ -907,19 +706,20 @@ impl PullBar {
             Progress::Bytes(n) => self.bytes += n,
             Progress::LayerDone => self.done += 1,
         }
-        let now = std::time::Instant::now();
         let due = self
             .drawn
             .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_millis(100));
         if due || matches!(p, Progress::LayerDone) {
             self.drawn = Some(now);
-            self.draw();
+            return Some(self.line());
         }
+        None
     }
 
-    fn draw(&self) {
+    /// The line as it stands, drawn over the previous one.
+    pub fn line(&self) -> String {
         let cached = self.layers - self.missing;
-        eprint!(
+        format!(
             "\r\x1b[K{}: layers {}/{} ({} already present), {} / {}",
             self.reference,
             self.done + cached,
@@ -927,12 +727,7 @@ impl PullBar {
             cached,
             human_size(self.bytes),
             human_size(self.total)
-        );
-    }
-
-    fn finish(&self) {
-        self.draw();
-        eprintln!();
+        )
     }
 }
 
@@ -1408,6 +1203,77 @@ mod tests {
             },
         ];
         insta::assert_snapshot!("images_table", images_table(&images));
+    }
+
+    #[test]
+    fn events_list_as_a_table_or_json() {
+        let event = |reason: &str| api::Event {
+            time: "2020-01-01T00:00:00Z".into(),
+            type_: "Normal".into(),
+            reason: reason.into(),
+            from: "podlab-shim".into(),
+            message: format!("{reason} the pod"),
+        };
+        let rows = vec![
+            (
+                PodKey::new("default", "web"),
+                "u-1".to_string(),
+                event("Scheduled"),
+            ),
+            (
+                PodKey::new("lab", "db"),
+                "u-2".to_string(),
+                event("Started"),
+            ),
+        ];
+        let now = CREATED + 90;
+        insta::assert_snapshot!(
+            "events_all_namespaces",
+            events_text(&rows, true, None, now).unwrap().unwrap()
+        );
+        assert_eq!(events_text(&[], false, None, now).unwrap(), None);
+        let json = events_text(&rows, false, Some("json"), now)
+            .unwrap()
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(list["items"][1]["metadata"]["name"], "db.1");
+        assert_eq!(list["items"][1]["involvedObject"]["uid"], "u-2");
+        let empty = events_text(&[], false, Some("json"), now).unwrap().unwrap();
+        assert!(empty.contains("\"items\": []"), "{empty}");
+        assert!(events_text(&rows, false, Some("yaml"), now).is_err());
+    }
+
+    #[test]
+    fn logs_and_pull_progress_print_like_before() {
+        let line = |time: &str, text: &str| api::LogLine {
+            time: time.into(),
+            stream: "stdout".into(),
+            text: text.as_bytes().to_vec(),
+        };
+        let lines = [line("t1", "one"), line("t2", "two")];
+        assert_eq!(log_text(&lines, false), b"one\ntwo\n");
+        assert_eq!(log_text(&lines, true), b"t1 one\nt2 two\n");
+        let start = std::time::Instant::now();
+        let mut bar = PullBar::new("probe:latest");
+        let resolved = api::PullProgress::Resolved {
+            layers: 3,
+            missing: 2,
+            bytes: 4096,
+        };
+        let first = bar.update(&resolved, start).unwrap();
+        assert_eq!(
+            first,
+            "\r\x1b[Kprobe:latest: layers 1/3 (1 already present), 0B / 4.0KiB"
+        );
+        // Redrawn at most ten times a second, but at each finished layer.
+        assert_eq!(bar.update(&api::PullProgress::Bytes(2048), start), None);
+        let done = bar.update(&api::PullProgress::LayerDone, start).unwrap();
+        assert!(
+            done.ends_with("layers 2/3 (1 already present), 2.0KiB / 4.0KiB"),
+            "{done}"
+        );
+        let later = start + std::time::Duration::from_millis(150);
+        assert!(bar.update(&api::PullProgress::Bytes(1), later).is_some());
     }
 
     #[test]

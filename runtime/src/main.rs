@@ -490,7 +490,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             wait_ready: wait,
         } => {
-            let text = cli::read_manifest(&file)?;
+            let text = read_manifest(&file)?;
             let mut warn = |w: String| eprintln!("{w}");
             for applied in api::apply(
                 config,
@@ -548,7 +548,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     ..Default::default()
                 };
                 let output = cli::Output::parse(output.as_deref(), cols)?;
-                cli::get_secrets(
+                get_secrets(
                     config,
                     name.as_deref(),
                     ns.namespace.as_deref(),
@@ -561,7 +561,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 if watch || watch_only {
                     anyhow::bail!("podlab cannot watch events; use `podlab get pod NAME -w`");
                 }
-                cli::events(
+                events(
                     config,
                     name.as_deref(),
                     ns.namespace.as_deref(),
@@ -598,10 +598,10 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     })
                     .collect(),
                 };
-                cli::watch(config, &keys, &output, watch_only)?;
+                watch_pods(config, &keys, &output, watch_only)?;
                 return Ok(0);
             }
-            cli::get(
+            get_pods(
                 config,
                 name.as_deref(),
                 ns.namespace.as_deref(),
@@ -619,7 +619,10 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         } => {
             pods_resource(&resource)?;
             match output.as_deref() {
-                None => cli::describe(config, &ns.key(&name))?,
+                None => print!(
+                    "{}",
+                    cli::describe_text(&api::describe(config, &ns.key(&name))?)
+                ),
                 Some("mermaid") => {
                     print!("{}", cli::mermaid(&api::picture(config, &ns.key(&name))?))
                 }
@@ -639,7 +642,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ..
         } => {
             if !stdin {
-                cli::empty_stdin()?;
+                empty_stdin()?;
             }
             Ok(api::exec_with_timeout(
                 config,
@@ -659,14 +662,14 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             since,
             follow,
         } => {
-            let opts = cli::LogOptions {
+            let opts = api::LogOptions {
                 previous,
                 tail: usize::try_from(tail).ok(),
                 timestamps,
                 since,
                 follow,
             };
-            cli::logs(config, &ns.key(&name), container.as_deref(), &opts)?;
+            logs(config, &ns.key(&name), container.as_deref(), &opts)?;
             Ok(0)
         }
         Command::Delete {
@@ -808,7 +811,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Image(cmd) => {
-            cli::image(config, cmd)?;
+            image(config, cmd)?;
             Ok(0)
         }
         Command::Serve {
@@ -859,6 +862,228 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         | Command::Init { .. }
         | Command::Probe { .. } => Ok(2),
     }
+}
+
+// What the commands read and print: the API layer gives the data, `cli`
+// lays it out.
+
+/// Largest manifest podlab reads, like the API server's request limit.
+const MAX_MANIFEST: u64 = 3 * 1024 * 1024;
+
+fn read_manifest(file: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut text = String::new();
+    if file == "-" {
+        std::io::stdin()
+            .take(MAX_MANIFEST + 1)
+            .read_to_string(&mut text)
+            .context("reading the manifest from stdin")?;
+    } else {
+        std::fs::File::open(file)
+            .with_context(|| format!("the path \"{file}\" does not exist"))?
+            .take(MAX_MANIFEST + 1)
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading {file}"))?;
+    }
+    if text.len() as u64 > MAX_MANIFEST {
+        anyhow::bail!(
+            "{file}: the manifest is larger than {} MiB",
+            MAX_MANIFEST >> 20
+        );
+    }
+    Ok(text)
+}
+
+/// Points this process's stdin at /dev/null, so an exec'd command without
+/// `-i` reads end-of-file at once instead of the user's terminal.
+fn empty_stdin() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+    nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
+    Ok(())
+}
+
+/// kubectl's note on stderr when a table would be empty.
+fn no_resources(all: bool, ns: &str) {
+    if all {
+        eprintln!("No resources found");
+    } else {
+        eprintln!("No resources found in {ns} namespace.");
+    }
+}
+
+/// `get secrets [NAME]`.
+fn get_secrets(
+    config: &Config,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: &cli::Output,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let secrets = match name {
+        Some(name) => vec![api::get_secret(config, ns, name)?],
+        None => api::list_secrets(config, (!all).then_some(ns))?,
+    };
+    if secrets.is_empty() && matches!(output, cli::Output::Table(_)) {
+        no_resources(all, ns);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        cli::render_secrets(&secrets, name.is_some(), output, api::unix_now())?
+    );
+    Ok(())
+}
+
+/// `get pods [NAME]`.
+fn get_pods(
+    config: &Config,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    selector: &Selector,
+    output: &cli::Output,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let pods = match name {
+        Some(n) => vec![api::get_pod(config, &PodKey::new(ns, n))?],
+        None => api::list(config, (!all).then_some(ns), selector)?,
+    };
+    if pods.is_empty() && matches!(output, cli::Output::Table(_)) {
+        no_resources(all, ns);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        cli::render_pods(&pods, name.is_some(), output, api::unix_now())?
+    );
+    Ok(())
+}
+
+/// `get -w`: each pod now (unless `watch_only`), then again at each change,
+/// until every pod is deleted. Several pods are followed one thread each
+/// (the pods there when the watch starts). Table rows come without a header
+/// after the first, as kubectl prints them; `-o json` prints one complete
+/// Pod object per line.
+fn watch_pods(
+    config: &Config,
+    keys: &[PodKey],
+    output: &cli::Output,
+    watch_only: bool,
+) -> anyhow::Result<()> {
+    let printed_header = std::sync::atomic::AtomicBool::new(false);
+    let errors = std::sync::Mutex::new(Vec::new());
+    let watched = api::watch_pods(config, keys, |_| {
+        let (printed_header, errors) = (&printed_header, &errors);
+        let mut first = true;
+        let mut last = String::new();
+        move |pod: &k8s_openapi::api::core::v1::Pod| {
+            let skip = first && watch_only;
+            first = false;
+            if skip {
+                return true;
+            }
+            let line = cli::watch_line(pod, output, &mut last, printed_header, api::unix_now());
+            let text = match line {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push(e);
+                    }
+                    return false;
+                }
+            };
+            if !text.is_empty() {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            true
+        }
+    });
+    if let Some(e) = errors.into_inner().ok().and_then(|mut e| e.pop()) {
+        return Err(e);
+    }
+    Ok(watched?)
+}
+
+/// `get events [NAME]`: the pods' events, oldest first.
+fn events(
+    config: &Config,
+    pod: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: Option<&str>,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let mut rows = api::events(config, if all { None } else { Some(ns) })?;
+    rows.retain(|(key, _, _)| pod.is_none_or(|p| p == key.name));
+    match cli::events_text(&rows, all, output, api::unix_now())? {
+        Some(text) => print!("{text}"),
+        None => no_resources(all, ns),
+    }
+    Ok(())
+}
+
+/// `logs`: the lines as they come (with `-f`, until the start is over).
+fn logs(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    opts: &api::LogOptions,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut print = |lines: Vec<api::LogLine>| -> std::io::Result<bool> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&cli::log_text(&lines, opts.timestamps))?;
+        out.flush()?;
+        Ok(true)
+    };
+    api::logs(config, key, container, opts, &mut print)?;
+    Ok(())
+}
+
+fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    match cmd {
+        ImageCommand::Import { path, name } => {
+            for img in api::import_image(config, &path, name.as_deref())? {
+                println!("imported {} {}", img.reference, img.digest);
+            }
+        }
+        ImageCommand::Pull {
+            reference,
+            quiet,
+            logins_from,
+        } => {
+            let terminal = !quiet && std::io::stderr().is_terminal();
+            let mut bar = cli::PullBar::new(&reference);
+            let img = api::pull_image(config, &reference, logins_from.as_deref(), &mut |p| {
+                if terminal {
+                    if let Some(line) = bar.update(p, std::time::Instant::now()) {
+                        eprint!("{line}");
+                    }
+                }
+            })?;
+            if terminal {
+                eprintln!("{}", bar.line());
+            }
+            println!("pulled {} {}", img.reference, img.digest);
+        }
+        ImageCommand::Ls => print!("{}", cli::images_table(&api::list_images(config)?)),
+        ImageCommand::Tag { source, target } => {
+            api::tag_image(config, &source, &target)?;
+            println!("tagged {source} as {target}");
+        }
+        ImageCommand::Rm { reference } => {
+            api::remove_image(config, &reference)?;
+            println!("untagged {reference}");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
