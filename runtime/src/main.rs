@@ -1133,6 +1133,31 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_worded_by_their_kind() {
+        let missing = || {
+            api::Error::from(podlab::store::Error::NotFound {
+                namespace: "default".into(),
+                name: "web".into(),
+            })
+        };
+        let said = |e: anyhow::Error| error_message(&e);
+        assert_eq!(
+            said(missing().into()),
+            "Error from server (NotFound): pods \"web\" not found"
+        );
+        // Found under a context a command added.
+        let wrapped = anyhow::Error::from(missing()).context("getting web");
+        assert!(said(wrapped).starts_with("Error from server (NotFound): getting web"));
+        let busy = api::Error::Io("gc web: device busy".into());
+        assert_eq!(said(busy.into()), "error: gc web: device busy");
+        assert_eq!(
+            said(api::Error::NoObjects.into()),
+            "error: no objects passed to apply"
+        );
+        assert_eq!(said(anyhow::anyhow!("plain")), "error: plain");
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
