@@ -1,7 +1,29 @@
 //! What the API server, the scheduler and the kubelet's front door do for a
 //! one-node cluster: validate and store a pod, bind it to this node, hand it
 //! to its shim; delete it gracefully; garbage-collect pods whose shim died;
-//! enter a container for `exec`.
+//! enter a container for `exec`. Every front (the CLI, the API server)
+//! reads and writes through here; the submodules hold what a front needs
+//! beyond pods: describe's runtime facts, images, secrets, the pure
+//! presentation helpers, and the hidden re-exec entry points.
+
+mod describe;
+pub mod entry;
+mod images;
+pub mod present;
+mod secrets;
+
+pub use describe::{describe, ContainerFacts, PodDescription, ProcessFacts, SandboxFacts};
+pub use images::{
+    import_image, list_images, pull_image, remove_image, tag_image, ImageInfo, PullProgress,
+    DOCKER_HUB_AUTH_KEY,
+};
+pub use secrets::{create_docker_registry_secret, delete_secret, get_secret, list_secrets};
+
+/// What fronts name pods, events, log lines and limits by.
+pub use crate::cgroups::Limits;
+pub use crate::logs::Line as LogLine;
+pub use crate::network::HostLinks;
+pub use crate::store::{unix_now, Event, PodKey};
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -18,7 +40,7 @@ use crate::lifecycle;
 use crate::manifest;
 use crate::scheduler;
 use crate::shim::{self, RuntimeState};
-use crate::store::{self, now_time, Event, PodDir, PodKey, Store};
+use crate::store::{self, now_time, PodDir, Store};
 use crate::sys;
 use crate::testhook::{self, Stage};
 
@@ -40,6 +62,19 @@ pub enum Error {
     Scheduler(#[from] scheduler::Error),
     #[error(transparent)]
     Secrets(#[from] crate::secrets::Error),
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
+    /// The shim's hand-over of a pod's pull secrets could not be read.
+    #[error("reading the pull logins {}", path.display())]
+    ReadPullLogins {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the pull logins {} are not a JSON list", path.display())]
+    BadPullLogins {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
     /// An update named a resource version that is no longer the pod's.
     #[error("Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again")]
     Conflict { name: String },
@@ -67,6 +102,78 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What kind of failure an [`Error`] is, as the Kubernetes API names its
+/// reasons: what a front maps to its own words (kubectl's messages, HTTP
+/// statuses) without looking into the layers below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// An API object (a pod, a secret) that does not exist.
+    NotFound,
+    /// Creating an object whose name is taken.
+    AlreadyExists,
+    /// An object that fails validation.
+    Invalid,
+    /// An update against a version that is no longer the object's.
+    Conflict,
+    /// A request that cannot be served as asked (no such container, no
+    /// log yet, nothing to apply, a manifest that does not parse).
+    BadRequest,
+    /// A deadline passed.
+    Timeout,
+    /// Anything else: the node failed to do what was asked.
+    Internal,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        use crate::secrets::Error as Sec;
+        use store::Error as St;
+        match self {
+            Error::Store(St::AlreadyExists { .. }) | Error::Secrets(Sec::AlreadyExists { .. }) => {
+                ErrorKind::AlreadyExists
+            }
+            Error::Manifest(manifest::Error::Invalid { .. }) => ErrorKind::Invalid,
+            Error::Secrets(Sec::Manifest(e)) if matches!(**e, manifest::Error::Invalid { .. }) => {
+                ErrorKind::Invalid
+            }
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::WaitTimeout { .. } | Error::ExecTimeout(_) => ErrorKind::Timeout,
+            _ if self.names_a_missing_object() => ErrorKind::NotFound,
+            Error::Manifest(_)
+            | Error::Secrets(Sec::Manifest(_))
+            | Error::NoSuchContainer { .. }
+            | Error::NotRunning { .. }
+            | Error::NoObjects
+            | Error::NoLog(_) => ErrorKind::BadRequest,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    /// A missing pod or secret, here or among the causes (a lower layer
+    /// that looked the pod up on the way).
+    fn names_a_missing_object(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            let missing = matches!(
+                e.downcast_ref::<Error>(),
+                Some(Error::Store(store::Error::NotFound { .. }))
+                    | Some(Error::Secrets(crate::secrets::Error::NotFound { .. }))
+            ) || matches!(
+                e.downcast_ref::<store::Error>(),
+                Some(store::Error::NotFound { .. })
+            ) || matches!(
+                e.downcast_ref::<crate::secrets::Error>(),
+                Some(crate::secrets::Error::NotFound { .. })
+            );
+            if missing {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
 
 /// What `apply` did with one pod or secret, as kubectl prints it.
 #[derive(Debug, PartialEq, Eq)]
@@ -934,6 +1041,43 @@ pub fn watch(
     }
 }
 
+/// Follows several pods at once, one thread each, until every one is
+/// deleted or its callback returns false: `follow` makes each pod's
+/// callback (see [`watch`]). Every pod is looked up first, so a missing
+/// one fails before anything is followed.
+pub fn watch_pods<F>(
+    config: &Config,
+    keys: &[PodKey],
+    mut follow: impl FnMut(&PodKey) -> F,
+) -> Result<()>
+where
+    F: FnMut(&Pod) -> bool + Send,
+{
+    let store = Store::of(config)?;
+    let dirs = keys
+        .iter()
+        .map(|k| store.get(k))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let watchers: Vec<_> = dirs.iter().map(|d| (d, follow(&d.key))).collect();
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for (dir, on_change) in watchers {
+            let failed = &failed;
+            scope.spawn(move || {
+                if let Err(e) = watch(dir, None, on_change) {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(e);
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// What `podlab wait --for=...` waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WaitFor {
@@ -1548,6 +1692,40 @@ pub fn events(config: &Config, namespace: Option<&str>) -> Result<Vec<(PodKey, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_say_their_kind() {
+        let missing = store::Error::NotFound {
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        assert_eq!(Error::from(missing).kind(), ErrorKind::NotFound);
+        let secret = crate::secrets::Error::NotFound {
+            namespace: "default".into(),
+            name: "s".into(),
+        };
+        assert_eq!(Error::from(secret).kind(), ErrorKind::NotFound);
+        let taken = store::Error::AlreadyExists {
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        assert_eq!(Error::from(taken).kind(), ErrorKind::AlreadyExists);
+        let conflict = Error::Conflict { name: "web".into() };
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
+        assert_eq!(Error::NoLog("x".into()).kind(), ErrorKind::BadRequest);
+        assert_eq!(
+            Error::ExecTimeout(Duration::from_secs(1)).kind(),
+            ErrorKind::Timeout
+        );
+        // Failing to delete is not the pod being missing.
+        assert_eq!(Error::Io("gc web: busy".into()).kind(), ErrorKind::Internal);
+        let invalid = manifest::Error::Invalid {
+            kind: "Pod",
+            name: "web".into(),
+            problems: Vec::new(),
+        };
+        assert_eq!(Error::from(invalid).kind(), ErrorKind::Invalid);
+    }
 
     #[test]
     fn conditions_are_met_ignoring_case() {

@@ -1,49 +1,11 @@
-//! What the CLI prints: kubectl-shaped tables, v1 objects and describe views.
+//! What the CLI prints: kubectl-shaped tables, v1 objects and describe
+//! views, made from what `api` returns. Pure: main.rs reads and prints.
 
-use std::io::Read;
-use std::path::Path;
-
-use anyhow::{bail, Context};
+use anyhow::bail;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use podlab::api;
-use podlab::config::Config;
-use podlab::image::ImageStore;
-use podlab::lifecycle;
-use podlab::namespaces::{ns_id, Kind};
-use podlab::selector::Selector;
-use podlab::shim::RuntimeState;
-use podlab::store::{PodDir, PodKey, Store};
-use std::io::IsTerminal;
-
-use crate::ImageCommand;
-
-/// Largest manifest podlab reads, like the API server's request limit.
-const MAX_MANIFEST: u64 = 3 * 1024 * 1024;
-
-pub fn read_manifest(file: &str) -> anyhow::Result<String> {
-    let mut text = String::new();
-    if file == "-" {
-        std::io::stdin()
-            .take(MAX_MANIFEST + 1)
-            .read_to_string(&mut text)
-            .context("reading the manifest from stdin")?;
-    } else {
-        std::fs::File::open(file)
-            .with_context(|| format!("the path \"{file}\" does not exist"))?
-            .take(MAX_MANIFEST + 1)
-            .read_to_string(&mut text)
-            .with_context(|| format!("reading {file}"))?;
-    }
-    if text.len() as u64 > MAX_MANIFEST {
-        bail!(
-            "{file}: the manifest is larger than {} MiB",
-            MAX_MANIFEST >> 20
-        );
-    }
-    Ok(text)
-}
+use podlab::api::{self, present, PodKey};
 
 /// How `get` prints pods, from `-o` (and `--no-headers`).
 pub enum Output {
@@ -156,142 +118,14 @@ pub fn render_secrets(
     })
 }
 
-/// `get secrets [NAME]`.
-pub fn get_secrets(
-    config: &Config,
-    name: Option<&str>,
-    namespace: Option<&str>,
-    all: bool,
-    output: &Output,
-) -> anyhow::Result<()> {
-    let ns = namespace.unwrap_or("default");
-    let secrets = match name {
-        Some(name) => vec![podlab::secrets::get(config, ns, name)?],
-        None => podlab::secrets::list(config, (!all).then_some(ns))?,
-    };
-    if secrets.is_empty() && matches!(output, Output::Table(_)) {
-        if all {
-            eprintln!("No resources found");
-        } else {
-            eprintln!("No resources found in {ns} namespace.");
-        }
-        return Ok(());
-    }
-    print!(
-        "{}",
-        render_secrets(&secrets, name.is_some(), output, podlab::store::unix_now())?
-    );
-    Ok(())
-}
-
-/// Points this process's stdin at /dev/null, so an exec'd command without
-/// `-i` reads end-of-file at once instead of the user's terminal.
-pub fn empty_stdin() -> anyhow::Result<()> {
-    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
-    nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
-    Ok(())
-}
-
-pub fn get(
-    config: &Config,
-    name: Option<&str>,
-    namespace: Option<&str>,
-    all: bool,
-    selector: &Selector,
-    output: &Output,
-) -> anyhow::Result<()> {
-    let ns = namespace.unwrap_or("default");
-    let pods = match name {
-        Some(n) => {
-            let store = Store::of(config)?;
-            vec![api::pod_object(&store.get(&PodKey::new(ns, n))?)?]
-        }
-        None => api::list(config, (!all).then_some(ns), selector)?,
-    };
-    if pods.is_empty() && matches!(output, Output::Table(_)) {
-        if all {
-            eprintln!("No resources found");
-        } else {
-            eprintln!("No resources found in {ns} namespace.");
-        }
-        return Ok(());
-    }
-    print!(
-        "{}",
-        render_pods(&pods, name.is_some(), output, podlab::store::unix_now())?
-    );
-    Ok(())
-}
-
-/// `get -w`: each pod now (unless `watch_only`), then again at each change,
-/// until every pod is deleted. Several pods are followed one thread each
-/// (the pods there when the watch starts). Table rows come without a header
-/// after the first, as kubectl prints them; `-o json` prints one complete
-/// Pod object per line.
-pub fn watch(
-    config: &Config,
-    keys: &[PodKey],
-    output: &Output,
-    watch_only: bool,
-) -> anyhow::Result<()> {
-    let store = Store::of(config)?;
-    let dirs = keys
-        .iter()
-        .map(|k| store.get(k))
-        .collect::<Result<Vec<_>, _>>()?;
-    let printed_header = std::sync::atomic::AtomicBool::new(false);
-    let errors = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for dir in &dirs {
-            let printed_header = &printed_header;
-            let errors = &errors;
-            scope.spawn(move || {
-                let mut first = true;
-                let mut last = String::new();
-                let result = api::watch(dir, None, |pod| {
-                    let skip = first && watch_only;
-                    first = false;
-                    if skip {
-                        return true;
-                    }
-                    let text = match watch_line(pod, output, &mut last, printed_header) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            if let Ok(mut errs) = errors.lock() {
-                                errs.push(e);
-                            }
-                            return false;
-                        }
-                    };
-                    if !text.is_empty() {
-                        use std::io::Write;
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(text.as_bytes());
-                        let _ = out.flush();
-                    }
-                    true
-                });
-                if let Err(e) = result {
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push(e.into());
-                    }
-                }
-            });
-        }
-    });
-    match errors.into_inner().ok().and_then(|mut e| e.pop()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
 /// One change of one watched pod as printed; empty when a table row did
 /// not change (only a timestamp moved).
-fn watch_line(
+pub fn watch_line(
     pod: &Pod,
     output: &Output,
     last: &mut String,
     printed_header: &std::sync::atomic::AtomicBool,
+    now: i64,
 ) -> anyhow::Result<String> {
     use std::sync::atomic::Ordering;
     Ok(match output {
@@ -304,7 +138,7 @@ fn watch_line(
                     no_headers: false,
                     ..*cols
                 },
-                podlab::store::unix_now(),
+                now,
             );
             let mut lines = t.lines();
             let header = lines.next().unwrap_or_default();
@@ -324,17 +158,14 @@ fn watch_line(
     })
 }
 
-/// `get events`: the pods' events, oldest first, as kubectl lists them.
-pub fn events(
-    config: &Config,
-    pod: Option<&str>,
-    namespace: Option<&str>,
+/// `get events`: the pods' events, oldest first, as kubectl lists them
+/// (`-o json` or a table); `None` when a table would be empty.
+pub fn events_text(
+    rows: &[(PodKey, String, api::Event)],
     all: bool,
     output: Option<&str>,
-) -> anyhow::Result<()> {
-    let ns = namespace.unwrap_or("default");
-    let mut rows = api::events(config, if all { None } else { Some(ns) })?;
-    rows.retain(|(key, _, _)| pod.is_none_or(|p| p == key.name));
+    now: i64,
+) -> anyhow::Result<Option<String>> {
     match output {
         Some("json") => {
             let items: Vec<serde_json::Value> = rows
@@ -357,16 +188,11 @@ pub fn events(
                 })
                 .collect();
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}});
-            println!("{}", serde_json::to_string_pretty(&list)?);
+            Ok(Some(serde_json::to_string_pretty(&list)? + "\n"))
         }
         None => {
             if rows.is_empty() {
-                if all {
-                    eprintln!("No resources found");
-                } else {
-                    eprintln!("No resources found in {ns} namespace.");
-                }
-                return Ok(());
+                return Ok(None);
             }
             let mut table = vec![vec![
                 "LAST SEEN".to_string(),
@@ -378,14 +204,14 @@ pub fn events(
             if all {
                 table[0].insert(0, "NAMESPACE".into());
             }
-            for (key, _, e) in &rows {
+            for (key, _, e) in rows {
                 let seen = e
                     .time
                     .parse::<k8s_openapi::jiff::Timestamp>()
                     .ok()
                     .map(Time);
                 let mut row = vec![
-                    age(seen.as_ref(), podlab::store::unix_now()),
+                    age(seen.as_ref(), now),
                     e.type_.clone(),
                     e.reason.clone(),
                     format!("pod/{}", key.name),
@@ -396,11 +222,10 @@ pub fn events(
                 }
                 table.push(row);
             }
-            print!("{}", align(&table));
+            Ok(Some(align(&table)))
         }
         Some(other) => bail!("unable to match a printer suitable for the output format \"{other}\" for events, allowed formats are: json"),
     }
-    Ok(())
 }
 
 /// Columns padded to their widest cell, three spaces apart, as kubectl prints.
@@ -448,12 +273,12 @@ pub fn table(pods: &[Pod], cols: Columns, now: i64) -> String {
     let none = || "<none>".to_string();
     for pod in pods {
         let status = pod.status.clone().unwrap_or_default();
-        let (ready, total) = lifecycle::ready_count(pod, &status);
+        let (ready, total) = present::ready_count(pod, &status);
         let mut row = vec![
             pod.metadata.name.clone().unwrap_or_default(),
             format!("{ready}/{total}"),
-            lifecycle::display_status(pod, &status),
-            lifecycle::restarts(pod, &status).to_string(),
+            present::display_status(pod, &status),
+            present::restarts(pod, &status).to_string(),
             age(pod.metadata.creation_timestamp.as_ref(), now),
         ];
         if cols.namespace {
@@ -479,7 +304,7 @@ fn readiness_gates(pod: &Pod, status: &PodStatus) -> Option<String> {
     }
     let met = gates
         .iter()
-        .filter(|g| lifecycle::condition_is_true(status, &g.condition_type))
+        .filter(|g| present::condition_is_true(status, &g.condition_type))
         .count();
     Some(format!("{met}/{}", gates.len()))
 }
@@ -492,16 +317,7 @@ fn age(created: Option<&Time>, now: i64) -> String {
     }
 }
 
-pub use podlab::lifecycle::human_duration;
-
-pub fn describe(config: &Config, key: &PodKey) -> anyhow::Result<()> {
-    let store = Store::of(config)?;
-    let dir = store.get(key)?;
-    let (pod, status) = api::current_status(&dir)?;
-    let state: RuntimeState = dir.read_runtime()?.unwrap_or_default();
-    print!("{}", describe_text(&pod, &status, &state, &dir));
-    Ok(())
-}
+use podlab::api::present::human_duration;
 
 /// The pod's host namespaces, host ports, hostAliases and DNS settings,
 /// each only when the pod sets it.
@@ -519,7 +335,7 @@ fn describe_host_and_dns(s: &mut String, spec: &k8s_openapi::api::core::v1::PodS
     if !host_ns.is_empty() {
         let _ = writeln!(s, "Host Namespaces: {}", host_ns.join(", "));
     }
-    let ports: Vec<String> = podlab::scheduler::host_ports_described(spec);
+    let ports: Vec<String> = present::host_ports_described(spec);
     if !ports.is_empty() {
         let _ = writeln!(s, "Host Ports:   {}", ports.join(", "));
     }
@@ -550,8 +366,10 @@ fn describe_host_and_dns(s: &mut String, spec: &k8s_openapi::api::core::v1::PodS
     }
 }
 
-fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodDir) -> String {
+/// `describe`'s text: kubectl's layout with podlab's sandbox and runtime facts.
+pub fn describe_text(d: &api::PodDescription) -> String {
     use std::fmt::Write;
+    let (pod, status, sandbox) = (&d.pod, &d.status, &d.sandbox);
     let mut s = String::new();
     let spec = pod.spec.clone().unwrap_or_default();
     let md = &pod.metadata;
@@ -582,11 +400,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
             labels.join(",")
         }
     );
-    let _ = writeln!(
-        s,
-        "Status:       {}",
-        lifecycle::display_status(pod, status)
-    );
+    let _ = writeln!(s, "Status:       {}", present::display_status(pod, status));
     if let Some(m) = &status.message {
         let _ = writeln!(s, "Message:      {m}");
     }
@@ -597,30 +411,26 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
     );
     describe_host_and_dns(&mut s, &spec);
     let _ = writeln!(s, "Sandbox:");
-    if let Some(p) = state.shim {
-        let _ = writeln!(s, "  Shim PID:   {}", p.pid);
+    if let Some(pid) = sandbox.shim_pid {
+        let _ = writeln!(s, "  Shim PID:   {pid}");
     }
-    if let Some(p) = state.pause {
+    if let Some(p) = &sandbox.pause {
         let _ = writeln!(s, "  Pause PID:  {}", p.pid);
-        for k in [Kind::Net, Kind::Uts, Kind::Ipc, Kind::Pid] {
+        for (kind, id) in &p.namespaces {
             let _ = writeln!(
                 s,
                 "  {:<11} {}",
-                format!("{}:", k.proc_name()),
-                ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+                format!("{kind}:"),
+                id.as_deref().unwrap_or("<gone>")
             );
         }
     }
-    if let Some(n) = &state.netns {
+    if let Some(n) = &sandbox.netns {
         let _ = writeln!(s, "  Netns:      {}", n.display());
     }
-    let _ = writeln!(s, "  /dev/shm:   {}", dir.shm_dir().display());
-    if let Some(cg) = &state.pod_cgroup {
-        let _ = writeln!(
-            s,
-            "  Cgroup:     {cg} ({:?})",
-            state.cgroup_mode.unwrap_or(podlab::cgroups::Mode::V1)
-        );
+    let _ = writeln!(s, "  /dev/shm:   {}", sandbox.shm_dir.display());
+    if let Some((cg, mode)) = &sandbox.pod_cgroup {
+        let _ = writeln!(s, "  Cgroup:     {cg} ({mode})");
     }
     let init = spec.init_containers.clone().unwrap_or_default();
     for (title, list, statuses) in [
@@ -633,7 +443,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         let _ = writeln!(s, "{title}");
         for c in list {
             let cs = statuses.iter().flatten().find(|x| x.name == c.name);
-            describe_container(&mut s, c, cs, state.containers.get(&c.name));
+            describe_container(&mut s, c, cs, d.containers.get(&c.name));
         }
     }
     let _ = writeln!(s, "Conditions:");
@@ -642,8 +452,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
         let _ = writeln!(s, "  {:<27} {}", c.type_, c.status);
     }
     let _ = writeln!(s, "Events:");
-    let events = dir.read_events().unwrap_or_default();
-    if events.is_empty() {
+    if d.events.is_empty() {
         let _ = writeln!(s, "  <none>");
     } else {
         let _ = writeln!(
@@ -651,7 +460,7 @@ fn describe_text(pod: &Pod, status: &PodStatus, state: &RuntimeState, dir: &PodD
             "  {:<8} {:<22} {:<20} {:<26} Message",
             "Type", "Reason", "From", "Time"
         );
-        for e in events {
+        for e in &d.events {
             let _ = writeln!(
                 s,
                 "  {:<8} {:<22} {:<20} {:<26} {}",
@@ -666,7 +475,7 @@ fn describe_container(
     s: &mut String,
     c: &k8s_openapi::api::core::v1::Container,
     cs: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
-    rt: Option<&podlab::shim::ContainerRuntime>,
+    rt: Option<&api::ContainerFacts>,
 ) {
     use std::fmt::Write;
     let _ = writeln!(s, "  {}:", c.name);
@@ -732,37 +541,37 @@ fn describe_container(
         }
     }
     if let Some(rt) = rt {
-        let _ = writeln!(s, "    Command:        {}", rt.process.args.join(" "));
+        let _ = writeln!(s, "    Command:        {}", rt.args.join(" "));
         // As resolved: the image's Entrypoint, Cmd, Env and WorkingDir
         // with the manifest's over them and $(VAR) references expanded.
-        let _ = writeln!(s, "    Working Dir:    {}", rt.process.cwd);
+        let _ = writeln!(s, "    Working Dir:    {}", rt.cwd);
         let id = |v: Option<u32>| v.map_or_else(|| "0".to_string(), |v| v.to_string());
         // The groups as resolved: the image's (unless supplementalGroupsPolicy
         // is Strict), supplementalGroups, fsGroup.
-        let groups = if rt.security.groups.is_empty() {
+        let groups = if rt.groups.is_empty() {
             String::new()
         } else {
-            let list: Vec<String> = rt.security.groups.iter().map(u32::to_string).collect();
+            let list: Vec<String> = rt.groups.iter().map(u32::to_string).collect();
             format!(" groups={}", list.join(","))
         };
         let _ = writeln!(
             s,
             "    User:           uid={} gid={}{groups}",
-            id(rt.security.uid),
-            id(rt.security.gid)
+            id(rt.uid),
+            id(rt.gid)
         );
         let _ = writeln!(s, "    Environment:");
-        for kv in &rt.process.env {
+        for kv in &rt.env {
             let _ = writeln!(s, "      {kv}");
         }
-        if let Some(p) = rt.pid {
+        if let Some(p) = &rt.process {
             let _ = writeln!(s, "    PID:            {}", p.pid);
-            for k in [Kind::Mnt, Kind::Pid, Kind::Net, Kind::Uts, Kind::Ipc] {
+            for (kind, id) in &p.namespaces {
                 let _ = writeln!(
                     s,
                     "    {:<15} {}",
-                    format!("{}:", k.proc_name()),
-                    ns_id(p.pid, k).unwrap_or_else(|| "<gone>".into())
+                    format!("{kind}:"),
+                    id.as_deref().unwrap_or("<gone>")
                 );
             }
         }
@@ -810,7 +619,7 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     } else {
         "<unsupported>".into()
     };
-    let t = podlab::probe::Timing::of(p);
+    let t = present::ProbeTiming::of(p);
     format!(
         "{how} delay={}s timeout={}s period={}s #success={} #failure={}",
         t.initial_delay.as_secs(),
@@ -821,98 +630,46 @@ fn probe_text(p: &k8s_openapi::api::core::v1::Probe) -> String {
     )
 }
 
-pub use podlab::api::LogOptions;
-
-pub fn logs(
-    config: &Config,
-    key: &PodKey,
-    container: Option<&str>,
-    opts: &LogOptions,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut print = |lines: Vec<podlab::logs::Line>| -> std::io::Result<bool> {
-        let mut out = std::io::stdout().lock();
-        for l in lines {
-            if opts.timestamps {
-                write!(out, "{} ", l.time)?;
-            }
-            out.write_all(&l.text)?;
-            out.write_all(b"\n")?;
-        }
-        out.flush()?;
-        Ok(true)
-    };
-    api::logs(config, key, container, opts, &mut print)?;
-    Ok(())
-}
-
-pub fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
-    let store = ImageStore::open(&config.image_root)?;
-    match cmd {
-        ImageCommand::Import { path, name } => {
-            for img in store.import(Path::new(&path), name.as_deref())? {
-                println!("imported {} {}", img.reference, img.digest);
-            }
-        }
-        ImageCommand::Pull {
-            reference,
-            quiet,
-            logins_from,
-        } => {
-            let terminal = !quiet && std::io::stderr().is_terminal();
-            let mut bar = PullBar::new(&reference);
-            let mut options = config.pull_options();
-            if let Some(path) = logins_from {
-                let text = std::fs::read(&path)
-                    .with_context(|| format!("reading the pull logins {}", path.display()));
-                // Read once: the logins do not outlive this pull.
-                let _ = std::fs::remove_file(&path);
-                options.secret_configs = serde_json::from_slice(&text?).with_context(|| {
-                    format!("the pull logins {} are not a JSON list", path.display())
-                })?;
-            }
-            let img = store.pull(&reference, &options, &mut |p| {
-                if terminal {
-                    bar.update(p);
-                }
-            })?;
-            if terminal {
-                bar.finish();
-            }
-            println!("pulled {} {}", img.reference, img.digest);
-        }
-        ImageCommand::Ls => {
-            let images = store.list()?;
-            let mut rows = vec![["IMAGE".to_string(), "DIGEST".into(), "SIZE".into()]];
-            for i in images {
-                let short = i
-                    .digest
-                    .trim_start_matches("sha256:")
-                    .chars()
-                    .take(12)
-                    .collect::<String>();
-                rows.push([i.reference, short, human_size(i.size)]);
-            }
-            let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-            for r in rows {
-                println!("{:<w0$}   {:<12}   {}", r[0], r[1], r[2]);
-            }
-        }
-        ImageCommand::Tag { source, target } => {
-            store.tag(&source, &target)?;
-            println!("tagged {source} as {target}");
-        }
-        ImageCommand::Rm { reference } => {
-            store.remove(&reference)?;
-            println!("untagged {reference}");
-        }
+/// `image ls`: IMAGE, DIGEST (12 hex digits) and SIZE.
+pub fn images_table(images: &[api::ImageInfo]) -> String {
+    use std::fmt::Write;
+    let mut rows = vec![["IMAGE".to_string(), "DIGEST".into(), "SIZE".into()]];
+    for i in images {
+        let short = i
+            .digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        rows.push([i.reference.clone(), short, human_size(i.size)]);
     }
-    Ok(())
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for r in rows {
+        let _ = writeln!(out, "{:<w0$}   {:<12}   {}", r[0], r[1], r[2]);
+    }
+    out
 }
 
-/// One line on stderr, redrawn at most ten times a second: layers and
-/// bytes fetched of what the pull needs.
-struct PullBar {
+/// A batch of log lines as `logs` prints them, each with the time it was
+/// written first when `timestamps`.
+pub fn log_text(lines: &[api::LogLine], timestamps: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        if timestamps {
+            out.extend_from_slice(l.time.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(&l.text);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// `image pull`'s progress: one line, redrawn at most ten times a second
+/// (and at each finished layer): layers and bytes fetched of what the pull
+/// needs.
+pub struct PullBar {
     reference: String,
     layers: usize,
     missing: usize,
@@ -923,7 +680,7 @@ struct PullBar {
 }
 
 impl PullBar {
-    fn new(reference: &str) -> PullBar {
+    pub fn new(reference: &str) -> PullBar {
         PullBar {
             reference: reference.to_string(),
             layers: 0,
@@ -935,8 +692,9 @@ impl PullBar {
         }
     }
 
-    fn update(&mut self, p: &podlab::image::Progress) {
-        use podlab::image::Progress;
+    /// Takes in one report; the line to draw when it is due at `now`.
+    pub fn update(&mut self, p: &api::PullProgress, now: std::time::Instant) -> Option<String> {
+        use api::PullProgress as Progress;
         match *p {
             Progress::Resolved {
                 layers,
@@ -948,19 +706,20 @@ impl PullBar {
             Progress::Bytes(n) => self.bytes += n,
             Progress::LayerDone => self.done += 1,
         }
-        let now = std::time::Instant::now();
         let due = self
             .drawn
             .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_millis(100));
         if due || matches!(p, Progress::LayerDone) {
             self.drawn = Some(now);
-            self.draw();
+            return Some(self.line());
         }
+        None
     }
 
-    fn draw(&self) {
+    /// The line as it stands, drawn over the previous one.
+    pub fn line(&self) -> String {
         let cached = self.layers - self.missing;
-        eprint!(
+        format!(
             "\r\x1b[K{}: layers {}/{} ({} already present), {} / {}",
             self.reference,
             self.done + cached,
@@ -968,12 +727,7 @@ impl PullBar {
             cached,
             human_size(self.bytes),
             human_size(self.total)
-        );
-    }
-
-    fn finish(&self) {
-        self.draw();
-        eprintln!();
+        )
     }
 }
 
@@ -1056,7 +810,7 @@ pub fn mermaid(p: &api::PodPicture) -> String {
 }
 
 /// A container's limits in words: memory, CPU quota, shares, pids.
-fn limits_text(l: &podlab::cgroups::Limits) -> String {
+fn limits_text(l: &api::Limits) -> String {
     let mut parts = Vec::new();
     if let Some(m) = l.memory_bytes {
         parts.push(format!("memory {}", human_size(m.max(0) as u64)));
@@ -1317,7 +1071,7 @@ mod tests {
                         ],
                     }),
                     cgroup: "podlab/pod-u-1/ctr-app".into(),
-                    limits: podlab::cgroups::Limits {
+                    limits: api::Limits {
                         memory_bytes: Some(64 << 20),
                         cpu_quota_us: Some(25_000),
                         cpu_period_us: Some(100_000),
@@ -1333,12 +1087,193 @@ mod tests {
                 },
             ],
             ifname: "eth0".into(),
-            links: podlab::network::HostLinks {
+            links: api::HostLinks {
                 bridge: Some("podlab0".into()),
                 veth: Some("veth12ab".into()),
             },
         };
         insta::assert_snapshot!("mermaid_pod", mermaid(&picture));
+    }
+
+    /// A running pod with a probe, limits, a resolved user and command,
+    /// its sandbox's namespaces (one process gone) and an event.
+    fn described() -> api::PodDescription {
+        let mut pod = pod(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "lab", "uid": "u-1",
+                         "labels": {"app": "web"}},
+            "spec": {"nodeName": "podlab", "hostIPC": true, "containers": [{
+                "name": "app", "image": "probe:latest",
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}},
+                "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}],
+                "resources": {"limits": {"memory": "64Mi"}}
+            }]},
+            "status": {"phase": "Running", "hostIP": "10.0.0.1", "podIP": "10.89.0.5",
+                "startTime": "2020-01-01T00:00:00Z",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 1,
+                    "image": "probe:latest", "imageID": "sha256:abc",
+                    "state": {"running": {"startedAt": "2020-01-01T00:00:01Z"}}}]}
+        }));
+        let status = pod.status.take().unwrap();
+        let ns = |kinds: &[&str], id: u64| -> Vec<(String, Option<String>)> {
+            kinds
+                .iter()
+                .map(|k| (k.to_string(), Some(format!("{k}:[{id}]"))))
+                .collect()
+        };
+        let mut gone = ns(&["net", "uts", "ipc"], 7);
+        gone.push(("pid".into(), None));
+        api::PodDescription {
+            pod,
+            status,
+            sandbox: api::SandboxFacts {
+                shim_pid: Some(10),
+                pause: Some(api::ProcessFacts {
+                    pid: 11,
+                    namespaces: gone,
+                }),
+                netns: Some("/run/netns/podlab-u-1".into()),
+                shm_dir: "/run/podlab/pods/lab/web/shm".into(),
+                pod_cgroup: Some(("podlab/pod-u-1".into(), "V2".into())),
+            },
+            containers: [(
+                "app".to_string(),
+                api::ContainerFacts {
+                    args: vec!["/probe".into(), "serve".into()],
+                    cwd: "/".into(),
+                    env: vec!["PATH=/bin".into()],
+                    uid: Some(1000),
+                    gid: None,
+                    groups: vec![2000, 3000],
+                    process: Some(api::ProcessFacts {
+                        pid: 12,
+                        namespaces: ns(&["mnt", "pid", "net", "uts", "ipc"], 9),
+                    }),
+                    limits: api::Limits {
+                        memory_bytes: Some(64 << 20),
+                        ..Default::default()
+                    },
+                    cgroup_paths: vec![("unified".into(), "/sys/fs/cgroup/podlab/x".into())],
+                },
+            )]
+            .into(),
+            events: vec![api::Event {
+                time: "2020-01-01T00:00:01Z".into(),
+                type_: "Normal".into(),
+                reason: "Started".into(),
+                from: "podlab-shim".into(),
+                message: "Started container app".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn describe_lays_out_the_pod_its_sandbox_and_containers() {
+        insta::assert_snapshot!("describe_pod", describe_text(&described()));
+        let mut bare = described();
+        bare.sandbox = api::SandboxFacts {
+            shim_pid: None,
+            pause: None,
+            netns: None,
+            shm_dir: "/shm".into(),
+            pod_cgroup: None,
+        };
+        bare.containers.clear();
+        bare.events.clear();
+        let text = describe_text(&bare);
+        assert!(text.contains("Sandbox:\n  /dev/shm:   /shm\n"), "{text}");
+        assert!(text.contains("Events:\n  <none>\n"), "{text}");
+        assert!(!text.contains("Command:"), "{text}");
+    }
+
+    #[test]
+    fn images_list_with_short_digests() {
+        let images = [
+            api::ImageInfo {
+                reference: "docker.io/library/busybox:latest".into(),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                size: 2 << 20,
+                created: None,
+            },
+            api::ImageInfo {
+                reference: "probe:latest".into(),
+                digest: "sha256:0123".into(),
+                size: 100,
+                created: None,
+            },
+        ];
+        insta::assert_snapshot!("images_table", images_table(&images));
+    }
+
+    #[test]
+    fn events_list_as_a_table_or_json() {
+        let event = |reason: &str| api::Event {
+            time: "2020-01-01T00:00:00Z".into(),
+            type_: "Normal".into(),
+            reason: reason.into(),
+            from: "podlab-shim".into(),
+            message: format!("{reason} the pod"),
+        };
+        let rows = vec![
+            (
+                PodKey::new("default", "web"),
+                "u-1".to_string(),
+                event("Scheduled"),
+            ),
+            (
+                PodKey::new("lab", "db"),
+                "u-2".to_string(),
+                event("Started"),
+            ),
+        ];
+        let now = CREATED + 90;
+        insta::assert_snapshot!(
+            "events_all_namespaces",
+            events_text(&rows, true, None, now).unwrap().unwrap()
+        );
+        assert_eq!(events_text(&[], false, None, now).unwrap(), None);
+        let json = events_text(&rows, false, Some("json"), now)
+            .unwrap()
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(list["items"][1]["metadata"]["name"], "db.1");
+        assert_eq!(list["items"][1]["involvedObject"]["uid"], "u-2");
+        let empty = events_text(&[], false, Some("json"), now).unwrap().unwrap();
+        assert!(empty.contains("\"items\": []"), "{empty}");
+        assert!(events_text(&rows, false, Some("yaml"), now).is_err());
+    }
+
+    #[test]
+    fn logs_and_pull_progress_print_like_before() {
+        let line = |time: &str, text: &str| api::LogLine {
+            time: time.into(),
+            stream: "stdout".into(),
+            text: text.as_bytes().to_vec(),
+        };
+        let lines = [line("t1", "one"), line("t2", "two")];
+        assert_eq!(log_text(&lines, false), b"one\ntwo\n");
+        assert_eq!(log_text(&lines, true), b"t1 one\nt2 two\n");
+        let start = std::time::Instant::now();
+        let mut bar = PullBar::new("probe:latest");
+        let resolved = api::PullProgress::Resolved {
+            layers: 3,
+            missing: 2,
+            bytes: 4096,
+        };
+        let first = bar.update(&resolved, start).unwrap();
+        assert_eq!(
+            first,
+            "\r\x1b[Kprobe:latest: layers 1/3 (1 already present), 0B / 4.0KiB"
+        );
+        // Redrawn at most ten times a second, but at each finished layer.
+        assert_eq!(bar.update(&api::PullProgress::Bytes(2048), start), None);
+        let done = bar.update(&api::PullProgress::LayerDone, start).unwrap();
+        assert!(
+            done.ends_with("layers 2/3 (1 already present), 2.0KiB / 4.0KiB"),
+            "{done}"
+        );
+        let later = start + std::time::Duration::from_millis(150);
+        assert!(bar.update(&api::PullProgress::Bytes(1), later).is_some());
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use podlab::api::{self, ErrorKind, PodKey};
 use podlab::config::{
     Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT,
 };
 use podlab::selector::Selector;
-use podlab::store::PodKey;
 
 #[derive(Parser)]
 #[command(
@@ -194,7 +194,7 @@ enum Command {
         resources: Vec<String>,
         /// `condition=TYPE` (status True), `condition=TYPE=STATUS`, or `delete`.
         #[arg(long = "for", value_name = "CONDITION", value_parser = parse_wait_for)]
-        for_: podlab::api::WaitFor,
+        for_: api::WaitFor,
         #[command(flatten)]
         ns: Namespace,
         /// How long to wait for each resource (kubectl's default: 30s).
@@ -300,7 +300,7 @@ enum CreateSecret {
     DockerRegistry {
         name: String,
         /// The registry (host[:port], or a URL); kubectl's default is Docker Hub.
-        #[arg(long, default_value = podlab::image::DOCKER_HUB_AUTH_KEY)]
+        #[arg(long, default_value = api::DOCKER_HUB_AUTH_KEY)]
         docker_server: String,
         #[arg(long, required = true)]
         docker_username: String,
@@ -355,9 +355,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `--for`: `delete`, `condition=TYPE` or `condition=TYPE=STATUS`.
-fn parse_wait_for(s: &str) -> Result<podlab::api::WaitFor, String> {
+fn parse_wait_for(s: &str) -> Result<api::WaitFor, String> {
     if s.eq_ignore_ascii_case("delete") {
-        return Ok(podlab::api::WaitFor::Delete);
+        return Ok(api::WaitFor::Delete);
     }
     let Some(cond) = s.strip_prefix("condition=") else {
         return Err(format!(
@@ -368,7 +368,7 @@ fn parse_wait_for(s: &str) -> Result<podlab::api::WaitFor, String> {
     if type_.is_empty() || status.is_empty() {
         return Err(format!("condition {s:?} names no type or no status"));
     }
-    Ok(podlab::api::WaitFor::Condition {
+    Ok(api::WaitFor::Condition {
         type_: type_.into(),
         status: status.into(),
     })
@@ -405,20 +405,23 @@ fn parse_selector(text: Option<&str>) -> anyhow::Result<Selector> {
     }
 }
 
-/// True when the error is a pod that does not exist.
-fn is_not_found(e: &anyhow::Error) -> bool {
-    use podlab::store::Error as S;
-    e.chain().any(|c| {
-        matches!(c.downcast_ref::<S>(), Some(S::NotFound { .. }))
-            || matches!(
-                c.downcast_ref::<podlab::api::Error>(),
-                Some(podlab::api::Error::Store(S::NotFound { .. }))
-            )
-            || matches!(
-                c.downcast_ref::<podlab::secrets::Error>(),
-                Some(podlab::secrets::Error::NotFound { .. })
-            )
-    })
+/// What kind of failure the API layer reported, when it did.
+fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<api::Error>())
+        .map(api::Error::kind)
+}
+
+/// The error as kubectl words it: an object that does not exist is the
+/// server's NotFound; everything else an `error: ` line (some messages are
+/// kubectl's own already: "error: ...", "The Pod ... is invalid").
+fn error_message(e: &anyhow::Error) -> String {
+    let msg = error_text(e);
+    match error_kind(e) {
+        Some(ErrorKind::NotFound) => format!("Error from server (NotFound): {msg}"),
+        _ if msg.starts_with("error: ") || msg.starts_with("The ") => msg,
+        _ => format!("error: {msg}"),
+    }
 }
 
 fn main() {
@@ -430,34 +433,24 @@ fn main() {
     config.seccomp_root = cli.seccomp_root;
     let code = match cli.command {
         // The re-exec'd helpers report through their pipes, not through anyhow.
-        Command::Shim { namespace, name } => {
-            podlab::shim::shim_main(config, PodKey::new(namespace, name))
-        }
+        Command::Shim { namespace, name } => api::entry::shim(config, PodKey::new(namespace, name)),
         Command::Pause {
             netns,
             hostname,
             share_pid,
             host_ipc,
             sysctl,
-        } => podlab::sandbox::pause_main(netns, hostname.as_deref(), share_pid, host_ipc, &sysctl),
-        Command::Init { config: path } => podlab::container::init_main(&path),
+        } => api::entry::pause(netns, hostname.as_deref(), share_pid, host_ipc, &sysctl),
+        Command::Init { config: path } => api::entry::init(&path),
         Command::Probe {
             namespace,
             name,
             request,
-        } => podlab::probe::probe_main(&config, &PodKey::new(namespace, name), &request),
+        } => api::entry::probe(&config, &PodKey::new(namespace, name), &request),
         other => match run(&config, other) {
             Ok(code) => code,
             Err(e) => {
-                // Some messages carry kubectl's own "error: " prefix already.
-                let msg = error_text(&e);
-                if is_not_found(&e) {
-                    eprintln!("Error from server (NotFound): {msg}");
-                } else if msg.starts_with("error: ") || msg.starts_with("The ") {
-                    eprintln!("{msg}");
-                } else {
-                    eprintln!("error: {msg}");
-                }
+                eprintln!("{}", error_message(&e));
                 1
             }
         },
@@ -497,9 +490,9 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ns,
             wait_ready: wait,
         } => {
-            let text = cli::read_manifest(&file)?;
+            let text = read_manifest(&file)?;
             let mut warn = |w: String| eprintln!("{w}");
-            for applied in podlab::api::apply(
+            for applied in api::apply(
                 config,
                 &text,
                 &file,
@@ -519,15 +512,15 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             docker_email,
             ns,
         })) => {
-            let mut secret = podlab::secrets::docker_registry(
+            api::create_docker_registry_secret(
+                config,
+                ns.namespace.as_deref(),
                 &name,
                 &docker_server,
                 &docker_username,
                 &docker_password,
                 docker_email.as_deref(),
-            );
-            podlab::secrets::prepare(&mut secret, ns.namespace.as_deref())?;
-            podlab::secrets::store(config, secret, false)?;
+            )?;
             println!("secret/{name} created");
             Ok(0)
         }
@@ -555,7 +548,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     ..Default::default()
                 };
                 let output = cli::Output::parse(output.as_deref(), cols)?;
-                cli::get_secrets(
+                get_secrets(
                     config,
                     name.as_deref(),
                     ns.namespace.as_deref(),
@@ -568,7 +561,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 if watch || watch_only {
                     anyhow::bail!("podlab cannot watch events; use `podlab get pod NAME -w`");
                 }
-                cli::events(
+                events(
                     config,
                     name.as_deref(),
                     ns.namespace.as_deref(),
@@ -591,7 +584,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             if watch || watch_only {
                 let keys = match name {
                     Some(name) => vec![ns.key(&name)],
-                    None => podlab::api::list(
+                    None => api::list(
                         config,
                         (!all_namespaces).then(|| ns.namespace.as_deref().unwrap_or("default")),
                         &selector,
@@ -605,10 +598,10 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     })
                     .collect(),
                 };
-                cli::watch(config, &keys, &output, watch_only)?;
+                watch_pods(config, &keys, &output, watch_only)?;
                 return Ok(0);
             }
-            cli::get(
+            get_pods(
                 config,
                 name.as_deref(),
                 ns.namespace.as_deref(),
@@ -626,12 +619,12 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         } => {
             pods_resource(&resource)?;
             match output.as_deref() {
-                None => cli::describe(config, &ns.key(&name))?,
+                None => print!(
+                    "{}",
+                    cli::describe_text(&api::describe(config, &ns.key(&name))?)
+                ),
                 Some("mermaid") => {
-                    print!(
-                        "{}",
-                        cli::mermaid(&podlab::api::picture(config, &ns.key(&name))?)
-                    )
+                    print!("{}", cli::mermaid(&api::picture(config, &ns.key(&name))?))
                 }
                 Some(other) => {
                     anyhow::bail!("-o/--output: describe prints text or \"mermaid\", not {other:?}")
@@ -649,9 +642,9 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             ..
         } => {
             if !stdin {
-                cli::empty_stdin()?;
+                empty_stdin()?;
             }
-            Ok(podlab::api::exec_with_timeout(
+            Ok(api::exec_with_timeout(
                 config,
                 &ns.key(&name),
                 container.as_deref(),
@@ -669,14 +662,14 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             since,
             follow,
         } => {
-            let opts = cli::LogOptions {
+            let opts = api::LogOptions {
                 previous,
                 tail: usize::try_from(tail).ok(),
                 timestamps,
                 since,
                 follow,
             };
-            cli::logs(config, &ns.key(&name), container.as_deref(), &opts)?;
+            logs(config, &ns.key(&name), container.as_deref(), &opts)?;
             Ok(0)
         }
         Command::Delete {
@@ -695,12 +688,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 let namespace = ns.namespace.as_deref().unwrap_or("default");
                 let mut failed = false;
                 for name in &names {
-                    match podlab::secrets::delete(config, namespace, name) {
+                    match api::delete_secret(config, namespace, name) {
                         Ok(_) => println!("secret \"{name}\" deleted"),
-                        Err(podlab::secrets::Error::NotFound { .. }) if ignore_not_found => {}
-                        Err(e @ podlab::secrets::Error::NotFound { .. }) => {
-                            eprintln!("Error from server (NotFound): {e}");
-                            failed = true;
+                        Err(e) if e.kind() == ErrorKind::NotFound => {
+                            if !ignore_not_found {
+                                eprintln!("Error from server (NotFound): {e}");
+                                failed = true;
+                            }
                         }
                         Err(e) => {
                             eprintln!("error: deleting secret {name}: {e}");
@@ -716,7 +710,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 Some(text) => {
                     let selector = parse_selector(Some(&text))?;
                     let namespace = ns.namespace.as_deref().unwrap_or("default");
-                    let pods = podlab::api::list(config, Some(namespace), &selector)?;
+                    let pods = api::list(config, Some(namespace), &selector)?;
                     if pods.is_empty() {
                         eprintln!("No resources found");
                     }
@@ -724,15 +718,13 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                 }
             };
             let mut failed = false;
-            let mut report = |name: &str, e: podlab::api::Error| {
-                let e = anyhow::Error::from(e);
-                if is_not_found(&e) {
-                    if ignore_not_found {
-                        return;
-                    }
-                    eprintln!("Error from server (NotFound): {}", error_text(&e));
-                } else {
-                    eprintln!("error: deleting pod {name}: {}", error_text(&e));
+            let mut report = |name: &str, e: api::Error| {
+                let kind = e.kind();
+                let text = error_text(&anyhow::Error::from(e));
+                match kind {
+                    ErrorKind::NotFound if ignore_not_found => return,
+                    ErrorKind::NotFound => eprintln!("Error from server (NotFound): {text}"),
+                    _ => eprintln!("error: deleting pod {name}: {text}"),
                 }
                 failed = true;
             };
@@ -740,7 +732,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             // takes about the longest grace period, as with kubectl.
             let mut asked = Vec::new();
             for name in &names {
-                match podlab::api::begin_delete(config, &ns.key(name), grace_period) {
+                match api::begin_delete(config, &ns.key(name), grace_period) {
                     Ok(d) => {
                         println!("pod \"{name}\" deleted");
                         asked.push(d);
@@ -755,7 +747,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                     continue;
                 }
                 let name = d.key.name.clone();
-                if let Err(e) = podlab::api::finish_delete(config, d) {
+                if let Err(e) = api::finish_delete(config, d) {
                     report(&name, e);
                 }
             }
@@ -769,7 +761,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
         } => {
             let mut failed = false;
             for name in pod_names(&resources)? {
-                if podlab::api::wait_for(config, &ns.key(&name), &for_, timeout)? {
+                if api::wait_for(config, &ns.key(&name), &for_, timeout)? {
                     println!("pod/{name} condition met");
                 } else {
                     eprintln!("error: timed out waiting for the condition on pods/{name}");
@@ -790,7 +782,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             pods_resource(&resource)?;
             let selector = parse_selector(selector.as_deref())?;
             let namespace = ns.namespace.as_deref().unwrap_or("default");
-            let usage = podlab::api::top(
+            let usage = api::top(
                 config,
                 (!all_namespaces || name.is_some()).then_some(namespace),
                 name.as_deref(),
@@ -819,7 +811,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Image(cmd) => {
-            cli::image(config, cmd)?;
+            image(config, cmd)?;
             Ok(0)
         }
         Command::Serve {
@@ -836,7 +828,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Gc => {
-            let report = podlab::api::gc(config)?;
+            let report = api::gc(config)?;
             for key in &report.released {
                 println!("released pod/{} in namespace {}", key.name, key.namespace);
             }
@@ -872,6 +864,228 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
     }
 }
 
+// What the commands read and print: the API layer gives the data, `cli`
+// lays it out.
+
+/// Largest manifest podlab reads, like the API server's request limit.
+const MAX_MANIFEST: u64 = 3 * 1024 * 1024;
+
+fn read_manifest(file: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut text = String::new();
+    if file == "-" {
+        std::io::stdin()
+            .take(MAX_MANIFEST + 1)
+            .read_to_string(&mut text)
+            .context("reading the manifest from stdin")?;
+    } else {
+        std::fs::File::open(file)
+            .with_context(|| format!("the path \"{file}\" does not exist"))?
+            .take(MAX_MANIFEST + 1)
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading {file}"))?;
+    }
+    if text.len() as u64 > MAX_MANIFEST {
+        anyhow::bail!(
+            "{file}: the manifest is larger than {} MiB",
+            MAX_MANIFEST >> 20
+        );
+    }
+    Ok(text)
+}
+
+/// Points this process's stdin at /dev/null, so an exec'd command without
+/// `-i` reads end-of-file at once instead of the user's terminal.
+fn empty_stdin() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+    nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
+    Ok(())
+}
+
+/// kubectl's note on stderr when a table would be empty.
+fn no_resources(all: bool, ns: &str) {
+    if all {
+        eprintln!("No resources found");
+    } else {
+        eprintln!("No resources found in {ns} namespace.");
+    }
+}
+
+/// `get secrets [NAME]`.
+fn get_secrets(
+    config: &Config,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: &cli::Output,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let secrets = match name {
+        Some(name) => vec![api::get_secret(config, ns, name)?],
+        None => api::list_secrets(config, (!all).then_some(ns))?,
+    };
+    if secrets.is_empty() && matches!(output, cli::Output::Table(_)) {
+        no_resources(all, ns);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        cli::render_secrets(&secrets, name.is_some(), output, api::unix_now())?
+    );
+    Ok(())
+}
+
+/// `get pods [NAME]`.
+fn get_pods(
+    config: &Config,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    selector: &Selector,
+    output: &cli::Output,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let pods = match name {
+        Some(n) => vec![api::get_pod(config, &PodKey::new(ns, n))?],
+        None => api::list(config, (!all).then_some(ns), selector)?,
+    };
+    if pods.is_empty() && matches!(output, cli::Output::Table(_)) {
+        no_resources(all, ns);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        cli::render_pods(&pods, name.is_some(), output, api::unix_now())?
+    );
+    Ok(())
+}
+
+/// `get -w`: each pod now (unless `watch_only`), then again at each change,
+/// until every pod is deleted. Several pods are followed one thread each
+/// (the pods there when the watch starts). Table rows come without a header
+/// after the first, as kubectl prints them; `-o json` prints one complete
+/// Pod object per line.
+fn watch_pods(
+    config: &Config,
+    keys: &[PodKey],
+    output: &cli::Output,
+    watch_only: bool,
+) -> anyhow::Result<()> {
+    let printed_header = std::sync::atomic::AtomicBool::new(false);
+    let errors = std::sync::Mutex::new(Vec::new());
+    let watched = api::watch_pods(config, keys, |_| {
+        let (printed_header, errors) = (&printed_header, &errors);
+        let mut first = true;
+        let mut last = String::new();
+        move |pod: &k8s_openapi::api::core::v1::Pod| {
+            let skip = first && watch_only;
+            first = false;
+            if skip {
+                return true;
+            }
+            let line = cli::watch_line(pod, output, &mut last, printed_header, api::unix_now());
+            let text = match line {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push(e);
+                    }
+                    return false;
+                }
+            };
+            if !text.is_empty() {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            true
+        }
+    });
+    if let Some(e) = errors.into_inner().ok().and_then(|mut e| e.pop()) {
+        return Err(e);
+    }
+    Ok(watched?)
+}
+
+/// `get events [NAME]`: the pods' events, oldest first.
+fn events(
+    config: &Config,
+    pod: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: Option<&str>,
+) -> anyhow::Result<()> {
+    let ns = namespace.unwrap_or("default");
+    let mut rows = api::events(config, if all { None } else { Some(ns) })?;
+    rows.retain(|(key, _, _)| pod.is_none_or(|p| p == key.name));
+    match cli::events_text(&rows, all, output, api::unix_now())? {
+        Some(text) => print!("{text}"),
+        None => no_resources(all, ns),
+    }
+    Ok(())
+}
+
+/// `logs`: the lines as they come (with `-f`, until the start is over).
+fn logs(
+    config: &Config,
+    key: &PodKey,
+    container: Option<&str>,
+    opts: &api::LogOptions,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut print = |lines: Vec<api::LogLine>| -> std::io::Result<bool> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&cli::log_text(&lines, opts.timestamps))?;
+        out.flush()?;
+        Ok(true)
+    };
+    api::logs(config, key, container, opts, &mut print)?;
+    Ok(())
+}
+
+fn image(config: &Config, cmd: ImageCommand) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    match cmd {
+        ImageCommand::Import { path, name } => {
+            for img in api::import_image(config, &path, name.as_deref())? {
+                println!("imported {} {}", img.reference, img.digest);
+            }
+        }
+        ImageCommand::Pull {
+            reference,
+            quiet,
+            logins_from,
+        } => {
+            let terminal = !quiet && std::io::stderr().is_terminal();
+            let mut bar = cli::PullBar::new(&reference);
+            let img = api::pull_image(config, &reference, logins_from.as_deref(), &mut |p| {
+                if terminal {
+                    if let Some(line) = bar.update(p, std::time::Instant::now()) {
+                        eprint!("{line}");
+                    }
+                }
+            })?;
+            if terminal {
+                eprintln!("{}", bar.line());
+            }
+            println!("pulled {} {}", img.reference, img.digest);
+        }
+        ImageCommand::Ls => print!("{}", cli::images_table(&api::list_images(config)?)),
+        ImageCommand::Tag { source, target } => {
+            api::tag_image(config, &source, &target)?;
+            println!("tagged {source} as {target}");
+        }
+        ImageCommand::Rm { reference } => {
+            api::remove_image(config, &reference)?;
+            println!("untagged {reference}");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -892,7 +1106,7 @@ mod tests {
 
     #[test]
     fn wait_for_parses_like_kubectl() {
-        use podlab::api::WaitFor;
+        use api::WaitFor;
         assert_eq!(parse_wait_for("delete").unwrap(), WaitFor::Delete);
         assert_eq!(
             parse_wait_for("condition=Ready").unwrap(),
@@ -916,6 +1130,31 @@ mod tests {
         assert!(names(&["deploy/a"]).is_err());
         assert!(names(&["pod"]).is_err());
         assert!(names(&["pod/"]).is_err());
+    }
+
+    #[test]
+    fn errors_are_worded_by_their_kind() {
+        let missing = || {
+            api::Error::from(podlab::store::Error::NotFound {
+                namespace: "default".into(),
+                name: "web".into(),
+            })
+        };
+        let said = |e: anyhow::Error| error_message(&e);
+        assert_eq!(
+            said(missing().into()),
+            "Error from server (NotFound): pods \"web\" not found"
+        );
+        // Found under a context a command added.
+        let wrapped = anyhow::Error::from(missing()).context("getting web");
+        assert!(said(wrapped).starts_with("Error from server (NotFound): getting web"));
+        let busy = api::Error::Io("gc web: device busy".into());
+        assert_eq!(said(busy.into()), "error: gc web: device busy");
+        assert_eq!(
+            said(api::Error::NoObjects.into()),
+            "error: no objects passed to apply"
+        );
+        assert_eq!(said(anyhow::anyhow!("plain")), "error: plain");
     }
 
     #[test]
