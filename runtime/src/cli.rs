@@ -1163,6 +1163,7 @@ mod tests {
                 reason: "Started".into(),
                 from: "podlab-shim".into(),
                 message: "Started container app".into(),
+                rv: 0,
             }],
         }
     }
@@ -1213,6 +1214,7 @@ mod tests {
             reason: reason.into(),
             from: "podlab-shim".into(),
             message: format!("{reason} the pod"),
+            rv: 0,
         };
         let rows = vec![
             (
