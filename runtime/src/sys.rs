@@ -209,17 +209,20 @@ fn os_result(r: libc::c_int) -> io::Result<()> {
 }
 
 /// Forks the calling process, which must have exactly one thread: then
-/// the child is a full copy and may do anything, so the call is safe. A
-/// threaded caller gets [`Error::Threaded`] instead of a child that could
-/// deadlock on a lock another thread held.
+/// the child is a full copy and may do anything. A caller that has more
+/// gets [`Error::Threaded`] instead of a child that could deadlock on a
+/// lock another thread held. The count comes from /proc/self; after
+/// joining a container's mount namespace (exec) that /proc does not show
+/// this process, and the caller's own guarantee stands alone.
 pub fn fork() -> Result<ForkResult> {
     match thread_count() {
-        Some(1) => {}
-        n => return Err(Error::Threaded(n)),
+        Some(n) if n > 1 => return Err(Error::Threaded(n)),
+        _ => {}
     }
-    // SAFETY: the process has a single thread (checked just above; it
-    // cannot start one between the check and the fork: that would take
-    // this very thread).
+    // SAFETY: the process has a single thread: checked just above when
+    // /proc shows it, and promised by every caller (fresh re-execs of
+    // podlab and the single-threaded CLI); a thread cannot start between
+    // the check and the fork, that would take this very thread.
     unsafe { nix::unistd::fork() }.map_err(Error::Fork)
 }
 
@@ -285,8 +288,8 @@ pub enum Error {
     Io { op: &'static str, source: io::Error },
     #[error("fork: {0}")]
     Fork(nix::Error),
-    #[error("fork refused: the process has {} threads, not one", .0.map_or("an unknown number of".to_string(), |n| n.to_string()))]
-    Threaded(Option<u64>),
+    #[error("fork refused: the process has {0} threads, not one")]
+    Threaded(u64),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -742,6 +745,28 @@ mod tests {
             ..me
         };
         assert!(!other.is_alive());
+    }
+
+    #[test]
+    fn fork_refuses_a_threaded_process() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        assert!(matches!(fork(), Err(Error::Threaded(n)) if n >= 2));
+        drop(tx);
+        let _ = other.join();
+    }
+
+    #[test]
+    fn an_inherited_descriptor_is_claimed_once_and_only_when_open() {
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        if fd >= 64 {
+            return;
+        }
+        let owned = inherited(fd).unwrap();
+        assert!(inherited(fd).is_err());
+        drop(owned);
+        assert!(inherited(1).is_err());
     }
 
     #[test]
