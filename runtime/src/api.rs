@@ -947,7 +947,7 @@ pub fn watch(
     mut on_change: impl FnMut(&Pod) -> bool,
 ) -> Result<WatchEnd> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsFd;
     let ioe = |what: &str, e: nix::Error| Error::Io(format!("watch {}: {what}: {e}", dir.key));
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| ioe("inotify", e))?;
@@ -995,42 +995,26 @@ pub fn watch(
         if current.map(|s| s.pid) != shim.as_ref().map(|(s, _)| s.pid) {
             shim = current.and_then(|s| sys::pidfd_open(s.pid).ok().map(|fd| (s, fd)));
         }
-        let mut fds = vec![libc::pollfd {
-            fd: inotify.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        if let Some((_, fd)) = &shim {
-            fds.push(libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        let ms = match deadline {
-            None => -1,
+        let fds: Vec<_> = std::iter::once(inotify.as_fd())
+            .chain(shim.as_ref().map(|(_, fd)| fd.as_fd()))
+            .collect();
+        let timeout = match deadline {
+            None => None,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Ok(WatchEnd::TimedOut);
                 }
-                i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1)
+                Some(left.max(Duration::from_millis(1)))
             }
         };
-        // SAFETY: poll on pollfds we own, for the length of the vector.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::Io(format!("watch {}: poll: {err}", dir.key)));
-            }
-            continue;
-        }
-        if fds.get(1).is_some_and(|f| f.revents != 0) {
+        let ready = sys::poll_readable(&fds, timeout)
+            .map_err(|err| Error::Io(format!("watch {}: poll: {err}", dir.key)))?;
+        if ready.get(1) == Some(&true) {
             // The shim exited: the pod is recomputed (Unknown, or gone).
             shim = None;
         }
-        if fds[0].revents != 0 {
+        if ready[0] {
             // Only "something changed" matters; the events themselves not.
             while let Ok(events) = inotify.read_events() {
                 if events.is_empty() {

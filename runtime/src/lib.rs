@@ -8,6 +8,8 @@
 //! [`namespaces`] is the one place that decides which namespaces a process
 //! joins or creates; [`sys`] is the seam for privileged syscalls.
 
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod atomic_file;
 pub mod cgroups;

@@ -273,12 +273,15 @@ impl Mutant {
 /// [`Mutant::LeakHostFd`]: opens a host directory without O_CLOEXEC, before
 /// the container's root replaces the host's.
 pub fn leak_host_dir() {
-    // SAFETY: open(2) of a constant C string; the descriptor is leaked on purpose.
-    unsafe {
-        libc::open(
-            c"/sys/fs/cgroup".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY,
-        );
+    use nix::fcntl::OFlag;
+    use std::os::fd::IntoRawFd;
+    // Leaked on purpose: no O_CLOEXEC and never closed.
+    if let Ok(fd) = nix::fcntl::open(
+        "/sys/fs/cgroup",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        let _ = fd.into_raw_fd();
     }
 }
 

@@ -196,7 +196,7 @@ impl Plan {
     /// Applies the plan to the calling process, which must be single-threaded:
     /// joins first (in `Kind::ALL` order, mount last), then creates. PID
     /// namespace changes take effect for children only, so callers fork after.
-    pub fn apply(&self) -> Result<(), Error> {
+    pub fn apply(&self, sys: &dyn crate::sys::Sys) -> Result<(), Error> {
         // Open every namespace before joining any: joining the mount
         // namespace changes what the paths resolve to.
         let mut joins = Vec::new();
@@ -211,7 +211,7 @@ impl Plan {
             }
         }
         for (kind, path, file) in &joins {
-            nix::sched::setns(file, kind.flag()).map_err(|source| Error::Join {
+            sys.setns(file, kind.flag()).map_err(|source| Error::Join {
                 kind: kind.proc_name(),
                 path: (*path).clone(),
                 source,
@@ -219,7 +219,8 @@ impl Plan {
         }
         let flags = self.create_flags();
         if !flags.is_empty() {
-            nix::sched::unshare(flags).map_err(|source| Error::Create { flags, source })?;
+            sys.unshare(flags)
+                .map_err(|source| Error::Create { flags, source })?;
         }
         Ok(())
     }
@@ -308,5 +309,79 @@ mod tests {
         let kinds: Vec<_> = plan.entries.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds.last(), Some(&Kind::Mnt));
         assert!(plan.create_flags().is_empty());
+    }
+
+    /// The calls a plan makes, through the recording seam (no privileges:
+    /// the namespace files of this very process are opened, not joined).
+    fn applied(plan: &Plan) -> Vec<crate::sys::Call> {
+        let rec = crate::sys::Recording::new();
+        plan.apply(&rec).unwrap();
+        rec.calls()
+    }
+
+    #[test]
+    fn a_container_joins_ipc_uts_net_of_the_pause_then_creates_the_rest_at_once() {
+        use crate::sys::Call;
+        let me = std::process::id() as i32;
+        assert_eq!(
+            applied(&Plan::container(me, false, false)),
+            [
+                Call::Setns(CloneFlags::CLONE_NEWIPC),
+                Call::Setns(CloneFlags::CLONE_NEWUTS),
+                Call::Setns(CloneFlags::CLONE_NEWNET),
+                Call::Unshare(
+                    CloneFlags::CLONE_NEWPID
+                        | CloneFlags::CLONE_NEWCGROUP
+                        | CloneFlags::CLONE_NEWNS
+                ),
+            ]
+        );
+        // A shared PID namespace is joined (before mount), not created.
+        assert_eq!(
+            applied(&Plan::container(me, true, false))[3],
+            Call::Setns(CloneFlags::CLONE_NEWPID)
+        );
+    }
+
+    #[test]
+    fn exec_joins_every_namespace_with_mount_last_and_creates_none() {
+        use crate::sys::Call;
+        let calls = applied(&Plan::enter(std::process::id() as i32));
+        let want: Vec<Call> = Kind::ALL.iter().map(|k| Call::Setns(k.flag())).collect();
+        assert_eq!(calls, want);
+        assert_eq!(calls.last(), Some(&Call::Setns(CloneFlags::CLONE_NEWNS)));
+    }
+
+    #[test]
+    fn the_pause_on_the_host_network_only_creates_ipc() {
+        use crate::sys::Call;
+        assert_eq!(
+            applied(&Plan::pause(None, false, false)),
+            [Call::Unshare(CloneFlags::CLONE_NEWIPC)]
+        );
+    }
+
+    #[test]
+    fn a_namespace_that_cannot_be_opened_stops_the_plan_before_any_join() {
+        let rec = crate::sys::Recording::new();
+        let mut plan = Plan::enter(std::process::id() as i32);
+        plan.entries[5].1 = Action::Join(PathBuf::from("/nonexistent/podlab-ns"));
+        assert!(matches!(
+            plan.apply(&rec),
+            Err(Error::Open { kind: "mnt", .. })
+        ));
+        assert!(rec.calls().is_empty(), "{:?}", rec.calls());
+    }
+
+    #[test]
+    fn a_failed_join_stops_the_plan() {
+        use crate::sys::{Call, Recording};
+        let rec = Recording::failing(|c| *c == Call::Setns(CloneFlags::CLONE_NEWUTS));
+        let plan = Plan::container(std::process::id() as i32, false, false);
+        assert!(matches!(
+            plan.apply(&rec),
+            Err(Error::Join { kind: "uts", .. })
+        ));
+        assert_eq!(rec.calls().len(), 2);
     }
 }

@@ -3,7 +3,6 @@
 //! conflist), and this module also answers what the node is called and
 //! which IP it has.
 
-use std::ffi::CStr;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -103,37 +102,16 @@ pub fn host_ip() -> Option<String> {
 
 /// IPv4 addresses of the interfaces that are up, in the caller's netns.
 pub fn interface_addresses() -> Vec<(String, Ipv4Addr)> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return out;
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` walks the list getifaddrs returned; every node is valid until freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_UP as u32 == 0 {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points to a sockaddr of its family.
-        if unsafe { (*ifa.ifa_addr).sa_family } as i32 != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: the family is AF_INET, so this is a sockaddr_in; the name is a C string.
-        let (addr, name) = unsafe {
-            let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-            (
-                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-                CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned(),
-            )
-        };
-        out.push((name, addr));
-    }
-    // SAFETY: frees exactly the list allocated above.
-    unsafe { libc::freeifaddrs(head) };
-    out
+    use nix::net::if_::InterfaceFlags;
+    let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    list.filter(|ifa| ifa.flags.contains(InterfaceFlags::IFF_UP))
+        .filter_map(|ifa| {
+            let sin = ifa.address.as_ref()?.as_sockaddr_in()?;
+            Some((ifa.interface_name, sin.ip()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

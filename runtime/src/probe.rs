@@ -261,8 +261,12 @@ fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), String> {
         return Ok(());
     };
     let ns = std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("enter the pod's network namespace: {e}"))
+    crate::sys::Sys::setns(
+        &crate::sys::Kernel,
+        &ns,
+        nix::sched::CloneFlags::CLONE_NEWNET,
+    )
+    .map_err(|e| format!("enter the pod's network namespace: {e}"))
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {

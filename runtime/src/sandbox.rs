@@ -8,14 +8,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::namespaces::{self, Plan};
-use crate::sys;
+use crate::sys::{self, Sys};
 
 pub const READY_FD: i32 = 3;
 
@@ -35,8 +35,6 @@ pub enum Error {
     },
     #[error("sethostname {0}: {1}")]
     Hostname(String, nix::Error),
-    #[error("fork: {0}")]
-    Fork(nix::Error),
     #[error("sysctl {name}: {source}")]
     Sysctl {
         name: String,
@@ -169,9 +167,12 @@ pub fn pause_main(
     host_ipc: bool,
     sysctls: &[String],
 ) -> i32 {
-    // SAFETY: the shim passes fd 3 as the ready pipe; we own it from here.
-    let ready = unsafe { fs::File::from_raw_fd(READY_FD) };
-    let mut ready = Some(ready);
+    // The shim passes fd 3 as the ready pipe; we own it from here.
+    let Ok(ready) = sys::inherited(READY_FD) else {
+        return 1;
+    };
+    let mut ready = Some(fs::File::from(ready));
+    let sys = &sys::Kernel;
     let result = (|| -> Result<(), Error> {
         let host_network = netns.is_none();
         let mut plan = Plan::pause(netns, share_pid, host_ipc);
@@ -179,10 +180,11 @@ pub fn pause_main(
             plan.entries
                 .retain(|(kind, _)| *kind != namespaces::Kind::Ipc);
         }
-        plan.apply()?;
+        plan.apply(sys)?;
         if !host_network {
             if let Some(h) = hostname {
-                nix::unistd::sethostname(h).map_err(|e| Error::Hostname(h.into(), e))?;
+                sys.sethostname(h)
+                    .map_err(|e| Error::Hostname(h.into(), e))?;
             }
             if crate::mutants::Mutant::from_env() != Some(crate::mutants::Mutant::LoopbackDown) {
                 sys::loopback_up()?;
@@ -192,8 +194,8 @@ pub fn pause_main(
         if share_pid {
             // The new PID namespace starts with our first child: it becomes
             // PID 1 of the pod and reaps the zombies of every container.
-            // SAFETY: single-threaded process (a fresh exec of podlab).
-            match unsafe { nix::unistd::fork() }.map_err(Error::Fork)? {
+            // A single-threaded process (a fresh exec of podlab).
+            match sys.fork()? {
                 nix::unistd::ForkResult::Parent { child } => {
                     if let Some(mut r) = ready.take() {
                         let _ = writeln!(r, "{child}");

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{PodSecurityContext, SeccompProfile, SecurityCon
 use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
-use crate::sys;
+use crate::sys::{self, Sys};
 
 /// Capability names in kernel bit order (linux/capability.h).
 pub const CAP_NAMES: [&str; 41] = [
@@ -383,107 +383,60 @@ impl Profile {
     /// no_new_privs, last of all, as runc does); then the groups and ids,
     /// which for a non-root uid clear the effective and permitted sets; then
     /// a root process's capabilities.
-    pub fn apply(&self, host: &HostCaps) -> Result<(), Error> {
+    pub fn apply(&self, sys: &dyn Sys, host: &HostCaps) -> Result<(), Error> {
         // Nothing beyond what podlab itself holds can be granted (this
         // machine, for one, lacks CAP_SYS_RESOURCE): privileged means all of it.
         let caps = self.caps & host.permitted;
-        let last_cap = host.last_cap;
-        let fail = |op| {
-            move || Error::Syscall {
-                op,
-                source: std::io::Error::last_os_error(),
-            }
-        };
+        let fail = |op| move |source| Error::Syscall { op, source };
         let install = |program: &crate::seccomp::Program| {
-            program.install().map_err(|e| Error::Seccomp {
+            program.install(sys).map_err(|e| Error::Seccomp {
                 path: "filter".into(),
                 source: e,
             })
         };
         let uid = self.uid.unwrap_or(0);
         let gid = self.gid.unwrap_or(0);
-        // SAFETY: prctl/setgroups/setgid/setuid/capset take plain integers or
-        // pointers to data we own for the duration of the call.
-        unsafe {
-            for cap in 0..=last_cap.min(63) {
-                if caps & (1u64 << cap) == 0
-                    && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
-                {
-                    return Err(fail("drop bounding capability")());
-                }
+        for cap in 0..=host.last_cap.min(63) {
+            if caps & (1u64 << cap) == 0 {
+                sys.drop_bounding_cap(cap)
+                    .map_err(fail("drop bounding capability"))?;
             }
-            if libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(fail("clear ambient capabilities")());
+        }
+        sys.clear_ambient_caps()
+            .map_err(fail("clear ambient capabilities"))?;
+        if !self.no_new_privs {
+            if let Some(program) = &self.seccomp {
+                install(program)?;
             }
-            if !self.no_new_privs {
-                if let Some(program) = &self.seccomp {
-                    install(program)?;
-                }
-            }
-            // Always set: the process gets exactly its groups, never podlab's.
-            let mut groups = [0 as libc::gid_t; MAX_GROUPS];
-            let mut n = 0;
-            groups[n] = gid;
+        }
+        // Always set: the process gets exactly its groups, never podlab's.
+        // A fixed array: this runs after fork.
+        let mut groups = [0u32; MAX_GROUPS];
+        let mut n = 0;
+        groups[n] = gid;
+        n += 1;
+        for g in self
+            .groups
+            .iter()
+            .filter(|g| **g != gid)
+            .take(MAX_GROUPS - 1)
+        {
+            groups[n] = *g;
             n += 1;
-            for g in self
-                .groups
-                .iter()
-                .filter(|g| **g != gid)
-                .take(MAX_GROUPS - 1)
-            {
-                groups[n] = *g;
-                n += 1;
-            }
-            if libc::setgroups(n, groups.as_ptr()) != 0 {
-                return Err(fail("setgroups")());
-            }
-            if libc::setgid(gid) != 0 {
-                return Err(fail("setgid")());
-            }
-            // Changing to a non-zero uid clears the permitted and effective
-            // sets, as for any non-root process without file capabilities;
-            // the bounding set stays as dropped above.
-            if libc::setuid(uid) != 0 {
-                return Err(fail("setuid")());
-            }
-            if uid == 0 {
-                let header = CapHeader {
-                    version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-                    pid: 0,
-                };
-                let lo = caps as u32;
-                let hi = (caps >> 32) as u32;
-                // Inheritable stays empty (runc's fix for CVE-2022-29162).
-                let data = [
-                    CapData {
-                        effective: lo,
-                        permitted: lo,
-                        inheritable: 0,
-                    },
-                    CapData {
-                        effective: hi,
-                        permitted: hi,
-                        inheritable: 0,
-                    },
-                ];
-                if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
-                    return Err(fail("capset")());
-                }
-            }
-            if self.no_new_privs {
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                    return Err(fail("no_new_privs")());
-                }
-                if let Some(program) = &self.seccomp {
-                    install(program)?;
-                }
+        }
+        sys.set_groups(&groups[..n]).map_err(fail("setgroups"))?;
+        sys.set_gid(gid).map_err(fail("setgid"))?;
+        // Changing to a non-zero uid clears the permitted and effective
+        // sets, as for any non-root process without file capabilities;
+        // the bounding set stays as dropped above.
+        sys.set_uid(uid).map_err(fail("setuid"))?;
+        if uid == 0 {
+            sys.set_caps(caps).map_err(fail("capset"))?;
+        }
+        if self.no_new_privs {
+            sys.set_no_new_privs().map_err(fail("no_new_privs"))?;
+            if let Some(program) = &self.seccomp {
+                install(program)?;
             }
         }
         Ok(())
@@ -625,19 +578,6 @@ fn image_identity(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32), Error> {
     Ok((uid, gid))
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 /// What the host side can hand out, read before forking.
 #[derive(Clone, Copy, Debug)]
 pub struct HostCaps {
@@ -671,18 +611,18 @@ impl HostCaps {
 /// Hides and freezes the kernel interfaces a container must not touch,
 /// inside the container's root (before pivot_root). Privileged containers
 /// see them as the host does, as in Kubernetes.
-pub fn mask_paths(rootfs: &Path) -> Result<(), Error> {
+pub fn mask_paths(sys: &dyn Sys, rootfs: &Path) -> Result<(), Error> {
     for rel in MASKED_PATHS {
         let p = rootfs.join(rel);
         match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => sys::mount(
+            Ok(m) if m.is_dir() => sys.mount(
                 Some("tmpfs"),
                 &p,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
                 Some("size=0"),
             )?,
-            Ok(_) => sys::bind(Path::new("/dev/null"), &p, false)?,
+            Ok(_) => sys.bind(Path::new("/dev/null"), &p, false)?,
             Err(_) => {}
         }
     }
@@ -690,7 +630,7 @@ pub fn mask_paths(rootfs: &Path) -> Result<(), Error> {
         let p = rootfs.join(rel);
         if p.exists() {
             // Bind onto itself so the read-only flag applies to this subtree only.
-            sys::bind(&p, &p, true)?;
+            sys.bind(&p, &p, true)?;
         }
     }
     Ok(())
@@ -698,75 +638,20 @@ pub fn mask_paths(rootfs: &Path) -> Result<(), Error> {
 
 /// Closes every descriptor above stderr at exec: nothing of the host's
 /// (the class of runc CVE-2024-21626) reaches the container's process.
-pub fn close_fds_on_exec() -> Result<(), Error> {
-    // SAFETY: close_range with CLOEXEC only flags descriptors; no memory.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r != 0 {
-        return Err(Error::Syscall {
-            op: "close_range",
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+pub fn close_fds_on_exec(sys: &dyn Sys) -> Result<(), Error> {
+    sys.close_range_cloexec(3).map_err(|source| Error::Syscall {
+        op: "close_range",
+        source,
+    })
 }
 
-/// The kernel's `struct sigaction` (x86_64 and aarch64 layout), for
-/// rt_sigaction(2) without glibc, which refuses its reserved signals 32, 33.
-#[repr(C)]
-struct KernelSigaction {
-    handler: libc::sighandler_t,
-    flags: libc::c_ulong,
-    restorer: usize,
-    mask: u64,
-}
-
-/// Gives the exec'd program the signal state a container starts with: no
-/// signal blocked (the shim blocks some for its signalfd) and none ignored
-/// (Rust ignores SIGPIPE in podlab itself, whoever started podlab may have
-/// ignored others, and SIG_IGN survives exec).
+/// Gives the exec'd program the signal state a container starts with (see
+/// [`sys::default_signals`]).
 pub fn default_signals_on_exec() -> Result<(), Error> {
-    let default = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    // SAFETY: raw rt_sigprocmask/rt_sigaction on values that live across the
-    // calls; fine between fork and exec. SIGKILL and SIGSTOP refuse (EINVAL)
-    // and are always default anyway.
-    unsafe {
-        let empty = 0u64;
-        if libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        ) != 0
-        {
-            return Err(Error::Syscall {
-                op: "rt_sigprocmask",
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        for sig in 1..=64 {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                &default as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
-            );
-        }
-    }
-    Ok(())
+    sys::default_signals().map_err(|source| Error::Syscall {
+        op: "rt_sigprocmask",
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -1060,5 +945,148 @@ mod tests {
         let pod = pod_sc(serde_json::json!({"supplementalGroups": few}));
         let p = resolve(Some(&pod), None, None, &[], Path::new("/nonexistent")).unwrap();
         assert_eq!(p.all_groups().len(), 64);
+    }
+
+    mod sequence {
+        use super::*;
+        use crate::sys::{Call, Recording};
+
+        const HOST: HostCaps = HostCaps {
+            last_cap: 40,
+            permitted: (1 << 41) - 1,
+        };
+
+        fn applied(p: &Profile) -> Vec<Call> {
+            let rec = Recording::new();
+            p.apply(&rec, &HOST).unwrap();
+            rec.calls()
+        }
+
+        fn runtime_default(p: &Profile) -> Option<crate::seccomp::Program> {
+            let sp = SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            };
+            seccomp_program(&sp, p.caps, Path::new("/nonexistent")).unwrap()
+        }
+
+        #[test]
+        fn root_drops_the_bounding_set_then_ambient_then_ids_then_sets_its_caps() {
+            let p = Profile::from_context(None).unwrap();
+            let dropped: Vec<Call> = (0..=40)
+                .filter(|c| p.caps & (1 << c) == 0)
+                .map(Call::DropBoundingCap)
+                .collect();
+            let mut want = dropped;
+            want.extend([
+                Call::ClearAmbientCaps,
+                Call::SetGroups(vec![0]),
+                Call::SetGid(0),
+                Call::SetUid(0),
+                Call::SetCaps(p.caps),
+            ]);
+            assert_eq!(applied(&p), want);
+        }
+
+        #[test]
+        fn a_non_root_user_gets_its_groups_and_no_capset() {
+            let mut p = Profile::from_context(None).unwrap();
+            p.uid = Some(1000);
+            p.gid = Some(2000);
+            p.groups = vec![2000, 3000];
+            let calls = applied(&p);
+            let tail = &calls[calls.len() - 4..];
+            assert_eq!(
+                tail,
+                [
+                    Call::ClearAmbientCaps,
+                    Call::SetGroups(vec![2000, 3000]),
+                    Call::SetGid(2000),
+                    Call::SetUid(1000),
+                ]
+            );
+        }
+
+        #[test]
+        fn the_filter_goes_in_before_the_ids_or_last_with_no_new_privs() {
+            let mut p = Profile::from_context(None).unwrap();
+            p.seccomp = runtime_default(&p);
+            let filters = p.seccomp.as_ref().map_or(0, |prog| prog.filters.len());
+            assert!(filters > 0);
+            let calls = applied(&p);
+            let first_filter = calls
+                .iter()
+                .position(|c| matches!(c, Call::SeccompFilter(_)))
+                .unwrap();
+            assert_eq!(calls[first_filter - 1], Call::ClearAmbientCaps);
+            assert!(matches!(calls.last(), Some(Call::SetCaps(_))));
+
+            p.no_new_privs = true;
+            let calls = applied(&p);
+            let nnp = calls.iter().position(|c| *c == Call::NoNewPrivs).unwrap();
+            assert!(matches!(calls[nnp - 1], Call::SetCaps(_)));
+            assert_eq!(calls.len() - nnp - 1, filters, "{calls:?}");
+            assert!(calls[nnp + 1..]
+                .iter()
+                .all(|c| matches!(c, Call::SeccompFilter(_))));
+        }
+
+        #[test]
+        fn nothing_is_granted_beyond_what_podlab_holds() {
+            let p = Profile::from_context(None).unwrap();
+            let host = HostCaps {
+                last_cap: 40,
+                permitted: 1 << 0, // CHOWN only
+            };
+            let rec = Recording::new();
+            p.apply(&rec, &host).unwrap();
+            assert_eq!(rec.calls().last(), Some(&Call::SetCaps(1)));
+            assert!(!rec.calls().contains(&Call::DropBoundingCap(0)));
+        }
+
+        #[test]
+        fn a_failed_bounding_drop_stops_before_the_ids_change() {
+            let rec = Recording::failing(|c| matches!(c, Call::DropBoundingCap(_)));
+            let p = Profile::from_context(None).unwrap();
+            let err = p.apply(&rec, &HOST).unwrap_err();
+            assert!(
+                err.to_string().contains("drop bounding capability"),
+                "{err}"
+            );
+            assert_eq!(rec.calls().len(), 1);
+        }
+
+        #[test]
+        fn masked_paths_are_covered_and_kernel_dirs_frozen() {
+            let root = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(root.path().join("proc/acpi")).unwrap();
+            std::fs::write(root.path().join("proc/kcore"), b"").unwrap();
+            std::fs::create_dir_all(root.path().join("proc/sys")).unwrap();
+            let rec = Recording::new();
+            mask_paths(&rec, root.path()).unwrap();
+            let calls = rec.calls();
+            assert!(
+                matches!(&calls[0], Call::Mount { fstype: Some(t), target, .. }
+                if t == "tmpfs" && target.ends_with("proc/acpi"))
+            );
+            assert_eq!(
+                calls[1],
+                Call::Bind {
+                    source: "/dev/null".into(),
+                    target: root.path().join("proc/kcore"),
+                    readonly: false
+                }
+            );
+            let sys = root.path().join("proc/sys");
+            assert_eq!(
+                calls[2],
+                Call::Bind {
+                    source: sys.clone(),
+                    target: sys,
+                    readonly: true
+                }
+            );
+            assert_eq!(calls.len(), 3);
+        }
     }
 }

@@ -32,7 +32,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -155,7 +154,7 @@ fn jiff_now() -> k8s_openapi::jiff::Timestamp {
 
 /// An exclusive lock on the whole store, released when dropped.
 pub struct StoreLock {
-    _file: File,
+    _file: nix::fcntl::Flock<File>,
 }
 
 /// Handle to one pod's directory.
@@ -249,10 +248,8 @@ impl PodDir {
         let Ok(file) = File::open(&path) else {
             return Some(check());
         };
-        // SAFETY: flock on a descriptor we own; released when it closes.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
-            return None;
-        }
+        // Held (shared) until `check` is done.
+        let _shared = crate::sys::flock(file, false, false).ok()?;
         Some(check())
     }
 
@@ -530,7 +527,7 @@ fn append_history(root: &Path, line: &[u8], rv: u64) -> Result<()> {
     write_atomic(&path, kept.as_bytes())
 }
 
-fn lock_counter(root: &Path) -> Result<File> {
+fn lock_counter(root: &Path) -> Result<nix::fcntl::Flock<File>> {
     let lock_path = root.join("resource-version.lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -538,11 +535,7 @@ fn lock_counter(root: &Path) -> Result<File> {
         .write(true)
         .open(&lock_path)
         .map_err(io_err(&lock_path))?;
-    // SAFETY: flock on a descriptor we own; released when it closes.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io_err(&lock_path)(io::Error::last_os_error()));
-    }
-    Ok(lock)
+    crate::sys::flock(lock, true, true).map_err(io_err(&lock_path))
 }
 
 /// Takes the next value of the store-wide resource version counter, under
@@ -636,10 +629,7 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_err(&path)(io::Error::last_os_error()));
-        }
+        let file = crate::sys::flock(file, true, true).map_err(io_err(&path))?;
         Ok(StoreLock { _file: file })
     }
 

@@ -1,14 +1,272 @@
-//! The narrow seam for privileged syscalls (mount, pivot_root, mknod,
-//! interface flags, process identity). Everything above it is plain logic.
+//! The one seam for privileged and raw syscalls: mount, pivot_root, mknod,
+//! namespaces, capabilities and ids, seccomp, descriptors, fork, pidfd,
+//! poll, flock, interface flags, process identity. The crate denies
+//! `unsafe` everywhere else (but the after-fork code that must stay raw).
+//!
+//! [`Sys`] is what the namespace plan, the container's mount sequence and
+//! the capability drop call, so their order can be checked without
+//! privileges: [`Kernel`] does the calls, [`Recording`] writes them down
+//! (as cgroups' `Kernel` and `Fixture` backends do for cgroupfs).
 //! These functions are called only from single-threaded, re-exec'd podlab
 //! processes (shim, pause, container init) or the exec'ing CLI.
+#![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::unistd::ForkResult;
+
+mod record;
+
+pub use record::{Call, Recording};
+
+/// The privileged calls of process setup (see the module doc).
+pub trait Sys {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()>;
+    /// A recursive bind mount, remounted read-only when asked.
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<()>;
+    fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<()>;
+    fn pivot_root(&self, rootfs: &Path) -> Result<()>;
+    /// Joins the namespace `ns` (an open `/proc/<pid>/ns/<kind>`) of `kind`.
+    fn setns(&self, ns: &File, kind: CloneFlags) -> nix::Result<()>;
+    fn unshare(&self, flags: CloneFlags) -> nix::Result<()>;
+    fn sethostname(&self, name: &str) -> nix::Result<()>;
+    /// Drops one capability from the bounding set (PR_CAPBSET_DROP).
+    fn drop_bounding_cap(&self, cap: u32) -> io::Result<()>;
+    fn clear_ambient_caps(&self) -> io::Result<()>;
+    /// setgroups(2) of exactly `groups` (no allocation: runs after fork).
+    fn set_groups(&self, groups: &[u32]) -> io::Result<()>;
+    fn set_gid(&self, gid: u32) -> io::Result<()>;
+    fn set_uid(&self, uid: u32) -> io::Result<()>;
+    /// capset(2): effective and permitted become `caps`, inheritable empty
+    /// (runc's fix for CVE-2022-29162).
+    fn set_caps(&self, caps: u64) -> io::Result<()>;
+    fn set_no_new_privs(&self) -> io::Result<()>;
+    /// Installs one seccomp BPF filter on the calling thread.
+    fn seccomp_filter(&self, code: &[libc::sock_filter]) -> io::Result<()>;
+    /// Marks every descriptor from `first` up close-on-exec.
+    fn close_range_cloexec(&self, first: u32) -> io::Result<()>;
+    /// fork(2) of a process that has one thread (see [`fork`]).
+    fn fork(&self) -> Result<ForkResult>;
+}
+
+/// The real kernel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Kernel;
+
+impl Sys for Kernel {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        mount(source, target, fstype, flags, data)
+    }
+
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<()> {
+        bind(source, target, readonly)
+    }
+
+    fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<()> {
+        mknod_char(path, major, minor, mode)
+    }
+
+    fn pivot_root(&self, rootfs: &Path) -> Result<()> {
+        pivot_root(rootfs)
+    }
+
+    fn setns(&self, ns: &File, kind: CloneFlags) -> nix::Result<()> {
+        nix::sched::setns(ns, kind)
+    }
+
+    fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
+        nix::sched::unshare(flags)
+    }
+
+    fn sethostname(&self, name: &str) -> nix::Result<()> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn drop_bounding_cap(&self, cap: u32) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        os_result(r)
+    }
+
+    fn clear_ambient_caps(&self) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+        os_result(r)
+    }
+
+    fn set_groups(&self, groups: &[u32]) -> io::Result<()> {
+        // SAFETY: a slice of gid_t (u32) we borrow for the call, with its length.
+        os_result(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })
+    }
+
+    fn set_gid(&self, gid: u32) -> io::Result<()> {
+        // SAFETY: plain integer argument. Raw, not nix: after fork.
+        os_result(unsafe { libc::setgid(gid) })
+    }
+
+    fn set_uid(&self, uid: u32) -> io::Result<()> {
+        // SAFETY: plain integer argument.
+        os_result(unsafe { libc::setuid(uid) })
+    }
+
+    fn set_caps(&self, caps: u64) -> io::Result<()> {
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let (lo, hi) = (caps as u32, (caps >> 32) as u32);
+        let data = [
+            CapData {
+                effective: lo,
+                permitted: lo,
+                inheritable: 0,
+            },
+            CapData {
+                effective: hi,
+                permitted: hi,
+                inheritable: 0,
+            },
+        ];
+        // SAFETY: header and the two data words are repr(C) values that
+        // live across the call, laid out as the kernel's v3 structs.
+        let r = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+        os_result(r as i32)
+    }
+
+    fn set_no_new_privs(&self) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        os_result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+
+    fn seccomp_filter(&self, code: &[libc::sock_filter]) -> io::Result<()> {
+        seccomp_set_filter(code)
+    }
+
+    fn close_range_cloexec(&self, first: u32) -> io::Result<()> {
+        // SAFETY: close_range with CLOEXEC only flags descriptors; no memory.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        os_result(r as i32)
+    }
+
+    fn fork(&self) -> Result<ForkResult> {
+        fork()
+    }
+}
+
+/// 0 is success, anything else the thread's errno.
+fn os_result(r: libc::c_int) -> io::Result<()> {
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Forks the calling process, which must have exactly one thread: then
+/// the child is a full copy and may do anything. A caller that has more
+/// gets [`Error::Threaded`] instead of a child that could deadlock on a
+/// lock another thread held. The count comes from /proc/self; after
+/// joining a container's mount namespace (exec) that /proc does not show
+/// this process, and the caller's own guarantee stands alone.
+pub fn fork() -> Result<ForkResult> {
+    match thread_count() {
+        Some(n) if n > 1 => return Err(Error::Threaded(n)),
+        _ => {}
+    }
+    // SAFETY: the process has a single thread: checked just above when
+    // /proc shows it, and promised by every caller (fresh re-execs of
+    // podlab and the single-threaded CLI); a thread cannot start between
+    // the check and the fork, that would take this very thread.
+    unsafe { nix::unistd::fork() }.map_err(Error::Fork)
+}
+
+/// The number of threads of this process (field 20 of /proc/self/stat).
+fn thread_count() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(20 - 3)?.parse().ok()
+}
+
+/// The process-wide claims of [`inherited`], one bit per descriptor.
+static CLAIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Takes ownership of a descriptor a parent passed at a fixed number (the
+/// shim's pipes at 3 and 4): once per number and process, and only if it
+/// is open. A second claim, or a closed descriptor, is an error.
+pub fn inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    let bit = u32::try_from(fd)
+        .ok()
+        .filter(|&n| n > 2 && n < 64)
+        .map(|n| 1u64 << n)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+    let before = CLAIMED.fetch_or(bit, std::sync::atomic::Ordering::SeqCst);
+    if before & bit != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: fcntl(F_GETFD) only asks whether the number is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open, was handed to this process by its
+    // parent for this purpose, and the claim above makes this the only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Writes `msg` to stderr and ends the process at once (no destructors,
+/// no atexit handlers): how a forked child reports a failure before exec.
+pub fn exit_after_fork(msg: &[u8], code: i32) -> ! {
+    // SAFETY: raw write of a borrowed buffer and _exit, as after any fork.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(code)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,6 +286,10 @@ pub enum Error {
     },
     #[error("{op}: {source}")]
     Io { op: &'static str, source: io::Error },
+    #[error("fork: {0}")]
+    Fork(nix::Error),
+    #[error("fork refused: the process has {0} threads, not one")]
+    Threaded(u64),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -225,7 +487,8 @@ fn parse_stat(stat: &str) -> (Option<char>, Option<u64>) {
     (state, start)
 }
 
-/// Opens a pidfd, to wait for a process that is not our child without polling.
+/// Opens a pidfd, to wait for a process that is not our child without
+/// polling; the crate's one pidfd_open (nix has none).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -233,75 +496,186 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Waits until `fd` is readable or `timeout` passes; returns true if readable.
 /// Sets O_NONBLOCK on a descriptor (the shim's end of a log pipe).
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor the caller owns; no memory is involved.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL)?;
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+    )?;
     Ok(())
+}
+
+fn poll_timeout(timeout: Option<Duration>) -> nix::poll::PollTimeout {
+    timeout.map_or(nix::poll::PollTimeout::NONE, |t| {
+        nix::poll::PollTimeout::try_from(t).unwrap_or(nix::poll::PollTimeout::MAX)
+    })
+}
+
+/// poll(2) for input on `fds`: which of them are readable or hung up, all
+/// false on a timeout or an interrupting signal.
+pub fn poll_readable(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    use nix::poll::{PollFd, PollFlags};
+    let mut pfds: Vec<PollFd> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    match nix::poll::poll(&mut pfds, poll_timeout(timeout)) {
+        Ok(_) => Ok(pfds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect()),
+        Err(nix::Error::EINTR) => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Waits until `fd` or one of `more` is readable (or hung up), or the
 /// timeout passes.
 pub fn wait_readable_any(
-    fd: &impl AsRawFd,
-    more: &[std::os::fd::RawFd],
-    timeout: Option<std::time::Duration>,
+    fd: &impl AsFd,
+    more: &[RawFd],
+    timeout: Option<Duration>,
 ) -> io::Result<()> {
-    let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
-    let mut fds: Vec<libc::pollfd> = std::iter::once(fd.as_raw_fd())
-        .chain(more.iter().copied())
-        .map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    // SAFETY: a slice of pollfds we own, with its length.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+    // SAFETY: the caller's descriptors stay open for this call (they are
+    // the shim's log pipes, closed only by the same thread).
+    let more = more
+        .iter()
+        .map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+    let fds: Vec<_> = std::iter::once(fd.as_fd()).chain(more).collect();
+    poll_readable(&fds, timeout).map(drop)
+}
+
+/// Waits until `fd` is readable or `timeout` passes; returns true if readable.
+pub fn wait_readable(fd: &impl AsFd, timeout: Option<Duration>) -> io::Result<bool> {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let mut pfd = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut pfd, poll_timeout(left)) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// flock(2) on a file the caller opened: held until the returned lock is
+/// dropped (or the file closes). `Err` with EWOULDBLOCK when `wait` is
+/// false and someone else holds a conflicting lock.
+pub fn flock(file: File, exclusive: bool, wait: bool) -> io::Result<nix::fcntl::Flock<File>> {
+    use nix::fcntl::FlockArg;
+    let arg = match (exclusive, wait) {
+        (true, true) => FlockArg::LockExclusive,
+        (true, false) => FlockArg::LockExclusiveNonblock,
+        (false, true) => FlockArg::LockShared,
+        (false, false) => FlockArg::LockSharedNonblock,
+    };
+    nix::fcntl::Flock::lock(file, arg).map_err(|(_, e)| e.into())
+}
+
+/// Gives the exec'd program the signal state a container starts with: no
+/// signal blocked (the shim blocks some for its signalfd) and none ignored
+/// (Rust ignores SIGPIPE in podlab itself, whoever started podlab may have
+/// ignored others, and SIG_IGN survives exec). Raw syscalls: glibc refuses
+/// its reserved signals 32 and 33.
+pub fn default_signals() -> io::Result<()> {
+    /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: raw rt_sigprocmask/rt_sigaction on values that live across the
+    // calls; fine between fork and exec. SIGKILL and SIGSTOP refuse (EINVAL)
+    // and are always default anyway.
+    unsafe {
+        let empty = 0u64;
+        if libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        for sig in 1..=64 {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
     }
     Ok(())
 }
 
-pub fn wait_readable(fd: &impl AsRawFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    loop {
-        let ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(std::time::Instant::now());
-                i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd we own, count 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        return Ok(n > 0);
+/// Sets the extended attribute `name` of `path` itself (a symlink is not
+/// followed) to `value`.
+pub fn lsetxattr(path: &Path, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+    let c_path = path_cstring(path)?;
+    // SAFETY: both strings are NUL-terminated and live across the call; the
+    // value pointer and length describe a borrowed buffer.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Reads the extended attribute `name` of `path` itself into `buf`;
+/// returns its length.
+pub fn lgetxattr(path: &Path, name: &std::ffi::CStr, buf: &mut [u8]) -> io::Result<usize> {
+    let c_path = path_cstring(path)?;
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+fn path_cstring(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
 /// Clears FD_CLOEXEC so the descriptor survives exec (inherited pipes).
@@ -330,7 +704,7 @@ pub fn cstring(s: &str) -> std::result::Result<CString, io::Error> {
 
 /// Installs one seccomp BPF filter on the calling thread. The caller holds
 /// CAP_SYS_ADMIN or has set no_new_privs; raw syscall, fine after fork.
-pub fn seccomp_set_filter(code: &[libc::sock_filter]) -> io::Result<()> {
+fn seccomp_set_filter(code: &[libc::sock_filter]) -> io::Result<()> {
     let prog = libc::sock_fprog {
         len: u16::try_from(code.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
         filter: code.as_ptr().cast_mut(),
@@ -371,6 +745,28 @@ mod tests {
             ..me
         };
         assert!(!other.is_alive());
+    }
+
+    #[test]
+    fn fork_refuses_a_threaded_process() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        assert!(matches!(fork(), Err(Error::Threaded(n)) if n >= 2));
+        drop(tx);
+        let _ = other.join();
+    }
+
+    #[test]
+    fn an_inherited_descriptor_is_claimed_once_and_only_when_open() {
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        if fd >= 64 {
+            return;
+        }
+        let owned = inherited(fd).unwrap();
+        assert!(inherited(fd).is_err());
+        drop(owned);
+        assert!(inherited(1).is_err());
     }
 
     #[test]

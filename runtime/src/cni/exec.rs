@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -97,7 +97,8 @@ fn spawn(cmd: &mut Command) -> io::Result<Child> {
 /// pidfd_open (before 5.3) fall back to polling try_wait.
 fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
     let deadline = Instant::now() + timeout;
-    match pidfd_open(child.id()) {
+    let pid = i32::try_from(child.id()).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    match crate::sys::pidfd_open(pid) {
         Ok(pidfd) => loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(Some(status));
@@ -123,14 +124,4 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitS
             std::thread::sleep(Duration::from_millis(2));
         },
     }
-}
-
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the syscall returned a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use super::{Error, ExecArgs, Process, RuntimeState};
 use crate::namespaces::Plan;
-use crate::sys;
+use crate::sys::{self, Sys};
 
 /// Runs `argv` inside the running container `name` of the pod whose shim
 /// recorded `state`: its cgroup, namespaces (mount last, so its root and
@@ -36,7 +36,8 @@ pub fn exec_in(
     // Read on the host side: inside the container's mount namespace,
     // /proc/self is not this process.
     let host_caps = crate::security::HostCaps::read();
-    Plan::enter(pid.pid).apply()?;
+    let sys = &sys::Kernel;
+    Plan::enter(pid.pid).apply(sys)?;
     let process =
         if crate::mutants::Mutant::from_env() == Some(crate::mutants::Mutant::ExecWithoutEnv) {
             Process {
@@ -60,41 +61,35 @@ pub fn exec_in(
         }
         Err(e) => return Err(e),
     };
-    // SAFETY: the CLI is single-threaded; the child only makes raw
-    // syscalls (prctl, capset, setuid, close_range, chdir, execve).
-    match unsafe { nix::unistd::fork() } {
+    // The CLI and the probe helper are single-threaded (sys::fork checks).
+    match sys.fork() {
         Ok(nix::unistd::ForkResult::Child) => {
             // The exec'd process gets the container's own restrictions.
             let err = match ctr
                 .security
-                .apply(&host_caps)
-                .and_then(|()| crate::security::close_fds_on_exec())
+                .apply(sys, &host_caps)
+                .and_then(|()| crate::security::close_fds_on_exec(sys))
                 .and_then(|()| crate::security::default_signals_on_exec())
             {
                 Ok(()) => args.exec(),
                 Err(e) => Error::Security(e),
             };
             let msg = format!("podlab exec: {err}\n");
-            // SAFETY: raw write and _exit only, as after any fork.
-            unsafe {
-                libc::write(2, msg.as_ptr().cast(), msg.len());
-                libc::_exit(
-                    if matches!(
-                        err,
-                        Error::Exec {
-                            source: nix::Error::ENOENT,
-                            ..
-                        }
-                    ) {
-                        127
-                    } else {
-                        126
-                    },
-                );
-            }
+            let code = if matches!(
+                err,
+                Error::Exec {
+                    source: nix::Error::ENOENT,
+                    ..
+                }
+            ) {
+                127
+            } else {
+                126
+            };
+            sys::exit_after_fork(msg.as_bytes(), code)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => wait_child(child, timeout),
-        Err(e) => Err(Error::Fork(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use crate::hostpath::{self, Propagation, RecursiveReadOnly};
 use crate::image::ImageConfig;
 use crate::mutants::Mutant;
 use crate::namespaces::{self, Plan};
-use crate::sys;
+use crate::sys::{self, Sys};
 
 /// The PATH a container gets when its image sets none (containerd's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -51,8 +51,6 @@ pub enum Error {
     NotFound(String),
     #[error("exec {path}: {source}")]
     Exec { path: String, source: nix::Error },
-    #[error("fork: {0}")]
-    Fork(nix::Error),
     #[error("container {0:?} is not running")]
     NotRunning(String),
     #[error("timed out after {0:?}")]
@@ -241,9 +239,12 @@ pub struct VolumeMount {
 /// Writes `pid <host pid>` of the container process to the report pipe, and
 /// an `error ...` line if anything fails before exec; EOF means exec'd.
 pub fn init_main(config_path: &Path) -> i32 {
-    // SAFETY: the shim passes these two descriptors; we take ownership once.
-    let mut report = unsafe { fs::File::from_raw_fd(REPORT_FD) };
-    let go = unsafe { OwnedFd::from_raw_fd(GO_FD) };
+    // The shim passes these two descriptors; we take ownership once.
+    let (mut report, go) = match (sys::inherited(REPORT_FD), sys::inherited(GO_FD)) {
+        (Ok(report), Ok(go)) => (Some(fs::File::from(report)), go),
+        _ => return 127,
+    };
+    let sys = &sys::Kernel;
     let result = (|| -> Result<(), Error> {
         // Block until the shim has moved us into the container's cgroup.
         let mut byte = [0u8; 1];
@@ -257,14 +258,15 @@ pub fn init_main(config_path: &Path) -> i32 {
         })?;
         let mut plan = Plan::container(cfg.pause_pid, cfg.share_pid, cfg.host_pid);
         plan.break_sharing(cfg.private_uts, cfg.private_ipc, cfg.private_net);
-        plan.apply()?;
+        plan.apply(sys)?;
         // The new PID namespace applies to children: fork once, the child is
         // the container (PID 1 of its namespace); this process reports its
         // pid and exits, and the shim (a subreaper) inherits the child.
-        // SAFETY: this process is single-threaded (a fresh exec of podlab).
-        match unsafe { nix::unistd::fork() }.map_err(Error::Fork)? {
+        match sys.fork()? {
             nix::unistd::ForkResult::Parent { child } => {
-                let _ = writeln!(report, "pid {child}");
+                if let Some(r) = report.as_mut() {
+                    let _ = writeln!(r, "pid {child}");
+                }
                 std::process::exit(0);
             }
             nix::unistd::ForkResult::Child => {
@@ -273,15 +275,17 @@ pub fn init_main(config_path: &Path) -> i32 {
                 if Mutant::from_env() == Some(Mutant::LeakHostFd) {
                     crate::mutants::leak_host_dir();
                 }
-                setup_rootfs(&cfg)?;
-                exec_process(&cfg.process, &cfg.security, &host_caps)
+                setup_rootfs(sys, &cfg)?;
+                exec_process(sys, &cfg.process, &cfg.security, &host_caps, &mut report)
             }
         }
     })();
     match result {
         Ok(()) => 0,
         Err(e) => {
-            let _ = writeln!(report, "error {e}");
+            if let Some(r) = report.as_mut() {
+                let _ = writeln!(r, "error {e}");
+            }
             127
         }
     }
@@ -290,7 +294,7 @@ pub fn init_main(config_path: &Path) -> i32 {
 /// Builds the container's root: overlayfs over the image layers, /proc, a
 /// minimal /dev with the pod's shared /dev/shm, read-only /sys, the pod's
 /// /etc files; then pivot_root into it.
-fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
+fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
     // Each volume's mount tree is copied while this namespace's mounts are
     // still peers of the node's: a Bidirectional mount stays one.
     let trees = cfg
@@ -299,7 +303,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
         .map(clone_volume)
         .collect::<Result<Vec<_>, _>>()?;
     // Nothing mounted from here on may propagate back to the host.
-    sys::mount(
+    sys.mount(
         None,
         Path::new("/"),
         None,
@@ -322,7 +326,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
         cfg.upper.display(),
         cfg.work.display()
     );
-    sys::mount(
+    sys.mount(
         Some("overlay"),
         &cfg.rootfs,
         Some("overlay"),
@@ -337,7 +341,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     };
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    sys::mount(
+    sys.mount(
         Some("proc"),
         &mkdir("proc")?,
         Some("proc"),
@@ -346,7 +350,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     )?;
 
     let dev = mkdir("dev")?;
-    sys::mount(
+    sys.mount(
         Some("tmpfs"),
         &dev,
         Some("tmpfs"),
@@ -361,10 +365,10 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        sys::mknod_char(&dev.join(name), major, minor, 0o666)?;
+        sys.mknod_char(&dev.join(name), major, minor, 0o666)?;
     }
     let pts = mkdir("dev/pts")?;
-    sys::mount(
+    sys.mount(
         Some("devpts"),
         &pts,
         Some("devpts"),
@@ -383,7 +387,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     }
     let shm = mkdir("dev/shm")?;
     if cfg.private_shm {
-        sys::mount(
+        sys.mount(
             Some("shm"),
             &shm,
             Some("tmpfs"),
@@ -393,36 +397,36 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
     } else {
         // One tmpfs for the whole pod: POSIX shared memory is shared between
         // the pod's containers and nowhere else.
-        sys::bind(&cfg.shm, &shm, false)?;
+        sys.bind(&cfg.shm, &shm, false)?;
     }
 
     let sysfs = mkdir("sys")?;
-    sys::mount(
+    sys.mount(
         Some("sysfs"),
         &sysfs,
         Some("sysfs"),
         nosuid_nodev_noexec | MsFlags::MS_RDONLY,
         None,
     )?;
-    mount_cgroups(&sysfs)?;
+    mount_cgroups(sys, &sysfs)?;
 
     for name in ["hostname", "hosts", "resolv.conf"] {
         let target = mkdir("etc")?.join(name);
         if fs::symlink_metadata(&target).is_err() {
             fs::write(&target, b"").map_err(io_err("create", &target))?;
         }
-        sys::bind(&cfg.etc.join(name), &target, false)?;
+        sys.bind(&cfg.etc.join(name), &target, false)?;
     }
 
     for (m, tree) in cfg.mounts.iter().zip(trees) {
         mount_volume(root, m, tree)?;
     }
     if let Some(f) = &cfg.termination_log {
-        mount_file(root, f)?;
+        mount_file(sys, root, f)?;
     }
 
     if cfg.readonly_rootfs {
-        sys::mount(
+        sys.mount(
             None,
             root,
             None,
@@ -431,9 +435,9 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), Error> {
         )?;
     }
     if !cfg.security.privileged {
-        crate::security::mask_paths(root)?;
+        crate::security::mask_paths(sys, root)?;
     }
-    sys::pivot_root(root)?;
+    sys.pivot_root(root)?;
     Ok(())
 }
 
@@ -584,21 +588,21 @@ fn open_file_target(root: &Path, target: &str) -> Result<OwnedFd, Error> {
 /// root. The target's directory is opened inside the root and the file is
 /// made there without following a link, so a path through a symlink of the
 /// image cannot put the mount outside the container.
-fn mount_file(root: &Path, f: &FileMount) -> Result<(), Error> {
+fn mount_file(sys: &dyn Sys, root: &Path, f: &FileMount) -> Result<(), Error> {
     let target = open_file_target(root, &f.target)?;
-    sys::bind(&f.source, &sys::fd_path(&target), false)?;
+    sys.bind(&f.source, &sys::fd_path(&target), false)?;
     Ok(())
 }
 
 /// Mounts the container's view of its own cgroups read-only at
 /// /sys/fs/cgroup, like runc does for Kubernetes containers. The container
 /// has its own cgroup namespace, so the mounts are rooted at its own leaf.
-fn mount_cgroups(sysfs: &Path) -> Result<(), Error> {
+fn mount_cgroups(sys: &dyn Sys, sysfs: &Path) -> Result<(), Error> {
     let base = sysfs.join("fs/cgroup");
     if !base.is_dir() {
         return Ok(());
     }
-    sys::mount(
+    sys.mount(
         Some("tmpfs"),
         &base,
         Some("tmpfs"),
@@ -613,9 +617,9 @@ fn mount_cgroups(sysfs: &Path) -> Result<(), Error> {
         let data = if m.v2 { None } else { Some(m.options.as_str()) };
         // A hierarchy the kernel will not mount here is left out rather than
         // failing the container: the cgroup view is informational.
-        let _ = sys::mount(Some(fstype), &target, Some(fstype), flags, data);
+        let _ = sys.mount(Some(fstype), &target, Some(fstype), flags, data);
     }
-    sys::mount(
+    sys.mount(
         None,
         &base,
         None,
@@ -747,40 +751,43 @@ impl ExecArgs {
 }
 
 fn exec_process(
+    sys: &dyn Sys,
     process: &Process,
     security: &crate::security::Profile,
     host_caps: &crate::security::HostCaps,
+    report: &mut Option<fs::File>,
 ) -> Result<(), Error> {
     let args = ExecArgs::new(process)?;
-    security.apply(host_caps)?;
+    security.apply(sys, host_caps)?;
     let mutant = Mutant::from_env();
     if mutant != Some(Mutant::LeakHostFd) {
-        crate::security::close_fds_on_exec()?;
+        crate::security::close_fds_on_exec(sys)?;
     }
     crate::security::default_signals_on_exec()?;
     if mutant == Some(Mutant::SignalsBlocked) {
         crate::mutants::block_shim_signals();
     }
     if mutant == Some(Mutant::RuntimeInContainer) {
-        return stay_as_pid1(&args);
+        return stay_as_pid1(sys, &args, report);
     }
     Err(args.exec())
 }
 
 /// [`Mutant::RuntimeInContainer`]: this process (the podlab binary) stays
 /// the container's PID 1 and runs the command as its child, exiting as it does.
-fn stay_as_pid1(args: &ExecArgs) -> Result<(), Error> {
-    // SAFETY: single-threaded (a fresh exec of podlab, forked once).
-    match unsafe { nix::unistd::fork() }.map_err(Error::Fork)? {
+fn stay_as_pid1(
+    sys: &dyn Sys,
+    args: &ExecArgs,
+    report: &mut Option<fs::File>,
+) -> Result<(), Error> {
+    match sys.fork()? {
         nix::unistd::ForkResult::Child => {
             let _ = args.exec();
-            // SAFETY: _exit after a failed exec in a forked child.
-            unsafe { libc::_exit(127) }
+            sys::exit_after_fork(b"", 127)
         }
         nix::unistd::ForkResult::Parent { child } => {
             // The shim takes EOF on the report pipe for "exec'd".
-            // SAFETY: closes our copy of the report pipe; nothing else uses it.
-            unsafe { libc::close(REPORT_FD) };
+            drop(report.take());
             loop {
                 match nix::sys::wait::waitpid(child, None) {
                     Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => std::process::exit(code),
@@ -896,5 +903,165 @@ mod tests {
             find_executable("no-such-tool-podlab", "/bin:/usr/bin"),
             None
         );
+    }
+
+    fn init_config(base: &Path) -> InitConfig {
+        InitConfig {
+            name: "app".into(),
+            process: Process::default(),
+            layers: vec![base.join("l0"), base.join("l1")],
+            upper: base.join("upper"),
+            work: base.join("work"),
+            rootfs: base.join("rootfs"),
+            pause_pid: 1,
+            share_pid: false,
+            host_pid: false,
+            shm: base.join("shm"),
+            etc: base.join("etc"),
+            readonly_rootfs: false,
+            security: crate::security::Profile::default(),
+            mounts: Vec::new(),
+            termination_log: None,
+            private_shm: false,
+            private_uts: false,
+            private_ipc: false,
+            private_net: false,
+        }
+    }
+
+    /// The mount targets (relative to the rootfs) in the order made.
+    fn targets(calls: &[sys::Call], root: &Path) -> Vec<String> {
+        calls
+            .iter()
+            .filter_map(|c| c.target())
+            .map(|t| match t.strip_prefix(root) {
+                Ok(rel) => format!("/{}", rel.display()),
+                Err(_) => format!("host:{}", t.display()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_root_is_built_in_order_and_pivoted_into_last() {
+        let base = tempfile::tempdir().unwrap();
+        let cfg = init_config(base.path());
+        let rec = sys::Recording::new();
+        setup_rootfs(&rec, &cfg).unwrap();
+        let calls = rec.calls();
+        // Nothing propagates back to the node, before anything is mounted.
+        assert_eq!(
+            calls[0],
+            sys::Call::Mount {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                data: None,
+            }
+        );
+        // overlayfs lists the top layer first.
+        let sys::Call::Mount {
+            data: Some(data), ..
+        } = &calls[1]
+        else {
+            panic!("{:?}", calls[1]);
+        };
+        assert!(data.starts_with(&format!(
+            "lowerdir={}:{},upperdir=",
+            base.path().join("l1").display(),
+            base.path().join("l0").display()
+        )));
+        assert_eq!(
+            targets(&calls, &cfg.rootfs),
+            [
+                "host:/",
+                "/",
+                "/proc",
+                "/dev",
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty",
+                "/dev/pts",
+                "/dev/shm",
+                "/sys",
+                "/etc/hostname",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/",
+            ]
+        );
+        assert_eq!(
+            calls.last(),
+            Some(&sys::Call::PivotRoot(cfg.rootfs.clone()))
+        );
+        // The pod's /dev/shm is the pod's one tmpfs, bound in.
+        assert!(calls.contains(&sys::Call::Bind {
+            source: cfg.shm.clone(),
+            target: cfg.rootfs.join("dev/shm"),
+            readonly: false,
+        }));
+    }
+
+    #[test]
+    fn a_read_only_root_is_remounted_after_every_mount_and_before_the_masks() {
+        let base = tempfile::tempdir().unwrap();
+        let mut cfg = init_config(base.path());
+        cfg.readonly_rootfs = true;
+        // What the image's (here: a plain directory's) /proc would show.
+        std::fs::create_dir_all(cfg.rootfs.join("proc/sys")).unwrap();
+        let rec = sys::Recording::new();
+        setup_rootfs(&rec, &cfg).unwrap();
+        let calls = rec.calls();
+        let remount = calls
+            .iter()
+            .position(|c| {
+                matches!(c, sys::Call::Mount { target, flags, .. }
+                    if *target == cfg.rootfs && flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY))
+            })
+            .unwrap();
+        let resolv = cfg.rootfs.join("etc/resolv.conf");
+        let last_bind = calls
+            .iter()
+            .position(|c| c.target() == Some(resolv.as_path()));
+        assert!(last_bind.unwrap() < remount);
+        let mask = cfg.rootfs.join("proc/sys");
+        let masked = calls
+            .iter()
+            .position(|c| c.target() == Some(mask.as_path()));
+        assert_eq!(masked, Some(remount + 1));
+        assert_eq!(calls.len(), remount + 3, "{calls:?}");
+    }
+
+    #[test]
+    fn a_privileged_container_keeps_the_kernel_paths_and_a_private_shm_is_its_own() {
+        let base = tempfile::tempdir().unwrap();
+        let mut cfg = init_config(base.path());
+        cfg.security.privileged = true;
+        cfg.private_shm = true;
+        std::fs::create_dir_all(cfg.rootfs.join("proc/sys")).unwrap();
+        let rec = sys::Recording::new();
+        setup_rootfs(&rec, &cfg).unwrap();
+        let calls = rec.calls();
+        let mask = cfg.rootfs.join("proc/sys");
+        assert!(!calls.iter().any(|c| c.target() == Some(mask.as_path())));
+        let shm = cfg.rootfs.join("dev/shm");
+        assert!(calls.iter().any(
+            |c| matches!(c, sys::Call::Mount { fstype: Some(t), target, .. }
+            if t == "tmpfs" && *target == shm)
+        ));
+    }
+
+    #[test]
+    fn a_failed_mount_stops_the_setup_before_pivot_root() {
+        let base = tempfile::tempdir().unwrap();
+        let cfg = init_config(base.path());
+        let rec = sys::Recording::failing(
+            |c| matches!(c, sys::Call::Mount { fstype: Some(t), .. } if t == "proc"),
+        );
+        assert!(setup_rootfs(&rec, &cfg).is_err());
+        assert_eq!(rec.calls().len(), 3);
     }
 }

@@ -23,7 +23,7 @@
 //! at NAME, `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its
 //! directory. Device nodes and fifos are skipped: the runtime provides /dev.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions, Permissions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -41,7 +41,7 @@ use super::Error;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque\0";
+const OPAQUE_XATTR: &std::ffi::CStr = c"trusted.overlay.opaque";
 
 /// What one layer held, for logs and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -575,52 +575,19 @@ fn file_times(mtime: u64) -> FileTimes {
     FileTimes::new().set_accessed(time).set_modified(time)
 }
 
-/// Marks `dir` opaque for overlayfs. nix has no xattr calls, hence libc;
-/// lsetxattr so that a symlink would be refused, not followed.
+/// Marks `dir` opaque for overlayfs. lsetxattr so that a symlink would
+/// be refused, not followed.
 fn set_opaque(dir: &Path) -> io::Result<()> {
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: both strings are NUL-terminated and live across the call; the
-    // value pointer and length describe the one byte "y".
-    let rc = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            OPAQUE_XATTR.as_ptr().cast(),
-            b"y".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::lsetxattr(dir, OPAQUE_XATTR, b"y")
 }
 
 /// Reads the `trusted.overlay.opaque` xattr of `path` (tests, diagnostics).
 pub fn opaque_xattr(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
     let mut buf = [0u8; 16];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            OPAQUE_XATTR.as_ptr().cast(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n >= 0 {
-        let len = usize::try_from(n).unwrap_or(0).min(buf.len());
-        return Ok(Some(buf[..len].to_vec()));
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ENODATA) {
-        Ok(None)
-    } else {
-        Err(err)
+    match crate::sys::lgetxattr(path, OPAQUE_XATTR, &mut buf) {
+        Ok(n) => Ok(Some(buf[..n.min(buf.len())].to_vec())),
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

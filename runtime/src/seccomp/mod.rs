@@ -825,7 +825,7 @@ pub fn compile(profile: &OciProfile) -> Result<Program, Error> {
 impl Program {
     /// Installs the filters on the calling thread. Needs no_new_privs or
     /// CAP_SYS_ADMIN; raw syscalls only (runs between fork and exec).
-    pub fn install(&self) -> Result<(), Error> {
+    pub fn install(&self, sys: &dyn crate::sys::Sys) -> Result<(), Error> {
         for filter in &self.filters {
             let code: Vec<libc::sock_filter> = filter
                 .iter()
@@ -836,7 +836,7 @@ impl Program {
                     k: i.3,
                 })
                 .collect();
-            crate::sys::seccomp_set_filter(&code).map_err(Error::Install)?;
+            sys.seccomp_filter(&code).map_err(Error::Install)?;
         }
         Ok(())
     }

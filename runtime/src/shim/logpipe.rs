@@ -142,14 +142,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let writer = logs::Writer::create(logs::log_path(tmp.path(), 0), 1 << 20, 2).unwrap();
         let (r, w) = crate::sandbox::pipe().unwrap();
-        // SAFETY: fcntl on a pipe we own; 1 MiB is the default pipe-max-size.
-        let size = unsafe {
-            libc::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&w),
-                libc::F_SETPIPE_SZ,
-                1 << 20,
-            )
-        };
+        // 1 MiB is the default pipe-max-size.
+        let size = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)).unwrap();
         assert!(size >= 1 << 19, "pipe size {size}");
         crate::sys::set_nonblocking(&r).unwrap();
         let mut w = std::fs::File::from(w);

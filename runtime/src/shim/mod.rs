@@ -26,7 +26,6 @@
 //! | `spawn.rs` | re-executing podlab (shim, pause, init, helpers); `shim.json` |
 
 use std::fs::File;
-use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -170,8 +169,14 @@ pub fn remove_pull_logins(dir: &PodDir) -> Vec<String> {
 }
 
 pub fn shim_main(config: Config, key: PodKey) -> i32 {
-    // SAFETY: `podlab apply` passes the notify pipe at NOTIFY_FD.
-    let notify = unsafe { File::from_raw_fd(NOTIFY_FD) };
+    // `podlab apply` passes the notify pipe at NOTIFY_FD.
+    let notify = match crate::sys::inherited(NOTIFY_FD) {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            eprintln!("podlab shim: notify pipe: {e}");
+            return 1;
+        }
+    };
     match claim(&config, &key) {
         Ok(true) => {}
         Ok(false) => {

@@ -37,6 +37,7 @@ pub fn podlab_command() -> Command {
 /// Clears the signal mask in the child before exec: the shim blocks
 /// SIGCHLD, SIGTERM and SIGINT for its signalfd, and a blocked mask is
 /// inherited across exec: a container would never see its SIGTERM.
+#[allow(unsafe_code)] // after-fork code: a pre_exec closure stays raw
 pub fn unblock_signals_on_exec(cmd: &mut Command) {
     // SAFETY: sigemptyset and sigprocmask are async-signal-safe syscalls on
     // a stack value, fine between fork and exec.
@@ -56,6 +57,7 @@ pub fn unblock_signals_on_exec(cmd: &mut Command) {
 const MAX_FIXED_FDS: usize = 8;
 
 /// Spawns `cmd` with the given descriptors placed at fixed numbers in the child.
+#[allow(unsafe_code)] // after-fork code: a pre_exec closure stays raw
 pub fn spawn_with_fds(
     cmd: &mut Command,
     fds: &[(i32, i32)],
@@ -94,6 +96,19 @@ pub fn spawn_with_fds(
     cmd.spawn()
 }
 
+/// Detaches the child from the CLI's session, so a terminal hangup does
+/// not reach the pod.
+#[allow(unsafe_code)] // after-fork code: a pre_exec closure stays raw
+fn new_session_on_exec(cmd: &mut Command) {
+    // SAFETY: setsid is a raw, async-signal-safe syscall.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
 /// What a child wrote to its report pipe, up to its closing it.
 pub(super) fn read_all(fd: OwnedFd) -> Result<String, Error> {
     let mut s = String::new();
@@ -130,14 +145,7 @@ pub fn spawn(config: &Config, dir: &PodDir) -> Result<(ProcessId, File), Error> 
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    // SAFETY: setsid is a raw syscall; it detaches the shim from the CLI's
-    // session so a terminal hangup does not reach the pod.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    new_session_on_exec(&mut cmd);
     let child =
         spawn_with_fds(&mut cmd, &[(notify_w.as_raw_fd(), NOTIFY_FD)]).map_err(io("spawn shim"))?;
     drop(notify_w);

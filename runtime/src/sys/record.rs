@@ -1,0 +1,218 @@
+//! [`Recording`]: a [`Sys`] that writes calls down instead of making them,
+//! so the order of mounts, namespace joins and the capability drop is
+//! checked by unit tests without privileges.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::unistd::ForkResult;
+
+use super::{Result, Sys};
+
+/// One call made through [`Sys`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Mount {
+        source: Option<String>,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        readonly: bool,
+    },
+    Mknod {
+        path: PathBuf,
+        major: u64,
+        minor: u64,
+        mode: u32,
+    },
+    PivotRoot(PathBuf),
+    Setns(CloneFlags),
+    Unshare(CloneFlags),
+    Sethostname(String),
+    DropBoundingCap(u32),
+    ClearAmbientCaps,
+    SetGroups(Vec<u32>),
+    SetGid(u32),
+    SetUid(u32),
+    SetCaps(u64),
+    NoNewPrivs,
+    /// A seccomp filter of this many instructions.
+    SeccompFilter(usize),
+    CloseRangeCloexec(u32),
+    Fork,
+}
+
+impl Call {
+    /// The mount target of a mount, bind, mknod or pivot_root.
+    pub fn target(&self) -> Option<&Path> {
+        match self {
+            Call::Mount { target, .. } | Call::Bind { target, .. } => Some(target),
+            Call::Mknod { path, .. } | Call::PivotRoot(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Records every call and succeeds, except the calls `fails` picks, which
+/// fail with EPERM (to check that nothing runs after a failed step). Its
+/// fork answers as the child.
+#[derive(Default)]
+pub struct Recording {
+    calls: Mutex<Vec<Call>>,
+    fails: Option<fn(&Call) -> bool>,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording")
+            .field("calls", &self.calls())
+            .finish()
+    }
+}
+
+impl Recording {
+    pub fn new() -> Recording {
+        Recording::default()
+    }
+
+    /// A recording where the calls `fails` picks fail with EPERM.
+    pub fn failing(fails: fn(&Call) -> bool) -> Recording {
+        Recording {
+            calls: Mutex::default(),
+            fails: Some(fails),
+        }
+    }
+
+    /// The calls so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, call: Call) -> std::result::Result<(), nix::Error> {
+        let fail = self.fails.is_some_and(|f| f(&call));
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+        if fail {
+            return Err(nix::Error::EPERM);
+        }
+        Ok(())
+    }
+
+    fn io(&self, call: Call) -> io::Result<()> {
+        self.record(call).map_err(io::Error::from)
+    }
+
+    fn path(&self, op: &'static str, path: &Path, call: Call) -> Result<()> {
+        self.record(call).map_err(|source| super::Error::Path {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl Sys for Recording {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        let call = Call::Mount {
+            source: source.map(str::to_string),
+            target: target.to_path_buf(),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: data.map(str::to_string),
+        };
+        self.path("mount", target, call)
+    }
+
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<()> {
+        let call = Call::Bind {
+            source: source.to_path_buf(),
+            target: target.to_path_buf(),
+            readonly,
+        };
+        self.path("bind", target, call)
+    }
+
+    fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<()> {
+        let call = Call::Mknod {
+            path: path.to_path_buf(),
+            major,
+            minor,
+            mode,
+        };
+        self.path("mknod", path, call)
+    }
+
+    fn pivot_root(&self, rootfs: &Path) -> Result<()> {
+        self.path("pivot_root", rootfs, Call::PivotRoot(rootfs.to_path_buf()))
+    }
+
+    fn setns(&self, _ns: &File, kind: CloneFlags) -> nix::Result<()> {
+        self.record(Call::Setns(kind))
+    }
+
+    fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
+        self.record(Call::Unshare(flags))
+    }
+
+    fn sethostname(&self, name: &str) -> nix::Result<()> {
+        self.record(Call::Sethostname(name.to_string()))
+    }
+
+    fn drop_bounding_cap(&self, cap: u32) -> io::Result<()> {
+        self.io(Call::DropBoundingCap(cap))
+    }
+
+    fn clear_ambient_caps(&self) -> io::Result<()> {
+        self.io(Call::ClearAmbientCaps)
+    }
+
+    fn set_groups(&self, groups: &[u32]) -> io::Result<()> {
+        self.io(Call::SetGroups(groups.to_vec()))
+    }
+
+    fn set_gid(&self, gid: u32) -> io::Result<()> {
+        self.io(Call::SetGid(gid))
+    }
+
+    fn set_uid(&self, uid: u32) -> io::Result<()> {
+        self.io(Call::SetUid(uid))
+    }
+
+    fn set_caps(&self, caps: u64) -> io::Result<()> {
+        self.io(Call::SetCaps(caps))
+    }
+
+    fn set_no_new_privs(&self) -> io::Result<()> {
+        self.io(Call::NoNewPrivs)
+    }
+
+    fn seccomp_filter(&self, code: &[libc::sock_filter]) -> io::Result<()> {
+        self.io(Call::SeccompFilter(code.len()))
+    }
+
+    fn close_range_cloexec(&self, first: u32) -> io::Result<()> {
+        self.io(Call::CloseRangeCloexec(first))
+    }
+
+    fn fork(&self) -> Result<ForkResult> {
+        self.record(Call::Fork).map_err(super::Error::Fork)?;
+        Ok(ForkResult::Child)
+    }
+}
