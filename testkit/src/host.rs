@@ -25,7 +25,10 @@ pub fn named_leftovers(netns: &Path, cgroup_root: &Path, uids: &[String]) -> Vec
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if uids.iter().any(|u| !u.is_empty() && name.contains(u.as_str())) {
+            if uids
+                .iter()
+                .any(|u| !u.is_empty() && name.contains(u.as_str()))
+            {
                 left.push(format!("{} is still there", e.path().display()));
             }
         }

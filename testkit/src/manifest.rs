@@ -347,7 +347,9 @@ mod tests {
             .container(
                 ContainerSpec::of("app", "bb")
                     .limit("memory", "64Mi")
-                    .fields_yaml("ports: [{containerPort: 80}]\nreadinessProbe:\n  tcpSocket: {port: 80}\n"),
+                    .fields_yaml(
+                        "ports: [{containerPort: 80}]\nreadinessProbe:\n  tcpSocket: {port: 80}\n",
+                    ),
             );
         let v = m.to_json();
         assert!(v["metadata"].get("labels").is_none());
