@@ -130,9 +130,8 @@ pub fn alive(pid: i64) -> bool {
 }
 
 /// IPAM leases of the host-local plugin under `cni_run_dir` held for `uid`
-/// (a lease file holds the container id it was handed to, podlab's pod
-/// uid), and the CNI result cache entries named after it.
-pub fn cni_leftovers(cni_run_dir: &Path, uid: &str) -> Vec<String> {
+/// (a lease file holds the container id it was handed to, podlab's pod uid).
+pub fn leases_of(cni_run_dir: &Path, uid: &str) -> Vec<String> {
     let mut left = Vec::new();
     let ipam = std::fs::read_dir(cni_run_dir.join("ipam"))
         .into_iter()
@@ -149,15 +148,19 @@ pub fn cni_leftovers(cni_run_dir: &Path, uid: &str) -> Vec<String> {
             }
         }
     }
-    let cache = std::fs::read_dir(cni_run_dir.join("cache"))
+    left.sort();
+    left
+}
+
+/// The CNI result cache entries under `cni_run_dir` named after `uid`.
+pub fn cni_cache_of(cni_run_dir: &Path, uid: &str) -> Vec<String> {
+    let mut left: Vec<String> = std::fs::read_dir(cni_run_dir.join("cache"))
         .into_iter()
         .flatten()
-        .flatten();
-    for e in cache {
-        if e.file_name().to_string_lossy().contains(uid) {
-            left.push(format!("cni cache {}", e.path().display()));
-        }
-    }
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(uid))
+        .map(|e| format!("cni cache {}", e.path().display()))
+        .collect();
     left.sort();
     left
 }
