@@ -12,10 +12,7 @@ fn get_prints_v1_pod_objects_with_status() {
     require_root!();
     let p = Podlab::new();
     let a = unique("get");
-    let _g = p.pod(
-        &a,
-        &sleepers(&a, BUSYBOX, &["one"]),
-    );
+    let _g = p.pod(&a, &sleepers(&a, BUSYBOX, &["one"]));
     let pod = p.pod_json(&a);
     assert_eq!(pod["apiVersion"], "v1");
     assert_eq!(pod["kind"], "Pod");
@@ -268,10 +265,7 @@ fn the_pod_object_carries_qos_image_id_and_versions() {
     let running = version(&p.pod_json(&a));
 
     let b = unique("obj");
-    let _gb = p.pod(
-        &b,
-        &sleepers(&b, BUSYBOX, &["app"]),
-    );
+    let _gb = p.pod(&b, &sleepers(&b, BUSYBOX, &["app"]));
     let other = p.pod_json(&b);
     assert_eq!(other["status"]["qosClass"], "BestEffort");
     assert!(version(&other) > running, "one counter for the store");
@@ -304,10 +298,7 @@ fn wait_for_conditions_and_deletion() {
     require_root!();
     let p = Podlab::new();
     let a = unique("wait");
-    let _g = p.pod(
-        &a,
-        &sleepers(&a, BUSYBOX, &["app"]),
-    );
+    let _g = p.pod(&a, &sleepers(&a, BUSYBOX, &["app"]));
     let target = format!("pod/{a}");
     let out = p.run(&["wait", "--for=condition=Ready", &target, "--timeout=30s"]);
     assert!(out.status.success(), "{out:?}");
@@ -439,7 +430,10 @@ fn selectors_and_output_formats() {
     let web1 = unique("sel-a");
     let web2 = unique("sel-b");
     let db = unique("sel-c");
-    let _g1 = p.pod(&web1, &labelled(&web1, &[("app", "web"), ("tier", "front")]));
+    let _g1 = p.pod(
+        &web1,
+        &labelled(&web1, &[("app", "web"), ("tier", "front")]),
+    );
     let _g2 = p.pod(&web2, &labelled(&web2, &[("app", "web")]));
     let _g3 = p.pod(&db, &labelled(&db, &[("app", "db")]));
     let text = |args: &[&str]| {

@@ -94,13 +94,23 @@ fn wait_status(
 
 const BB: &str = BUSYBOX;
 
-fn pod(name: &str, policy: &str, init: &[ContainerSpec], containers: &[ContainerSpec]) -> PodManifest {
+fn pod(
+    name: &str,
+    policy: &str,
+    init: &[ContainerSpec],
+    containers: &[ContainerSpec],
+) -> PodManifest {
     let m = PodManifest::named(name).restart_policy(policy);
     let m = init.iter().cloned().fold(m, PodManifest::init_container);
     containers.iter().cloned().fold(m, PodManifest::container)
 }
 
-fn pod_yaml(name: &str, policy: &str, init: &[ContainerSpec], containers: &[ContainerSpec]) -> String {
+fn pod_yaml(
+    name: &str,
+    policy: &str,
+    init: &[ContainerSpec],
+    containers: &[ContainerSpec],
+) -> String {
     pod(name, policy, init, containers).to_yaml()
 }
 
@@ -288,7 +298,11 @@ fn sidecars_stop_when_the_app_containers_are_done() {
     require_root!();
     let p = Podlab::new();
     let a = unique("sidedone");
-    let init = [ctr("side", "exec sleep 3600", "    restartPolicy: Always\n")];
+    let init = [ctr(
+        "side",
+        "exec sleep 3600",
+        "    restartPolicy: Always\n",
+    )];
     let app = ctr("job", "sleep 1; exit 0", "");
     apply_nowait(&p, &pod_yaml(&a, "Never", &init, &[app]));
     let _g = guard(&p, &a);
@@ -334,7 +348,10 @@ fn on_failure_restarts_with_a_growing_back_off() {
     require_root!();
     let p = Podlab::new();
     let a = unique("onfail");
-    apply_nowait(&p, &pod_yaml(&a, "OnFailure", &[], &[ctr("c", "exit 1", "")]));
+    apply_nowait(
+        &p,
+        &pod_yaml(&a, "OnFailure", &[], &[ctr("c", "exit 1", "")]),
+    );
     let _g = guard(&p, &a);
     let mut messages: Vec<String> = Vec::new();
     let st = wait_status(&p, &a, 30, "restarted three times", |s| {
@@ -368,7 +385,10 @@ fn on_failure_restarts_with_a_growing_back_off() {
 
     // Completing successfully ends the pod.
     let b = unique("onfail-ok");
-    apply_nowait(&p, &pod_yaml(&b, "OnFailure", &[], &[ctr("c", "exit 0", "")]));
+    apply_nowait(
+        &p,
+        &pod_yaml(&b, "OnFailure", &[], &[ctr("c", "exit 0", "")]),
+    );
     let _g2 = guard(&p, &b);
     let st = wait_status(&p, &b, 20, "Succeeded", |s| s["phase"] == "Succeeded");
     assert_eq!(container(&st, "containerStatuses", "c")["restartCount"], 0);

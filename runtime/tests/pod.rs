@@ -16,10 +16,7 @@ fn delete_leaves_nothing_on_the_host() {
     require_root!();
     let p = Podlab::new();
     let a = unique("del");
-    let g = p.pod(
-        &a,
-        &sleepers(&a, BUSYBOX, &["one", "two"]),
-    );
+    let g = p.pod(&a, &sleepers(&a, BUSYBOX, &["one", "two"]));
     let uid = p.uid(&a);
     let state = p.runtime_state(&a);
     let mut pids = vec![state["pause"]["pid"].as_i64().unwrap()];
@@ -52,10 +49,7 @@ fn gc_cleans_up_after_a_killed_shim() {
     require_root!();
     let p = Podlab::new();
     let a = unique("gc");
-    let _g = p.pod(
-        &a,
-        &sleepers(&a, BUSYBOX, &["one"]),
-    );
+    let _g = p.pod(&a, &sleepers(&a, BUSYBOX, &["one"]));
     let uid = p.uid(&a);
     let state = p.runtime_state(&a);
     let shim = state["shim"]["pid"].as_i64().unwrap();

@@ -130,10 +130,7 @@ fn gc_removes_data_whose_record_is_gone() {
     require_root!();
     let p = Podlab::new();
     let a = unique("orphan");
-    let g = p.pod(
-        &a,
-        &sleepers(&a, BUSYBOX, &["c"]),
-    );
+    let g = p.pod(&a, &sleepers(&a, BUSYBOX, &["c"]));
     let keep = p.data_dir(&a);
     assert!(keep.join("logs").exists());
     // The state root is a tmpfs that a reboot wipes: its records go, the
