@@ -13,9 +13,9 @@ use crate::suite::{Ctx, Outcome, Timeouts};
 
 /// Declares everything; runs every pod at once with no podIP and no
 /// hostIP; its containers see no cgroup and may not set the hostname.
-fn liar() -> FakeRuntime {
+fn liar(caps: &str) -> FakeRuntime {
     FakeRuntime::new()
-        .claiming(parse_capabilities("all,container-pids=64").unwrap())
+        .claiming(parse_capabilities(caps).unwrap())
         .on_exec(|argv| {
             let stdout = match argv {
                 ["probe", "cgroup", ..] => json!({"ok": true, "visible": false}),
@@ -33,7 +33,7 @@ fn liar() -> FakeRuntime {
 
 #[test]
 fn a_claimed_capability_that_is_missing_fails() {
-    let rt = liar();
+    let rt = liar("all,container-pids=64");
     let ctx = Ctx::new(
         &rt,
         Timeouts {
@@ -60,10 +60,7 @@ fn a_claimed_capability_that_is_missing_fails() {
 #[test]
 fn a_claimed_registry_that_is_not_there_fails() {
     // Port 1 on loopback: nothing listens, so no tag can be made or pulled.
-    let rt = Liar {
-        caps: parse_capabilities("all,registry=127.0.0.1:1").unwrap(),
-        containers: Mutex::new(HashMap::new()),
-    };
+    let rt = liar("all,registry=127.0.0.1:1");
     let ctx = Ctx::new(
         &rt,
         Timeouts {
