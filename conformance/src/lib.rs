@@ -14,6 +14,8 @@ pub mod adapters;
 pub mod anchors;
 pub mod docs;
 pub mod expectations;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod filter;
 pub mod mutants;
 pub mod pods;

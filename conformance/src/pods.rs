@@ -2,213 +2,44 @@
 //! the pod whatever happens, and running the probe in a container.
 
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{json, Map, Value};
+use podlab_testkit::manifest::Fixture;
+use serde_json::Value;
 
 use crate::runtime::{self, ExecOutput, Runtime};
 use crate::suite::{fail, Ctx, Outcome};
 
-/// A container of a test pod. By default it runs the probe image and
-/// sleeps, so tests can exec into it.
-#[derive(Clone, Debug)]
-pub struct ContainerSpec {
-    name: String,
-    image: String,
-    command: Vec<String>,
-    limits: Vec<(String, String)>,
-    privileged: bool,
-    /// Further container fields, set as written (`securityContext`, ...).
-    fields: Map<String, Value>,
-}
+pub use podlab_testkit::manifest::{ContainerSpec, PodManifest};
+pub use podlab_testkit::probe::{error_name, ok};
 
-impl ContainerSpec {
-    pub fn new(ctx: &Ctx, name: &str) -> ContainerSpec {
-        ContainerSpec {
-            name: name.into(),
-            image: ctx.probe_image.clone(),
-            command: vec!["sleep".into(), "3600".into()],
-            limits: Vec::new(),
-            privileged: false,
-            fields: Map::new(),
-        }
+/// The suite names its pods uniquely, runs the probe image by default and
+/// labels every pod as its own.
+impl Fixture for Ctx {
+    fn pod_name(&self, prefix: &str) -> String {
+        self.unique_name(prefix)
     }
-
-    /// Sets a container field to a JSON value, replacing what the builder
-    /// would write there.
-    pub fn field(mut self, key: &str, value: Value) -> ContainerSpec {
-        self.fields.insert(key.into(), value);
-        self
+    fn default_image(&self) -> String {
+        self.probe_image.clone()
     }
-
-    pub fn image(mut self, image: &str) -> ContainerSpec {
-        self.image = image.into();
-        self
+    fn labels(&self) -> Vec<(String, String)> {
+        vec![(
+            "app.kubernetes.io/part-of".into(),
+            "podlab-conformance".into(),
+        )]
     }
-
-    pub fn command<S: AsRef<str>>(mut self, argv: &[S]) -> ContainerSpec {
-        self.command = argv.iter().map(|s| s.as_ref().to_string()).collect();
-        self
-    }
-
-    /// `resources.limits[resource] = quantity`.
-    pub fn limit(mut self, resource: &str, quantity: &str) -> ContainerSpec {
-        self.limits.push((resource.into(), quantity.into()));
-        self
-    }
-
-    pub fn privileged(mut self, privileged: bool) -> ContainerSpec {
-        self.privileged = privileged;
-        self
-    }
-
-    fn to_json(&self) -> Value {
-        let mut c = Map::new();
-        c.insert("name".into(), json!(self.name));
-        c.insert("image".into(), json!(self.image));
-        c.insert("command".into(), json!(self.command));
-        if !self.limits.is_empty() {
-            let limits: Map<String, Value> = self
-                .limits
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            c.insert("resources".into(), json!({ "limits": limits }));
-        }
-        if self.privileged {
-            c.insert("securityContext".into(), json!({"privileged": true}));
-        }
-        c.extend(self.fields.clone());
-        Value::Object(c)
+    fn default_pull_policy(&self) -> Option<String> {
+        Some(PULL_POLICY.into())
     }
 }
 
-/// A test pod's manifest.
-#[derive(Clone, Debug)]
-pub struct PodManifest {
-    pub name: String,
-    containers: Vec<ContainerSpec>,
-    hostname: Option<String>,
-    share_process_namespace: bool,
-    host_network: bool,
-    pod_limits: Vec<(String, String)>,
-    /// Further `spec` fields, set as written (`securityContext`, `volumes`).
-    spec_fields: Map<String, Value>,
-}
+/// The pull policy of every container that sets none, so a probe image
+/// side-loaded on a real cluster's node is used: with a `:latest` tag
+/// Kubernetes would default to `Always` and fail to pull it.
+const PULL_POLICY: &str = "IfNotPresent";
 
-impl PodManifest {
-    /// A pod with a unique name made from `prefix`.
-    pub fn new(ctx: &Ctx, prefix: &str) -> PodManifest {
-        PodManifest {
-            name: ctx.unique_name(prefix),
-            containers: Vec::new(),
-            hostname: None,
-            share_process_namespace: false,
-            host_network: false,
-            pod_limits: Vec::new(),
-            spec_fields: Map::new(),
-        }
-    }
-
-    /// Sets a `spec` field to a JSON value, replacing what the builder
-    /// would write there.
-    pub fn spec_field(mut self, key: &str, value: Value) -> PodManifest {
-        self.spec_fields.insert(key.into(), value);
-        self
-    }
-
-    /// A pod of sleeping probe containers with these names.
-    pub fn sleepers(ctx: &Ctx, prefix: &str, containers: &[&str]) -> PodManifest {
-        containers
-            .iter()
-            .fold(PodManifest::new(ctx, prefix), |m, c| {
-                m.container(ContainerSpec::new(ctx, c))
-            })
-    }
-
-    pub fn container(mut self, c: ContainerSpec) -> PodManifest {
-        self.containers.push(c);
-        self
-    }
-
-    pub fn hostname(mut self, hostname: &str) -> PodManifest {
-        self.hostname = Some(hostname.into());
-        self
-    }
-
-    pub fn share_process_namespace(mut self) -> PodManifest {
-        self.share_process_namespace = true;
-        self
-    }
-
-    /// `spec.hostNetwork: true`: the pod uses the node's network namespace.
-    pub fn host_network(mut self) -> PodManifest {
-        self.host_network = true;
-        self
-    }
-
-    /// Pod-level `spec.resources.limits[resource] = quantity`.
-    pub fn pod_limit(mut self, resource: &str, quantity: &str) -> PodManifest {
-        self.pod_limits.push((resource.into(), quantity.into()));
-        self
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut spec = Map::new();
-        spec.insert(
-            "containers".into(),
-            Value::Array(self.containers.iter().map(ContainerSpec::to_json).collect()),
-        );
-        if let Some(h) = &self.hostname {
-            spec.insert("hostname".into(), json!(h));
-        }
-        if self.share_process_namespace {
-            spec.insert("shareProcessNamespace".into(), json!(true));
-        }
-        if self.host_network {
-            spec.insert("hostNetwork".into(), json!(true));
-        }
-        // Deleting a test pod should not wait for sleeping containers.
-        spec.insert("terminationGracePeriodSeconds".into(), json!(0));
-        if !self.pod_limits.is_empty() {
-            let limits: Map<String, Value> = self
-                .pod_limits
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            spec.insert("resources".into(), json!({ "limits": limits }));
-        }
-        spec.extend(self.spec_fields.clone());
-        json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": self.name,
-                "labels": {"app.kubernetes.io/part-of": "podlab-conformance"},
-            },
-            "spec": spec,
-        })
-    }
-
-    pub fn to_yaml(&self) -> String {
-        manifest_yaml(self.to_json())
-    }
-}
-
-/// The YAML the suite hands a runtime for `manifest`. Every container
-/// without a pull policy gets `IfNotPresent`, so a probe image side-loaded
-/// on a real cluster's node is used: with a `:latest` tag Kubernetes would
-/// default to `Always` and fail to pull it.
-pub fn manifest_yaml(mut manifest: Value) -> String {
-    for list in ["initContainers", "containers"] {
-        if let Some(containers) = manifest["spec"][list].as_array_mut() {
-            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
-                c.entry("imagePullPolicy")
-                    .or_insert_with(|| json!("IfNotPresent"));
-            }
-        }
-    }
-    // Serialising a JSON value cannot fail; fall back to JSON (valid YAML
-    // too) rather than panic if it ever did.
-    serde_norway::to_string(&manifest).unwrap_or_else(|_| manifest.to_string())
+/// The YAML the suite hands a runtime for `manifest`: every container
+/// without a pull policy gets [`PULL_POLICY`].
+pub fn manifest_yaml(manifest: Value) -> String {
+    podlab_testkit::manifest::to_yaml(manifest, Some(PULL_POLICY))
 }
 
 /// Runs `argv` in `container` of `pod` every 100 ms until its stdout
@@ -419,18 +250,7 @@ impl Drop for PodGuard<'_> {
 
 /// The first stdout line of a probe run as a JSON object.
 pub fn parse_probe(out: &ExecOutput) -> Result<Value, String> {
-    if out.exit_code != 0 {
-        return Err("did not run".into());
-    }
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .ok_or("printed nothing")?;
-    match serde_json::from_str::<Value>(line) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err("printed no JSON object".into()),
-    }
+    podlab_testkit::probe::parse(out.exit_code, &out.stdout)
 }
 
 /// `v[key]` as a string, failing with the whole object when absent.
@@ -445,16 +265,6 @@ pub fn num_field(v: &Value, key: &str, what: &str) -> Result<i64, Outcome> {
     v.get(key)
         .and_then(Value::as_i64)
         .ok_or_else(|| fail(format!("{what}: no integer `{key}` in probe output {v}")))
-}
-
-/// Whether a probe operation succeeded (`"ok": true`).
-pub fn ok(v: &Value) -> bool {
-    v.get("ok").and_then(Value::as_bool) == Some(true)
-}
-
-/// The errno name of a failed probe operation ("ECONNREFUSED"), or "".
-pub fn error_name(v: &Value) -> &str {
-    v.get("error").and_then(Value::as_str).unwrap_or("")
 }
 
 #[cfg(test)]

@@ -111,36 +111,8 @@ pub fn format_line(r: &TestResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{Capabilities, Error, ExecOutput};
+    use crate::fake::FakeRuntime;
     use crate::suite::Status;
-    use k8s_openapi::api::core::v1::Pod;
-    use std::time::Duration;
-
-    struct Fake;
-
-    impl Runtime for Fake {
-        fn name(&self) -> &str {
-            "fake"
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::default()
-        }
-        fn probe_image(&self) -> String {
-            String::new()
-        }
-        fn create_pod(&self, _: &str) -> Result<(), Error> {
-            Ok(())
-        }
-        fn get_pod(&self, _: &str) -> Result<Option<Pod>, Error> {
-            Ok(None)
-        }
-        fn exec(&self, _: &str, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, Error> {
-            Ok(ExecOutput::default())
-        }
-        fn delete_pod(&self, _: &str) -> Result<(), Error> {
-            Ok(())
-        }
-    }
 
     fn case(id: &'static str, exclusive: bool, run: crate::suite::TestFn) -> TestCase {
         TestCase {
@@ -161,7 +133,7 @@ mod tests {
             case("A-004", false, |_, _| Outcome::Failed("bad".into())),
         ];
         let seen = Mutex::new(Vec::new());
-        let results = run(&Fake, &cases, &Options::default(), &|r| {
+        let results = run(&FakeRuntime::new(), &cases, &Options::default(), &|r| {
             seen.lock().unwrap().push(r.id.clone())
         });
         let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();

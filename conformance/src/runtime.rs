@@ -383,54 +383,10 @@ impl fmt::Display for Quoted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use crate::fake::FakeRuntime;
 
-    /// A runtime whose pod goes through a scripted list of statuses, one per `get_pod`.
-    struct Scripted {
-        statuses: Mutex<Vec<serde_json::Value>>,
-    }
-
-    impl Runtime for Scripted {
-        fn name(&self) -> &str {
-            "scripted"
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::default()
-        }
-        fn probe_image(&self) -> String {
-            String::new()
-        }
-        fn create_pod(&self, _: &str) -> Result<(), Error> {
-            Ok(())
-        }
-        fn get_pod(&self, name: &str) -> Result<Option<Pod>, Error> {
-            let mut s = self.statuses.lock().unwrap();
-            let status = if s.len() > 1 {
-                s.remove(0)
-            } else {
-                s[0].clone()
-            };
-            Ok(Some(
-                serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": name},
-                    "spec": {"containers": [{"name": "app"}]},
-                    "status": status,
-                }))
-                .unwrap(),
-            ))
-        }
-        fn exec(&self, _: &str, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, Error> {
-            unimplemented!()
-        }
-        fn delete_pod(&self, _: &str) -> Result<(), Error> {
-            Ok(())
-        }
-    }
-
-    fn scripted(statuses: Vec<serde_json::Value>) -> Scripted {
-        Scripted {
-            statuses: Mutex::new(statuses),
-        }
+    fn scripted(statuses: Vec<serde_json::Value>) -> FakeRuntime {
+        FakeRuntime::new().scripted(statuses)
     }
 
     #[test]

@@ -221,38 +221,11 @@ fn splitmix64(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{Error, ExecOutput};
-    use k8s_openapi::api::core::v1::Pod;
-
-    struct Nothing;
-
-    impl Runtime for Nothing {
-        fn name(&self) -> &str {
-            "nothing"
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::default()
-        }
-        fn probe_image(&self) -> String {
-            "probe".into()
-        }
-        fn create_pod(&self, _: &str) -> Result<(), Error> {
-            Ok(())
-        }
-        fn get_pod(&self, _: &str) -> Result<Option<Pod>, Error> {
-            Ok(None)
-        }
-        fn exec(&self, _: &str, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, Error> {
-            Ok(ExecOutput::default())
-        }
-        fn delete_pod(&self, _: &str) -> Result<(), Error> {
-            Ok(())
-        }
-    }
+    use crate::fake::FakeRuntime;
 
     #[test]
     fn names_are_unique_and_valid_hostnames() {
-        let ctx = Ctx::new(&Nothing, Timeouts::default());
+        let ctx = Ctx::new(&FakeRuntime::new(), Timeouts::default());
         let a = ctx.unique_name("net-localhost");
         let b = ctx.unique_name("net-localhost");
         assert_ne!(a, b);
@@ -266,7 +239,7 @@ mod tests {
 
     #[test]
     fn random_values_stay_in_range() {
-        let ctx = Ctx::new(&Nothing, Timeouts::default());
+        let ctx = Ctx::new(&FakeRuntime::new(), Timeouts::default());
         for _ in 0..1000 {
             let port = ctx.random_port();
             assert!((20_000..32_000).contains(&port), "{port}");
@@ -277,7 +250,7 @@ mod tests {
 
     #[test]
     fn fixture_images_sit_beside_the_probe() {
-        let mut ctx = Ctx::new(&Nothing, Timeouts::default());
+        let mut ctx = Ctx::new(&FakeRuntime::new(), Timeouts::default());
         for (probe, want) in [
             ("podlab.local/probe:latest", "podlab.local/nonroot:latest"),
             ("localhost:5000/me/probe", "localhost:5000/me/nonroot"),

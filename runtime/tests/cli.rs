@@ -12,10 +12,7 @@ fn get_prints_v1_pod_objects_with_status() {
     require_root!();
     let p = Podlab::new();
     let a = unique("get");
-    let _g = p.pod(
-        &a,
-        &manifest(&a, &[("one", BUSYBOX, &["sleep", "3600"], None)]),
-    );
+    let _g = p.pod(&a, &sleepers(&a, BUSYBOX, &["one"]));
     let pod = p.pod_json(&a);
     assert_eq!(pod["apiVersion"], "v1");
     assert_eq!(pod["kind"], "Pod");
@@ -84,7 +81,12 @@ fn exec_returns_the_command_exit_code_and_logs_capture_output() {
         "-c",
         "echo started-$HOSTNAME; echo to-stderr >&2; exec sleep 3600",
     ];
-    let _g = p.pod(&a, &manifest(&a, &[("one", BUSYBOX, cmd, None)]));
+    let _g = p.pod(
+        &a,
+        &PodManifest::named(&a)
+            .container(ContainerSpec::of("one", BUSYBOX).command(cmd))
+            .to_yaml(),
+    );
     assert_eq!(
         p.exec(&a, "one", &["sh", "-c", "exit 7"]).status.code(),
         Some(7)
@@ -263,10 +265,7 @@ fn the_pod_object_carries_qos_image_id_and_versions() {
     let running = version(&p.pod_json(&a));
 
     let b = unique("obj");
-    let _gb = p.pod(
-        &b,
-        &manifest(&b, &[("app", BUSYBOX, &["sleep", "3600"], None)]),
-    );
+    let _gb = p.pod(&b, &sleepers(&b, BUSYBOX, &["app"]));
     let other = p.pod_json(&b);
     assert_eq!(other["status"]["qosClass"], "BestEffort");
     assert!(version(&other) > running, "one counter for the store");
@@ -299,10 +298,7 @@ fn wait_for_conditions_and_deletion() {
     require_root!();
     let p = Podlab::new();
     let a = unique("wait");
-    let _g = p.pod(
-        &a,
-        &manifest(&a, &[("app", BUSYBOX, &["sleep", "3600"], None)]),
-    );
+    let _g = p.pod(&a, &sleepers(&a, BUSYBOX, &["app"]));
     let target = format!("pod/{a}");
     let out = p.run(&["wait", "--for=condition=Ready", &target, "--timeout=30s"]);
     assert!(out.status.success(), "{out:?}");
@@ -344,10 +340,10 @@ fn wait_for_conditions_and_deletion() {
 }
 
 fn graceful(name: &str, grace: u32) -> String {
-    manifest(name, &[("app", BUSYBOX, &["sleep", "3600"], None)]).replace(
-        "terminationGracePeriodSeconds: 0",
-        &format!("terminationGracePeriodSeconds: {grace}"),
-    )
+    PodManifest::named(name)
+        .container(ContainerSpec::of("app", BUSYBOX))
+        .grace_period(grace)
+        .to_yaml()
 }
 
 /// `delete pod a b c ...` asks for every deletion before waiting for any, as
@@ -417,11 +413,12 @@ fn delete_without_waiting_returns_at_once() {
     assert!(!p.pod_dir(&a).exists());
 }
 
-fn labelled(name: &str, labels: &str) -> String {
-    manifest(name, &[("app", BUSYBOX, &["sleep", "3600"], None)]).replace(
-        &format!("  name: {name}\n"),
-        &format!("  name: {name}\n  labels: {{{labels}}}\n"),
-    )
+fn labelled(name: &str, labels: &[(&str, &str)]) -> String {
+    labels
+        .iter()
+        .fold(PodManifest::named(name), |m, (k, v)| m.label(k, v))
+        .container(ContainerSpec::of("app", BUSYBOX))
+        .to_yaml()
 }
 
 /// kubectl's selection and printing flags: `-l` on get, watch and delete,
@@ -433,9 +430,12 @@ fn selectors_and_output_formats() {
     let web1 = unique("sel-a");
     let web2 = unique("sel-b");
     let db = unique("sel-c");
-    let _g1 = p.pod(&web1, &labelled(&web1, "app: web, tier: front"));
-    let _g2 = p.pod(&web2, &labelled(&web2, "app: web"));
-    let _g3 = p.pod(&db, &labelled(&db, "app: db"));
+    let _g1 = p.pod(
+        &web1,
+        &labelled(&web1, &[("app", "web"), ("tier", "front")]),
+    );
+    let _g2 = p.pod(&web2, &labelled(&web2, &[("app", "web")]));
+    let _g3 = p.pod(&db, &labelled(&db, &[("app", "db")]));
     let text = |args: &[&str]| {
         let out = p.run(args);
         assert!(out.status.success(), "{args:?}: {out:?}");
@@ -549,13 +549,10 @@ fn top_reads_each_containers_cgroup() {
     require_root!();
     let p = Podlab::new();
     let a = unique("top");
-    let text = manifest(
-        &a,
-        &[
-            ("spin", BUSYBOX, &["sh", "-c", "while :; do :; done"], None),
-            ("idle", BUSYBOX, &["sleep", "3600"], None),
-        ],
-    );
+    let text = PodManifest::named(&a)
+        .container(ContainerSpec::of("spin", BUSYBOX).sh("while :; do :; done"))
+        .container(ContainerSpec::of("idle", BUSYBOX))
+        .to_yaml();
     let _g = p.pod(&a, &text);
     let out = p.run(&["top", "pod", &a, "--containers", "--no-headers"]);
     assert!(out.status.success(), "{out:?}");
@@ -597,7 +594,9 @@ fn mermaid_diagram_matches_the_live_pod() {
     let a = unique("pic");
     let _g = p.pod(
         &a,
-        &manifest(&a, &[("app", BUSYBOX, &["sleep", "3600"], Some("32Mi"))]),
+        &PodManifest::named(&a)
+            .container(ContainerSpec::of("app", BUSYBOX).limit("memory", "32Mi"))
+            .to_yaml(),
     );
     let out = p.run(&["describe", "pod", &a, "-o", "mermaid"]);
     assert!(out.status.success(), "{out:?}");

@@ -9,13 +9,7 @@ use std::time::Duration;
 use common::*;
 
 fn sleeper(name: &str) -> String {
-    manifest(
-        name,
-        &[
-            ("one", BUSYBOX, &["sleep", "3600"], None),
-            ("two", BUSYBOX, &["sleep", "3600"], None),
-        ],
-    )
+    sleepers(name, BUSYBOX, &["one", "two"])
 }
 
 fn status(p: &Podlab, name: &str) -> serde_json::Value {
@@ -132,7 +126,7 @@ fn parallel_applies_and_deletes_lose_nothing() {
         for n in &names {
             let p = &p;
             s.spawn(move || {
-                let out = p.apply(&manifest(n, &[("one", BUSYBOX, &["sleep", "3600"], None)]));
+                let out = p.apply(&sleepers(n, BUSYBOX, &["one"]));
                 assert!(out.status.success(), "{n}: {out:?}");
             });
         }

@@ -1,6 +1,9 @@
 //! The pod lifecycle as Kubernetes reports it, through the real binary
 //! (needs root): init containers and sidecars, restart policies and the
-//! back-off, OOM kills, hooks, probes, scheduling, images, volumes, watch.
+//! back-off, OOM kills, hooks, probes, scheduling, images, volumes, watch,
+//! as podlab reports them (the STATUS column, events, messages). That
+//! restartPolicy Always restarts a container that exited 0 is the suite's
+//! LIFE-013, which CI runs on podlab.
 
 mod common;
 
@@ -91,22 +94,36 @@ fn wait_status(
 
 const BB: &str = BUSYBOX;
 
-fn pod_yaml(name: &str, policy: &str, init: &str, containers: &str) -> String {
-    let mut s = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 0\n"
-    );
-    if !init.is_empty() {
-        s.push_str("  initContainers:\n");
-        s.push_str(init);
-    }
-    s.push_str("  containers:\n");
-    s.push_str(containers);
-    s
+fn pod(
+    name: &str,
+    policy: &str,
+    init: &[ContainerSpec],
+    containers: &[ContainerSpec],
+) -> PodManifest {
+    let m = PodManifest::named(name).restart_policy(policy);
+    let m = init.iter().cloned().fold(m, PodManifest::init_container);
+    containers.iter().cloned().fold(m, PodManifest::container)
 }
 
-/// One container entry: `- {name: N, image: busybox, command: [sh, -c, SCRIPT]}` plus extra keys.
-fn ctr(name: &str, script: &str, extra: &str) -> String {
-    format!("  - name: {name}\n    image: {BB}\n    command: [\"sh\", \"-c\", {script:?}]\n{extra}")
+fn pod_yaml(
+    name: &str,
+    policy: &str,
+    init: &[ContainerSpec],
+    containers: &[ContainerSpec],
+) -> String {
+    pod(name, policy, init, containers).to_yaml()
+}
+
+/// A busybox container running `sh -c SCRIPT`, with the container fields
+/// of `extra` (YAML, indented as in a pod's container list).
+fn ctr(name: &str, script: &str, extra: &str) -> ContainerSpec {
+    let extra: Vec<&str> = extra
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    ContainerSpec::of(name, BB)
+        .sh(script)
+        .fields_yaml(&extra.join("\n"))
 }
 
 #[test]
@@ -114,10 +131,12 @@ fn init_containers_run_in_order_and_keep_the_pod_pending() {
     require_root!();
     let p = Podlab::new();
     let a = unique("init");
-    let init = ctr("first", "echo first >> /dev/shm/order; sleep 2", "")
-        + &ctr("second", "echo second >> /dev/shm/order", "");
+    let init = [
+        ctr("first", "echo first >> /dev/shm/order; sleep 2", ""),
+        ctr("second", "echo second >> /dev/shm/order", ""),
+    ];
     let app = ctr("app", "echo app >> /dev/shm/order; exec sleep 3600", "");
-    apply_nowait(&p, &pod_yaml(&a, "Always", &init, &app));
+    apply_nowait(&p, &pod_yaml(&a, "Always", &init, &[app]));
     let _g = guard(&p, &a);
 
     // While the first init container runs: Pending, Init:0/2, not initialized.
@@ -168,9 +187,9 @@ fn a_failing_init_container_fails_the_pod_under_never() {
     require_root!();
     let p = Podlab::new();
     let a = unique("initfail");
-    let init = ctr("setup", "exit 3", "");
+    let init = [ctr("setup", "exit 3", "")];
     let app = ctr("app", "echo app-ran > /dev/shm/ran; exec sleep 3600", "");
-    apply_nowait(&p, &pod_yaml(&a, "Never", &init, &app));
+    apply_nowait(&p, &pod_yaml(&a, "Never", &init, &[app]));
     let _g = guard(&p, &a);
     let st = wait_status(&p, &a, 20, "Failed", |s| s["phase"] == "Failed");
     let c = container(&st, "initContainerStatuses", "setup");
@@ -190,9 +209,9 @@ fn a_failing_init_container_is_retried_until_it_succeeds() {
     let a = unique("initretry");
     // Fails twice (pod-wide /dev/shm remembers the tries), then succeeds.
     let script = "n=$(cat /dev/shm/tries 2>/dev/null || echo 0); echo $((n+1)) > /dev/shm/tries; [ $n -ge 2 ]";
-    let init = ctr("flaky", script, "");
+    let init = [ctr("flaky", script, "")];
     let app = ctr("app", "exec sleep 3600", "");
-    apply_nowait(&p, &pod_yaml(&a, "OnFailure", &init, &app));
+    apply_nowait(&p, &pod_yaml(&a, "OnFailure", &init, &[app]));
     let _g = guard(&p, &a);
     // The second failure waits out a back-off: Init:CrashLoopBackOff.
     let mut seen = Vec::new();
@@ -231,13 +250,16 @@ fn sidecars_start_in_order_run_beside_the_app_and_are_restarted() {
     require_root!();
     let p = Podlab::new();
     let a = unique("sidecar");
-    let init = ctr(
-        "side",
-        "echo side >> /dev/shm/order; exec sleep 3600",
-        "    restartPolicy: Always\n",
-    ) + &ctr("after", "echo after >> /dev/shm/order", "");
+    let init = [
+        ctr(
+            "side",
+            "echo side >> /dev/shm/order; exec sleep 3600",
+            "    restartPolicy: Always\n",
+        ),
+        ctr("after", "echo after >> /dev/shm/order", ""),
+    ];
     let app = ctr("app", "echo app >> /dev/shm/order; exec sleep 3600", "");
-    let _g = p.pod(&a, &pod_yaml(&a, "Never", &init, &app));
+    let _g = p.pod(&a, &pod_yaml(&a, "Never", &init, &[app]));
     let st = status(&p, &a);
     assert_eq!(st["phase"], "Running");
     let side = container(&st, "initContainerStatuses", "side");
@@ -276,9 +298,13 @@ fn sidecars_stop_when_the_app_containers_are_done() {
     require_root!();
     let p = Podlab::new();
     let a = unique("sidedone");
-    let init = ctr("side", "exec sleep 3600", "    restartPolicy: Always\n");
+    let init = [ctr(
+        "side",
+        "exec sleep 3600",
+        "    restartPolicy: Always\n",
+    )];
     let app = ctr("job", "sleep 1; exit 0", "");
-    apply_nowait(&p, &pod_yaml(&a, "Never", &init, &app));
+    apply_nowait(&p, &pod_yaml(&a, "Never", &init, &[app]));
     let _g = guard(&p, &a);
     let st = wait_status(&p, &a, 30, "Succeeded", |s| s["phase"] == "Succeeded");
     let side = wait_status(&p, &a, 30, "stopped the sidecar", |s| {
@@ -296,9 +322,9 @@ fn restart_policy_never_gives_succeeded_or_failed() {
     let p = Podlab::new();
     let ok = unique("never-ok");
     let bad = unique("never-bad");
-    apply_nowait(&p, &pod_yaml(&ok, "Never", "", &ctr("c", "exit 0", "")));
+    apply_nowait(&p, &pod_yaml(&ok, "Never", &[], &[ctr("c", "exit 0", "")]));
     let _g1 = guard(&p, &ok);
-    apply_nowait(&p, &pod_yaml(&bad, "Never", "", &ctr("c", "exit 7", "")));
+    apply_nowait(&p, &pod_yaml(&bad, "Never", &[], &[ctr("c", "exit 7", "")]));
     let _g2 = guard(&p, &bad);
     let st = wait_status(&p, &ok, 20, "Succeeded", |s| s["phase"] == "Succeeded");
     let c = container(&st, "containerStatuses", "c");
@@ -322,7 +348,10 @@ fn on_failure_restarts_with_a_growing_back_off() {
     require_root!();
     let p = Podlab::new();
     let a = unique("onfail");
-    apply_nowait(&p, &pod_yaml(&a, "OnFailure", "", &ctr("c", "exit 1", "")));
+    apply_nowait(
+        &p,
+        &pod_yaml(&a, "OnFailure", &[], &[ctr("c", "exit 1", "")]),
+    );
     let _g = guard(&p, &a);
     let mut messages: Vec<String> = Vec::new();
     let st = wait_status(&p, &a, 30, "restarted three times", |s| {
@@ -356,25 +385,13 @@ fn on_failure_restarts_with_a_growing_back_off() {
 
     // Completing successfully ends the pod.
     let b = unique("onfail-ok");
-    apply_nowait(&p, &pod_yaml(&b, "OnFailure", "", &ctr("c", "exit 0", "")));
+    apply_nowait(
+        &p,
+        &pod_yaml(&b, "OnFailure", &[], &[ctr("c", "exit 0", "")]),
+    );
     let _g2 = guard(&p, &b);
     let st = wait_status(&p, &b, 20, "Succeeded", |s| s["phase"] == "Succeeded");
     assert_eq!(container(&st, "containerStatuses", "c")["restartCount"], 0);
-}
-
-#[test]
-fn always_restarts_even_a_successful_container() {
-    require_root!();
-    let p = Podlab::new();
-    let a = unique("always");
-    apply_nowait(&p, &pod_yaml(&a, "Always", "", &ctr("c", "sleep 0.2", "")));
-    let _g = guard(&p, &a);
-    let st = wait_status(&p, &a, 30, "restarted", |s| {
-        container(s, "containerStatuses", "c")["restartCount"].as_i64() >= Some(2)
-    });
-    assert_eq!(st["phase"], "Running");
-    let c = container(&st, "containerStatuses", "c");
-    assert_eq!(c["lastState"]["terminated"]["reason"], "Completed", "{c}");
 }
 
 /// A shim outlives the binary that started it (podlab rebuilt or upgraded
@@ -393,7 +410,7 @@ fn a_shim_restarts_containers_after_its_binary_is_replaced() {
         .args(["apply", "-f", "-"]);
     apply.env("PODLAB_BACKOFF_BASE_MS", "200");
     let out = assert_cmd::Command::from_std(apply)
-        .write_stdin(pod_yaml(&a, "Always", "", &ctr("c", "sleep 0.2", "")))
+        .write_stdin(pod_yaml(&a, "Always", &[], &[ctr("c", "sleep 0.2", "")]))
         .output()
         .expect("apply through the copy");
     let _g = guard(&p, &a);
@@ -421,7 +438,7 @@ fn the_back_off_starts_over_after_a_long_enough_run() {
             .cmd()
             .envs(env)
             .args(["apply", "-f", "-"])
-            .write_stdin(pod_yaml(name, "OnFailure", "", &ctr("c", script, "")))
+            .write_stdin(pod_yaml(name, "OnFailure", &[], &[ctr("c", script, "")]))
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -474,16 +491,17 @@ fn with_hooks(
     script: &str,
     post_start: Option<&str>,
     pre_stop: Option<&str>,
-) -> String {
-    let mut extra = String::from("    lifecycle:\n");
+) -> ContainerSpec {
+    let mut hooks = serde_json::Map::new();
     for (hook, cmd) in [("postStart", post_start), ("preStop", pre_stop)] {
         if let Some(cmd) = cmd {
-            extra.push_str(&format!(
-                "      {hook}:\n        exec:\n          command: [\"sh\", \"-c\", {cmd:?}]\n"
-            ));
+            hooks.insert(
+                hook.into(),
+                serde_json::json!({"exec": {"command": ["sh", "-c", cmd]}}),
+            );
         }
     }
-    ctr(name, script, &extra)
+    ctr(name, script, "").field("lifecycle", Value::Object(hooks))
 }
 
 #[test]
@@ -497,7 +515,7 @@ fn post_start_runs_before_the_container_counts_as_running() {
         Some("sleep 1; echo hooked > /dev/shm/hook"),
         None,
     );
-    apply_nowait(&p, &pod_yaml(&a, "Always", "", &c));
+    apply_nowait(&p, &pod_yaml(&a, "Always", &[], &[c]));
     let _g = guard(&p, &a);
     let st = wait_status(&p, &a, 10, "showed the container", |s| {
         container(s, "containerStatuses", "app")["state"].is_object()
@@ -517,7 +535,7 @@ fn a_failing_post_start_hook_kills_the_container() {
     let p = Podlab::new();
     let a = unique("poststart-bad");
     let c = with_hooks("app", "exec sleep 3600", Some("echo nope; exit 1"), None);
-    apply_nowait(&p, &pod_yaml(&a, "Always", "", &c));
+    apply_nowait(&p, &pod_yaml(&a, "Always", &[], &[c]));
     let _g = guard(&p, &a);
     wait_status(&p, &a, 30, "restarted the container", |s| {
         container(s, "containerStatuses", "app")["restartCount"].as_i64() >= Some(1)
@@ -576,10 +594,7 @@ fn delete_runs_pre_stop_then_sigterm() {
         None,
         Some("echo prestop >> /dev/shm/log; sleep 1"),
     );
-    let m = pod_yaml(&a, "Always", "", &app).replace(
-        "terminationGracePeriodSeconds: 0",
-        "terminationGracePeriodSeconds: 20",
-    );
+    let m = pod(&a, "Always", &[], &[app]).grace_period(20).to_yaml();
     let _g = p.pod(&a, &m);
     let uid = p.uid(&a);
     let (seen, took) = delete_and_watch(&p, &a, "/dev/shm/log", None);
@@ -609,10 +624,7 @@ fn delete_sends_sigkill_only_after_the_grace_period() {
         "trap 'echo term >> /dev/shm/log' TERM; while :; do sleep 0.1; done",
         "",
     );
-    let m = pod_yaml(&a, "Always", "", &app).replace(
-        "terminationGracePeriodSeconds: 0",
-        "terminationGracePeriodSeconds: 30",
-    );
+    let m = pod(&a, "Always", &[], &[app]).grace_period(30).to_yaml();
     let _g = p.pod(&a, &m);
     let uid = p.uid(&a);
     let pid = p.runtime_state(&a)["containers"]["app"]["pid"]["pid"]
@@ -642,10 +654,7 @@ fn a_sleep_pre_stop_hook_delays_sigterm() {
         "trap 'exit 0' TERM; while :; do sleep 0.1; done",
         "    lifecycle:\n      preStop:\n        sleep:\n          seconds: 1\n",
     );
-    let m = pod_yaml(&a, "Always", "", &app).replace(
-        "terminationGracePeriodSeconds: 0",
-        "terminationGracePeriodSeconds: 20",
-    );
+    let m = pod(&a, "Always", &[], &[app]).grace_period(20).to_yaml();
     let _g = p.pod(&a, &m);
     let start = std::time::Instant::now();
     assert!(p.run(&["delete", "pod", &a]).status.success());
@@ -670,7 +679,7 @@ fn an_exec_readiness_probe_drives_ready() {
         "exec sleep 3600",
         "    readinessProbe:\n      exec:\n        command: [test, -e, /dev/shm/ready]\n      periodSeconds: 1\n      failureThreshold: 1\n",
     );
-    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", &[], &[c]));
     let st = status(&p, &a);
     assert_eq!(st["phase"], "Running");
     assert!(!ready(&st, "app"), "ready before its probe passed: {st:#}");
@@ -701,7 +710,7 @@ fn a_tcp_readiness_probe_waits_for_the_port() {
         "sleep 2; exec httpd -f -p 9090 -h /",
         "    readinessProbe:\n      tcpSocket:\n        port: 9090\n      periodSeconds: 1\n",
     );
-    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", &[], &[c]));
     assert!(!ready(&status(&p, &a), "app"));
     wait_status(&p, &a, 15, "ready", |s| ready(s, "app"));
     assert!(
@@ -721,7 +730,7 @@ fn a_failing_http_liveness_probe_restarts_the_container() {
         "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www",
         "    ports:\n    - name: web\n      containerPort: 8080\n    livenessProbe:\n      httpGet:\n        path: /healthz\n        port: web\n      periodSeconds: 1\n      failureThreshold: 2\n",
     );
-    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", &[], &[c]));
     std::thread::sleep(Duration::from_millis(1500));
     let st = status(&p, &a);
     assert_eq!(
@@ -770,7 +779,7 @@ fn a_startup_probe_holds_back_liveness_until_it_passes() {
         "exec sleep 3600",
         "    startupProbe:\n      exec:\n        command: [test, -e, /dev/shm/up]\n      periodSeconds: 1\n      failureThreshold: 60\n    livenessProbe:\n      exec:\n        command: [\"false\"]\n      periodSeconds: 1\n      failureThreshold: 1\n",
     );
-    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", &[], &[c]));
     std::thread::sleep(Duration::from_millis(2500));
     let st = status(&p, &a);
     let app = container(&st, "containerStatuses", "app");
@@ -793,7 +802,7 @@ fn a_failing_startup_probe_restarts_the_container() {
         "exec sleep 3600",
         "    startupProbe:\n      exec:\n        command: [sh, -c, \"echo not yet; exit 1\"]\n      periodSeconds: 1\n      failureThreshold: 2\n",
     );
-    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", &[], &[c]));
     wait_status(&p, &a, 20, "restarted", |s| {
         container(s, "containerStatuses", "app")["restartCount"].as_i64() >= Some(1)
     });
@@ -821,7 +830,7 @@ fn a_probe_that_outlives_its_timeout_fails() {
         "exec sleep 3600",
         "    readinessProbe:\n      exec:\n        command: [sleep, \"30\"]\n      timeoutSeconds: 1\n      periodSeconds: 1\n",
     );
-    let _g = p.pod(&a, &pod_yaml(&a, "Always", "", &c));
+    let _g = p.pod(&a, &pod_yaml(&a, "Always", &[], &[c]));
     let found = eventually(Duration::from_secs(10), || {
         has_event(&p, &a, "Unhealthy", "timed out").then_some(())
     });
@@ -850,12 +859,12 @@ fn requesting(name: &str, memory: &str) -> String {
     pod_yaml(
         name,
         "Always",
-        "",
-        &ctr(
+        &[],
+        &[ctr(
             "app",
             "exec sleep 3600",
             &format!("    resources:\n      requests:\n        memory: {memory}\n"),
-        ),
+        )],
     )
 }
 
@@ -957,12 +966,12 @@ fn a_finished_pod_frees_its_requests() {
     let m = pod_yaml(
         &job,
         "Never",
-        "",
-        &ctr(
+        &[],
+        &[ctr(
             "app",
             "sleep 1",
             "    resources:\n      requests:\n        memory: 200Mi\n",
-        ),
+        )],
     );
     apply(m);
     let _g1 = guard(&p, &job);
@@ -1209,9 +1218,9 @@ fn watch_shows_pending_then_running_and_ends_with_the_pod() {
     require_root!();
     let p = Podlab::new();
     let a = unique("watch");
-    let init = ctr("slow", "sleep 2", "");
+    let init = [ctr("slow", "sleep 2", "")];
     let app = ctr("app", "exec sleep 3600", "");
-    apply_nowait(&p, &pod_yaml(&a, "Always", &init, &app));
+    apply_nowait(&p, &pod_yaml(&a, "Always", &init, &[app]));
     let _g = guard(&p, &a);
     let json = spawn_watch(&p, &a, &["-o", "json"]);
     let table = spawn_watch(&p, &a, &[]);
@@ -1275,7 +1284,7 @@ fn get_events_lists_what_happened_to_pods() {
     let a = unique("events");
     let _g = p.pod(
         &a,
-        &pod_yaml(&a, "Always", "", &ctr("app", "exec sleep 3600", "")),
+        &pod_yaml(&a, "Always", &[], &[ctr("app", "exec sleep 3600", "")]),
     );
     let out = p.run(&["get", "events"]);
     assert!(out.status.success(), "{out:?}");
@@ -1348,8 +1357,8 @@ fn apply_warns_about_fields_podlab_ignores() {
     let out = p.apply(&pod_yaml(
         &b,
         "Always",
-        "",
-        &ctr("app", "exec sleep 3600", ""),
+        &[],
+        &[ctr("app", "exec sleep 3600", "")],
     ));
     let _g2 = guard(&p, &b);
     assert!(out.status.success());

@@ -70,7 +70,7 @@ impl Drop for Bench {
                 .args(["pod", "rm", "--all", "--force", "--time", "0"])
                 .output();
         }
-        let left = util::unmount_under(&self.work);
+        let left = podlab_testkit::host::unmount_under(&self.work);
         if !left.is_empty() {
             eprintln!(
                 "xtask: unmounted {} mount(s) podman left under {}",
@@ -90,7 +90,7 @@ impl Drop for Bench {
 /// An empty `dir`, even after a run that died with podman's storage still
 /// mounted in it.
 fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
-    util::unmount_under(dir);
+    podlab_testkit::host::unmount_under(dir);
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -345,7 +345,7 @@ fn stop_stale(dir: &Path) {
 
 /// Unmounts and removes the daemon's directories (not its log).
 fn clean(dir: &Path) -> anyhow::Result<()> {
-    util::unmount_under(dir);
+    podlab_testkit::host::unmount_under(dir);
     for sub in ["root", "state", "cni", "ipam"] {
         let d = dir.join(sub);
         if d.exists() {

@@ -1,6 +1,6 @@
 //! Small helpers shared by the tasks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context};
@@ -134,44 +134,6 @@ fn clock(d: std::time::Duration) -> String {
     }
 }
 
-/// Detaches every mount point at or below `dir`, deepest first: what a
-/// daemon (podman's storage, containerd's snapshots and network namespaces)
-/// left mounted there. Returns the mount points it detached.
-pub fn unmount_under(dir: &Path) -> Vec<PathBuf> {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut points: Vec<PathBuf> = mounts_under(&info, &dir);
-    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    for p in &points {
-        if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
-            // SAFETY: a NUL-terminated path that outlives the call; a lazy
-            // unmount touches no memory of ours.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-    points
-}
-
-/// The mount points in `mountinfo` at or below `dir` (field 5, with the
-/// kernel's octal escapes for blanks undone).
-fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| {
-            PathBuf::from(
-                p.replace("\\040", " ")
-                    .replace("\\011", "\t")
-                    .replace("\\012", "\n")
-                    .replace("\\134", "\\"),
-            )
-        })
-        .filter(|p| p.starts_with(dir))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -189,25 +151,5 @@ mod tests {
         assert_eq!(clock(std::time::Duration::from_millis(12_345)), "12.3s");
         assert_eq!(clock(std::time::Duration::from_secs(65)), "1m05s");
         assert_eq!(clock(std::time::Duration::from_secs(3600)), "60m00s");
-    }
-
-    #[test]
-    fn mounts_under_a_directory_and_not_beside_it() {
-        let info = "\
-22 1 0:21 / / rw - ext4 /dev/vda rw
-90 22 0:50 / /w/target/bench/work/podman/storage/overlay rw - ext4 /dev/vda rw
-91 90 0:51 / /w/target/bench/work/podman/storage/overlay/abc/merged rw - overlay overlay rw
-92 22 0:52 / /w/target/bench/work2 rw - tmpfs tmpfs rw
-93 22 0:53 / /w/target/bench/work/a\\040b rw - tmpfs tmpfs rw
-";
-        let found = mounts_under(info, Path::new("/w/target/bench/work"));
-        assert_eq!(
-            found,
-            [
-                PathBuf::from("/w/target/bench/work/podman/storage/overlay"),
-                PathBuf::from("/w/target/bench/work/podman/storage/overlay/abc/merged"),
-                PathBuf::from("/w/target/bench/work/a b"),
-            ]
-        );
     }
 }

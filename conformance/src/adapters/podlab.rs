@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::adapters::cli::{Cli, CliConfig};
 use crate::runtime::{Capabilities, Error, ExecOutput, PidsLimits, Runtime};
+use podlab_testkit::host;
 
 /// The pids limit the adapter asks podlab to give every container
 /// (`PODLAB_PIDS_LIMIT`), so the pids tests know what to expect.
@@ -159,7 +160,7 @@ impl Podlab {
         }
         let mut marks = self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone();
         left.extend(host_leftovers(&marks));
-        left.extend(nat_rule_leftovers(&nat_rules(), &marks));
+        left.extend(nat_rule_leftovers(&host::nat_rules(), &marks));
         left.extend(store_leftovers(
             &[self.root.path(), self.data.path()],
             &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
@@ -306,51 +307,16 @@ impl Runtime for Podlab {
 /// Network namespaces and cgroup directories on the host that still
 /// carry the uid of one of our pods.
 fn host_leftovers(uids: &[String]) -> Vec<String> {
-    leftovers_under(Path::new("/run/netns"), Path::new("/sys/fs/cgroup"), uids)
-}
-
-/// The node's NAT rules as `iptables -S` prints them; empty when iptables
-/// is missing or fails (then there are no portmap rules either).
-fn nat_rules() -> String {
-    std::process::Command::new("iptables")
-        .args(["-w", "-t", "nat", "-S"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+    host::named_leftovers(Path::new("/run/netns"), Path::new("/sys/fs/cgroup"), uids)
 }
 
 /// hostPort rules (CNI portmap tags each with its container id, podlab's
 /// pod uid) still there for one of our pods.
 fn nat_rule_leftovers(rules: &str, uids: &[String]) -> Vec<String> {
-    rules
-        .lines()
-        .filter(|l| uids.iter().any(|u| l.contains(u.as_str())))
+    host::nat_rules_naming(rules, uids)
+        .into_iter()
         .map(|l| format!("iptables nat rule {l:?} is still there"))
         .collect()
-}
-
-/// [`host_leftovers`] with the two roots as parameters, for tests.
-fn leftovers_under(netns: &Path, cgroup_root: &Path, uids: &[String]) -> Vec<String> {
-    let mut dirs: Vec<PathBuf> = vec![netns.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(cgroup_root) {
-        // Pod cgroups sit below a `podlab` directory in each hierarchy.
-        dirs.extend(entries.flatten().map(|e| e.path().join("podlab")));
-    }
-    let mut left = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if uids.iter().any(|u| name.contains(u.as_str())) {
-                left.push(format!("{} is still there", e.path().display()));
-            }
-        }
-    }
-    left.sort();
-    left
 }
 
 /// Pod directories left under the state or the data root (`pods/NS/NAME`),
@@ -444,29 +410,6 @@ mod tests {
             "{left:?}"
         );
         assert!(left[1].starts_with("still mounted: 40 "), "{left:?}");
-    }
-
-    #[test]
-    fn leftovers_are_the_entries_naming_our_pods() {
-        let dir = tempfile::tempdir().unwrap();
-        let (netns, cg) = (dir.path().join("netns"), dir.path().join("cgroup"));
-        for d in [
-            netns.join("podlab-uid-1"),
-            netns.join("podlab-other"),
-            cg.join("memory/podlab/pod-uid-1"),
-            cg.join("pids/podlab/pod-uid-2"),
-            cg.join("cpu/podlab/pod-unrelated"),
-        ] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let uids = ["uid-1".to_string(), "uid-2".to_string()];
-        let left = leftovers_under(&netns, &cg, &uids);
-        assert_eq!(left.len(), 3, "{left:?}");
-        assert!(
-            left[0].ends_with("cgroup/memory/podlab/pod-uid-1 is still there"),
-            "{left:?}"
-        );
-        assert!(leftovers_under(&netns, &cg, &[]).is_empty());
     }
 
     #[test]

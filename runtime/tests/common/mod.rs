@@ -11,6 +11,13 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use podlab_testkit::host;
+
+// Each test binary uses its own part of the kit.
+#[allow(unused_imports)]
+pub use podlab_testkit::host::{alive, link_exists, process_state, veths_of};
+#[allow(unused_imports)]
+pub use podlab_testkit::manifest::{ContainerSpec, PodManifest};
 
 pub const BUSYBOX: &str = "podlab.local/busybox:latest";
 pub const PROBE: &str = "podlab.local/probe:latest";
@@ -187,9 +194,8 @@ impl Podlab {
         let mut full = vec!["probe"];
         full.extend_from_slice(argv);
         let out = self.exec_ok(pod, container, &full);
-        let first = out.lines().next().unwrap_or("");
-        serde_json::from_str(first)
-            .unwrap_or_else(|e| panic!("probe {argv:?} printed {out:?}: {e}"))
+        podlab_testkit::probe::parse(0, &out)
+            .unwrap_or_else(|why| panic!("probe {argv:?} {why}: {out:?}"))
     }
 
     pub fn pod_json(&self, name: &str) -> serde_json::Value {
@@ -267,43 +273,24 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
-/// A pod manifest with the given containers (name, image, command).
-pub fn manifest(name: &str, containers: &[(&str, &str, &[&str], Option<&str>)]) -> String {
-    let mut s = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n");
-    for (cname, image, command, memory) in containers {
-        let cmd: Vec<String> = command.iter().map(|c| format!("{c:?}")).collect();
-        s.push_str(&format!(
-            "  - name: {cname}\n    image: {image}\n    command: [{}]\n",
-            cmd.join(", ")
-        ));
-        if let Some(m) = memory {
-            s.push_str(&format!(
-                "    resources:\n      limits:\n        memory: {m}\n"
-            ));
-        }
-    }
-    s
+/// A pod of one sleeping container per name, all of `image`: the
+/// commonest test pod. Build anything else with [`PodManifest`].
+pub fn sleepers(name: &str, image: &str, containers: &[&str]) -> String {
+    containers
+        .iter()
+        .fold(PodManifest::named(name), |m, c| {
+            m.container(ContainerSpec::of(c, image))
+        })
+        .to_yaml()
 }
 
 /// Everything podlab may hold on the host for a pod uid; empty means clean.
 pub fn leftovers(uid: &str, pod_dir: &Path) -> Vec<String> {
-    let mut left = Vec::new();
-    let netns = PathBuf::from("/run/netns").join(format!("podlab-{uid}"));
-    if netns.exists() {
-        left.push(format!("netns {}", netns.display()));
-    }
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        for e in entries.flatten() {
-            let p = e.path().join("podlab").join(format!("pod-{uid}"));
-            if p.exists() {
-                left.push(format!("cgroup {}", p.display()));
-            }
-        }
-    }
-    let p = PathBuf::from("/sys/fs/cgroup/podlab").join(format!("pod-{uid}"));
-    if p.exists() {
-        left.push(format!("cgroup {}", p.display()));
-    }
+    let mut left = host::named_leftovers(
+        Path::new("/run/netns"),
+        Path::new("/sys/fs/cgroup"),
+        &[uid.to_string()],
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = pod_dir.to_string_lossy();
     for line in mounts.lines() {
@@ -326,18 +313,6 @@ pub fn leftovers(uid: &str, pod_dir: &Path) -> Vec<String> {
     left
 }
 
-pub fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 /// `podlab` with this test's roots, as a std Command that can be spawned
 /// and killed (assert_cmd only runs to completion).
 pub fn spawnable(p: &Podlab) -> std::process::Command {
@@ -352,70 +327,18 @@ pub fn spawnable(p: &Podlab) -> std::process::Command {
     c
 }
 
-/// The state letter of a process (`R`, `S`, `T` stopped, `Z`), None once gone.
-pub fn process_state(pid: i64) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
 /// Live processes whose command line names `needle` (a test's state root:
-/// the CLI and the shims it started), as "pid cmdline".
+/// the CLI and the shims it started).
 pub fn processes_naming(needle: &Path) -> Vec<String> {
-    let needle = needle.to_string_lossy();
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmdline.contains(&*needle) && alive(pid) {
-            found.push(format!("{pid} {cmdline}"));
-        }
-    }
-    found
+    host::processes_naming(Path::new("/proc"), &needle.to_string_lossy())
 }
 
-/// IPAM leases of the host-local plugin held for a pod uid (a lease file
-/// holds the container id it was handed to).
+/// IPAM leases of the host-local plugin held for a pod uid.
 pub fn leases_of(uid: &str) -> Vec<String> {
-    let mut left = Vec::new();
-    for net in std::fs::read_dir("/run/podlab-cni/ipam")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for lease in std::fs::read_dir(net.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if std::fs::read_to_string(lease.path()).is_ok_and(|t| t.contains(uid)) {
-                left.push(format!("lease {}", lease.path().display()));
-            }
-        }
-    }
-    left
+    host::leases_of(Path::new(host::CNI_RUN_DIR), uid)
 }
 
-/// Host-side veth interfaces whose peer is in the pod's named netns.
-pub fn veths_of(uid: &str) -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "type", "veth"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let netns = format!("link-netns podlab-{uid}");
-    out.lines()
-        .filter(|l| l.contains(&netns))
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-        .collect()
-}
-
-/// True while a network interface of this name exists on the host.
-pub fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+/// The CNI result cache entries of a pod uid.
+pub fn cni_cache_of(uid: &str) -> Vec<String> {
+    host::cni_cache_of(Path::new(host::CNI_RUN_DIR), uid)
 }
