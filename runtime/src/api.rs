@@ -21,7 +21,7 @@ pub use secrets::{create_docker_registry_secret, delete_secret, get_secret, list
 
 /// What fronts name pods, events, log lines and limits by.
 pub use crate::cgroups::Limits;
-pub use crate::logs::Line as LogLine;
+pub use crate::logs::{render as log_text, Line as LogLine};
 pub use crate::network::HostLinks;
 pub use crate::store::{unix_now, Event, PodKey};
 

@@ -651,21 +651,6 @@ pub fn images_table(images: &[api::ImageInfo]) -> String {
     out
 }
 
-/// A batch of log lines as `logs` prints them, each with the time it was
-/// written first when `timestamps`.
-pub fn log_text(lines: &[api::LogLine], timestamps: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        if timestamps {
-            out.extend_from_slice(l.time.as_bytes());
-            out.push(b' ');
-        }
-        out.extend_from_slice(&l.text);
-        out.push(b'\n');
-    }
-    out
-}
-
 /// `image pull`'s progress: one line, redrawn at most ten times a second
 /// (and at each finished layer): layers and bytes fetched of what the pull
 /// needs.
@@ -1253,8 +1238,8 @@ mod tests {
             text: text.as_bytes().to_vec(),
         };
         let lines = [line("t1", "one"), line("t2", "two")];
-        assert_eq!(log_text(&lines, false), b"one\ntwo\n");
-        assert_eq!(log_text(&lines, true), b"t1 one\nt2 two\n");
+        assert_eq!(api::log_text(&lines, false), b"one\ntwo\n");
+        assert_eq!(api::log_text(&lines, true), b"t1 one\nt2 two\n");
         let start = std::time::Instant::now();
         let mut bar = PullBar::new("probe:latest");
         let resolved = api::PullProgress::Resolved {

@@ -212,6 +212,21 @@ pub struct Line {
     pub text: Vec<u8>,
 }
 
+/// Lines as `kubectl logs` shows them: the text, each after the time it
+/// was written when `timestamps`.
+pub fn render(lines: &[Line], timestamps: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        if timestamps {
+            out.extend_from_slice(l.time.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(&l.text);
+        out.push(b'\n');
+    }
+    out
+}
+
 /// The lines of one start's files, partial records joined.
 pub fn read(path: &Path) -> Result<Vec<Line>, Error> {
     let mut f = Follower::new(path.to_path_buf());

@@ -1038,7 +1038,7 @@ fn logs(
     use std::io::Write;
     let mut print = |lines: Vec<api::LogLine>| -> std::io::Result<bool> {
         let mut out = std::io::stdout().lock();
-        out.write_all(&cli::log_text(&lines, opts.timestamps))?;
+        out.write_all(&podlab::api::log_text(&lines, opts.timestamps))?;
         out.flush()?;
         Ok(true)
     };

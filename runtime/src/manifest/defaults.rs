@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Error;
 
@@ -13,25 +14,34 @@ use super::Error;
 /// default, which images and tools expect.
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
-/// Fills in Kubernetes' defaults. `namespace` is the `-n` flag: it is used
-/// when the manifest names no namespace, and must agree with it otherwise
-/// (kubectl refuses to move an object to another namespace silently).
-pub fn default_pod(pod: &mut Pod, namespace: Option<&str>) -> Result<(), Error> {
-    let meta = &mut pod.metadata;
+/// An object's namespace from `-n` when the manifest names none; both must
+/// agree otherwise (kubectl refuses to move an object to another namespace
+/// silently). Every object lives in one; kubectl's default context uses
+/// "default".
+pub fn default_namespace(meta: &mut ObjectMeta, namespace: Option<&str>) -> Result<(), Error> {
     match (
         meta.namespace.as_deref().filter(|n| !n.is_empty()),
         namespace,
     ) {
         (Some(manifest), Some(requested)) if manifest != requested => {
-            return Err(Error::NamespaceMismatch {
+            Err(Error::NamespaceMismatch {
                 manifest: manifest.to_string(),
                 requested: requested.to_string(),
-            });
+            })
         }
-        (Some(_), _) => {}
-        // Every pod lives in a namespace; kubectl's default context uses "default".
-        (None, requested) => meta.namespace = Some(requested.unwrap_or("default").to_string()),
+        (Some(_), _) => Ok(()),
+        (None, requested) => {
+            meta.namespace = Some(requested.unwrap_or("default").to_string());
+            Ok(())
+        }
     }
+}
+
+/// Fills in Kubernetes' defaults. `namespace` is the `-n` flag: it is used
+/// when the manifest names no namespace, and must agree with it otherwise
+/// (kubectl refuses to move an object to another namespace silently).
+pub fn default_pod(pod: &mut Pod, namespace: Option<&str>) -> Result<(), Error> {
+    default_namespace(&mut pod.metadata, namespace)?;
 
     let Some(spec) = pod.spec.as_mut() else {
         // Nothing to default; validation reports the missing containers.

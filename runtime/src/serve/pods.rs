@@ -466,18 +466,7 @@ pub fn log(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Body>,
         .q("container")
         .filter(|c| !c.is_empty())
         .map(str::to_string);
-    let render = move |lines: Vec<crate::logs::Line>, timestamps: bool| {
-        let mut out = Vec::new();
-        for l in lines {
-            if timestamps {
-                out.extend_from_slice(l.time.as_bytes());
-                out.push(b' ');
-            }
-            out.extend_from_slice(&l.text);
-            out.push(b'\n');
-        }
-        out
-    };
+    let render = |lines: Vec<api::LogLine>, timestamps: bool| api::log_text(&lines, timestamps);
     if !opts.follow {
         let mut body = Vec::new();
         api::logs(

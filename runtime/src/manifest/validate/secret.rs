@@ -30,20 +30,7 @@ const KEY_RULE: &str = "a key must be at most 253 letters, digits, '-', '_' or '
 /// folded into `data` (its values win), the type `Opaque` when none is
 /// given, and the namespace from `-n` (which must agree with the manifest's).
 pub fn default_secret(secret: &mut Secret, namespace: Option<&str>) -> Result<(), Error> {
-    let meta = &mut secret.metadata;
-    match (
-        meta.namespace.as_deref().filter(|n| !n.is_empty()),
-        namespace,
-    ) {
-        (Some(manifest), Some(requested)) if manifest != requested => {
-            return Err(Error::NamespaceMismatch {
-                manifest: manifest.to_string(),
-                requested: requested.to_string(),
-            });
-        }
-        (Some(_), _) => {}
-        (None, requested) => meta.namespace = Some(requested.unwrap_or("default").to_string()),
-    }
+    crate::manifest::defaults::default_namespace(&mut secret.metadata, namespace)?;
     if let Some(strings) = secret.string_data.take() {
         let data = secret.data.get_or_insert_with(Default::default);
         for (k, v) in strings {
