@@ -449,6 +449,21 @@ struct AuthRegistry {
     no_docker_config: PathBuf,
 }
 
+impl AuthRegistry {
+    /// `podlab apply -f - ARGS` of `manifest` with this registry's hosts
+    /// config and no Docker login, so only the pod's pull secrets can log in.
+    fn apply(&self, p: &Podlab, args: &[&str], manifest: String) -> std::process::Output {
+        p.cmd()
+            .env("PODLAB_REGISTRY_CONFIG", &self.config)
+            .env("DOCKER_CONFIG", &self.no_docker_config)
+            .args(["apply", "-f", "-"])
+            .args(args)
+            .write_stdin(manifest)
+            .output()
+            .expect("apply")
+    }
+}
+
 fn auth_registry(dir: &Path) -> AuthRegistry {
     let htpasswd = dir.join("htpasswd");
     std::fs::write(&htpasswd, format!("student:{}\n", bcrypt("s3cret"))).expect("htpasswd");
@@ -524,14 +539,7 @@ fn a_pod_pulls_from_an_auth_registry_with_its_image_pull_secret_and_no_docker_co
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{login}'\n---\n{}",
         pod_with_pull_secrets(&name, &reg.image, &["regcred"])
     );
-    let out = p
-        .cmd()
-        .env("PODLAB_REGISTRY_CONFIG", &reg.config)
-        .env("DOCKER_CONFIG", &reg.no_docker_config)
-        .args(["apply", "-f", "-", "--wait-ready=60s"])
-        .write_stdin(manifest)
-        .output()
-        .expect("apply");
+    let out = reg.apply(&p, &["--wait-ready=60s"], manifest);
     let _guard = common::PodGuard {
         podlab: &p,
         name: name.clone(),
@@ -587,14 +595,11 @@ fn a_wrong_password_in_the_pull_secret_is_err_image_pull_naming_401() {
     let p = Podlab::with_images(&dir.path().join("images"));
     create_pull_secret(&p, &reg, "badcred", "wrong");
     let name = common::unique("secret-denied");
-    let out = p
-        .cmd()
-        .env("PODLAB_REGISTRY_CONFIG", &reg.config)
-        .env("DOCKER_CONFIG", &reg.no_docker_config)
-        .args(["apply", "-f", "-"])
-        .write_stdin(pod_with_pull_secrets(&name, &reg.image, &["badcred"]))
-        .output()
-        .expect("apply");
+    let out = reg.apply(
+        &p,
+        &[],
+        pod_with_pull_secrets(&name, &reg.image, &["badcred"]),
+    );
     let _guard = common::PodGuard {
         podlab: &p,
         name: name.clone(),
@@ -619,18 +624,11 @@ fn a_missing_pull_secret_is_a_warning_and_the_pull_goes_on() {
     let p = Podlab::with_images(&dir.path().join("images"));
     create_pull_secret(&p, &reg, "regcred", "s3cret");
     let name = common::unique("secret-missing");
-    let out = p
-        .cmd()
-        .env("PODLAB_REGISTRY_CONFIG", &reg.config)
-        .env("DOCKER_CONFIG", &reg.no_docker_config)
-        .args(["apply", "-f", "-", "--wait-ready=60s"])
-        .write_stdin(pod_with_pull_secrets(
-            &name,
-            &reg.image,
-            &["nosuch", "regcred"],
-        ))
-        .output()
-        .expect("apply");
+    let out = reg.apply(
+        &p,
+        &["--wait-ready=60s"],
+        pod_with_pull_secrets(&name, &reg.image, &["nosuch", "regcred"]),
+    );
     let _guard = common::PodGuard {
         podlab: &p,
         name: name.clone(),
