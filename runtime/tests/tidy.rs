@@ -1,10 +1,7 @@
 //! The runtime's modules depend downward only (rust-analyzer's `tidy` style):
 //! this test reads every `crate::` path in runtime/src and fails on an
-//! import against the layer order of docs/architecture.md, and on a cycle.
-//!
-//! The imports that break the order today are listed in `KNOWN`, each to be
-//! taken out (issue 16); the test also fails when a listed one is gone, so
-//! the list only shrinks.
+//! import against the layer order of docs/architecture.md, and on a cycle;
+//! the CLI front may use the API layer only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,16 +45,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fronts", &["serve", "cli"]),
 ];
 
-/// Upward imports that exist today (from, to), to be removed.
-const KNOWN: &[(&str, &str)] = &[];
-
 /// What the binary's own files (main.rs and cli.rs, the CLI front) may use of
 /// the library: the API layer, config, pure presentation helpers, and the
 /// other front it starts.
 const FRONT_MAY_USE: &[&str] = &["api", "config", "selector", "jsonpath", "serve"];
-
-/// The CLI's uses of lower layers today (file, module), to be removed.
-const FRONT_KNOWN: &[(&str, &str)] = &[];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -209,7 +200,7 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     found
 }
 
-/// A cycle among the imports, leaving out the known upward ones.
+/// A cycle among the imports.
 fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn visit(
         node: &str,
@@ -227,9 +218,6 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
         }
         path.push(node.to_string());
         for dep in graph.get(node).into_iter().flatten() {
-            if KNOWN.contains(&(node, dep.as_str())) {
-                continue;
-            }
             if let Some(c) = visit(dep, graph, path, done) {
                 return Some(c);
             }
@@ -247,26 +235,10 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 #[test]
 fn modules_depend_downward_only() {
     let graph = graph(&src_dir());
-    let known: BTreeSet<String> = KNOWN
-        .iter()
-        .map(|(from, to)| {
-            format!(
-                "{from} ({}) uses {to} ({})",
-                LAYERS[rank(from).unwrap()].0,
-                LAYERS[rank(to).unwrap()].0
-            )
-        })
-        .collect();
-    let found: BTreeSet<String> = violations(&graph).into_iter().collect();
-    let new: Vec<_> = found.difference(&known).collect();
-    let gone: Vec<_> = known.difference(&found).collect();
+    let found = violations(&graph);
     assert!(
-        new.is_empty(),
-        "imports against the layer order (docs/architecture.md): {new:#?}"
-    );
-    assert!(
-        gone.is_empty(),
-        "these known upward imports are gone: take them out of KNOWN: {gone:#?}"
+        found.is_empty(),
+        "imports against the layer order (docs/architecture.md): {found:#?}"
     );
     if let Some(cycle) = cycle(&graph) {
         panic!("a module cycle: {}", cycle.join(" -> "));
@@ -284,19 +256,9 @@ fn the_cli_front_uses_the_api_layer() {
             }
         }
     }
-    let known: BTreeSet<(&str, String)> = FRONT_KNOWN
-        .iter()
-        .map(|(f, m)| (*f, m.to_string()))
-        .collect();
-    let new: Vec<_> = found.difference(&known).collect();
-    let gone: Vec<_> = known.difference(&found).collect();
     assert!(
-        new.is_empty(),
-        "the CLI reaches below the API layer: {new:?}"
-    );
-    assert!(
-        gone.is_empty(),
-        "these are gone from the CLI: take them out of FRONT_KNOWN: {gone:?}"
+        found.is_empty(),
+        "the CLI reaches below the API layer: {found:?}"
     );
 }
 
