@@ -11,6 +11,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::*;
+use podlab_testkit::probe::listen_argv;
 
 fn pod_ip(p: &Podlab, name: &str) -> String {
     p.pod_json(name)["status"]["podIP"]
@@ -21,23 +22,8 @@ fn pod_ip(p: &Podlab, name: &str) -> String {
 
 /// A container that answers `token` on `port`.
 fn server(proto: &str, port: u16, token: &str) -> ContainerSpec {
-    let port = port.to_string();
-    ContainerSpec::of("server", PROBE).command(&[
-        "probe",
-        "listen",
-        "--proto",
-        proto,
-        "--addr",
-        "0.0.0.0",
-        "--port",
-        &port,
-        "--token",
-        token,
-        "--count",
-        "100",
-        "--timeout-ms",
-        "600000",
-    ])
+    let argv = listen_argv(proto, "0.0.0.0", port, token, 100, Duration::from_secs(600));
+    ContainerSpec::of("server", PROBE).command(&argv)
 }
 
 #[test]

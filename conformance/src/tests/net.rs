@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use podlab_testkit::probe::listen_argv;
 use serde_json::Value;
 
-use super::util::{connect_until, different_namespace, same_namespace, server_command};
+use super::util::{connect_until, different_namespace, same_namespace};
 use crate::pods::{error_name, ok, ContainerSpec, PodGuard, PodManifest};
 use crate::runtime::Runtime;
 use crate::suite::{fail, skip, Check, Ctx, TestCase};
@@ -176,15 +177,22 @@ fn pod_ip_on_interfaces(rt: &dyn Runtime, ctx: &Ctx) -> Check {
     Ok(())
 }
 
+/// A server container answers this many clients within this time: for as
+/// long as its pod lives.
+const SERVER_COUNT: u32 = 1_000_000;
+const SERVER_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// A pod whose container `server` serves `token` on 127.0.0.1:`port`, and
 /// a sleeping container `client`.
 fn server_pod(ctx: &Ctx, prefix: &str, proto: &str, port: u16, token: &str) -> PodManifest {
     PodManifest::new(ctx, prefix)
-        .container(ContainerSpec::new(ctx, "server").command(&server_command(
+        .container(ContainerSpec::new(ctx, "server").command(&listen_argv(
             proto,
             "127.0.0.1",
             port,
             token,
+            SERVER_COUNT,
+            SERVER_LIFETIME,
         )))
         .container(ContainerSpec::new(ctx, "client"))
 }

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
+use podlab_testkit::probe::listen_argv;
 use serde_json::Value;
 
 use super::net::{interfaces, show};
@@ -88,24 +89,8 @@ pub(super) fn serve_one<T>(
     token: &str,
     client: impl FnOnce() -> Result<T, Outcome>,
 ) -> Result<(T, Served), Outcome> {
-    let port_s = port.to_string();
-    let lifetime = LISTENER_LIFETIME.as_millis().to_string();
-    let argv = [
-        "probe",
-        "listen",
-        "--proto",
-        proto,
-        "--addr",
-        "0.0.0.0",
-        "--port",
-        &port_s,
-        "--token",
-        token,
-        "--count",
-        "1",
-        "--timeout-ms",
-        &lifetime,
-    ];
+    let argv = listen_argv(proto, "0.0.0.0", port, token, 1, LISTENER_LIFETIME);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let (client_result, listened) = std::thread::scope(|s| {
         let listener = s.spawn(|| pod.exec(container, &argv));
         let client_result = client();

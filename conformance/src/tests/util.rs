@@ -86,26 +86,3 @@ pub fn connect_until(
         std::thread::sleep(Duration::from_millis(50 * u64::from(attempt.min(6))));
     }
 }
-
-/// The argv of a container serving `token` on `addr:port` for the pod's lifetime.
-pub fn server_command(proto: &str, addr: &str, port: u16, token: &str) -> Vec<String> {
-    [
-        "probe",
-        "listen",
-        "--proto",
-        proto,
-        "--addr",
-        addr,
-        "--port",
-        &port.to_string(),
-        "--token",
-        token,
-        "--count",
-        "1000000",
-        "--timeout-ms",
-        "3600000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}

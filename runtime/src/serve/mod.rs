@@ -53,6 +53,20 @@ pub enum Error {
         what: String,
         source: std::io::Error,
     },
+    /// What failed is `what`; the cause stays the source, for callers to
+    /// look into and print once.
+    #[error("{what}")]
+    Api {
+        what: String,
+        #[source]
+        source: Box<crate::api::Error>,
+    },
+    #[error("{what}")]
+    Store {
+        what: String,
+        #[source]
+        source: crate::store::Error,
+    },
 }
 
 /// `podlab serve`'s options.
@@ -324,9 +338,9 @@ pub fn run(config: Config, opts: Options) -> Result<(), Error> {
 
 /// The store's change feed, each changed pod read as the API shows it.
 fn start_feed(config: &Config) -> Result<crate::feed::Feed, Error> {
-    let store = crate::store::Store::of(config).map_err(|e| Error::Io {
-        what: "the store".into(),
-        source: std::io::Error::other(e.to_string()),
+    let store = crate::store::Store::of(config).map_err(|source| Error::Store {
+        what: "open the store".into(),
+        source,
     })?;
     let reader = config.clone();
     crate::feed::Feed::start(
@@ -337,9 +351,9 @@ fn start_feed(config: &Config) -> Result<crate::feed::Feed, Error> {
                 .map(|p| pods::pod_value(&p))
         }),
     )
-    .map_err(|e| Error::Io {
+    .map_err(|source| Error::Store {
         what: "follow the store's changes".into(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })
 }
 
@@ -398,5 +412,20 @@ mod tests {
         assert_eq!(q["x"], "");
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("a+b%20c"), "a b c");
+    }
+
+    #[test]
+    fn node_start_error_keeps_its_cause() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::write(root.join("resource-version"), "not a number").unwrap();
+        let config = Config::new(root.clone(), root.join("images"), root.join("data"));
+        let Err(err) = routes::NodeSeen::new(&config) else {
+            panic!("a garbled counter must fail");
+        };
+        assert_eq!(err.to_string(), "read the store's resource version");
+        let cause = std::error::Error::source(&err).expect("the cause is the source");
+        assert!(cause.is::<Box<crate::api::Error>>(), "{cause:?}");
+        assert!(cause.to_string().contains("resource-version"), "{cause}");
     }
 }

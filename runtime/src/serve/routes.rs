@@ -347,9 +347,9 @@ pub struct NodeSeen {
 impl NodeSeen {
     /// The node starts at the store's version when the server starts.
     pub fn new(config: &crate::config::Config) -> Result<NodeSeen, super::Error> {
-        let rv = crate::api::resource_version(config).map_err(|e| super::Error::Io {
-            what: "the store's resource version".into(),
-            source: std::io::Error::other(e.to_string()),
+        let rv = crate::api::resource_version(config).map_err(|source| super::Error::Api {
+            what: "read the store's resource version".into(),
+            source: Box::new(source),
         })?;
         Ok(NodeSeen {
             state: Value::Null,
