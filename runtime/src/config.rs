@@ -115,3 +115,16 @@ fn absolute(path: PathBuf) -> PathBuf {
     let _ = std::fs::create_dir_all(&path);
     std::fs::canonicalize(&path).unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests {
+    /// xtask declares podlab's default as a capability from testkit's copy
+    /// (it does not link podlab): the two must not drift apart.
+    #[test]
+    fn testkit_knows_the_default_pids_limit() {
+        assert_eq!(
+            super::DEFAULT_PIDS_LIMIT,
+            podlab_testkit::podlab::DEFAULT_PIDS_LIMIT
+        );
+    }
+}

@@ -1,8 +1,9 @@
-//! `podlab serve`'s credentials (and the test registry's): a CA made on first start, a server certificate
-//! for the listening address signed by it at each start, and one client
-//! certificate (the admin) for the kubeconfig. Keys and certificates live
-//! under `<state root>/serve/`, mode 0600; a client is authenticated by
-//! presenting a certificate the CA signed.
+//! `podlab serve`'s credentials (and the pull tests' registry's): a CA
+//! made on first start, a server certificate for the listening address
+//! signed by it at each start, and one client certificate (the admin) for
+//! the kubeconfig. Keys and certificates live under `<state root>/serve/`,
+//! mode 0600; a client is authenticated by presenting a certificate the CA
+//! signed.
 
 use std::fs;
 use std::net::SocketAddr;

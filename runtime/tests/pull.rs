@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{eventually, Podlab};
-use podlab::image::testregistry::{Options, TestRegistry, ADDRESS_ENV};
+use podlab_testkit::registry::{Options, TestRegistry, ADDRESS_ENV};
 
 /// The fixture images as xtask pushes them to the shared registry.
 const SHARED_BUSYBOX: &str = "podlab/busybox:latest";
@@ -25,7 +25,7 @@ const PROBE_REF: &str = "podlab.local/probe:latest";
 /// has none; under CI a missing registry is a broken setup.
 fn shared_registry() -> Option<String> {
     if let Some(reason) = common::skip_reason() {
-        podlab::testhook::skipped(&reason);
+        podlab_testkit::skip::skipped(&reason);
         return None;
     }
     match std::env::var(ADDRESS_ENV) {
@@ -35,7 +35,7 @@ fn shared_registry() -> Option<String> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true but {ADDRESS_ENV} is unset: run the pull tests through `cargo xtask test`"
             );
-            podlab::testhook::skipped(&format!(
+            podlab_testkit::skip::skipped(&format!(
                 "no test registry ({ADDRESS_ENV} unset); `cargo xtask test` starts one"
             ));
             None
@@ -72,6 +72,15 @@ fn scratch(prefix: &str) -> tempfile::TempDir {
 
 fn private_registry(dir: &Path, options: Options) -> TestRegistry {
     TestRegistry::start(dir, options).expect("start docker-registry")
+}
+
+/// A CA and a loopback server certificate under `dir` for a registry to
+/// serve HTTPS with (podlab serve's own certificate maker).
+fn registry_tls(dir: &Path) -> PathBuf {
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    podlab::tls::load_or_create(dir, &loopback, None)
+        .expect("registry certificate")
+        .dir
 }
 
 fn pod_yaml(name: &str, image: &str, policy: Option<&str>) -> String {
@@ -334,7 +343,7 @@ fn tls_and_htpasswd_registry_wrong_password_is_err_image_pull_naming_401() {
     let registry = private_registry(
         &dir.path().join("registry"),
         Options {
-            tls: true,
+            tls: Some(registry_tls(&dir.path().join("tls"))),
             htpasswd: Some(htpasswd),
             ..Options::default()
         },
@@ -470,7 +479,7 @@ fn auth_registry(dir: &Path) -> AuthRegistry {
     let registry = private_registry(
         &dir.join("registry"),
         Options {
-            tls: true,
+            tls: Some(registry_tls(&dir.join("tls"))),
             htpasswd: Some(htpasswd),
             access_log: false,
         },
@@ -716,7 +725,7 @@ fn a_multi_arch_index_gives_the_amd64_image() {
     let (layout, amd) = multi_arch_layout(dir.path());
     // Pushed to the shared registry under a name of this test's own.
     let name = format!("{}:1", common::unique("multi/arch"));
-    let out = std::process::Command::new(podlab::image::testregistry::SKOPEO_BIN)
+    let out = std::process::Command::new(podlab_testkit::registry::SKOPEO_BIN)
         .args([
             "--insecure-policy",
             "copy",

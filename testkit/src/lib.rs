@@ -4,4 +4,7 @@
 
 pub mod host;
 pub mod manifest;
+pub mod podlab;
 pub mod probe;
+pub mod registry;
+pub mod skip;

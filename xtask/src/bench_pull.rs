@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use podlab::image::testregistry::{Options, TestRegistry};
-use podlab::image::{layout, ImageConfig};
+use podlab_oci::{layout, ImageConfig};
+use podlab_testkit::registry::{Options, TestRegistry};
 
 use crate::containerd::Containerd;
 use crate::{doctor, util};

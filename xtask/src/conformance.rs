@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use podlab::image::testregistry::TestRegistry;
+use podlab_testkit::registry::TestRegistry;
 
 use crate::containerd::Containerd;
 use crate::serve::Serve;
@@ -333,7 +333,7 @@ pub fn podlab_caps() -> String {
         "pod-ip,privileged,cgroup-visible,pending-observable,share-process-namespace,same-kernel,\
          node-reaches-pods,pod-pids,container-pids={},init-containers,restart-policy,\
          unschedulable,oom-reason,probes,hooks,storage-eviction,host-ports,host-paths",
-        podlab::config::DEFAULT_PIDS_LIMIT
+        podlab_testkit::podlab::DEFAULT_PIDS_LIMIT
     )
 }
 

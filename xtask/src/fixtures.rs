@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
-use podlab::image::testregistry::{Options, TestRegistry};
-use podlab::image::{layout, ImageConfig};
+use podlab_oci::{layout, ImageConfig};
+use podlab_testkit::registry::{Options, TestRegistry};
 
 use crate::{doctor, util};
 

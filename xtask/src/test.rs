@@ -62,7 +62,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
     let mut cargo_test = util::cargo();
     if let Some(r) = &registry {
         cargo_test
-            .env(podlab::image::testregistry::ADDRESS_ENV, &r.address)
+            .env(podlab_testkit::registry::ADDRESS_ENV, &r.address)
             .env("PODLAB_TEST_FIXTURES", util::target().join("fixtures"));
     }
     util::run(
@@ -72,7 +72,7 @@ fn steps(root: bool, skips: &std::path::Path) -> anyhow::Result<()> {
             .args(["--", "--test-threads", "2"])
             .env("PODLAB_IMAGE_ROOT", &images)
             .env("PODLAB_PROBE", fixtures::probe_path())
-            .env(podlab::testhook::SKIP_LOG_ENV, skips),
+            .env(podlab_testkit::skip::SKIP_LOG_ENV, skips),
     )?;
     drop(registry);
     if root {

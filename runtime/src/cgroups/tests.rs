@@ -683,13 +683,13 @@ mod host_v1 {
 
     fn host() -> Option<Manager> {
         if !nix::unistd::geteuid().is_root() {
-            crate::testhook::skipped("the host cgroup tests need root");
+            podlab_testkit::skip::skipped("the host cgroup tests need root");
             return None;
         }
         match detect() {
             Ok(Mode::V1) => Some(Manager::new().unwrap()),
             other => {
-                crate::testhook::skipped(&format!(
+                podlab_testkit::skip::skipped(&format!(
                     "the host cgroup tests need a cgroup v1 host; this one is {other:?}"
                 ));
                 None

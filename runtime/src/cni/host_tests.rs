@@ -47,7 +47,7 @@ fn skip_reason() -> Option<String> {
 macro_rules! skip_unless_able {
     () => {
         if let Some(reason) = skip_reason() {
-            crate::testhook::skipped(&reason);
+            podlab_testkit::skip::skipped(&reason);
             return;
         }
     };

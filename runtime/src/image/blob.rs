@@ -1,5 +1,6 @@
-//! Content-addressing helpers shared by the store and the layout writer:
-//! sha256 hashing, digest validation and atomic file writes.
+//! Content-addressing helpers of the store: digest validation, verified
+//! blob copies and atomic file writes (the sha256 helpers themselves are
+//! `podlab-oci`'s, shared with the layout writer).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest as _, Sha256};
+pub use podlab_oci::{sha256_digest, to_hex, HashingReader};
 
 use super::Error;
 
@@ -26,56 +27,6 @@ pub(crate) fn digest_hex(digest: &str) -> Result<&str, Error> {
         Ok(&digest["sha256:".len()..])
     } else {
         Err(Error::InvalidDigest(digest.to_string()))
-    }
-}
-
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", to_hex(&Sha256::digest(bytes)))
-}
-
-/// A reader that hashes and counts everything read through it.
-pub(crate) struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// Reads what is left, then returns `(sha256:<hex>, bytes read)`.
-    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((
-            format!("sha256:{}", to_hex(&self.hasher.finalize())),
-            self.count,
-        ))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
     }
 }
 
@@ -192,22 +143,6 @@ pub(crate) fn tmp_path_for(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digest_of_empty_input() {
-        assert_eq!(
-            sha256_digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-
-    #[test]
-    fn hashing_reader_matches_one_shot_digest() {
-        let data = b"hello podlab".repeat(1000);
-        let (digest, size) = HashingReader::new(&data[..]).finish().unwrap();
-        assert_eq!(digest, sha256_digest(&data));
-        assert_eq!(size, data.len() as u64);
-    }
 
     #[test]
     fn digest_validation_rejects_paths() {

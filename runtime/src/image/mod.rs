@@ -15,12 +15,10 @@
 
 mod blob;
 mod hosts;
-pub mod layout;
 mod pull;
 mod reference;
 mod registry;
 mod store;
-pub mod testregistry;
 pub mod unpack;
 
 #[cfg(test)]
@@ -30,6 +28,9 @@ use std::io;
 
 pub use blob::sha256_digest;
 pub use hosts::{docker_config_path, DOCKER_HUB_AUTH_KEY};
+/// The layout writer and the image config live in `podlab-oci`, which
+/// xtask uses without linking podlab.
+pub use podlab_oci::{layout, ImageConfig};
 pub use pull::{hosts_of, Progress, PullOptions};
 pub use reference::{normalize_reference, Reference, LOCAL_REGISTRY};
 pub use store::{host_arch, ImageStore};
@@ -76,6 +77,9 @@ pub enum Error {
     },
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
+    /// Building an image index (the layout helpers of `podlab-oci`).
+    #[error(transparent)]
+    Layout(#[from] podlab_oci::Error),
     #[error("layer {digest}: unsupported media type {media_type}: {reason}")]
     UnsupportedMediaType {
         digest: String,
@@ -141,32 +145,6 @@ pub struct ImageInfo {
     pub size: u64,
     /// The config's `created` timestamp, when it has one.
     pub created: Option<String>,
-}
-
-/// The parts of an image config that decide how a container starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ImageConfig {
-    pub env: Vec<String>,
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-}
-
-impl ImageConfig {
-    fn from_oci(config: Option<&oci_spec::image::Config>) -> Self {
-        let Some(config) = config else {
-            return ImageConfig::default();
-        };
-        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-        ImageConfig {
-            env: config.env().clone().unwrap_or_default(),
-            entrypoint: config.entrypoint().clone().unwrap_or_default(),
-            cmd: config.cmd().clone().unwrap_or_default(),
-            working_dir: non_empty(config.working_dir()),
-            user: non_empty(config.user()),
-        }
-    }
 }
 
 /// An image ready to run: its layers unpacked, bottom layer first.

@@ -11,28 +11,24 @@ use std::path::{Component, Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
-use oci_spec::image::{
-    Arch, Descriptor, ImageConfiguration, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType,
-    Os,
-};
+use oci_spec::image::{Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, Os};
 use serde::de::DeserializeOwned;
 
 use super::blob::{
     digest_hex, io_err, is_sha256_digest, read_verified, store_verified, unique_suffix,
     write_atomic,
 };
+use podlab_oci::layout::{new_index, ref_name, OCI_LAYOUT, REF_NAME};
+
 use super::reference::{normalize_reference, Reference};
 use super::unpack::{compression_of, unpack_blob};
 use super::{Error, ImageConfig, ImageInfo, PreparedImage};
 
-/// Where the OCI image spec keeps an image's name inside an index.
-pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// containerd (and nerdctl, docker 25+) put the full name here and only the
 /// tag into `REF_NAME`.
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// podlab's own index annotation: the digest a pulled tag resolved to.
 const SOURCE_DIGEST: &str = "io.podlab.image.source-digest";
-pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Manifests, indexes and configs are small; this bounds what a hostile
 /// source can make us hold in memory.
 pub(super) const JSON_LIMIT: u64 = 16 << 20;
@@ -673,30 +669,11 @@ pub(super) fn check_layer_count(
     }
 }
 
-pub(crate) fn new_index(manifests: Vec<Descriptor>) -> Result<ImageIndex, Error> {
-    ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(manifests)
-        .build()
-        .map_err(|e| Error::Invalid {
-            what: "image index".to_string(),
-            reason: e.to_string(),
-        })
-}
-
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Invalid {
         what: what.to_string(),
         reason: e.to_string(),
     })
-}
-
-pub(crate) fn ref_name(desc: &Descriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()
-        .and_then(|a| a.get(REF_NAME))
-        .map(String::as_str)
 }
 
 /// The name an import source gives an image: containerd's full name when

@@ -114,7 +114,7 @@ fn hex(digest: &str) -> String {
 fn is_root() -> bool {
     let root = nix::unistd::geteuid().is_root();
     if !root {
-        crate::testhook::skipped("unpacking whiteouts needs root");
+        podlab_testkit::skip::skipped("unpacking whiteouts needs root");
     }
     root
 }

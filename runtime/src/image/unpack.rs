@@ -850,7 +850,9 @@ mod tests {
     #[test]
     fn whiteouts_become_overlay_whiteouts() {
         if !is_root() {
-            crate::testhook::skipped("creating whiteout devices and trusted xattrs needs root");
+            podlab_testkit::skip::skipped(
+                "creating whiteout devices and trusted xattrs needs root",
+            );
             return;
         }
         let (_tmp, layer, _) = setup();

@@ -42,12 +42,12 @@ pub fn skip_reason() -> Option<String> {
 }
 
 /// Skips the calling test, recorded by name with its reason (see
-/// `podlab::testhook::skipped`), when it cannot run.
+/// `podlab_testkit::skip::skipped`), when it cannot run.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if let Some(reason) = common::skip_reason() {
-            podlab::testhook::skipped(&reason);
+            podlab_testkit::skip::skipped(&reason);
             return;
         }
     };

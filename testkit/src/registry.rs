@@ -1,11 +1,12 @@
-//! A private registry on loopback for the pull tests and `cargo xtask test`:
-//! Debian's `docker-registry` (the CNCF distribution server) with its config
-//! and storage under a directory of the caller's, on a free port of
-//! 127.0.0.1, optionally behind TLS (a CA made with rcgen) and htpasswd
-//! auth, stopped by its PID on drop. Images go in with `skopeo copy`.
+//! A private registry on loopback for the pull tests, `cargo xtask test`,
+//! the suite's image tests and the pull benchmark: Debian's
+//! `docker-registry` (the CNCF distribution server) with its config and
+//! storage under a directory of the caller's, on a free port of 127.0.0.1,
+//! optionally behind TLS (a certificate the caller made) and htpasswd auth,
+//! stopped by its PID on drop. Images go in with `skopeo copy`.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,9 +20,11 @@ pub const ADDRESS_ENV: &str = "PODLAB_TEST_REGISTRY";
 /// How a test registry is set up.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Serve HTTPS with a certificate from a CA made under the directory
-    /// (`tls/ca.crt`).
-    pub tls: bool,
+    /// Serve HTTPS with the `server.crt` and `server.key` of this
+    /// directory, signed by its `ca.crt`, for 127.0.0.1 (the port is not
+    /// part of a certificate). podlab's tests make them with
+    /// `podlab::tls::load_or_create`; this kit links no certificate library.
+    pub tls: Option<PathBuf>,
     /// An htpasswd file (bcrypt entries) to demand basic auth with.
     pub htpasswd: Option<PathBuf>,
     /// Log every request (the server's access log, in [`TestRegistry::log`]),
@@ -51,14 +54,7 @@ impl TestRegistry {
             .map_err(|e| format!("finding a free port: {e}"))?
             .port();
         let address = format!("127.0.0.1:{port}");
-        let ca = if options.tls {
-            let addr: SocketAddr = address.parse().map_err(|e| format!("{e}"))?;
-            let creds = crate::tls::load_or_create(&dir.join("tls"), &addr, None)
-                .map_err(|e| format!("making the registry's certificate: {e}"))?;
-            Some(creds.ca_cert())
-        } else {
-            None
-        };
+        let ca = options.tls.as_ref().map(|tls| tls.join("ca.crt"));
         let mut registry = TestRegistry {
             address,
             storage: dir.join("storage"),
@@ -125,8 +121,7 @@ impl TestRegistry {
             self.storage.display(),
             self.address
         );
-        if self.ca.is_some() {
-            let tls = self.dir.join("tls");
+        if let Some(tls) = &self.options.tls {
             y.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 tls.join("server.crt").display(),

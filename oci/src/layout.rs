@@ -1,23 +1,50 @@
-//! Writing images: reproducible layer tarballs and complete OCI image
-//! layouts. Used by `cargo xtask fixtures` to build the fixture images and
-//! by tests.
+//! OCI image layouts: the names and index helpers podlab's store shares
+//! with the writer, and the writer itself (reproducible layer tarballs and
+//! complete layouts), which `cargo xtask fixtures`, the pull benchmark and
+//! tests build images with.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageIndex, ImageManifestBuilder,
-    MediaType, Os, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageIndex, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
 
-use super::blob::{io_err, sha256_digest, write_atomic, HashingReader};
-use super::store::{new_index, parse_json, ref_name, OCI_LAYOUT, REF_NAME};
-use super::{Error, ImageConfig};
+use crate::digest::{sha256_digest, HashingReader};
+use crate::{io_err, Error, ImageConfig};
+
+/// The index annotation holding an image's name.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The `oci-layout` file of every layout.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An image index (schema 2) listing `manifests`.
+pub fn new_index(manifests: Vec<Descriptor>) -> Result<ImageIndex, Error> {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .map_err(|e| Error::Invalid {
+            what: "image index".to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// The name a descriptor carries in its [`REF_NAME`] annotation.
+pub fn ref_name(desc: &Descriptor) -> Option<&str> {
+    desc.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
 
 /// Packs `dir` into a gzipped layer tar that depends only on the tree's
 /// names, contents, modes and symlink targets: entries sorted by name,
@@ -114,7 +141,7 @@ pub fn write_layout(
 ) -> Result<String, Error> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_err(format!("creating {}", blobs.display())))?;
-    write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    write_file(&dir.join("oci-layout"), OCI_LAYOUT)?;
 
     let mut layer_descriptors = Vec::new();
     let mut diff_ids = Vec::new();
@@ -180,7 +207,10 @@ pub fn write_layout(
 
     let index_path = dir.join("index.json");
     let mut index = match fs::read(&index_path) {
-        Ok(bytes) => parse_json::<ImageIndex>(&bytes, &index_path.display().to_string())?,
+        Ok(bytes) => serde_json::from_slice::<ImageIndex>(&bytes).map_err(|e| Error::Invalid {
+            what: index_path.display().to_string(),
+            reason: e.to_string(),
+        })?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => new_index(Vec::new())?,
         Err(e) => return Err(io_err(format!("reading {}", index_path.display()))(e)),
     };
@@ -188,7 +218,7 @@ pub fn write_layout(
     manifests.retain(|d| ref_name(d) != Some(reference));
     manifests.push(manifest_descriptor);
     index.set_manifests(manifests);
-    write_atomic(&index_path, &to_json(&index)?)?;
+    write_file(&index_path, &to_json(&index)?)?;
     Ok(digest)
 }
 
@@ -196,10 +226,29 @@ fn write_blob(blobs: &Path, media_type: MediaType, bytes: &[u8]) -> Result<Descr
     let digest = sha256_digest(bytes);
     let path = blobs.join(&digest["sha256:".len()..]);
     if !path.exists() {
-        write_atomic(&path, bytes)?;
+        write_file(&path, bytes)?;
     }
     let digest = oci_spec::image::Digest::try_from(digest.as_str()).map_err(spec_error)?;
     Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
+}
+
+/// Replaces `path` through a temporary file and a rename, so an
+/// interrupted run never leaves a half-written blob that a later run takes
+/// as present. (The runtime's own writes go through its `atomic_file`; this
+/// crate links nothing of the runtime.)
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".tmp-{name}-{}-{seq}", std::process::id()));
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(format!("writing {}", path.display())))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
