@@ -416,7 +416,8 @@ fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
 /// server's NotFound; everything else an `error: ` line (some messages are
 /// kubectl's own already: "error: ...", "The Pod ... is invalid").
 fn error_message(e: &anyhow::Error) -> String {
-    let msg = error_text(e);
+    // Each message says its own level only; `{:#}` adds the causes.
+    let msg = format!("{e:#}");
     match error_kind(e) {
         Some(ErrorKind::NotFound) => format!("Error from server (NotFound): {msg}"),
         _ if msg.starts_with("error: ") || msg.starts_with("The ") => msg,
@@ -456,22 +457,6 @@ fn main() {
         },
     };
     std::process::exit(code);
-}
-
-/// The error and its causes, each cause added only when the message does
-/// not already say it (library errors include their source in their text).
-fn error_text(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&text);
-        }
-    }
-    msg
 }
 
 fn pods_resource(resource: &str) -> anyhow::Result<()> {
@@ -720,7 +705,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             let mut failed = false;
             let mut report = |name: &str, e: api::Error| {
                 let kind = e.kind();
-                let text = error_text(&anyhow::Error::from(e));
+                let text = format!("{:#}", anyhow::Error::from(e));
                 match kind {
                     ErrorKind::NotFound if ignore_not_found => return,
                     ErrorKind::NotFound => eprintln!("Error from server (NotFound): {text}"),

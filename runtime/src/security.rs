@@ -117,21 +117,21 @@ pub enum Error {
     InvalidId { field: &'static str, value: i64 },
     #[error("{0} supplementary groups: podlab gives a process at most {max}", max = MAX_GROUPS - 1)]
     TooManyGroups(usize),
-    #[error("seccomp profile {path}: {source}")]
+    #[error("seccomp profile {path}")]
     SeccompFile {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("seccomp profile {path}: {message}")]
     SeccompParse { path: PathBuf, message: String },
-    #[error("seccomp profile {path}: {source}")]
+    #[error("seccomp profile {path}")]
     Seccomp {
         path: String,
         source: crate::seccomp::Error,
     },
     #[error(transparent)]
     Sys(#[from] sys::Error),
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Syscall {
         op: &'static str,
         source: std::io::Error,
@@ -478,7 +478,7 @@ pub fn seccomp_program(
             let profile: crate::seccomp::OciProfile =
                 serde_json::from_slice(&text).map_err(|e| Error::SeccompParse {
                     path: path.clone(),
-                    message: e.to_string(),
+                    message: crate::error::chain(&e),
                 })?;
             compiled(&profile, path.display().to_string())
         }

@@ -326,7 +326,7 @@ pub fn run(config: Config, opts: Options) -> Result<(), Error> {
 fn start_feed(config: &Config) -> Result<crate::feed::Feed, Error> {
     let store = crate::store::Store::of(config).map_err(|e| Error::Io {
         what: "the store".into(),
-        source: std::io::Error::other(e.to_string()),
+        source: std::io::Error::other(crate::error::chain(&e)),
     })?;
     let reader = config.clone();
     crate::feed::Feed::start(
@@ -339,7 +339,7 @@ fn start_feed(config: &Config) -> Result<crate::feed::Feed, Error> {
     )
     .map_err(|e| Error::Io {
         what: "follow the store's changes".into(),
-        source: std::io::Error::other(e.to_string()),
+        source: std::io::Error::other(crate::error::chain(&e)),
     })
 }
 

@@ -319,7 +319,10 @@ fn delete_namespace(ctx: &Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     let owned = name.to_string();
     std::thread::spawn(move || {
         if let Err(e) = crate::kube_namespaces::finish_delete(&config, &owned, deletions) {
-            eprintln!("podlab serve: deleting namespace {owned}: {e}");
+            eprintln!(
+                "podlab serve: deleting namespace {owned}: {}",
+                crate::error::chain(&e)
+            );
         }
     });
     Ok(json(200, &namespace_object(&ns)))
@@ -349,7 +352,7 @@ impl NodeSeen {
     pub fn new(config: &crate::config::Config) -> Result<NodeSeen, super::Error> {
         let rv = crate::api::resource_version(config).map_err(|e| super::Error::Io {
             what: "the store's resource version".into(),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(crate::error::chain(&e)),
         })?;
         Ok(NodeSeen {
             state: Value::Null,
