@@ -920,9 +920,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.seccomp.unwrap().filters.len(), 1);
-        let err = resolve(Some(&local("profiles/typo.json")), None, None, &[], root)
-            .unwrap_err()
-            .to_string();
+        let err = crate::error::chain(
+            &resolve(Some(&local("profiles/typo.json")), None, None, &[], root).unwrap_err(),
+        );
         assert!(
             err.ends_with(
                 "profiles/typo.json: syscalls[0].names[0]: unknown system call \"mkdri\""

@@ -237,7 +237,7 @@ pub struct Wrapped { source: std::io::Error }
             "4: \"reading {path}: {source}\" prints its source `source`",
             "6: \"parsing: {0}\" prints its source `0`",
             "11: \"pulling {name}: {err:?}\" prints its source `err`",
-            "24: \"struct {source}\" prints its source `source`",
+            "25: \"struct {source}\" prints its source `source`",
         ]
     );
 }
