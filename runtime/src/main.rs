@@ -12,6 +12,7 @@ use podlab::api::{self, ErrorKind, PodKey};
 use podlab::config::{
     Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT,
 };
+use podlab::error;
 use podlab::selector::Selector;
 
 #[derive(Parser)]
@@ -677,12 +678,12 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                         Ok(_) => println!("secret \"{name}\" deleted"),
                         Err(e) if e.kind() == ErrorKind::NotFound => {
                             if !ignore_not_found {
-                                eprintln!("Error from server (NotFound): {e}");
+                                eprintln!("Error from server (NotFound): {}", error::chain(&e));
                                 failed = true;
                             }
                         }
                         Err(e) => {
-                            eprintln!("error: deleting secret {name}: {e}");
+                            eprintln!("error: deleting secret {name}: {}", error::chain(&e));
                             failed = true;
                         }
                     }
@@ -705,7 +706,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             let mut failed = false;
             let mut report = |name: &str, e: api::Error| {
                 let kind = e.kind();
-                let text = format!("{:#}", anyhow::Error::from(e));
+                let text = error::chain(&e);
                 match kind {
                     ErrorKind::NotFound if ignore_not_found => return,
                     ErrorKind::NotFound => eprintln!("Error from server (NotFound): {text}"),
