@@ -23,7 +23,7 @@ pub const PLANNED_FAMILIES: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("conformance/anchors.json does not parse: {0}")]
+    #[error("conformance/anchors.json does not parse")]
     Parse(#[from] serde_json::Error),
     #[error("conformance/anchors.json, anchor {anchor:?}: {problem}")]
     Invalid { anchor: String, problem: String },
@@ -369,7 +369,7 @@ mod tests {
     use super::*;
 
     fn anchors() -> Anchors {
-        load().unwrap_or_else(|e| panic!("{e}"))
+        load().unwrap_or_else(|e| panic!("{}", podlab_kube::error::chain(&e)))
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn generate(cases: &[TestCase]) -> String {
     match &anchors {
         Ok(a) => md.push_str(&a.coverage_markdown()),
         Err(e) => {
-            let _ = writeln!(md, "\n{e}");
+            let _ = writeln!(md, "\n{}", podlab_kube::error::chain(e));
         }
     }
     for (prefix, title) in FAMILIES {

@@ -400,7 +400,10 @@ fn run(args: Args) -> Result<ExitCode> {
             runtime: runtime.clone(),
             ..Expectations::default()
         });
-    match recorded.preflight(host, rt.preflight().map_err(|e| e.to_string())) {
+    match recorded.preflight(
+        host,
+        rt.preflight().map_err(|e| podlab_kube::error::chain(&e)),
+    ) {
         Preflight::Runs => {}
         Preflight::NotRunnable(reason) => {
             println!("conformance: {runtime} cannot run pods on this {host} host, as its expectations record: {reason}");

@@ -67,7 +67,7 @@ pub fn exec_until(
                     out.exit_code, out.stdout, out.stderr
                 )
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = podlab_kube::error::chain(&e),
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -100,8 +100,13 @@ impl<'a> RawPod<'a> {
             .to_string();
         // The guard exists before the call, so a half-created pod is deleted too.
         let guard = RawPod { rt, name };
-        rt.create_pod(&manifest_yaml(manifest))
-            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", guard.name)))?;
+        rt.create_pod(&manifest_yaml(manifest)).map_err(|e| {
+            fail(format!(
+                "the runtime refused pod {}: {}",
+                guard.name,
+                podlab_kube::error::chain(&e)
+            ))
+        })?;
         Ok(guard)
     }
 
@@ -111,7 +116,13 @@ impl<'a> RawPod<'a> {
         let out = self
             .rt
             .exec(&self.name, container, &argv, ctx.timeouts.exec)
-            .map_err(|e| fail(format!("exec in {}/{container}: {e}", self.name)))?;
+            .map_err(|e| {
+                fail(format!(
+                    "exec in {}/{container}: {}",
+                    self.name,
+                    podlab_kube::error::chain(&e)
+                ))
+            })?;
         Ok(out.stdout)
     }
 }
@@ -126,7 +137,11 @@ impl RawPod<'_> {
 impl Drop for RawPod<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.rt.delete_pod(&self.name) {
-            eprintln!("warning: could not delete pod {}: {e}", self.name);
+            eprintln!(
+                "warning: could not delete pod {}: {}",
+                self.name,
+                podlab_kube::error::chain(&e)
+            );
         }
     }
 }
@@ -152,8 +167,13 @@ impl<'a> PodGuard<'a> {
             ctx,
             name: manifest.name.clone(),
         };
-        rt.create_pod(&manifest.to_yaml())
-            .map_err(|e| fail(format!("the runtime refused pod {}: {e}", manifest.name)))?;
+        rt.create_pod(&manifest.to_yaml()).map_err(|e| {
+            fail(format!(
+                "the runtime refused pod {}: {}",
+                manifest.name,
+                podlab_kube::error::chain(&e)
+            ))
+        })?;
         Ok(guard)
     }
 
@@ -186,8 +206,13 @@ impl<'a> PodGuard<'a> {
 
     /// Waits until the pod is Running with every container running.
     pub fn running(&self) -> Result<Pod, Outcome> {
-        runtime::wait_running(self.rt, &self.name, self.ctx.timeouts.start)
-            .map_err(|e| fail(format!("pod {} did not start: {e}", self.name)))
+        runtime::wait_running(self.rt, &self.name, self.ctx.timeouts.start).map_err(|e| {
+            fail(format!(
+                "pod {} did not start: {}",
+                self.name,
+                podlab_kube::error::chain(&e)
+            ))
+        })
     }
 
     pub fn get(&self) -> Result<Pod, Outcome> {
@@ -201,7 +226,13 @@ impl<'a> PodGuard<'a> {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         self.rt
             .exec(&self.name, container, &argv, self.ctx.timeouts.exec)
-            .map_err(|e| fail(format!("exec in {}/{container}: {e}", self.name)))
+            .map_err(|e| {
+                fail(format!(
+                    "exec in {}/{container}: {}",
+                    self.name,
+                    podlab_kube::error::chain(&e)
+                ))
+            })
     }
 
     /// Runs `probe ARGS...` in a container and returns the JSON object it
@@ -228,7 +259,12 @@ fn run_probe(
         .collect();
     let out = rt
         .exec(pod, container, &argv, ctx.timeouts.exec)
-        .map_err(|e| fail(format!("exec in {pod}/{container}: {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "exec in {pod}/{container}: {}",
+                podlab_kube::error::chain(&e)
+            ))
+        })?;
     parse_probe(&out).map_err(|why| {
         fail(format!(
             "`{}` in {pod}/{container} {why} (exit status {}; stdout {:?}; stderr {:?})",
@@ -243,7 +279,11 @@ fn run_probe(
 impl Drop for PodGuard<'_> {
     fn drop(&mut self) {
         if let Err(e) = self.rt.delete_pod(&self.name) {
-            eprintln!("warning: could not delete pod {}: {e}", self.name);
+            eprintln!(
+                "warning: could not delete pod {}: {}",
+                self.name,
+                podlab_kube::error::chain(&e)
+            );
         }
     }
 }

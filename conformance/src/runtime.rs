@@ -103,7 +103,7 @@ pub struct Capabilities {
 /// Why a runtime call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot run {command}: {source}")]
+    #[error("cannot run {command}")]
     Spawn {
         command: String,
         source: std::io::Error,

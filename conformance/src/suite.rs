@@ -68,10 +68,11 @@ impl From<Check> for Outcome {
     }
 }
 
-/// A runtime call failing is a test failure: the diagnosis is the error.
+/// A runtime call failing is a test failure: the diagnosis is the error
+/// and its causes.
 impl From<runtime::Error> for Outcome {
     fn from(e: runtime::Error) -> Outcome {
-        Outcome::Failed(e.to_string())
+        Outcome::Failed(podlab_kube::error::chain(&e))
     }
 }
 

@@ -26,7 +26,7 @@ pub enum Error {
     /// The kubelet's words for a path that is not of its declared type.
     #[error("hostPath type check failed: {path} is not a {what}")]
     WrongType { path: PathBuf, what: &'static str },
-    #[error("hostPath {op} {path}: {source}")]
+    #[error("hostPath {op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -136,7 +136,7 @@ mod tests {
     fn missing_path_fails_its_type_check(#[case] type_: &str, #[case] what: &str) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("missing");
-        let e = prepare(&p, type_).unwrap_err().to_string();
+        let e = crate::error::chain(&prepare(&p, type_).unwrap_err());
         assert_eq!(
             e,
             format!(
@@ -172,9 +172,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         fs::write(&f, "x").unwrap();
-        let e = prepare(&f, "DirectoryOrCreate").unwrap_err().to_string();
+        let e = crate::error::chain(&prepare(&f, "DirectoryOrCreate").unwrap_err());
         assert!(e.ends_with("is not a directory"), "{e}");
-        let e = prepare(dir.path(), "File").unwrap_err().to_string();
+        let e = crate::error::chain(&prepare(dir.path(), "File").unwrap_err());
         assert!(e.ends_with("is not a file"), "{e}");
         assert!(prepare(dir.path(), "Socket").is_err());
         assert_eq!(

@@ -43,7 +43,7 @@ impl std::fmt::Display for QosClass {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{field}: {source}")]
+#[error("{field}")]
 pub struct Error {
     /// The field holding the bad quantity (`spec.containers[0].resources.limits.cpu`).
     pub field: String,
@@ -198,7 +198,7 @@ mod tests {
         let s = spec(
             serde_json::json!({"containers": [ctr(serde_json::json!({"limits": {"memory": "lots"}}))]}),
         );
-        let err = qos_class(&s).unwrap_err().to_string();
+        let err = crate::error::chain(&qos_class(&s).unwrap_err());
         assert!(
             err.starts_with("spec.containers[0].resources.limits.memory: "),
             "{err}"

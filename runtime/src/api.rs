@@ -94,8 +94,15 @@ pub enum Error {
     ExecTimeout(Duration),
     #[error("error: no objects passed to apply")]
     NoObjects,
+    /// A failure with no single cause (several cleanups, missing metrics).
     #[error("{0}")]
     Io(String),
+    /// A host operation (watching, reading logs, waiting) that failed.
+    #[error("{what}")]
+    Host {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The asked-for log does not exist (yet): kubectl's wording.
     #[error("{0}")]
     NoLog(String),
@@ -948,7 +955,10 @@ pub fn watch(
 ) -> Result<WatchEnd> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     use std::os::fd::AsFd;
-    let ioe = |what: &str, e: nix::Error| Error::Io(format!("watch {}: {what}: {e}", dir.key));
+    let ioe = |what: &str, e: nix::Error| Error::Host {
+        what: format!("watch {}: {what}", dir.key),
+        source: e.into(),
+    };
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| ioe("inotify", e))?;
     inotify
@@ -1008,8 +1018,10 @@ pub fn watch(
                 Some(left.max(Duration::from_millis(1)))
             }
         };
-        let ready = sys::poll_readable(&fds, timeout)
-            .map_err(|err| Error::Io(format!("watch {}: poll: {err}", dir.key)))?;
+        let ready = sys::poll_readable(&fds, timeout).map_err(|err| Error::Host {
+            what: format!("watch {}: poll", dir.key),
+            source: err.into(),
+        })?;
         if ready.get(1) == Some(&true) {
             // The shim exited: the pod is recomputed (Unknown, or gone).
             shim = None;
@@ -1112,7 +1124,10 @@ pub fn wait_for(config: &Config, key: &PodKey, what: &WaitFor, timeout: Duration
 
 /// Waits for the shim's first report (Running, or why not) with a deadline.
 fn wait_running(dir: &PodDir, notify: File, left: Duration, timeout: Duration) -> Result<()> {
-    let ready = sys::wait_readable(&notify, Some(left)).map_err(|e| Error::Io(e.to_string()))?;
+    let ready = sys::wait_readable(&notify, Some(left)).map_err(|e| Error::Host {
+        what: format!("waiting for the shim of {}", dir.key),
+        source: e.into(),
+    })?;
     let key = dir.key.clone();
     if !ready {
         let status = current_status(dir)
@@ -1564,8 +1579,14 @@ pub fn logs(
             key.name
         )));
     }
-    let ioe = |e: std::io::Error| Error::Io(format!("logs of {key}: {e}"));
-    let loge = |e: crate::logs::Error| Error::Io(format!("logs of {key}: {e}"));
+    let ioe = |e: std::io::Error| Error::Host {
+        what: format!("logs of {key}"),
+        source: e.into(),
+    };
+    let loge = |e: crate::logs::Error| Error::Host {
+        what: format!("logs of {key}"),
+        source: e.into(),
+    };
     let mut follower = crate::logs::Follower::new(path);
     let mut lines = follower.read_all().map_err(loge)?;
     if let Some(since) = opts.since {
@@ -1595,21 +1616,24 @@ fn follow_log(
 ) -> Result<()> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     use std::os::fd::AsFd;
-    let ioe = |what: &str, e: String| Error::Io(format!("logs -f {}: {what}: {e}", dir.key));
+    let ioe = |what: &str, e: Box<dyn std::error::Error + Send + Sync>| Error::Host {
+        what: format!("logs -f {}: {what}", dir.key),
+        source: e,
+    };
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-        .map_err(|e| ioe("inotify", e.to_string()))?;
+        .map_err(|e| ioe("inotify", e.into()))?;
     inotify
         .add_watch(
             &dir.log_dir(name),
             AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
         )
-        .map_err(|e| ioe("watch", e.to_string()))?;
+        .map_err(|e| ioe("watch", e.into()))?;
     inotify
         .add_watch(
             &dir.dir,
             AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE_SELF,
         )
-        .map_err(|e| ioe("watch", e.to_string()))?;
+        .map_err(|e| ioe("watch", e.into()))?;
     let this_start_runs = || {
         dir.read_status().ok().flatten().is_some_and(|s| {
             s.init_container_statuses
@@ -1625,16 +1649,14 @@ fn follow_log(
     };
     loop {
         let running = dir.pod_file().exists() && this_start_runs();
-        let lines = follower
-            .read_new()
-            .map_err(|e| ioe("read", e.to_string()))?;
-        if !out(lines).map_err(|e| ioe("write", e.to_string()))? || !running {
+        let lines = follower.read_new().map_err(|e| ioe("read", e.into()))?;
+        if !out(lines).map_err(|e| ioe("write", e.into()))? || !running {
             // The shim writes the last output before it records the exit.
             return Ok(());
         }
         // A timeout as well: a status written before the watch was added.
         sys::wait_readable(&inotify.as_fd(), Some(Duration::from_secs(1)))
-            .map_err(|e| ioe("wait", e.to_string()))?;
+            .map_err(|e| ioe("wait", e.into()))?;
         while let Ok(events) = inotify.read_events() {
             if events.is_empty() {
                 break;

@@ -17,6 +17,7 @@ pub mod cni;
 pub mod config;
 pub mod container;
 pub mod downward;
+pub use podlab_kube::error;
 pub mod etc_files;
 pub mod feed;
 pub mod hostpath;

@@ -12,6 +12,7 @@ use podlab::api::{self, ErrorKind, PodKey};
 use podlab::config::{
     Config, DEFAULT_DATA_ROOT, DEFAULT_IMAGE_ROOT, DEFAULT_ROOT, DEFAULT_SECCOMP_ROOT,
 };
+use podlab::error;
 use podlab::selector::Selector;
 
 #[derive(Parser)]
@@ -416,7 +417,8 @@ fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
 /// server's NotFound; everything else an `error: ` line (some messages are
 /// kubectl's own already: "error: ...", "The Pod ... is invalid").
 fn error_message(e: &anyhow::Error) -> String {
-    let msg = error_text(e);
+    // Each message says its own level only; `{:#}` adds the causes.
+    let msg = format!("{e:#}");
     match error_kind(e) {
         Some(ErrorKind::NotFound) => format!("Error from server (NotFound): {msg}"),
         _ if msg.starts_with("error: ") || msg.starts_with("The ") => msg,
@@ -456,22 +458,6 @@ fn main() {
         },
     };
     std::process::exit(code);
-}
-
-/// The error and its causes, each cause added only when the message does
-/// not already say it (library errors include their source in their text).
-fn error_text(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&text);
-        }
-    }
-    msg
 }
 
 fn pods_resource(resource: &str) -> anyhow::Result<()> {
@@ -692,12 +678,12 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
                         Ok(_) => println!("secret \"{name}\" deleted"),
                         Err(e) if e.kind() == ErrorKind::NotFound => {
                             if !ignore_not_found {
-                                eprintln!("Error from server (NotFound): {e}");
+                                eprintln!("Error from server (NotFound): {}", error::chain(&e));
                                 failed = true;
                             }
                         }
                         Err(e) => {
-                            eprintln!("error: deleting secret {name}: {e}");
+                            eprintln!("error: deleting secret {name}: {}", error::chain(&e));
                             failed = true;
                         }
                     }
@@ -720,7 +706,7 @@ fn run(config: &Config, command: Command) -> anyhow::Result<i32> {
             let mut failed = false;
             let mut report = |name: &str, e: api::Error| {
                 let kind = e.kind();
-                let text = error_text(&anyhow::Error::from(e));
+                let text = error::chain(&e);
                 match kind {
                     ErrorKind::NotFound if ignore_not_found => return,
                     ErrorKind::NotFound => eprintln!("Error from server (NotFound): {text}"),

@@ -13,19 +13,19 @@ use nix::sched::CloneFlags;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("open {kind} namespace {path}: {source}")]
+    #[error("open {kind} namespace {path}")]
     Open {
         kind: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("setns into {kind} namespace {path}: {source}")]
+    #[error("setns into {kind} namespace {path}")]
     Join {
         kind: &'static str,
         path: PathBuf,
         source: nix::Error,
     },
-    #[error("unshare {flags:?}: {source}")]
+    #[error("unshare {flags:?}")]
     Create {
         flags: CloneFlags,
         source: nix::Error,

@@ -10,7 +10,7 @@ use crate::quantity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{name}={value:?}: {source}")]
+    #[error("{name}={value:?}")]
     Reserve {
         name: &'static str,
         value: String,

@@ -174,7 +174,7 @@ pub fn probe_main(config: &Config, key: &PodKey, request: &str) -> i32 {
     let request: Request = match serde_json::from_str(request) {
         Ok(r) => r,
         Err(e) => {
-            println!("podlab __probe: bad request: {e}");
+            println!("podlab __probe: bad request: {}", crate::error::chain(&e));
             return FAILURE;
         }
     };
@@ -230,11 +230,11 @@ fn output_written() -> bool {
 
 /// What the pod's shim holds on the host: its containers and network.
 fn runtime_state(config: &Config, key: &PodKey) -> Result<RuntimeState, String> {
-    let store = Store::of(config).map_err(|e| e.to_string())?;
-    let dir = store.get(key).map_err(|e| e.to_string())?;
+    let store = Store::of(config).map_err(|e| crate::error::chain(&e))?;
+    let dir = store.get(key).map_err(|e| crate::error::chain(&e))?;
     Ok(dir
         .read_runtime()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::error::chain(&e))?
         .unwrap_or_default())
 }
 
@@ -250,7 +250,7 @@ fn exec_result(command: &[String], ran: Result<i32, container::Error>) -> Result
             "command {command:?} timed out after {}s",
             t.as_secs_f64()
         )),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(crate::error::chain(&e)),
     }
 }
 
@@ -266,13 +266,18 @@ fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), String> {
         &ns,
         nix::sched::CloneFlags::CLONE_NEWNET,
     )
-    .map_err(|e| format!("enter the pod's network namespace: {e}"))
+    .map_err(|e| {
+        format!(
+            "enter the pod's network namespace: {}",
+            crate::error::chain(&e)
+        )
+    })
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("lookup {host}: {e}"))?
+        .map_err(|e| format!("lookup {host}: {}", crate::error::chain(&e)))?
         .next()
         .ok_or_else(|| format!("lookup {host}: no address"))
 }
@@ -281,7 +286,7 @@ fn describe_io(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "i/o timeout".into(),
-        _ => e.to_string(),
+        _ => crate::error::chain(&e),
     }
 }
 

@@ -19,9 +19,9 @@ const MAX_LINKS: usize = 40;
 pub enum Error {
     #[error("{path:?} leads out of {within}")]
     Escapes { path: String, within: &'static str },
-    #[error("open {path:?}: {source}")]
+    #[error("open {path:?}")]
     Open { path: String, source: nix::Error },
-    #[error("mkdir {path:?}: {source}")]
+    #[error("mkdir {path:?}")]
     Mkdir { path: String, source: nix::Error },
     #[error("{path:?}: more than {MAX_LINKS} symbolic links")]
     Loop { path: String },

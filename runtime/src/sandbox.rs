@@ -27,15 +27,15 @@ pub enum Error {
     Sys(#[from] sys::Error),
     #[error(transparent)]
     Namespaces(#[from] namespaces::Error),
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sethostname {0}: {1}")]
-    Hostname(String, nix::Error),
-    #[error("sysctl {name}: {source}")]
+    #[error("sethostname {0}")]
+    Hostname(String, #[source] nix::Error),
+    #[error("sysctl {name}")]
     Sysctl {
         name: String,
         source: std::io::Error,
@@ -81,7 +81,7 @@ pub fn create_netns(uid: &str) -> Result<PathBuf, Error> {
     let name = netns_name(uid);
     let ns = netns_rs::NetNs::new(&name).map_err(|e| Error::Netns {
         name: name.clone(),
-        message: e.to_string(),
+        message: crate::error::chain(&e),
     })?;
     Ok(ns.path().to_path_buf())
 }
@@ -96,7 +96,7 @@ pub fn remove_netns(uid: &str) -> Result<(), Error> {
     match netns_rs::NetNs::get(&name) {
         Ok(ns) => ns.remove().map_err(|e| Error::Netns {
             name: name.clone(),
-            message: e.to_string(),
+            message: crate::error::chain(&e),
         }),
         // A file left by a crash between create and mount: just remove it.
         Err(_) => {
@@ -213,7 +213,7 @@ pub fn pause_main(
     })();
     if let Err(e) = result {
         if let Some(mut r) = ready.take() {
-            let _ = writeln!(r, "error {e}");
+            let _ = writeln!(r, "error {}", crate::error::chain(&e));
         }
         return 1;
     }

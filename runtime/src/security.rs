@@ -117,21 +117,21 @@ pub enum Error {
     InvalidId { field: &'static str, value: i64 },
     #[error("{0} supplementary groups: podlab gives a process at most {max}", max = MAX_GROUPS - 1)]
     TooManyGroups(usize),
-    #[error("seccomp profile {path}: {source}")]
+    #[error("seccomp profile {path}")]
     SeccompFile {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("seccomp profile {path}: {message}")]
     SeccompParse { path: PathBuf, message: String },
-    #[error("seccomp profile {path}: {source}")]
+    #[error("seccomp profile {path}")]
     Seccomp {
         path: String,
         source: crate::seccomp::Error,
     },
     #[error(transparent)]
     Sys(#[from] sys::Error),
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Syscall {
         op: &'static str,
         source: std::io::Error,
@@ -478,7 +478,7 @@ pub fn seccomp_program(
             let profile: crate::seccomp::OciProfile =
                 serde_json::from_slice(&text).map_err(|e| Error::SeccompParse {
                     path: path.clone(),
-                    message: e.to_string(),
+                    message: crate::error::chain(&e),
                 })?;
             compiled(&profile, path.display().to_string())
         }
@@ -920,9 +920,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.seccomp.unwrap().filters.len(), 1);
-        let err = resolve(Some(&local("profiles/typo.json")), None, None, &[], root)
-            .unwrap_err()
-            .to_string();
+        let err = crate::error::chain(
+            &resolve(Some(&local("profiles/typo.json")), None, None, &[], root).unwrap_err(),
+        );
         assert!(
             err.ends_with(
                 "profiles/typo.json: syscalls[0].names[0]: unknown system call \"mkdri\""

@@ -39,9 +39,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: corrupt record: {source}")]
+    #[error("{path}: corrupt record")]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,

@@ -270,24 +270,24 @@ pub fn exit_after_fork(msg: &[u8], code: i32) -> ! {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("mount {what} on {target}: {source}")]
+    #[error("mount {what} on {target}")]
     Mount {
         what: String,
         target: PathBuf,
         source: nix::Error,
     },
-    #[error("unmount {target}: {source}")]
+    #[error("unmount {target}")]
     Unmount { target: PathBuf, source: nix::Error },
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Path {
         op: &'static str,
         path: PathBuf,
         source: nix::Error,
     },
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Io { op: &'static str, source: io::Error },
-    #[error("fork: {0}")]
-    Fork(nix::Error),
+    #[error("fork")]
+    Fork(#[source] nix::Error),
     #[error("fork refused: the process has {0} threads, not one")]
     Threaded(u64),
 }

@@ -22,7 +22,7 @@ pub const FALLBACK_TO_LOGS: &str = "FallbackToLogsOnError";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("termination message file {path}: {source}")]
+    #[error("termination message file {path}")]
     Io {
         path: String,
         source: std::io::Error,
@@ -94,7 +94,7 @@ pub fn message(
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             String::new()
         }
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some(crate::error::chain(&e)),
     };
     if text.is_empty() && exit_code != 0 && policy == Some(FALLBACK_TO_LOGS) {
         let tail = from_log(&log());

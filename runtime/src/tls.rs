@@ -19,14 +19,14 @@ use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("generating certificates: {0}")]
+    #[error("generating certificates")]
     Generate(#[from] rcgen::Error),
-    #[error("TLS setup: {0}")]
+    #[error("TLS setup")]
     Tls(#[from] rustls::Error),
     #[error("{path}: not a PEM {what}")]
     Pem { path: PathBuf, what: &'static str },

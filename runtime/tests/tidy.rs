@@ -46,9 +46,10 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// What the binary's own files (main.rs and cli.rs, the CLI front) may use of
-/// the library: the API layer, config, pure presentation helpers, and the
+/// the library: the API layer, config, pure presentation helpers (the error
+/// chain among them), and the
 /// other front it starts.
-const FRONT_MAY_USE: &[&str] = &["api", "config", "selector", "jsonpath", "serve"];
+const FRONT_MAY_USE: &[&str] = &["api", "config", "error", "selector", "jsonpath", "serve"];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

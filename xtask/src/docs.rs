@@ -90,7 +90,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "--lib",
             "docs::tests",
         ]))
-        .map_err(|e| anyhow::anyhow!("{e}\nrun `cargo xtask docs` to regenerate"))?;
+        .map_err(|e| anyhow::anyhow!("{e:#}\nrun `cargo xtask docs` to regenerate"))?;
         return check_runtimes_page();
     }
     std::fs::write(&path, text)?;

@@ -123,13 +123,13 @@ pub enum Error {
     AlreadyExists(String),
     #[error("cgroup {0} does not exist")]
     NotFound(String),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{op} in {path}: {source}")]
+    #[error("{op} in {path}")]
     Cgroups {
         op: &'static str,
         path: PathBuf,

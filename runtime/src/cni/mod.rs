@@ -79,7 +79,7 @@ pub enum Error {
         command: &'static str,
         reason: String,
     },
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -89,7 +89,11 @@ pub enum Error {
     Config { origin: String, reason: String },
     /// ADD failed and undoing it failed too: something may remain attached;
     /// the cache record stays so a later DEL (gc) can finish the job.
-    #[error("{add}; undoing the partial attachment failed too: {del}")]
+    #[error(
+        "{}; undoing the partial attachment failed too: {}",
+        crate::error::chain(add),
+        crate::error::chain(del)
+    )]
     Rollback { add: Box<Error>, del: Box<Error> },
 }
 
@@ -197,7 +201,7 @@ impl Cni {
                     && found.plugins.first() == fresh.plugins.first()
                 {
                     let text = serde_json::to_string_pretty(&fresh.to_conflist())
-                        .map_err(|e| config::config("generated", &e.to_string()))?;
+                        .map_err(|e| config::config("generated", &crate::error::chain(&e)))?;
                     write_atomic(&path, text.as_bytes())?;
                     Network {
                         origin: path.display().to_string(),
@@ -211,7 +215,7 @@ impl Cni {
                 let network =
                     Network::bridge(DEFAULT_NETWORK_NAME, DEFAULT_BRIDGE, subnet, ipam_dir)?;
                 let text = serde_json::to_string_pretty(&network.to_conflist())
-                    .map_err(|e| config::config("generated", &e.to_string()))?;
+                    .map_err(|e| config::config("generated", &crate::error::chain(&e)))?;
                 write_atomic(&path, text.as_bytes())?;
                 Network {
                     origin: path.display().to_string(),
@@ -255,7 +259,7 @@ impl Cni {
         for file in &files {
             match Network::load(file) {
                 Ok(network) => return Ok(Cni::new(network, PathBuf::from(DEFAULT_CACHE_DIR))),
-                Err(e) => skipped.push(e.to_string()),
+                Err(e) => skipped.push(crate::error::chain(&e)),
             }
         }
         let reason = if skipped.is_empty() {
@@ -549,7 +553,10 @@ impl Cni {
         conf: &Value,
     ) -> Result<Vec<u8>, Error> {
         let cni_path = std::env::join_paths(&self.plugin_dirs).map_err(|e| {
-            config::config(&self.network.origin, &format!("plugin directories: {e}"))
+            config::config(
+                &self.network.origin,
+                &format!("plugin directories: {}", crate::error::chain(&e)),
+            )
         })?;
         let path_var = std::env::var_os("PATH").unwrap_or_else(|| {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
@@ -606,7 +613,7 @@ impl Cni {
     fn write_cache(&self, record: &CacheRecord) -> Result<(), Error> {
         let path = self.cache_path(&record.container_id, &record.if_name);
         let bytes = serde_json::to_vec_pretty(record)
-            .map_err(|e| config::config(&self.network.origin, &e.to_string()))?;
+            .map_err(|e| config::config(&self.network.origin, &crate::error::chain(&e)))?;
         write_atomic(&path, &bytes)
     }
 
@@ -615,7 +622,7 @@ impl Cni {
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| config::config(&path.display().to_string(), &e.to_string())),
+                .map_err(|e| config::config(&path.display().to_string(), &crate::error::chain(&e))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::Io {
                 op: "read",

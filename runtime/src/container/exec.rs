@@ -56,7 +56,7 @@ pub fn exec_in(
         Ok(a) => a,
         // As a shell does: 127 for a command that is not there.
         Err(e @ Error::NotFound(_)) => {
-            eprintln!("podlab exec: {e}");
+            eprintln!("podlab exec: {}", crate::error::chain(&e));
             return Ok(127);
         }
         Err(e) => return Err(e),
@@ -74,7 +74,7 @@ pub fn exec_in(
                 Ok(()) => args.exec(),
                 Err(e) => Error::Security(e),
             };
-            let msg = format!("podlab exec: {err}\n");
+            let msg = format!("podlab exec: {}\n", crate::error::chain(&err));
             let code = if matches!(
                 err,
                 Error::Exec {

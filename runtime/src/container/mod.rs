@@ -41,7 +41,7 @@ pub enum Error {
     Namespaces(#[from] namespaces::Error),
     #[error(transparent)]
     Sys(#[from] sys::Error),
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -49,13 +49,13 @@ pub enum Error {
     },
     #[error("executable file {0:?} not found in $PATH")]
     NotFound(String),
-    #[error("exec {path}: {source}")]
+    #[error("exec {path}")]
     Exec { path: String, source: nix::Error },
     #[error("container {0:?} is not running")]
     NotRunning(String),
     #[error("timed out after {0:?}")]
     ExecTimeout(Duration),
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Wait {
         op: &'static str,
         source: std::io::Error,
@@ -64,7 +64,7 @@ pub enum Error {
     Cgroups(#[from] crate::cgroups::Error),
     #[error(transparent)]
     Security(#[from] crate::security::Error),
-    #[error("volume mount at {target}: {source}")]
+    #[error("volume mount at {target}")]
     Mount {
         target: String,
         source: crate::safepath::Error,
@@ -284,7 +284,7 @@ pub fn init_main(config_path: &Path) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             if let Some(r) = report.as_mut() {
-                let _ = writeln!(r, "error {e}");
+                let _ = writeln!(r, "error {}", crate::error::chain(&e));
             }
             127
         }

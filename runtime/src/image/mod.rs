@@ -53,7 +53,7 @@ pub enum Error {
     Transport { url: String, reason: String },
     #[error("image {0} not found")]
     NotFound(String),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -114,7 +114,7 @@ pub enum Error {
         kind: String,
     },
     #[error(
-        "layer {layer}: cannot create {what} for entry {entry:?}: {source} \
+        "layer {layer}: cannot create {what} for entry {entry:?} \
          (unpacking whiteouts needs root: CAP_MKNOD and CAP_SYS_ADMIN)"
     )]
     Privilege {

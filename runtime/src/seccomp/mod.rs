@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 pub enum Error {
     #[error("{field}: {message}")]
     Profile { field: String, message: String },
-    #[error("compile: {0}")]
+    #[error("compiling the seccomp filter")]
     Compile(#[from] seccompiler::BackendError),
-    #[error("install seccomp filter: {0}")]
-    Install(std::io::Error),
+    #[error("install seccomp filter")]
+    Install(#[source] std::io::Error),
 }
 
 fn bad(field: impl Into<String>, message: impl Into<String>) -> Error {

@@ -298,7 +298,7 @@ async fn run(
         Ok(c) => c,
         Err(e) => {
             let status = json!({"metadata": {}, "status": "Failure", "reason": "InternalError",
-                "message": format!("starting podlab exec: {e}")});
+                "message": format!("starting podlab exec: {}", crate::error::chain(&e))});
             let _ = tx
                 .send(message(
                     ERROR,

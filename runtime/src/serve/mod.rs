@@ -48,7 +48,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Error {
     #[error(transparent)]
     Tls(#[from] tls::Error),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         source: std::io::Error,

@@ -428,7 +428,10 @@ pub fn delete(ctx: &Ctx, req: &Req, ns: &str, name: &str) -> Result<Response<Bod
     let config = ctx.config.clone();
     std::thread::spawn(move || {
         if let Err(e) = api::finish_delete(&config, deletion) {
-            eprintln!("podlab serve: deleting pod {key}: {e}");
+            eprintln!(
+                "podlab serve: deleting pod {key}: {}",
+                crate::error::chain(&e)
+            );
         }
     });
     Ok(match object {

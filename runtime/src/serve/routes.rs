@@ -319,7 +319,10 @@ fn delete_namespace(ctx: &Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     let owned = name.to_string();
     std::thread::spawn(move || {
         if let Err(e) = crate::kube_namespaces::finish_delete(&config, &owned, deletions) {
-            eprintln!("podlab serve: deleting namespace {owned}: {e}");
+            eprintln!(
+                "podlab serve: deleting namespace {owned}: {}",
+                crate::error::chain(&e)
+            );
         }
     });
     Ok(json(200, &namespace_object(&ns)))

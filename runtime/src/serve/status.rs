@@ -126,9 +126,9 @@ impl From<api::Error> for ApiError {
                 }
             }
             A::Manifest(e @ manifest::Error::TooLarge { .. }) => {
-                ApiError::new(413, "RequestEntityTooLarge", plain(e.to_string()))
+                ApiError::new(413, "RequestEntityTooLarge", plain(crate::error::chain(&e)))
             }
-            A::Manifest(e) => ApiError::bad_request(plain(e.to_string())),
+            A::Manifest(e) => ApiError::bad_request(plain(crate::error::chain(&e))),
             e @ A::Conflict { .. } => {
                 let name = match &e {
                     A::Conflict { name } => name.clone(),
@@ -136,7 +136,7 @@ impl From<api::Error> for ApiError {
                 };
                 ApiError {
                     details: Some(json!({"name": name, "kind": "pods"})),
-                    ..ApiError::new(409, "Conflict", e.to_string())
+                    ..ApiError::new(409, "Conflict", crate::error::chain(&e))
                 }
             }
             A::Store(store::Error::AlreadyExists { name, .. }) => ApiError {
@@ -148,10 +148,10 @@ impl From<api::Error> for ApiError {
                 )
             },
             e @ (A::NoLog(_) | A::NoSuchContainer { .. } | A::NotRunning { .. }) => {
-                ApiError::bad_request(plain(e.to_string()))
+                ApiError::bad_request(plain(crate::error::chain(&e)))
             }
             A::NoObjects => ApiError::bad_request("the request has no object"),
-            e => ApiError::internal(e.to_string()),
+            e => ApiError::internal(crate::error::chain(&e)),
         }
     }
 }
@@ -170,12 +170,12 @@ impl From<crate::kube_namespaces::Error> for ApiError {
                 };
                 ApiError {
                     details: detail(&name),
-                    ..ApiError::new(409, "AlreadyExists", e.to_string())
+                    ..ApiError::new(409, "AlreadyExists", crate::error::chain(&e))
                 }
             }
-            e @ N::Undeletable(_) => ApiError::new(403, "Forbidden", e.to_string()),
-            e @ N::Invalid(_) => ApiError::new(422, "Invalid", e.to_string()),
-            e => ApiError::internal(e.to_string()),
+            e @ N::Undeletable(_) => ApiError::new(403, "Forbidden", crate::error::chain(&e)),
+            e @ N::Invalid(_) => ApiError::new(422, "Invalid", crate::error::chain(&e)),
+            e => ApiError::internal(crate::error::chain(&e)),
         }
     }
 }
@@ -193,10 +193,10 @@ impl From<crate::secrets::Error> for ApiError {
                 };
                 ApiError {
                     details: Some(json!({"name": name, "kind": "secrets"})),
-                    ..ApiError::new(409, "AlreadyExists", e.to_string())
+                    ..ApiError::new(409, "AlreadyExists", crate::error::chain(&e))
                 }
             }
-            e => ApiError::internal(e.to_string()),
+            e => ApiError::internal(crate::error::chain(&e)),
         }
     }
 }

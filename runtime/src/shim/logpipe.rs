@@ -47,11 +47,11 @@ impl CtrLog {
             max_size,
             shim.config.log_max_files,
         )
-        .map_err(|e| Error::Other(e.to_string()))?;
+        .map_err(|e| Error::Other(crate::error::chain(&e)))?;
         let (out_r, out_w) = crate::sandbox::pipe()?;
         let (err_r, err_w) = crate::sandbox::pipe()?;
         for fd in [&out_r, &err_r] {
-            crate::sys::set_nonblocking(fd).map_err(|e| Error::Other(e.to_string()))?;
+            crate::sys::set_nonblocking(fd).map_err(|e| Error::Other(crate::error::chain(&e)))?;
         }
         let log = CtrLog {
             writer,
@@ -125,7 +125,7 @@ impl Shim {
         for c in &mut self.ctrs {
             if let Some(log) = c.log.as_mut() {
                 if let Err(e) = log.pump() {
-                    eprintln!("log of {}: {e}", c.spec.name);
+                    eprintln!("log of {}: {}", c.spec.name, crate::error::chain(&e));
                 }
             }
         }

@@ -91,7 +91,7 @@ pub enum Error {
     Network(#[from] crate::cni::Error),
     #[error(transparent)]
     Scheduler(#[from] crate::scheduler::Error),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         source: std::io::Error,
@@ -173,7 +173,7 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
     let notify = match crate::sys::inherited(NOTIFY_FD) {
         Ok(fd) => File::from(fd),
         Err(e) => {
-            eprintln!("podlab shim: notify pipe: {e}");
+            eprintln!("podlab shim: notify pipe: {}", crate::error::chain(&e));
             return 1;
         }
     };
@@ -187,7 +187,7 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("podlab shim: {e}");
+            eprintln!("podlab shim: {}", crate::error::chain(&e));
             return 1;
         }
     }
@@ -199,7 +199,7 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
             // Like a kubelet whose sandbox cannot be created, the shim keeps
             // the pod Pending with the reason, and waits to be deleted.
             Err(e) => {
-                shim.fail(&e.to_string());
+                shim.fail(&crate::error::chain(&e));
                 shim.wait_for_delete(&sigfd)
             }
         }
@@ -207,7 +207,7 @@ pub fn shim_main(config: Config, key: PodKey) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("podlab shim: {e}");
+            eprintln!("podlab shim: {}", crate::error::chain(&e));
             1
         }
     }
@@ -239,9 +239,9 @@ fn signal_fd() -> Result<SignalFd, Error> {
         mask.add(s);
     }
     mask.thread_block()
-        .map_err(|e| Error::Other(format!("block signals: {e}")))?;
+        .map_err(|e| Error::Other(format!("block signals: {}", crate::error::chain(&e))))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::Other(format!("signalfd: {e}")))
+        .map_err(|e| Error::Other(format!("signalfd: {}", crate::error::chain(&e))))
 }
 
 /// Go's duration format, as kubelet messages print back-offs (`10s`, `5m0s`).
@@ -407,7 +407,11 @@ impl Shim {
             }
             if updated && self.terminating.is_none() {
                 if let Err(e) = self.pod_updated() {
-                    self.event(Event::warning("FailedUpdate", "kubelet", e.to_string()));
+                    self.event(Event::warning(
+                        "FailedUpdate",
+                        "kubelet",
+                        crate::error::chain(&e),
+                    ));
                 }
             }
             // Every exit is shown before anything restarts it.

@@ -220,7 +220,7 @@ impl Shim {
                         nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
                         Some(&data),
                     )
-                    .map_err(|e| Error::Other(e.to_string()))?;
+                    .map_err(|e| Error::Other(crate::error::chain(&e)))?;
                 }
             } else {
                 // Any user of any container may write to an emptyDir.
@@ -267,7 +267,7 @@ impl Shim {
             let host_path = match &v.host_path {
                 Some(h) => Some(
                     crate::hostpath::prepare(Path::new(&h.path), h.type_.as_deref().unwrap_or(""))
-                        .map_err(|e| CreateFailure::mount(&v.name, e.to_string()))?,
+                        .map_err(|e| CreateFailure::mount(&v.name, crate::error::chain(&e)))?,
                 ),
                 None => None,
             };
@@ -279,8 +279,9 @@ impl Shim {
             if let Some(sub) = sub_path.as_deref() {
                 if self.mutant == Some(Mutant::SubpathFollowsSymlinks) {
                     source = source.join(sub);
-                    fs::create_dir_all(&source)
-                        .map_err(|e| CreateFailure::error(format!("subPath {sub}: {e}")))?;
+                    fs::create_dir_all(&source).map_err(|e| {
+                        CreateFailure::error(format!("subPath {sub}: {}", crate::error::chain(&e)))
+                    })?;
                     sub_path = None;
                 } else {
                     let refused = |e: String| {
@@ -292,7 +293,8 @@ impl Shim {
                     if host_path == Some(crate::hostpath::Kind::File) {
                         return Err(refused(format!("{} is not a directory", source.display())));
                     }
-                    let volume = sys::open_dir_path(&source).map_err(|e| refused(e.to_string()))?;
+                    let volume = sys::open_dir_path(&source)
+                        .map_err(|e| refused(crate::error::chain(&e)))?;
                     crate::safepath::open_dir(
                         volume.as_fd(),
                         sub,
@@ -300,7 +302,7 @@ impl Shim {
                         true,
                         0o777,
                     )
-                    .map_err(|e| refused(e.to_string()))?;
+                    .map_err(|e| refused(crate::error::chain(&e)))?;
                 }
             }
             mounts.push(container::VolumeMount {
@@ -359,7 +361,12 @@ impl Shim {
         fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
         let files =
             crate::downward::volume_files(&self.downward_pod(), source, &self.downward_facts())
-                .map_err(|e| Error::Other(format!("downwardAPI volume {volume:?}: {e}")))?;
+                .map_err(|e| {
+                    Error::Other(format!(
+                        "downwardAPI volume {volume:?}: {}",
+                        crate::error::chain(&e)
+                    ))
+                })?;
         for f in files {
             // Validation refused absolute paths and `..`.
             let path = dir.join(&f.path);
@@ -404,7 +411,7 @@ pub fn release_volumes(dir: &PodDir) -> Vec<String> {
         let path = e.path();
         while sys::is_mount_point(&path) {
             if let Err(err) = sys::unmount(&path) {
-                errors.push(err.to_string());
+                errors.push(crate::error::chain(&err));
                 break;
             }
         }
@@ -437,18 +444,18 @@ pub fn release(
         }
     }
     if let Err(e) = cgroups.pod(uid).destroy() {
-        errors.push(e.to_string());
+        errors.push(crate::error::chain(&e));
     }
     if let Err(e) = sandbox::unmount_shm(&dir.shm_dir()) {
-        errors.push(e.to_string());
+        errors.push(crate::error::chain(&e));
     }
     // DEL before the namespace goes: the plugins release the veth and the
     // IP lease (DEL tolerates a netns that is already gone).
     if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
-        errors.push(e.to_string());
+        errors.push(crate::error::chain(&e));
     }
     if let Err(e) = sandbox::remove_netns(uid) {
-        errors.push(e.to_string());
+        errors.push(crate::error::chain(&e));
     }
     errors
 }

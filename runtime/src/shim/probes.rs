@@ -132,7 +132,7 @@ impl Shim {
         request: &probe::Request,
         timeout: Option<Duration>,
     ) -> Result<Helper, String> {
-        let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(request).map_err(|e| crate::error::chain(&e))?;
         let (ns, name) = (&self.dir.key.namespace, &self.dir.key.name);
         self.spawn_podlab(
             &format!("{container}.{tag}.out"),
@@ -157,7 +157,7 @@ impl Shim {
         fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
         let output = out_dir.join(output);
         let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let err = out.try_clone().map_err(|e| crate::error::chain(&e))?;
         let mut cmd = podlab_command();
         unblock_signals_on_exec(&mut cmd);
         let child = cmd
@@ -172,7 +172,7 @@ impl Shim {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("spawn {what}: {e}"))?;
+            .map_err(|e| format!("spawn {what}: {}", crate::error::chain(&e)))?;
         let pid = child.id() as i32;
         std::mem::forget(child);
         let now = Instant::now();

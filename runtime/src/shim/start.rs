@@ -74,7 +74,9 @@ impl Shim {
             // The downward API's values first: `$(VAR)` may refer to them.
             let env =
                 crate::downward::resolve_env(&self.downward_pod(), &spec, &self.downward_facts())
-                    .map_err(|e| CreateFailure::config(format!("container {name}: {e}")))?;
+                    .map_err(|e| {
+                    CreateFailure::config(format!("container {name}: {}", crate::error::chain(&e)))
+                })?;
             let resolved = k8s_openapi::api::core::v1::Container {
                 env: Some(env),
                 ..spec.clone()
@@ -138,7 +140,8 @@ impl Shim {
         {
             Some(target) => {
                 let source = cdir.join(TERMINATION_LOG);
-                crate::termination::prepare(&source).map_err(|e| Error::Other(e.to_string()))?;
+                crate::termination::prepare(&source)
+                    .map_err(|e| Error::Other(crate::error::chain(&e)))?;
                 Some(container::FileMount {
                     source,
                     target: target.to_string(),
@@ -501,7 +504,7 @@ impl Shim {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
         }
-        let bytes = serde_json::to_vec(&auths.configs).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec(&auths.configs).map_err(|e| crate::error::chain(&e))?;
         crate::atomic_file::write_private(&path, &bytes)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Some(path))
@@ -670,7 +673,7 @@ impl Shim {
                 | SecError::InvalidId { .. }
                 | SecError::TooManyGroups(_)
                 | SecError::UnknownCapability(_)),
-            ) => return Err(CreateFailure::config(e.to_string())),
+            ) => return Err(CreateFailure::config(crate::error::chain(&e))),
             Err(e) => return Err(CreateFailure::of(e)),
         };
         match self.mutant {
@@ -743,8 +746,8 @@ impl CreateFailure {
         }
     }
 
-    pub fn of(e: impl std::fmt::Display) -> CreateFailure {
-        CreateFailure::error(e.to_string())
+    pub fn of(e: impl std::error::Error) -> CreateFailure {
+        CreateFailure::error(crate::error::chain(&e))
     }
 
     /// CreateContainerConfigError: its configuration cannot be honoured
@@ -818,6 +821,6 @@ fn image_failure(c: &super::ctr::Ctr, err: &crate::image::Error) -> ImageFailure
                 &format!("{} images are never pulled and this one is not in podlab's store; import it with `podlab image import`", crate::image::LOCAL_REGISTRY),
             )
         }
-        e => ImageFailure::pull(&image, &e.to_string()),
+        e => ImageFailure::pull(&image, &crate::error::chain(&e)),
     }
 }

@@ -75,7 +75,10 @@ impl Shim {
             self.released_requests = true;
             let lock = self.store.lock()?;
             if let Err(e) = super::schedule_and_start(&self.config, &self.store, &lock) {
-                eprintln!("podlab shim: scheduling pending pods: {e}");
+                eprintln!(
+                    "podlab shim: scheduling pending pods: {}",
+                    crate::error::chain(&e)
+                );
             }
         }
         Ok(())

@@ -116,7 +116,11 @@ impl Shim {
         for v in volumes {
             if let Some(source) = &v.downward_api {
                 if let Err(e) = self.write_downward_volume(&v.name, source) {
-                    self.event(Event::warning("FailedMount", "kubelet", e.to_string()));
+                    self.event(Event::warning(
+                        "FailedMount",
+                        "kubelet",
+                        crate::error::chain(&e),
+                    ));
                 }
             }
         }

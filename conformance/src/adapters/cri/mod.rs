@@ -195,8 +195,15 @@ impl Cri {
                 // The kubelet's part: the type check (and making what the
                 // ...OrCreate types ask for); the node path is the volume.
                 let path = PathBuf::from(&h.path);
-                podlab_kube::hostpath::prepare(&path, h.type_.as_deref().unwrap_or(""))
-                    .map_err(|e| Error::Other(format!("volume {:?}: {e}", v.name)))?;
+                podlab_kube::hostpath::prepare(&path, h.type_.as_deref().unwrap_or("")).map_err(
+                    |e| {
+                        Error::Other(format!(
+                            "volume {:?}: {}",
+                            v.name,
+                            podlab_kube::error::chain(&e)
+                        ))
+                    },
+                )?;
                 out.insert(v.name.clone(), path);
                 continue;
             }

@@ -484,7 +484,7 @@ pub fn memory_volume_size(
 
 /// The pod's QoS class, by the rule the runtime under test also uses.
 pub fn qos_class(spec: &PodSpec) -> Result<QosClass, String> {
-    podlab_kube::qos::qos_class(spec).map_err(|e| e.to_string())
+    podlab_kube::qos::qos_class(spec).map_err(|e| podlab_kube::error::chain(&e))
 }
 
 /// The container's oom_score_adj: by QoS class, and for Burstable pods the
