@@ -59,6 +59,9 @@ pub trait Sys {
     fn seccomp_filter(&self, code: &[libc::sock_filter]) -> io::Result<()>;
     /// Marks every descriptor from `first` up close-on-exec.
     fn close_range_cloexec(&self, first: u32) -> io::Result<()>;
+    /// The signal state a container's process starts with: none blocked,
+    /// none ignored.
+    fn default_signals(&self) -> io::Result<()>;
     /// fork(2) of a process that has one thread (see [`fork`]).
     fn fork(&self) -> Result<ForkResult>;
 }
@@ -193,6 +196,10 @@ impl Sys for Kernel {
             )
         };
         os_result(r as i32)
+    }
+
+    fn default_signals(&self) -> io::Result<()> {
+        default_signals()
     }
 
     fn fork(&self) -> Result<ForkResult> {
@@ -589,7 +596,7 @@ pub fn flock(file: File, exclusive: bool, wait: bool) -> io::Result<nix::fcntl::
 /// (Rust ignores SIGPIPE in podlab itself, whoever started podlab may have
 /// ignored others, and SIG_IGN survives exec). Raw syscalls: glibc refuses
 /// its reserved signals 32 and 33.
-pub fn default_signals() -> io::Result<()> {
+fn default_signals() -> io::Result<()> {
     /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
     #[repr(C)]
     struct KernelSigaction {

@@ -750,6 +750,27 @@ impl ExecArgs {
     }
 }
 
+/// Restricts the calling process as the container's, the last step before
+/// exec: for the container's own process and for every command exec'd
+/// into it, once it has joined the container's namespaces and cgroup.
+/// Nothing of the host's descriptors or signal state survives the exec;
+/// then the security profile: the bounding set, groups and ids,
+/// capabilities, no_new_privs, and the seccomp filter last (or before the
+/// ids when it needs CAP_SYS_ADMIN), as runc's exec does. Only raw
+/// syscalls: this runs in forked children.
+fn restrict(
+    sys: &dyn Sys,
+    security: &crate::security::Profile,
+    host_caps: &crate::security::HostCaps,
+) -> Result<(), Error> {
+    if Mutant::from_env() != Some(Mutant::LeakHostFd) {
+        crate::security::close_fds_on_exec(sys)?;
+    }
+    crate::security::default_signals_on_exec(sys)?;
+    security.apply(sys, host_caps)?;
+    Ok(())
+}
+
 fn exec_process(
     sys: &dyn Sys,
     process: &Process,
@@ -758,12 +779,8 @@ fn exec_process(
     report: &mut Option<fs::File>,
 ) -> Result<(), Error> {
     let args = ExecArgs::new(process)?;
-    security.apply(sys, host_caps)?;
+    restrict(sys, security, host_caps)?;
     let mutant = Mutant::from_env();
-    if mutant != Some(Mutant::LeakHostFd) {
-        crate::security::close_fds_on_exec(sys)?;
-    }
-    crate::security::default_signals_on_exec()?;
     if mutant == Some(Mutant::SignalsBlocked) {
         crate::mutants::block_shim_signals();
     }
@@ -1052,6 +1069,105 @@ mod tests {
             |c| matches!(c, sys::Call::Mount { fstype: Some(t), target, .. }
             if t == "tmpfs" && *target == shm)
         ));
+    }
+
+    /// The kinds of `calls`, runs of one kind (the bounding drops, the
+    /// filters of a program) counted once.
+    fn kinds(calls: &[sys::Call]) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for c in calls {
+            let kind = match c {
+                sys::Call::CloseRangeCloexec(3) => "close_range",
+                sys::Call::DefaultSignals => "signals",
+                sys::Call::DropBoundingCap(_) => "bounding",
+                sys::Call::ClearAmbientCaps => "ambient",
+                sys::Call::SetGroups(_) => "setgroups",
+                sys::Call::SetGid(_) => "setgid",
+                sys::Call::SetUid(_) => "setuid",
+                sys::Call::SetCaps(_) => "capset",
+                sys::Call::NoNewPrivs => "no_new_privs",
+                sys::Call::SeccompFilter(_) => "seccomp",
+                other => panic!("not a restriction: {other:?}"),
+            };
+            if out.last() != Some(&kind) {
+                out.push(kind);
+            }
+        }
+        out
+    }
+
+    /// One order for the container's own process and every exec into it
+    /// (both go through `restrict`): host descriptors and signal state
+    /// first, then ids, capabilities, no_new_privs and seccomp last; a
+    /// filter that needs CAP_SYS_ADMIN goes in before the ids drop it.
+    #[test]
+    fn a_process_is_restricted_in_one_order_with_seccomp_last() {
+        use crate::security::{seccomp_program, HostCaps, Profile};
+        let host = HostCaps {
+            last_cap: 40,
+            permitted: (1 << 41) - 1,
+        };
+        let mut profile = Profile::from_context(None).unwrap();
+        let runtime_default = k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        };
+        profile.seccomp =
+            seccomp_program(&runtime_default, profile.caps, Path::new("/nonexistent")).unwrap();
+        profile.uid = Some(1000);
+        profile.gid = Some(1000);
+        profile.no_new_privs = true;
+        let restricted = |profile: &Profile| {
+            let rec = sys::Recording::new();
+            restrict(&rec, profile, &host).unwrap();
+            rec.calls()
+        };
+        let calls = restricted(&profile);
+        assert_eq!(
+            kinds(&calls),
+            [
+                "close_range",
+                "signals",
+                "bounding",
+                "ambient",
+                "setgroups",
+                "setgid",
+                "setuid",
+                "no_new_privs",
+                "seccomp",
+            ]
+        );
+        assert!(matches!(calls.last(), Some(sys::Call::SeccompFilter(_))));
+
+        profile.uid = Some(0);
+        profile.gid = Some(0);
+        profile.no_new_privs = false;
+        assert_eq!(
+            kinds(&restricted(&profile)),
+            [
+                "close_range",
+                "signals",
+                "bounding",
+                "ambient",
+                "seccomp",
+                "setgroups",
+                "setgid",
+                "setuid",
+                "capset",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_restriction_stops_before_the_profile() {
+        let rec = sys::Recording::failing(|c| matches!(c, sys::Call::CloseRangeCloexec(_)));
+        let host = crate::security::HostCaps {
+            last_cap: 40,
+            permitted: 0,
+        };
+        let profile = crate::security::Profile::default();
+        assert!(restrict(&rec, &profile, &host).is_err());
+        assert_eq!(rec.calls(), [sys::Call::CloseRangeCloexec(3)]);
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub enum Call {
     /// A seccomp filter of this many instructions.
     SeccompFilter(usize),
     CloseRangeCloexec(u32),
+    DefaultSignals,
     Fork,
 }
 
@@ -209,6 +210,10 @@ impl Sys for Recording {
 
     fn close_range_cloexec(&self, first: u32) -> io::Result<()> {
         self.io(Call::CloseRangeCloexec(first))
+    }
+
+    fn default_signals(&self) -> io::Result<()> {
+        self.io(Call::DefaultSignals)
     }
 
     fn fork(&self) -> Result<ForkResult> {
