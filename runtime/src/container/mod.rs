@@ -300,7 +300,7 @@ fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
     let trees = cfg
         .mounts
         .iter()
-        .map(clone_volume)
+        .map(|m| clone_volume(sys, m))
         .collect::<Result<Vec<_>, _>>()?;
     // Nothing mounted from here on may propagate back to the host.
     sys.mount(
@@ -419,7 +419,7 @@ fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
     }
 
     for (m, tree) in cfg.mounts.iter().zip(trees) {
-        mount_volume(root, m, tree)?;
+        mount_volume(sys, root, m, tree)?;
     }
     if let Some(f) = &cfg.termination_log {
         mount_file(sys, root, f)?;
@@ -447,7 +447,7 @@ fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
 /// planted in a shared volume, or swapped in while this runs, cannot send
 /// the mount anywhere else; a hostPath is the node path as written, its
 /// symlinks followed.
-fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
+fn clone_volume(sys: &dyn Sys, m: &VolumeMount) -> Result<OwnedFd, Error> {
     use crate::safepath;
     use crate::sys::Scope;
     use std::os::fd::AsFd;
@@ -474,7 +474,9 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
             source: e,
         }
     };
-    let tree = sys::clone_tree(&source).map_err(mount_err("open_tree for"))?;
+    let tree = sys
+        .clone_tree(source.as_fd())
+        .map_err(mount_err("open_tree for"))?;
     let mutant = Mutant::from_env();
     let propagation = match m.propagation {
         _ if mutant == Some(Mutant::PropagationIgnored) => MsFlags::MS_PRIVATE,
@@ -482,8 +484,8 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
         Propagation::Slave => MsFlags::MS_SLAVE,
         Propagation::Shared => MsFlags::MS_SHARED,
     };
-    sys::set_mount_attr(
-        &tree,
+    sys.set_mount_attr(
+        tree.as_fd(),
         sys::MountAttr {
             readonly: false,
             propagation: Some(propagation),
@@ -499,12 +501,12 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
             propagation: None,
             recursive,
         };
-        match sys::set_mount_attr(&tree, attr(recursive)) {
+        match sys.set_mount_attr(tree.as_fd(), attr(recursive)) {
             Ok(()) => {}
             // IfPossible: the volume's own mount read-only is the least.
-            Err(_) if m.recursive_readonly == RecursiveReadOnly::IfPossible => {
-                sys::set_mount_attr(&tree, attr(false)).map_err(mount_err("make read-only"))?
-            }
+            Err(_) if m.recursive_readonly == RecursiveReadOnly::IfPossible => sys
+                .set_mount_attr(tree.as_fd(), attr(false))
+                .map_err(mount_err("make read-only"))?,
             Err(e) => return Err(mount_err("make read-only")(e)),
         }
     }
@@ -514,7 +516,7 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
 /// Attaches a volume's tree (from [`clone_volume`]) at its target inside
 /// the container's root, the target opened inside the root (a symlink of
 /// the image cannot put it outside) and made as what the volume is.
-fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error> {
+fn mount_volume(sys: &dyn Sys, root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error> {
     use crate::safepath;
     use crate::sys::Scope;
     use std::os::fd::AsFd;
@@ -527,11 +529,12 @@ fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error
         let target = root.join(m.target.trim_start_matches('/'));
         fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
         let target = sys::open_dir_path(&target)?;
-        sys::move_mount(&tree, &target).map_err(|source| Error::Io {
-            op: "move_mount to",
-            path: PathBuf::from(&m.target),
-            source,
-        })?;
+        sys.move_mount(tree.as_fd(), target.as_fd())
+            .map_err(|source| Error::Io {
+                op: "move_mount to",
+                path: PathBuf::from(&m.target),
+                source,
+            })?;
         return Ok(());
     }
     let rootfd = sys::open_dir_path(root)?;
@@ -540,11 +543,12 @@ fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error
         _ => safepath::open_dir(rootfd.as_fd(), &m.target, Scope::InRoot, true, 0o755)
             .map_err(err)?,
     };
-    sys::move_mount(&tree, &target).map_err(|source| Error::Io {
-        op: "move_mount to",
-        path: PathBuf::from(&m.target),
-        source,
-    })?;
+    sys.move_mount(tree.as_fd(), target.as_fd())
+        .map_err(|source| Error::Io {
+            op: "move_mount to",
+            path: PathBuf::from(&m.target),
+            source,
+        })?;
     Ok(())
 }
 
@@ -1179,5 +1183,111 @@ mod tests {
         );
         assert!(setup_rootfs(&rec, &cfg).is_err());
         assert_eq!(rec.calls().len(), 3);
+    }
+
+    fn volume(base: &Path, readonly: bool, recursive: RecursiveReadOnly) -> VolumeMount {
+        let source = base.join("volume");
+        std::fs::create_dir_all(&source).unwrap();
+        VolumeMount {
+            source,
+            sub_path: None,
+            target: "/data".into(),
+            readonly,
+            host_path: None,
+            propagation: Propagation::Slave,
+            recursive_readonly: recursive,
+        }
+    }
+
+    fn setattr(
+        path: &Path,
+        readonly: bool,
+        propagation: Option<MsFlags>,
+        recursive: bool,
+    ) -> sys::Call {
+        sys::Call::MountSetattr {
+            path: path.to_path_buf(),
+            attr: sys::MountAttr {
+                readonly,
+                propagation,
+                recursive,
+            },
+        }
+    }
+
+    /// A volume's tree is cloned while the namespace still shares the
+    /// node's mounts (a Bidirectional volume stays a peer), given its
+    /// propagation and then made read-only down to every mount below it,
+    /// and attached inside the root after the /etc files, before the root
+    /// is pivoted into.
+    #[test]
+    fn a_volume_is_cloned_first_made_read_only_recursively_and_attached_last() {
+        let base = tempfile::tempdir().unwrap();
+        let mut cfg = init_config(base.path());
+        let m = volume(base.path(), true, RecursiveReadOnly::Enabled);
+        cfg.mounts = vec![m.clone()];
+        let rec = sys::Recording::new();
+        setup_rootfs(&rec, &cfg).unwrap();
+        let calls = rec.calls();
+        assert_eq!(
+            calls[..4],
+            [
+                sys::Call::OpenTree(m.source.clone()),
+                setattr(&m.source, false, Some(MsFlags::MS_SLAVE), true),
+                setattr(&m.source, true, None, true),
+                sys::Call::Mount {
+                    source: None,
+                    target: "/".into(),
+                    fstype: None,
+                    flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                    data: None,
+                },
+            ]
+        );
+        let n = calls.len();
+        assert_eq!(
+            calls[n - 2],
+            sys::Call::MoveMount {
+                source: m.source.clone(),
+                target: cfg.rootfs.join("data"),
+            }
+        );
+        assert_eq!(
+            calls[n - 3].target(),
+            Some(cfg.rootfs.join("etc/resolv.conf").as_path())
+        );
+        assert_eq!(calls[n - 1], sys::Call::PivotRoot(cfg.rootfs.clone()));
+    }
+
+    /// recursiveReadOnly: IfPossible falls back to the volume's own mount
+    /// when the kernel refuses the recursive attribute, Enabled fails the
+    /// container, and Disabled never asks for it.
+    #[test]
+    fn a_refused_recursive_read_only_falls_back_only_if_possible() {
+        let base = tempfile::tempdir().unwrap();
+        let refused = |c: &sys::Call| matches!(c, sys::Call::MountSetattr { attr, .. } if attr.readonly && attr.recursive);
+        let cloned = |recursive| {
+            let m = volume(base.path(), true, recursive);
+            let rec = sys::Recording::failing(refused);
+            let result = clone_volume(&rec, &m).map(drop);
+            (result, rec.calls()[2..].to_vec())
+        };
+        let source = base.path().join("volume");
+        let (result, calls) = cloned(RecursiveReadOnly::IfPossible);
+        assert!(result.is_ok());
+        assert_eq!(
+            calls,
+            [
+                setattr(&source, true, None, true),
+                setattr(&source, true, None, false),
+            ]
+        );
+        let (result, calls) = cloned(RecursiveReadOnly::Enabled);
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("make read-only"), "{err}");
+        assert_eq!(calls, [setattr(&source, true, None, true)]);
+        let (result, calls) = cloned(RecursiveReadOnly::Disabled);
+        assert!(result.is_ok());
+        assert_eq!(calls, [setattr(&source, true, None, false)]);
     }
 }
