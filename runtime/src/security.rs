@@ -646,9 +646,9 @@ pub fn close_fds_on_exec(sys: &dyn Sys) -> Result<(), Error> {
 }
 
 /// Gives the exec'd program the signal state a container starts with (see
-/// [`sys::default_signals`]).
-pub fn default_signals_on_exec() -> Result<(), Error> {
-    sys::default_signals().map_err(|source| Error::Syscall {
+/// [`Sys::default_signals`]).
+pub fn default_signals_on_exec(sys: &dyn Sys) -> Result<(), Error> {
+    sys.default_signals().map_err(|source| Error::Syscall {
         op: "rt_sigprocmask",
         source,
     })

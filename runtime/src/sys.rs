@@ -14,7 +14,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,8 +59,22 @@ pub trait Sys {
     fn seccomp_filter(&self, code: &[libc::sock_filter]) -> io::Result<()>;
     /// Marks every descriptor from `first` up close-on-exec.
     fn close_range_cloexec(&self, first: u32) -> io::Result<()>;
+    /// The signal state a container's process starts with: none blocked,
+    /// none ignored.
+    fn default_signals(&self) -> io::Result<()>;
     /// fork(2) of a process that has one thread (see [`fork`]).
     fn fork(&self) -> Result<ForkResult>;
+    /// open_tree(2) with OPEN_TREE_CLONE|AT_RECURSIVE: a detached copy of
+    /// the mount tree at `source` (which keeps the peer group of shared
+    /// mounts), to be attached with [`Sys::move_mount`].
+    fn clone_tree(&self, source: BorrowedFd<'_>) -> io::Result<OwnedFd>;
+    /// move_mount(2) of the detached tree `tree` onto the file or
+    /// directory `target` holds.
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()>;
+    /// mount_setattr(2) on the mount (tree) `mount` holds: read-only,
+    /// recursively when asked (what `recursiveReadOnly` needs and a remount
+    /// cannot do), and its propagation.
+    fn set_mount_attr(&self, mount: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()>;
 }
 
 /// The real kernel.
@@ -195,8 +209,24 @@ impl Sys for Kernel {
         os_result(r as i32)
     }
 
+    fn default_signals(&self) -> io::Result<()> {
+        default_signals()
+    }
+
     fn fork(&self) -> Result<ForkResult> {
         fork()
+    }
+
+    fn clone_tree(&self, source: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+        clone_tree(&source)
+    }
+
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+        move_mount(&tree, &target)
+    }
+
+    fn set_mount_attr(&self, mount: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
+        set_mount_attr(&mount, attr)
     }
 }
 
@@ -589,7 +619,7 @@ pub fn flock(file: File, exclusive: bool, wait: bool) -> io::Result<nix::fcntl::
 /// (Rust ignores SIGPIPE in podlab itself, whoever started podlab may have
 /// ignored others, and SIG_IGN survives exec). Raw syscalls: glibc refuses
 /// its reserved signals 32 and 33.
-pub fn default_signals() -> io::Result<()> {
+fn default_signals() -> io::Result<()> {
     /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
     #[repr(C)]
     struct KernelSigaction {
@@ -967,7 +997,7 @@ pub fn attach_device_program(cgroup: &Path, insns: &[BpfInsn]) -> io::Result<()>
     bpf(BPF_PROG_ATTACH, &mut attach).map(drop)
 }
 
-/// What [`set_mount_attr`] changes on a mount (tree).
+/// What [`Sys::set_mount_attr`] changes on a mount (tree).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MountAttr {
     pub readonly: bool,
@@ -977,10 +1007,8 @@ pub struct MountAttr {
     pub recursive: bool,
 }
 
-/// open_tree(2) with OPEN_TREE_CLONE|AT_RECURSIVE: a detached copy of the
-/// mount tree at the descriptor `source` (which keeps the peer group of
-/// shared mounts), to be attached with [`move_mount`].
-pub fn clone_tree(source: &impl AsRawFd) -> io::Result<OwnedFd> {
+/// [`Sys::clone_tree`] of the kernel.
+fn clone_tree(source: &impl AsRawFd) -> io::Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let flags = OPEN_TREE_CLONE
@@ -996,9 +1024,8 @@ pub fn clone_tree(source: &impl AsRawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// move_mount(2) of the detached tree `tree` onto the file or directory
-/// the descriptor `target` holds.
-pub fn move_mount(tree: &impl AsRawFd, target: &impl AsRawFd) -> io::Result<()> {
+/// [`Sys::move_mount`] of the kernel.
+fn move_mount(tree: &impl AsRawFd, target: &impl AsRawFd) -> io::Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
     // SAFETY: a plain syscall on descriptors we hold and empty C strings.
@@ -1018,10 +1045,8 @@ pub fn move_mount(tree: &impl AsRawFd, target: &impl AsRawFd) -> io::Result<()> 
     Ok(())
 }
 
-/// mount_setattr(2) on the mount (tree) a descriptor holds: read-only,
-/// recursively when asked (what `recursiveReadOnly` needs and a remount
-/// cannot do), and its propagation.
-pub fn set_mount_attr(mount: &impl AsRawFd, attr: MountAttr) -> io::Result<()> {
+/// [`Sys::set_mount_attr`] of the kernel.
+fn set_mount_attr(mount: &impl AsRawFd, attr: MountAttr) -> io::Result<()> {
     #[repr(C)]
     struct RawAttr {
         attr_set: u64,

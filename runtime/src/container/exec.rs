@@ -65,14 +65,9 @@ pub fn exec_in(
     match sys.fork() {
         Ok(nix::unistd::ForkResult::Child) => {
             // The exec'd process gets the container's own restrictions.
-            let err = match ctr
-                .security
-                .apply(sys, &host_caps)
-                .and_then(|()| crate::security::close_fds_on_exec(sys))
-                .and_then(|()| crate::security::default_signals_on_exec())
-            {
+            let err = match super::restrict(sys, &ctr.security, &host_caps) {
                 Ok(()) => args.exec(),
-                Err(e) => Error::Security(e),
+                Err(e) => e,
             };
             let msg = format!("podlab exec: {}\n", crate::error::chain(&err));
             let code = if matches!(

@@ -300,7 +300,7 @@ fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
     let trees = cfg
         .mounts
         .iter()
-        .map(clone_volume)
+        .map(|m| clone_volume(sys, m))
         .collect::<Result<Vec<_>, _>>()?;
     // Nothing mounted from here on may propagate back to the host.
     sys.mount(
@@ -419,7 +419,7 @@ fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
     }
 
     for (m, tree) in cfg.mounts.iter().zip(trees) {
-        mount_volume(root, m, tree)?;
+        mount_volume(sys, root, m, tree)?;
     }
     if let Some(f) = &cfg.termination_log {
         mount_file(sys, root, f)?;
@@ -447,7 +447,7 @@ fn setup_rootfs(sys: &dyn Sys, cfg: &InitConfig) -> Result<(), Error> {
 /// planted in a shared volume, or swapped in while this runs, cannot send
 /// the mount anywhere else; a hostPath is the node path as written, its
 /// symlinks followed.
-fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
+fn clone_volume(sys: &dyn Sys, m: &VolumeMount) -> Result<OwnedFd, Error> {
     use crate::safepath;
     use crate::sys::Scope;
     use std::os::fd::AsFd;
@@ -474,7 +474,9 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
             source: e,
         }
     };
-    let tree = sys::clone_tree(&source).map_err(mount_err("open_tree for"))?;
+    let tree = sys
+        .clone_tree(source.as_fd())
+        .map_err(mount_err("open_tree for"))?;
     let mutant = Mutant::from_env();
     let propagation = match m.propagation {
         _ if mutant == Some(Mutant::PropagationIgnored) => MsFlags::MS_PRIVATE,
@@ -482,8 +484,8 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
         Propagation::Slave => MsFlags::MS_SLAVE,
         Propagation::Shared => MsFlags::MS_SHARED,
     };
-    sys::set_mount_attr(
-        &tree,
+    sys.set_mount_attr(
+        tree.as_fd(),
         sys::MountAttr {
             readonly: false,
             propagation: Some(propagation),
@@ -499,12 +501,12 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
             propagation: None,
             recursive,
         };
-        match sys::set_mount_attr(&tree, attr(recursive)) {
+        match sys.set_mount_attr(tree.as_fd(), attr(recursive)) {
             Ok(()) => {}
             // IfPossible: the volume's own mount read-only is the least.
-            Err(_) if m.recursive_readonly == RecursiveReadOnly::IfPossible => {
-                sys::set_mount_attr(&tree, attr(false)).map_err(mount_err("make read-only"))?
-            }
+            Err(_) if m.recursive_readonly == RecursiveReadOnly::IfPossible => sys
+                .set_mount_attr(tree.as_fd(), attr(false))
+                .map_err(mount_err("make read-only"))?,
             Err(e) => return Err(mount_err("make read-only")(e)),
         }
     }
@@ -514,7 +516,7 @@ fn clone_volume(m: &VolumeMount) -> Result<OwnedFd, Error> {
 /// Attaches a volume's tree (from [`clone_volume`]) at its target inside
 /// the container's root, the target opened inside the root (a symlink of
 /// the image cannot put it outside) and made as what the volume is.
-fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error> {
+fn mount_volume(sys: &dyn Sys, root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error> {
     use crate::safepath;
     use crate::sys::Scope;
     use std::os::fd::AsFd;
@@ -527,11 +529,12 @@ fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error
         let target = root.join(m.target.trim_start_matches('/'));
         fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
         let target = sys::open_dir_path(&target)?;
-        sys::move_mount(&tree, &target).map_err(|source| Error::Io {
-            op: "move_mount to",
-            path: PathBuf::from(&m.target),
-            source,
-        })?;
+        sys.move_mount(tree.as_fd(), target.as_fd())
+            .map_err(|source| Error::Io {
+                op: "move_mount to",
+                path: PathBuf::from(&m.target),
+                source,
+            })?;
         return Ok(());
     }
     let rootfd = sys::open_dir_path(root)?;
@@ -540,11 +543,12 @@ fn mount_volume(root: &Path, m: &VolumeMount, tree: OwnedFd) -> Result<(), Error
         _ => safepath::open_dir(rootfd.as_fd(), &m.target, Scope::InRoot, true, 0o755)
             .map_err(err)?,
     };
-    sys::move_mount(&tree, &target).map_err(|source| Error::Io {
-        op: "move_mount to",
-        path: PathBuf::from(&m.target),
-        source,
-    })?;
+    sys.move_mount(tree.as_fd(), target.as_fd())
+        .map_err(|source| Error::Io {
+            op: "move_mount to",
+            path: PathBuf::from(&m.target),
+            source,
+        })?;
     Ok(())
 }
 
@@ -750,6 +754,27 @@ impl ExecArgs {
     }
 }
 
+/// Restricts the calling process as the container's, the last step before
+/// exec: for the container's own process and for every command exec'd
+/// into it, once it has joined the container's namespaces and cgroup.
+/// Nothing of the host's descriptors or signal state survives the exec;
+/// then the security profile: the bounding set, groups and ids,
+/// capabilities, no_new_privs, and the seccomp filter last (or before the
+/// ids when it needs CAP_SYS_ADMIN), as runc's exec does. Only raw
+/// syscalls: this runs in forked children.
+fn restrict(
+    sys: &dyn Sys,
+    security: &crate::security::Profile,
+    host_caps: &crate::security::HostCaps,
+) -> Result<(), Error> {
+    if Mutant::from_env() != Some(Mutant::LeakHostFd) {
+        crate::security::close_fds_on_exec(sys)?;
+    }
+    crate::security::default_signals_on_exec(sys)?;
+    security.apply(sys, host_caps)?;
+    Ok(())
+}
+
 fn exec_process(
     sys: &dyn Sys,
     process: &Process,
@@ -758,12 +783,8 @@ fn exec_process(
     report: &mut Option<fs::File>,
 ) -> Result<(), Error> {
     let args = ExecArgs::new(process)?;
-    security.apply(sys, host_caps)?;
+    restrict(sys, security, host_caps)?;
     let mutant = Mutant::from_env();
-    if mutant != Some(Mutant::LeakHostFd) {
-        crate::security::close_fds_on_exec(sys)?;
-    }
-    crate::security::default_signals_on_exec()?;
     if mutant == Some(Mutant::SignalsBlocked) {
         crate::mutants::block_shim_signals();
     }
@@ -1054,6 +1075,105 @@ mod tests {
         ));
     }
 
+    /// The kinds of `calls`, runs of one kind (the bounding drops, the
+    /// filters of a program) counted once.
+    fn kinds(calls: &[sys::Call]) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for c in calls {
+            let kind = match c {
+                sys::Call::CloseRangeCloexec(3) => "close_range",
+                sys::Call::DefaultSignals => "signals",
+                sys::Call::DropBoundingCap(_) => "bounding",
+                sys::Call::ClearAmbientCaps => "ambient",
+                sys::Call::SetGroups(_) => "setgroups",
+                sys::Call::SetGid(_) => "setgid",
+                sys::Call::SetUid(_) => "setuid",
+                sys::Call::SetCaps(_) => "capset",
+                sys::Call::NoNewPrivs => "no_new_privs",
+                sys::Call::SeccompFilter(_) => "seccomp",
+                other => panic!("not a restriction: {other:?}"),
+            };
+            if out.last() != Some(&kind) {
+                out.push(kind);
+            }
+        }
+        out
+    }
+
+    /// One order for the container's own process and every exec into it
+    /// (both go through `restrict`): host descriptors and signal state
+    /// first, then ids, capabilities, no_new_privs and seccomp last; a
+    /// filter that needs CAP_SYS_ADMIN goes in before the ids drop it.
+    #[test]
+    fn a_process_is_restricted_in_one_order_with_seccomp_last() {
+        use crate::security::{seccomp_program, HostCaps, Profile};
+        let host = HostCaps {
+            last_cap: 40,
+            permitted: (1 << 41) - 1,
+        };
+        let mut profile = Profile::from_context(None).unwrap();
+        let runtime_default = k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        };
+        profile.seccomp =
+            seccomp_program(&runtime_default, profile.caps, Path::new("/nonexistent")).unwrap();
+        profile.uid = Some(1000);
+        profile.gid = Some(1000);
+        profile.no_new_privs = true;
+        let restricted = |profile: &Profile| {
+            let rec = sys::Recording::new();
+            restrict(&rec, profile, &host).unwrap();
+            rec.calls()
+        };
+        let calls = restricted(&profile);
+        assert_eq!(
+            kinds(&calls),
+            [
+                "close_range",
+                "signals",
+                "bounding",
+                "ambient",
+                "setgroups",
+                "setgid",
+                "setuid",
+                "no_new_privs",
+                "seccomp",
+            ]
+        );
+        assert!(matches!(calls.last(), Some(sys::Call::SeccompFilter(_))));
+
+        profile.uid = Some(0);
+        profile.gid = Some(0);
+        profile.no_new_privs = false;
+        assert_eq!(
+            kinds(&restricted(&profile)),
+            [
+                "close_range",
+                "signals",
+                "bounding",
+                "ambient",
+                "seccomp",
+                "setgroups",
+                "setgid",
+                "setuid",
+                "capset",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_restriction_stops_before_the_profile() {
+        let rec = sys::Recording::failing(|c| matches!(c, sys::Call::CloseRangeCloexec(_)));
+        let host = crate::security::HostCaps {
+            last_cap: 40,
+            permitted: 0,
+        };
+        let profile = crate::security::Profile::default();
+        assert!(restrict(&rec, &profile, &host).is_err());
+        assert_eq!(rec.calls(), [sys::Call::CloseRangeCloexec(3)]);
+    }
+
     #[test]
     fn a_failed_mount_stops_the_setup_before_pivot_root() {
         let base = tempfile::tempdir().unwrap();
@@ -1063,5 +1183,111 @@ mod tests {
         );
         assert!(setup_rootfs(&rec, &cfg).is_err());
         assert_eq!(rec.calls().len(), 3);
+    }
+
+    fn volume(base: &Path, readonly: bool, recursive: RecursiveReadOnly) -> VolumeMount {
+        let source = base.join("volume");
+        std::fs::create_dir_all(&source).unwrap();
+        VolumeMount {
+            source,
+            sub_path: None,
+            target: "/data".into(),
+            readonly,
+            host_path: None,
+            propagation: Propagation::Slave,
+            recursive_readonly: recursive,
+        }
+    }
+
+    fn setattr(
+        path: &Path,
+        readonly: bool,
+        propagation: Option<MsFlags>,
+        recursive: bool,
+    ) -> sys::Call {
+        sys::Call::MountSetattr {
+            path: path.to_path_buf(),
+            attr: sys::MountAttr {
+                readonly,
+                propagation,
+                recursive,
+            },
+        }
+    }
+
+    /// A volume's tree is cloned while the namespace still shares the
+    /// node's mounts (a Bidirectional volume stays a peer), given its
+    /// propagation and then made read-only down to every mount below it,
+    /// and attached inside the root after the /etc files, before the root
+    /// is pivoted into.
+    #[test]
+    fn a_volume_is_cloned_first_made_read_only_recursively_and_attached_last() {
+        let base = tempfile::tempdir().unwrap();
+        let mut cfg = init_config(base.path());
+        let m = volume(base.path(), true, RecursiveReadOnly::Enabled);
+        cfg.mounts = vec![m.clone()];
+        let rec = sys::Recording::new();
+        setup_rootfs(&rec, &cfg).unwrap();
+        let calls = rec.calls();
+        assert_eq!(
+            calls[..4],
+            [
+                sys::Call::OpenTree(m.source.clone()),
+                setattr(&m.source, false, Some(MsFlags::MS_SLAVE), true),
+                setattr(&m.source, true, None, true),
+                sys::Call::Mount {
+                    source: None,
+                    target: "/".into(),
+                    fstype: None,
+                    flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                    data: None,
+                },
+            ]
+        );
+        let n = calls.len();
+        assert_eq!(
+            calls[n - 2],
+            sys::Call::MoveMount {
+                source: m.source.clone(),
+                target: cfg.rootfs.join("data"),
+            }
+        );
+        assert_eq!(
+            calls[n - 3].target(),
+            Some(cfg.rootfs.join("etc/resolv.conf").as_path())
+        );
+        assert_eq!(calls[n - 1], sys::Call::PivotRoot(cfg.rootfs.clone()));
+    }
+
+    /// recursiveReadOnly: IfPossible falls back to the volume's own mount
+    /// when the kernel refuses the recursive attribute, Enabled fails the
+    /// container, and Disabled never asks for it.
+    #[test]
+    fn a_refused_recursive_read_only_falls_back_only_if_possible() {
+        let base = tempfile::tempdir().unwrap();
+        let refused = |c: &sys::Call| matches!(c, sys::Call::MountSetattr { attr, .. } if attr.readonly && attr.recursive);
+        let cloned = |recursive| {
+            let m = volume(base.path(), true, recursive);
+            let rec = sys::Recording::failing(refused);
+            let result = clone_volume(&rec, &m).map(drop);
+            (result, rec.calls()[2..].to_vec())
+        };
+        let source = base.path().join("volume");
+        let (result, calls) = cloned(RecursiveReadOnly::IfPossible);
+        assert!(result.is_ok());
+        assert_eq!(
+            calls,
+            [
+                setattr(&source, true, None, true),
+                setattr(&source, true, None, false),
+            ]
+        );
+        let (result, calls) = cloned(RecursiveReadOnly::Enabled);
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("make read-only"), "{err}");
+        assert_eq!(calls, [setattr(&source, true, None, true)]);
+        let (result, calls) = cloned(RecursiveReadOnly::Disabled);
+        assert!(result.is_ok());
+        assert_eq!(calls, [setattr(&source, true, None, false)]);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -11,7 +12,7 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 
-use super::{Result, Sys};
+use super::{MountAttr, Result, Sys};
 
 /// One call made through [`Sys`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,14 +49,29 @@ pub enum Call {
     /// A seccomp filter of this many instructions.
     SeccompFilter(usize),
     CloseRangeCloexec(u32),
+    DefaultSignals,
     Fork,
+    /// open_tree of the tree at this path.
+    OpenTree(PathBuf),
+    /// mount_setattr on the (cloned) tree of this path.
+    MountSetattr {
+        path: PathBuf,
+        attr: MountAttr,
+    },
+    /// move_mount of the tree cloned from `source` onto `target`.
+    MoveMount {
+        source: PathBuf,
+        target: PathBuf,
+    },
 }
 
 impl Call {
-    /// The mount target of a mount, bind, mknod or pivot_root.
+    /// The mount target of a mount, bind, move_mount, mknod or pivot_root.
     pub fn target(&self) -> Option<&Path> {
         match self {
-            Call::Mount { target, .. } | Call::Bind { target, .. } => Some(target),
+            Call::Mount { target, .. }
+            | Call::Bind { target, .. }
+            | Call::MoveMount { target, .. } => Some(target),
             Call::Mknod { path, .. } | Call::PivotRoot(path) => Some(path),
             _ => None,
         }
@@ -211,8 +227,38 @@ impl Sys for Recording {
         self.io(Call::CloseRangeCloexec(first))
     }
 
+    fn default_signals(&self) -> io::Result<()> {
+        self.io(Call::DefaultSignals)
+    }
+
     fn fork(&self) -> Result<ForkResult> {
         self.record(Call::Fork).map_err(super::Error::Fork)?;
         Ok(ForkResult::Child)
     }
+
+    /// The "tree" is a duplicate of `source`, so later calls on it name
+    /// the path it came from.
+    fn clone_tree(&self, source: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+        self.io(Call::OpenTree(fd_path(source)))?;
+        source.try_clone_to_owned()
+    }
+
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+        self.io(Call::MoveMount {
+            source: fd_path(tree),
+            target: fd_path(target),
+        })
+    }
+
+    fn set_mount_attr(&self, mount: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
+        self.io(Call::MountSetattr {
+            path: fd_path(mount),
+            attr,
+        })
+    }
+}
+
+/// What a descriptor of this process holds, as a path (empty if unknown).
+fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    std::fs::read_link(super::fd_path(&fd)).unwrap_or_default()
 }
