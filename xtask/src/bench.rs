@@ -347,9 +347,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let ratio = |a: &[Duration], b: &[Duration]| {
         (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
     };
-    let spread = |v: &[Duration]| {
-        serde_json::json!({"median": ms(percentile(v, 0.5)), "p95": ms(percentile(v, 0.95))})
-    };
+    let spread = |v: &[Duration]| serde_json::json!({"median": ms(percentile(v, 0.5)), "p95": ms(percentile(v, 0.95))});
     let rss_median = {
         let mut v = rss.clone();
         v.sort();
@@ -387,7 +385,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "api": api_json,
         });
         std::fs::create_dir_all(&report)?;
-        std::fs::write(report.join("api.json"), serde_json::to_string_pretty(&json)?)?;
+        std::fs::write(
+            report.join("api.json"),
+            serde_json::to_string_pretty(&json)?,
+        )?;
         print!("{}", api_markdown(&json));
         println!("wrote {}", report.join("api.json").display());
         return Ok(());
@@ -426,8 +427,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let pull = crate::bench_pull::figures(&bench.podlab, &work, if quick { 3 } else { 5 })?;
 
     api_json["pods_listed"] = serde_json::json!(many);
-    api_json["get_ms"] = serde_json::json!({"p50": ms(get.p50), "p99": ms(get.p99), "samples": get.samples});
-    api_json["list_ms"] = serde_json::json!({"p50": ms(list.p50), "p99": ms(list.p99), "samples": list.samples});
+    api_json["get_ms"] =
+        serde_json::json!({"p50": ms(get.p50), "p99": ms(get.p99), "samples": get.samples});
+    api_json["list_ms"] =
+        serde_json::json!({"p50": ms(list.p50), "p99": ms(list.p99), "samples": list.samples});
     api_json["watch"] = serde_json::json!({
         "watchers": fanout.watchers,
         "pods_created": fanout.pods,
