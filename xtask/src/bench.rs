@@ -8,9 +8,11 @@
 //! `suite_tests`: tests that ran). The API path ([`api`], `podlab serve`):
 //! the same apply → Running and delete through kubectl (`api.start_ratio`,
 //! `api.delete_ratio` = kubectl median / CLI median), get and list latency
-//! with many pods, and many watchers seeing every pod created. Writes
+//! with many pods, and many watchers seeing every pod created; next to the
+//! kubectl ratios, kubectl's own start (`api.kubectl_floor_ms`). Writes
 //! `bench.json` (with `start_ratio` and `delete_ratio` = podlab median /
-//! podman median) and `bench.md`.
+//! podman median) and `bench.md`; `--api-only` just the start/delete
+//! rounds of the CLI and API paths (`api.json`).
 
 mod api;
 
@@ -255,15 +257,19 @@ fn setup_podman(work: &Path, images: &Path) -> anyhow::Result<Option<Podman>> {
     Ok(Some(pm))
 }
 
-/// `cargo xtask bench [--quick] [--pull-only] [--report DIR]`
+/// `cargo xtask bench [--quick] [--pull-only | --api-only] [--report DIR]`
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Fewer rounds and pods: a smoke run, not figures to compare
     #[arg(long)]
     quick: bool,
     /// Only the image pull figures (pull.json)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "api_only")]
     pull_only: bool,
+    /// Only the start/delete rounds of the CLI and the API path, with
+    /// kubectl's own start (api.json): no podman, many pods, suite or pull
+    #[arg(long)]
+    api_only: bool,
     /// Where the figures go (default: target/bench)
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
@@ -303,7 +309,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         work: work.clone(),
         cgroups_before: libpod_cgroup_parents(),
     };
-    bench.podman = setup_podman(&work, &images)?;
+    if !args.api_only {
+        bench.podman = setup_podman(&work, &images)?;
+    }
     let runs = if quick { 5 } else { 20 };
     let many = if quick { 20 } else { 100 };
     let watchers = if quick { 10 } else { 50 };
@@ -316,6 +324,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (mut pl_start, mut pl_del, mut pm_start, mut pm_del) = (vec![], vec![], vec![], vec![]);
     let (mut api_start, mut api_del) = (vec![], vec![]);
     let (mut lib_start, mut lib_del) = (vec![], vec![]);
+    let mut kubectl_floor = vec![];
     let mut rss = Vec::new();
     for i in 0..runs {
         let name = format!("bench-{i}");
@@ -328,10 +337,61 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let via_lib = format!("lib-{i}");
         lib_start.push(api.start_pod_client(&via_lib)?);
         lib_del.push(api.delete_pod_client(&via_lib)?);
+        kubectl_floor.push(api.kubectl_floor()?);
         if let Some(pm) = &bench.podman {
             pm_start.push(bench.podman_start(pm, &name)?);
             pm_del.push(bench.podman_delete(pm, &name)?);
         }
+    }
+
+    let ratio = |a: &[Duration], b: &[Duration]| {
+        (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
+    };
+    let spread = |v: &[Duration]| serde_json::json!({"median": ms(percentile(v, 0.5)), "p95": ms(percentile(v, 0.95))});
+    let rss_median = {
+        let mut v = rss.clone();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let podlab_json = serde_json::json!({
+        "start_ms": spread(&pl_start),
+        "delete_ms": spread(&pl_del),
+        "rss_per_pod_kib": rss_median,
+    });
+    let mut api_json = serde_json::json!({
+        "client": format!("kubectl {}; kube-rs 5", kubectl_version()),
+        "start_ms": spread(&api_start),
+        "delete_ms": spread(&api_del),
+        "start_ratio": ratio(&api_start, &pl_start),
+        "delete_ratio": ratio(&api_del, &pl_del),
+        // kubectl's own process start (`kubectl version --client`, no
+        // request): apply + wait start two kubectl processes, delete one.
+        "kubectl_floor_ms": spread(&kubectl_floor),
+        // The same through kube-rs in-process: the server's path
+        // without kubectl's process start (two per apply + wait).
+        "client_library": {
+            "start_ms": spread(&lib_start),
+            "delete_ms": spread(&lib_del),
+            "start_ratio": ratio(&lib_start, &pl_start),
+            "delete_ratio": ratio(&lib_del, &pl_del),
+        },
+    });
+    if args.api_only {
+        drop(api);
+        let json = serde_json::json!({
+            "machine": machine(),
+            "runs": runs,
+            "podlab": podlab_json,
+            "api": api_json,
+        });
+        std::fs::create_dir_all(&report)?;
+        std::fs::write(
+            report.join("api.json"),
+            serde_json::to_string_pretty(&json)?,
+        )?;
+        print!("{}", api_markdown(&json));
+        println!("wrote {}", report.join("api.json").display());
+        return Ok(());
     }
 
     util::step(&format!("{many} podlab pods at once"));
@@ -366,22 +426,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let suite = conformance_suite(&bench, &images, &report.join("conformance"))?;
     let pull = crate::bench_pull::figures(&bench.podlab, &work, if quick { 3 } else { 5 })?;
 
-    let ratio = |a: &[Duration], b: &[Duration]| {
-        (!b.is_empty()).then(|| percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64())
-    };
-    let rss_median = {
-        let mut v = rss.clone();
-        v.sort();
-        v[v.len() / 2]
-    };
+    api_json["pods_listed"] = serde_json::json!(many);
+    api_json["get_ms"] =
+        serde_json::json!({"p50": ms(get.p50), "p99": ms(get.p99), "samples": get.samples});
+    api_json["list_ms"] =
+        serde_json::json!({"p50": ms(list.p50), "p99": ms(list.p99), "samples": list.samples});
+    api_json["watch"] = serde_json::json!({
+        "watchers": fanout.watchers,
+        "pods_created": fanout.pods,
+        "added_per_watcher": {"min": fanout.added_min, "max": fanout.added_max},
+        "events_per_watcher": {"min": fanout.events_min, "max": fanout.events_max},
+        "watchers_complete": fanout.complete,
+        "all_seen_ready_s": fanout.all_seen.as_secs_f64(),
+        "errors": fanout.errors,
+    });
     let json = serde_json::json!({
         "machine": machine(),
         "runs": runs,
-        "podlab": {
-            "start_ms": {"median": ms(percentile(&pl_start, 0.5)), "p95": ms(percentile(&pl_start, 0.95))},
-            "delete_ms": {"median": ms(percentile(&pl_del, 0.5)), "p95": ms(percentile(&pl_del, 0.95))},
-            "rss_per_pod_kib": rss_median,
-        },
+        "podlab": podlab_json,
         "podman": bench.podman.as_ref().map(|_| serde_json::json!({
             "start_ms": {"median": ms(percentile(&pm_start, 0.5)), "p95": ms(percentile(&pm_start, 0.95))},
             "delete_ms": {"median": ms(percentile(&pm_del, 0.5)), "p95": ms(percentile(&pm_del, 0.95))},
@@ -392,33 +454,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "start_ratio": ratio(&pl_start, &pm_start),
         "delete_ratio": ratio(&pl_del, &pm_del),
         "pull": pull,
-        "api": {
-            "client": format!("kubectl {}; kube-rs 5", kubectl_version()),
-            "start_ms": {"median": ms(percentile(&api_start, 0.5)), "p95": ms(percentile(&api_start, 0.95))},
-            "delete_ms": {"median": ms(percentile(&api_del, 0.5)), "p95": ms(percentile(&api_del, 0.95))},
-            "start_ratio": ratio(&api_start, &pl_start),
-            "delete_ratio": ratio(&api_del, &pl_del),
-            // The same through kube-rs in-process: the server's path
-            // without kubectl's process start (two per apply + wait).
-            "client_library": {
-                "start_ms": {"median": ms(percentile(&lib_start, 0.5)), "p95": ms(percentile(&lib_start, 0.95))},
-                "delete_ms": {"median": ms(percentile(&lib_del, 0.5)), "p95": ms(percentile(&lib_del, 0.95))},
-                "start_ratio": ratio(&lib_start, &pl_start),
-                "delete_ratio": ratio(&lib_del, &pl_del),
-            },
-            "pods_listed": many,
-            "get_ms": {"p50": ms(get.p50), "p99": ms(get.p99), "samples": get.samples},
-            "list_ms": {"p50": ms(list.p50), "p99": ms(list.p99), "samples": list.samples},
-            "watch": {
-                "watchers": fanout.watchers,
-                "pods_created": fanout.pods,
-                "added_per_watcher": {"min": fanout.added_min, "max": fanout.added_max},
-                "events_per_watcher": {"min": fanout.events_min, "max": fanout.events_max},
-                "watchers_complete": fanout.complete,
-                "all_seen_ready_s": fanout.all_seen.as_secs_f64(),
-                "errors": fanout.errors,
-            },
-        },
+        "api": api_json,
         "many_pods": {
             "count": many,
             "start_all_s": many_up.as_secs_f64(),
@@ -553,23 +589,18 @@ fn machine() -> String {
     )
 }
 
+/// How the figures print: one decimal, three for ratios, two for requests
+/// (they take a millisecond or so); `-` for a missing one.
+fn figure(v: &serde_json::Value, decimals: usize) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.decimals$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn markdown(j: &serde_json::Value) -> String {
-    let get = |v: &serde_json::Value| {
-        v.as_f64()
-            .map(|x| format!("{x:.1}"))
-            .unwrap_or_else(|| "-".into())
-    };
-    let ratio = |v: &serde_json::Value| {
-        v.as_f64()
-            .map(|x| format!("{x:.3}"))
-            .unwrap_or_else(|| "-".into())
-    };
-    // Requests take a millisecond or so: two decimals.
-    let fine = |v: &serde_json::Value| {
-        v.as_f64()
-            .map(|x| format!("{x:.2}"))
-            .unwrap_or_else(|| "-".into())
-    };
+    let get = |v: &serde_json::Value| figure(v, 1);
+    let ratio = |v: &serde_json::Value| figure(v, 3);
+    let fine = |v: &serde_json::Value| figure(v, 2);
     format!(
         "| measure ({}) | podlab | podman |\n|---|---|---|\n\
          | apply → Running, median ms | {} | {} |\n\
@@ -583,12 +614,7 @@ fn markdown(j: &serde_json::Value) -> String {
          | pull of a {} MiB image from a loopback registry, median s (ctr images pull: {}) | {} | {} |\n\
          | {} pods of one new image at once, all up in s (most fetches of one blob: {}) | {} | - |\n\n\
          start_ratio = {}, delete_ratio = {}\n\n\
-         | API path through `podlab serve` ({}) | median | p95 |\n|---|---|---|\n\
-         | kubectl apply + wait Ready, ms | {} | {} |\n\
-         | kubectl delete, ms | {} | {} |\n\n\
-         api.start_ratio = {}, api.delete_ratio = {} (kubectl / podlab CLI); \
-         through kube-rs: create → Ready {} ms, delete → gone {} ms (medians), \
-         api.client_library.start_ratio = {}, delete_ratio = {}\n\n\
+         {}\n\
          | request with {} pods (kube-rs) | p50 ms | p99 ms |\n|---|---|---|\n\
          | get one pod | {} | {} |\n\
          | list all pods | {} | {} |\n\n\
@@ -619,17 +645,7 @@ fn markdown(j: &serde_json::Value) -> String {
         get(&j["pull"]["ten_pods_one_image_s"]),
         ratio(&j["start_ratio"]),
         ratio(&j["delete_ratio"]),
-        j["api"]["client"].as_str().unwrap_or("-"),
-        get(&j["api"]["start_ms"]["median"]),
-        get(&j["api"]["start_ms"]["p95"]),
-        get(&j["api"]["delete_ms"]["median"]),
-        get(&j["api"]["delete_ms"]["p95"]),
-        ratio(&j["api"]["start_ratio"]),
-        ratio(&j["api"]["delete_ratio"]),
-        get(&j["api"]["client_library"]["start_ms"]["median"]),
-        get(&j["api"]["client_library"]["delete_ms"]["median"]),
-        ratio(&j["api"]["client_library"]["start_ratio"]),
-        ratio(&j["api"]["client_library"]["delete_ratio"]),
+        api_markdown(j),
         j["api"]["pods_listed"],
         fine(&j["api"]["get_ms"]["p50"]),
         fine(&j["api"]["get_ms"]["p99"]),
@@ -643,6 +659,39 @@ fn markdown(j: &serde_json::Value) -> String {
         j["api"]["watch"]["events_per_watcher"]["max"],
         j["api"]["watch"]["watchers_complete"],
         j["api"]["watch"]["all_seen_ready_s"].as_f64().unwrap_or(0.0),
+    )
+}
+
+/// The start/delete rounds of the API path against the CLI's, with
+/// kubectl's own start next to the kubectl ratios.
+fn api_markdown(j: &serde_json::Value) -> String {
+    let get = |v: &serde_json::Value| figure(v, 1);
+    let ratio = |v: &serde_json::Value| figure(v, 3);
+    let api = &j["api"];
+    format!(
+        "| API path through `podlab serve` ({}) | median | p95 |\n|---|---|---|\n\
+         | kubectl apply + wait Ready, ms | {} | {} |\n\
+         | kubectl delete, ms | {} | {} |\n\
+         | kubectl's own start (`kubectl version --client`), ms | {} | {} |\n\n\
+         api.start_ratio = {}, api.delete_ratio = {} (kubectl / podlab CLI: {} ms, {} ms; \
+         apply + wait start kubectl twice, delete once); \
+         through kube-rs: create → Ready {} ms, delete → gone {} ms (medians), \
+         api.client_library.start_ratio = {}, delete_ratio = {}\n",
+        api["client"].as_str().unwrap_or("-"),
+        get(&api["start_ms"]["median"]),
+        get(&api["start_ms"]["p95"]),
+        get(&api["delete_ms"]["median"]),
+        get(&api["delete_ms"]["p95"]),
+        get(&api["kubectl_floor_ms"]["median"]),
+        get(&api["kubectl_floor_ms"]["p95"]),
+        ratio(&api["start_ratio"]),
+        ratio(&api["delete_ratio"]),
+        get(&j["podlab"]["start_ms"]["median"]),
+        get(&j["podlab"]["delete_ms"]["median"]),
+        get(&api["client_library"]["start_ms"]["median"]),
+        get(&api["client_library"]["delete_ms"]["median"]),
+        ratio(&api["client_library"]["start_ratio"]),
+        ratio(&api["client_library"]["delete_ratio"]),
     )
 }
 
@@ -684,6 +733,7 @@ mod tests {
             "client": "kubectl v1.32.4; kube-rs 5",
             "start_ms": {"median": 812.0, "p95": 900.0},
             "start_ratio": 1.5,
+            "kubectl_floor_ms": {"median": 61.0, "p95": 70.0},
             "pods_listed": 100,
             "get_ms": {"p50": 1.234, "p99": 3.0},
             "list_ms": {"p50": 20.0, "p99": 41.0},
@@ -696,6 +746,7 @@ mod tests {
             "| API path through `podlab serve` (kubectl v1.32.4; kube-rs 5) | median | p95 |",
             "| kubectl apply + wait Ready, ms | 812.0 | 900.0 |",
             "api.start_ratio = 1.500",
+            "| kubectl's own start (`kubectl version --client`), ms | 61.0 | 70.0 |",
             "| request with 100 pods (kube-rs) | p50 ms | p99 ms |",
             "| get one pod | 1.23 | 3.00 |",
             "| list all pods | 20.00 | 41.00 |",

@@ -36,7 +36,7 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
             200,
             &json!({"paths": {"api/v1": {"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash())}}}),
         )),
-        ["openapi", "v3", "api", "v1"] if get => Ok(json(200, &openapi_v1())),
+        ["openapi", "v3", "api", "v1"] if get => Ok(openapi_v1_response(req.q("hash"))),
         // No API groups: kubectl then uses the core group alone.
         ["apis"] if get => Ok(json(
             200,
@@ -113,9 +113,46 @@ fn dispatch(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
     }
 }
 
-/// Names this build's OpenAPI document (clients cache it by this).
+/// The core group's OpenAPI document as served, and the hash of its bytes
+/// that names it in `/openapi/v3` (clients cache it by this).
+fn openapi_doc() -> &'static (Vec<u8>, String) {
+    static DOC: std::sync::OnceLock<(Vec<u8>, String)> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        use sha2::Digest;
+        let bytes = serde_json::to_vec(&openapi_v1()).unwrap_or_default();
+        let hash = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        (bytes, hash)
+    })
+}
+
 fn openapi_hash() -> String {
-    format!("podlab-{}", env!("CARGO_PKG_VERSION"))
+    openapi_doc().1.clone()
+}
+
+/// The document under its hash never changes, so a client may keep it
+/// (kubectl's HTTP cache then asks once, not on every `apply`); asked for
+/// without the hash, or with another one, it is the current document,
+/// not to be kept.
+fn openapi_v1_response(hash: Option<&str>) -> Response<Body> {
+    let (bytes, current) = openapi_doc();
+    let mut r = super::respond(200, "application/json", bytes.clone());
+    let cache = if hash == Some(current.as_str()) {
+        "public, immutable, max-age=31536000"
+    } else {
+        "no-cache, private"
+    };
+    let headers = r.headers_mut();
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static(cache),
+    );
+    if let Ok(etag) = hyper::header::HeaderValue::from_str(&format!("\"{current}\"")) {
+        headers.insert(hyper::header::ETAG, etag);
+    }
+    r
 }
 
 /// The OpenAPI v3 document of the core group, as much as kubectl reads:
@@ -436,4 +473,39 @@ fn nodes(ctx: &Ctx, req: &Req) -> Result<Response<Body>, ApiError> {
         &json!({"kind": "NodeList", "apiVersion": "v1",
         "metadata": {"resourceVersion": rv}, "items": [node]}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(r: &Response<Body>, name: hyper::header::HeaderName) -> String {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    #[test]
+    fn the_openapi_document_is_kept_only_under_the_hash_of_its_bytes() {
+        use sha2::Digest;
+        let hash = openapi_hash();
+        let (bytes, _) = openapi_doc();
+        let hex: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        assert_eq!(hash, hex);
+        let kept = openapi_v1_response(Some(&hash));
+        assert!(header(&kept, hyper::header::CACHE_CONTROL).contains("immutable"));
+        assert_eq!(header(&kept, hyper::header::ETAG), format!("\"{hash}\""));
+        for other in [None, Some("podlab-0.1.0")] {
+            let fresh = openapi_v1_response(other);
+            assert_eq!(
+                header(&fresh, hyper::header::CACHE_CONTROL),
+                "no-cache, private"
+            );
+        }
+    }
 }

@@ -358,20 +358,7 @@ pub fn pods(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, Ap
         ns: ns.map(str::to_string),
     };
     if let Some(n) = replaying {
-        // What the client has from N: the pods not made since; with
-        // selectors, only those unchanged since (whether a changed one
-        // matched at N is not kept: it comes as ADDED).
-        let made: BTreeSet<String> = replay
-            .iter()
-            .filter(|c| c.kind != ChangeKind::Event)
-            .filter(|c| selective || c.kind == ChangeKind::Added)
-            .map(|c| c.key.to_string())
-            .collect();
-        for pod in &first {
-            if !made.contains(&key_of(pod)) {
-                follower.known.insert(key_of(pod), n);
-            }
-        }
+        follower.known = known_at(n, &replay, &first, &follower.filter, selective);
         follower.last = n;
     }
     let initial_end = flag(req, "sendInitialEvents") && out.bookmarks();
@@ -401,6 +388,43 @@ pub fn pods(ctx: &Ctx, req: &Req, ns: Option<&str>) -> Result<Response<Body>, Ap
         );
     });
     Ok(response)
+}
+
+/// What a client watching from N has: the pods there now that were not
+/// made since; with selectors, only those unchanged since (whether a
+/// changed one matched at N is not kept: it comes as ADDED). And the pods
+/// that were there at N and are gone since (between the client's list and
+/// its watch, say): it must hear they went, so they count as known and
+/// their deletion in the replay is a DELETED (with selectors, when their
+/// last object matched).
+fn known_at(
+    n: u64,
+    replay: &[Arc<Entry>],
+    now: &[Value],
+    filter: &pods::PodFilter,
+    selective: bool,
+) -> BTreeMap<String, u64> {
+    let pods = || replay.iter().filter(|c| c.kind != ChangeKind::Event);
+    let made: BTreeSet<String> = pods()
+        .filter(|c| selective || c.kind == ChangeKind::Added)
+        .map(|c| c.key.to_string())
+        .collect();
+    let mut known: BTreeMap<String, u64> = now
+        .iter()
+        .map(key_of)
+        .filter(|k| !made.contains(k))
+        .map(|k| (k, n))
+        .collect();
+    let mut first_change: BTreeMap<String, ChangeKind> = BTreeMap::new();
+    for c in pods() {
+        let key = c.key.to_string();
+        let existed = *first_change.entry(key.clone()).or_insert(c.kind) != ChangeKind::Added;
+        let matched = |o: &Value| !selective || filter.matches(&pods::tombstone_value(o.clone()));
+        if existed && c.kind == ChangeKind::Deleted && c.object.as_ref().is_some_and(matched) {
+            known.entry(key).or_insert(n);
+        }
+    }
+    known
 }
 
 /// A watch of events (one namespace or all): each recorded event is
@@ -592,4 +616,94 @@ pub fn relisting(
         }
     });
     Ok(stream(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(rv: u64, name: &str, kind: ChangeKind) -> Arc<Entry> {
+        let pod = json!({"metadata": {"name": name, "namespace": "default"}});
+        Arc::new(Entry {
+            rv,
+            key: PodKey::new("default", name),
+            kind,
+            object: (kind == ChangeKind::Deleted).then(|| pod.clone()),
+            pod: (kind != ChangeKind::Deleted).then(|| Arc::new(pod)),
+        })
+    }
+
+    fn filter(query: &str) -> pods::PodFilter {
+        let req = Req {
+            method: hyper::Method::GET,
+            path: "/api/v1/pods".into(),
+            query: super::super::parse_query(Some(query)),
+            accept: String::new(),
+            content_type: String::new(),
+            body: Bytes::new(),
+        };
+        pods::PodFilter::of(&req).expect("a filter")
+    }
+
+    #[test]
+    fn a_pod_gone_between_the_list_and_the_watch_is_known_so_its_deletion_is_sent() {
+        // At 10 the client listed "old" and "kept"; "old" went at 12, "new"
+        // was made at 11 and went at 13; only "kept" is there now.
+        let replay = [
+            change(11, "new", ChangeKind::Added),
+            change(12, "old", ChangeKind::Deleted),
+            change(13, "new", ChangeKind::Deleted),
+        ];
+        let now = [json!({"metadata": {"name": "kept", "namespace": "default"}})];
+        let everything = filter("");
+        let known = known_at(10, &replay, &now, &everything, false);
+        let names: Vec<&str> = known.keys().map(String::as_str).collect();
+        assert_eq!(names, ["default/kept", "default/old"]);
+
+        // With a selector: only when the last object matched.
+        let by_name = filter("fieldSelector=metadata.name%3Dold");
+        assert!(known_at(10, &replay, &[], &by_name, true).contains_key("default/old"));
+        let other = filter("fieldSelector=metadata.name%3Dkept");
+        assert!(known_at(10, &replay, &[], &other, true).is_empty());
+
+        // The follower then sends DELETED for "old" and nothing for "new".
+        let (tx, mut rx) = mpsc::channel(16);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let mut out = Out {
+            tx,
+            rt: rt.handle().clone(),
+            kind: "Pod",
+            table: None,
+            req: Req {
+                method: hyper::Method::GET,
+                path: String::new(),
+                query: Default::default(),
+                accept: String::new(),
+                content_type: String::new(),
+                body: Bytes::new(),
+            },
+            first: true,
+        };
+        let mut follower = Follower {
+            known,
+            last: 10,
+            filter: everything,
+            ns: None,
+        };
+        assert!(follower.step(&replay, &mut out));
+        drop(out);
+        let mut sent = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            let event: Value = serde_json::from_slice(&line).expect("an event");
+            sent.push(format!(
+                "{} {}",
+                event["type"].as_str().unwrap_or(""),
+                event["object"]["metadata"]["name"].as_str().unwrap_or("")
+            ));
+        }
+        assert_eq!(sent, ["DELETED old"]);
+    }
 }

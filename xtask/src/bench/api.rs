@@ -169,12 +169,18 @@ impl ApiPath {
         })
     }
 
-    /// Delete through kube-rs, then watch until the pod is gone.
+    /// Delete through kube-rs, then watch until the pod is gone. The uid
+    /// the gone-check needs comes with the DELETE's answer (the object,
+    /// deletionTimestamp set), as a client would take it: no GET first.
     pub fn delete_pod_client(&self, name: &str) -> anyhow::Result<Duration> {
         self.rt.block_on(async {
             let start = Instant::now();
-            let uid = self.pods.get(name).await?.metadata.uid.unwrap_or_default();
-            self.pods.delete(name, &Default::default()).await?;
+            let answer = self.pods.delete(name, &Default::default()).await?;
+            // A Status instead of the object: gone already.
+            let Some(pod) = answer.left() else {
+                return Ok(start.elapsed());
+            };
+            let uid = pod.metadata.uid.unwrap_or_default();
             let gone = kube::runtime::wait::await_condition(
                 self.pods.clone(),
                 name,
@@ -185,6 +191,12 @@ impl ApiPath {
                 .with_context(|| format!("pod {name} not gone within 60 s"))??;
             Ok(start.elapsed())
         })
+    }
+
+    /// kubectl's own start, no request made: the floor under each kubectl
+    /// step above.
+    pub fn kubectl_floor(&self) -> anyhow::Result<Duration> {
+        timed(self.serve.kubectl().args(["version", "--client"]))
     }
 
     /// `kubectl delete`, which returns once the pod is gone.
