@@ -95,7 +95,10 @@ pub fn expected_runs(files: Vec<Expectations>, order: &[&str], host: &str) -> Ve
                     .iter()
                     .map(|id| Row {
                         id: id.to_string(),
-                        status: if e.expected_failures.contains_key(*id) {
+                        // An intermittent test shows as such whichever way it went.
+                        status: if e.expected_failures.contains_key(*id)
+                            || e.intermittent.contains_key(*id)
+                        {
                             "failed"
                         } else if e.expected_skips.contains_key(*id) {
                             "skipped"
@@ -176,31 +179,50 @@ fn cell(v: Option<&Verdict>) -> &'static str {
         Some(Verdict::UnexpectedFailure) => "**FAIL**",
         Some(Verdict::ExpectedSkip(_)) => "xskip",
         Some(Verdict::UnexpectedSkip | Verdict::ExpectedFailureSkipped(_)) => "**SKIP**",
+        Some(Verdict::IntermittentFailure(_) | Verdict::IntermittentPass(_)) => "flaky",
         None => "?",
     }
 }
 
-/// The five counts of a run: passed, failed as recorded, skipped as
-/// recorded, anything else (unexpected), and failed in all.
+/// The counts of a run: passed, failed in all, failed as recorded,
+/// skipped as recorded, recorded as intermittent, and anything else
+/// (unexpected). Intermittent tests count only in their own row, so the
+/// published matrix does not change with the way they went.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Counts {
     passed: usize,
     failed: usize,
     expected_failures: usize,
     expected_skips: usize,
+    intermittent: usize,
     unexpected: usize,
 }
 
-fn counts(verdicts: &[Verdict], statuses: &BTreeMap<&str, &str>) -> Counts {
+fn counts(verdicts: &BTreeMap<&str, Option<Verdict>>, statuses: &BTreeMap<&str, &str>) -> Counts {
+    let intermittent = |id: &&str| {
+        matches!(
+            verdicts.get(id),
+            Some(Some(
+                Verdict::IntermittentFailure(_) | Verdict::IntermittentPass(_)
+            ))
+        )
+    };
+    let with = |status: &str| {
+        statuses
+            .iter()
+            .filter(|(id, s)| **s == status && !intermittent(id))
+            .count()
+    };
     let mut c = Counts {
-        passed: statuses.values().filter(|s| **s == "passed").count(),
-        failed: statuses.values().filter(|s| **s == "failed").count(),
+        passed: with("passed"),
+        failed: with("failed"),
         ..Counts::default()
     };
-    for v in verdicts {
+    for v in verdicts.values().flatten() {
         match v {
             Verdict::ExpectedFailure(_) => c.expected_failures += 1,
             Verdict::ExpectedSkip(_) => c.expected_skips += 1,
+            Verdict::IntermittentFailure(_) | Verdict::IntermittentPass(_) => c.intermittent += 1,
             Verdict::AsExpected => {}
             _ => c.unexpected += 1,
         }
@@ -232,8 +254,9 @@ pub fn markdown(runs: &[Run], order: &[&str]) -> String {
     md.push_str(
         "PASS passed · **FAIL** failed unexpectedly · xfail failed as the runtime's \
          expectations record · xskip skipped as they record (the runtime lacks what the \
-         test needs) · **SKIP** skipped unexpectedly · — not run. The counts at the end \
-         tell how many tests each runtime really passed.\n\n",
+         test needs) · **SKIP** skipped unexpectedly · flaky failed in some runs and passed \
+         in others, as recorded (not counted as passed or failed) · — not run. The counts \
+         at the end tell how many tests each runtime really passed.\n\n",
     );
     let _ = write!(md, "| Test |");
     for r in runs {
@@ -275,20 +298,22 @@ pub fn markdown(runs: &[Run], order: &[&str]) -> String {
     let all: Vec<Counts> = verdicts
         .iter()
         .zip(&by_run)
-        .map(|(v, statuses)| {
-            let v: Vec<Verdict> = v.values().flatten().cloned().collect();
-            counts(&v, statuses)
-        })
+        .map(|(v, statuses)| counts(v, statuses))
         .collect();
     type Count = fn(&Counts) -> usize;
-    let rows: [(&str, Count); 5] = [
+    let rows: [(&str, Count); 6] = [
         ("**passed**", |c| c.passed),
         ("**failed**", |c| c.failed),
         ("expected failures", |c| c.expected_failures),
         ("expected skips", |c| c.expected_skips),
+        ("intermittent", |c| c.intermittent),
         ("**unexpected**", |c| c.unexpected),
     ];
+    let any_intermittent = all.iter().any(|c| c.intermittent > 0);
     for (label, get) in rows {
+        if label == "intermittent" && !any_intermittent {
+            continue;
+        }
         let _ = write!(md, "| {label} |");
         for (c, statuses) in all.iter().zip(&by_run) {
             let _ = write!(md, " {}/{} |", get(c), statuses.len());
@@ -318,20 +343,25 @@ fn deviations(md: &mut String, runs: &[Run]) {
         .iter()
         .filter(|r| r.not_runnable.is_none())
         .filter_map(|r| r.expectations.as_ref().map(|e| (r, e)))
-        .filter(|(_, e)| !e.expected_failures.is_empty())
+        .filter(|(_, e)| !e.expected_failures.is_empty() || !e.intermittent.is_empty())
         .collect();
     if !recorded.is_empty() {
         md.push_str("\n## Deviations from Kubernetes, as measured\n\n");
         md.push_str("Each test a runtime fails as its expectations file records, the Kubernetes documentation of what it deviates from, and the evidence recorded there.\n");
         for (r, e) in recorded {
             let _ = writeln!(md, "\n### {}\n", r.runtime);
-            for (id, why) in &e.expected_failures {
+            let failures = e.expected_failures.iter().map(|(id, why)| (id, why, ""));
+            let intermittent = e
+                .intermittent
+                .iter()
+                .map(|(id, why)| (id, why, "fails in some runs only: "));
+            for (id, why, how) in failures.chain(intermittent) {
                 match crate::docs::kubernetes_doc(id) {
                     Some(doc) => {
-                        let _ = writeln!(md, "- {id} (Kubernetes: {doc}): {why}");
+                        let _ = writeln!(md, "- {id} (Kubernetes: {doc}): {how}{why}");
                     }
                     None => {
-                        let _ = writeln!(md, "- {id}: {why}");
+                        let _ = writeln!(md, "- {id}: {how}{why}");
                     }
                 }
             }
@@ -357,13 +387,18 @@ mod tests {
                 runtime: runtime.into(),
                 expected_failures: xfail
                     .iter()
-                    .filter(|id| !id.starts_with("skip:"))
+                    .filter(|id| !id.contains(':'))
                     .map(|id| (id.to_string(), "why".to_string()))
                     .collect(),
                 expected_skips: xfail
                     .iter()
                     .filter_map(|id| id.strip_prefix("skip:"))
                     .map(|id| (id.to_string(), "why".to_string()))
+                    .collect(),
+                intermittent: xfail
+                    .iter()
+                    .filter_map(|id| id.strip_prefix("flaky:"))
+                    .map(|id| (id.to_string(), "failed 1 of 5 runs".to_string()))
                     .collect(),
                 not_runnable: Default::default(),
             }),
@@ -398,6 +433,31 @@ mod tests {
             &runs,
             &["NET-001", "NET-002", "CGR-004", "LIFE-003", "LIFE-004"]
         ));
+    }
+
+    #[test]
+    fn an_intermittent_test_reads_the_same_whichever_way_it_went() {
+        let order = ["NET-001", "SEC-004"];
+        let page = |sec: &str| {
+            let r = run(
+                "cri-containerd-youki",
+                &[("NET-001", "passed"), ("SEC-004", sec)],
+                &["flaky:SEC-004"],
+            );
+            runtimes_page(&[r], &order, "cgroup-v1-hybrid")
+        };
+        let failed = page("failed");
+        assert_eq!(failed, page("passed"));
+        assert!(failed.contains("| SEC-004 | flaky |"), "{failed}");
+        assert!(failed.contains("| **passed** | 1/2 |"), "{failed}");
+        assert!(failed.contains("| intermittent | 1/2 |"), "{failed}");
+        assert!(failed.contains("| **unexpected** | 0/2 |"), "{failed}");
+        assert!(
+            failed.contains("): fails in some runs only: failed 1 of 5 runs"),
+            "{failed}"
+        );
+        // A skip is not one of the two outcomes recorded.
+        assert!(page("skipped").contains("| **unexpected** | 1/2 |"));
     }
 
     #[test]
