@@ -383,10 +383,11 @@ fn run(args: Args) -> Result<ExitCode> {
     );
     if let Some((path, e)) = &expected {
         println!(
-            "expectations: {} ({} expected failures, {} expected skips)",
+            "expectations: {} ({} expected failures, {} expected skips, {} intermittent)",
             path.display(),
             e.expected_failures.len(),
-            e.expected_skips.len()
+            e.expected_skips.len(),
+            e.intermittent.len()
         );
     }
     // A runtime that cannot start a pod here at all fails every test the
