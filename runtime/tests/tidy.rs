@@ -137,8 +137,7 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let path = entry.path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         if path.is_dir() {
-            let mut files = Vec::new();
-            rust_files(&path, &mut files);
+            let files = podlab_testkit::source::rust_files(&path);
             if !files.is_empty() {
                 modules.entry(name).or_default().extend(files);
             }
@@ -167,17 +166,6 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             (name, deps)
         })
         .collect()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// Imports against the layer order, and modules that belong to no layer.

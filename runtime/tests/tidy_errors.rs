@@ -15,17 +15,6 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The string literal at the start of `text` (after `"`), unescaped only as
 /// far as needed: its end.
 fn literal(text: &str) -> Option<&str> {
@@ -181,7 +170,9 @@ fn error_messages_do_not_repeat_their_source() {
     let root = workspace();
     let mut files = Vec::new();
     for krate in CRATES {
-        rust_files(&root.join(krate).join("src"), &mut files);
+        files.extend(podlab_testkit::source::rust_files(
+            &root.join(krate).join("src"),
+        ));
     }
     assert!(files.len() > 50, "found the sources under {root:?}");
     let mut found = Vec::new();

@@ -8,3 +8,4 @@ pub mod podlab;
 pub mod probe;
 pub mod registry;
 pub mod skip;
+pub mod source;

@@ -346,20 +346,6 @@ mod tests {
     /// Shell builtins the labs' commands start with.
     const BUILTINS: &[&str] = &["kill", "echo", "cd", "export", "for", "test", "true"];
 
-    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = e.path();
-            let name = e.file_name();
-            if path.is_dir() {
-                if name != "target" && !name.to_string_lossy().starts_with('.') {
-                    rust_files(&path, out);
-                }
-            } else if path.extension().is_some_and(|x| x == "rs") {
-                out.push(path);
-            }
-        }
-    }
-
     /// The string literals passed to `Command::new` in `text`.
     fn commands_in(text: &str) -> Vec<String> {
         text.split("Command::new(\"")
@@ -386,7 +372,7 @@ mod tests {
         let root = util::root();
         let mut files = Vec::new();
         for dir in ["runtime", "conformance", "xtask", "fixtures"] {
-            rust_files(&root.join(dir), &mut files);
+            files.extend(podlab_testkit::source::rust_files(&root.join(dir)));
         }
         assert!(files.len() > 50, "found only {} sources", files.len());
         let mut unknown = Vec::new();
