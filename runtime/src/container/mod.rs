@@ -524,18 +524,19 @@ fn mount_volume(sys: &dyn Sys, root: &Path, m: &VolumeMount, tree: OwnedFd) -> R
         target: m.target.clone(),
         source,
     };
-    if Mutant::from_env() == Some(Mutant::MountTargetHostPath) {
-        // The target as a host path: a symlink in it is followed on the host.
-        let target = root.join(m.target.trim_start_matches('/'));
-        fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
-        let target = sys::open_dir_path(&target)?;
+    let attach = |target: OwnedFd| {
         sys.move_mount(tree.as_fd(), target.as_fd())
             .map_err(|source| Error::Io {
                 op: "move_mount to",
                 path: PathBuf::from(&m.target),
                 source,
-            })?;
-        return Ok(());
+            })
+    };
+    if Mutant::from_env() == Some(Mutant::MountTargetHostPath) {
+        // The target as a host path: a symlink in it is followed on the host.
+        let target = root.join(m.target.trim_start_matches('/'));
+        fs::create_dir_all(&target).map_err(io_err("mkdir", &target))?;
+        return attach(sys::open_dir_path(&target)?);
     }
     let rootfd = sys::open_dir_path(root)?;
     let target = match m.host_path {
@@ -543,13 +544,7 @@ fn mount_volume(sys: &dyn Sys, root: &Path, m: &VolumeMount, tree: OwnedFd) -> R
         _ => safepath::open_dir(rootfd.as_fd(), &m.target, Scope::InRoot, true, 0o755)
             .map_err(err)?,
     };
-    sys.move_mount(tree.as_fd(), target.as_fd())
-        .map_err(|source| Error::Io {
-            op: "move_mount to",
-            path: PathBuf::from(&m.target),
-            source,
-        })?;
-    Ok(())
+    attach(target)
 }
 
 /// The file at `target` inside the container's root, made if missing: its
