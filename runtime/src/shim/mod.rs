@@ -118,6 +118,8 @@ pub struct Shim {
     written: Option<PodStatus>,
     cgroups: cgroups::Manager,
     pod_cgroup: Option<cgroups::PodCgroup>,
+    /// The host-side mounts and unmounts of the pod's sandbox go through it.
+    sys: &'static dyn sys::Sys,
     /// Init containers (in order), then app containers.
     ctrs: Vec<Ctr>,
     /// Every init container has completed (sidecars: started) once.
@@ -323,6 +325,7 @@ impl Shim {
             status,
             written: None,
             pod_cgroup: None,
+            sys: &sys::Kernel,
             ctrs,
             initialized: false,
             terminating: None,

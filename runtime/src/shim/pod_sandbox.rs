@@ -22,7 +22,7 @@ use crate::mutants::Mutant;
 use crate::network;
 use crate::sandbox;
 use crate::store::{now_time, PodDir};
-use crate::sys::{self, ProcessId};
+use crate::sys::{self, ProcessId, Sys};
 use crate::testhook::{self, Stage};
 
 use super::spawn::read_all;
@@ -88,7 +88,7 @@ impl Shim {
                     .collect()
             });
         }
-        sandbox::mount_shm(&self.dir.shm_dir())?;
+        sandbox::mount_shm(self.sys, &self.dir.shm_dir())?;
         let hostname = if host_network {
             network::node_name()
         } else if self.mutant == Some(Mutant::WrongHostname) {
@@ -212,16 +212,7 @@ impl Shim {
                 if let Some(size) = size {
                     data.push_str(&format!(",size={size}"));
                 }
-                if !sys::is_mount_point(&path) {
-                    sys::mount(
-                        Some("podlab-emptydir"),
-                        &path,
-                        Some("tmpfs"),
-                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                        Some(&data),
-                    )
-                    .map_err(|e| Error::Other(crate::error::chain(&e)))?;
-                }
+                mount_memory_volume(self.sys, &path, &data)?;
             } else {
                 // Any user of any container may write to an emptyDir.
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
@@ -388,29 +379,45 @@ fn wrong_ip(ip: &str) -> String {
     }
 }
 
+/// Mounts the tmpfs of a `medium: Memory` emptyDir (`data` holds its mode
+/// and size) unless it is mounted already.
+fn mount_memory_volume(sys: &dyn Sys, path: &Path, data: &str) -> Result<(), Error> {
+    if sys.is_mount_point(path) {
+        return Ok(());
+    }
+    sys.mount(
+        Some("podlab-emptydir"),
+        path,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(data),
+    )
+    .map_err(|e| Error::Other(crate::error::chain(&e)))
+}
+
 /// The directory of a pod's emptyDir volume.
 pub fn volume_dir(dir: &PodDir, volume: &str) -> PathBuf {
     dir.volumes_dir().join(volume)
 }
 
 /// True while one of the pod's memory-backed volumes is mounted.
-pub fn volumes_mounted(dir: &PodDir) -> bool {
+pub fn volumes_mounted(sys: &dyn Sys, dir: &PodDir) -> bool {
     fs::read_dir(dir.volumes_dir())
-        .map(|entries| entries.flatten().any(|e| sys::is_mount_point(&e.path())))
+        .map(|entries| entries.flatten().any(|e| sys.is_mount_point(&e.path())))
         .unwrap_or(false)
 }
 
 /// Unmounts the pod's memory-backed volumes (their directories go with the
 /// pod's record). Safe to repeat; returns the errors.
-pub fn release_volumes(dir: &PodDir) -> Vec<String> {
+pub fn release_volumes(sys: &dyn Sys, dir: &PodDir) -> Vec<String> {
     let mut errors = Vec::new();
     let Ok(entries) = fs::read_dir(dir.volumes_dir()) else {
         return errors;
     };
     for e in entries.flatten() {
         let path = e.path();
-        while sys::is_mount_point(&path) {
-            if let Err(err) = sys::unmount(&path) {
+        while sys.is_mount_point(&path) {
+            if let Err(err) = sys.unmount(&path) {
                 errors.push(crate::error::chain(&err));
                 break;
             }
@@ -423,6 +430,7 @@ pub fn release_volumes(dir: &PodDir) -> Vec<String> {
 /// processes (through the cgroups), the pod's /dev/shm, its network
 /// namespace, its cgroups. Returns the errors; an empty list means clean.
 pub fn release(
+    sys: &dyn Sys,
     config: &Config,
     cgroups: &cgroups::Manager,
     dir: &PodDir,
@@ -446,7 +454,7 @@ pub fn release(
     if let Err(e) = cgroups.pod(uid).destroy() {
         errors.push(crate::error::chain(&e));
     }
-    if let Err(e) = sandbox::unmount_shm(&dir.shm_dir()) {
+    if let Err(e) = sandbox::unmount_shm(sys, &dir.shm_dir()) {
         errors.push(crate::error::chain(&e));
     }
     // DEL before the namespace goes: the plugins release the veth and the
@@ -454,7 +462,7 @@ pub fn release(
     if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
         errors.push(crate::error::chain(&e));
     }
-    if let Err(e) = sandbox::remove_netns(uid) {
+    if let Err(e) = sandbox::remove_netns(sys, uid) {
         errors.push(crate::error::chain(&e));
     }
     errors

@@ -231,8 +231,8 @@ impl Shim {
         for c in &mut self.ctrs {
             c.drop_helpers();
         }
-        let _ = release(&self.config, &self.cgroups, &self.dir, &self.uid);
-        let _ = release_volumes(&self.dir);
+        let _ = release(self.sys, &self.config, &self.cgroups, &self.dir, &self.uid);
+        let _ = release_volumes(self.sys, &self.dir);
         let now = now_time();
         self.status.phase = Some(lifecycle::PENDING.into());
         self.status.reason = None;

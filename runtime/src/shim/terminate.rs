@@ -106,8 +106,8 @@ impl Shim {
         for c in &mut self.ctrs {
             c.drop_helpers();
         }
-        let mut errors = release(&self.config, &self.cgroups, &self.dir, &self.uid);
-        errors.extend(release_volumes(&self.dir));
+        let mut errors = release(self.sys, &self.config, &self.cgroups, &self.dir, &self.uid);
+        errors.extend(release_volumes(self.sys, &self.dir));
         if !errors.is_empty() {
             return Err(Error::Other(errors.join("; ")));
         }
