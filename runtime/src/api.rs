@@ -1309,8 +1309,7 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
     let store = Store::of(config)?;
     let lock = store.lock()?;
     if dir.pod_file().exists() {
-        let mut errors = shim::release(&sys::Kernel, config, &cgroups::Manager::new()?, &dir, &uid);
-        errors.extend(shim::release_volumes(&sys::Kernel, &dir));
+        let errors = shim::release(&sys::Kernel, config, &cgroups::Manager::new()?, &dir, &uid);
         if !errors.is_empty() {
             return Err(Error::Io(format!(
                 "delete pod {key}: {}",
@@ -1382,8 +1381,7 @@ pub fn gc(config: &Config) -> Result<GcReport> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let held = holds_resources(config, &manager, &dir, &uid);
         if held {
-            let mut errors = shim::release(&sys::Kernel, config, &manager, &dir, &uid);
-            errors.extend(shim::release_volumes(&sys::Kernel, &dir));
+            let errors = shim::release(&sys::Kernel, config, &manager, &dir, &uid);
             if !errors.is_empty() {
                 return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
             }

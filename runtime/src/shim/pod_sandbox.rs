@@ -426,9 +426,20 @@ pub fn release_volumes(sys: &dyn Sys, dir: &PodDir) -> Vec<String> {
     errors
 }
 
+/// Unmounts what the sandbox mounted on the host, in the reverse order of
+/// setup: the memory-backed volumes, then the pod's /dev/shm. Safe to
+/// repeat; returns the errors.
+pub fn release_mounts(sys: &dyn Sys, dir: &PodDir) -> Vec<String> {
+    let mut errors = release_volumes(sys, dir);
+    if let Err(e) = sandbox::unmount_shm(sys, &dir.shm_dir()) {
+        errors.push(crate::error::chain(&e));
+    }
+    errors
+}
+
 /// Releases every host resource of a pod, in an order that is safe to repeat:
-/// processes (through the cgroups), the pod's /dev/shm, its network
-/// namespace, its cgroups. Returns the errors; an empty list means clean.
+/// processes (through the cgroups), the pod's mounts (volumes, /dev/shm),
+/// its network namespace. Returns the errors; an empty list means clean.
 pub fn release(
     sys: &dyn Sys,
     config: &Config,
@@ -436,10 +447,11 @@ pub fn release(
     dir: &PodDir,
     uid: &str,
 ) -> Vec<String> {
-    let mut errors = Vec::new();
     if uid.is_empty() {
-        return errors;
+        // No uid, so no cgroup or netns was made: only mounts may be left.
+        return release_mounts(sys, dir);
     }
+    let mut errors = Vec::new();
     // The cgroups hold every process of the pod; the recorded pids are
     // killed too, in case a process never made it into its cgroup.
     if let Ok(Some(state)) = dir.read_runtime::<RuntimeState>() {
@@ -454,9 +466,7 @@ pub fn release(
     if let Err(e) = cgroups.pod(uid).destroy() {
         errors.push(crate::error::chain(&e));
     }
-    if let Err(e) = sandbox::unmount_shm(sys, &dir.shm_dir()) {
-        errors.push(crate::error::chain(&e));
-    }
+    errors.extend(release_mounts(sys, dir));
     // DEL before the namespace goes: the plugins release the veth and the
     // IP lease (DEL tolerates a netns that is already gone).
     if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
