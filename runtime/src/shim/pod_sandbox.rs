@@ -477,3 +477,139 @@ pub fn release(
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PodKey;
+    use crate::sys::{Call, Recording};
+    use nix::mount::MsFlags;
+
+    fn pod_dir(tmp: &Path) -> PodDir {
+        PodDir {
+            key: PodKey::new("default", "web"),
+            dir: tmp.join("state"),
+            root: tmp.to_path_buf(),
+            data: tmp.join("data"),
+        }
+    }
+
+    fn tmpfs(source: &str, target: &Path, flags: MsFlags, data: &str) -> Call {
+        Call::Mount {
+            source: Some(source.into()),
+            target: target.to_path_buf(),
+            fstype: Some("tmpfs".into()),
+            flags,
+            data: Some(data.into()),
+        }
+    }
+
+    /// The sandbox's host-side mounts as the shim makes them: /dev/shm in
+    /// `create_sandbox`, then the memory-backed emptyDirs in
+    /// `prepare_volumes` (a disk-backed one is a plain directory).
+    fn set_up(sys: &dyn Sys, dir: &PodDir) -> (PathBuf, PathBuf) {
+        let memory = volume_dir(dir, "cache");
+        let disk = volume_dir(dir, "scratch");
+        fs::create_dir_all(&memory).unwrap();
+        fs::create_dir_all(&disk).unwrap();
+        sandbox::mount_shm(sys, &dir.shm_dir()).unwrap();
+        mount_memory_volume(sys, &memory, "mode=0777,size=1048576").unwrap();
+        (memory, disk)
+    }
+
+    #[test]
+    fn host_mounts_come_down_in_the_reverse_order_of_setup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::new();
+        let (memory, disk) = set_up(&rec, &dir);
+        let shm = dir.shm_dir();
+        assert_eq!(
+            rec.calls(),
+            [
+                tmpfs(
+                    "podlab-shm",
+                    &shm,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    "mode=1777,size=65536k",
+                ),
+                tmpfs(
+                    "podlab-emptydir",
+                    &memory,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    "mode=0777,size=1048576",
+                ),
+            ]
+        );
+        assert!(volumes_mounted(&rec, &dir));
+        assert!(!rec.is_mount_point(&disk));
+
+        assert_eq!(release_mounts(&rec, &dir), Vec::<String>::new());
+        assert_eq!(
+            rec.calls()[2..],
+            [Call::Unmount(memory.clone()), Call::Unmount(shm.clone())]
+        );
+        assert!(!volumes_mounted(&rec, &dir));
+        assert!(!rec.is_mount_point(&shm));
+
+        // Teardown is safe to repeat: nothing is left to unmount.
+        assert_eq!(release_mounts(&rec, &dir), Vec::<String>::new());
+        assert_eq!(rec.calls().len(), 4);
+    }
+
+    #[test]
+    fn setup_does_not_stack_a_second_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::new();
+        set_up(&rec, &dir);
+        set_up(&rec, &dir);
+        assert_eq!(rec.calls().len(), 2, "{:?}", rec.calls());
+    }
+
+    #[test]
+    fn teardown_removes_every_mount_stacked_on_shm_and_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::new();
+        let (memory, _) = set_up(&rec, &dir);
+        // Stacked by hand (a crash between check and mount, an operator).
+        rec.bind(&memory, &memory, false).unwrap();
+        rec.bind(&dir.shm_dir(), &dir.shm_dir(), false).unwrap();
+        assert!(release_mounts(&rec, &dir).is_empty());
+        let unmounts: Vec<Call> = rec.calls()[4..].to_vec();
+        assert_eq!(
+            unmounts,
+            [
+                Call::Unmount(memory.clone()),
+                Call::Unmount(memory),
+                Call::Unmount(dir.shm_dir()),
+                Call::Unmount(dir.shm_dir()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_unmount_is_reported_and_the_rest_still_comes_down() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::failing(|c| matches!(c, Call::Unmount(_)));
+        let (memory, _) = set_up(&rec, &dir);
+        let errors = release_mounts(&rec, &dir);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("cache"), "{errors:?}");
+        assert!(errors[1].contains("shm"), "{errors:?}");
+        // One attempt each: a mount that will not go does not loop.
+        assert_eq!(
+            rec.calls()[2..],
+            [Call::Unmount(memory), Call::Unmount(dir.shm_dir())]
+        );
+    }
+
+    #[test]
+    fn a_missing_netns_needs_no_unmount() {
+        let rec = Recording::new();
+        sandbox::remove_netns(&rec, "no-such-pod-uid-for-a-unit-test").unwrap();
+        assert!(rec.calls().is_empty());
+    }
+}
