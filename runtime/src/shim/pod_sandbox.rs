@@ -352,11 +352,9 @@ impl Shim {
         fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
         let files =
             crate::downward::volume_files(&self.downward_pod(), source, &self.downward_facts())
-                .map_err(|e| {
-                    Error::Other(format!(
-                        "downwardAPI volume {volume:?}: {}",
-                        crate::error::chain(&e)
-                    ))
+                .map_err(|source| Error::Downward {
+                    volume: volume.into(),
+                    source,
                 })?;
         for f in files {
             // Validation refused absolute paths and `..`.
@@ -391,8 +389,8 @@ fn mount_memory_volume(sys: &dyn Sys, path: &Path, data: &str) -> Result<(), Err
         Some("tmpfs"),
         nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
         Some(data),
-    )
-    .map_err(|e| Error::Other(crate::error::chain(&e)))
+    )?;
+    Ok(())
 }
 
 /// The directory of a pod's emptyDir volume.

@@ -211,7 +211,7 @@ impl Shim {
                             s.pre_stop = Some(h);
                         }
                     }
-                    Err(e) => self.pre_stop_done(i, Err(e)),
+                    Err(e) => self.pre_stop_done(i, Err(crate::error::chain(&e))),
                 }
             }
             Some(Err(e)) => self.pre_stop_done(i, Err(e)),
