@@ -41,7 +41,7 @@ use crate::manifest;
 use crate::scheduler;
 use crate::shim::{self, RuntimeState};
 use crate::store::{self, now_time, PodDir, Store};
-use crate::sys;
+use crate::sys::{self, Sys};
 use crate::testhook::{self, Stage};
 
 #[derive(Debug, thiserror::Error)]
@@ -1309,8 +1309,7 @@ pub fn finish_delete(config: &Config, deletion: Deletion) -> Result<()> {
     let store = Store::of(config)?;
     let lock = store.lock()?;
     if dir.pod_file().exists() {
-        let mut errors = shim::release(config, &cgroups::Manager::new()?, &dir, &uid);
-        errors.extend(shim::release_volumes(&dir));
+        let errors = shim::release(&sys::Kernel, config, &cgroups::Manager::new()?, &dir, &uid);
         if !errors.is_empty() {
             return Err(Error::Io(format!(
                 "delete pod {key}: {}",
@@ -1382,8 +1381,7 @@ pub fn gc(config: &Config) -> Result<GcReport> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let held = holds_resources(config, &manager, &dir, &uid);
         if held {
-            let mut errors = shim::release(config, &manager, &dir, &uid);
-            errors.extend(shim::release_volumes(&dir));
+            let errors = shim::release(&sys::Kernel, config, &manager, &dir, &uid);
             if !errors.is_empty() {
                 return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
             }
@@ -1424,7 +1422,7 @@ pub fn gc(config: &Config) -> Result<GcReport> {
     }
     // Bytes on disk whose record is gone (a reboot wiped the state tmpfs).
     for dir in store.orphaned_data(&lock)? {
-        let errors = shim::release_volumes(&dir);
+        let errors = shim::release_volumes(&sys::Kernel, &dir);
         if !errors.is_empty() {
             return Err(Error::Io(format!("gc {}: {}", dir.key, errors.join("; "))));
         }
@@ -1437,10 +1435,10 @@ pub fn gc(config: &Config) -> Result<GcReport> {
 }
 
 fn holds_resources(config: &Config, manager: &cgroups::Manager, dir: &PodDir, uid: &str) -> bool {
-    shim::volumes_mounted(dir)
+    shim::volumes_mounted(&sys::Kernel, dir)
         || !uid.is_empty()
             && (manager.pod(uid).paths().iter().any(|p| p.exists())
-                || sys::is_mount_point(&dir.shm_dir())
+                || sys::Kernel.is_mount_point(&dir.shm_dir())
                 || crate::sandbox::netns_path(uid).exists()
                 || crate::network::pod_network(config)
                     .and_then(|c| c.cached())

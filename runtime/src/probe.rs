@@ -22,6 +22,21 @@ use crate::container;
 use crate::container::RuntimeState;
 use crate::store::{PodKey, Store};
 
+/// What keeps a probe or hook helper from reaching the pod: the causes are
+/// kept, the verdict prints them as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("open {path}")]
+    OpenNetns {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("enter the pod's network namespace")]
+    EnterNetns(#[source] nix::Error),
+}
+
 /// Exit code of `__probe` for a failed check (0 is success).
 pub const FAILURE: i32 = 1;
 
@@ -182,28 +197,32 @@ pub fn probe_main(config: &Config, key: &PodKey, request: &str) -> i32 {
     let result = match &request.action {
         Action::Exec { command } => {
             let ran = runtime_state(config, key)
-                .map(|state| container::exec_in(&state, &request.container, command, timeout));
+                .map(|state| container::exec_in(&state, &request.container, command, timeout))
+                .map_err(|e| crate::error::chain(&e));
             match ran {
                 Err(message) => Err(message),
                 Ok(ran) => exec_result(command, ran),
             }
         }
         Action::Tcp { host, port } => enter_pod_network(config, key)
+            .map_err(|e| crate::error::chain(&e))
             .and_then(|()| tcp_check(host, *port, timeout.unwrap_or(Duration::from_secs(1)))),
         Action::Http {
             host,
             port,
             path,
             headers,
-        } => enter_pod_network(config, key).and_then(|()| {
-            http_check(
-                host,
-                *port,
-                path,
-                headers,
-                timeout.unwrap_or(Duration::from_secs(1)),
-            )
-        }),
+        } => enter_pod_network(config, key)
+            .map_err(|e| crate::error::chain(&e))
+            .and_then(|()| {
+                http_check(
+                    host,
+                    *port,
+                    path,
+                    headers,
+                    timeout.unwrap_or(Duration::from_secs(1)),
+                )
+            }),
     };
     let _ = std::io::stdout().flush();
     match result {
@@ -229,13 +248,10 @@ fn output_written() -> bool {
 }
 
 /// What the pod's shim holds on the host: its containers and network.
-fn runtime_state(config: &Config, key: &PodKey) -> Result<RuntimeState, String> {
-    let store = Store::of(config).map_err(|e| crate::error::chain(&e))?;
-    let dir = store.get(key).map_err(|e| crate::error::chain(&e))?;
-    Ok(dir
-        .read_runtime()
-        .map_err(|e| crate::error::chain(&e))?
-        .unwrap_or_default())
+fn runtime_state(config: &Config, key: &PodKey) -> Result<RuntimeState, Error> {
+    let store = Store::of(config)?;
+    let dir = store.get(key)?;
+    Ok(dir.read_runtime()?.unwrap_or_default())
 }
 
 /// An exec probe's or hook's outcome from its command's.
@@ -255,23 +271,21 @@ fn exec_result(command: &[String], ran: Result<i32, container::Error>) -> Result
 }
 
 /// Joins the pod's network namespace (nothing to do for `hostNetwork`).
-fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), String> {
+fn enter_pod_network(config: &Config, key: &PodKey) -> Result<(), Error> {
     let state = runtime_state(config, key)?;
     let Some(path) = state.netns else {
         return Ok(());
     };
-    let ns = std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let ns = std::fs::File::open(&path).map_err(|source| Error::OpenNetns {
+        path: path.clone(),
+        source,
+    })?;
     crate::sys::Sys::setns(
         &crate::sys::Kernel,
         &ns,
         nix::sched::CloneFlags::CLONE_NEWNET,
     )
-    .map_err(|e| {
-        format!(
-            "enter the pod's network namespace: {}",
-            crate::error::chain(&e)
-        )
-    })
+    .map_err(Error::EnterNetns)
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {

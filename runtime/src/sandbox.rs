@@ -87,7 +87,7 @@ pub fn create_netns(uid: &str) -> Result<PathBuf, Error> {
 }
 
 /// Removes the pod's network namespace; a missing one is fine (idempotent).
-pub fn remove_netns(uid: &str) -> Result<(), Error> {
+pub fn remove_netns(sys: &dyn Sys, uid: &str) -> Result<(), Error> {
     let name = netns_name(uid);
     let path = netns_path(uid);
     if fs::symlink_metadata(&path).is_err() {
@@ -100,7 +100,7 @@ pub fn remove_netns(uid: &str) -> Result<(), Error> {
         }),
         // A file left by a crash between create and mount: just remove it.
         Err(_) => {
-            sys::unmount(&path)?;
+            sys.unmount(&path)?;
             fs::remove_file(&path).map_err(|source| Error::Io {
                 op: "remove",
                 path,
@@ -112,16 +112,16 @@ pub fn remove_netns(uid: &str) -> Result<(), Error> {
 
 /// Mounts the pod's /dev/shm: one tmpfs all containers bind, sized like
 /// the 64 MiB /dev/shm containerd gives a sandbox.
-pub fn mount_shm(dir: &Path) -> Result<(), Error> {
+pub fn mount_shm(sys: &dyn Sys, dir: &Path) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|source| Error::Io {
         op: "mkdir",
         path: dir.to_path_buf(),
         source,
     })?;
-    if sys::is_mount_point(dir) {
+    if sys.is_mount_point(dir) {
         return Ok(());
     }
-    sys::mount(
+    sys.mount(
         Some("podlab-shm"),
         dir,
         Some("tmpfs"),
@@ -131,9 +131,10 @@ pub fn mount_shm(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn unmount_shm(dir: &Path) -> Result<(), Error> {
-    while sys::is_mount_point(dir) {
-        sys::unmount(dir)?;
+/// Unmounts the pod's /dev/shm, every mount stacked there included.
+pub fn unmount_shm(sys: &dyn Sys, dir: &Path) -> Result<(), Error> {
+    while sys.is_mount_point(dir) {
+        sys.unmount(dir)?;
     }
     Ok(())
 }

@@ -38,6 +38,10 @@ pub trait Sys {
     ) -> Result<()>;
     /// A recursive bind mount, remounted read-only when asked.
     fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<()>;
+    /// Detaches the top mount at `target`; nothing mounted there is fine.
+    fn unmount(&self, target: &Path) -> Result<()>;
+    /// True when `path` is a mount point in the caller's mount namespace.
+    fn is_mount_point(&self, path: &Path) -> bool;
     fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<()>;
     fn pivot_root(&self, rootfs: &Path) -> Result<()>;
     /// Joins the namespace `ns` (an open `/proc/<pid>/ns/<kind>`) of `kind`.
@@ -95,6 +99,14 @@ impl Sys for Kernel {
 
     fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<()> {
         bind(source, target, readonly)
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        unmount(target)
+    }
+
+    fn is_mount_point(&self, path: &Path) -> bool {
+        is_mount_point(path)
     }
 
     fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<()> {

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::logs::{self, Stream};
 
-use super::{Error, Shim};
+use super::{io, Error, Shim};
 
 /// The most the shim copies from one pipe per wake-up: a container that
 /// prints without pause must not keep the event loop from its signals and
@@ -46,12 +46,11 @@ impl CtrLog {
             logs::log_path(&dir, restart),
             max_size,
             shim.config.log_max_files,
-        )
-        .map_err(|e| Error::Other(crate::error::chain(&e)))?;
+        )?;
         let (out_r, out_w) = crate::sandbox::pipe()?;
         let (err_r, err_w) = crate::sandbox::pipe()?;
         for fd in [&out_r, &err_r] {
-            crate::sys::set_nonblocking(fd).map_err(|e| Error::Other(crate::error::chain(&e)))?;
+            crate::sys::set_nonblocking(fd).map_err(io("log pipe nonblocking"))?;
         }
         let log = CtrLog {
             writer,

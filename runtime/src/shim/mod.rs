@@ -91,6 +91,19 @@ pub enum Error {
     Network(#[from] crate::cni::Error),
     #[error(transparent)]
     Scheduler(#[from] crate::scheduler::Error),
+    #[error(transparent)]
+    Sys(#[from] sys::Error),
+    #[error(transparent)]
+    Logs(#[from] crate::logs::Error),
+    #[error(transparent)]
+    Termination(#[from] crate::termination::Error),
+    #[error("encode the request of a podlab helper")]
+    HelperRequest(#[source] serde_json::Error),
+    #[error("downwardAPI volume {volume:?}")]
+    Downward {
+        volume: String,
+        source: crate::downward::Error,
+    },
     #[error("{what}")]
     Io {
         what: String,
@@ -118,6 +131,8 @@ pub struct Shim {
     written: Option<PodStatus>,
     cgroups: cgroups::Manager,
     pod_cgroup: Option<cgroups::PodCgroup>,
+    /// The host-side mounts and unmounts of the pod's sandbox go through it.
+    sys: &'static dyn sys::Sys,
     /// Init containers (in order), then app containers.
     ctrs: Vec<Ctr>,
     /// Every init container has completed (sidecars: started) once.
@@ -239,9 +254,9 @@ fn signal_fd() -> Result<SignalFd, Error> {
         mask.add(s);
     }
     mask.thread_block()
-        .map_err(|e| Error::Other(format!("block signals: {}", crate::error::chain(&e))))?;
+        .map_err(|e| io("block signals")(e.into()))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::Other(format!("signalfd: {}", crate::error::chain(&e))))
+        .map_err(|e| io("signalfd")(e.into()))
 }
 
 /// Go's duration format, as kubelet messages print back-offs (`10s`, `5m0s`).
@@ -323,6 +338,7 @@ impl Shim {
             status,
             written: None,
             pod_cgroup: None,
+            sys: &sys::Kernel,
             ctrs,
             initialized: false,
             terminating: None,

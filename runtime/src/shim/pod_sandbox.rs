@@ -22,7 +22,7 @@ use crate::mutants::Mutant;
 use crate::network;
 use crate::sandbox;
 use crate::store::{now_time, PodDir};
-use crate::sys::{self, ProcessId};
+use crate::sys::{self, ProcessId, Sys};
 use crate::testhook::{self, Stage};
 
 use super::spawn::read_all;
@@ -88,7 +88,7 @@ impl Shim {
                     .collect()
             });
         }
-        sandbox::mount_shm(&self.dir.shm_dir())?;
+        sandbox::mount_shm(self.sys, &self.dir.shm_dir())?;
         let hostname = if host_network {
             network::node_name()
         } else if self.mutant == Some(Mutant::WrongHostname) {
@@ -212,16 +212,7 @@ impl Shim {
                 if let Some(size) = size {
                     data.push_str(&format!(",size={size}"));
                 }
-                if !sys::is_mount_point(&path) {
-                    sys::mount(
-                        Some("podlab-emptydir"),
-                        &path,
-                        Some("tmpfs"),
-                        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                        Some(&data),
-                    )
-                    .map_err(|e| Error::Other(crate::error::chain(&e)))?;
-                }
+                mount_memory_volume(self.sys, &path, &data)?;
             } else {
                 // Any user of any container may write to an emptyDir.
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
@@ -361,11 +352,9 @@ impl Shim {
         fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
         let files =
             crate::downward::volume_files(&self.downward_pod(), source, &self.downward_facts())
-                .map_err(|e| {
-                    Error::Other(format!(
-                        "downwardAPI volume {volume:?}: {}",
-                        crate::error::chain(&e)
-                    ))
+                .map_err(|source| Error::Downward {
+                    volume: volume.into(),
+                    source,
                 })?;
         for f in files {
             // Validation refused absolute paths and `..`.
@@ -388,29 +377,45 @@ fn wrong_ip(ip: &str) -> String {
     }
 }
 
+/// Mounts the tmpfs of a `medium: Memory` emptyDir (`data` holds its mode
+/// and size) unless it is mounted already.
+fn mount_memory_volume(sys: &dyn Sys, path: &Path, data: &str) -> Result<(), Error> {
+    if sys.is_mount_point(path) {
+        return Ok(());
+    }
+    sys.mount(
+        Some("podlab-emptydir"),
+        path,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(data),
+    )?;
+    Ok(())
+}
+
 /// The directory of a pod's emptyDir volume.
 pub fn volume_dir(dir: &PodDir, volume: &str) -> PathBuf {
     dir.volumes_dir().join(volume)
 }
 
 /// True while one of the pod's memory-backed volumes is mounted.
-pub fn volumes_mounted(dir: &PodDir) -> bool {
+pub fn volumes_mounted(sys: &dyn Sys, dir: &PodDir) -> bool {
     fs::read_dir(dir.volumes_dir())
-        .map(|entries| entries.flatten().any(|e| sys::is_mount_point(&e.path())))
+        .map(|entries| entries.flatten().any(|e| sys.is_mount_point(&e.path())))
         .unwrap_or(false)
 }
 
 /// Unmounts the pod's memory-backed volumes (their directories go with the
 /// pod's record). Safe to repeat; returns the errors.
-pub fn release_volumes(dir: &PodDir) -> Vec<String> {
+pub fn release_volumes(sys: &dyn Sys, dir: &PodDir) -> Vec<String> {
     let mut errors = Vec::new();
     let Ok(entries) = fs::read_dir(dir.volumes_dir()) else {
         return errors;
     };
     for e in entries.flatten() {
         let path = e.path();
-        while sys::is_mount_point(&path) {
-            if let Err(err) = sys::unmount(&path) {
+        while sys.is_mount_point(&path) {
+            if let Err(err) = sys.unmount(&path) {
                 errors.push(crate::error::chain(&err));
                 break;
             }
@@ -419,19 +424,32 @@ pub fn release_volumes(dir: &PodDir) -> Vec<String> {
     errors
 }
 
+/// Unmounts what the sandbox mounted on the host, in the reverse order of
+/// setup: the memory-backed volumes, then the pod's /dev/shm. Safe to
+/// repeat; returns the errors.
+pub fn release_mounts(sys: &dyn Sys, dir: &PodDir) -> Vec<String> {
+    let mut errors = release_volumes(sys, dir);
+    if let Err(e) = sandbox::unmount_shm(sys, &dir.shm_dir()) {
+        errors.push(crate::error::chain(&e));
+    }
+    errors
+}
+
 /// Releases every host resource of a pod, in an order that is safe to repeat:
-/// processes (through the cgroups), the pod's /dev/shm, its network
-/// namespace, its cgroups. Returns the errors; an empty list means clean.
+/// processes (through the cgroups), the pod's mounts (volumes, /dev/shm),
+/// its network namespace. Returns the errors; an empty list means clean.
 pub fn release(
+    sys: &dyn Sys,
     config: &Config,
     cgroups: &cgroups::Manager,
     dir: &PodDir,
     uid: &str,
 ) -> Vec<String> {
-    let mut errors = Vec::new();
     if uid.is_empty() {
-        return errors;
+        // No uid, so no cgroup or netns was made: only mounts may be left.
+        return release_mounts(sys, dir);
     }
+    let mut errors = Vec::new();
     // The cgroups hold every process of the pod; the recorded pids are
     // killed too, in case a process never made it into its cgroup.
     if let Ok(Some(state)) = dir.read_runtime::<RuntimeState>() {
@@ -446,16 +464,150 @@ pub fn release(
     if let Err(e) = cgroups.pod(uid).destroy() {
         errors.push(crate::error::chain(&e));
     }
-    if let Err(e) = sandbox::unmount_shm(&dir.shm_dir()) {
-        errors.push(crate::error::chain(&e));
-    }
+    errors.extend(release_mounts(sys, dir));
     // DEL before the namespace goes: the plugins release the veth and the
     // IP lease (DEL tolerates a netns that is already gone).
     if let Err(e) = network::detach(config, uid, &sandbox::netns_path(uid)) {
         errors.push(crate::error::chain(&e));
     }
-    if let Err(e) = sandbox::remove_netns(uid) {
+    if let Err(e) = sandbox::remove_netns(sys, uid) {
         errors.push(crate::error::chain(&e));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PodKey;
+    use crate::sys::{Call, Recording};
+    use nix::mount::MsFlags;
+
+    fn pod_dir(tmp: &Path) -> PodDir {
+        PodDir {
+            key: PodKey::new("default", "web"),
+            dir: tmp.join("state"),
+            root: tmp.to_path_buf(),
+            data: tmp.join("data"),
+        }
+    }
+
+    fn tmpfs(source: &str, target: &Path, flags: MsFlags, data: &str) -> Call {
+        Call::Mount {
+            source: Some(source.into()),
+            target: target.to_path_buf(),
+            fstype: Some("tmpfs".into()),
+            flags,
+            data: Some(data.into()),
+        }
+    }
+
+    /// The sandbox's host-side mounts as the shim makes them: /dev/shm in
+    /// `create_sandbox`, then the memory-backed emptyDirs in
+    /// `prepare_volumes` (a disk-backed one is a plain directory).
+    fn set_up(sys: &dyn Sys, dir: &PodDir) -> (PathBuf, PathBuf) {
+        let memory = volume_dir(dir, "cache");
+        let disk = volume_dir(dir, "scratch");
+        fs::create_dir_all(&memory).unwrap();
+        fs::create_dir_all(&disk).unwrap();
+        sandbox::mount_shm(sys, &dir.shm_dir()).unwrap();
+        mount_memory_volume(sys, &memory, "mode=0777,size=1048576").unwrap();
+        (memory, disk)
+    }
+
+    #[test]
+    fn host_mounts_come_down_in_the_reverse_order_of_setup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::new();
+        let (memory, disk) = set_up(&rec, &dir);
+        let shm = dir.shm_dir();
+        assert_eq!(
+            rec.calls(),
+            [
+                tmpfs(
+                    "podlab-shm",
+                    &shm,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    "mode=1777,size=65536k",
+                ),
+                tmpfs(
+                    "podlab-emptydir",
+                    &memory,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    "mode=0777,size=1048576",
+                ),
+            ]
+        );
+        assert!(volumes_mounted(&rec, &dir));
+        assert!(!rec.is_mount_point(&disk));
+
+        assert_eq!(release_mounts(&rec, &dir), Vec::<String>::new());
+        assert_eq!(
+            rec.calls()[2..],
+            [Call::Unmount(memory.clone()), Call::Unmount(shm.clone())]
+        );
+        assert!(!volumes_mounted(&rec, &dir));
+        assert!(!rec.is_mount_point(&shm));
+
+        // Teardown is safe to repeat: nothing is left to unmount.
+        assert_eq!(release_mounts(&rec, &dir), Vec::<String>::new());
+        assert_eq!(rec.calls().len(), 4);
+    }
+
+    #[test]
+    fn setup_does_not_stack_a_second_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::new();
+        set_up(&rec, &dir);
+        set_up(&rec, &dir);
+        assert_eq!(rec.calls().len(), 2, "{:?}", rec.calls());
+    }
+
+    #[test]
+    fn teardown_removes_every_mount_stacked_on_shm_and_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::new();
+        let (memory, _) = set_up(&rec, &dir);
+        // Stacked by hand (a crash between check and mount, an operator).
+        rec.bind(&memory, &memory, false).unwrap();
+        rec.bind(&dir.shm_dir(), &dir.shm_dir(), false).unwrap();
+        assert!(release_mounts(&rec, &dir).is_empty());
+        let unmounts: Vec<Call> = rec.calls()[4..].to_vec();
+        assert_eq!(
+            unmounts,
+            [
+                Call::Unmount(memory.clone()),
+                Call::Unmount(memory),
+                Call::Unmount(dir.shm_dir()),
+                Call::Unmount(dir.shm_dir()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_unmount_is_reported_and_the_rest_still_comes_down() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(tmp.path());
+        let rec = Recording::failing(|c| matches!(c, Call::Unmount(_)));
+        let (memory, _) = set_up(&rec, &dir);
+        let errors = release_mounts(&rec, &dir);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("cache"), "{errors:?}");
+        assert!(errors[1].contains("shm"), "{errors:?}");
+        // One attempt each: a mount that will not go does not loop.
+        assert_eq!(
+            rec.calls()[2..],
+            [Call::Unmount(memory), Call::Unmount(dir.shm_dir())]
+        );
+    }
+
+    #[test]
+    fn a_missing_netns_needs_no_unmount() {
+        let rec = Recording::new();
+        sandbox::remove_netns(&rec, "no-such-pod-uid-for-a-unit-test").unwrap();
+        assert!(rec.calls().is_empty());
+    }
 }

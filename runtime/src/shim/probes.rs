@@ -19,7 +19,7 @@ use crate::probe;
 use crate::store::Event;
 
 use super::terminate::AFTER_HOOK;
-use super::{go_duration, podlab_command, unblock_signals_on_exec, Shim};
+use super::{go_duration, io, podlab_command, unblock_signals_on_exec, Error, Shim};
 
 /// Something the shim waits for on behalf of a container: a hook or probe
 /// helper process, or (`pid: None`) the timer of a `sleep` hook.
@@ -118,7 +118,7 @@ impl Shim {
             let name = c.spec.name.clone();
             match self.spawn_helper(&name, &tag, &request, Some(timeout)) {
                 Ok(h) => self.ctrs[i].probes[k].helper = Some(h),
-                Err(e) => self.probe_done(i, kind, Err(e)),
+                Err(e) => self.probe_done(i, kind, Err(crate::error::chain(&e))),
             }
         }
     }
@@ -131,8 +131,8 @@ impl Shim {
         tag: &str,
         request: &probe::Request,
         timeout: Option<Duration>,
-    ) -> Result<Helper, String> {
-        let json = serde_json::to_string(request).map_err(|e| crate::error::chain(&e))?;
+    ) -> Result<Helper, Error> {
+        let json = serde_json::to_string(request).map_err(Error::HelperRequest)?;
         let (ns, name) = (&self.dir.key.namespace, &self.dir.key.name);
         self.spawn_podlab(
             &format!("{container}.{tag}.out"),
@@ -152,12 +152,14 @@ impl Shim {
         args: &[&str],
         what: &str,
         deadline_after: Option<Duration>,
-    ) -> Result<Helper, String> {
+    ) -> Result<Helper, Error> {
         let out_dir = self.dir.dir.join("probes");
-        fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+        fs::create_dir_all(&out_dir).map_err(io(format!("mkdir {}", out_dir.display())))?;
         let output = out_dir.join(output);
-        let out = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
-        let err = out.try_clone().map_err(|e| crate::error::chain(&e))?;
+        let out = File::create(&output).map_err(io(format!("create {}", output.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(io(format!("dup {}", output.display())))?;
         let mut cmd = podlab_command();
         unblock_signals_on_exec(&mut cmd);
         let child = cmd
@@ -172,7 +174,7 @@ impl Shim {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("spawn {what}: {}", crate::error::chain(&e)))?;
+            .map_err(io(format!("spawn {what}")))?;
         let pid = child.id() as i32;
         std::mem::forget(child);
         let now = Instant::now();

@@ -140,8 +140,7 @@ impl Shim {
         {
             Some(target) => {
                 let source = cdir.join(TERMINATION_LOG);
-                crate::termination::prepare(&source)
-                    .map_err(|e| Error::Other(crate::error::chain(&e)))?;
+                crate::termination::prepare(&source)?;
                 Some(container::FileMount {
                     source,
                     target: target.to_string(),
@@ -346,7 +345,7 @@ impl Shim {
                         }
                         self.ctrs[i].post_start = Some(h)
                     }
-                    Err(e) => self.post_start_done(i, Err(e)),
+                    Err(e) => self.post_start_done(i, Err(crate::error::chain(&e))),
                 }
             }
             Some(Err(e)) => self.post_start_done(i, Err(e)),
@@ -465,6 +464,7 @@ impl Shim {
             // Like the kubelet, no deadline: a slow pull is not a failed one.
             None,
         )
+        .map_err(|e| crate::error::chain(&e))
     }
 
     /// The logins of the pod's image pull secrets, read now (a secret made

@@ -15,7 +15,7 @@ use crate::store::{now_time, Event};
 
 use super::ctr::{Ctr, Role};
 use super::probes::{helper_output, Helper};
-use super::{go_duration, release, release_volumes, Error, Shim};
+use super::{go_duration, release, Error, Shim};
 
 impl Shim {
     /// Reaps every exited child: container exits become terminated states,
@@ -231,8 +231,7 @@ impl Shim {
         for c in &mut self.ctrs {
             c.drop_helpers();
         }
-        let _ = release(&self.config, &self.cgroups, &self.dir, &self.uid);
-        let _ = release_volumes(&self.dir);
+        let _ = release(self.sys, &self.config, &self.cgroups, &self.dir, &self.uid);
         let now = now_time();
         self.status.phase = Some(lifecycle::PENDING.into());
         self.status.reason = None;

@@ -19,7 +19,7 @@ use crate::sys;
 
 use super::ctr::{Ctr, Role};
 use super::probes::Helper;
-use super::{io, release, release_volumes, Error, Shim};
+use super::{io, release, Error, Shim};
 
 /// The least time kubelet leaves between SIGTERM and SIGKILL after a
 /// preStop hook used up the grace period.
@@ -106,8 +106,7 @@ impl Shim {
         for c in &mut self.ctrs {
             c.drop_helpers();
         }
-        let mut errors = release(&self.config, &self.cgroups, &self.dir, &self.uid);
-        errors.extend(release_volumes(&self.dir));
+        let errors = release(self.sys, &self.config, &self.cgroups, &self.dir, &self.uid);
         if !errors.is_empty() {
             return Err(Error::Other(errors.join("; ")));
         }
@@ -212,7 +211,7 @@ impl Shim {
                             s.pre_stop = Some(h);
                         }
                     }
-                    Err(e) => self.pre_stop_done(i, Err(e)),
+                    Err(e) => self.pre_stop_done(i, Err(crate::error::chain(&e))),
                 }
             }
             Some(Err(e)) => self.pre_stop_done(i, Err(e)),

@@ -29,6 +29,7 @@ pub enum Call {
         target: PathBuf,
         readonly: bool,
     },
+    Unmount(PathBuf),
     Mknod {
         path: PathBuf,
         major: u64,
@@ -66,11 +67,13 @@ pub enum Call {
 }
 
 impl Call {
-    /// The mount target of a mount, bind, move_mount, mknod or pivot_root.
+    /// The mount target of a mount, bind, unmount, move_mount, mknod or
+    /// pivot_root.
     pub fn target(&self) -> Option<&Path> {
         match self {
             Call::Mount { target, .. }
             | Call::Bind { target, .. }
+            | Call::Unmount(target)
             | Call::MoveMount { target, .. } => Some(target),
             Call::Mknod { path, .. } | Call::PivotRoot(path) => Some(path),
             _ => None,
@@ -80,10 +83,13 @@ impl Call {
 
 /// Records every call and succeeds, except the calls `fails` picks, which
 /// fail with EPERM (to check that nothing runs after a failed step). Its
-/// fork answers as the child.
+/// fork answers as the child. It keeps a mount table (a stack per target)
+/// so `is_mount_point` answers as the kernel would after the recorded
+/// mounts and unmounts.
 #[derive(Default)]
 pub struct Recording {
     calls: Mutex<Vec<Call>>,
+    mounted: Mutex<Vec<PathBuf>>,
     fails: Option<fn(&Call) -> bool>,
 }
 
@@ -103,8 +109,8 @@ impl Recording {
     /// A recording where the calls `fails` picks fail with EPERM.
     pub fn failing(fails: fn(&Call) -> bool) -> Recording {
         Recording {
-            calls: Mutex::default(),
             fails: Some(fails),
+            ..Recording::default()
         }
     }
 
@@ -120,6 +126,15 @@ impl Recording {
         }
         if fail {
             return Err(nix::Error::EPERM);
+        }
+        Ok(())
+    }
+
+    /// Records a mount onto `target`; a successful one enters the table.
+    fn mounted(&self, op: &'static str, target: &Path, call: Call) -> Result<()> {
+        self.path(op, target, call)?;
+        if let Ok(mut mounted) = self.mounted.lock() {
+            mounted.push(target.to_path_buf());
         }
         Ok(())
     }
@@ -153,7 +168,11 @@ impl Sys for Recording {
             flags,
             data: data.map(str::to_string),
         };
-        self.path("mount", target, call)
+        if flags.contains(MsFlags::MS_REMOUNT) {
+            // A remount changes a mount; it adds none.
+            return self.path("mount", target, call);
+        }
+        self.mounted("mount", target, call)
     }
 
     fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<()> {
@@ -162,7 +181,24 @@ impl Sys for Recording {
             target: target.to_path_buf(),
             readonly,
         };
-        self.path("bind", target, call)
+        self.mounted("bind", target, call)
+    }
+
+    /// Like MNT_DETACH: the top mount at `target` goes, none is no error.
+    fn unmount(&self, target: &Path) -> Result<()> {
+        self.path("unmount", target, Call::Unmount(target.to_path_buf()))?;
+        if let Ok(mut mounted) = self.mounted.lock() {
+            if let Some(i) = mounted.iter().rposition(|m| m == target) {
+                mounted.remove(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn is_mount_point(&self, path: &Path) -> bool {
+        self.mounted
+            .lock()
+            .is_ok_and(|mounted| mounted.iter().any(|m| m == path))
     }
 
     fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<()> {
@@ -244,10 +280,15 @@ impl Sys for Recording {
     }
 
     fn move_mount(&self, tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+        let target = fd_path(target);
         self.io(Call::MoveMount {
             source: fd_path(tree),
-            target: fd_path(target),
-        })
+            target: target.clone(),
+        })?;
+        if let Ok(mut mounted) = self.mounted.lock() {
+            mounted.push(target);
+        }
+        Ok(())
     }
 
     fn set_mount_attr(&self, mount: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
