@@ -118,24 +118,19 @@ pub fn mount_shm(sys: &dyn Sys, dir: &Path) -> Result<(), Error> {
         path: dir.to_path_buf(),
         source,
     })?;
-    if sys.is_mount_point(dir) {
-        return Ok(());
-    }
-    sys.mount(
-        Some("podlab-shm"),
+    sys::mount_tmpfs_once(
+        sys,
+        "podlab-shm",
         dir,
-        Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        "mode=1777,size=65536k",
     )?;
     Ok(())
 }
 
 /// Unmounts the pod's /dev/shm, every mount stacked there included.
 pub fn unmount_shm(sys: &dyn Sys, dir: &Path) -> Result<(), Error> {
-    while sys.is_mount_point(dir) {
-        sys.unmount(dir)?;
-    }
+    sys::unmount_all(sys, dir)?;
     Ok(())
 }
 

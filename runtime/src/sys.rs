@@ -81,6 +81,29 @@ pub trait Sys {
     fn set_mount_attr(&self, mount: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()>;
 }
 
+/// Mounts a tmpfs (`source` names it in mountinfo) at `target` unless
+/// something is mounted there already, so setup is safe to repeat.
+pub fn mount_tmpfs_once(
+    sys: &dyn Sys,
+    source: &str,
+    target: &Path,
+    flags: MsFlags,
+    data: &str,
+) -> Result<()> {
+    if sys.is_mount_point(target) {
+        return Ok(());
+    }
+    sys.mount(Some(source), target, Some("tmpfs"), flags, Some(data))
+}
+
+/// Unmounts every mount stacked at `target`; stops at the first failure.
+pub fn unmount_all(sys: &dyn Sys, target: &Path) -> Result<()> {
+    while sys.is_mount_point(target) {
+        sys.unmount(target)?;
+    }
+    Ok(())
+}
+
 /// The real kernel.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Kernel;

@@ -380,15 +380,12 @@ fn wrong_ip(ip: &str) -> String {
 /// Mounts the tmpfs of a `medium: Memory` emptyDir (`data` holds its mode
 /// and size) unless it is mounted already.
 fn mount_memory_volume(sys: &dyn Sys, path: &Path, data: &str) -> Result<(), Error> {
-    if sys.is_mount_point(path) {
-        return Ok(());
-    }
-    sys.mount(
-        Some("podlab-emptydir"),
+    crate::sys::mount_tmpfs_once(
+        sys,
+        "podlab-emptydir",
         path,
-        Some("tmpfs"),
         nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(data),
+        data,
     )?;
     Ok(())
 }
@@ -413,12 +410,8 @@ pub fn release_volumes(sys: &dyn Sys, dir: &PodDir) -> Vec<String> {
         return errors;
     };
     for e in entries.flatten() {
-        let path = e.path();
-        while sys.is_mount_point(&path) {
-            if let Err(err) = sys.unmount(&path) {
-                errors.push(crate::error::chain(&err));
-                break;
-            }
+        if let Err(err) = crate::sys::unmount_all(sys, &e.path()) {
+            errors.push(crate::error::chain(&err));
         }
     }
     errors
