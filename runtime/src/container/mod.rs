@@ -957,6 +957,17 @@ mod tests {
             .collect()
     }
 
+    /// The first step of every root: nothing propagates back to the node.
+    fn root_made_slave() -> sys::Call {
+        sys::Call::Mount {
+            source: None,
+            target: "/".into(),
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            data: None,
+        }
+    }
+
     #[test]
     fn the_root_is_built_in_order_and_pivoted_into_last() {
         let base = tempfile::tempdir().unwrap();
@@ -965,16 +976,7 @@ mod tests {
         setup_rootfs(&rec, &cfg).unwrap();
         let calls = rec.calls();
         // Nothing propagates back to the node, before anything is mounted.
-        assert_eq!(
-            calls[0],
-            sys::Call::Mount {
-                source: None,
-                target: "/".into(),
-                fstype: None,
-                flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                data: None,
-            }
-        );
+        assert_eq!(calls[0], root_made_slave());
         // overlayfs lists the top layer first.
         let sys::Call::Mount {
             data: Some(data), ..
@@ -1230,13 +1232,7 @@ mod tests {
                 sys::Call::OpenTree(m.source.clone()),
                 setattr(&m.source, false, Some(MsFlags::MS_SLAVE), true),
                 setattr(&m.source, true, None, true),
-                sys::Call::Mount {
-                    source: None,
-                    target: "/".into(),
-                    fstype: None,
-                    flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                    data: None,
-                },
+                root_made_slave(),
             ]
         );
         let n = calls.len();
